@@ -1,0 +1,121 @@
+//! The commands: `run` (the default) and `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use gatehouse_config::{ConfigErrors, Loaded, Severity};
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "gatehouse", version, about = "A reverse proxy that explains every upstream failure")]
+pub(crate) struct Cli {
+    /// Config file (TOML). Without it, the embedded default config is used.
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Serve (the default command).
+    Run,
+    /// Validate a config like `nginx -t`: every problem at once, with file, line and column.
+    Check,
+}
+
+fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {
+    match path {
+        Some(path) => gatehouse_config::load(path),
+        None => Ok(gatehouse_config::default_config()),
+    }
+}
+
+/// `gatehouse check`: 0 when valid (warnings allowed), 1 otherwise.
+pub(crate) fn check(path: Option<&Path>) -> ExitCode {
+    let source = path.map_or_else(|| gatehouse_config::DEFAULT_SOURCE.to_owned(), |p| p.display().to_string());
+    match load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                println!("{warning}");
+            }
+            let config = &loaded.config;
+            println!(
+                "ok: {source} is valid ({} listener(s), {} route(s), {} upstream(s){})",
+                config.server.listen.len(),
+                config.routes.len(),
+                config.upstreams.len(),
+                match loaded.warnings.len() {
+                    0 => String::new(),
+                    n => format!(", {n} warning(s)"),
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            let count = errors.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("{source}: {count} error(s); the config was not accepted");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gatehouse run`: serve until SIGTERM/SIGINT; exit 1 with one line on a startup error.
+pub(crate) fn run(path: Option<&Path>) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!("gatehouse: not starting: the config has errors (see above; `gatehouse check` lists them too)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = loaded.config;
+    crate::logging::init(&config.server);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match config.server.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gatehouse: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let source = config.source.clone();
+        let running = match gatehouse_proxy::Running::start(config).await {
+            Ok(running) => running,
+            Err(err) => {
+                eprintln!("gatehouse: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "gatehouse started");
+        running.serve_until(shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop gatehouse with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,17 @@
+//! The `gatehouse` binary: command line, logging, runtime and signals. Everything on the
+//! request path lives in `gatehouse-proxy`; config parsing and validation in `gatehouse-config`.
+
+mod cli;
+mod logging;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command.unwrap_or(cli::Command::Run) {
+        cli::Command::Run => cli::run(cli.config.as_deref()),
+        cli::Command::Check => cli::check(cli.config.as_deref()),
+    }
+}

@@ -1,0 +1,600 @@
+//! Validation: `raw` types → the [`Config`] model, reporting every problem of meaning at once.
+//!
+//! Owns the defaults, the value checks (durations, sizes, addresses, names) and the cross-field
+//! checks (duplicate listeners, admin clashing with a listener, routes naming unknown upstreams,
+//! duplicate routes, unused upstreams). A bad value is reported and replaced by its default so the
+//! remaining checks still run; the caller refuses the config if anything was an error. Unknown keys
+//! and TOML type errors are `schema`'s, not this module's.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use crate::diag::Sink;
+use crate::model::{
+    Config, DnsConfig, HostMatch, LogFormat, ProxyStatusMode, RouteConfig, ServerConfig,
+    UpstreamConfig,
+};
+use crate::raw::{RawConfig, RawDns, RawRoute, RawServer, RawSize, RawUpstream};
+use crate::values::{self, Bad};
+
+// Defaults. Each is also documented on the model field and in `default.toml`.
+const DEFAULT_NAME: &str = "gatehouse";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_REQUEST_HEADER_SIZE: u64 = 64 * KIB;
+const DEFAULT_MAX_URI_LENGTH: u64 = 8 * KIB;
+const DEFAULT_LOG_LEVEL: &str = "info";
+const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_ROUTE_PATH: &str = "/";
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_RESPONSE_HEADER_SIZE: u64 = 64 * KIB;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+/// hyper refuses (panics on) a header buffer limit below 8 KiB.
+const MIN_HEADER_SIZE: u64 = 8 * KIB;
+const MAX_HEADER_SIZE: u64 = MIB;
+
+/// Builds the model from `raw`, pushing every problem into `sink`. The returned config is only
+/// meaningful if `sink` holds no errors afterwards.
+pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Config {
+    let server = server(raw.server, sink);
+    let dns = dns(raw.dns, sink);
+    let upstreams: Vec<UpstreamConfig> = raw
+        .upstream
+        .iter()
+        .map(|(name, up)| upstream(name, up, sink))
+        .collect();
+    let routes = routes(&raw.route, &raw.upstream, sink);
+    for (name, up) in &raw.upstream {
+        let used = raw.route.iter().any(|r| {
+            r.get_ref()
+                .upstream
+                .as_ref()
+                .is_some_and(|u| u.get_ref() == name)
+        });
+        if !used && !raw.route.is_empty() {
+            sink.warning(
+                Some(up.span()),
+                format!("upstream.{name}"),
+                "no route uses this upstream",
+                format!("add a [[route]] with upstream = \"{name}\", or remove the upstream"),
+            );
+        }
+    }
+    Config {
+        source: source.to_owned(),
+        server,
+        dns,
+        routes,
+        upstreams,
+    }
+}
+
+// === [server] ===
+
+fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
+    let name = match raw.name {
+        None => DEFAULT_NAME.to_owned(),
+        Some(name) if name.get_ref().is_empty() => {
+            let fix =
+                format!("set a name like \"{DEFAULT_NAME}\", or remove `name` to use that default");
+            sink.error(Some(name.span()), "server.name", "name is empty", fix);
+            DEFAULT_NAME.to_owned()
+        }
+        Some(name) if !values::is_sf_token(name.get_ref()) => {
+            sink.error(
+                Some(name.span()),
+                "server.name",
+                format!(
+                    "{:?} is not a valid Proxy-Status member name (an RFC 8941 token)",
+                    name.get_ref()
+                ),
+                "start with a letter, then use letters, digits and !#$%&'*+-.^_`|~:/ (no spaces)",
+            );
+            DEFAULT_NAME.to_owned()
+        }
+        Some(name) => name.into_inner(),
+    };
+    let listen = listen(raw.listen, sink);
+    let admin = raw.admin.and_then(|a| {
+        let addr = parse_at(sink, &a, "server.admin", values::listen_addr)?;
+        if let Some(clash) = listen.iter().find(|l| values::addrs_clash(**l, addr)) {
+            sink.error(
+                Some(a.span()),
+                "server.admin",
+                format!("{addr} clashes with the listen address {clash}"),
+                "give the admin listener its own port, e.g. \"127.0.0.1:9901\"",
+            );
+        }
+        Some(addr)
+    });
+    let workers = raw
+        .workers
+        .and_then(|w| match usize::try_from(*w.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            Ok(_) | Err(_) => {
+                sink.error(
+                    Some(w.span()),
+                    "server.workers",
+                    format!(
+                        "workers = {} would leave no thread to serve requests",
+                        w.get_ref()
+                    ),
+                    "set 1 or more, or remove `workers` to use one per CPU core",
+                );
+                None
+            }
+        });
+    let proxy_status = choice(
+        sink,
+        raw.proxy_status,
+        "server.proxy_status",
+        ProxyStatusMode::Minimal,
+        &[
+            ("off", ProxyStatusMode::Off),
+            ("minimal", ProxyStatusMode::Minimal),
+            ("full", ProxyStatusMode::Full),
+        ],
+    );
+    let log_format = choice(
+        sink,
+        raw.log_format,
+        "server.log_format",
+        LogFormat::Text,
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    );
+    ServerConfig {
+        name,
+        listen,
+        admin,
+        proxy_status,
+        drain_timeout: timeout(
+            sink,
+            raw.drain_timeout,
+            "server.drain_timeout",
+            DEFAULT_DRAIN_TIMEOUT,
+        ),
+        workers,
+        client_header_timeout: timeout(
+            sink,
+            raw.client_header_timeout,
+            "server.client_header_timeout",
+            DEFAULT_CLIENT_HEADER_TIMEOUT,
+        ),
+        max_request_header_size: size(
+            sink,
+            raw.max_request_header_size,
+            "server.max_request_header_size",
+            DEFAULT_MAX_REQUEST_HEADER_SIZE,
+            MIN_HEADER_SIZE,
+        ),
+        max_uri_length: size(
+            sink,
+            raw.max_uri_length,
+            "server.max_uri_length",
+            DEFAULT_MAX_URI_LENGTH,
+            1,
+        ),
+        log_format,
+        log_level: log_level(raw.log_level, sink),
+        access_log: raw.access_log.is_none_or(Spanned::into_inner),
+    }
+}
+
+fn listen(raw: Option<Spanned<Vec<Spanned<String>>>>, sink: &mut Sink<'_>) -> Vec<SocketAddr> {
+    let Some(raw) = raw else {
+        return DEFAULT_LISTEN.parse().into_iter().collect();
+    };
+    if raw.get_ref().is_empty() {
+        let fix = format!(
+            "add one, e.g. listen = [\"{DEFAULT_LISTEN}\"], or remove `listen` to use that default"
+        );
+        sink.error(Some(raw.span()), "server.listen", "no listen address", fix);
+    }
+    let mut out: Vec<(usize, SocketAddr)> = Vec::new();
+    for (i, item) in raw.get_ref().iter().enumerate() {
+        let key = format!("server.listen[{i}]");
+        let Some(addr) = parse_at(sink, item, &key, values::listen_addr) else {
+            continue;
+        };
+        if let Some((j, earlier)) = out.iter().find(|(_, e)| values::addrs_clash(*e, addr)) {
+            let message = if *earlier == addr {
+                format!("{addr} is listed twice (also server.listen[{j}])")
+            } else {
+                format!("{addr} overlaps server.listen[{j}] ({earlier}): both cannot be bound")
+            };
+            sink.error(
+                Some(item.span()),
+                key,
+                message,
+                "remove one of them or change its port",
+            );
+            continue;
+        }
+        out.push((i, addr));
+    }
+    out.into_iter().map(|(_, a)| a).collect()
+}
+
+fn log_level(raw: Option<Spanned<String>>, sink: &mut Sink<'_>) -> String {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let Some(raw) = raw else {
+        return DEFAULT_LOG_LEVEL.to_owned();
+    };
+    let level = raw.get_ref().trim();
+    // Anything with `=`, `,`, `[` or `:` is an EnvFilter directive, checked when logging starts.
+    let is_directive = level.contains(['=', ',', '[', ':']);
+    if !is_directive && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        let fix = match values::closest(level, LEVELS) {
+            Some(similar) => format!("did you mean \"{similar}\"?"),
+            None => "use error, warn, info, debug or trace, or a directive like \"info,gatehouse=debug\"".to_owned(),
+        };
+        sink.error(
+            Some(raw.span()),
+            "server.log_level",
+            format!("{level:?} is not a log level"),
+            fix,
+        );
+        return DEFAULT_LOG_LEVEL.to_owned();
+    }
+    level.to_owned()
+}
+
+// === [dns] ===
+
+fn dns(raw: RawDns, sink: &mut Sink<'_>) -> DnsConfig {
+    let nameservers = raw
+        .nameservers
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, ns)| {
+            parse_at(
+                sink,
+                ns,
+                &format!("dns.nameservers[{i}]"),
+                values::nameserver,
+            )
+        })
+        .collect();
+    DnsConfig {
+        nameservers,
+        timeout: timeout(sink, raw.timeout, "dns.timeout", DEFAULT_DNS_TIMEOUT),
+    }
+}
+
+// === [upstream.NAME] ===
+
+fn upstream(name: &str, raw: &Spanned<RawUpstream>, sink: &mut Sink<'_>) -> UpstreamConfig {
+    let key = |field: &str| format!("upstream.{name}.{field}");
+    if !values::is_upstream_name(name) {
+        sink.error(
+            Some(raw.span()),
+            format!("upstream.{name}"),
+            format!("{name:?} is not a valid upstream name"),
+            "use letters, digits, '-' and '_' only, e.g. [upstream.api]",
+        );
+    }
+    let up = raw.get_ref();
+    let servers = match &up.servers {
+        None => {
+            sink.error(
+                Some(raw.span()),
+                key("servers"),
+                format!("upstream {name:?} has no `servers`"),
+                "add servers = [\"127.0.0.1:3000\"] (host:port of each backend)",
+            );
+            Vec::new()
+        }
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                sink.warning(
+                    Some(list.span()),
+                    key("servers"),
+                    "servers is empty: requests routed here will get 500 proxy_configuration_error",
+                    "add at least one \"host:port\"",
+                );
+            }
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    parse_at(
+                        sink,
+                        s,
+                        &format!("{}[{i}]", key("servers")),
+                        values::server_address,
+                    )
+                })
+                .collect()
+        }
+    };
+    UpstreamConfig {
+        name: name.to_owned(),
+        servers,
+        connect_timeout: timeout(
+            sink,
+            up.connect_timeout.clone(),
+            &key("connect_timeout"),
+            DEFAULT_CONNECT_TIMEOUT,
+        ),
+        response_timeout: timeout(
+            sink,
+            up.response_timeout.clone(),
+            &key("response_timeout"),
+            DEFAULT_RESPONSE_TIMEOUT,
+        ),
+        read_timeout: timeout(
+            sink,
+            up.read_timeout.clone(),
+            &key("read_timeout"),
+            DEFAULT_READ_TIMEOUT,
+        ),
+        send_timeout: timeout(
+            sink,
+            up.send_timeout.clone(),
+            &key("send_timeout"),
+            DEFAULT_SEND_TIMEOUT,
+        ),
+        max_response_header_size: size(
+            sink,
+            up.max_response_header_size.clone(),
+            &key("max_response_header_size"),
+            DEFAULT_MAX_RESPONSE_HEADER_SIZE,
+            MIN_HEADER_SIZE,
+        ),
+    }
+}
+
+// === [[route]] ===
+
+fn routes(
+    raw: &[Spanned<RawRoute>],
+    upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
+    sink: &mut Sink<'_>,
+) -> Vec<RouteConfig> {
+    if raw.is_empty() {
+        sink.error(
+            None,
+            "route",
+            "there are no routes, so every request would get 404",
+            "add a [[route]] with upstream = \"NAME\" (and optionally host and path)",
+        );
+    }
+    let mut seen: BTreeMap<(Option<String>, String), (usize, usize)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, spanned) in raw.iter().enumerate() {
+        let route = spanned.get_ref();
+        let host = match &route.host {
+            None => Ok(None),
+            Some(h) => parse_at(sink, h, &format!("route[{i}].host"), values::host_match)
+                .map(Some)
+                .ok_or(()),
+        };
+        let path = route
+            .path
+            .as_ref()
+            .map_or(DEFAULT_ROUTE_PATH, |p| p.get_ref().as_str());
+        let path_ok = route.path.as_ref().is_none_or(|p| {
+            parse_at(sink, p, &format!("route[{i}].path"), values::route_path).is_some()
+        });
+        let upstream = route_upstream(i, spanned, upstreams, sink);
+        let (Ok(host), true) = (host, path_ok) else {
+            continue;
+        };
+        let host_key = host.as_ref().map(|h| match h {
+            HostMatch::Exact(s) => s.clone(),
+            HostMatch::Suffix(s) => format!("*{s}"),
+        });
+        let line = sink.line_of(spanned.span());
+        if let Some(&(j, line_j)) = seen.get(&(host_key.clone(), path.to_owned())) {
+            sink.error(
+                Some(spanned.span()),
+                format!("route[{i}]"),
+                format!("same host and path as route[{j}] (line {line_j}), so it can never match"),
+                "remove one of them, or change its host or path",
+            );
+            continue;
+        }
+        seen.insert((host_key, path.to_owned()), (i, line));
+        if let Some(upstream) = upstream {
+            out.push(RouteConfig {
+                host,
+                path: path.to_owned(),
+                upstream,
+            });
+        }
+    }
+    out
+}
+
+/// The route's upstream name, if it is given and exists.
+fn route_upstream(
+    i: usize,
+    route: &Spanned<RawRoute>,
+    upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
+    sink: &mut Sink<'_>,
+) -> Option<String> {
+    let key = format!("route[{i}].upstream");
+    let names = || upstreams.keys().map(String::as_str);
+    let listed = || {
+        names()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(name) = &route.get_ref().upstream else {
+        let fix = if upstreams.is_empty() {
+            "add upstream = \"NAME\" and an [upstream.NAME] table with its servers".to_owned()
+        } else {
+            format!("add upstream = one of {}", listed())
+        };
+        sink.error(Some(route.span()), key, "route has no `upstream`", fix);
+        return None;
+    };
+    if upstreams.contains_key(name.get_ref()) {
+        return Some(name.get_ref().clone());
+    }
+    let fix = match values::closest(name.get_ref(), names()) {
+        Some(similar) => format!("did you mean \"{similar}\"?"),
+        None if upstreams.is_empty() => {
+            format!(
+                "define it: add [upstream.{}] with servers = [\"host:port\"]",
+                name.get_ref()
+            )
+        }
+        None => format!(
+            "use one of {}, or add [upstream.{}]",
+            listed(),
+            name.get_ref()
+        ),
+    };
+    sink.error(
+        Some(name.span()),
+        key,
+        format!("there is no upstream named {:?}", name.get_ref()),
+        fix,
+    );
+    None
+}
+
+// === value helpers ===
+
+/// Parses one spanned string, reporting a failure at its position under `key`.
+fn parse_at<T>(
+    sink: &mut Sink<'_>,
+    value: &Spanned<String>,
+    key: &str,
+    parse: impl FnOnce(&str) -> Result<T, Bad>,
+) -> Option<T> {
+    match parse(value.get_ref()) {
+        Ok(v) => Some(v),
+        Err(bad) => {
+            sink.error(Some(value.span()), key, bad.message, bad.fix);
+            None
+        }
+    }
+}
+
+/// A positive duration; `default` when absent or invalid.
+fn timeout(
+    sink: &mut Sink<'_>,
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    let Some(raw) = raw else { return default };
+    match parse_at(sink, &raw, key, values::duration) {
+        Some(d) if d.is_zero() => {
+            sink.error(
+                Some(raw.span()),
+                key,
+                format!(
+                    "{:?} is zero: every operation would time out at once",
+                    raw.get_ref()
+                ),
+                format!(
+                    "use a positive duration, e.g. \"{}\" (the default)",
+                    humantime::format_duration(default)
+                ),
+            );
+            default
+        }
+        Some(d) => d,
+        None => default,
+    }
+}
+
+/// A size in `min..=1MiB`; `default` when absent or invalid.
+fn size(
+    sink: &mut Sink<'_>,
+    raw: Option<Spanned<RawSize>>,
+    key: &str,
+    default: u64,
+    min: u64,
+) -> usize {
+    let Some(raw) = raw else {
+        return to_usize(default);
+    };
+    let parsed = match raw.get_ref() {
+        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| Bad {
+            message: format!("{n} is negative"),
+            fix: "write a size like \"64KiB\"".to_owned(),
+        }),
+        RawSize::Text(s) => values::size(s),
+    };
+    let shown = match raw.get_ref() {
+        RawSize::Bytes(n) => n.to_string(),
+        RawSize::Text(s) => format!("{s:?}"),
+    };
+    let checked = parsed.and_then(|n| {
+        if (min..=MAX_HEADER_SIZE).contains(&n) {
+            Ok(n)
+        } else {
+            Err(Bad {
+                message: format!(
+                    "{shown} is outside the allowed range {} to 1MiB",
+                    human_size(min)
+                ),
+                fix: format!(
+                    "use a size in that range, e.g. \"{}\" (the default)",
+                    human_size(default)
+                ),
+            })
+        }
+    });
+    match checked {
+        Ok(n) => to_usize(n),
+        Err(bad) => {
+            sink.error(Some(raw.span()), key, bad.message, bad.fix);
+            to_usize(default)
+        }
+    }
+}
+
+fn to_usize(n: u64) -> usize {
+    // Sizes are capped at 1 MiB, which fits every usize gatehouse builds for.
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+fn human_size(n: u64) -> String {
+    if n >= KIB && n.is_multiple_of(KIB) {
+        format!("{}KiB", n / KIB)
+    } else {
+        format!("{n}B")
+    }
+}
+
+/// One of a fixed set of words; `default` when absent or invalid.
+fn choice<T: Copy>(
+    sink: &mut Sink<'_>,
+    raw: Option<Spanned<String>>,
+    key: &str,
+    default: T,
+    options: &[(&str, T)],
+) -> T {
+    let Some(raw) = raw else { return default };
+    if let Some((_, v)) = options.iter().find(|(word, _)| *word == raw.get_ref()) {
+        return *v;
+    }
+    let words = options
+        .iter()
+        .map(|(w, _)| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    sink.error(
+        Some(raw.span()),
+        key,
+        format!("{:?} is not one of {words}", raw.get_ref()),
+        format!("use one of {words}"),
+    );
+    default
+}

@@ -1,0 +1,317 @@
+//! Bodies streamed through the proxy, in both directions, without buffering them whole.
+//!
+//! - [`RequestBody`]: the client's body on its way upstream. Bounds how long the client may
+//!   pause (`client_header_timeout` doubles as the body idle timeout), tells the attempt when the
+//!   last byte was handed to the upstream connection (that starts `response_timeout`), and turns
+//!   client-side body errors into [`DownstreamBodyError`], which the classifier recognises.
+//! - [`ProxyBody`]: what goes back to the client: a generated body, or the upstream's body
+//!   wrapped in [`UpstreamBody`], which enforces `read_timeout`, classifies mid-body failures,
+//!   returns the connection to the pool after a complete body, and emits the access record when
+//!   the response ends. A failure after the headers went out is returned to hyper as an error,
+//!   which aborts the downstream response (no final chunk; the connection closes short of
+//!   Content-Length), so a truncated body never looks complete.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+use crate::failure::classify;
+use crate::failure::{Failure, FailureKind, Phase};
+use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
+use crate::upstream::pool::{Conn, Server};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A client-side failure while reading the request body; carried through hyper's client error
+/// chain so the attempt can tell "the client broke" from "the upstream broke".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DownstreamBodyError(pub Failure);
+
+/// A failure that aborted the downstream response after its headers were sent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AbortedResponse(pub Failure);
+
+// === RequestBody ===
+
+/// The client's request body, forwarded to the upstream.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    idle_timeout: Duration,
+    idle: IdleTimer,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    /// An empty body (GET and friends, or retries of bodiless requests).
+    pub fn empty() -> Self {
+        Self { inner: None, idle_timeout: Duration::ZERO, idle: IdleTimer::default(), sent: None }
+    }
+
+    /// Wraps the client's body. The receiver fires once the body was fully handed over.
+    pub fn streaming(inner: Incoming, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Self { inner: Some(inner), idle_timeout, idle: IdleTimer::default(), sent: Some(tx) }, rx)
+    }
+
+    fn finished(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.disarm();
+                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    this.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let failure = classify::request_body_error(&err);
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
+            Poll::Ready(None) => {
+                this.finished();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = this.idle_timeout;
+                ready!(this.idle.poll_expired(cx, timeout));
+                let failure = Failure::client(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("client sent no request body bytes for {timeout:?}"),
+                );
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+// === IdleTimer ===
+
+/// A timer for "no progress for `timeout`": armed when a poll finds nothing to do, disarmed on
+/// progress. The sleep is allocated once per body and reset afterwards.
+#[derive(Debug, Default)]
+struct IdleTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl IdleTimer {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> Poll<()> {
+        let deadline = Instant::now() + timeout;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            sleep.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        ready!(sleep.as_mut().poll(cx));
+        self.armed = false;
+        Poll::Ready(())
+    }
+}
+
+// === ProxyBody ===
+
+/// The body of every response gatehouse sends downstream.
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// A body gatehouse generated (error pages, admin endpoints); `None` once sent.
+    Full(Option<Bytes>),
+    Upstream(UpstreamBody),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    pub fn empty() -> Self {
+        Self::Full(None)
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(bytes) => bytes.is_none(),
+            Self::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// What an upstream body needs to finish its request once the last byte passed (or failed).
+#[derive(Debug)]
+pub struct Finish {
+    pub record: AccessRecord,
+    pub conn: Conn,
+    pub server: Arc<Server>,
+    pub pool: Arc<str>,
+    /// Whether the response used chunked framing (a body decode error is then a
+    /// transfer-coding failure).
+    pub chunked: bool,
+}
+
+/// The upstream's response body on its way downstream.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    read_timeout: Duration,
+    idle: IdleTimer,
+    finish: Option<Box<Finish>>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, read_timeout: Duration, finish: Finish) -> Self {
+        Self { inner, read_timeout, idle: IdleTimer::default(), finish: Some(Box::new(finish)) }
+    }
+
+    /// The response ended: a complete body returns the connection to the pool; a failure logs
+    /// its warning and records its kind. Either way the access record is written once.
+    fn complete(&mut self, failure: Option<&Failure>) {
+        let Some(finish) = self.finish.take() else { return };
+        let Finish { mut record, conn, server, pool, .. } = *finish;
+        match failure {
+            None => server.checkin(conn),
+            Some(failure) => {
+                record.failure = Some(failure.kind.token());
+                log_failure(
+                    failure,
+                    &AttemptContext {
+                        request_id: &record.request_id,
+                        pool: Some(&pool),
+                        server: Some(&server.label),
+                        attempt: record.attempts,
+                        request_sent: true,
+                    },
+                );
+                drop(conn);
+            }
+        }
+        record.emit();
+    }
+
+    fn fail(&mut self, failure: Failure) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.complete(Some(&failure));
+        Poll::Ready(Some(Err(Box::new(AbortedResponse(failure)))))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if this.finish.is_none() {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.disarm();
+                if let (Some(data), Some(finish)) = (frame.data_ref(), this.finish.as_mut()) {
+                    finish.record.body_bytes += data.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.complete(None);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(None) => {
+                this.complete(None);
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(err))) => {
+                let chunked = this.finish.as_ref().is_some_and(|f| f.chunked);
+                this.fail(classify::response_body_error(&err, chunked))
+            }
+            Poll::Pending => {
+                let timeout = this.read_timeout;
+                ready!(this.idle.poll_expired(cx, timeout));
+                this.fail(Failure::new(
+                    FailureKind::ConnectionReadTimeout,
+                    Phase::ReadingResponseBody,
+                    format!("upstream sent no response body bytes for {timeout:?}"),
+                ))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finish.is_none() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        let Some(finish) = self.finish.as_mut() else { return };
+        if self.inner.is_end_stream() {
+            // Bodiless responses (HEAD, 204, 304) are never polled; the exchange is complete.
+            self.complete(None);
+        } else {
+            // The client went away mid-response; the connection has unread bytes and is dropped.
+            finish.record.client_aborted = true;
+            let finish = self.finish.take();
+            if let Some(finish) = finish {
+                finish.record.emit();
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Classifying errors that come out of hyper into failure kinds.
+//!
+//! Where gatehouse itself detects a failure (connect, DNS, its own timeouts) the kind is set at
+//! the detection site. What hyper reports is classified here, from hyper's predicates
+//! (`is_parse`, `is_incomplete_message`, ...) and by walking `source()` for the I/O error or for
+//! gatehouse's own marker errors ([`WriteStalled`], [`DownstreamBodyError`]), never from message
+//! strings. The byte counts of the connection decide what the predicates cannot: a close before
+//! any response byte is `connection_terminated`, after some is `http_response_incomplete`.
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::StatusCode;
+
+use super::{Failure, FailureKind, Phase};
+use crate::body::DownstreamBodyError;
+use crate::upstream::io::WriteStalled;
+
+/// The first error of type `T` in the `source()` chain of `err` (including `err`).
+pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The deepest I/O error in the chain, if any.
+fn io_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
+    find_cause::<io::Error>(err)
+}
+
+/// What was known about the connection when the response head failed.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadFacts {
+    /// Response bytes received on this request before the error.
+    pub response_bytes: u64,
+    /// Whether the connection had served earlier requests.
+    pub reused: bool,
+}
+
+/// A failure while sending the request or waiting for the response head.
+pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
+    let chain: &(dyn StdError + 'static) = err;
+    if let Some(DownstreamBodyError(failure)) = find_cause::<DownstreamBodyError>(chain) {
+        return failure.clone();
+    }
+    if let Some(stalled) = find_cause::<WriteStalled>(chain) {
+        return Failure::new(
+            FailureKind::ConnectionWriteTimeout,
+            Phase::SendingRequest,
+            format!("upstream stopped reading the request: {stalled}"),
+        );
+    }
+    if err.is_parse_too_large() {
+        let mut failure = Failure::new(
+            FailureKind::HttpResponseHeaderSectionSize,
+            Phase::ReadingResponseHeaders,
+            format!(
+                "response header section exceeds max_response_header_size ({} bytes received without the end of the headers)",
+                facts.response_bytes
+            ),
+        );
+        failure.params.header_section_size = Some(facts.response_bytes);
+        return failure;
+    }
+    if err.is_parse() || err.is_parse_status() {
+        return Failure::new(
+            FailureKind::HttpProtocolError,
+            Phase::ReadingResponseHeaders,
+            format!("invalid HTTP/1.x response head: {}", describe(err)),
+        );
+    }
+    let closed_early = facts.response_bytes == 0;
+    let stale = if facts.reused { " (on a reused keep-alive connection)" } else { "" };
+    if err.is_incomplete_message() || err.is_closed() || err.is_canceled() || is_reset(chain) {
+        return if closed_early {
+            let mut failure = Failure::new(
+                FailureKind::ConnectionTerminated,
+                Phase::ReadingResponseHeaders,
+                format!("upstream closed the connection before sending any response byte{stale}: {}", describe(err)),
+            );
+            failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
+            failure
+        } else {
+            Failure::new(
+                FailureKind::HttpResponseIncomplete,
+                Phase::ReadingResponseHeaders,
+                format!(
+                    "upstream closed the connection after {} bytes of the response head: {}",
+                    facts.response_bytes,
+                    describe(err)
+                ),
+            )
+        };
+    }
+    let phase = if closed_early { Phase::SendingRequest } else { Phase::ReadingResponseHeaders };
+    let mut failure = Failure::new(FailureKind::ConnectionTerminated, phase, describe(err));
+    failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
+    failure
+}
+
+/// A failure while streaming the response body (after the head was received).
+pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Failure {
+    if let Some(io) = io_error(err) {
+        match io.kind() {
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData if chunked => {
+                let mut failure = Failure::new(
+                    FailureKind::HttpResponseTransferCoding,
+                    Phase::ReadingResponseBody,
+                    format!("invalid chunked encoding in the response body: {io}"),
+                );
+                failure.params.coding = Some("chunked".to_owned());
+                return failure;
+            }
+            _ => {}
+        }
+    }
+    let mut failure = Failure::new(
+        FailureKind::HttpResponseIncomplete,
+        Phase::ReadingResponseBody,
+        format!("upstream closed the connection before the end of the response body: {}", describe(err)),
+    );
+    failure.os_error = io_error(err).and_then(io::Error::raw_os_error);
+    failure
+}
+
+/// A failure while reading the client's request body.
+pub fn request_body_error(err: &hyper::Error) -> Failure {
+    let chain: &(dyn StdError + 'static) = err;
+    let why = if io_error(chain).is_some_and(|e| matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData)) {
+        "invalid chunked encoding in the request body"
+    } else {
+        "the client closed the connection before sending the whole request body"
+    };
+    Failure::client(StatusCode::BAD_REQUEST, format!("{why}: {}", describe(err)))
+}
+
+fn is_reset(err: &(dyn StdError + 'static)) -> bool {
+    io_error(err).is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof
+        )
+    })
+}
+
+/// hyper's Display names only the outermost error; the operator needs the whole chain.
+pub fn describe(err: &(dyn StdError + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut current = err.source();
+    while let Some(e) = current {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        current = e.source();
+    }
+    text
+}

@@ -1,0 +1,316 @@
+//! Downstream connections: the accept loop and serving one HTTP/1.1 connection.
+//!
+//! Owns keep-alive, the header read timeout (408), request-parsing limits, panic isolation
+//! (a panic in one request is answered 500 `proxy_internal_error` and touches no other
+//! connection) and graceful drain on shutdown.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use futures_util::FutureExt as _;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::body::ProxyBody;
+use crate::failure::{Failure, FailureKind, Phase};
+use crate::observe::access_log::{AttemptContext, log_failure};
+use crate::respond::{self, ErrorContext};
+use crate::service;
+use crate::snapshot::Snapshot;
+
+/// Connections currently open, so shutdown can wait for them to drain.
+#[derive(Debug, Default)]
+pub struct ConnTracker {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+impl ConnTracker {
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ConnGuard(Arc<ConnTracker>);
+
+impl ConnGuard {
+    fn new(tracker: &Arc<ConnTracker>) -> Self {
+        tracker.open.fetch_add(1, Ordering::AcqRel);
+        Self(Arc::clone(tracker))
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn accept_loop(
+    listener: TcpListener,
+    snapshot: Arc<Snapshot>,
+    tracker: Arc<ConnTracker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, client)) => {
+                let guard = ConnGuard::new(&tracker);
+                let snapshot = Arc::clone(&snapshot);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, client, snapshot, shutdown).await;
+                    drop(guard);
+                });
+            }
+            Err(err) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::error!(error = %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Bytes read and written on a client connection, to tell "a request was half sent" (408)
+/// from "an idle keep-alive connection timed out" (close silently).
+#[derive(Debug, Default)]
+struct ClientActivity {
+    read: AtomicU64,
+    read_at_last_write: AtomicU64,
+}
+
+async fn serve_connection(stream: TcpStream, client: SocketAddr, snapshot: Arc<Snapshot>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    // A second handle on the socket, to answer 408 after hyper gave up on the connection.
+    let spare = stream_spare(&stream);
+    let activity = Arc::new(ClientActivity::default());
+    let io = TokioIo::new(ClientIo { inner: stream, activity: Arc::clone(&activity) });
+    let server = &snapshot.config.server;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(server.client_header_timeout)
+        // hyper's own limits sit above gatehouse's, so that requests between the two get
+        // gatehouse's full 414/431 answer; only far larger ones get hyper's bare one.
+        .max_buf_size((server.max_request_header_size * 2).max(server.max_uri_length * 2).max(16 * 1024))
+        .max_headers(1000);
+    let service_snapshot = Arc::clone(&snapshot);
+    let service = service_fn(move |req: Request<Incoming>| {
+        let snapshot = Arc::clone(&service_snapshot);
+        async move { Ok::<_, Infallible>(handle_isolated(snapshot, client, req).await) }
+    });
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(err) = result {
+        on_connection_error(&err, client, &snapshot, &activity, spare);
+    }
+}
+
+/// Runs the pipeline, answering a panic with 500 `proxy_internal_error`.
+async fn handle_isolated(snapshot: Arc<Snapshot>, client: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+    let head_only = req.method() == http::Method::HEAD;
+    let accept = req.headers().get(http::header::ACCEPT).cloned();
+    let handled = std::panic::AssertUnwindSafe(service::handle(Arc::clone(&snapshot), client, req))
+        .catch_unwind()
+        .await;
+    match handled {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            let failure = Failure::new(FailureKind::ProxyInternalError, Phase::Internal, format!("panic: {message}"));
+            let request_id = service::new_request_id();
+            log_failure(
+                &failure,
+                &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false },
+            );
+            let mut headers = http::HeaderMap::new();
+            if let Some(accept) = accept {
+                headers.insert(http::header::ACCEPT, accept);
+            }
+            respond::render(
+                &failure,
+                &ErrorContext {
+                    request_id: &request_id,
+                    request_headers: Some(&headers),
+                    head_only,
+                    next_hop: None,
+                    proxy_status: &snapshot.proxy_status,
+                },
+            )
+        }
+    }
+}
+
+/// hyper ended the connection with an error: log it, and answer 408 when the client stalled
+/// part-way through a request head (hyper closes without a response there).
+fn on_connection_error(
+    err: &hyper::Error,
+    client: SocketAddr,
+    snapshot: &Snapshot,
+    activity: &ClientActivity,
+    spare: Option<std::net::TcpStream>,
+) {
+    if err.is_timeout() {
+        let partial = activity.read.load(Ordering::Relaxed) > activity.read_at_last_write.load(Ordering::Relaxed);
+        if !partial {
+            return; // an idle keep-alive connection: closing it is normal
+        }
+        let failure = Failure::client(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "client did not send a complete request header section within client_header_timeout ({:?})",
+                snapshot.config.server.client_header_timeout
+            ),
+        );
+        let request_id = service::new_request_id();
+        log_failure(&failure, &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false });
+        let response = respond::render(
+            &failure,
+            &ErrorContext { request_id: &request_id, request_headers: None, head_only: false, next_hop: None, proxy_status: &snapshot.proxy_status },
+        );
+        if let Some(mut spare) = spare {
+            let _ = spare.write_all(&serialize_small_response(response));
+            let _ = spare.shutdown(std::net::Shutdown::Both);
+        }
+        return;
+    }
+    if err.is_parse() || err.is_parse_too_large() || err.is_parse_status() {
+        // hyper has answered 400/414/431 itself; the log line is ours.
+        let failure = Failure::client(StatusCode::BAD_REQUEST, format!("unparseable request from {client}: {}", crate::failure::classify::describe(err)));
+        let request_id = service::new_request_id();
+        log_failure(&failure, &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false });
+        return;
+    }
+    tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
+}
+
+/// Writes a generated response as HTTP/1.1 bytes (used only where hyper no longer owns the
+/// connection).
+fn serialize_small_response(response: Response<ProxyBody>) -> Vec<u8> {
+    let (parts, body) = response.into_parts();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    if let ProxyBody::Full(Some(bytes)) = body {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+fn stream_spare(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    let sock = socket2::SockRef::from(stream);
+    sock.try_clone().ok().map(std::net::TcpStream::from)
+}
+
+/// The client socket, counting activity for [`ClientActivity`].
+struct ClientIo {
+    inner: TcpStream,
+    activity: Arc<ClientActivity>,
+}
+
+impl tokio::io::AsyncRead for ClientIo {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.activity.read.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientIo {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.mark_write();
+        std::pin::Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        this.mark_write();
+        std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl ClientIo {
+    fn mark_write(&self) {
+        let read = self.activity.read.load(Ordering::Relaxed);
+        self.activity.read_at_last_write.store(read, Ordering::Relaxed);
+    }
+}

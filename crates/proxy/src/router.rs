@@ -1,0 +1,172 @@
+//! Routing: which upstream serves a request, by host (exact or `*.suffix`) and path prefix.
+//!
+//! Routes are ranked once, when the snapshot is built, from most to least specific: an exact
+//! host beats a wildcard, a longer wildcard beats a shorter one, any host comes last; within
+//! that, the longest path prefix wins; file order breaks ties. A request takes the first route
+//! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
+//! but not `/apiary` (a prefix ending in `/` matches anything under it).
+
+use gatehouse_config::{HostMatch, RouteConfig};
+
+/// A compiled route table.
+#[derive(Debug)]
+pub struct Router {
+    routes: Vec<CompiledRoute>,
+}
+
+#[derive(Debug)]
+struct CompiledRoute {
+    host: Option<HostMatch>,
+    path: String,
+    /// Index into the snapshot's upstream list.
+    upstream: usize,
+    /// The route as written, for logs (`host/path`).
+    label: std::sync::Arc<str>,
+}
+
+/// The outcome of routing a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'a> {
+    pub upstream: usize,
+    pub label: &'a std::sync::Arc<str>,
+}
+
+impl Router {
+    /// `upstream_index` maps an upstream name to its index in the snapshot.
+    pub fn new(routes: &[RouteConfig], upstream_index: impl Fn(&str) -> Option<usize>) -> Self {
+        let mut compiled: Vec<(usize, CompiledRoute)> = routes
+            .iter()
+            .enumerate()
+            .filter_map(|(order, route)| {
+                let upstream = upstream_index(&route.upstream)?;
+                let host = match &route.host {
+                    Some(HostMatch::Exact(h)) => h.clone(),
+                    Some(HostMatch::Suffix(s)) => format!("*{s}"),
+                    None => String::new(),
+                };
+                let label = format!("{host}{}", route.path).into();
+                Some((order, CompiledRoute { host: route.host.clone(), path: route.path.clone(), upstream, label }))
+            })
+            .collect();
+        compiled.sort_by(|(order_a, a), (order_b, b)| {
+            rank(b).cmp(&rank(a)).then(order_a.cmp(order_b))
+        });
+        Self { routes: compiled.into_iter().map(|(_, route)| route).collect() }
+    }
+
+    /// The route for a request to `host` (lowercase, no port) and `path`.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<Routed<'_>> {
+        self.routes
+            .iter()
+            .find(|route| host_matches(route.host.as_ref(), host) && path_matches(&route.path, path))
+            .map(|route| Routed { upstream: route.upstream, label: &route.label })
+    }
+}
+
+/// Specificity: (host class, host length, path length).
+fn rank(route: &CompiledRoute) -> (u8, usize, usize) {
+    let (class, len) = match &route.host {
+        Some(HostMatch::Exact(h)) => (2, h.len()),
+        Some(HostMatch::Suffix(s)) => (1, s.len()),
+        None => (0, 0),
+    };
+    (class, len, route.path.len())
+}
+
+fn host_matches(pattern: Option<&HostMatch>, host: Option<&str>) -> bool {
+    match (pattern, host) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(HostMatch::Exact(want)), Some(host)) => want == host,
+        (Some(HostMatch::Suffix(suffix)), Some(host)) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+    }
+}
+
+fn path_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" || prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The request's host for routing: `Host` (or the absolute-form authority), lowercase, without
+/// port and trailing dot.
+pub fn request_host(req: &http::request::Parts) -> Option<String> {
+    let raw = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(http::uri::Authority::as_str))?;
+    let without_port = if raw.starts_with('[') {
+        raw.split(']').next().map(|h| format!("{h}]"))?
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(host, _)| host).to_owned()
+    };
+    Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<HostMatch>, path: &str, upstream: &str) -> RouteConfig {
+        RouteConfig { host, path: path.to_owned(), upstream: upstream.to_owned() }
+    }
+
+    fn router() -> Router {
+        let routes = vec![
+            route(None, "/", "default"),
+            route(None, "/api", "api"),
+            route(None, "/api/v2/", "api2"),
+            route(Some(HostMatch::Suffix(".example.com".into())), "/", "wild"),
+            route(Some(HostMatch::Suffix(".eu.example.com".into())), "/", "eu"),
+            route(Some(HostMatch::Exact("www.example.com".into())), "/", "www"),
+            route(Some(HostMatch::Exact("www.example.com".into())), "/static", "static"),
+        ];
+        let names = ["default", "api", "api2", "wild", "eu", "www", "static"];
+        Router::new(&routes, |name| names.iter().position(|n| *n == name))
+    }
+
+    fn pick(host: Option<&str>, path: &str) -> Option<usize> {
+        router().route(host, path).map(|r| r.upstream)
+    }
+
+    #[test]
+    fn longest_prefix_wins_on_segment_boundaries() {
+        assert_eq!(pick(None, "/"), Some(0));
+        assert_eq!(pick(None, "/api"), Some(1));
+        assert_eq!(pick(None, "/api/users"), Some(1));
+        assert_eq!(pick(None, "/apiary"), Some(0));
+        assert_eq!(pick(None, "/api/v2/x"), Some(2));
+        assert_eq!(pick(None, "/api/v2"), Some(1));
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_beats_any() {
+        assert_eq!(pick(Some("www.example.com"), "/"), Some(5));
+        assert_eq!(pick(Some("www.example.com"), "/static/a.css"), Some(6));
+        assert_eq!(pick(Some("shop.example.com"), "/"), Some(3));
+        assert_eq!(pick(Some("a.eu.example.com"), "/"), Some(4));
+        assert_eq!(pick(Some("example.com"), "/api"), Some(1));
+        assert_eq!(pick(Some("other.org"), "/x"), Some(0));
+    }
+
+    #[test]
+    fn no_match_without_catch_all() {
+        let routes = vec![route(Some(HostMatch::Exact("a.com".into())), "/", "a")];
+        let router = Router::new(&routes, |_| Some(0));
+        assert!(router.route(Some("b.com"), "/").is_none());
+        assert!(router.route(None, "/").is_none());
+    }
+
+    #[test]
+    fn host_normalisation() {
+        let req = http::Request::get("/").header("host", "WWW.Example.COM.:8080").body(()).unwrap();
+        assert_eq!(request_host(&req.into_parts().0).as_deref(), Some("www.example.com"));
+        let req = http::Request::get("/").header("host", "[::1]:80").body(()).unwrap();
+        assert_eq!(request_host(&req.into_parts().0).as_deref(), Some("[::1]"));
+    }
+}

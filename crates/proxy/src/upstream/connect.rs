@@ -1,0 +1,95 @@
+//! Opening a new upstream connection: resolve, TCP connect within `connect_timeout`, HTTP/1.1
+//! handshake. Each phase classifies its own failure where the facts are known.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::dns::Dns;
+use super::io::UpstreamIo;
+use super::pool::{Conn, Server};
+use crate::body::RequestBody;
+use crate::failure::{Failure, FailureKind, Phase};
+
+/// How long a fresh connection took, for the access log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectTiming {
+    pub dns: Option<Duration>,
+    pub connect: Duration,
+}
+
+/// Opens a new connection to `server` and starts its hyper connection task.
+pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming), Failure> {
+    let settings = server.settings();
+    let mut timing = ConnectTiming::default();
+    let ip = match server.address.ip {
+        Some(ip) => ip,
+        None => {
+            let started = Instant::now();
+            let addrs = dns.resolve(&server.address.host).await?;
+            timing.dns = Some(started.elapsed());
+            pick_address(&addrs)
+        }
+    };
+    let addr = SocketAddr::new(ip, server.address.port);
+    let started = Instant::now();
+    let stream = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err(Failure::new(
+                FailureKind::ConnectionTimeout,
+                Phase::Connecting,
+                format!("connect to {addr} did not complete within {:?}", settings.connect_timeout),
+            ));
+        }
+        Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
+        Ok(Ok(stream)) => stream,
+    };
+    timing.connect = started.elapsed();
+    // Small writes (request heads) must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+
+    let (io, stats) = UpstreamIo::new(stream, settings.send_timeout);
+    let mut builder = http1::Builder::new();
+    builder
+        .max_buf_size(settings.max_response_header_size.max(8192))
+        .max_headers(1000);
+    let (sender, connection) = builder
+        .handshake::<_, RequestBody>(TokioIo::new(io))
+        .await
+        .map_err(|err| Failure::new(FailureKind::ProxyInternalError, Phase::Connecting, err.to_string()))?;
+    tokio::spawn(async move {
+        // Errors surface to the request through its response or body; the log line is written there.
+        let _ = connection.await;
+    });
+    Ok((Conn::new(sender, stats, addr, false), timing))
+}
+
+/// Prefers IPv4 when both families resolve; the first address otherwise.
+fn pick_address(addrs: &[IpAddr]) -> IpAddr {
+    addrs.iter().copied().find(IpAddr::is_ipv4).unwrap_or(addrs[0])
+}
+
+/// connect(2) errors by errno: refused, unreachable, timed out (by the kernel), denied.
+pub fn classify_connect_error(addr: SocketAddr, err: &io::Error) -> Failure {
+    let kind = match err.kind() {
+        io::ErrorKind::ConnectionRefused => FailureKind::ConnectionRefused,
+        io::ErrorKind::NetworkUnreachable | io::ErrorKind::HostUnreachable => {
+            FailureKind::DestinationIpUnroutable
+        }
+        io::ErrorKind::TimedOut => FailureKind::ConnectionTimeout,
+        io::ErrorKind::PermissionDenied => FailureKind::DestinationIpProhibited,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => FailureKind::ConnectionTerminated,
+        _ => match err.raw_os_error() {
+            Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => {
+                FailureKind::DestinationIpUnroutable
+            }
+            _ => FailureKind::ProxyInternalError,
+        },
+    };
+    Failure::new(kind, Phase::Connecting, format!("connect to {addr}: {err}")).with_os_error(err)
+}

@@ -1,0 +1,130 @@
+//! The upstream socket wrapper: counts bytes each way and turns a stalled write into an error.
+//!
+//! Byte counts are what tell `connection_terminated` (no response byte arrived) from
+//! `http_response_incomplete` (part of the head arrived) and what record whether any byte of the
+//! request went out (replay safety). hyper has no write timeout, so a write that stays pending
+//! longer than `send_timeout` (the upstream stopped reading the request) fails here with
+//! [`WriteStalled`], which the classifier finds in hyper's error chain.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// Byte counters of one upstream connection, shared with the requests that use it.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl ConnStats {
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// The error a write fails with once it has been stalled for `send_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream accepted no request bytes for {0:?}")]
+pub struct WriteStalled(pub Duration);
+
+#[derive(Debug)]
+pub struct UpstreamIo {
+    inner: TcpStream,
+    stats: Arc<ConnStats>,
+    send_timeout: Duration,
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamIo {
+    pub fn new(inner: TcpStream, send_timeout: Duration) -> (Self, Arc<ConnStats>) {
+        let stats = Arc::new(ConnStats::default());
+        let io = Self { inner, stats: Arc::clone(&stats), send_timeout, stall: None };
+        (io, stats)
+    }
+
+    /// Called when a write is pending: arms the stall timer, or fails once it fired.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let timeout = self.send_timeout;
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stall.as_mut().poll(cx));
+        self.stall = None;
+        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, WriteStalled(timeout)))
+    }
+
+    fn on_written(&mut self, n: usize) {
+        self.stall = None;
+        self.stats.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+use std::future::Future;
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        let n = buf.filled().len() - before;
+        this.stats.read.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                this.on_written(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_stall(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.on_written(n);
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_stall(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
