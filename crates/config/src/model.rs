@@ -38,9 +38,10 @@ pub struct ServerConfig {
     /// A client must send a complete request header section within this time (408 otherwise);
     /// also how long an idle keep-alive connection is kept. Default 30s.
     pub client_header_timeout: Duration,
-    /// Largest request header section accepted (431 above). Default 64 KiB.
+    /// Largest request header section accepted (431 above). Default 64 KiB; between 8 KiB (hyper's
+    /// smallest buffer) and 1 MiB.
     pub max_request_header_size: usize,
-    /// Longest request target accepted (414 above). Default 8 KiB.
+    /// Longest request target accepted (414 above). Default 8 KiB; at most 1 MiB.
     pub max_uri_length: usize,
     /// Log line format. Default text.
     pub log_format: LogFormat,
@@ -112,7 +113,7 @@ pub struct UpstreamConfig {
     pub read_timeout: Duration,
     /// Longest stall while writing the request to the upstream. Default 30s.
     pub send_timeout: Duration,
-    /// Largest response header section accepted. Default 64 KiB; at least 8 KiB.
+    /// Largest response header section accepted. Default 64 KiB; between 8 KiB and 1 MiB.
     pub max_response_header_size: usize,
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::*;
 
 mod diagnostics;
+mod routes;
 
 /// Valid upstream + route, appended to texts that test something else.
 const TAIL: &str =

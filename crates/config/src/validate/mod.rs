@@ -5,20 +5,25 @@
 //! duplicate routes, unused upstreams). A bad value is reported and replaced by its default so the
 //! remaining checks still run; the caller refuses the config if anything was an error. Unknown keys
 //! and TOML type errors are `schema`'s, not this module's.
+//!
+//! `[server]`, `[dns]` and `[upstream.NAME]` are here; `routes` checks `[[route]]`; `fields` reads
+//! single values (durations, sizes, enumerations) with their limits.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use crate::diag::Sink;
-use crate::model::{
-    Config, DnsConfig, HostMatch, LogFormat, ProxyStatusMode, RouteConfig, ServerConfig,
-    UpstreamConfig,
-};
-use crate::raw::{RawConfig, RawDns, RawRoute, RawServer, RawSize, RawUpstream};
-use crate::values::{self, Bad};
+use crate::model::{Config, DnsConfig, LogFormat, ProxyStatusMode, ServerConfig, UpstreamConfig};
+use crate::raw::{RawConfig, RawDns, RawServer, RawUpstream};
+use crate::values;
+
+mod fields;
+mod routes;
+
+use fields::{choice, parse_at, size, timeout};
+use routes::routes;
 
 // Defaults. Each is also documented on the model field and in `default.toml`.
 const DEFAULT_NAME: &str = "gatehouse";
@@ -352,249 +357,4 @@ fn upstream(name: &str, raw: &Spanned<RawUpstream>, sink: &mut Sink<'_>) -> Upst
             MIN_HEADER_SIZE,
         ),
     }
-}
-
-// === [[route]] ===
-
-fn routes(
-    raw: &[Spanned<RawRoute>],
-    upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
-    sink: &mut Sink<'_>,
-) -> Vec<RouteConfig> {
-    if raw.is_empty() {
-        sink.error(
-            None,
-            "route",
-            "there are no routes, so every request would get 404",
-            "add a [[route]] with upstream = \"NAME\" (and optionally host and path)",
-        );
-    }
-    let mut seen: BTreeMap<(Option<String>, String), (usize, usize)> = BTreeMap::new();
-    let mut out = Vec::new();
-    for (i, spanned) in raw.iter().enumerate() {
-        let route = spanned.get_ref();
-        let host = match &route.host {
-            None => Ok(None),
-            Some(h) => parse_at(sink, h, &format!("route[{i}].host"), values::host_match)
-                .map(Some)
-                .ok_or(()),
-        };
-        let path = route
-            .path
-            .as_ref()
-            .map_or(DEFAULT_ROUTE_PATH, |p| p.get_ref().as_str());
-        let path_ok = route.path.as_ref().is_none_or(|p| {
-            parse_at(sink, p, &format!("route[{i}].path"), values::route_path).is_some()
-        });
-        let upstream = route_upstream(i, spanned, upstreams, sink);
-        let (Ok(host), true) = (host, path_ok) else {
-            continue;
-        };
-        let host_key = host.as_ref().map(|h| match h {
-            HostMatch::Exact(s) => s.clone(),
-            HostMatch::Suffix(s) => format!("*{s}"),
-        });
-        let line = sink.line_of(spanned.span());
-        if let Some(&(j, line_j)) = seen.get(&(host_key.clone(), path.to_owned())) {
-            sink.error(
-                Some(spanned.span()),
-                format!("route[{i}]"),
-                format!("same host and path as route[{j}] (line {line_j}), so it can never match"),
-                "remove one of them, or change its host or path",
-            );
-            continue;
-        }
-        seen.insert((host_key, path.to_owned()), (i, line));
-        if let Some(upstream) = upstream {
-            out.push(RouteConfig {
-                host,
-                path: path.to_owned(),
-                upstream,
-            });
-        }
-    }
-    out
-}
-
-/// The route's upstream name, if it is given and exists.
-fn route_upstream(
-    i: usize,
-    route: &Spanned<RawRoute>,
-    upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
-    sink: &mut Sink<'_>,
-) -> Option<String> {
-    let key = format!("route[{i}].upstream");
-    let names = || upstreams.keys().map(String::as_str);
-    let listed = || {
-        names()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let Some(name) = &route.get_ref().upstream else {
-        let fix = if upstreams.is_empty() {
-            "add upstream = \"NAME\" and an [upstream.NAME] table with its servers".to_owned()
-        } else {
-            format!("add upstream = one of {}", listed())
-        };
-        sink.error(Some(route.span()), key, "route has no `upstream`", fix);
-        return None;
-    };
-    if upstreams.contains_key(name.get_ref()) {
-        return Some(name.get_ref().clone());
-    }
-    let fix = match values::closest(name.get_ref(), names()) {
-        Some(similar) => format!("did you mean \"{similar}\"?"),
-        None if upstreams.is_empty() => {
-            format!(
-                "define it: add [upstream.{}] with servers = [\"host:port\"]",
-                name.get_ref()
-            )
-        }
-        None => format!(
-            "use one of {}, or add [upstream.{}]",
-            listed(),
-            name.get_ref()
-        ),
-    };
-    sink.error(
-        Some(name.span()),
-        key,
-        format!("there is no upstream named {:?}", name.get_ref()),
-        fix,
-    );
-    None
-}
-
-// === value helpers ===
-
-/// Parses one spanned string, reporting a failure at its position under `key`.
-fn parse_at<T>(
-    sink: &mut Sink<'_>,
-    value: &Spanned<String>,
-    key: &str,
-    parse: impl FnOnce(&str) -> Result<T, Bad>,
-) -> Option<T> {
-    match parse(value.get_ref()) {
-        Ok(v) => Some(v),
-        Err(bad) => {
-            sink.error(Some(value.span()), key, bad.message, bad.fix);
-            None
-        }
-    }
-}
-
-/// A positive duration; `default` when absent or invalid.
-fn timeout(
-    sink: &mut Sink<'_>,
-    raw: Option<Spanned<String>>,
-    key: &str,
-    default: Duration,
-) -> Duration {
-    let Some(raw) = raw else { return default };
-    match parse_at(sink, &raw, key, values::duration) {
-        Some(d) if d.is_zero() => {
-            sink.error(
-                Some(raw.span()),
-                key,
-                format!(
-                    "{:?} is zero: every operation would time out at once",
-                    raw.get_ref()
-                ),
-                format!(
-                    "use a positive duration, e.g. \"{}\" (the default)",
-                    humantime::format_duration(default)
-                ),
-            );
-            default
-        }
-        Some(d) => d,
-        None => default,
-    }
-}
-
-/// A size in `min..=1MiB`; `default` when absent or invalid.
-fn size(
-    sink: &mut Sink<'_>,
-    raw: Option<Spanned<RawSize>>,
-    key: &str,
-    default: u64,
-    min: u64,
-) -> usize {
-    let Some(raw) = raw else {
-        return to_usize(default);
-    };
-    let parsed = match raw.get_ref() {
-        RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| Bad {
-            message: format!("{n} is negative"),
-            fix: "write a size like \"64KiB\"".to_owned(),
-        }),
-        RawSize::Text(s) => values::size(s),
-    };
-    let shown = match raw.get_ref() {
-        RawSize::Bytes(n) => n.to_string(),
-        RawSize::Text(s) => format!("{s:?}"),
-    };
-    let checked = parsed.and_then(|n| {
-        if (min..=MAX_HEADER_SIZE).contains(&n) {
-            Ok(n)
-        } else {
-            Err(Bad {
-                message: format!(
-                    "{shown} is outside the allowed range {} to 1MiB",
-                    human_size(min)
-                ),
-                fix: format!(
-                    "use a size in that range, e.g. \"{}\" (the default)",
-                    human_size(default)
-                ),
-            })
-        }
-    });
-    match checked {
-        Ok(n) => to_usize(n),
-        Err(bad) => {
-            sink.error(Some(raw.span()), key, bad.message, bad.fix);
-            to_usize(default)
-        }
-    }
-}
-
-fn to_usize(n: u64) -> usize {
-    // Sizes are capped at 1 MiB, which fits every usize gatehouse builds for.
-    usize::try_from(n).unwrap_or(usize::MAX)
-}
-
-fn human_size(n: u64) -> String {
-    if n >= KIB && n.is_multiple_of(KIB) {
-        format!("{}KiB", n / KIB)
-    } else {
-        format!("{n}B")
-    }
-}
-
-/// One of a fixed set of words; `default` when absent or invalid.
-fn choice<T: Copy>(
-    sink: &mut Sink<'_>,
-    raw: Option<Spanned<String>>,
-    key: &str,
-    default: T,
-    options: &[(&str, T)],
-) -> T {
-    let Some(raw) = raw else { return default };
-    if let Some((_, v)) = options.iter().find(|(word, _)| *word == raw.get_ref()) {
-        return *v;
-    }
-    let words = options
-        .iter()
-        .map(|(w, _)| format!("\"{w}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    sink.error(
-        Some(raw.span()),
-        key,
-        format!("{:?} is not one of {words}", raw.get_ref()),
-        format!("use one of {words}"),
-    );
-    default
 }
