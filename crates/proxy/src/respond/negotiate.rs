@@ -20,48 +20,41 @@ const FORMATS: [(Format, &str); 3] = [
     (Format::Text, "text/plain"),
 ];
 
-/// The best format for these request headers; HTML when `Accept` is absent or unusable.
+/// The best format for these request headers; HTML when `Accept` is absent or names none of
+/// ours (a 406 would hide the error itself).
+///
+/// Each format takes the weight of the most specific range that matches it (so
+/// `text/html;q=0, text/*` rules HTML out); the highest weight wins, ties in the order of
+/// [`FORMATS`].
 pub fn negotiate(headers: &HeaderMap) -> Format {
-    let mut best: Option<(Format, u16, u8)> = None; // (format, q in thousandths, specificity)
-    let mut saw_accept = false;
+    // Per format: (specificity, q) of the most specific matching range seen so far.
+    let mut weights: [Option<(u8, u16)>; 3] = [None; 3];
     for value in headers.get_all(ACCEPT) {
         let Ok(value) = value.to_str() else { continue };
         for range in value.split(',') {
-            saw_accept = true;
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
                 .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
                 .find_map(parse_q)
                 .unwrap_or(1000);
-            if q == 0 {
-                continue;
-            }
-            for (index, (format, name)) in FORMATS.iter().enumerate() {
+            for (slot, (format, name)) in weights.iter_mut().zip(FORMATS.iter()) {
                 let specificity = match_range(&media, name, *format);
-                if specificity == 0 {
-                    continue;
-                }
-                let better = match best {
-                    None => true,
-                    Some((best_format, best_q, best_spec)) => {
-                        (q, specificity) > (best_q, best_spec)
-                            || ((q, specificity) == (best_q, best_spec)
-                                && index < FORMATS.iter().position(|(f, _)| *f == best_format).unwrap_or(0))
-                    }
-                };
-                if better {
-                    best = Some((*format, q, specificity));
+                if specificity > 0 && slot.is_none_or(|(best, _)| specificity > best) {
+                    *slot = Some((specificity, q));
                 }
             }
         }
     }
-    match best {
-        Some((format, _, _)) => format,
-        // An Accept that names none of ours: answer HTML anyway (a 406 would hide the error).
-        None if saw_accept => Format::Html,
-        None => Format::Html,
+    let mut best = (Format::Html, 0u16);
+    for (slot, (format, _)) in weights.iter().zip(FORMATS.iter()) {
+        if let Some((_, q)) = slot {
+            if *q > best.1 {
+                best = (*format, *q);
+            }
+        }
     }
+    best.0
 }
 
 /// 0 = no match, 1 = `*/*`, 2 = `type/*`, 3 = exact.
