@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use gatehouse_config::{ConfigErrors, Loaded, Severity};
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "gatehouse", version, about = "A reverse proxy that explains every upstream failure")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A reverse proxy that explains every upstream failure"
+)]
 pub(crate) struct Cli {
     /// Config file (TOML). Without it, the embedded default config is used.
     #[arg(short, long, global = true, value_name = "FILE")]
@@ -32,7 +36,10 @@ fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {
 
 /// `gatehouse check`: 0 when valid (warnings allowed), 1 otherwise.
 pub(crate) fn check(path: Option<&Path>) -> ExitCode {
-    let source = path.map_or_else(|| gatehouse_config::DEFAULT_SOURCE.to_owned(), |p| p.display().to_string());
+    let source = path.map_or_else(
+        || gatehouse_config::DEFAULT_SOURCE.to_owned(),
+        |p| p.display().to_string(),
+    );
     match load(path) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -55,7 +62,11 @@ pub(crate) fn check(path: Option<&Path>) -> ExitCode {
             for diagnostic in &errors.diagnostics {
                 eprintln!("{diagnostic}");
             }
-            let count = errors.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            let count = errors
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
             eprintln!("{source}: {count} error(s); the config was not accepted");
             ExitCode::FAILURE
         }
@@ -70,7 +81,9 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
             for diagnostic in &errors.diagnostics {
                 eprintln!("{diagnostic}");
             }
-            eprintln!("gatehouse: not starting: the config has errors (see above; `gatehouse check` lists them too)");
+            eprintln!(
+                "gatehouse: not starting: the config has errors (see above; `gatehouse check` lists them too)"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -80,9 +93,16 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         tracing::warn!("{warning}");
     }
     let runtime = match config.server.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -109,7 +129,10 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop gatehouse with SIGKILL");
         std::future::pending::<()>().await;
         return;

@@ -56,13 +56,26 @@ pub struct RequestBody {
 impl RequestBody {
     /// An empty body (GET and friends, or retries of bodiless requests).
     pub fn empty() -> Self {
-        Self { inner: None, idle_timeout: Duration::ZERO, idle: IdleTimer::default(), sent: None }
+        Self {
+            inner: None,
+            idle_timeout: Duration::ZERO,
+            idle: IdleTimer::default(),
+            sent: None,
+        }
     }
 
     /// Wraps the client's body. The receiver fires once the body was fully handed over.
     pub fn streaming(inner: Incoming, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
-        (Self { inner: Some(inner), idle_timeout, idle: IdleTimer::default(), sent: Some(tx) }, rx)
+        (
+            Self {
+                inner: Some(inner),
+                idle_timeout,
+                idle: IdleTimer::default(),
+                sent: Some(tx),
+            },
+            rx,
+        )
     }
 
     fn finished(&mut self) {
@@ -76,7 +89,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -114,7 +130,9 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -135,7 +153,9 @@ impl IdleTimer {
 
     fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> Poll<()> {
         let deadline = Instant::now() + timeout;
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !self.armed {
             sleep.as_mut().reset(deadline);
             self.armed = true;
@@ -171,7 +191,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(body) => Pin::new(body).poll_frame(cx),
@@ -216,14 +239,27 @@ pub struct UpstreamBody {
 
 impl UpstreamBody {
     pub fn new(inner: Incoming, read_timeout: Duration, finish: Finish) -> Self {
-        Self { inner, read_timeout, idle: IdleTimer::default(), finish: Some(Box::new(finish)) }
+        Self {
+            inner,
+            read_timeout,
+            idle: IdleTimer::default(),
+            finish: Some(Box::new(finish)),
+        }
     }
 
     /// The response ended: a complete body returns the connection to the pool; a failure logs
     /// its warning and records its kind. Either way the access record is written once.
     fn complete(&mut self, failure: Option<&Failure>) {
-        let Some(finish) = self.finish.take() else { return };
-        let Finish { mut record, conn, server, pool, .. } = *finish;
+        let Some(finish) = self.finish.take() else {
+            return;
+        };
+        let Finish {
+            mut record,
+            conn,
+            server,
+            pool,
+            ..
+        } = *finish;
         match failure {
             None => server.checkin(conn),
             Some(failure) => {
@@ -254,7 +290,10 @@ impl Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if this.finish.is_none() {
             return Poll::Ready(None);
@@ -301,7 +340,9 @@ impl Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        let Some(finish) = self.finish.as_mut() else { return };
+        let Some(finish) = self.finish.as_mut() else {
+            return;
+        };
         if self.inner.is_end_stream() {
             // Bodiless responses (HEAD, 204, 304) are never polled; the exchange is complete.
             self.complete(None);

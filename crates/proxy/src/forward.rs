@@ -58,7 +58,11 @@ pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .collect();
-    let xff = if previous.is_empty() { ip.clone() } else { format!("{}, {ip}", previous.join(", ")) };
+    let xff = if previous.is_empty() {
+        ip.clone()
+    } else {
+        format!("{}, {ip}", previous.join(", "))
+    };
     // Several X-Forwarded-For lines are one list; the combined value replaces them all.
     if let Ok(xff) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", xff);
@@ -80,7 +84,9 @@ pub fn has_looped(headers: &HeaderMap, name: &str) -> bool {
         value.to_str().unwrap_or("").split(',').any(|entry| {
             let mut parts = entry.split_whitespace();
             let _protocol = parts.next();
-            parts.next().is_some_and(|received_by| received_by.eq_ignore_ascii_case(name))
+            parts
+                .next()
+                .is_some_and(|received_by| received_by.eq_ignore_ascii_case(name))
         })
     })
 }
@@ -114,7 +120,12 @@ mod tests {
         let host = HeaderValue::from_static("example.com");
         request_headers(
             &mut headers,
-            &Hop { client_ip: "10.0.0.1".parse().unwrap(), via: &via, request_id: &id, host: Some(&host) },
+            &Hop {
+                client_ip: "10.0.0.1".parse().unwrap(),
+                via: &via,
+                request_id: &id,
+                host: Some(&host),
+            },
         );
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");

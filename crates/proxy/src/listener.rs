@@ -106,12 +106,20 @@ struct ClientActivity {
     read_at_last_write: AtomicU64,
 }
 
-async fn serve_connection(stream: TcpStream, client: SocketAddr, snapshot: Arc<Snapshot>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    snapshot: Arc<Snapshot>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, to answer 408 after hyper gave up on the connection.
     let spare = stream_spare(&stream);
     let activity = Arc::new(ClientActivity::default());
-    let io = TokioIo::new(ClientIo { inner: stream, activity: Arc::clone(&activity) });
+    let io = TokioIo::new(ClientIo {
+        inner: stream,
+        activity: Arc::clone(&activity),
+    });
     let server = &snapshot.config.server;
     let mut builder = http1::Builder::new();
     builder
@@ -120,7 +128,11 @@ async fn serve_connection(stream: TcpStream, client: SocketAddr, snapshot: Arc<S
         .header_read_timeout(server.client_header_timeout)
         // hyper's own limits sit above gatehouse's, so that requests between the two get
         // gatehouse's full 414/431 answer; only far larger ones get hyper's bare one.
-        .max_buf_size((server.max_request_header_size * 2).max(server.max_uri_length * 2).max(16 * 1024))
+        .max_buf_size(
+            (server.max_request_header_size * 2)
+                .max(server.max_uri_length * 2)
+                .max(16 * 1024),
+        )
         .max_headers(1000);
     let service_snapshot = Arc::clone(&snapshot);
     let service = service_fn(move |req: Request<Incoming>| {
@@ -142,7 +154,11 @@ async fn serve_connection(stream: TcpStream, client: SocketAddr, snapshot: Arc<S
 }
 
 /// Runs the pipeline, answering a panic with 500 `proxy_internal_error`.
-async fn handle_isolated(snapshot: Arc<Snapshot>, client: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle_isolated(
+    snapshot: Arc<Snapshot>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let head_only = req.method() == http::Method::HEAD;
     let accept = req.headers().get(http::header::ACCEPT).cloned();
     let handled = std::panic::AssertUnwindSafe(service::handle(Arc::clone(&snapshot), client, req))
@@ -156,21 +172,27 @@ async fn handle_isolated(snapshot: Arc<Snapshot>, client: SocketAddr, req: Reque
                 .map(ToString::to_string)
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            let failure = Failure::new(FailureKind::ProxyInternalError, Phase::Internal, format!("panic: {message}"));
+            let failure = Failure::new(
+                FailureKind::ProxyInternalError,
+                Phase::Internal,
+                format!("panic: {message}"),
+            );
             let request_id = service::new_request_id();
             log_failure(
                 &failure,
-                &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false },
+                &AttemptContext {
+                    request_id: &request_id,
+                    pool: None,
+                    server: None,
+                    attempt: 0,
+                    request_sent: false,
+                },
             );
-            let mut headers = http::HeaderMap::new();
-            if let Some(accept) = accept {
-                headers.insert(http::header::ACCEPT, accept);
-            }
             respond::render(
                 &failure,
                 &ErrorContext {
                     request_id: &request_id,
-                    request_headers: Some(&headers),
+                    accept: accept.as_ref(),
                     head_only,
                     next_hop: None,
                     proxy_status: &snapshot.proxy_status,
@@ -190,7 +212,8 @@ fn on_connection_error(
     spare: Option<std::net::TcpStream>,
 ) {
     if err.is_timeout() {
-        let partial = activity.read.load(Ordering::Relaxed) > activity.read_at_last_write.load(Ordering::Relaxed);
+        let partial = activity.read.load(Ordering::Relaxed)
+            > activity.read_at_last_write.load(Ordering::Relaxed);
         if !partial {
             return; // an idle keep-alive connection: closing it is normal
         }
@@ -202,10 +225,25 @@ fn on_connection_error(
             ),
         );
         let request_id = service::new_request_id();
-        log_failure(&failure, &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false });
+        log_failure(
+            &failure,
+            &AttemptContext {
+                request_id: &request_id,
+                pool: None,
+                server: None,
+                attempt: 0,
+                request_sent: false,
+            },
+        );
         let response = respond::render(
             &failure,
-            &ErrorContext { request_id: &request_id, request_headers: None, head_only: false, next_hop: None, proxy_status: &snapshot.proxy_status },
+            &ErrorContext {
+                request_id: &request_id,
+                accept: None,
+                head_only: false,
+                next_hop: None,
+                proxy_status: &snapshot.proxy_status,
+            },
         );
         if let Some(mut spare) = spare {
             let _ = spare.write_all(&serialize_small_response(response));
@@ -215,9 +253,24 @@ fn on_connection_error(
     }
     if err.is_parse() || err.is_parse_too_large() || err.is_parse_status() {
         // hyper has answered 400/414/431 itself; the log line is ours.
-        let failure = Failure::client(StatusCode::BAD_REQUEST, format!("unparseable request from {client}: {}", crate::failure::classify::describe(err)));
+        let failure = Failure::client(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unparseable request from {client}: {}",
+                crate::failure::classify::describe(err)
+            ),
+        );
         let request_id = service::new_request_id();
-        log_failure(&failure, &AttemptContext { request_id: &request_id, pool: None, server: None, attempt: 0, request_sent: false });
+        log_failure(
+            &failure,
+            &AttemptContext {
+                request_id: &request_id,
+                pool: None,
+                server: None,
+                attempt: 0,
+                request_sent: false,
+            },
+        );
         return;
     }
     tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
@@ -299,11 +352,17 @@ impl tokio::io::AsyncWrite for ClientIo {
         self.inner.is_write_vectored()
     }
 
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
@@ -311,6 +370,8 @@ impl tokio::io::AsyncWrite for ClientIo {
 impl ClientIo {
     fn mark_write(&self) {
         let read = self.activity.read.load(Ordering::Relaxed);
-        self.activity.read_at_last_write.store(read, Ordering::Relaxed);
+        self.activity
+            .read_at_last_write
+            .store(read, Ordering::Relaxed);
     }
 }

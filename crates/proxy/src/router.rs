@@ -45,21 +45,35 @@ impl Router {
                     None => String::new(),
                 };
                 let label = format!("{host}{}", route.path).into();
-                Some((order, CompiledRoute { host: route.host.clone(), path: route.path.clone(), upstream, label }))
+                Some((
+                    order,
+                    CompiledRoute {
+                        host: route.host.clone(),
+                        path: route.path.clone(),
+                        upstream,
+                        label,
+                    },
+                ))
             })
             .collect();
-        compiled.sort_by(|(order_a, a), (order_b, b)| {
-            rank(b).cmp(&rank(a)).then(order_a.cmp(order_b))
-        });
-        Self { routes: compiled.into_iter().map(|(_, route)| route).collect() }
+        compiled
+            .sort_by(|(order_a, a), (order_b, b)| rank(b).cmp(&rank(a)).then(order_a.cmp(order_b)));
+        Self {
+            routes: compiled.into_iter().map(|(_, route)| route).collect(),
+        }
     }
 
     /// The route for a request to `host` (lowercase, no port) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Routed<'_>> {
         self.routes
             .iter()
-            .find(|route| host_matches(route.host.as_ref(), host) && path_matches(&route.path, path))
-            .map(|route| Routed { upstream: route.upstream, label: &route.label })
+            .find(|route| {
+                host_matches(route.host.as_ref(), host) && path_matches(&route.path, path)
+            })
+            .map(|route| Routed {
+                upstream: route.upstream,
+                label: &route.label,
+            })
     }
 }
 
@@ -78,7 +92,9 @@ fn host_matches(pattern: Option<&HostMatch>, host: Option<&str>) -> bool {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(HostMatch::Exact(want)), Some(host)) => want == host,
-        (Some(HostMatch::Suffix(suffix)), Some(host)) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        (Some(HostMatch::Suffix(suffix)), Some(host)) => {
+            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+        }
     }
 }
 
@@ -103,7 +119,9 @@ pub fn request_host(req: &http::request::Parts) -> Option<String> {
     let without_port = if raw.starts_with('[') {
         raw.split(']').next().map(|h| format!("{h}]"))?
     } else {
-        raw.rsplit_once(':').map_or(raw, |(host, _)| host).to_owned()
+        raw.rsplit_once(':')
+            .map_or(raw, |(host, _)| host)
+            .to_owned()
     };
     Some(without_port.trim_end_matches('.').to_ascii_lowercase())
 }
@@ -113,7 +131,11 @@ mod tests {
     use super::*;
 
     fn route(host: Option<HostMatch>, path: &str, upstream: &str) -> RouteConfig {
-        RouteConfig { host, path: path.to_owned(), upstream: upstream.to_owned() }
+        RouteConfig {
+            host,
+            path: path.to_owned(),
+            upstream: upstream.to_owned(),
+        }
     }
 
     fn router() -> Router {
@@ -124,7 +146,11 @@ mod tests {
             route(Some(HostMatch::Suffix(".example.com".into())), "/", "wild"),
             route(Some(HostMatch::Suffix(".eu.example.com".into())), "/", "eu"),
             route(Some(HostMatch::Exact("www.example.com".into())), "/", "www"),
-            route(Some(HostMatch::Exact("www.example.com".into())), "/static", "static"),
+            route(
+                Some(HostMatch::Exact("www.example.com".into())),
+                "/static",
+                "static",
+            ),
         ];
         let names = ["default", "api", "api2", "wild", "eu", "www", "static"];
         Router::new(&routes, |name| names.iter().position(|n| *n == name))
@@ -164,9 +190,18 @@ mod tests {
 
     #[test]
     fn host_normalisation() {
-        let req = http::Request::get("/").header("host", "WWW.Example.COM.:8080").body(()).unwrap();
-        assert_eq!(request_host(&req.into_parts().0).as_deref(), Some("www.example.com"));
-        let req = http::Request::get("/").header("host", "[::1]:80").body(()).unwrap();
+        let req = http::Request::get("/")
+            .header("host", "WWW.Example.COM.:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            request_host(&req.into_parts().0).as_deref(),
+            Some("www.example.com")
+        );
+        let req = http::Request::get("/")
+            .header("host", "[::1]:80")
+            .body(())
+            .unwrap();
         assert_eq!(request_host(&req.into_parts().0).as_deref(), Some("[::1]"));
     }
 }

@@ -23,7 +23,9 @@ pub enum StartupError {
 
 fn bind_hint(err: &io::Error) -> &'static str {
     match err.kind() {
-        io::ErrorKind::AddrInUse => " (another process is using this port; stop it or change `listen`)",
+        io::ErrorKind::AddrInUse => {
+            " (another process is using this port; stop it or change `listen`)"
+        }
         io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; use a higher port)",
         io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
         _ => "",
@@ -46,11 +48,20 @@ impl Running {
     pub async fn start(config: Config) -> Result<Self, StartupError> {
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr: *addr, source })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: *addr,
+                    source,
+                })?;
             listeners.push(listener);
         }
         let admin_listener = match config.server.admin {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?),
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
@@ -59,10 +70,18 @@ impl Running {
         let tracker = Arc::new(ConnTracker::default());
         let mut listen = Vec::new();
         for listener in listeners {
-            let addr = listener.local_addr().map_err(|source| StartupError::Bind { addr: ([0, 0, 0, 0], 0).into(), source })?;
+            let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+                addr: ([0, 0, 0, 0], 0).into(),
+                source,
+            })?;
             tracing::info!(%addr, "listening");
             listen.push(addr);
-            tokio::spawn(accept_loop(listener, Arc::clone(&snapshot), Arc::clone(&tracker), watch_rx.clone()));
+            tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&snapshot),
+                Arc::clone(&tracker),
+                watch_rx.clone(),
+            ));
         }
         let admin = match admin_listener {
             Some(listener) => {
@@ -70,12 +89,22 @@ impl Running {
                 if let Some(addr) = addr {
                     tracing::info!(%addr, "admin listening");
                 }
-                tokio::spawn(admin::serve(listener, Arc::clone(&snapshot), watch_rx.clone()));
+                tokio::spawn(admin::serve(
+                    listener,
+                    Arc::clone(&snapshot),
+                    watch_rx.clone(),
+                ));
                 addr
             }
             None => None,
         };
-        Ok(Self { listen, admin, shutdown, tracker, drain_timeout })
+        Ok(Self {
+            listen,
+            admin,
+            shutdown,
+            tracker,
+            drain_timeout,
+        })
     }
 
     /// Serves until `signal` resolves, then drains.
@@ -90,7 +119,10 @@ impl Running {
         let open = self.tracker.open();
         tracing::info!(open_connections = open, drain_timeout = ?self.drain_timeout, "shutting down: no longer accepting");
         let _ = self.shutdown.send(true);
-        if tokio::time::timeout(self.drain_timeout, self.tracker.drained()).await.is_err() {
+        if tokio::time::timeout(self.drain_timeout, self.tracker.drained())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 open_connections = self.tracker.open(),
                 "drain_timeout reached; closing the remaining connections"

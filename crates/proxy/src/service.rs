@@ -29,9 +29,16 @@ use crate::upstream::connect::connect;
 use crate::upstream::pool::{Conn, Server};
 
 /// Handles one request. Never fails: every error becomes a response here.
-pub async fn handle(snapshot: Arc<Snapshot>, client: SocketAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn handle(
+    snapshot: Arc<Snapshot>,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
-    let target = req.uri().path_and_query().map_or_else(|| req.uri().to_string(), ToString::to_string);
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().to_string(), ToString::to_string);
     let record = AccessRecord::new(
         snapshot.config.server.access_log,
         client,
@@ -39,7 +46,14 @@ pub async fn handle(snapshot: Arc<Snapshot>, client: SocketAddr, req: Request<In
         req.method().clone(),
         target,
     );
-    let mut pipeline = Pipeline { snapshot: &snapshot, client, request_id, record };
+    let accept = req.headers().get(header::ACCEPT).cloned();
+    let mut pipeline = Pipeline {
+        snapshot: &snapshot,
+        client,
+        request_id,
+        record,
+        accept,
+    };
     pipeline.run(req).await
 }
 
@@ -48,6 +62,8 @@ struct Pipeline<'a> {
     client: SocketAddr,
     request_id: Arc<str>,
     record: AccessRecord,
+    /// The client's `Accept`, kept for rendering an error after the request went upstream.
+    accept: Option<HeaderValue>,
 }
 
 /// The response head and connection of a successful attempt.
@@ -67,18 +83,26 @@ impl Pipeline<'_> {
 
         // --- check the request ---
         if let Err(failure) = self.check_request(&parts) {
-            return self.fail(&failure, &parts.headers, head_only, None);
+            return self.fail(&failure, head_only, None);
         }
 
         // --- route ---
         let host = request_host(&parts);
-        let Some(routed) = self.snapshot.router.route(host.as_deref(), parts.uri.path()) else {
+        let Some(routed) = self
+            .snapshot
+            .router
+            .route(host.as_deref(), parts.uri.path())
+        else {
             let failure = Failure::new(
                 FailureKind::DestinationNotFound,
                 Phase::Routing,
-                format!("no route for host {} path {}", host.as_deref().unwrap_or("(none)"), parts.uri.path()),
+                format!(
+                    "no route for host {} path {}",
+                    host.as_deref().unwrap_or("(none)"),
+                    parts.uri.path()
+                ),
             );
-            return self.fail(&failure, &parts.headers, head_only, None);
+            return self.fail(&failure, head_only, None);
         };
         self.record.route = Some(Arc::clone(routed.label));
         let upstream = &self.snapshot.upstreams[routed.upstream];
@@ -86,16 +110,19 @@ impl Pipeline<'_> {
             let failure = Failure::new(
                 FailureKind::ProxyConfigurationError,
                 Phase::Routing,
-                format!("route {} names upstream {} which has no servers", routed.label, upstream.name),
+                format!(
+                    "route {} names upstream {} which has no servers",
+                    routed.label, upstream.name
+                ),
             );
-            return self.fail(&failure, &parts.headers, head_only, None);
+            return self.fail(&failure, head_only, None);
         };
         let server = Arc::clone(server);
         self.record.upstream = Some(server.label.as_str().into());
 
         // --- prepare the upstream request ---
-        let downstream_headers = parts.headers.clone();
-        let request_id = HeaderValue::from_str(&self.request_id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+        let request_id = HeaderValue::from_str(&self.request_id)
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
         let host_header = parts.headers.get(header::HOST).cloned();
         forward::request_headers(
             &mut parts.headers,
@@ -106,28 +133,33 @@ impl Pipeline<'_> {
                 host: host_header.as_ref(),
             },
         );
-        if parts.uri.authority().is_some() {
-            // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form.
+        if let Some(authority) = parts.uri.authority().cloned() {
+            // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form,
+            // with the authority as Host when the client sent none.
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = Uri::try_from(origin_form).unwrap_or_else(|_| Uri::from_static("/"));
-            if host_header.is_none() {
-                if let Some(authority) = parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                    parts.headers.insert(header::HOST, authority);
-                }
+            if host_header.is_none()
+                && let Ok(authority) = HeaderValue::from_str(authority.as_str())
+            {
+                parts.headers.insert(header::HOST, authority);
             }
         }
         parts.version = Version::HTTP_11;
         let (body, sent) = if body_is_empty(&body) {
             (RequestBody::empty(), None)
         } else {
-            let (body, sent) = RequestBody::streaming(body, self.snapshot.config.server.client_header_timeout);
+            let (body, sent) =
+                RequestBody::streaming(body, self.snapshot.config.server.client_header_timeout);
             (body, Some(sent))
         };
         let upstream_request = Request::from_parts(parts, body);
 
         // --- attempt ---
         self.record.attempts = 1;
-        match self.attempt(upstream, &server, upstream_request, sent).await {
+        match self
+            .attempt(upstream, &server, upstream_request, sent)
+            .await
+        {
             Ok(attempt) => self.respond(upstream, server, attempt, head_only),
             Err((failure, request_sent)) => {
                 log_failure(
@@ -140,7 +172,7 @@ impl Pipeline<'_> {
                         request_sent,
                     },
                 );
-                self.fail(&failure, &downstream_headers, head_only, Some(&server.label))
+                self.fail(&failure, head_only, Some(&server.label))
             }
         }
     }
@@ -153,10 +185,17 @@ impl Pipeline<'_> {
         if target_len > limits.max_uri_length {
             return Err(Failure::client(
                 StatusCode::URI_TOO_LONG,
-                format!("request target is {target_len} bytes; max_uri_length is {}", limits.max_uri_length),
+                format!(
+                    "request target is {target_len} bytes; max_uri_length is {}",
+                    limits.max_uri_length
+                ),
             ));
         }
-        let header_size: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+        let header_size: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
         if header_size > limits.max_request_header_size {
             return Err(Failure::client(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -171,7 +210,11 @@ impl Pipeline<'_> {
         if parts.version == Version::HTTP_11 && hosts != 1 {
             return Err(Failure::client(
                 StatusCode::BAD_REQUEST,
-                if hosts == 0 { "HTTP/1.1 request without a Host header" } else { "request with several Host headers" },
+                if hosts == 0 {
+                    "HTTP/1.1 request without a Host header"
+                } else {
+                    "request with several Host headers"
+                },
             ));
         }
         if forward::has_looped(&parts.headers, &limits.name) {
@@ -196,7 +239,9 @@ impl Pipeline<'_> {
         let mut conn = match server.checkout() {
             Some(conn) => conn,
             None => {
-                let (conn, timing) = connect(server, &self.snapshot.dns).await.map_err(|f| (f, false))?;
+                let (conn, timing) = connect(server, &self.snapshot.dns)
+                    .await
+                    .map_err(|f| (f, false))?;
                 self.record.connect = Some(timing.connect);
                 conn
             }
@@ -228,14 +273,19 @@ impl Pipeline<'_> {
                 Ok(Attempt { response, conn })
             }
             Some(Err(err)) => {
-                let facts = HeadFacts { response_bytes: conn.stats.read() - read_before, reused: conn.reused };
+                let facts = HeadFacts {
+                    response_bytes: conn.stats.read() - read_before,
+                    reused: conn.reused,
+                };
                 Err((classify::response_head_error(&err, facts), request_sent))
             }
             None => Err((
                 Failure::new(
                     FailureKind::HttpResponseTimeout,
                     Phase::ReadingResponseHeaders,
-                    format!("no complete response header section within response_timeout ({response_timeout:?})"),
+                    format!(
+                        "no complete response header section within response_timeout ({response_timeout:?})"
+                    ),
                 ),
                 request_sent,
             )),
@@ -244,7 +294,13 @@ impl Pipeline<'_> {
 
     /// Forwards the upstream's response: hop-by-hop fields removed, framing checked, our
     /// Proxy-Status member appended to an upstream 5xx, the body streamed.
-    fn respond(&mut self, upstream: &Upstream, server: Arc<Server>, attempt: Attempt, head_only: bool) -> Response<ProxyBody> {
+    fn respond(
+        &mut self,
+        upstream: &Upstream,
+        server: Arc<Server>,
+        attempt: Attempt,
+        head_only: bool,
+    ) -> Response<ProxyBody> {
         let Attempt { response, conn } = attempt;
         let (mut parts, body) = response.into_parts();
         let chunked = match check_framing(&parts.headers) {
@@ -263,15 +319,18 @@ impl Pipeline<'_> {
                 self.record.upstream_status = Some(parts.status.as_u16());
                 // The connection's framing is unknown now; it is closed, never reused.
                 drop(conn);
-                return self.fail(&failure, &http::HeaderMap::new(), head_only, Some(&server.label));
+                return self.fail(&failure, head_only, Some(&server.label));
             }
         };
         forward::strip_hop_by_hop(&mut parts.headers);
         let status = parts.status;
-        if status.is_server_error() {
-            if let Some(member) = self.snapshot.proxy_status.for_received_status(status.as_u16(), &server.label) {
-                parts.headers.append("proxy-status", member);
-            }
+        if status.is_server_error()
+            && let Some(member) = self
+                .snapshot
+                .proxy_status
+                .for_received_status(status.as_u16(), &server.label)
+        {
+            parts.headers.append("proxy-status", member);
         }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             parts.headers.insert("x-request-id", id);
@@ -280,14 +339,26 @@ impl Pipeline<'_> {
         self.record.status = status.as_u16();
         self.record.upstream_status = Some(status.as_u16());
         let record = self.take_record();
-        let finish = Finish { record, conn, server, pool: Arc::clone(&upstream.name), chunked };
+        let finish = Finish {
+            record,
+            conn,
+            server,
+            pool: Arc::clone(&upstream.name),
+            chunked,
+        };
         let body = UpstreamBody::new(body, upstream.settings.read_timeout, finish);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 
     /// Takes the access record out of the pipeline, to be emitted by whoever finishes the response.
     fn take_record(&mut self) -> AccessRecord {
-        let placeholder = AccessRecord::new(false, self.client, Arc::clone(&self.request_id), Method::GET, String::new());
+        let placeholder = AccessRecord::new(
+            false,
+            self.client,
+            Arc::clone(&self.request_id),
+            Method::GET,
+            String::new(),
+        );
         std::mem::replace(&mut self.record, placeholder)
     }
 
@@ -296,11 +367,16 @@ impl Pipeline<'_> {
     fn fail(
         &mut self,
         failure: &Failure,
-        request_headers: &http::HeaderMap,
         head_only: bool,
         next_hop: Option<&str>,
     ) -> Response<ProxyBody> {
-        if matches!(failure.kind, FailureKind::HttpRequestError | FailureKind::ProxyLoopDetected | FailureKind::DestinationNotFound | FailureKind::ProxyConfigurationError) {
+        if matches!(
+            failure.kind,
+            FailureKind::HttpRequestError
+                | FailureKind::ProxyLoopDetected
+                | FailureKind::DestinationNotFound
+                | FailureKind::ProxyConfigurationError
+        ) {
             // Failures before any attempt have no attempt to log under; they still get their line.
             log_failure(
                 failure,
@@ -317,7 +393,7 @@ impl Pipeline<'_> {
             failure,
             &ErrorContext {
                 request_id: &self.request_id,
-                request_headers: Some(request_headers),
+                accept: self.accept.as_ref(),
                 head_only,
                 next_hop,
                 proxy_status: &self.snapshot.proxy_status,
@@ -340,14 +416,22 @@ impl Pipeline<'_> {
 fn check_framing(headers: &http::HeaderMap) -> Result<bool, Failure> {
     let mut chunked = false;
     for value in headers.get_all(header::TRANSFER_ENCODING) {
-        for coding in value.to_str().unwrap_or("?").split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        for coding in value
+            .to_str()
+            .unwrap_or("?")
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
             if coding.eq_ignore_ascii_case("chunked") {
                 chunked = true;
             } else {
                 let mut failure = Failure::new(
                     FailureKind::HttpResponseTransferCoding,
                     Phase::ReadingResponseHeaders,
-                    format!("response uses transfer coding {coding:?}, which gatehouse cannot decode"),
+                    format!(
+                        "response uses transfer coding {coding:?}, which gatehouse cannot decode"
+                    ),
                 );
                 failure.params.coding = Some(coding.to_ascii_lowercase());
                 return Err(failure);
@@ -373,7 +457,9 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
     if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
         let valid = !id.is_empty()
             && id.len() <= 128
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         if valid {
             return id.into();
         }
@@ -388,7 +474,11 @@ pub fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = *SEED.get_or_init(|| RandomState::new().hash_one(Instant::now()));
-    let mut z = seed.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;

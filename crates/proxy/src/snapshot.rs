@@ -55,14 +55,22 @@ impl Snapshot {
                     servers: upstream
                         .servers
                         .iter()
-                        .map(|address| Arc::new(Server::new(&upstream.name, address.clone(), settings.clone())))
+                        .map(|address| {
+                            Arc::new(Server::new(
+                                &upstream.name,
+                                address.clone(),
+                                settings.clone(),
+                            ))
+                        })
                         .collect(),
                     settings,
                     next: AtomicUsize::new(0),
                 }
             })
             .collect();
-        let router = Router::new(&config.routes, |name| upstreams.iter().position(|u| &*u.name == name));
+        let router = Router::new(&config.routes, |name| {
+            upstreams.iter().position(|u| &*u.name == name)
+        });
         let via = HeaderValue::from_str(&format!("1.1 {}", config.server.name))
             .unwrap_or_else(|_| HeaderValue::from_static("1.1 gatehouse"));
         Self {

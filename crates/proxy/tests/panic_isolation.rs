@@ -18,14 +18,20 @@ async fn ok_upstream() -> SocketAddr {
                 let mut buf = vec![0u8; 8192];
                 let mut pending = Vec::new();
                 loop {
-                    let Ok(n) = stream.read(&mut buf).await else { return };
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     pending.extend_from_slice(&buf[..n]);
                     while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                         pending.drain(..end + 4);
-                        if stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -38,19 +44,31 @@ async fn ok_upstream() -> SocketAddr {
 
 /// Sends one request on `stream` and reads one response with a Content-Length body.
 async fn exchange(stream: &mut TcpStream, extra_header: &str) -> (u16, String, String) {
-    let request = format!("GET / HTTP/1.1\r\nhost: test\r\naccept: application/json\r\n{extra_header}\r\n");
+    let request =
+        format!("GET / HTTP/1.1\r\nhost: test\r\naccept: application/json\r\n{extra_header}\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&response));
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&response)
+        );
         response.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&response).to_string();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let length: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap();
             if body.len() >= length {
                 let status = head[9..12].parse().unwrap();
@@ -76,7 +94,11 @@ async fn panic_is_answered_500_and_other_connections_keep_working() {
     let mut victim = TcpStream::connect(addr).await.unwrap();
     let (status, head, body) = exchange(&mut victim, "x-gatehouse-test-panic: 1\r\n").await;
     assert_eq!(status, 500);
-    assert!(head.to_ascii_lowercase().contains("proxy-status: gatehouse;error=proxy_internal_error"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("proxy-status: gatehouse;error=proxy_internal_error"),
+        "{head}"
+    );
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"], "proxy_internal_error");
 

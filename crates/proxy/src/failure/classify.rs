@@ -75,13 +75,20 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
         );
     }
     let closed_early = facts.response_bytes == 0;
-    let stale = if facts.reused { " (on a reused keep-alive connection)" } else { "" };
+    let stale = if facts.reused {
+        " (on a reused keep-alive connection)"
+    } else {
+        ""
+    };
     if err.is_incomplete_message() || err.is_closed() || err.is_canceled() || is_reset(chain) {
         return if closed_early {
             let mut failure = Failure::new(
                 FailureKind::ConnectionTerminated,
                 Phase::ReadingResponseHeaders,
-                format!("upstream closed the connection before sending any response byte{stale}: {}", describe(err)),
+                format!(
+                    "upstream closed the connection before sending any response byte{stale}: {}",
+                    describe(err)
+                ),
             );
             failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
             failure
@@ -97,7 +104,11 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
             )
         };
     }
-    let phase = if closed_early { Phase::SendingRequest } else { Phase::ReadingResponseHeaders };
+    let phase = if closed_early {
+        Phase::SendingRequest
+    } else {
+        Phase::ReadingResponseHeaders
+    };
     let mut failure = Failure::new(FailureKind::ConnectionTerminated, phase, describe(err));
     failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
     failure
@@ -122,7 +133,10 @@ pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Fai
     let mut failure = Failure::new(
         FailureKind::HttpResponseIncomplete,
         Phase::ReadingResponseBody,
-        format!("upstream closed the connection before the end of the response body: {}", describe(err)),
+        format!(
+            "upstream closed the connection before the end of the response body: {}",
+            describe(err)
+        ),
     );
     failure.os_error = io_error(err).and_then(io::Error::raw_os_error);
     failure
@@ -131,7 +145,12 @@ pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Fai
 /// A failure while reading the client's request body.
 pub fn request_body_error(err: &hyper::Error) -> Failure {
     let chain: &(dyn StdError + 'static) = err;
-    let why = if io_error(chain).is_some_and(|e| matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData)) {
+    let why = if io_error(chain).is_some_and(|e| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+        )
+    }) {
         "invalid chunked encoding in the request body"
     } else {
         "the client closed the connection before sending the whole request body"
@@ -143,7 +162,10 @@ fn is_reset(err: &(dyn StdError + 'static)) -> bool {
     io_error(err).is_some_and(|e| {
         matches!(
             e.kind(),
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted | io::ErrorKind::UnexpectedEof
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::UnexpectedEof
         )
     })
 }

@@ -263,66 +263,136 @@ impl FailureKind {
     /// One plain sentence for the error page: what happened, for the person who sees it.
     pub const fn summary(self) -> &'static str {
         match self {
-            Self::DnsError => "The gateway could not find the address of the upstream server: its name does not resolve.",
-            Self::DnsTimeout => "The gateway could not find the address of the upstream server: the DNS resolver did not answer in time.",
+            Self::DnsError => {
+                "The gateway could not find the address of the upstream server: its name does not resolve."
+            }
+            Self::DnsTimeout => {
+                "The gateway could not find the address of the upstream server: the DNS resolver did not answer in time."
+            }
             Self::DestinationNotFound => "No route of this gateway serves this host and path.",
-            Self::DestinationUnavailable => "Every upstream server for this site is out of service right now.",
-            Self::DestinationIpProhibited => "The upstream server's address is one this gateway is not allowed to connect to.",
-            Self::DestinationIpUnroutable => "The gateway has no network route to the upstream server.",
-            Self::ConnectionRefused => "The gateway could not connect to the upstream server: the connection was refused, so no server is listening at its address.",
-            Self::ConnectionTimeout => "The gateway could not connect to the upstream server in time.",
-            Self::ConnectionTerminated => "The upstream server closed the connection without sending a response.",
-            Self::ConnectionWriteTimeout => "The upstream server stopped reading the request before it was fully sent.",
-            Self::ConnectionReadTimeout => "The upstream server stopped sending its response partway through.",
+            Self::DestinationUnavailable => {
+                "Every upstream server for this site is out of service right now."
+            }
+            Self::DestinationIpProhibited => {
+                "The upstream server's address is one this gateway is not allowed to connect to."
+            }
+            Self::DestinationIpUnroutable => {
+                "The gateway has no network route to the upstream server."
+            }
+            Self::ConnectionRefused => {
+                "The gateway could not connect to the upstream server: the connection was refused, so no server is listening at its address."
+            }
+            Self::ConnectionTimeout => {
+                "The gateway could not connect to the upstream server in time."
+            }
+            Self::ConnectionTerminated => {
+                "The upstream server closed the connection without sending a response."
+            }
+            Self::ConnectionWriteTimeout => {
+                "The upstream server stopped reading the request before it was fully sent."
+            }
+            Self::ConnectionReadTimeout => {
+                "The upstream server stopped sending its response partway through."
+            }
             Self::ConnectionLimitReached => "The upstream servers are at their connection limit.",
-            Self::TlsProtocolError => "The secure (TLS) connection to the upstream server could not be set up.",
-            Self::TlsCertificateError => "The upstream server's TLS certificate could not be verified.",
-            Self::TlsAlertReceived => "The upstream server ended the secure (TLS) connection with an alert.",
-            Self::HttpRequestError => "The request could not be understood or is over a limit of this gateway.",
+            Self::TlsProtocolError => {
+                "The secure (TLS) connection to the upstream server could not be set up."
+            }
+            Self::TlsCertificateError => {
+                "The upstream server's TLS certificate could not be verified."
+            }
+            Self::TlsAlertReceived => {
+                "The upstream server ended the secure (TLS) connection with an alert."
+            }
+            Self::HttpRequestError => {
+                "The request could not be understood or is over a limit of this gateway."
+            }
             Self::HttpRequestDenied => "This request is blocked by the gateway's configuration.",
-            Self::HttpResponseIncomplete => "The upstream server closed the connection partway through its response.",
-            Self::HttpResponseHeaderSectionSize => "The upstream server's response headers are larger than this gateway accepts.",
-            Self::HttpResponseHeaderSize => "A response header from the upstream server is larger than this gateway accepts.",
-            Self::HttpResponseBodySize => "The upstream server's response is larger than this gateway accepts.",
-            Self::HttpResponseTransferCoding => "The upstream server sent a response with broken transfer encoding.",
-            Self::HttpResponseContentCoding => "The upstream server sent a response with a corrupt compressed body.",
+            Self::HttpResponseIncomplete => {
+                "The upstream server closed the connection partway through its response."
+            }
+            Self::HttpResponseHeaderSectionSize => {
+                "The upstream server's response headers are larger than this gateway accepts."
+            }
+            Self::HttpResponseHeaderSize => {
+                "A response header from the upstream server is larger than this gateway accepts."
+            }
+            Self::HttpResponseBodySize => {
+                "The upstream server's response is larger than this gateway accepts."
+            }
+            Self::HttpResponseTransferCoding => {
+                "The upstream server sent a response with broken transfer encoding."
+            }
+            Self::HttpResponseContentCoding => {
+                "The upstream server sent a response with a corrupt compressed body."
+            }
             Self::HttpResponseTimeout => "The upstream server did not answer in time.",
             Self::HttpUpgradeFailed => "The upstream server did not accept the connection upgrade.",
-            Self::HttpProtocolError => "The upstream server sent a response that is not valid HTTP.",
+            Self::HttpProtocolError => {
+                "The upstream server sent a response that is not valid HTTP."
+            }
             Self::ProxyInternalResponse => "The gateway answered this request itself.",
-            Self::ProxyInternalError => "The gateway ran into an internal error while handling this request.",
-            Self::ProxyConfigurationError => "The gateway's configuration cannot serve this request.",
-            Self::ProxyLoopDetected => "The request has already passed through this gateway: the upstream points back at it.",
+            Self::ProxyInternalError => {
+                "The gateway ran into an internal error while handling this request."
+            }
+            Self::ProxyConfigurationError => {
+                "The gateway's configuration cannot serve this request."
+            }
+            Self::ProxyLoopDetected => {
+                "The request has already passed through this gateway: the upstream points back at it."
+            }
         }
     }
 
     /// The operator's hint: the usual root cause and what to check (log line, error page).
     pub const fn hint(self) -> &'static str {
         match self {
-            Self::DnsError => "typo in the upstream host, or the name is not in DNS / the hosts file",
+            Self::DnsError => {
+                "typo in the upstream host, or the name is not in DNS / the hosts file"
+            }
             Self::DnsTimeout => "resolver unreachable or slow; check [dns] nameservers and timeout",
             Self::DestinationNotFound => "add a route for this host/path",
-            Self::DestinationUnavailable => "all backends failing health checks; see the status page",
+            Self::DestinationUnavailable => {
+                "all backends failing health checks; see the status page"
+            }
             Self::DestinationIpProhibited => "the upstream resolves to a denied address",
-            Self::DestinationIpUnroutable => "no route to the backend host; check its address and the network",
+            Self::DestinationIpUnroutable => {
+                "no route to the backend host; check its address and the network"
+            }
             Self::ConnectionRefused => "backend not running, or wrong port",
             Self::ConnectionTimeout => "firewall dropping packets, or backend host down",
-            Self::ConnectionTerminated => "backend crashed or closed the keep-alive connection; check its logs",
-            Self::ConnectionWriteTimeout => "backend not reading the request body; raise send_timeout or fix the backend",
-            Self::ConnectionReadTimeout => "backend stalled mid-response; raise read_timeout or fix the backend",
+            Self::ConnectionTerminated => {
+                "backend crashed or closed the keep-alive connection; check its logs"
+            }
+            Self::ConnectionWriteTimeout => {
+                "backend not reading the request body; raise send_timeout or fix the backend"
+            }
+            Self::ConnectionReadTimeout => {
+                "backend stalled mid-response; raise read_timeout or fix the backend"
+            }
             Self::ConnectionLimitReached => "backend overloaded; raise the limit or add servers",
-            Self::TlsProtocolError => "upstream does not speak TLS on this port, or no common protocol",
+            Self::TlsProtocolError => {
+                "upstream does not speak TLS on this port, or no common protocol"
+            }
             Self::TlsCertificateError => "certificate expired, wrong SNI, or CA not trusted",
             Self::TlsAlertReceived => "see the alert",
             Self::HttpRequestError => "client error: the request is malformed or over a limit",
             Self::HttpRequestDenied => "blocked by configuration",
             Self::HttpResponseIncomplete => "backend crashed while answering; check its logs",
-            Self::HttpResponseHeaderSectionSize => "upstream sent too big a header section (often a huge Set-Cookie); raise max_response_header_size or fix the app",
-            Self::HttpResponseHeaderSize => "upstream sent too big a header field; raise the limit or fix the app",
+            Self::HttpResponseHeaderSectionSize => {
+                "upstream sent too big a header section (often a huge Set-Cookie); raise max_response_header_size or fix the app"
+            }
+            Self::HttpResponseHeaderSize => {
+                "upstream sent too big a header field; raise the limit or fix the app"
+            }
             Self::HttpResponseBodySize => "response too large for the configured limit",
-            Self::HttpResponseTransferCoding => "upstream sent broken chunked encoding or an unknown transfer coding",
+            Self::HttpResponseTransferCoding => {
+                "upstream sent broken chunked encoding or an unknown transfer coding"
+            }
             Self::HttpResponseContentCoding => "upstream sent a corrupt compressed body",
-            Self::HttpResponseTimeout => "backend too slow; raise response_timeout or fix the slow handler",
+            Self::HttpResponseTimeout => {
+                "backend too slow; raise response_timeout or fix the slow handler"
+            }
             Self::HttpUpgradeFailed => "upstream does not support the upgrade on this path",
             Self::HttpProtocolError => "upstream is not speaking HTTP/1.x correctly on this port",
             Self::ProxyInternalResponse => "none: a response generated on purpose",
@@ -407,7 +477,11 @@ impl Failure {
 
     /// A client error answered with the given 4xx.
     pub fn client(status: StatusCode, details: impl Into<String>) -> Self {
-        let mut failure = Self::new(FailureKind::HttpRequestError, Phase::ReadingRequest, details);
+        let mut failure = Self::new(
+            FailureKind::HttpRequestError,
+            Phase::ReadingRequest,
+            details,
+        );
         failure.params.status_code = Some(status);
         failure
     }
@@ -420,7 +494,9 @@ impl Failure {
     /// The status of the generated response.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            FailureKind::HttpRequestError => self.params.status_code.unwrap_or(StatusCode::BAD_REQUEST),
+            FailureKind::HttpRequestError => {
+                self.params.status_code.unwrap_or(StatusCode::BAD_REQUEST)
+            }
             kind => kind.status(),
         }
     }
@@ -428,7 +504,13 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.kind, self.phase.describe(), self.details)
+        write!(
+            f,
+            "{} {}: {}",
+            self.kind,
+            self.phase.describe(),
+            self.details
+        )
     }
 }
 

@@ -45,10 +45,15 @@ impl ProxyStatusWriter {
             ser = ser.parameter(key("rcode"), string(rcode));
         }
         if let Some(status) = params.status_code {
-            ser = ser.parameter(key("status-code"), Integer::constant(i64::from(status.as_u16())));
+            ser = ser.parameter(
+                key("status-code"),
+                Integer::constant(i64::from(status.as_u16())),
+            );
         }
         if let Some(size) = params.header_section_size {
-            let size = i64::try_from(size).unwrap_or(i64::MAX).min(999_999_999_999_999);
+            let size = i64::try_from(size)
+                .unwrap_or(i64::MAX)
+                .min(999_999_999_999_999);
             ser = ser.parameter(key("header-section-size"), Integer::constant(size));
         }
         if let Some(coding) = &params.coding {
@@ -114,15 +119,23 @@ mod tests {
         let writer = ProxyStatusWriter::new("gatehouse", ProxyStatusMode::Minimal);
         let mut failure = Failure::new(FailureKind::DnsError, Phase::Resolving, "no such host");
         failure.params.rcode = Some("NXDOMAIN");
-        let value = writer.for_failure(&failure, Some("app/10.0.0.5:3000")).unwrap();
+        let value = writer
+            .for_failure(&failure, Some("app/10.0.0.5:3000"))
+            .unwrap();
         assert_eq!(value, "gatehouse;error=dns_error;rcode=\"NXDOMAIN\"");
     }
 
     #[test]
     fn full_member_adds_next_hop_and_sanitised_details() {
         let writer = ProxyStatusWriter::new("edge", ProxyStatusMode::Full);
-        let failure = Failure::new(FailureKind::ConnectionRefused, Phase::Connecting, "refused \u{e9}\"x\"");
-        let value = writer.for_failure(&failure, Some("app/10.0.0.5:3000")).unwrap();
+        let failure = Failure::new(
+            FailureKind::ConnectionRefused,
+            Phase::Connecting,
+            "refused \u{e9}\"x\"",
+        );
+        let value = writer
+            .for_failure(&failure, Some("app/10.0.0.5:3000"))
+            .unwrap();
         assert_eq!(
             value,
             r#"edge;error=connection_refused;next-hop="app/10.0.0.5:3000";details="refused ?\"x\"""#
@@ -140,6 +153,9 @@ mod tests {
     #[test]
     fn received_status_member() {
         let writer = ProxyStatusWriter::new("gatehouse", ProxyStatusMode::Minimal);
-        assert_eq!(writer.for_received_status(503, "app/x:1").unwrap(), "gatehouse;received-status=503");
+        assert_eq!(
+            writer.for_received_status(503, "app/x:1").unwrap(),
+            "gatehouse;received-status=503"
+        );
     }
 }

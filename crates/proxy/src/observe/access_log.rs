@@ -37,7 +37,13 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    pub fn new(enabled: bool, client: SocketAddr, request_id: Arc<str>, method: Method, target: String) -> Self {
+    pub fn new(
+        enabled: bool,
+        client: SocketAddr,
+        request_id: Arc<str>,
+        method: Method,
+        target: String,
+    ) -> Self {
         Self {
             enabled,
             started: Instant::now(),

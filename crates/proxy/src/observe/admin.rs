@@ -16,7 +16,11 @@ use crate::body::ProxyBody;
 use crate::snapshot::Snapshot;
 
 /// Serves the admin endpoints until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, snapshot: Arc<Snapshot>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    snapshot: Arc<Snapshot>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -31,7 +35,9 @@ pub async fn serve(listener: TcpListener, snapshot: Arc<Snapshot>, mut shutdown:
                 let response = route(&snapshot, &req);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -42,7 +48,10 @@ fn route(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<ProxyBody> {
         "/live" | "/ready" => text(StatusCode::OK, "ok\n"),
         "/" => text(
             StatusCode::OK,
-            &format!("{} admin: /live /ready\nconfig: {}\n", snapshot.config.server.name, snapshot.config.source),
+            &format!(
+                "{} admin: /live /ready\nconfig: {}\n",
+                snapshot.config.server.name, snapshot.config.source
+            ),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; try /live or /ready\n"),
     }
@@ -51,8 +60,9 @@ fn route(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<ProxyBody> {
 fn text(status: StatusCode, body: &str) -> Response<ProxyBody> {
     let mut response = Response::new(ProxyBody::full(body.to_owned()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }

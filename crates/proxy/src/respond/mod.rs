@@ -8,7 +8,7 @@
 
 mod negotiate;
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 pub use negotiate::{Format, negotiate};
@@ -21,8 +21,8 @@ use crate::failure::proxy_status::ProxyStatusWriter;
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorContext<'a> {
     pub request_id: &'a str,
-    /// The request's headers (for `Accept`); `None` when no request could be parsed.
-    pub request_headers: Option<&'a HeaderMap>,
+    /// The request's `Accept`; `None` when absent or when no request could be parsed.
+    pub accept: Option<&'a HeaderValue>,
     pub head_only: bool,
     pub next_hop: Option<&'a str>,
     pub proxy_status: &'a ProxyStatusWriter,
@@ -31,15 +31,24 @@ pub struct ErrorContext<'a> {
 /// Renders the error response for `failure`.
 pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> {
     let status = failure.status();
-    let format = ctx.request_headers.map_or(Format::Html, negotiate);
+    let format = ctx.accept.map_or(Format::Html, negotiate);
     let show_details = ctx.proxy_status.mode() == gatehouse_config::ProxyStatusMode::Full;
-    let page = Page { failure, status, request_id: ctx.request_id, details: show_details.then_some(failure.details.as_str()) };
+    let page = Page {
+        failure,
+        status,
+        request_id: ctx.request_id,
+        details: show_details.then_some(failure.details.as_str()),
+    };
     let (content_type, body) = match format {
         Format::Html => ("text/html; charset=utf-8", page.html()),
         Format::Json => ("application/problem+json", page.json()),
         Format::Text => ("text/plain; charset=utf-8", page.text()),
     };
-    let mut response = Response::new(if ctx.head_only { ProxyBody::empty() } else { ProxyBody::full(body.clone()) });
+    let mut response = Response::new(if ctx.head_only {
+        ProxyBody::empty()
+    } else {
+        ProxyBody::full(body.clone())
+    });
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -70,7 +79,11 @@ struct Page<'a> {
 
 impl Page<'_> {
     fn title(&self) -> String {
-        format!("{} {}", self.status.as_u16(), self.status.canonical_reason().unwrap_or("Error"))
+        format!(
+            "{} {}",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("Error")
+        )
     }
 
     fn html(&self) -> String {

@@ -4,8 +4,7 @@
 //! same weight; ties go to HTML (what a browser gets by default). `application/json` counts as
 //! asking for problem+json, which is a JSON document.
 
-use http::HeaderMap;
-use http::header::ACCEPT;
+use http::HeaderValue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -26,16 +25,19 @@ const FORMATS: [(Format, &str); 3] = [
 /// Each format takes the weight of the most specific range that matches it (so
 /// `text/html;q=0, text/*` rules HTML out); the highest weight wins, ties in the order of
 /// [`FORMATS`].
-pub fn negotiate(headers: &HeaderMap) -> Format {
+pub fn negotiate(accept: &HeaderValue) -> Format {
     // Per format: (specificity, q) of the most specific matching range seen so far.
     let mut weights: [Option<(u8, u16)>; 3] = [None; 3];
-    for value in headers.get_all(ACCEPT) {
-        let Ok(value) = value.to_str() else { continue };
+    if let Ok(value) = accept.to_str() {
         for range in value.split(',') {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .or_else(|| p.trim().strip_prefix("Q="))
+                })
                 .find_map(parse_q)
                 .unwrap_or(1000);
             for (slot, (format, name)) in weights.iter_mut().zip(FORMATS.iter()) {
@@ -48,10 +50,10 @@ pub fn negotiate(headers: &HeaderMap) -> Format {
     }
     let mut best = (Format::Html, 0u16);
     for (slot, (format, _)) in weights.iter().zip(FORMATS.iter()) {
-        if let Some((_, q)) = slot {
-            if *q > best.1 {
-                best = (*format, *q);
-            }
+        if let Some((_, q)) = slot
+            && *q > best.1
+        {
+            best = (*format, *q);
         }
     }
     best.0
@@ -96,14 +98,12 @@ mod tests {
     use super::*;
 
     fn accept(value: &str) -> Format {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, value.parse().unwrap());
-        negotiate(&headers)
+        negotiate(&HeaderValue::from_str(value).unwrap())
     }
 
     #[test]
     fn defaults_to_html() {
-        assert_eq!(negotiate(&HeaderMap::new()), Format::Html);
+        assert_eq!(accept(""), Format::Html);
         assert_eq!(accept("*/*"), Format::Html);
         assert_eq!(accept("image/png"), Format::Html);
     }
@@ -120,8 +120,14 @@ mod tests {
         assert_eq!(accept("text/plain"), Format::Text);
         assert_eq!(accept("text/*"), Format::Html);
         assert_eq!(accept("text/html;q=0, text/*"), Format::Text);
-        assert_eq!(accept("application/json;q=0.9, text/plain;q=0.95"), Format::Text);
-        assert_eq!(accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), Format::Html);
+        assert_eq!(
+            accept("application/json;q=0.9, text/plain;q=0.95"),
+            Format::Text
+        );
+        assert_eq!(
+            accept("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            Format::Html
+        );
     }
 
     #[test]

@@ -38,17 +38,21 @@ pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming)
     };
     let addr = SocketAddr::new(ip, server.address.port);
     let started = Instant::now();
-    let stream = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-        Err(_) => {
-            return Err(Failure::new(
-                FailureKind::ConnectionTimeout,
-                Phase::Connecting,
-                format!("connect to {addr} did not complete within {:?}", settings.connect_timeout),
-            ));
-        }
-        Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
-        Ok(Ok(stream)) => stream,
-    };
+    let stream =
+        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    FailureKind::ConnectionTimeout,
+                    Phase::Connecting,
+                    format!(
+                        "connect to {addr} did not complete within {:?}",
+                        settings.connect_timeout
+                    ),
+                ));
+            }
+            Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
+            Ok(Ok(stream)) => stream,
+        };
     timing.connect = started.elapsed();
     // Small writes (request heads) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
@@ -61,7 +65,13 @@ pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming)
     let (sender, connection) = builder
         .handshake::<_, RequestBody>(TokioIo::new(io))
         .await
-        .map_err(|err| Failure::new(FailureKind::ProxyInternalError, Phase::Connecting, err.to_string()))?;
+        .map_err(|err| {
+            Failure::new(
+                FailureKind::ProxyInternalError,
+                Phase::Connecting,
+                err.to_string(),
+            )
+        })?;
     tokio::spawn(async move {
         // Errors surface to the request through its response or body; the log line is written there.
         let _ = connection.await;
@@ -71,7 +81,11 @@ pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming)
 
 /// Prefers IPv4 when both families resolve; the first address otherwise.
 fn pick_address(addrs: &[IpAddr]) -> IpAddr {
-    addrs.iter().copied().find(IpAddr::is_ipv4).unwrap_or(addrs[0])
+    addrs
+        .iter()
+        .copied()
+        .find(IpAddr::is_ipv4)
+        .unwrap_or(addrs[0])
 }
 
 /// connect(2) errors by errno: refused, unreachable, timed out (by the kernel), denied.
@@ -83,7 +97,9 @@ pub fn classify_connect_error(addr: SocketAddr, err: &io::Error) -> Failure {
         }
         io::ErrorKind::TimedOut => FailureKind::ConnectionTimeout,
         io::ErrorKind::PermissionDenied => FailureKind::DestinationIpProhibited,
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => FailureKind::ConnectionTerminated,
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            FailureKind::ConnectionTerminated
+        }
         _ => match err.raw_os_error() {
             Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EADDRNOTAVAIL) => {
                 FailureKind::DestinationIpUnroutable

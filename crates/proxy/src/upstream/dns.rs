@@ -8,11 +8,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use gatehouse_config::DnsConfig;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::TokioResolver;
 
 use crate::failure::{Failure, FailureKind, Phase};
 
@@ -29,7 +29,10 @@ impl Dns {
         if let Err(error) = &resolver {
             tracing::warn!(%error, "no DNS resolver available; upstream host names will fail with dns_error");
         }
-        Self { resolver, timeout: config.timeout }
+        Self {
+            resolver,
+            timeout: config.timeout,
+        }
     }
 
     /// Resolves `host` to its addresses (A and AAAA), or a classified failure.

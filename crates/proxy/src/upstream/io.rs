@@ -49,7 +49,12 @@ pub struct UpstreamIo {
 impl UpstreamIo {
     pub fn new(inner: TcpStream, send_timeout: Duration) -> (Self, Arc<ConnStats>) {
         let stats = Arc::new(ConnStats::default());
-        let io = Self { inner, stats: Arc::clone(&stats), send_timeout, stall: None };
+        let io = Self {
+            inner,
+            stats: Arc::clone(&stats),
+            send_timeout,
+            stall: None,
+        };
         (io, stats)
     }
 
@@ -61,7 +66,10 @@ impl UpstreamIo {
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         ready!(stall.as_mut().poll(cx));
         self.stall = None;
-        Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, WriteStalled(timeout)))
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::TimedOut,
+            WriteStalled(timeout),
+        ))
     }
 
     fn on_written(&mut self, n: usize) {
@@ -88,7 +96,11 @@ impl AsyncRead for UpstreamIo {
 }
 
 impl AsyncWrite for UpstreamIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(Ok(n)) => {

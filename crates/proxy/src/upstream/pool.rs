@@ -73,8 +73,18 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(sender: SendRequest<RequestBody>, stats: Arc<ConnStats>, peer: SocketAddr, reused: bool) -> Self {
-        Self { sender, stats, peer, reused }
+    pub fn new(
+        sender: SendRequest<RequestBody>,
+        stats: Arc<ConnStats>,
+        peer: SocketAddr,
+        reused: bool,
+    ) -> Self {
+        Self {
+            sender,
+            stats,
+            peer,
+            reused,
+        }
     }
 }
 
@@ -83,7 +93,12 @@ impl Conn {
 impl Server {
     pub fn new(pool: &str, address: ServerAddress, settings: ConnSettings) -> Self {
         let label = format!("{pool}/{}", address.authority());
-        Self { address, label, settings, idle: Mutex::new(Vec::new()) }
+        Self {
+            address,
+            label,
+            settings,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn settings(&self) -> &ConnSettings {
@@ -129,7 +144,10 @@ impl Server {
     fn push(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(Idle { conn, since: Instant::now() });
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 }
