@@ -5,6 +5,7 @@
 //! [`failure`] is the one place where failures become statuses, headers and log lines.
 
 pub mod body;
+pub mod client_io;
 pub mod failure;
 pub mod forward;
 pub mod listener;

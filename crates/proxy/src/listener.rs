@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::FutureExt as _;
 use http::{Request, Response, StatusCode};
@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::body::ProxyBody;
+use crate::client_io::{ClientActivity, ClientIo};
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AttemptContext, log_failure};
 use crate::respond::{self, ErrorContext};
@@ -98,14 +99,6 @@ pub async fn accept_loop(
     }
 }
 
-/// Bytes read and written on a client connection, to tell "a request was half sent" (408)
-/// from "an idle keep-alive connection timed out" (close silently).
-#[derive(Debug, Default)]
-struct ClientActivity {
-    read: AtomicU64,
-    read_at_last_write: AtomicU64,
-}
-
 async fn serve_connection(
     stream: TcpStream,
     client: SocketAddr,
@@ -115,12 +108,14 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, to answer 408 after hyper gave up on the connection.
     let spare = stream_spare(&stream);
-    let activity = Arc::new(ClientActivity::default());
-    let io = TokioIo::new(ClientIo {
-        inner: stream,
-        activity: Arc::clone(&activity),
-    });
     let server = &snapshot.config.server;
+    // hyper's own limits sit above gatehouse's, so that requests between the two get
+    // gatehouse's full 414/431 answer; only far larger ones get hyper's bare one.
+    let max_buf = (server.max_request_header_size * 2)
+        .max(server.max_uri_length * 2)
+        .max(16 * 1024);
+    let activity = Arc::new(ClientActivity::new(max_buf));
+    let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&activity)));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -135,9 +130,11 @@ async fn serve_connection(
         )
         .max_headers(1000);
     let service_snapshot = Arc::clone(&snapshot);
+    let service_activity = Arc::clone(&activity);
     let service = service_fn(move |req: Request<Incoming>| {
         let snapshot = Arc::clone(&service_snapshot);
-        async move { Ok::<_, Infallible>(handle_isolated(snapshot, client, req).await) }
+        let activity = Arc::clone(&service_activity);
+        async move { Ok::<_, Infallible>(handle_isolated(snapshot, client, activity, req).await) }
     });
     let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
@@ -157,13 +154,19 @@ async fn serve_connection(
 async fn handle_isolated(
     snapshot: Arc<Snapshot>,
     client: SocketAddr,
+    activity: Arc<ClientActivity>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let head_only = req.method() == http::Method::HEAD;
     let accept = req.headers().get(http::header::ACCEPT).cloned();
-    let handled = std::panic::AssertUnwindSafe(service::handle(Arc::clone(&snapshot), client, req))
-        .catch_unwind()
-        .await;
+    let handled = std::panic::AssertUnwindSafe(service::handle(
+        Arc::clone(&snapshot),
+        client,
+        &activity,
+        req,
+    ))
+    .catch_unwind()
+    .await;
     match handled {
         Ok(response) => response,
         Err(panic) => {
@@ -212,8 +215,7 @@ fn on_connection_error(
     spare: Option<std::net::TcpStream>,
 ) {
     if err.is_timeout() {
-        let partial = activity.read.load(Ordering::Relaxed)
-            > activity.read_at_last_write.load(Ordering::Relaxed);
+        let partial = activity.request_in_progress();
         if !partial {
             return; // an idle keep-alive connection: closing it is normal
         }
@@ -302,76 +304,4 @@ fn serialize_small_response(response: Response<ProxyBody>) -> Vec<u8> {
 fn stream_spare(stream: &TcpStream) -> Option<std::net::TcpStream> {
     let sock = socket2::SockRef::from(stream);
     sock.try_clone().ok().map(std::net::TcpStream::from)
-}
-
-/// The client socket, counting activity for [`ClientActivity`].
-struct ClientIo {
-    inner: TcpStream,
-    activity: Arc<ClientActivity>,
-}
-
-impl tokio::io::AsyncRead for ClientIo {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            this.activity.read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl tokio::io::AsyncWrite for ClientIo {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        this.mark_write();
-        std::pin::Pin::new(&mut this.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        this.mark_write();
-        std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-impl ClientIo {
-    fn mark_write(&self) {
-        let read = self.activity.read.load(Ordering::Relaxed);
-        self.activity
-            .read_at_last_write
-            .store(read, Ordering::Relaxed);
-    }
 }

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::body::{Finish, ProxyBody, RequestBody, UpstreamBody};
+use crate::client_io::ClientActivity;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::forward;
@@ -32,6 +33,7 @@ use crate::upstream::pool::{Conn, Server};
 pub async fn handle(
     snapshot: Arc<Snapshot>,
     client: SocketAddr,
+    activity: &ClientActivity,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
@@ -54,7 +56,7 @@ pub async fn handle(
         record,
         accept,
     };
-    pipeline.run(req).await
+    pipeline.run(req, activity).await
 }
 
 struct Pipeline<'a> {
@@ -73,7 +75,11 @@ struct Attempt {
 }
 
 impl Pipeline<'_> {
-    async fn run(&mut self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn run(
+        &mut self,
+        req: Request<Incoming>,
+        activity: &ClientActivity,
+    ) -> Response<ProxyBody> {
         #[cfg(feature = "test-hooks")]
         if req.headers().contains_key("x-gatehouse-test-panic") {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
@@ -82,7 +88,7 @@ impl Pipeline<'_> {
         let head_only = parts.method == Method::HEAD;
 
         // --- check the request ---
-        if let Err(failure) = self.check_request(&parts) {
+        if let Err(failure) = self.check_request(&parts, activity) {
             return self.fail(&failure, head_only, None);
         }
 
@@ -179,7 +185,11 @@ impl Pipeline<'_> {
 
     /// Limits gatehouse applies itself, answered with the fitting 4xx (hyper answers only what it
     /// cannot parse at all), and loop detection.
-    fn check_request(&self, parts: &http::request::Parts) -> Result<(), Failure> {
+    fn check_request(
+        &self,
+        parts: &http::request::Parts,
+        activity: &ClientActivity,
+    ) -> Result<(), Failure> {
         let limits = &self.snapshot.config.server;
         let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > limits.max_uri_length {
@@ -215,6 +225,13 @@ impl Pipeline<'_> {
                 } else {
                     "request with several Host headers"
                 },
+            ));
+        }
+        // RFC 9112 §6.1: both framings at once is a smuggling vector; refuse, never forward.
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) && activity.head_has_te_and_cl() {
+            return Err(Failure::client(
+                StatusCode::BAD_REQUEST,
+                "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
             ));
         }
         if forward::has_looped(&parts.headers, &limits.name) {

@@ -1,0 +1,158 @@
+//! The client socket wrapper: what hyper does not tell about a downstream connection.
+//!
+//! - Whether bytes of a new request arrived since the last response was written, which tells
+//!   a client that stalled part-way through a request head (answered 408) from an idle
+//!   keep-alive connection timing out (closed silently).
+//! - The raw bytes of the current request head. hyper resolves a request carrying both
+//!   `Transfer-Encoding` and `Content-Length` by dropping `Content-Length` (RFC 9112 §6.1 allows
+//!   that), so the service cannot see the conflict; gatehouse refuses such requests with 400
+//!   instead (a request-smuggling vector), and checks the raw head for it when a request
+//!   arrives with `Transfer-Encoding`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Bytes kept of what arrived since the last write: enough for any request head gatehouse
+/// accepts in full (hyper's buffer limit is twice `max_request_header_size`, at most 2 MiB).
+const HEAD_KEEP: usize = 2 * 1024 * 1024 + 1024;
+
+/// Shared between the socket wrapper and the request handlers of one connection.
+#[derive(Debug, Default)]
+pub struct ClientActivity {
+    read: AtomicU64,
+    read_at_last_write: AtomicU64,
+    /// Bytes read since the last write, up to `head_limit`.
+    since_write: Mutex<Vec<u8>>,
+    head_limit: usize,
+}
+
+impl ClientActivity {
+    pub fn new(head_limit: usize) -> Self {
+        Self {
+            head_limit: head_limit.min(HEAD_KEEP),
+            ..Self::default()
+        }
+    }
+
+    /// Bytes of a request arrived after the last response bytes went out.
+    pub fn request_in_progress(&self) -> bool {
+        self.read.load(Ordering::Relaxed) > self.read_at_last_write.load(Ordering::Relaxed)
+    }
+
+    /// Whether the request head received since the last response carries both
+    /// `Transfer-Encoding` and `Content-Length`. Only the first head is examined; a pipelined
+    /// request behind it is not (hyper still frames it by Transfer-Encoding alone).
+    pub fn head_has_te_and_cl(&self) -> bool {
+        let bytes = self.since_write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut headers = [httparse::EMPTY_HEADER; 256];
+        let mut request = httparse::Request::new(&mut headers);
+        if request.parse(&bytes).is_err() {
+            return false;
+        }
+        let has = |name: &str| {
+            request
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+        };
+        has("transfer-encoding") && has("content-length")
+    }
+}
+
+/// The client's socket with [`ClientActivity`] bookkeeping.
+#[derive(Debug)]
+pub struct ClientIo {
+    inner: TcpStream,
+    activity: Arc<ClientActivity>,
+}
+
+impl ClientIo {
+    pub fn new(inner: TcpStream, activity: Arc<ClientActivity>) -> Self {
+        Self { inner, activity }
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        self.activity
+            .read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut kept = self
+            .activity
+            .since_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let room = self.activity.head_limit.saturating_sub(kept.len());
+        kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn on_write(&self) {
+        let read = self.activity.read.load(Ordering::Relaxed);
+        if self
+            .activity
+            .read_at_last_write
+            .swap(read, Ordering::Relaxed)
+            != read
+        {
+            self.activity
+                .since_write
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.on_read(&buf.filled()[before..]);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.on_write();
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.on_write();
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
