@@ -37,12 +37,15 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().to_string(), ToString::to_string);
+    let access_log = snapshot.config.server.access_log;
+    // The target is copied only when it will be logged.
+    let target = match req.uri().path_and_query() {
+        Some(pq) if access_log => pq.to_string(),
+        _ if access_log => req.uri().to_string(),
+        _ => String::new(),
+    };
     let record = AccessRecord::new(
-        snapshot.config.server.access_log,
+        access_log,
         client,
         request_id.clone(),
         req.method().clone(),
