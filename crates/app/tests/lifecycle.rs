@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
 fn write_config(name: &str, body: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("gatehouse-lifecycle-{}-{name}.toml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "gatehouse-lifecycle-{}-{name}.toml",
+        std::process::id()
+    ));
     std::fs::write(&path, body).unwrap();
     path
 }
@@ -42,19 +45,33 @@ impl Proxy {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
                 if json["message"] == "listening" {
-                    let _ = tx.send(json["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                    let _ = tx.send(
+                        json["addr"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<SocketAddr>()
+                            .unwrap(),
+                    );
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("gatehouse did not start listening");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("gatehouse did not start listening");
         Self { child, addr }
     }
 
     /// SIGTERM through the `kill` command (keeps `unsafe` out of the workspace).
     fn terminate(&self) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 
@@ -73,7 +90,10 @@ impl Proxy {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "gatehouse did not exit within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not exit within {within:?}"
+            );
             thread::sleep(Duration::from_millis(20));
         }
     }
@@ -104,7 +124,8 @@ fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
 fn content_length(head: &str) -> Option<u64> {
     head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
     })
 }
 
@@ -114,26 +135,55 @@ fn port_in_use_is_one_clear_line_and_exit_1() {
     let port = taken.local_addr().unwrap().port();
     let path = write_config(
         "taken",
-        &format!("[server]\nlisten = [\"127.0.0.1:{port}\"]\n[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:9\"]\n"),
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\n[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:9\"]\n"
+        ),
     );
-    let output = Command::new(BIN).args(["run", "-c"]).arg(&path).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
     assert!(stderr.contains("in use"), "{stderr}");
 }
 
 #[test]
 fn bad_config_refuses_to_start_and_check_agrees() {
-    let path = write_config("bad", "[server]\nlisten = [\"127.0.0.1:0\"]\nlisten_typo = 1\n");
-    let run = Command::new(BIN).args(["run", "-c"]).arg(&path).output().unwrap();
+    let path = write_config(
+        "bad",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nlisten_typo = 1\n",
+    );
+    let run = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(run.status.code(), Some(1));
-    let check = Command::new(BIN).args(["check", "-c"]).arg(&path).output().unwrap();
+    let check = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(check.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&check.stderr);
-    assert!(stderr.contains(&format!("{}:3:1: error: server.listen_typo", path.display())), "{stderr}");
-    assert!(stderr.contains("route"), "every problem at once, the missing routes too: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:1: error: server.listen_typo",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route"),
+        "every problem at once, the missing routes too: {stderr}"
+    );
 
     let good = Command::new(BIN).arg("check").output().unwrap();
     assert_eq!(good.status.code(), Some(0));
@@ -156,13 +206,20 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     });
     let mut proxy = Proxy::start(&config(upstream_addr, "drain_timeout = \"10s\""), "drain");
     let mut client = TcpStream::connect(proxy.addr).unwrap();
-    client.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
     thread::sleep(Duration::from_millis(200));
     proxy.terminate();
     thread::sleep(Duration::from_millis(100));
-    assert!(TcpStream::connect(proxy.addr).is_err(), "no new connections after SIGTERM");
+    assert!(
+        TcpStream::connect(proxy.addr).is_err(),
+        "no new connections after SIGTERM"
+    );
     let mut response = String::new();
-    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     client.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("slow"), "{response}");
@@ -191,10 +248,18 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
                             received += n as u64;
                         }
                         let body = received.to_string();
-                        let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
                         stream.write_all(reply.as_bytes()).unwrap();
                     } else {
-                        stream.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes()).unwrap();
+                        stream
+                            .write_all(
+                                format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n")
+                                    .as_bytes(),
+                            )
+                            .unwrap();
                         let chunk = vec![b'x'; 1 << 16];
                         let mut sent = 0;
                         while sent < SIZE {
@@ -210,9 +275,14 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
 
     // Upload 1 GiB.
     let mut client = TcpStream::connect(proxy.addr).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     client
-        .write_all(format!("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: {SIZE}\r\n\r\n").as_bytes())
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    client
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: {SIZE}\r\n\r\n")
+                .as_bytes(),
+        )
         .unwrap();
     let chunk = vec![b'y'; 1 << 16];
     let mut sent = 0;
@@ -231,7 +301,9 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
     assert_eq!(String::from_utf8_lossy(&body), SIZE.to_string());
 
     // Download 1 GiB on the same connection.
-    client.write_all(b"GET /download HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    client
+        .write_all(b"GET /download HTTP/1.1\r\nhost: x\r\n\r\n")
+        .unwrap();
     let (head, rest) = read_head(&mut client);
     assert_eq!(content_length(&head), Some(SIZE));
     let mut received = rest.len() as u64;
@@ -245,5 +317,8 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
 
     let peak = proxy.peak_rss_kib();
     eprintln!("gatehouse peak RSS after 2 GiB streamed: {peak} KiB");
-    assert!(peak < 64 * 1024, "gatehouse peak RSS {peak} KiB while 2 GiB passed: bodies are being buffered");
+    assert!(
+        peak < 64 * 1024,
+        "gatehouse peak RSS {peak} KiB while 2 GiB passed: bodies are being buffered"
+    );
 }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use crate::body::ProxyBody;
 use crate::client_io::{ClientActivity, ClientIo};
 use crate::failure::{Failure, FailureKind, Phase};
-use crate::observe::access_log::{AttemptContext, log_failure};
+use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
 use crate::respond::{self, ErrorContext};
 use crate::service;
 use crate::snapshot::Snapshot;
@@ -215,8 +215,7 @@ fn on_connection_error(
     spare: Option<std::net::TcpStream>,
 ) {
     if err.is_timeout() {
-        let partial = activity.request_in_progress();
-        if !partial {
+        if !activity.request_in_progress() {
             return; // an idle keep-alive connection: closing it is normal
         }
         let failure = Failure::client(
@@ -226,17 +225,7 @@ fn on_connection_error(
                 snapshot.config.server.client_header_timeout
             ),
         );
-        let request_id = service::new_request_id();
-        log_failure(
-            &failure,
-            &AttemptContext {
-                request_id: &request_id,
-                pool: None,
-                server: None,
-                attempt: 0,
-                request_sent: false,
-            },
-        );
+        let request_id = log_unparsed_request(&failure, client, snapshot);
         let response = respond::render(
             &failure,
             &ErrorContext {
@@ -253,29 +242,52 @@ fn on_connection_error(
         }
         return;
     }
-    if err.is_parse() || err.is_parse_too_large() || err.is_parse_status() {
-        // hyper has answered 400/414/431 itself; the log line is ours.
+    if err.is_parse() || err.is_parse_too_large() {
+        // hyper has answered 400/414/431 itself (a bare response); the log lines are ours.
+        let status = if err.is_parse_too_large() {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         let failure = Failure::client(
-            StatusCode::BAD_REQUEST,
+            status,
             format!(
-                "unparseable request from {client}: {}",
+                "unparseable request: {}",
                 crate::failure::classify::describe(err)
             ),
         );
-        let request_id = service::new_request_id();
-        log_failure(
-            &failure,
-            &AttemptContext {
-                request_id: &request_id,
-                pool: None,
-                server: None,
-                attempt: 0,
-                request_sent: false,
-            },
-        );
+        log_unparsed_request(&failure, client, snapshot);
         return;
     }
     tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
+}
+
+/// The failure warning and access record for a request that never became a `Request`
+/// (method and target unknown, logged as `-`). Returns the request id used.
+fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapshot) -> String {
+    let request_id = service::new_request_id();
+    log_failure(
+        failure,
+        &AttemptContext {
+            request_id: &request_id,
+            pool: None,
+            server: None,
+            attempt: 0,
+            request_sent: false,
+        },
+    );
+    let method = http::Method::from_bytes(b"-").unwrap_or_default();
+    let mut record = AccessRecord::new(
+        snapshot.config.server.access_log,
+        client,
+        request_id.as_str().into(),
+        method,
+        "-".to_owned(),
+    );
+    record.status = failure.status().as_u16();
+    record.failure = Some(failure.kind.token());
+    record.emit();
+    request_id
 }
 
 /// Writes a generated response as HTTP/1.1 bytes (used only where hyper no longer owns the

@@ -230,6 +230,25 @@ impl Pipeline<'_> {
                 },
             ));
         }
+        // RFC 9112 §6.1: gatehouse decodes only chunked; a request with any other transfer
+        // coding cannot be forwarded faithfully once Transfer-Encoding (hop-by-hop) is removed.
+        if let Some(coding) = parts
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(str::trim)
+            .find(|c| !c.eq_ignore_ascii_case("chunked"))
+        {
+            let mut failure = Failure::client(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "request uses transfer coding {coding:?}, which gatehouse does not implement"
+                ),
+            );
+            failure.params.coding = Some(coding.to_ascii_lowercase());
+            return Err(failure);
+        }
         // RFC 9112 §6.1: both framings at once is a smuggling vector; refuse, never forward.
         if parts.headers.contains_key(header::TRANSFER_ENCODING) && activity.head_has_te_and_cl() {
             return Err(Failure::client(
@@ -390,14 +409,8 @@ impl Pipeline<'_> {
         head_only: bool,
         next_hop: Option<&str>,
     ) -> Response<ProxyBody> {
-        if matches!(
-            failure.kind,
-            FailureKind::HttpRequestError
-                | FailureKind::ProxyLoopDetected
-                | FailureKind::DestinationNotFound
-                | FailureKind::ProxyConfigurationError
-        ) {
-            // Failures before any attempt have no attempt to log under; they still get their line.
+        if self.record.attempts == 0 {
+            // Failures before any attempt (routing, request checks) have not been logged yet.
             log_failure(
                 failure,
                 &AttemptContext {

@@ -1,1 +1,36 @@
-//! placeholder
+//! Test support for gatehouse's integration tests. Everything is blocking (std threads and
+//! sockets on `127.0.0.1:0`), so a test is a plain `#[test]` function.
+//!
+//! - [`Gatehouse`]: the real binary under a harness (config file, JSON logs, address, stop);
+//!   [`Config`] builds its TOML.
+//! - [`Upstream`]: origin servers that answer well or break HTTP on purpose ([`Behavior`]),
+//!   recording what they received; [`FullBacklog`] for connect timeouts.
+//! - [`MockDns`]: a UDP name server answering NXDOMAIN, SERVFAIL or nothing.
+//! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
+//!   from a truncated one; [`curl()`] runs the real `curl`.
+//! - [`TempFile`]: a unique temp file, removed on drop.
+//! - [`ProxyStatus`]: an RFC 9209 `Proxy-Status` parser (RFC 8941 list via `sfv`).
+
+mod client;
+mod curl;
+mod dns;
+mod gatehouse;
+mod http1;
+mod proxy_status;
+mod record;
+mod temp;
+mod upstream;
+
+pub use client::{NoResponse, RawConn, RawResponse, Req, send_raw};
+pub use curl::{CurlResult, curl};
+pub use dns::{DnsAnswer, MockDns};
+pub use gatehouse::{Config, Gatehouse, Observed};
+pub use http1::{Framing, Headers};
+pub use proxy_status::{Member, Param, ProxyStatus};
+pub use temp::TempFile;
+pub use upstream::{Behavior, FullBacklog, RecordedRequest, Reply, Upstream, big_header_response};
+
+use std::time::Duration;
+
+/// How long a test waits for anything that should happen promptly (a response, a log line).
+pub const PATIENCE: Duration = Duration::from_secs(10);

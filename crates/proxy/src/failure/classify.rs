@@ -23,6 +23,15 @@ pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) 
         if let Some(found) = e.downcast_ref::<T>() {
             return Some(found);
         }
+        // `io::Error::source()` skips the error it wraps (it returns the wrapped error's
+        // source), so a marker like `WriteStalled` inside an io::Error is looked at here.
+        if let Some(found) = e
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(found);
+        }
         current = e.source();
     }
     None
@@ -183,4 +192,20 @@ pub fn describe(err: &(dyn StdError + 'static)) -> String {
         current = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_marker_wrapped_in_an_io_error() {
+        let err = io::Error::new(
+            io::ErrorKind::TimedOut,
+            WriteStalled(std::time::Duration::from_secs(1)),
+        );
+        let outer: Box<dyn StdError + 'static> = Box::new(err);
+        assert!(find_cause::<WriteStalled>(outer.as_ref()).is_some());
+        assert!(find_cause::<DownstreamBodyError>(outer.as_ref()).is_none());
+    }
 }
