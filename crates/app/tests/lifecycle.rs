@@ -1,12 +1,14 @@
 //! The process as an operator meets it: startup errors, graceful shutdown, and bodies far
 //! larger than memory streamed through without buffering.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use gatehouse_testkit::{Config, Gatehouse};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -19,91 +21,24 @@ fn write_config(name: &str, body: &str) -> std::path::PathBuf {
     path
 }
 
-fn config(upstream: SocketAddr, extra_server: &str) -> String {
-    format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nlog_format = \"json\"\n{extra_server}\n[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{upstream}\"]\nread_timeout = \"60s\"\nsend_timeout = \"60s\"\n"
-    )
+fn bin() -> &'static Path {
+    Path::new(BIN)
 }
 
-/// A running gatehouse child with its address, parsed from the "listening" log line.
-struct Proxy {
-    child: Child,
-    addr: SocketAddr,
+/// A config with generous body timeouts (the streaming test moves 2 GiB).
+fn config(upstream: SocketAddr) -> Config {
+    Config::proxy_to([upstream])
+        .upstream_setting("app", "read_timeout", "60s")
+        .upstream_setting("app", "send_timeout", "60s")
 }
 
-impl Proxy {
-    fn start(config_text: &str, name: &str) -> Self {
-        let path = write_config(name, config_text);
-        let mut child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                if json["message"] == "listening" {
-                    let _ = tx.send(
-                        json["addr"]
-                            .as_str()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap(),
-                    );
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("gatehouse did not start listening");
-        Self { child, addr }
-    }
-
-    /// SIGTERM through the `kill` command (keeps `unsafe` out of the workspace).
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "gatehouse did not exit within {within:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
 
 /// Reads an HTTP/1.1 message head from `stream`; returns it and any body bytes read past it.
@@ -204,16 +139,20 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
             });
         }
     });
-    let mut proxy = Proxy::start(&config(upstream_addr, "drain_timeout = \"10s\""), "drain");
-    let mut client = TcpStream::connect(proxy.addr).unwrap();
+    let proxy = Gatehouse::start(
+        bin(),
+        &config(upstream_addr).server("drain_timeout", "10s").toml(),
+    );
+    let addr = proxy.addr();
+    let mut client = TcpStream::connect(addr).unwrap();
     client
         .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
         .unwrap();
     thread::sleep(Duration::from_millis(200));
-    proxy.terminate();
+    let stopping = thread::spawn(move || proxy.stop());
     thread::sleep(Duration::from_millis(100));
     assert!(
-        TcpStream::connect(proxy.addr).is_err(),
+        TcpStream::connect(addr).is_err(),
         "no new connections after SIGTERM"
     );
     let mut response = String::new();
@@ -223,7 +162,7 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
     client.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("slow"), "{response}");
-    assert!(proxy.wait_exit(Duration::from_secs(5)).success());
+    assert!(stopping.join().unwrap().success());
 }
 
 #[test]
@@ -271,10 +210,13 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
             });
         }
     });
-    let proxy = Proxy::start(&config(upstream_addr, "access_log = false"), "stream");
+    let proxy = Gatehouse::start(
+        bin(),
+        &config(upstream_addr).server("access_log", false).toml(),
+    );
 
     // Upload 1 GiB.
-    let mut client = TcpStream::connect(proxy.addr).unwrap();
+    let mut client = TcpStream::connect(proxy.addr()).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
@@ -315,7 +257,7 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
     }
     assert_eq!(received, SIZE);
 
-    let peak = proxy.peak_rss_kib();
+    let peak = peak_rss_kib(proxy.pid());
     eprintln!("gatehouse peak RSS after 2 GiB streamed: {peak} KiB");
     assert!(
         peak < 64 * 1024,
