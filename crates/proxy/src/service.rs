@@ -275,7 +275,7 @@ impl Pipeline<'_> {
         request: Request<RequestBody>,
         sent: Option<oneshot::Receiver<()>>,
     ) -> Result<Attempt, (Failure, bool)> {
-        let mut conn = match server.checkout() {
+        let mut conn = match server.checkout().await {
             Some(conn) => conn,
             None => {
                 let (conn, timing) = connect(server, &self.snapshot.dns)

@@ -22,6 +22,8 @@ const MAX_IDLE: usize = 256;
 /// Idle connections older than this are closed rather than reused: upstreams commonly close
 /// keep-alive connections after 60-75 s, and reusing one they are about to close loses a request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// How long a checked-out connection may take to become ready before another is tried.
+const READY_WAIT: Duration = Duration::from_secs(1);
 
 /// The per-upstream settings a connection needs.
 #[derive(Debug, Clone)]
@@ -106,7 +108,11 @@ impl Server {
     }
 
     /// An idle connection that is ready for a request, if there is one.
-    pub fn checkout(&self) -> Option<Conn> {
+    ///
+    /// A connection checked in right after its response body ended may not be marked ready by
+    /// hyper yet (its connection task has not run since); waiting for that here, briefly,
+    /// costs nothing in the common case and saves a task per request at check-in.
+    pub async fn checkout(&self) -> Option<Conn> {
         let now = Instant::now();
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
@@ -116,29 +122,26 @@ impl Server {
                 return None;
             }
             let mut conn = idle.conn;
-            if ready_now(&mut conn.sender) {
+            let ready = match poll_ready_now(&mut conn.sender) {
+                Poll::Ready(result) => result.is_ok(),
+                Poll::Pending => {
+                    tokio::time::timeout(READY_WAIT, conn.sender.ready())
+                        .await
+                        .is_ok_and(|result| result.is_ok())
+                }
+            };
+            if ready {
                 conn.reused = true;
                 return Some(conn);
             }
         }
     }
 
-    /// Returns a connection whose last response was read completely. If hyper has not yet
-    /// marked it ready, a small task waits for that (the usual case is ready at once).
-    pub fn checkin(self: &Arc<Self>, mut conn: Conn) {
-        if ready_now(&mut conn.sender) {
+    /// Returns a connection whose last response was read completely.
+    pub fn checkin(&self, conn: Conn) {
+        if !conn.sender.is_closed() {
             self.push(conn);
-            return;
         }
-        if conn.sender.is_closed() {
-            return;
-        }
-        let server = Arc::clone(self);
-        tokio::spawn(async move {
-            if conn.sender.ready().await.is_ok() {
-                server.push(conn);
-            }
-        });
     }
 
     fn push(&self, conn: Conn) {
@@ -153,8 +156,8 @@ impl Server {
 }
 
 /// Polls the sender's readiness once without waiting.
-fn ready_now(sender: &mut SendRequest<RequestBody>) -> bool {
+fn poll_ready_now(sender: &mut SendRequest<RequestBody>) -> Poll<Result<(), hyper::Error>> {
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
-    matches!(sender.poll_ready(&mut cx), Poll::Ready(Ok(())))
+    sender.poll_ready(&mut cx)
 }
