@@ -88,7 +88,7 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         }
     };
     let config = loaded.config;
-    crate::logging::init(&config.server);
+    let _log_guard = crate::logging::init(&config.server);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

@@ -10,11 +10,13 @@
 //!   arrives with `Transfer-Encoding`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -23,8 +25,11 @@ use tokio::net::TcpStream;
 const HEAD_KEEP: usize = 2 * 1024 * 1024 + 1024;
 
 /// Shared between the socket wrapper and the request handlers of one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientActivity {
+    /// The client's IP formatted as a header value once per connection (X-Forwarded-For,
+    /// X-Real-IP).
+    pub client_ip: HeaderValue,
     read: AtomicU64,
     read_at_last_write: AtomicU64,
     /// Bytes read since the last write, up to `head_limit`.
@@ -33,10 +38,14 @@ pub struct ClientActivity {
 }
 
 impl ClientActivity {
-    pub fn new(head_limit: usize) -> Self {
+    pub fn new(client: SocketAddr, head_limit: usize) -> Self {
         Self {
+            client_ip: HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            read: AtomicU64::new(0),
+            read_at_last_write: AtomicU64::new(0),
+            since_write: Mutex::new(Vec::new()),
             head_limit: head_limit.min(HEAD_KEEP),
-            ..Self::default()
         }
     }
 

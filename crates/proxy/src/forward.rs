@@ -1,8 +1,6 @@
 //! Header rewriting between the two hops: hop-by-hop fields removed both ways (RFC 9110
 //! §7.6.1), forwarding fields added to the request, loop detection through `Via`.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Fields that describe one connection, never the message (RFC 9110 §7.6.1, plus the
@@ -37,9 +35,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// What the forwarding headers need to know about this hop.
+/// Names parsed once rather than for every request.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the forwarding headers need to know about this hop.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
-    pub client_ip: IpAddr,
+    /// The client's IP as a header value (formatted once per connection).
+    pub client_ip: &'a HeaderValue,
     /// `1.1 <name>`
     pub via: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
@@ -50,32 +57,30 @@ pub struct Hop<'a> {
 pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     strip_hop_by_hop(headers);
     headers.remove(header::EXPECT);
-    let ip = hop.client_ip.to_string();
-    let previous: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let xff = if previous.is_empty() {
-        ip.clone()
-    } else {
-        format!("{}, {ip}", previous.join(", "))
-    };
     // Several X-Forwarded-For lines are one list; the combined value replaces them all.
-    if let Ok(xff) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", xff);
-    }
-    if let Ok(real_ip) = HeaderValue::from_str(&ip) {
-        headers.insert("x-real-ip", real_ip);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let xff = match headers.get(&X_FORWARDED_FOR) {
+        None => hop.client_ip.clone(),
+        Some(_) => {
+            let mut list = String::new();
+            for value in headers.get_all(&X_FORWARDED_FOR) {
+                let value = value.to_str().unwrap_or("").trim();
+                if !value.is_empty() {
+                    list.push_str(value);
+                    list.push_str(", ");
+                }
+            }
+            list.push_str(hop.client_ip.to_str().unwrap_or(""));
+            HeaderValue::from_str(&list).unwrap_or_else(|_| hop.client_ip.clone())
+        }
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
+    headers.insert(X_REAL_IP, hop.client_ip.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = hop.host {
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers.append(header::VIA, hop.via.clone());
-    headers.insert("x-request-id", hop.request_id.clone());
+    headers.insert(X_REQUEST_ID, hop.request_id.clone());
 }
 
 /// Whether the request already went through a proxy with our name (`Via: 1.1 <name>`).
@@ -121,7 +126,7 @@ mod tests {
         request_headers(
             &mut headers,
             &Hop {
-                client_ip: "10.0.0.1".parse().unwrap(),
+                client_ip: &HeaderValue::from_static("10.0.0.1"),
                 via: &via,
                 request_id: &id,
                 host: Some(&host),

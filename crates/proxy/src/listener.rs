@@ -114,21 +114,18 @@ async fn serve_connection(
     let max_buf = (server.max_request_header_size * 2)
         .max(server.max_uri_length * 2)
         .max(16 * 1024);
-    let activity = Arc::new(ClientActivity::new(max_buf));
+    let activity = Arc::new(ClientActivity::new(client, max_buf));
     let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&activity)));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(server.client_header_timeout)
-        // hyper's own limits sit above gatehouse's, so that requests between the two get
-        // gatehouse's full 414/431 answer; only far larger ones get hyper's bare one.
-        .max_buf_size(
-            (server.max_request_header_size * 2)
-                .max(server.max_uri_length * 2)
-                .max(16 * 1024),
-        )
-        .max_headers(1000);
+        // hyper's buffer limit sits above gatehouse's own limits, so that requests between
+        // the two get gatehouse's full 414/431 answer; only far larger ones get hyper's bare
+        // one. hyper's default of 100 header fields is kept (above 100 it heap-allocates its
+        // parse arrays for every request).
+        .max_buf_size(max_buf);
     let service_snapshot = Arc::clone(&snapshot);
     let service_activity = Arc::clone(&activity);
     let service = service_fn(move |req: Request<Incoming>| {

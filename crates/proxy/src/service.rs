@@ -136,7 +136,7 @@ impl Pipeline<'_> {
         forward::request_headers(
             &mut parts.headers,
             &forward::Hop {
-                client_ip: self.client.ip(),
+                client_ip: &activity.client_ip,
                 via: &self.snapshot.via,
                 request_id: &request_id,
                 host: host_header.as_ref(),
@@ -372,7 +372,7 @@ impl Pipeline<'_> {
             parts.headers.append("proxy-status", member);
         }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
-            parts.headers.insert("x-request-id", id);
+            parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;
         self.record.status = status.as_u16();

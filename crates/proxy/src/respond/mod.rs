@@ -7,6 +7,7 @@
 //! `Cache-Control: no-store`, `X-Request-Id` and, unless disabled, a `Proxy-Status` member.
 
 mod negotiate;
+mod template;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -33,26 +34,34 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     let status = failure.status();
     let format = ctx.accept.map_or(Format::Html, negotiate);
     let show_details = ctx.proxy_status.mode() == gatehouse_config::ProxyStatusMode::Full;
-    let page = Page {
-        failure,
-        status,
-        request_id: ctx.request_id,
-        details: show_details.then_some(failure.details.as_str()),
+    let content_type = match format {
+        Format::Html => "text/html; charset=utf-8",
+        Format::Json => "application/problem+json",
+        Format::Text => "text/plain; charset=utf-8",
     };
-    let (content_type, body) = match format {
-        Format::Html => ("text/html; charset=utf-8", page.html()),
-        Format::Json => ("application/problem+json", page.json()),
-        Format::Text => ("text/plain; charset=utf-8", page.text()),
+    let body = if show_details || status != failure.kind.status() {
+        // Details and non-default statuses vary per failure: render this one.
+        let page = Page {
+            failure,
+            status,
+            request_id: ctx.request_id,
+            details: show_details.then_some(failure.details.as_str()),
+        };
+        page.render(format)
+    } else {
+        template::page(failure.kind, format, ctx.request_id)
     };
+    let body = bytes::Bytes::from(body);
+    let length = body.len();
     let mut response = Response::new(if ctx.head_only {
         ProxyBody::empty()
     } else {
-        ProxyBody::full(body.clone())
+        ProxyBody::full(body)
     });
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
         headers.insert("x-request-id", id);
@@ -78,6 +87,14 @@ struct Page<'a> {
 }
 
 impl Page<'_> {
+    fn render(&self, format: Format) -> String {
+        match format {
+            Format::Html => self.html(),
+            Format::Json => self.json(),
+            Format::Text => self.text(),
+        }
+    }
+
     fn title(&self) -> String {
         format!(
             "{} {}",

@@ -124,11 +124,9 @@ impl Server {
             let mut conn = idle.conn;
             let ready = match poll_ready_now(&mut conn.sender) {
                 Poll::Ready(result) => result.is_ok(),
-                Poll::Pending => {
-                    tokio::time::timeout(READY_WAIT, conn.sender.ready())
-                        .await
-                        .is_ok_and(|result| result.is_ok())
-                }
+                Poll::Pending => tokio::time::timeout(READY_WAIT, conn.sender.ready())
+                    .await
+                    .is_ok_and(|result| result.is_ok()),
             };
             if ready {
                 conn.reused = true;
