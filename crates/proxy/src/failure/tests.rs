@@ -273,3 +273,23 @@ fn display_names_kind_phase_and_details() {
         "connection_refused while connecting to upstream: connect to 127.0.0.1:3000: refused"
     );
 }
+
+/// The README's table of failure kinds stays true to the mapping: every kind is named there,
+/// and every table row states the kind's own status first.
+#[test]
+fn readme_names_every_kind_with_its_status() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+    for kind in FailureKind::ALL {
+        let token = format!("`{}`", kind.token());
+        assert!(readme.contains(&token), "README does not mention {token}");
+        let row_start = format!("| {token} | ");
+        if let Some(row) = readme.lines().find(|line| line.starts_with(&row_start)) {
+            let status = kind.status().as_u16().to_string();
+            let cell = row[row_start.len()..].split('|').next().unwrap_or("");
+            assert!(
+                cell.trim_start().starts_with(&status),
+                "README row for {token} says {cell:?}, the mapping says {status}"
+            );
+        }
+    }
+}
