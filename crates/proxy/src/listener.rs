@@ -178,16 +178,7 @@ async fn handle_isolated(
                 format!("panic: {message}"),
             );
             let request_id = service::new_request_id();
-            log_failure(
-                &failure,
-                &AttemptContext {
-                    request_id: &request_id,
-                    pool: None,
-                    server: None,
-                    attempt: 0,
-                    request_sent: false,
-                },
-            );
+            log_failure(&failure, &AttemptContext::before_any_attempt(&request_id));
             respond::render(
                 &failure,
                 &ErrorContext {
@@ -263,16 +254,7 @@ fn on_connection_error(
 /// (method and target unknown, logged as `-`). Returns the request id used.
 fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapshot) -> String {
     let request_id = service::new_request_id();
-    log_failure(
-        failure,
-        &AttemptContext {
-            request_id: &request_id,
-            pool: None,
-            server: None,
-            attempt: 0,
-            request_sent: false,
-        },
-    );
+    log_failure(failure, &AttemptContext::before_any_attempt(&request_id));
     let method = http::Method::from_bytes(b"-").unwrap_or_default();
     let mut record = AccessRecord::new(
         snapshot.config.server.access_log,

@@ -413,13 +413,7 @@ impl Pipeline<'_> {
             // Failures before any attempt (routing, request checks) have not been logged yet.
             log_failure(
                 failure,
-                &AttemptContext {
-                    request_id: &self.request_id,
-                    pool: None,
-                    server: None,
-                    attempt: 0,
-                    request_sent: false,
-                },
+                &AttemptContext::before_any_attempt(&self.request_id),
             );
         }
         let response = respond::render(

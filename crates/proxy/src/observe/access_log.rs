@@ -102,6 +102,19 @@ pub struct AttemptContext<'a> {
     pub request_sent: bool,
 }
 
+impl<'a> AttemptContext<'a> {
+    /// For failures before any upstream was tried (bad request, no route, panic).
+    pub fn before_any_attempt(request_id: &'a str) -> Self {
+        Self {
+            request_id,
+            pool: None,
+            server: None,
+            attempt: 0,
+            request_sent: false,
+        }
+    }
+}
+
 /// The one warning line a failure produces: kind, phase, where, attempt, replay safety, OS
 /// error, request id and the hint that names the likely fix.
 pub fn log_failure(failure: &Failure, ctx: &AttemptContext<'_>) {
