@@ -56,6 +56,16 @@ fn read_head(stream: &mut TcpStream) -> (String, Vec<u8>) {
     }
 }
 
+/// Writes `len` copies of `byte` in 64 KiB chunks.
+fn write_bulk(stream: &mut TcpStream, len: u64, byte: u8) {
+    let chunk = vec![byte; 1 << 16];
+    let mut sent = 0;
+    while sent < len {
+        stream.write_all(&chunk).unwrap();
+        sent += chunk.len() as u64;
+    }
+}
+
 fn content_length(head: &str) -> Option<u64> {
     head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;
@@ -199,12 +209,7 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
                                     .as_bytes(),
                             )
                             .unwrap();
-                        let chunk = vec![b'x'; 1 << 16];
-                        let mut sent = 0;
-                        while sent < SIZE {
-                            stream.write_all(&chunk).unwrap();
-                            sent += chunk.len() as u64;
-                        }
+                        write_bulk(&mut stream, SIZE, b'x');
                     }
                 }
             });
@@ -226,12 +231,7 @@ fn gigabyte_bodies_stream_both_ways_with_flat_memory() {
                 .as_bytes(),
         )
         .unwrap();
-    let chunk = vec![b'y'; 1 << 16];
-    let mut sent = 0;
-    while sent < SIZE {
-        client.write_all(&chunk).unwrap();
-        sent += chunk.len() as u64;
-    }
+    write_bulk(&mut client, SIZE, b'y');
     let (head, mut body) = read_head(&mut client);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let length = usize::try_from(content_length(&head).unwrap()).unwrap();

@@ -260,6 +260,80 @@ impl FailureKind {
         matches!(self.side(), Side::Upstream)
     }
 
+    /// Seconds a client should wait before retrying (`Retry-After`), for the kinds that mean
+    /// "temporarily unable" (503).
+    pub const fn retry_after_secs(self) -> Option<u32> {
+        match self {
+            Self::DestinationUnavailable
+            | Self::ConnectionLimitReached
+            | Self::ProxyInternalResponse => Some(5),
+            Self::DnsError
+            | Self::DnsTimeout
+            | Self::DestinationNotFound
+            | Self::DestinationIpProhibited
+            | Self::DestinationIpUnroutable
+            | Self::ConnectionRefused
+            | Self::ConnectionTimeout
+            | Self::ConnectionTerminated
+            | Self::ConnectionWriteTimeout
+            | Self::ConnectionReadTimeout
+            | Self::TlsProtocolError
+            | Self::TlsCertificateError
+            | Self::TlsAlertReceived
+            | Self::HttpRequestError
+            | Self::HttpRequestDenied
+            | Self::HttpResponseIncomplete
+            | Self::HttpResponseHeaderSectionSize
+            | Self::HttpResponseHeaderSize
+            | Self::HttpResponseBodySize
+            | Self::HttpResponseTransferCoding
+            | Self::HttpResponseContentCoding
+            | Self::HttpResponseTimeout
+            | Self::HttpUpgradeFailed
+            | Self::HttpProtocolError
+            | Self::ProxyInternalError
+            | Self::ProxyConfigurationError
+            | Self::ProxyLoopDetected => None,
+        }
+    }
+
+    /// Whether the downstream connection must close after the error response: after a
+    /// malformed request the connection's framing cannot be trusted.
+    pub const fn closes_client_connection(self) -> bool {
+        match self {
+            Self::HttpRequestError => true,
+            Self::DnsError
+            | Self::DnsTimeout
+            | Self::DestinationNotFound
+            | Self::DestinationUnavailable
+            | Self::DestinationIpProhibited
+            | Self::DestinationIpUnroutable
+            | Self::ConnectionRefused
+            | Self::ConnectionTimeout
+            | Self::ConnectionTerminated
+            | Self::ConnectionWriteTimeout
+            | Self::ConnectionReadTimeout
+            | Self::ConnectionLimitReached
+            | Self::TlsProtocolError
+            | Self::TlsCertificateError
+            | Self::TlsAlertReceived
+            | Self::HttpRequestDenied
+            | Self::HttpResponseIncomplete
+            | Self::HttpResponseHeaderSectionSize
+            | Self::HttpResponseHeaderSize
+            | Self::HttpResponseBodySize
+            | Self::HttpResponseTransferCoding
+            | Self::HttpResponseContentCoding
+            | Self::HttpResponseTimeout
+            | Self::HttpUpgradeFailed
+            | Self::HttpProtocolError
+            | Self::ProxyInternalResponse
+            | Self::ProxyInternalError
+            | Self::ProxyConfigurationError
+            | Self::ProxyLoopDetected => false,
+        }
+    }
+
     /// One plain sentence for the error page: what happened, for the person who sees it.
     pub const fn summary(self) -> &'static str {
         match self {

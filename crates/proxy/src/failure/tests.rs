@@ -293,3 +293,26 @@ fn readme_names_every_kind_with_its_status() {
         }
     }
 }
+
+#[test]
+fn retry_after_exactly_on_the_temporary_503s_and_close_on_request_errors() {
+    for kind in FailureKind::ALL {
+        let temporary = matches!(
+            kind,
+            FailureKind::DestinationUnavailable
+                | FailureKind::ConnectionLimitReached
+                | FailureKind::ProxyInternalResponse
+        );
+        assert_eq!(kind.retry_after_secs().is_some(), temporary, "{kind:?}");
+        assert_eq!(
+            kind.retry_after_secs().is_some(),
+            kind.status() == StatusCode::SERVICE_UNAVAILABLE,
+            "{kind:?}"
+        );
+        assert_eq!(
+            kind.closes_client_connection(),
+            kind == FailureKind::HttpRequestError,
+            "{kind:?}"
+        );
+    }
+}

@@ -69,11 +69,10 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     if let Some(member) = ctx.proxy_status.for_failure(failure, ctx.next_hop) {
         headers.append("proxy-status", member);
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    if let Some(seconds) = failure.kind.retry_after_secs() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if failure.kind == crate::failure::FailureKind::HttpRequestError {
-        // After a malformed request the connection's framing cannot be trusted.
+    if failure.kind.closes_client_connection() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
