@@ -88,6 +88,9 @@ pub struct RouteConfig {
     pub path: String,
     /// Name of the upstream pool; guaranteed to exist in [`Config::upstreams`].
     pub upstream: String,
+    /// Retry non-idempotent requests (POST, PATCH, ...) even after they may have reached the
+    /// server. Default false (RFC 9110 §9.2.2).
+    pub retry_non_idempotent: bool,
 }
 
 /// `route.host`: exact, or a `*.suffix` wildcard. Both lowercase, without port.
@@ -103,8 +106,11 @@ pub enum HostMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
-    /// May be empty: `check` warns, and requests routed here get `proxy_configuration_error`.
-    pub servers: Vec<ServerAddress>,
+    /// In file order. May be empty: `check` warns, and requests routed here get
+    /// `proxy_configuration_error`.
+    pub servers: Vec<UpstreamServer>,
+    /// How a server is chosen. Default round_robin.
+    pub balance: Balance,
     /// TCP connect (after DNS). Default 2s.
     pub connect_timeout: Duration,
     /// Request fully sent → complete response header section. Default 30s.
@@ -115,6 +121,153 @@ pub struct UpstreamConfig {
     pub send_timeout: Duration,
     /// Largest response header section accepted. Default 64 KiB; between 8 KiB and 1 MiB.
     pub max_response_header_size: usize,
+    /// Requests a server may have in flight at once (one connection each), for servers whose
+    /// entry sets no `max_connections` of its own. `None` (key absent or 0) = unlimited.
+    pub max_connections: Option<u32>,
+    /// Requests that may wait for a connection slot when every server is at its limit. Default 100.
+    pub queue_size: u32,
+    /// How long a request waits in that queue before `connection_limit_reached`. Default 5s.
+    pub queue_timeout: Duration,
+    /// Upper bound on how long a resolved host name is trusted before it is resolved again (the
+    /// record's TTL is used when shorter). Default 30s; at least 1s.
+    pub resolve_interval: Duration,
+    /// Addresses servers may never have (literal or resolved): `destination_ip_prohibited`.
+    /// Default empty.
+    pub deny_addresses: Vec<IpNet>,
+    /// `[upstream.NAME.health]`: active checks. `None` = no active checks (servers are healthy
+    /// unless passive health ejects them).
+    pub health: Option<HealthCheck>,
+    /// `[upstream.NAME.passive]`: outlier detection from real traffic. Always present (defaults).
+    pub passive: PassiveHealth,
+    /// `[upstream.NAME.retry]`: always present (defaults).
+    pub retry: RetryPolicy,
+}
+
+/// One entry of `servers`: a plain `"host:port"` string or a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamServer {
+    pub address: ServerAddress,
+    /// Relative share of requests for round_robin / least_requests / hash. Default 1; 1..=1000.
+    pub weight: u32,
+    /// Overrides the upstream's `max_connections` for this server. `None` = the upstream's.
+    pub max_connections: Option<u32>,
+    /// Used only when no primary (non-backup) server is available. Default false.
+    pub backup: bool,
+}
+
+/// `balance`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's algorithm).
+    RoundRobin,
+    /// Power of two choices: of two random servers, the one with fewer requests in flight per
+    /// unit of weight.
+    LeastRequests,
+    /// Consistent (rendezvous) hashing on `hash_key`.
+    Hash(HashKey),
+}
+
+/// `hash_key`: `"client_ip"` (the default), `"header:NAME"` or `"cookie:NAME"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// Lowercased header name.
+    Header(String),
+    Cookie(String),
+}
+
+/// `[upstream.NAME.health]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    /// `GET` this path (starting with `/`); `None` = a plain TCP connect is the check.
+    pub path: Option<String>,
+    /// Time between checks of one server. Default 5s.
+    pub interval: Duration,
+    /// How long one check may take. Default 2s.
+    pub timeout: Duration,
+    /// Consecutive failed checks before a healthy server is marked down. Default 2; ≥ 1.
+    pub unhealthy_threshold: u32,
+    /// Consecutive passed checks before a down server is marked up. Default 2; ≥ 1.
+    pub healthy_threshold: u32,
+    /// Statuses that pass. Default `200-399`.
+    pub expect_status: Vec<StatusRange>,
+    /// `Host` header of the check request. `None` = the server's host as written.
+    pub host: Option<String>,
+}
+
+/// An inclusive range of status codes, `200-399` or a single `204`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusRange {
+    pub fn contains(self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+}
+
+/// `[upstream.NAME.passive]`: outlier detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassiveHealth {
+    /// Consecutive upstream-side failures that eject a server. Default 5; 0 = passive health off.
+    pub consecutive_failures: u32,
+    /// First ejection; doubles with each ejection that follows without a success between. Default 10s.
+    pub ejection: Duration,
+    /// Longest ejection. Default 5m; ≥ `ejection`.
+    pub max_ejection: Duration,
+    /// At most this share of a pool may be ejected at once. Default 50; 0..=100.
+    pub max_ejected_percent: u8,
+}
+
+/// `[upstream.NAME.retry]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Tries per request, the first included (1 = never retry). Default 3; 1..=10.
+    pub attempts: u32,
+    /// No new try starts once the request is this old. Default 60s.
+    pub deadline: Duration,
+    /// Retries may add at most this fraction of the pool's requests (over 10 s). Default 0.2; 0.0..=1.0.
+    pub budget: f64,
+    /// Retries allowed per second whatever the budget, so a quiet pool can still retry. Default 10.
+    pub min_retries_per_second: u32,
+}
+
+/// A CIDR block, e.g. `169.254.0.0/16` or `fd00::/8`; a bare address is a /32 or /128.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// A server of an upstream pool: `host:port`, where host is an IP literal or a DNS name.
