@@ -27,7 +27,8 @@ use tokio::time::{Instant, Sleep};
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
-use crate::upstream::pool::{Conn, Server};
+use crate::upstream::pool::{Members, Pool};
+use crate::upstream::server::{Conn, Lease};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -48,6 +49,8 @@ pub struct AbortedResponse(pub Failure);
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
+    /// A body read ahead of time (kept so that the request can be replayed to another server).
+    buffered: Option<Bytes>,
     idle_timeout: Duration,
     idle: IdleTimer,
     sent: Option<oneshot::Sender<()>>,
@@ -58,6 +61,7 @@ impl RequestBody {
     pub fn empty() -> Self {
         Self {
             inner: None,
+            buffered: None,
             idle_timeout: Duration::ZERO,
             idle: IdleTimer::default(),
             sent: None,
@@ -70,12 +74,21 @@ impl RequestBody {
         (
             Self {
                 inner: Some(inner),
+                buffered: None,
                 idle_timeout,
                 idle: IdleTimer::default(),
                 sent: Some(tx),
             },
             rx,
         )
+    }
+
+    /// A body read completely beforehand.
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            buffered: (!bytes.is_empty()).then_some(bytes),
+            ..Self::empty()
+        }
     }
 
     fn finished(&mut self) {
@@ -94,6 +107,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(bytes) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -126,13 +142,15 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
-            .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+        match (&self.buffered, &self.inner) {
+            (Some(bytes), _) => SizeHint::with_exact(bytes.len() as u64),
+            (None, Some(inner)) => inner.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
     }
 }
 
@@ -221,8 +239,11 @@ impl Body for ProxyBody {
 pub struct Finish {
     pub record: AccessRecord,
     pub conn: Conn,
-    pub server: Arc<Server>,
-    pub pool: Arc<str>,
+    /// The server's connection slot, freed when the response ends.
+    pub lease: Lease,
+    pub pool: Arc<Pool>,
+    /// The pool's servers as the request saw them (for the passive-health ejection cap).
+    pub members: Arc<Members>,
     /// Whether the response used chunked framing (a body decode error is then a
     /// transfer-coding failure).
     pub chunked: bool,
@@ -256,19 +277,22 @@ impl UpstreamBody {
         let Finish {
             mut record,
             conn,
-            server,
+            lease,
             pool,
+            members,
             ..
         } = *finish;
+        let server = &lease.server;
         match failure {
             None => server.checkin(conn),
             Some(failure) => {
                 record.failure = Some(failure.kind.token());
+                pool.record_outcome(&members, server, Some(failure.kind));
                 log_failure(
                     failure,
                     &AttemptContext {
                         request_id: &record.request_id,
-                        pool: Some(&pool),
+                        pool: Some(&pool.name),
                         server: Some(&server.label),
                         attempt: record.attempts,
                         request_sent: true,

@@ -22,6 +22,7 @@ struct CompiledRoute {
     upstream: usize,
     /// The route as written, for logs (`host/path`).
     label: std::sync::Arc<str>,
+    retry_non_idempotent: bool,
 }
 
 /// The outcome of routing a request.
@@ -29,6 +30,8 @@ struct CompiledRoute {
 pub struct Routed<'a> {
     pub upstream: usize,
     pub label: &'a std::sync::Arc<str>,
+    /// The route lets non-idempotent requests be retried after they reached a server.
+    pub retry_non_idempotent: bool,
 }
 
 impl Router {
@@ -52,6 +55,7 @@ impl Router {
                         path: route.path.clone(),
                         upstream,
                         label,
+                        retry_non_idempotent: route.retry_non_idempotent,
                     },
                 ))
             })
@@ -73,6 +77,7 @@ impl Router {
             .map(|route| Routed {
                 upstream: route.upstream,
                 label: &route.label,
+                retry_non_idempotent: route.retry_non_idempotent,
             })
     }
 }
@@ -135,6 +140,7 @@ mod tests {
             host,
             path: path.to_owned(),
             upstream: upstream.to_owned(),
+            retry_non_idempotent: false,
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::admin;
 use crate::snapshot::Snapshot;
+use crate::upstream::health::StateRegistry;
 
 /// A startup failure, worded for the one line it becomes on stderr.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,9 @@ impl Running {
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
-        let snapshot = Arc::new(Snapshot::build(config));
+        let registry = Arc::new(StateRegistry::default());
+        let snapshot = Arc::new(Snapshot::build(config, &registry));
+        snapshot.start_tasks();
         let (shutdown, watch_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::default());
         let mut listen = Vec::new();

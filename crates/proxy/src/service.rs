@@ -10,7 +10,10 @@ use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use bytes::Bytes;
+use gatehouse_config::HashKey;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -20,14 +23,16 @@ use tokio::time::Instant;
 use crate::body::{Finish, ProxyBody, RequestBody, UpstreamBody};
 use crate::client_io::ClientActivity;
 use crate::failure::classify::{self, HeadFacts};
-use crate::failure::{Failure, FailureKind, Phase};
+use crate::failure::{Failure, FailureKind, Phase, RetryRule};
 use crate::forward;
 use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
 use crate::respond::{self, ErrorContext};
 use crate::router::request_host;
-use crate::snapshot::{Snapshot, Upstream};
+use crate::snapshot::Snapshot;
+use crate::upstream::balance::stable_hash;
 use crate::upstream::connect::connect;
-use crate::upstream::pool::{Conn, Server};
+use crate::upstream::pool::{Members, NoServer, Pool};
+use crate::upstream::server::{Conn, Lease, Server};
 
 /// Handles one request. Never fails: every error becomes a response here.
 pub async fn handle(
@@ -71,10 +76,144 @@ struct Pipeline<'a> {
     accept: Option<HeaderValue>,
 }
 
+/// How long past the DNS timeout a request waits for a pool's first resolution at startup.
+const MEMBERS_WAIT_SLACK: Duration = Duration::from_millis(500);
+/// Request bodies up to this size (declared by Content-Length) are read before the first
+/// attempt when the request may be retried, so that another server can get them too.
+const REPLAY_BUFFER: u64 = 64 * 1024;
+
 /// The response head and connection of a successful attempt.
 struct Attempt {
     response: Response<Incoming>,
     conn: Conn,
+}
+
+/// A failed attempt and what the retry decision needs to know about it.
+struct AttemptFailure {
+    failure: Failure,
+    /// Some byte of the request was written to the server (it may have acted on it).
+    request_sent: bool,
+    /// Bytes of a response that had arrived.
+    response_bytes: u64,
+    /// The request, when the attempt failed before it was handed over (connect failed, or
+    /// hyper gave it back unsent).
+    unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
+}
+
+/// The request as it is forwarded, kept so that it can be sent to another server.
+struct Outgoing {
+    parts: http::request::Parts,
+    body: OutgoingBody,
+    /// Whether a later attempt may need the head again (else the first attempt takes it).
+    keep_copy: bool,
+}
+
+enum OutgoingBody {
+    /// No body, or one read completely: it can be sent any number of times.
+    Full(Bytes),
+    /// The client's body streams through; it can be sent once, unless it comes back unsent.
+    Streaming(Option<(RequestBody, oneshot::Receiver<()>)>),
+}
+
+impl Outgoing {
+    /// Whether another attempt can have the request.
+    fn can_take(&self) -> bool {
+        match &self.body {
+            OutgoingBody::Full(_) => true,
+            OutgoingBody::Streaming(body) => body.is_some(),
+        }
+    }
+
+    /// The request for the next attempt, or `None` when its body was spent on an earlier one.
+    fn take(&mut self) -> Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)> {
+        let (body, sent) = match &mut self.body {
+            OutgoingBody::Full(bytes) => (RequestBody::full(bytes.clone()), None),
+            OutgoingBody::Streaming(body) => {
+                let (body, sent) = body.take()?;
+                (body, Some(sent))
+            }
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.uri_mut() = self.parts.uri.clone();
+        *request.version_mut() = self.parts.version;
+        *request.headers_mut() = if self.keep_copy {
+            self.parts.headers.clone()
+        } else {
+            std::mem::take(&mut self.parts.headers)
+        };
+        Some((request, sent))
+    }
+
+    /// A request that was never sent comes back for the next attempt.
+    fn give_back(
+        &mut self,
+        (request, sent): (Request<RequestBody>, Option<oneshot::Receiver<()>>),
+    ) {
+        let (parts, body) = request.into_parts();
+        if !self.keep_copy {
+            self.parts.headers = parts.headers;
+        }
+        if let (OutgoingBody::Streaming(slot @ None), Some(sent)) = (&mut self.body, sent) {
+            *slot = Some((body, sent));
+        }
+    }
+}
+
+/// Whether failures.md allows another server after this failure: any method when nothing
+/// reached the server; idempotent (or opted-in) methods when nothing came back yet.
+fn retry_allowed(failed: &AttemptFailure, replayable: bool) -> bool {
+    match failed.failure.kind.retry_rule() {
+        RetryRule::AnyMethod => true,
+        RetryRule::IdempotentOnly => {
+            !failed.request_sent || (replayable && failed.response_bytes == 0)
+        }
+        RetryRule::Never => false,
+    }
+}
+
+/// The consistent-hash key of a request, if it has one.
+fn balance_key(key: &HashKey, headers: &http::HeaderMap, client: SocketAddr) -> Option<u64> {
+    match key {
+        HashKey::ClientIp => Some(stable_hash(client.ip().to_string().as_bytes())),
+        HashKey::Header(name) => headers
+            .get(name.as_str())
+            .map(|value| stable_hash(value.as_bytes())),
+        HashKey::Cookie(name) => headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| stable_hash(value.as_bytes())),
+    }
+}
+
+/// The request's Content-Length, when it declares one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a (small) request body completely, with the client timeouts of a streaming one.
+async fn read_body(body: Incoming, idle_timeout: Duration) -> Result<Bytes, Failure> {
+    use http_body_util::BodyExt;
+    let (body, _sent) = RequestBody::streaming(body, idle_timeout);
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => Err(match err.downcast::<crate::body::DownstreamBodyError>() {
+            Ok(failed) => failed.0,
+            Err(other) => Failure::client(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {other}"),
+            ),
+        }),
+    }
 }
 
 impl Pipeline<'_> {
@@ -114,20 +253,15 @@ impl Pipeline<'_> {
             return self.fail(&failure, head_only, None);
         };
         self.record.route = Some(Arc::clone(routed.label));
-        let upstream = &self.snapshot.upstreams[routed.upstream];
-        let Some(server) = upstream.pick() else {
-            let failure = Failure::new(
-                FailureKind::ProxyConfigurationError,
-                Phase::Routing,
-                format!(
-                    "route {} names upstream {} which has no servers",
-                    routed.label, upstream.name
-                ),
-            );
-            return self.fail(&failure, head_only, None);
-        };
-        let server = Arc::clone(server);
-        self.record.upstream = Some(server.label.as_str().into());
+        let pool = Arc::clone(&self.snapshot.upstreams[routed.upstream]);
+        // Waits only at startup, until the pool's host names were resolved once.
+        let members = pool
+            .ready_members(self.snapshot.config.dns.timeout + MEMBERS_WAIT_SLACK)
+            .await;
+        let hash_key = pool
+            .balancer
+            .hash_key()
+            .and_then(|key| balance_key(key, &parts.headers, self.client));
 
         // --- prepare the upstream request ---
         let request_id = HeaderValue::from_str(&self.request_id)
@@ -154,34 +288,116 @@ impl Pipeline<'_> {
             }
         }
         parts.version = Version::HTTP_11;
-        let (body, sent) = if body_is_empty(&body) {
-            (RequestBody::empty(), None)
-        } else {
-            let (body, sent) =
-                RequestBody::streaming(body, self.snapshot.config.server.client_header_timeout);
-            (body, Some(sent))
-        };
-        let upstream_request = Request::from_parts(parts, body);
-
-        // --- attempt ---
-        self.record.attempts = 1;
-        match self
-            .attempt(upstream, &server, upstream_request, sent)
-            .await
+        let policy = &pool.config.retry;
+        // Whether the request may be sent again after it may have reached a server.
+        let replayable = parts.method.is_idempotent() || routed.retry_non_idempotent;
+        let client_timeout = self.snapshot.config.server.client_header_timeout;
+        let body = if body_is_empty(&body) {
+            OutgoingBody::Full(Bytes::new())
+        } else if replayable
+            && policy.attempts > 1
+            && declared_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER)
         {
-            Ok(attempt) => self.respond(upstream, server, attempt, head_only),
-            Err((failure, request_sent)) => {
-                log_failure(
-                    &failure,
-                    &AttemptContext {
-                        request_id: &self.request_id,
-                        pool: Some(&upstream.name),
-                        server: Some(&server.label),
-                        attempt: self.record.attempts,
-                        request_sent,
-                    },
+            // Small bodies are read first so that a retry can send them again.
+            match read_body(body, client_timeout).await {
+                Ok(bytes) => OutgoingBody::Full(bytes),
+                Err(failure) => return self.fail(&failure, head_only, None),
+            }
+        } else {
+            let (body, sent) = RequestBody::streaming(body, client_timeout);
+            OutgoingBody::Streaming(Some((body, sent)))
+        };
+        let mut outgoing = Outgoing {
+            parts,
+            body,
+            keep_copy: policy.attempts > 1,
+        };
+
+        // --- attempts: a server, then another one while the failure allows a retry ---
+        pool.budget.record_request();
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last: Option<(Failure, String)> = None;
+        loop {
+            let lease = match pool.acquire(&members, hash_key, &tried).await {
+                Ok(lease) => lease,
+                Err(NoServer::Failure(failure, next_hop)) if last.is_none() => {
+                    self.record.attempts = 1;
+                    if let Some(next_hop) = &next_hop {
+                        self.record.upstream = Some(next_hop.as_str().into());
+                    }
+                    log_failure(
+                        &failure,
+                        &AttemptContext {
+                            request_id: &self.request_id,
+                            pool: Some(&pool.name),
+                            server: next_hop.as_deref(),
+                            attempt: 1,
+                            request_sent: false,
+                        },
+                    );
+                    return self.fail(&failure, head_only, next_hop.as_deref());
+                }
+                // No other server to try: the last attempt's failure is the answer.
+                Err(NoServer::Failure(..) | NoServer::AllTried) => break,
+            };
+            if !tried.is_empty() && !pool.budget.try_withdraw() {
+                tracing::warn!(
+                    target: "gatehouse::retry",
+                    pool = %pool.name,
+                    request_id = %self.request_id,
+                    "retry budget exhausted; not retrying"
                 );
-                self.fail(&failure, head_only, Some(&server.label))
+                break;
+            }
+            let Some((request, sent)) = outgoing.take() else {
+                break;
+            };
+            let server = Arc::clone(&lease.server);
+            self.record.attempts += 1;
+            self.record.upstream = Some(server.label.as_str().into());
+            match self.attempt(&pool, &server, request, sent).await {
+                Ok(attempt) => {
+                    pool.record_outcome(&members, &server, None);
+                    return self.respond(pool, members, lease, attempt, head_only);
+                }
+                Err(failed) => {
+                    log_failure(
+                        &failed.failure,
+                        &AttemptContext {
+                            request_id: &self.request_id,
+                            pool: Some(&pool.name),
+                            server: Some(&server.label),
+                            attempt: self.record.attempts,
+                            request_sent: failed.request_sent,
+                        },
+                    );
+                    pool.record_outcome(&members, &server, Some(failed.failure.kind));
+                    drop(lease);
+                    tried.push(server.addr);
+                    let allowed = retry_allowed(&failed, replayable);
+                    if let Some(unsent) = failed.unsent {
+                        outgoing.give_back(unsent);
+                    }
+                    let may_retry = allowed
+                        && self.record.attempts < policy.attempts
+                        && self.record.started.elapsed() < policy.deadline
+                        && outgoing.can_take();
+                    last = Some((failed.failure, server.label.clone()));
+                    if !may_retry {
+                        break;
+                    }
+                }
+            }
+        }
+        match last {
+            Some((failure, next_hop)) => self.fail(&failure, head_only, Some(&next_hop)),
+            None => {
+                let failure = Failure::new(
+                    FailureKind::ProxyInternalError,
+                    Phase::Selecting,
+                    "no attempt was made",
+                );
+                self.fail(&failure, head_only, None)
             }
         }
     }
@@ -270,34 +486,42 @@ impl Pipeline<'_> {
     /// response head read, each phase bounded by its own timeout.
     async fn attempt(
         &mut self,
-        upstream: &Upstream,
+        pool: &Pool,
         server: &Arc<Server>,
         request: Request<RequestBody>,
         sent: Option<oneshot::Receiver<()>>,
-    ) -> Result<Attempt, (Failure, bool)> {
+    ) -> Result<Attempt, AttemptFailure> {
         let mut conn = match server.checkout().await {
             Some(conn) => conn,
-            None => {
-                let (conn, timing) = connect(server, &self.snapshot.dns)
-                    .await
-                    .map_err(|f| (f, false))?;
-                self.record.connect = Some(timing.connect);
-                conn
-            }
+            None => match connect(server.addr, server.settings()).await {
+                Ok((conn, connect_time)) => {
+                    self.record.connect = Some(connect_time);
+                    conn
+                }
+                Err(failure) => {
+                    return Err(AttemptFailure {
+                        failure,
+                        request_sent: false,
+                        response_bytes: 0,
+                        unsent: Some((request, sent)),
+                    });
+                }
+            },
         };
         let read_before = conn.stats.read();
         let written_before = conn.stats.written();
-        let response_timeout = upstream.settings.response_timeout;
+        let response_timeout = pool.settings.response_timeout;
         let result = {
-            let mut send = pin!(conn.sender.send_request(request));
+            let mut send = pin!(conn.sender.try_send_request(request));
             let mut early = None;
-            if let Some(sent) = sent {
+            let mut sent = sent;
+            if let Some(fully_sent) = sent.as_mut() {
                 // The response timeout starts once the whole request was handed over; an
                 // upstream may also answer early (e.g. 413) before the body is complete.
                 tokio::select! {
                     biased;
                     result = &mut send => early = Some(result),
-                    _ = sent => {}
+                    _ = fully_sent => {}
                 }
             }
             match early {
@@ -306,20 +530,28 @@ impl Pipeline<'_> {
             }
         };
         let request_sent = conn.stats.written() > written_before;
+        let response_bytes = conn.stats.read() - read_before;
         match result {
             Some(Ok(response)) => {
                 self.record.first_byte = Some(self.record.started.elapsed());
                 Ok(Attempt { response, conn })
             }
-            Some(Err(err)) => {
+            Some(Err(mut err)) => {
+                let unsent = err.take_message();
                 let facts = HeadFacts {
-                    response_bytes: conn.stats.read() - read_before,
+                    response_bytes,
                     reused: conn.reused,
                 };
-                Err((classify::response_head_error(&err, facts), request_sent))
+                Err(AttemptFailure {
+                    failure: classify::response_head_error(err.error(), facts),
+                    // A request hyper gave back was never written.
+                    request_sent: request_sent && unsent.is_none(),
+                    response_bytes,
+                    unsent: unsent.map(|request| (request, None)),
+                })
             }
-            None => Err((
-                Failure::new(
+            None => Err(AttemptFailure {
+                failure: Failure::new(
                     FailureKind::HttpResponseTimeout,
                     Phase::ReadingResponseHeaders,
                     format!(
@@ -327,7 +559,9 @@ impl Pipeline<'_> {
                     ),
                 ),
                 request_sent,
-            )),
+                response_bytes,
+                unsent: None,
+            }),
         }
     }
 
@@ -335,12 +569,14 @@ impl Pipeline<'_> {
     /// Proxy-Status member appended to an upstream 5xx, the body streamed.
     fn respond(
         &mut self,
-        upstream: &Upstream,
-        server: Arc<Server>,
+        pool: Arc<Pool>,
+        members: Arc<Members>,
+        lease: Lease,
         attempt: Attempt,
         head_only: bool,
     ) -> Response<ProxyBody> {
         let Attempt { response, conn } = attempt;
+        let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
         let chunked = match check_framing(&parts.headers) {
             Ok(chunked) => chunked,
@@ -349,7 +585,7 @@ impl Pipeline<'_> {
                     &failure,
                     &AttemptContext {
                         request_id: &self.request_id,
-                        pool: Some(&upstream.name),
+                        pool: Some(&pool.name),
                         server: Some(&server.label),
                         attempt: self.record.attempts,
                         request_sent: true,
@@ -378,14 +614,16 @@ impl Pipeline<'_> {
         self.record.status = status.as_u16();
         self.record.upstream_status = Some(status.as_u16());
         let record = self.take_record();
+        let read_timeout = pool.settings.read_timeout;
         let finish = Finish {
             record,
             conn,
-            server,
-            pool: Arc::clone(&upstream.name),
+            lease,
+            pool,
+            members,
             chunked,
         };
-        let body = UpstreamBody::new(body, upstream.settings.read_timeout, finish);
+        let body = UpstreamBody::new(body, read_timeout, finish);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 

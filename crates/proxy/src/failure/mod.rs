@@ -255,6 +255,44 @@ impl FailureKind {
         }
     }
 
+    /// Whether this failure says something about the server that was tried, so that passive
+    /// health counts it towards ejecting the server. Limits of our own config (header sizes,
+    /// body size), upgrade refusals and failures before a server was chosen do not.
+    pub const fn is_server_fault(self) -> bool {
+        match self {
+            Self::DestinationIpUnroutable
+            | Self::ConnectionRefused
+            | Self::ConnectionTimeout
+            | Self::ConnectionTerminated
+            | Self::ConnectionWriteTimeout
+            | Self::ConnectionReadTimeout
+            | Self::TlsProtocolError
+            | Self::TlsCertificateError
+            | Self::TlsAlertReceived
+            | Self::HttpResponseIncomplete
+            | Self::HttpResponseTransferCoding
+            | Self::HttpResponseTimeout
+            | Self::HttpProtocolError => true,
+            Self::DnsError
+            | Self::DnsTimeout
+            | Self::DestinationNotFound
+            | Self::DestinationUnavailable
+            | Self::DestinationIpProhibited
+            | Self::ConnectionLimitReached
+            | Self::HttpRequestError
+            | Self::HttpRequestDenied
+            | Self::HttpResponseHeaderSectionSize
+            | Self::HttpResponseHeaderSize
+            | Self::HttpResponseBodySize
+            | Self::HttpResponseContentCoding
+            | Self::HttpUpgradeFailed
+            | Self::ProxyInternalResponse
+            | Self::ProxyInternalError
+            | Self::ProxyConfigurationError
+            | Self::ProxyLoopDetected => false,
+        }
+    }
+
     /// Whether a stale cached copy may stand in for the response: only when the upstream failed.
     pub const fn may_serve_stale(self) -> bool {
         matches!(self.side(), Side::Upstream)
@@ -488,6 +526,7 @@ impl fmt::Display for FailureKind {
 pub enum Phase {
     ReadingRequest,
     Routing,
+    Selecting,
     Resolving,
     Connecting,
     SendingRequest,
@@ -501,6 +540,7 @@ impl Phase {
         match self {
             Self::ReadingRequest => "while reading the client request",
             Self::Routing => "while routing the request",
+            Self::Selecting => "while choosing an upstream server",
             Self::Resolving => "while resolving the upstream host",
             Self::Connecting => "while connecting to upstream",
             Self::SendingRequest => "while sending the request to upstream",
@@ -534,6 +574,9 @@ pub struct Failure {
     /// The OS error number, where one is known.
     pub os_error: Option<i32>,
     pub params: FailureParams,
+    /// A sentence safe to show any client (no addresses), shown on the error page whatever
+    /// `proxy_status` says; e.g. how many servers are out and why.
+    pub note: Option<Box<str>>,
 }
 
 // === impl Failure ===
@@ -546,6 +589,7 @@ impl Failure {
             details: details.into(),
             os_error: None,
             params: FailureParams::default(),
+            note: None,
         }
     }
 

@@ -39,7 +39,7 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
         Format::Json => "application/problem+json",
         Format::Text => "text/plain; charset=utf-8",
     };
-    let body = if show_details || status != failure.kind.status() {
+    let body = if show_details || failure.note.is_some() || status != failure.kind.status() {
         // Details and non-default statuses vary per failure: render this one.
         let page = Page {
             failure,
@@ -117,10 +117,16 @@ impl Page<'_> {
              h1{{font-size:1.6rem}}code{{background:#f2f2f2;padding:.1rem .3rem}}\
              .op{{border-top:1px solid #ddd;margin-top:2rem;color:#555;font-size:.9rem}}\
              </style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{summary}</p>\n\
-             <p>Request id: <code>{id}</code></p>\n\
+             {note}<p>Request id: <code>{id}</code></p>\n\
              <div class=\"op\">\n<p>For the operator: <code>{token}</code>. {hint}.</p>\n{details}</div>\n\
              </body>\n</html>\n",
             summary = kind.summary(),
+            note = self
+                .failure
+                .note
+                .as_deref()
+                .map(|note| format!("<p>{}</p>\n", escape_html(note)))
+                .unwrap_or_default(),
             id = escape_html(self.request_id),
             token = kind.token(),
             hint = escape_html(kind.hint()),
@@ -138,8 +144,13 @@ impl Page<'_> {
             "hint": kind.hint(),
             "request_id": self.request_id,
         });
-        if let (Some(details), Some(map)) = (self.details, problem.as_object_mut()) {
-            map.insert("details".to_owned(), details.into());
+        if let Some(map) = problem.as_object_mut() {
+            if let Some(note) = &self.failure.note {
+                map.insert("note".to_owned(), note.as_ref().into());
+            }
+            if let Some(details) = self.details {
+                map.insert("details".to_owned(), details.into());
+            }
         }
         let mut text = problem.to_string();
         text.push('\n');
@@ -156,6 +167,11 @@ impl Page<'_> {
             kind.hint(),
             self.request_id
         );
+        if let Some(note) = &self.failure.note {
+            text.push_str("note: ");
+            text.push_str(note);
+            text.push('\n');
+        }
         if let Some(details) = self.details {
             text.push_str("details: ");
             text.push_str(details);

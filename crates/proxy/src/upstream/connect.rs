@@ -1,8 +1,9 @@
-//! Opening a new upstream connection: resolve, TCP connect within `connect_timeout`, HTTP/1.1
-//! handshake. Each phase classifies its own failure where the facts are known.
+//! Opening a new upstream connection: TCP connect within `connect_timeout`, HTTP/1.1 handshake.
+//! Each phase classifies its own failure where the facts are known. Host names were resolved
+//! by the pool beforehand (see `pool::keep_resolved`); a server here is one address.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::client::conn::http1;
@@ -10,33 +11,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::dns::Dns;
 use super::io::UpstreamIo;
-use super::pool::{Conn, Server};
+use super::server::{Conn, ConnSettings};
 use crate::body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
 
-/// How long a fresh connection took, for the access log.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ConnectTiming {
-    pub dns: Option<Duration>,
-    pub connect: Duration,
-}
-
-/// Opens a new connection to `server` and starts its hyper connection task.
-pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming), Failure> {
-    let settings = server.settings();
-    let mut timing = ConnectTiming::default();
-    let ip = match server.address.ip {
-        Some(ip) => ip,
-        None => {
-            let started = Instant::now();
-            let addrs = dns.resolve(&server.address.host).await?;
-            timing.dns = Some(started.elapsed());
-            pick_address(&addrs)
-        }
-    };
-    let addr = SocketAddr::new(ip, server.address.port);
+/// Opens a new connection to `addr` and starts its hyper connection task. Returns it with
+/// the time the TCP connect took.
+pub async fn connect(
+    addr: SocketAddr,
+    settings: &ConnSettings,
+) -> Result<(Conn, Duration), Failure> {
     let started = Instant::now();
     let stream =
         match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
@@ -53,7 +38,7 @@ pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming)
             Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
             Ok(Ok(stream)) => stream,
         };
-    timing.connect = started.elapsed();
+    let connect_time = started.elapsed();
     // Small writes (request heads) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
 
@@ -76,16 +61,7 @@ pub async fn connect(server: &Server, dns: &Dns) -> Result<(Conn, ConnectTiming)
         // Errors surface to the request through its response or body; the log line is written there.
         let _ = connection.await;
     });
-    Ok((Conn::new(sender, stats, addr, false), timing))
-}
-
-/// Prefers IPv4 when both families resolve; the first address otherwise.
-fn pick_address(addrs: &[IpAddr]) -> IpAddr {
-    addrs
-        .iter()
-        .copied()
-        .find(IpAddr::is_ipv4)
-        .unwrap_or(addrs[0])
+    Ok((Conn::new(sender, stats, addr, false), connect_time))
 }
 
 /// connect(2) errors by errno: refused, unreachable, timed out (by the kernel), denied.

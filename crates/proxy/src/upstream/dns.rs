@@ -16,6 +16,13 @@ use hickory_resolver::proto::op::ResponseCode;
 
 use crate::failure::{Failure, FailureKind, Phase};
 
+/// The addresses of a name and how long they may be trusted (the records' TTL).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub addrs: Vec<IpAddr>,
+    pub ttl: Duration,
+}
+
 /// The resolver of one config snapshot.
 #[derive(Debug)]
 pub struct Dns {
@@ -36,7 +43,7 @@ impl Dns {
     }
 
     /// Resolves `host` to its addresses (A and AAAA), or a classified failure.
-    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, Failure> {
+    pub async fn resolve(&self, host: &str) -> Result<Resolved, Failure> {
         let resolver = match &self.resolver {
             Ok(resolver) => resolver,
             Err(why) => {
@@ -62,7 +69,10 @@ impl Dns {
                     failure.params.rcode = Some("NOERROR");
                     Err(failure)
                 } else {
-                    Ok(addrs)
+                    let ttl = found
+                        .valid_until()
+                        .saturating_duration_since(std::time::Instant::now());
+                    Ok(Resolved { addrs, ttl })
                 }
             }
             Ok(Err(err)) => Err(classify(host, &err, self.timeout)),

@@ -1,6 +1,12 @@
-//! Upstream side: resolving server names, connecting, pooled keep-alive connections.
+//! Upstream side: pools of servers (DNS discovery, balancing, health, limits, retry budget),
+//! connecting, pooled keep-alive connections.
 
+pub mod balance;
+pub mod budget;
+pub mod checker;
 pub mod connect;
 pub mod dns;
+pub mod health;
 pub mod io;
 pub mod pool;
+pub mod server;

@@ -1,161 +1,531 @@
-//! Upstream servers and their idle keep-alive connections.
+//! An upstream pool: its current servers (host names expanded to their addresses), choosing
+//! one for a request under health, tried-set and connection limits, and the background tasks
+//! that keep the server list (DNS) and health (active checks) current.
 //!
-//! A [`Server`] is one entry of an upstream's `servers` list. It keeps a stack of idle HTTP/1.1
-//! connections (most recently used first, so idle ones age out at the bottom). A connection goes
-//! back only once its response body was read to the end; anything else (an error, an abort, an
-//! unread body) drops it, so a half-used connection is never reused.
+//! The server list is an immutable [`Members`] swapped atomically when DNS changes it; a request
+//! takes one `Arc<Members>` and keeps it for all its attempts.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use gatehouse_config::{ServerAddress, UpstreamConfig};
-use hyper::client::conn::http1::SendRequest;
+use arc_swap::ArcSwap;
+use gatehouse_config::{UpstreamConfig, UpstreamServer};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::io::ConnStats;
-use crate::body::RequestBody;
+use super::balance::{Balancer, Tier};
+use super::budget::RetryBudget;
+use super::dns::Dns;
+use super::health::{StateRegistry, log_transition};
+use super::server::{ConnSettings, Lease, Server, ServerSpec};
+use crate::failure::{Failure, FailureKind, Phase};
 
-/// Idle connections kept per server.
-const MAX_IDLE: usize = 256;
-/// Idle connections older than this are closed rather than reused: upstreams commonly close
-/// keep-alive connections after 60-75 s, and reusing one they are about to close loses a request.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
-/// How long a checked-out connection may take to become ready before another is tried.
-const READY_WAIT: Duration = Duration::from_secs(1);
+/// How long a failed name is trusted before it is asked again.
+const FAILED_NAME_RETRY: Duration = Duration::from_secs(5);
+/// Shortest time between two resolutions of the same names, whatever the TTL says.
+const MIN_RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The per-upstream settings a connection needs.
-#[derive(Debug, Clone)]
-pub struct ConnSettings {
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub read_timeout: Duration,
-    pub send_timeout: Duration,
-    pub max_response_header_size: usize,
-}
-
-impl From<&UpstreamConfig> for ConnSettings {
-    fn from(config: &UpstreamConfig) -> Self {
-        Self {
-            connect_timeout: config.connect_timeout,
-            response_timeout: config.response_timeout,
-            read_timeout: config.read_timeout,
-            send_timeout: config.send_timeout,
-            max_response_header_size: config.max_response_header_size,
-        }
-    }
-}
-
-/// One upstream server and its idle connections.
+/// One `[upstream.NAME]` at run time.
 #[derive(Debug)]
-pub struct Server {
-    pub address: ServerAddress,
-    /// `pool/host:port`, the `next-hop` and log name of this server.
-    pub label: String,
-    settings: ConnSettings,
-    idle: Mutex<Vec<Idle>>,
+pub struct Pool {
+    pub name: Arc<str>,
+    pub config: UpstreamConfig,
+    pub settings: ConnSettings,
+    pub balancer: Balancer,
+    pub budget: RetryBudget,
+    members: ArcSwap<Members>,
+    /// Signalled whenever `members` is rebuilt (a request may wait for the first resolution).
+    changed: Notify,
+    /// Signalled when a server with a connection limit frees a slot.
+    slot_freed: Arc<Notify>,
+    /// Requests waiting for a connection slot.
+    queued: AtomicU32,
+    /// What each `servers` entry currently resolves to, in config order.
+    entries: Mutex<Vec<Entry>>,
+    registry: Arc<StateRegistry>,
+    /// Set when a newer snapshot replaced this pool: background tasks stop.
+    retired: AtomicBool,
 }
 
+/// The servers of a pool at one moment.
+#[derive(Debug, Default)]
+pub struct Members {
+    pub primaries: Tier,
+    pub backups: Tier,
+    /// Entries without a usable address (`pool/host:port`), with why (`dns_error`,
+    /// `destination_ip_prohibited`, ...).
+    pub unusable: Vec<(String, Failure)>,
+    /// Some host name has not been resolved yet.
+    pub pending: bool,
+}
+
+/// The resolution state of one `servers` entry.
 #[derive(Debug)]
-struct Idle {
-    conn: Conn,
-    since: Instant,
+struct Entry {
+    server: UpstreamServer,
+    /// The last good addresses (kept when a later resolution fails).
+    addrs: Vec<IpAddr>,
+    /// The latest resolution's failure, if it failed.
+    failure: Option<Failure>,
+    resolved: bool,
 }
 
-/// A connection checked out for one request.
+/// Why no server could be leased.
 #[derive(Debug)]
-pub struct Conn {
-    pub sender: SendRequest<RequestBody>,
-    pub stats: Arc<ConnStats>,
-    pub peer: SocketAddr,
-    /// Whether this connection served an earlier request (a failure on it may be a stale
-    /// keep-alive connection rather than a dead server).
-    pub reused: bool,
+pub enum NoServer {
+    /// Nothing in the pool can take the request: answer with this, naming this next hop
+    /// (the entry at fault, when one entry explains it).
+    Failure(Failure, Option<String>),
+    /// Servers are available, but every one was already tried by this request.
+    AllTried,
 }
 
-impl Conn {
-    pub fn new(
-        sender: SendRequest<RequestBody>,
-        stats: Arc<ConnStats>,
-        peer: SocketAddr,
-        reused: bool,
-    ) -> Self {
-        Self {
-            sender,
-            stats,
-            peer,
-            reused,
-        }
+impl Members {
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Server>> {
+        self.primaries.servers.iter().chain(&self.backups.servers)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.primaries.servers.is_empty() && self.backups.servers.is_empty()
+    }
+
+    fn find(&self, addr: SocketAddr) -> Option<&Arc<Server>> {
+        self.all().find(|server| server.addr == addr)
     }
 }
 
-// === impl Server ===
+// === impl Pool ===
 
-impl Server {
-    pub fn new(pool: &str, address: ServerAddress, settings: ConnSettings) -> Self {
-        let label = format!("{pool}/{}", address.authority());
-        Self {
-            address,
-            label,
-            settings,
-            idle: Mutex::new(Vec::new()),
-        }
+impl Pool {
+    pub fn new(config: &UpstreamConfig, registry: Arc<StateRegistry>) -> Self {
+        let entries = config
+            .servers
+            .iter()
+            .map(|server| Entry {
+                addrs: server.address.ip.into_iter().collect(),
+                resolved: server.address.ip.is_some(),
+                failure: None,
+                server: server.clone(),
+            })
+            .collect();
+        let pool = Self {
+            name: config.name.as_str().into(),
+            settings: ConnSettings::from(config),
+            balancer: Balancer::new(config.balance.clone()),
+            budget: RetryBudget::new(config.retry.budget, config.retry.min_retries_per_second),
+            members: ArcSwap::from_pointee(Members::default()),
+            changed: Notify::new(),
+            slot_freed: Arc::new(Notify::new()),
+            queued: AtomicU32::new(0),
+            entries: Mutex::new(entries),
+            registry,
+            retired: AtomicBool::new(false),
+            config: config.clone(),
+        };
+        pool.rebuild();
+        pool
     }
 
-    pub fn settings(&self) -> &ConnSettings {
-        &self.settings
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
     }
 
-    /// An idle connection that is ready for a request, if there is one.
-    ///
-    /// A connection checked in right after its response body ended may not be marked ready by
-    /// hyper yet (its connection task has not run since); waiting for that here, briefly,
-    /// costs nothing in the common case and saves a task per request at check-in.
-    pub async fn checkout(&self) -> Option<Conn> {
-        let now = Instant::now();
+    /// Whether some server entry is a host name (and needs the resolver task).
+    pub fn has_names(&self) -> bool {
+        self.config.servers.iter().any(|s| s.address.ip.is_none())
+    }
+
+    /// Stops the background tasks (a newer snapshot took over).
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// The members, once every host name was resolved at least once (waiting at most `wait`).
+    pub async fn ready_members(&self, wait: Duration) -> Arc<Members> {
+        let deadline = Instant::now() + wait;
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if now.duration_since(idle.since) > IDLE_TIMEOUT {
-                // The most recent one is too old, so all below it are too.
-                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                return None;
+            let mut notified = pin!(self.changed.notified());
+            notified.as_mut().enable();
+            let members = self.members();
+            if !members.pending {
+                return members;
             }
-            let mut conn = idle.conn;
-            let ready = match poll_ready_now(&mut conn.sender) {
-                Poll::Ready(result) => result.is_ok(),
-                Poll::Pending => tokio::time::timeout(READY_WAIT, conn.sender.ready())
-                    .await
-                    .is_ok_and(|result| result.is_ok()),
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.members();
+            }
+        }
+    }
+
+    /// Leases a connection slot on a server chosen by the pool's balancing, among servers that
+    /// are available and not in `tried`; backups only when no primary is available. When every
+    /// candidate is at its connection limit the request waits in the pool's bounded queue.
+    pub async fn acquire(
+        &self,
+        members: &Members,
+        key: Option<u64>,
+        tried: &[SocketAddr],
+    ) -> Result<Lease, NoServer> {
+        let queue_deadline = Instant::now() + self.config.queue_timeout;
+        let mut queued: Option<QueueSlot<'_>> = None;
+        loop {
+            let now = Instant::now();
+            let usable = |s: &Server| s.state.is_available(now) && !tried.contains(&s.addr);
+            let tier = if members.primaries.servers.iter().any(|s| usable(s)) {
+                &members.primaries
+            } else if members.backups.servers.iter().any(|s| usable(s)) {
+                &members.backups
+            } else if tried.is_empty() {
+                let (failure, next_hop) = self.unavailable(members, now);
+                return Err(NoServer::Failure(failure, next_hop));
+            } else {
+                return Err(NoServer::AllTried);
             };
-            if ready {
-                conn.reused = true;
-                return Some(conn);
+            // Register for a freed slot before looking, so a release in between is not missed.
+            let mut freed = pin!(self.slot_freed.notified());
+            freed.as_mut().enable();
+            let mut full: Vec<SocketAddr> = Vec::new();
+            while let Some(index) = self
+                .balancer
+                .pick(tier, key, |s| usable(s) && !full.contains(&s.addr))
+            {
+                let server = &tier.servers[index];
+                match server.try_lease() {
+                    Some(lease) => return Ok(lease),
+                    None => full.push(server.addr),
+                }
+            }
+            // Every usable server is at its connection limit: wait in the queue.
+            if queued.is_none() {
+                queued = QueueSlot::take(&self.queued, self.config.queue_size);
+                if queued.is_none() {
+                    let failure = self.limit_reached(full.len(), "the wait queue is full");
+                    return Err(NoServer::Failure(failure, None));
+                }
+            }
+            if tokio::time::timeout_at(queue_deadline, freed)
+                .await
+                .is_err()
+            {
+                let failure = self.limit_reached(
+                    full.len(),
+                    "no connection slot was freed within queue_timeout",
+                );
+                return Err(NoServer::Failure(failure, None));
             }
         }
     }
 
-    /// Returns a connection whose last response was read completely.
-    pub fn checkin(&self, conn: Conn) {
-        if !conn.sender.is_closed() {
-            self.push(conn);
+    /// Records the outcome of an attempt on `server` for passive health: a response, or a
+    /// failure that says something about the server.
+    pub fn record_outcome(&self, members: &Members, server: &Server, failure: Option<FailureKind>) {
+        let transition = match failure {
+            None => server.state.record_success(),
+            Some(kind) if kind.is_server_fault() => {
+                let now = Instant::now();
+                server
+                    .state
+                    .record_failure(kind, &self.config.passive, now, || {
+                        self.may_eject_another(members, now)
+                    })
+            }
+            Some(_) => None,
+        };
+        if let Some(transition) = transition {
+            log_transition(&server.label, &transition);
         }
     }
 
-    fn push(&self, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+    /// The ejection cap: at most `max_ejected_percent` of the pool's servers out at once, so
+    /// passive health alone can never empty a pool.
+    fn may_eject_another(&self, members: &Members, now: Instant) -> bool {
+        let total = members.all().count();
+        let ejected = members.all().filter(|s| s.state.is_ejected(now)).count();
+        let allowed = total * usize::from(self.config.passive.max_ejected_percent) / 100;
+        ejected < allowed.min(total.saturating_sub(1))
+    }
+
+    /// The failure for "nothing in this pool can take a request".
+    fn unavailable(&self, members: &Members, now: Instant) -> (Failure, Option<String>) {
+        if members.is_empty() {
+            if let Some((label, failure)) = members.unusable.first() {
+                return (failure.clone(), Some(label.clone()));
+            }
+            if members.pending {
+                let failure = Failure::new(
+                    FailureKind::DnsTimeout,
+                    Phase::Resolving,
+                    format!(
+                        "the server names of pool {} are not resolved yet",
+                        self.name
+                    ),
+                );
+                return (failure, None);
+            }
+            let failure = Failure::new(
+                FailureKind::ProxyConfigurationError,
+                Phase::Selecting,
+                format!("upstream {} has no servers", self.name),
+            );
+            return (failure, None);
         }
+        let mut down = 0;
+        let mut ejected = 0;
+        let mut reasons: Vec<String> = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        for server in members.all() {
+            let why = server
+                .state
+                .why_out(now)
+                .unwrap_or_else(|| "out".to_owned());
+            if server.state.is_down() {
+                down += 1;
+            } else {
+                ejected += 1;
+            }
+            if let Some(reason) = server.state.reason(now)
+                && !reasons.contains(&reason)
+            {
+                reasons.push(reason);
+            }
+            out.push(format!("{} {why}", server.label));
+        }
+        for (label, failure) in &members.unusable {
+            out.push(format!("{label} {}", failure.details));
+        }
+        let total = members.all().count();
+        let mut note = format!("All {total} servers of this site's backend are out of service");
+        let mut parts = Vec::new();
+        if down > 0 {
+            parts.push(format!("{down} failing health checks"));
+        }
+        if ejected > 0 {
+            parts.push(format!("{ejected} taken out after repeated errors"));
+        }
+        if !parts.is_empty() {
+            note.push_str(": ");
+            note.push_str(&parts.join(", "));
+        }
+        if !reasons.is_empty() {
+            note.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        note.push('.');
+        let mut failure = Failure::new(
+            FailureKind::DestinationUnavailable,
+            Phase::Selecting,
+            format!(
+                "no server of pool {} is available: {}",
+                self.name,
+                out.join("; ")
+            ),
+        );
+        failure.note = Some(note.into());
+        (failure, None)
+    }
+
+    fn limit_reached(&self, full: usize, why: &str) -> Failure {
+        Failure::new(
+            FailureKind::ConnectionLimitReached,
+            Phase::Selecting,
+            format!(
+                "{full} server(s) of pool {} at max_connections and {why} (queue_size {}, queue_timeout {:?})",
+                self.name, self.config.queue_size, self.config.queue_timeout
+            ),
+        )
+    }
+
+    /// Rebuilds `members` from the entries' current addresses, keeping the `Server` (and its
+    /// idle connections) of every address that stays.
+    fn rebuild(&self) {
+        let current = self.members();
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut primaries = Vec::new();
+        let mut backups = Vec::new();
+        let mut unusable = Vec::new();
+        let mut pending = false;
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        for entry in entries.iter() {
+            let address = &entry.server.address;
+            let label = format!("{}/{}", self.name, address.authority());
+            if !entry.resolved {
+                match &entry.failure {
+                    Some(failure) => unusable.push((label, failure.clone())),
+                    None => pending = true,
+                }
+                continue;
+            }
+            let mut denied = Vec::new();
+            let mut usable = 0;
+            for &ip in &entry.addrs {
+                let addr = SocketAddr::new(ip, address.port);
+                if let Some(net) = self.config.deny_addresses.iter().find(|n| n.contains(ip)) {
+                    denied.push(format!("{ip} (in {net})"));
+                    continue;
+                }
+                usable += 1;
+                if seen.contains(&addr) {
+                    continue;
+                }
+                seen.push(addr);
+                let server = match current.find(addr) {
+                    Some(server) if server.backup == entry.server.backup => Arc::clone(server),
+                    _ => Arc::new(Server::new(
+                        &self.name,
+                        ServerSpec {
+                            addr,
+                            host: address.host.as_str().into(),
+                            named: address.ip.is_none(),
+                            weight: entry.server.weight,
+                            max_connections: entry
+                                .server
+                                .max_connections
+                                .or(self.config.max_connections),
+                            backup: entry.server.backup,
+                        },
+                        self.registry.state(&self.name, addr),
+                        Arc::clone(&self.slot_freed),
+                        self.settings.clone(),
+                    )),
+                };
+                if entry.server.backup {
+                    backups.push(server);
+                } else {
+                    primaries.push(server);
+                }
+            }
+            if usable == 0 {
+                let failure = match (&entry.failure, denied.is_empty()) {
+                    (Some(failure), _) => failure.clone(),
+                    (None, false) => Failure::new(
+                        FailureKind::DestinationIpProhibited,
+                        Phase::Resolving,
+                        format!(
+                            "{label} has only denied addresses: {} (deny_addresses)",
+                            denied.join(", ")
+                        ),
+                    ),
+                    (None, true) => continue,
+                };
+                unusable.push((label, failure));
+            }
+        }
+        self.members.store(Arc::new(Members {
+            primaries: Tier::new(primaries),
+            backups: Tier::new(backups),
+            unusable,
+            pending,
+        }));
+        self.changed.notify_waiters();
     }
 }
 
-/// Polls the sender's readiness once without waiting.
-fn poll_ready_now(sender: &mut SendRequest<RequestBody>) -> Poll<Result<(), hyper::Error>> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    sender.poll_ready(&mut cx)
+/// A place in the wait queue of a pool, freed on drop.
+#[derive(Debug)]
+struct QueueSlot<'a> {
+    queued: &'a AtomicU32,
+}
+
+impl<'a> QueueSlot<'a> {
+    fn take(queued: &'a AtomicU32, size: u32) -> Option<Self> {
+        queued
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < size).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self { queued })
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === background tasks ===
+
+/// Keeps the pool's host names resolved: each name is asked again when its TTL runs out
+/// (bounded by `resolve_interval`), so servers follow DNS without a reload. A failed lookup
+/// keeps the last good addresses. Stops when the pool is dropped or retired.
+pub async fn keep_resolved(pool: Weak<Pool>, dns: Arc<Dns>) {
+    loop {
+        let Some(pool) = pool.upgrade() else { return };
+        if pool.is_retired() {
+            return;
+        }
+        let names: Vec<(usize, String)> = {
+            let entries = pool.entries.lock().unwrap_or_else(|e| e.into_inner());
+            entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.server.address.ip.is_none())
+                .map(|(i, e)| (i, e.server.address.host.clone()))
+                .collect()
+        };
+        let lookups = names.iter().map(|(_, host)| dns.resolve(host));
+        let results = futures_util::future::join_all(lookups).await;
+        let mut next = pool.config.resolve_interval;
+        let mut changed = false;
+        {
+            let mut entries = pool.entries.lock().unwrap_or_else(|e| e.into_inner());
+            for ((index, host), result) in names.iter().zip(results) {
+                let Some(entry) = entries.get_mut(*index) else {
+                    continue;
+                };
+                match result {
+                    Ok(resolved) => {
+                        next = next.min(resolved.ttl);
+                        let mut addrs = resolved.addrs;
+                        addrs.sort();
+                        addrs.dedup();
+                        if addrs != entry.addrs || !entry.resolved || entry.failure.is_some() {
+                            tracing::info!(
+                                target: "gatehouse::dns",
+                                pool = %pool.name,
+                                host = %host,
+                                addresses = ?addrs,
+                                "server name resolved"
+                            );
+                            changed = true;
+                        }
+                        entry.addrs = addrs;
+                        entry.failure = None;
+                        entry.resolved = true;
+                    }
+                    Err(failure) => {
+                        next = next.min(FAILED_NAME_RETRY);
+                        let first = entry
+                            .failure
+                            .as_ref()
+                            .is_none_or(|f| f.kind != failure.kind);
+                        if first {
+                            tracing::warn!(
+                                target: "gatehouse::dns",
+                                pool = %pool.name,
+                                host = %host,
+                                kind = failure.kind.token(),
+                                kept = ?entry.addrs,
+                                "{}", failure.details
+                            );
+                        }
+                        changed |= first || !entry.resolved;
+                        // A name that never resolved is unusable; one that did keeps its addresses.
+                        entry.resolved = true;
+                        entry.failure = Some(failure);
+                    }
+                }
+            }
+        }
+        if changed || pool.members().pending {
+            pool.rebuild();
+        }
+        drop(pool);
+        tokio::time::sleep(next.max(MIN_RESOLVE_INTERVAL)).await;
+    }
 }
