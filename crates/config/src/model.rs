@@ -149,7 +149,9 @@ pub struct UpstreamServer {
     pub address: ServerAddress,
     /// Relative share of requests for round_robin / least_requests / hash. Default 1; 1..=1000.
     pub weight: u32,
-    /// Overrides the upstream's `max_connections` for this server. `None` = the upstream's.
+    /// Overrides the upstream's `max_connections` for this server. `None` (key absent) = the
+    /// upstream's. A server entry cannot be made unlimited when the upstream has a limit:
+    /// `max_connections = 0` in a server entry is refused.
     pub max_connections: Option<u32>,
     /// Used only when no primary (non-backup) server is available. Default false.
     pub backup: bool,
@@ -215,7 +217,7 @@ pub struct PassiveHealth {
     pub consecutive_failures: u32,
     /// First ejection; doubles with each ejection that follows without a success between. Default 10s.
     pub ejection: Duration,
-    /// Longest ejection. Default 5m; ≥ `ejection`.
+    /// Longest ejection. Default 5m, or `ejection` when that is longer; ≥ `ejection`.
     pub max_ejection: Duration,
     /// At most this share of a pool may be ejected at once. Default 50; 0..=100.
     pub max_ejected_percent: u8,
@@ -242,26 +244,70 @@ pub struct IpNet {
 }
 
 impl IpNet {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => return false,
-            },
-            _ => ip,
+    /// The longest prefix of `addr`'s family: 32 for IPv4, 128 for IPv6.
+    pub fn max_prefix(addr: IpAddr) -> u8 {
+        match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        }
+    }
+
+    /// The same block with the host bits (those after the prefix) cleared:
+    /// `10.1.2.3/8` → `10.0.0.0/8`. Validation stores only truncated blocks.
+    pub fn trunc(&self) -> IpNet {
+        let addr = match self.addr {
+            IpAddr::V4(a) => IpAddr::V4((u32::from(a) & mask_v4(self.prefix)).into()),
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) & mask_v6(self.prefix)).into()),
         };
+        IpNet {
+            addr,
+            prefix: self.prefix,
+        }
+    }
+
+    /// Whether `ip` is inside this block. An IPv4 block also contains the IPv4-mapped IPv6 form
+    /// of its addresses (`::ffff:10.0.0.1` is in `10.0.0.0/8`), and an IPv6 block inside
+    /// `::ffff:0:0/96` contains the plain IPv4 addresses it maps (`::ffff:10.0.0.0/104` contains
+    /// `10.0.0.1`), so an address written in either form cannot slip past a deny list. Other IPv6
+    /// blocks, even `::/0`, contain no IPv4 address. A prefix longer than the family allows
+    /// (never produced by validation) counts as the full length.
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = mask_v4(self.prefix);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = mask_v6(self.prefix);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
-            _ => false,
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V6(net), IpAddr::V4(_)) => match net.to_ipv4_mapped() {
+                Some(net) if self.prefix >= 96 => IpNet {
+                    addr: IpAddr::V4(net),
+                    prefix: self.prefix - 96,
+                }
+                .contains(ip),
+                _ => false,
+            },
         }
     }
+}
+
+/// The network mask of an IPv4 prefix (0..=32; longer counts as 32).
+fn mask_v4(prefix: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32_u32.saturating_sub(u32::from(prefix)))
+        .unwrap_or(0)
+}
+
+/// The network mask of an IPv6 prefix (0..=128; longer counts as 128).
+fn mask_v6(prefix: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128_u32.saturating_sub(u32::from(prefix)))
+        .unwrap_or(0)
 }
 
 impl std::fmt::Display for IpNet {

@@ -10,7 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// The whole file.
@@ -63,6 +66,7 @@ pub(crate) struct RawRoute {
     pub(crate) path: Option<Spanned<String>>,
     /// Required; `Option` so a missing one is a diagnostic, not a serde error.
     pub(crate) upstream: Option<Spanned<String>>,
+    pub(crate) retry_non_idempotent: Option<Spanned<bool>>,
 }
 
 /// One `[upstream.NAME]`.
@@ -70,12 +74,78 @@ pub(crate) struct RawRoute {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUpstream {
     /// Required; `Option` so a missing one is a diagnostic, not a serde error.
-    pub(crate) servers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) servers: Option<Spanned<Vec<Spanned<RawServerEntry>>>>,
+    pub(crate) balance: Option<Spanned<String>>,
+    pub(crate) hash_key: Option<Spanned<String>>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) read_timeout: Option<Spanned<String>>,
     pub(crate) send_timeout: Option<Spanned<String>>,
     pub(crate) max_response_header_size: Option<Spanned<RawSize>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) queue_size: Option<Spanned<i64>>,
+    pub(crate) queue_timeout: Option<Spanned<String>>,
+    pub(crate) resolve_interval: Option<Spanned<String>>,
+    pub(crate) deny_addresses: Option<Vec<Spanned<String>>>,
+    pub(crate) health: Option<Spanned<RawHealth>>,
+    pub(crate) passive: Option<RawPassive>,
+    pub(crate) retry: Option<RawRetry>,
+}
+
+/// One element of `servers`: `"host:port"` or `{ address = "host:port", weight = 3, ... }`.
+///
+/// Deserialized by hand rather than `#[serde(untagged)]`: an untagged enum buffers its input,
+/// which loses the [`Spanned`] positions of the table's values.
+#[derive(Debug)]
+pub(crate) enum RawServerEntry {
+    /// A plain string; its position is the enclosing `Spanned`'s.
+    Address(String),
+    Table(RawServerTable),
+}
+
+/// A server written as a table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServerTable {
+    /// Required; `Option` so a missing one is a diagnostic, not a serde error.
+    pub(crate) address: Option<Spanned<String>>,
+    pub(crate) weight: Option<Spanned<i64>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) backup: Option<Spanned<bool>>,
+}
+
+/// `[upstream.NAME.health]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) interval: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) unhealthy_threshold: Option<Spanned<i64>>,
+    pub(crate) healthy_threshold: Option<Spanned<i64>>,
+    pub(crate) expect_status: Option<Spanned<String>>,
+    pub(crate) host: Option<Spanned<String>>,
+}
+
+/// `[upstream.NAME.passive]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPassive {
+    pub(crate) consecutive_failures: Option<Spanned<i64>>,
+    pub(crate) ejection: Option<Spanned<String>>,
+    pub(crate) max_ejection: Option<Spanned<String>>,
+    pub(crate) max_ejected_percent: Option<Spanned<i64>>,
+}
+
+/// `[upstream.NAME.retry]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) attempts: Option<Spanned<i64>>,
+    pub(crate) deadline: Option<Spanned<String>>,
+    /// A TOML float; an integer (`0`, `1`) is read as a float too.
+    pub(crate) budget: Option<Spanned<f64>>,
+    pub(crate) min_retries_per_second: Option<Spanned<i64>>,
 }
 
 /// A size: a bare integer (bytes) or a string with a unit (`"64KiB"`).
@@ -84,4 +154,33 @@ pub(crate) struct RawUpstream {
 pub(crate) enum RawSize {
     Bytes(i64),
     Text(String),
+}
+
+// === impl RawServerEntry ===
+
+impl<'de> Deserialize<'de> for RawServerEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = RawServerEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a \"host:port\" string or a table with `address`")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawServerEntry, E> {
+                Ok(RawServerEntry::Address(s.to_owned()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawServerEntry, A::Error> {
+                // Hand the map straight on, so each value is still read by toml's deserializer
+                // and `Spanned` fields keep their positions.
+                RawServerTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawServerEntry::Table)
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
 }

@@ -27,11 +27,15 @@ struct Field {
 enum Kind {
     Str,
     Int,
+    /// A float, or an integer read as one.
+    Float,
     Bool,
     /// An integer (bytes) or a string with a unit.
     Size,
     /// An array of strings.
     StrList,
+    /// An array whose elements are strings or tables with these keys (`servers`).
+    StrOrTableList(&'static [Field]),
     /// A table with these keys.
     Table(&'static [Field]),
     /// An array of tables with these keys (`[[route]]`).
@@ -89,13 +93,57 @@ const ROUTE: &[Field] = &[
     field("host", Kind::Str, r#"host = "example.com""#),
     field("path", Kind::Str, r#"path = "/api""#),
     field("upstream", Kind::Str, r#"upstream = "api""#),
+    field(
+        "retry_non_idempotent",
+        Kind::Bool,
+        "retry_non_idempotent = true",
+    ),
+];
+
+const SERVER_ENTRY: &[Field] = &[
+    field("address", Kind::Str, r#"address = "127.0.0.1:3000""#),
+    field("weight", Kind::Int, "weight = 3"),
+    field("max_connections", Kind::Int, "max_connections = 100"),
+    field("backup", Kind::Bool, "backup = true"),
+];
+
+const HEALTH: &[Field] = &[
+    field("path", Kind::Str, r#"path = "/ping""#),
+    field("interval", Kind::Str, r#"interval = "5s""#),
+    field("timeout", Kind::Str, r#"timeout = "2s""#),
+    field("unhealthy_threshold", Kind::Int, "unhealthy_threshold = 2"),
+    field("healthy_threshold", Kind::Int, "healthy_threshold = 2"),
+    field("expect_status", Kind::Str, r#"expect_status = "200-399""#),
+    field("host", Kind::Str, r#"host = "api.internal""#),
+];
+
+const PASSIVE: &[Field] = &[
+    field(
+        "consecutive_failures",
+        Kind::Int,
+        "consecutive_failures = 5",
+    ),
+    field("ejection", Kind::Str, r#"ejection = "10s""#),
+    field("max_ejection", Kind::Str, r#"max_ejection = "5m""#),
+    field("max_ejected_percent", Kind::Int, "max_ejected_percent = 50"),
+];
+
+const RETRY: &[Field] = &[
+    field("attempts", Kind::Int, "attempts = 3"),
+    field("deadline", Kind::Str, r#"deadline = "60s""#),
+    field("budget", Kind::Float, "budget = 0.2"),
+    field(
+        "min_retries_per_second",
+        Kind::Int,
+        "min_retries_per_second = 10",
+    ),
 ];
 
 const UPSTREAM: &[Field] = &[
     field(
         "servers",
-        Kind::StrList,
-        r#"servers = ["127.0.0.1:3000", "app.internal:3000"]"#,
+        Kind::StrOrTableList(SERVER_ENTRY),
+        r#"servers = ["127.0.0.1:3000", { address = "app.internal:3000", weight = 3 }]"#,
     ),
     field("connect_timeout", Kind::Str, r#"connect_timeout = "2s""#),
     field("response_timeout", Kind::Str, r#"response_timeout = "30s""#),
@@ -106,16 +154,20 @@ const UPSTREAM: &[Field] = &[
         Kind::Size,
         r#"max_response_header_size = "64KiB""#,
     ),
+    field("balance", Kind::Str, r#"balance = "round_robin""#),
+    field("hash_key", Kind::Str, r#"hash_key = "client_ip""#),
+    field("max_connections", Kind::Int, "max_connections = 100"),
+    field("queue_size", Kind::Int, "queue_size = 100"),
+    field("queue_timeout", Kind::Str, r#"queue_timeout = "5s""#),
+    field("resolve_interval", Kind::Str, r#"resolve_interval = "30s""#),
     field(
-        "balance",
-        Kind::Planned("remove it: the balancing policy is not configurable yet"),
-        "",
+        "deny_addresses",
+        Kind::StrList,
+        r#"deny_addresses = ["169.254.0.0/16", "fd00::/8"]"#,
     ),
-    field(
-        "health",
-        Kind::Planned("remove it: active health checks are not configurable yet"),
-        "",
-    ),
+    field("health", Kind::Table(HEALTH), "[upstream.NAME.health]"),
+    field("passive", Kind::Table(PASSIVE), "[upstream.NAME.passive]"),
+    field("retry", Kind::Table(RETRY), "[upstream.NAME.retry]"),
 ];
 
 const ROOT: &[Field] = &[
@@ -205,7 +257,7 @@ fn walk_value(
         (Kind::Str, DeValue::String(_))
         | (Kind::Bool, DeValue::Boolean(_))
         | (Kind::Size, DeValue::String(_)) => true,
-        (Kind::Int | Kind::Size, DeValue::Integer(n)) => {
+        (Kind::Int | Kind::Size | Kind::Float, DeValue::Integer(n)) => {
             let fits = i64::from_str_radix(n.as_str(), n.radix()).is_ok();
             if !fits {
                 sink.error(
@@ -217,23 +269,25 @@ fn walk_value(
             }
             fits
         }
-        (Kind::StrList, DeValue::Array(items)) => {
-            // A wrong element is replaced by "" rather than removed, so the others keep their
-            // index and are still checked; `removed` hides what "" would cause.
-            for (i, item) in items.iter_mut().enumerate() {
-                if !item.get_ref().is_str() {
-                    let found = item.get_ref().type_str();
-                    let child = format!("{path}[{i}]");
-                    sink.error(
-                        Some(item.span()),
-                        &child,
-                        format!("expected a string, found {}", article(found)),
-                        field_fix(field),
-                    );
-                    *item = Spanned::new(item.span(), DeValue::String(Cow::Borrowed("")));
-                    removed.push(child);
-                }
+        (Kind::Float, DeValue::Float(f)) => {
+            // Rejects what toml would refuse to convert (1e999) and nan/inf, which no key takes.
+            let finite = f.as_str().parse::<f64>().is_ok_and(f64::is_finite);
+            if !finite {
+                sink.error(
+                    Some(span),
+                    path,
+                    format!("{} is not a finite number", f.as_str()),
+                    field_fix(field),
+                );
             }
+            finite
+        }
+        (Kind::StrList, DeValue::Array(items)) => {
+            list_elements(items, field, None, path, sink, removed);
+            true
+        }
+        (Kind::StrOrTableList(fields), DeValue::Array(items)) => {
+            list_elements(items, field, Some(fields), path, sink, removed);
             true
         }
         (Kind::Table(fields), DeValue::Table(table)) => {
@@ -303,6 +357,44 @@ fn walk_value(
     }
 }
 
+/// Checks the elements of a list of strings (`tables: None`) or of strings and tables. A wrong
+/// element is replaced by "" rather than removed, so the others keep their index and are still
+/// checked; `removed` hides what "" would cause.
+fn list_elements(
+    items: &mut [Spanned<DeValue<'_>>],
+    field: &Field,
+    tables: Option<&[Field]>,
+    path: &str,
+    sink: &mut Sink<'_>,
+    removed: &mut Vec<String>,
+) {
+    for (i, item) in items.iter_mut().enumerate() {
+        let child = format!("{path}[{i}]");
+        match (tables, item.get_mut()) {
+            (_, DeValue::String(_)) => continue,
+            (Some(fields), DeValue::Table(table)) => {
+                walk_table(table, fields, &child, sink, removed);
+                continue;
+            }
+            _ => {}
+        }
+        let found = item.get_ref().type_str();
+        let expected = if tables.is_some() {
+            "a string or a table"
+        } else {
+            "a string"
+        };
+        sink.error(
+            Some(item.span()),
+            &child,
+            format!("expected {expected}, found {}", article(found)),
+            field_fix(field),
+        );
+        *item = Spanned::new(item.span(), DeValue::String(Cow::Borrowed("")));
+        removed.push(child);
+    }
+}
+
 fn field_fix(field: &Field) -> String {
     format!("write it like {}", field.example)
 }
@@ -311,9 +403,11 @@ fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Str => "a string",
         Kind::Int => "an integer",
+        Kind::Float => "a number",
         Kind::Bool => "true or false",
         Kind::Size => "a size (a string like \"64KiB\" or a number of bytes)",
         Kind::StrList => "a list of strings",
+        Kind::StrOrTableList(_) => "a list of strings or tables",
         Kind::Table(_) | Kind::TableMap(_) => "a table",
         Kind::TableArray(_) => "an array of tables",
         Kind::Planned(_) => "nothing",

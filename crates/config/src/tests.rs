@@ -1,5 +1,6 @@
 //! Tests of [`crate::parse`] and [`crate::load`]: one per diagnostic condition (asserting line,
 //! column and key), several problems in one file, the embedded default, defaults, and loading.
+//! Upstream pools have their own files: `pools` (keys read into the model) and `pool_diagnostics`.
 //! Parsers of single values are tested next to them in `values`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,6 +10,8 @@ use std::time::Duration;
 use crate::*;
 
 mod diagnostics;
+mod pool_diagnostics;
+mod pools;
 mod routes;
 
 /// Valid upstream + route, appended to texts that test something else.
@@ -77,19 +80,27 @@ fn default_config_parses() {
         vec![RouteConfig {
             host: None,
             path: "/".into(),
-            upstream: "app".into()
+            upstream: "app".into(),
+            retry_non_idempotent: false,
         }]
     );
     assert_eq!(c.upstreams.len(), 1);
     assert_eq!(c.upstreams[0].name, "app");
     assert_eq!(
         c.upstreams[0].servers,
-        vec![ServerAddress {
-            host: "127.0.0.1".into(),
-            port: 3000,
-            ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        vec![UpstreamServer {
+            address: ServerAddress {
+                host: "127.0.0.1".into(),
+                port: 3000,
+                ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            },
+            weight: 1,
+            max_connections: None,
+            backup: false,
         }]
     );
+    assert_eq!(c.upstreams[0].balance, Balance::RoundRobin);
+    assert_eq!(c.upstreams[0].health, None);
 }
 
 #[test]
@@ -187,12 +198,12 @@ connect_timeout = "1h30m"
     let names: Vec<_> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["api", "web"]);
     assert_eq!(
-        c.upstreams[0].servers[0].ip,
+        c.upstreams[0].servers[0].address.ip,
         Some("::1".parse().unwrap_or_else(|_| unreachable!()))
     );
     assert_eq!(c.upstreams[0].connect_timeout, Duration::from_secs(5400));
-    assert_eq!(c.upstreams[1].servers[0].host, "app.internal");
-    assert_eq!(c.upstreams[1].servers[0].ip, None);
+    assert_eq!(c.upstreams[1].servers[0].address.host, "app.internal");
+    assert_eq!(c.upstreams[1].servers[0].address.ip, None);
     assert_eq!(c.upstreams[1].max_response_header_size, 1 << 20);
 }
 

@@ -1,5 +1,6 @@
 //! Parsers for the string values a config holds: durations, sizes, addresses, route hosts and paths,
-//! sf-tokens, and the "did you mean" suggestion.
+//! sf-tokens, and the "did you mean" suggestion. The values of upstream pools (CIDR blocks, status
+//! lists, hash keys, health-check paths and hosts) are in `pool`.
 //!
 //! Each parser is a pure function of one value and returns a [`Bad`] (what is wrong, what to
 //! change) on failure. They know nothing about keys, spans or other values: `validate` adds the key
@@ -9,6 +10,10 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::{HostMatch, ServerAddress};
+
+mod pool;
+
+pub(crate) use pool::{hash_key, health_path, host_header, ip_net, status_ranges};
 
 /// Why one value was refused: the message and the fix of a diagnostic.
 #[derive(Debug, Clone, PartialEq, Eq)]

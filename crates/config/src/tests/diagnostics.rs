@@ -32,8 +32,8 @@ fn unknown_key_without_a_close_one_lists_the_keys() {
 
 #[test]
 fn planned_key_is_refused_with_a_hint() {
-    let d = one_error(&format!("{TAIL}balance = \"round_robin\"\n"));
-    at(&d, 5, 11, "upstream.api.balance", "not supported");
+    let d = one_error(&format!("[server]\ntls = {{ cert = \"a.pem\" }}\n{TAIL}"));
+    at(&d, 2, 7, "server.tls", "not supported");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Readers for single config values: a string through a `values` parser, a positive duration, a
-//! size within limits, one word of a fixed set. Each reports its own problem at the value's
+//! size within limits, an integer or a fraction within a range, one word of a fixed set. Each reports its own problem at the value's
 //! position and falls back to the default, so validation carries on.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -34,8 +35,21 @@ pub(super) fn timeout(
     key: &str,
     default: Duration,
 ) -> Duration {
-    let Some(raw) = raw else { return default };
-    match parse_at(sink, &raw, key, values::duration) {
+    checked_timeout(sink, raw.as_ref(), key, default).unwrap_or(default)
+}
+
+/// A positive duration; `default` when absent, `None` when invalid (reported). For values that
+/// are compared with others afterwards, so a replaced value does not cause a second diagnostic.
+pub(super) fn checked_timeout(
+    sink: &mut Sink<'_>,
+    raw: Option<&Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(raw) = raw else {
+        return Some(default);
+    };
+    match parse_at(sink, raw, key, values::duration) {
         Some(d) if d.is_zero() => {
             sink.error(
                 Some(raw.span()),
@@ -49,11 +63,71 @@ pub(super) fn timeout(
                     humantime::format_duration(default)
                 ),
             );
-            default
+            None
         }
-        Some(d) => d,
-        None => default,
+        other => other,
     }
+}
+
+/// An integer in `min..=max`; `default` when absent or outside (reported).
+pub(super) fn int_in<T>(
+    sink: &mut Sink<'_>,
+    raw: Option<&Spanned<i64>>,
+    key: &str,
+    default: T,
+    min: T,
+    max: T,
+) -> T
+where
+    T: Copy + Display + Into<i64> + TryFrom<i64>,
+{
+    let Some(raw) = raw else { return default };
+    let n = *raw.get_ref();
+    if (min.into()..=max.into()).contains(&n)
+        && let Ok(v) = T::try_from(n)
+    {
+        return v;
+    }
+    // The ranges used end at 10, 100, 1000 or the type's maximum ("no upper limit").
+    let (message, fix) = if max.into() >= i64::from(u32::MAX) && n >= min.into() {
+        (
+            format!("{n} is too large (at most {max})"),
+            format!("use a smaller number, e.g. {default} (the default)"),
+        )
+    } else if max.into() >= i64::from(u32::MAX) {
+        (
+            format!("{n} is less than {min}"),
+            format!("use {min} or more, e.g. {default} (the default)"),
+        )
+    } else {
+        (
+            format!("{n} is outside the allowed range {min} to {max}"),
+            format!("use a number in that range, e.g. {default} (the default)"),
+        )
+    };
+    sink.error(Some(raw.span()), key, message, fix);
+    default
+}
+
+/// A number in `0.0..=1.0`; `default` when absent or outside (reported).
+pub(super) fn fraction(
+    sink: &mut Sink<'_>,
+    raw: Option<&Spanned<f64>>,
+    key: &str,
+    default: f64,
+) -> f64 {
+    let Some(raw) = raw else { return default };
+    let n = *raw.get_ref();
+    if (0.0..=1.0).contains(&n) {
+        return n;
+    }
+    sink.error(
+        Some(raw.span()),
+        key,
+        format!("{n} is outside the allowed range 0.0 to 1.0"),
+        format!("use a number from 0.0 to 1.0, e.g. {default} (the default)"),
+    );
+    default
 }
 
 /// A size in `min..=1MiB`; `default` when absent or invalid.

@@ -2,12 +2,13 @@
 //!
 //! Owns the defaults, the value checks (durations, sizes, addresses, names) and the cross-field
 //! checks (duplicate listeners, admin clashing with a listener, routes naming unknown upstreams,
-//! duplicate routes, unused upstreams). A bad value is reported and replaced by its default so the
+//! duplicate routes, unused upstreams, duplicate or denied servers, overlapping health checks). A bad value is reported and replaced by its default so the
 //! remaining checks still run; the caller refuses the config if anything was an error. Unknown keys
 //! and TOML type errors are `schema`'s, not this module's.
 //!
-//! `[server]`, `[dns]` and `[upstream.NAME]` are here; `routes` checks `[[route]]`; `fields` reads
-//! single values (durations, sizes, enumerations) with their limits.
+//! `[server]` and `[dns]` are here; `upstream` checks `[upstream.NAME]` and `health` its three
+//! sub-tables; `routes` checks `[[route]]`; `fields` reads single values (durations, sizes,
+//! integers, enumerations) with their limits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,16 +17,19 @@ use toml::Spanned;
 
 use crate::diag::Sink;
 use crate::model::{Config, DnsConfig, LogFormat, ProxyStatusMode, ServerConfig, UpstreamConfig};
-use crate::raw::{RawConfig, RawDns, RawServer, RawUpstream};
+use crate::raw::{RawConfig, RawDns, RawServer};
 use crate::values;
 
 mod fields;
+mod health;
 mod routes;
+mod upstream;
 
 use fields::{choice, parse_at, size, timeout};
 use routes::routes;
+use upstream::upstream;
 
-// Defaults. Each is also documented on the model field and in `default.toml`.
+// Defaults. Each is also documented on the model field and in docs/configuration.md.
 const DEFAULT_NAME: &str = "gatehouse";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -273,88 +277,5 @@ fn dns(raw: RawDns, sink: &mut Sink<'_>) -> DnsConfig {
     DnsConfig {
         nameservers,
         timeout: timeout(sink, raw.timeout, "dns.timeout", DEFAULT_DNS_TIMEOUT),
-    }
-}
-
-// === [upstream.NAME] ===
-
-fn upstream(name: &str, raw: &Spanned<RawUpstream>, sink: &mut Sink<'_>) -> UpstreamConfig {
-    let key = |field: &str| format!("upstream.{name}.{field}");
-    if !values::is_upstream_name(name) {
-        sink.error(
-            Some(raw.span()),
-            format!("upstream.{name}"),
-            format!("{name:?} is not a valid upstream name"),
-            "use letters, digits, '-' and '_' only, e.g. [upstream.api]",
-        );
-    }
-    let up = raw.get_ref();
-    let servers = match &up.servers {
-        None => {
-            sink.error(
-                Some(raw.span()),
-                key("servers"),
-                format!("upstream {name:?} has no `servers`"),
-                "add servers = [\"127.0.0.1:3000\"] (host:port of each backend)",
-            );
-            Vec::new()
-        }
-        Some(list) => {
-            if list.get_ref().is_empty() {
-                sink.warning(
-                    Some(list.span()),
-                    key("servers"),
-                    "servers is empty: requests routed here will get 500 proxy_configuration_error",
-                    "add at least one \"host:port\"",
-                );
-            }
-            list.get_ref()
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    parse_at(
-                        sink,
-                        s,
-                        &format!("{}[{i}]", key("servers")),
-                        values::server_address,
-                    )
-                })
-                .collect()
-        }
-    };
-    UpstreamConfig {
-        name: name.to_owned(),
-        servers,
-        connect_timeout: timeout(
-            sink,
-            up.connect_timeout.clone(),
-            &key("connect_timeout"),
-            DEFAULT_CONNECT_TIMEOUT,
-        ),
-        response_timeout: timeout(
-            sink,
-            up.response_timeout.clone(),
-            &key("response_timeout"),
-            DEFAULT_RESPONSE_TIMEOUT,
-        ),
-        read_timeout: timeout(
-            sink,
-            up.read_timeout.clone(),
-            &key("read_timeout"),
-            DEFAULT_READ_TIMEOUT,
-        ),
-        send_timeout: timeout(
-            sink,
-            up.send_timeout.clone(),
-            &key("send_timeout"),
-            DEFAULT_SEND_TIMEOUT,
-        ),
-        max_response_header_size: size(
-            sink,
-            up.max_response_header_size.clone(),
-            &key("max_response_header_size"),
-            DEFAULT_MAX_RESPONSE_HEADER_SIZE,
-            MIN_HEADER_SIZE,
-        ),
     }
 }

@@ -67,6 +67,10 @@ pub(super) fn routes(
                 host,
                 path: path.to_owned(),
                 upstream,
+                retry_non_idempotent: route
+                    .retry_non_idempotent
+                    .as_ref()
+                    .is_some_and(|b| *b.get_ref()),
             });
         }
     }
