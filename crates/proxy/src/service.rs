@@ -95,6 +95,9 @@ struct AttemptFailure {
     request_sent: bool,
     /// Bytes of a response that had arrived.
     response_bytes: u64,
+    /// A kept-alive connection closed before the request was written: the connection was
+    /// stale, which says nothing about the server (it may be tried again, on a new one).
+    stale_connection: bool,
     /// The request, when the attempt failed before it was handed over (connect failed, or
     /// hyper gave it back unsent).
     unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
@@ -371,9 +374,11 @@ impl Pipeline<'_> {
                             request_sent: failed.request_sent,
                         },
                     );
-                    pool.record_outcome(&members, &server, Some(failed.failure.kind));
                     drop(lease);
-                    tried.push(server.addr);
+                    if !failed.stale_connection {
+                        pool.record_outcome(&members, &server, Some(failed.failure.kind));
+                        tried.push(server.addr);
+                    }
                     let allowed = retry_allowed(&failed, replayable);
                     if let Some(unsent) = failed.unsent {
                         outgoing.give_back(unsent);
@@ -503,6 +508,7 @@ impl Pipeline<'_> {
                         failure,
                         request_sent: false,
                         response_bytes: 0,
+                        stale_connection: false,
                         unsent: Some((request, sent)),
                     });
                 }
@@ -542,10 +548,15 @@ impl Pipeline<'_> {
                     response_bytes,
                     reused: conn.reused,
                 };
+                let failure = classify::response_head_error(err.error(), facts);
+                // A request hyper gave back was never written.
+                let request_sent = request_sent && unsent.is_none();
                 Err(AttemptFailure {
-                    failure: classify::response_head_error(err.error(), facts),
-                    // A request hyper gave back was never written.
-                    request_sent: request_sent && unsent.is_none(),
+                    stale_connection: conn.reused
+                        && !request_sent
+                        && failure.kind == FailureKind::ConnectionTerminated,
+                    failure,
+                    request_sent,
                     response_bytes,
                     unsent: unsent.map(|request| (request, None)),
                 })
@@ -560,6 +571,7 @@ impl Pipeline<'_> {
                 ),
                 request_sent,
                 response_bytes,
+                stale_connection: false,
                 unsent: None,
             }),
         }

@@ -72,3 +72,51 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::health::CheckResult;
+
+    fn config(servers: &str) -> Config {
+        let text = format!("[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = {servers}\n");
+        gatehouse_config::parse("test.toml", &text)
+            .unwrap_or_else(|e| panic!("config: {e:?}"))
+            .config
+    }
+
+    #[test]
+    fn server_state_carries_over_to_the_next_snapshot_by_address() {
+        let registry = Arc::new(StateRegistry::default());
+        let old = Snapshot::build(config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#), &registry);
+        let old_members = old.upstreams[0].members();
+        old_members.primaries.servers[0].state.observe_check(
+            CheckResult::Fail("status 500".into()),
+            1,
+            1,
+        );
+
+        // The new config drops :2, keeps :1 (now weighted) and adds :3.
+        let new = Snapshot::build(
+            config(r#"[{ address = "127.0.0.1:1", weight = 2 }, "127.0.0.1:3"]"#),
+            &registry,
+        );
+        let new_members = new.upstreams[0].members();
+        let by_port = |port: u16| {
+            new_members
+                .all()
+                .find(|s| s.addr.port() == port)
+                .unwrap_or_else(|| panic!("no server :{port}"))
+        };
+        assert!(
+            by_port(1).state.is_down(),
+            "what was learnt about :1 is kept"
+        );
+        assert!(Arc::ptr_eq(
+            &by_port(1).state,
+            &old_members.primaries.servers[0].state
+        ));
+        assert_eq!(by_port(1).weight, 2, "the new config's settings apply");
+        assert!(!by_port(3).state.is_down(), "a new server starts up");
+    }
+}
