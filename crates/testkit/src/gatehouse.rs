@@ -77,6 +77,71 @@ impl Config {
         self
     }
 
+    /// Adds `[upstream.NAME]` with these server entries (plain addresses or tables).
+    #[must_use]
+    pub fn upstream_servers(
+        mut self,
+        name: &str,
+        servers: impl IntoIterator<Item = Server>,
+    ) -> Self {
+        let servers: Vec<toml::Value> = servers.into_iter().map(Into::into).collect();
+        let mut upstream = Table::new();
+        upstream.insert("servers".to_owned(), servers.into());
+        self.upstreams.insert(name.to_owned(), upstream.into());
+        self
+    }
+
+    /// Sets a key of the last `[[route]]` (e.g. `retry_non_idempotent`).
+    #[must_use]
+    pub fn route_setting(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        let route = self
+            .routes
+            .last_mut()
+            .unwrap_or_else(|| panic!("no route in this config"));
+        route.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets a key of the sub-table `[upstream.NAME.SECTION]` (`health`, `passive`, `retry`),
+    /// creating it.
+    #[must_use]
+    pub fn upstream_section(
+        mut self,
+        name: &str,
+        section: &str,
+        key: &str,
+        value: impl Into<toml::Value>,
+    ) -> Self {
+        let Some(toml::Value::Table(upstream)) = self.upstreams.get_mut(name) else {
+            panic!("no upstream {name:?} in this config");
+        };
+        let table = upstream
+            .entry(section)
+            .or_insert_with(|| Table::new().into())
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("upstream.{name}.{section} is not a table"));
+        table.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets a key of `[upstream.NAME.health]` (active checks).
+    #[must_use]
+    pub fn health(self, name: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.upstream_section(name, "health", key, value)
+    }
+
+    /// Sets a key of `[upstream.NAME.passive]` (outlier detection).
+    #[must_use]
+    pub fn passive(self, name: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.upstream_section(name, "passive", key, value)
+    }
+
+    /// Sets a key of `[upstream.NAME.retry]`.
+    #[must_use]
+    pub fn retry(self, name: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.upstream_section(name, "retry", key, value)
+    }
+
     /// Sets a key of `[upstream.NAME]` (added before with [`Config::upstream`]).
     #[must_use]
     pub fn upstream_setting(
@@ -104,6 +169,58 @@ impl Config {
         root.insert("route".to_owned(), routes.into());
         root.insert("upstream".to_owned(), self.upstreams.clone().into());
         toml::to_string(&root).unwrap_or_else(|e| panic!("config does not serialise: {e}"))
+    }
+}
+
+/// One entry of an upstream's `servers`: a plain `"host:port"` string, or a table
+/// `{ address, weight, max_connections, backup }` once any option is set.
+#[derive(Debug, Clone)]
+pub struct Server {
+    address: String,
+    options: Table,
+}
+
+impl Server {
+    pub fn new(address: impl ToString) -> Self {
+        Self {
+            address: address.to_string(),
+            options: Table::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn weight(self, weight: u32) -> Self {
+        self.option("weight", weight)
+    }
+
+    #[must_use]
+    pub fn max_connections(self, max: u32) -> Self {
+        self.option("max_connections", max)
+    }
+
+    /// `backup = true`: used only when no primary server is available.
+    #[must_use]
+    pub fn backup(self) -> Self {
+        self.option("backup", true)
+    }
+
+    /// Sets any key of the entry's table.
+    #[must_use]
+    pub fn option(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        self.options.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+impl From<Server> for toml::Value {
+    fn from(server: Server) -> Self {
+        if server.options.is_empty() {
+            return server.address.into();
+        }
+        let mut table = Table::new();
+        table.insert("address".to_owned(), server.address.into());
+        table.extend(server.options);
+        table.into()
     }
 }
 
@@ -396,5 +513,50 @@ impl Drop for Gatehouse {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_with_server_tables_sections_and_route_keys() {
+        let text = Config::new()
+            .upstream_servers(
+                "app",
+                [
+                    Server::new("127.0.0.1:3000"),
+                    Server::new("127.0.0.1:3001")
+                        .weight(3)
+                        .max_connections(100)
+                        .backup(),
+                ],
+            )
+            .route(None, "/", "app")
+            .route_setting("retry_non_idempotent", true)
+            .upstream_setting("app", "balance", "hash")
+            .health("app", "path", "/ping")
+            .health("app", "unhealthy_threshold", 2)
+            .passive("app", "consecutive_failures", 5)
+            .retry("app", "budget", 0.2)
+            .toml();
+        let config: Table = text.parse().unwrap();
+        let app = &config["upstream"]["app"];
+        assert_eq!(app["servers"][0].as_str(), Some("127.0.0.1:3000"));
+        let second = app["servers"][1].as_table().unwrap();
+        assert_eq!(second["address"].as_str(), Some("127.0.0.1:3001"));
+        assert_eq!(second["weight"].as_integer(), Some(3));
+        assert_eq!(second["max_connections"].as_integer(), Some(100));
+        assert_eq!(second["backup"].as_bool(), Some(true));
+        assert_eq!(app["balance"].as_str(), Some("hash"));
+        assert_eq!(app["health"]["path"].as_str(), Some("/ping"));
+        assert_eq!(app["health"]["unhealthy_threshold"].as_integer(), Some(2));
+        assert_eq!(app["passive"]["consecutive_failures"].as_integer(), Some(5));
+        assert_eq!(app["retry"]["budget"].as_float(), Some(0.2));
+        assert_eq!(
+            config["route"][0]["retry_non_idempotent"].as_bool(),
+            Some(true)
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! sockets on `127.0.0.1:0`), so a test is a plain `#[test]` function.
 //!
 //! - [`Gatehouse`]: the real binary under a harness (config file, JSON logs, address, stop);
-//!   [`Config`] builds its TOML.
-//! - [`Upstream`]: origin servers that answer well or break HTTP on purpose ([`Behavior`]),
-//!   recording what they received; [`FullBacklog`] for connect timeouts.
-//! - [`MockDns`]: a UDP name server answering NXDOMAIN, SERVFAIL or nothing.
+//!   [`Config`] builds its TOML ([`Server`] for table entries of `servers`).
+//! - [`Upstream`]: origin servers that answer well or break HTTP on purpose ([`Behavior`],
+//!   switchable at runtime and per path), recording what they received; they can be killed like
+//!   a crashed process and restarted; [`FullBacklog`] for connect timeouts.
+//! - [`MockDns`]: a UDP name server answering NXDOMAIN, SERVFAIL, nothing, or A/AAAA records
+//!   (changeable at runtime).
 //! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
@@ -24,7 +26,7 @@ mod upstream;
 pub use client::{NoResponse, RawConn, RawResponse, Req, send_raw};
 pub use curl::{CurlResult, curl};
 pub use dns::{DnsAnswer, MockDns};
-pub use gatehouse::{Config, Gatehouse, Observed};
+pub use gatehouse::{Config, Gatehouse, Observed, Server};
 pub use http1::{Framing, Headers};
 pub use proxy_status::{Member, Param, ProxyStatus};
 pub use temp::TempFile;

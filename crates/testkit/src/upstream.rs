@@ -1,10 +1,13 @@
 //! Origin servers on `127.0.0.1:0`, one std thread per connection: a well-behaved one that
-//! records what it received, and ones that break HTTP on purpose.
+//! records what it received, and ones that break HTTP on purpose. Their behaviour can change
+//! while they run (per path too, e.g. a failing health check), and they can be killed like a
+//! crashed process and restarted on the same address.
 
+use std::collections::HashMap;
 use std::io::{self, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +41,11 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)
+    }
+
+    /// The target without its query.
+    pub fn path(&self) -> &str {
+        path_of(&self.target)
     }
 }
 
@@ -112,80 +120,165 @@ impl Reply {
     }
 }
 
-/// What an upstream does with each connection.
+/// What an upstream does with each connection, or with each request on it.
+///
+/// [`Upstream::set_behavior`] and [`Upstream::set_route`] change it while the upstream runs;
+/// a request gets the behaviour current when it has been read. `CloseOnAccept` and `NeverRead`
+/// act before any request is read: they apply to connections accepted while they are the
+/// default behaviour (as a route, or when switched to mid-connection, they close or hold the
+/// connection after the request).
 #[derive(Debug, Clone)]
 pub enum Behavior {
     /// Answers every request with the reply, keeping the connection alive.
     Serve(Reply),
+    /// Answers every request with the reply after this delay, keeping the connection alive.
+    Delay(Duration, Reply),
     /// Reads one request, writes these bytes, closes.
     RawThenClose(Vec<u8>),
     /// Reads one request, writes these bytes, then holds the connection open without a byte
     /// more (empty bytes: never answers).
     RawThenHang(Vec<u8>),
+    /// Reads one request and never answers, holding the connection open until the upstream is
+    /// killed or dropped.
+    Hang,
     /// Closes each connection as soon as it is accepted, before reading anything.
     CloseOnAccept,
     /// Reads one request, then closes without sending a byte.
     CloseAfterRequest,
     /// Reads one request, then resets the connection (RST via `SO_LINGER` 0).
     ResetAfterRequest,
-    /// Never reads a byte, with a tiny receive buffer, so a request body stalls at once.
+    /// Never reads a byte, with a tiny receive buffer (when it is the behaviour the upstream
+    /// starts or restarts with), so a request body stalls at once.
     NeverRead,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    stop: AtomicBool,
+/// What every listener generation of an upstream shares: its behaviour and its records.
+#[derive(Debug)]
+struct Shared {
+    behavior: Mutex<Behavior>,
+    /// Per-path behaviours, taking precedence over `behavior`.
+    routes: Mutex<Vec<(String, Behavior)>>,
     connections: AtomicUsize,
     requests: Recorder<RecordedRequest>,
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
 }
 
-impl State {
+impl Shared {
+    fn behavior(&self) -> Behavior {
+        lock(&self.behavior).clone()
+    }
+
+    /// The behaviour for a request to `target`: its path's route, or the default.
+    fn behavior_for(&self, target: &str) -> Behavior {
+        let path = path_of(target);
+        let routes = lock(&self.routes);
+        match routes.iter().find(|(p, _)| p == path) {
+            Some((_, behavior)) => behavior.clone(),
+            None => self.behavior(),
+        }
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+}
+
+/// One request being answered (see [`Shared::enter`]).
+struct InFlight<'a>(&'a Shared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// One listener's life, from `start`/`restart` to `kill`: its connections watch `stop`.
+#[derive(Debug, Default)]
+struct Generation {
+    stop: AtomicBool,
+    /// Connection threads still running.
+    live: AtomicUsize,
+    /// A handle on each open connection (by id), so `kill` can close it even while its
+    /// thread is blocked writing. Removed before the thread drops its own handle, or the
+    /// socket would stay open.
+    open: Mutex<HashMap<usize, TcpStream>>,
+}
+
+impl Generation {
+    /// Shuts every open connection down (the peer sees them closed) and stops the threads.
+    fn close_all(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for stream in lock(&self.open).values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
     /// Holds the calling thread (and whatever it owns) until the upstream stops.
     fn hang(&self) {
-        let until = Instant::now() + HANG_LIMIT;
-        while !self.stopped() && Instant::now() < until {
-            std::thread::sleep(TICK);
+        self.sleep(HANG_LIMIT);
+    }
+
+    /// Sleeps for `delay`; false if the upstream stopped meanwhile.
+    fn sleep(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(TICK));
         }
     }
 }
 
-/// An upstream server on `127.0.0.1:0`. Stops (and releases its port) when dropped.
+/// A running listener: its generation and its accept thread.
+#[derive(Debug)]
+struct Running {
+    generation: Arc<Generation>,
+    acceptor: JoinHandle<()>,
+}
+
+/// An upstream server on `127.0.0.1:0` (or an address of the test's choosing). It can be killed
+/// and restarted on the same address; stops (and releases its port) when dropped.
 #[derive(Debug)]
 pub struct Upstream {
     addr: SocketAddr,
-    state: Arc<State>,
-    acceptor: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    running: Mutex<Option<Running>>,
 }
 
 impl Upstream {
     pub fn start(behavior: Behavior) -> Self {
-        let recv_buffer = matches!(behavior, Behavior::NeverRead).then_some(1024);
-        let listener = bind_loopback(recv_buffer, 128);
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("local_addr: {e}"));
-        let state = Arc::new(State::default());
-        let accept_state = Arc::clone(&state);
-        let acceptor = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept_state.stopped() {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let id = accept_state.connections.fetch_add(1, Ordering::Relaxed);
-                let state = Arc::clone(&accept_state);
-                let behavior = behavior.clone();
-                std::thread::spawn(move || handle(stream, id, &behavior, &state));
-            }
+        Self::start_on(([127, 0, 0, 1], 0).into(), behavior)
+    }
+
+    /// Listens on `addr`: e.g. `127.0.0.2:0`, or `127.0.0.3:P` with the port `P` of another
+    /// upstream, so one host name can resolve to several loopback addresses with one port.
+    pub fn start_on(addr: SocketAddr, behavior: Behavior) -> Self {
+        let shared = Arc::new(Shared {
+            behavior: Mutex::new(behavior),
+            routes: Mutex::new(Vec::new()),
+            connections: AtomicUsize::new(0),
+            requests: Recorder::default(),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
         });
+        let (addr, running) = listen(addr, &shared);
         Self {
             addr,
-            state,
-            acceptor: Some(acceptor),
+            shared,
+            running: Mutex::new(Some(running)),
         }
     }
 
@@ -202,19 +295,97 @@ impl Upstream {
         self.addr
     }
 
-    /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.state.connections.load(Ordering::Relaxed)
+    /// Switches the default behaviour, for requests read (and connections accepted) from now on.
+    pub fn set_behavior(&self, behavior: Behavior) {
+        *lock(&self.shared.behavior) = behavior;
     }
 
-    /// Requests received so far (complete or not).
+    /// Requests whose path (the target without its query) is exactly `path` get `behavior`
+    /// from now on, whatever the default: e.g. a failing health-check path on a server that
+    /// serves everything else.
+    pub fn set_route(&self, path: &str, behavior: Behavior) {
+        let mut routes = lock(&self.shared.routes);
+        routes.retain(|(p, _)| p != path);
+        routes.push((path.to_owned(), behavior));
+    }
+
+    /// Requests to `path` get the default behaviour again.
+    pub fn clear_route(&self, path: &str) {
+        lock(&self.shared.routes).retain(|(p, _)| p != path);
+    }
+
+    /// Stops as a crashed process would: the listener is closed (new connects are refused) and
+    /// every open connection is closed; returns once both are done. Nothing is answered from
+    /// then on. A no-op when already stopped.
+    pub fn kill(&self) {
+        let Some(running) = lock(&self.running).take() else {
+            return;
+        };
+        let generation = running.generation;
+        generation.stop.store(true, Ordering::Relaxed);
+        // Wake the acceptor so it sees the flag and drops the listener.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        let _ = running.acceptor.join();
+        generation.close_all();
+        // The threads notice within a TICK.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while generation.live.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Listens again on the same address after [`Upstream::kill`] (the behaviour, routes and
+    /// records carry over). A no-op when running.
+    pub fn restart(&self) {
+        let mut running = lock(&self.running);
+        if running.is_none() {
+            let (_, listener) = listen(self.addr, &self.shared);
+            *running = Some(listener);
+        }
+    }
+
+    /// Whether it is listening (started or restarted, and not killed).
+    pub fn is_running(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
+    /// Connections accepted so far (over every restart).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests received so far (complete or not), health checks included.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.state.requests.snapshot()
+        self.shared.requests.snapshot()
+    }
+
+    /// Requests received so far whose path is exactly `path`.
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        let mut requests = self.requests();
+        requests.retain(|r| r.path() == path);
+        requests
+    }
+
+    /// Requests received so far whose path is not `path` (e.g. all but health checks).
+    pub fn requests_except(&self, path: &str) -> Vec<RecordedRequest> {
+        let mut requests = self.requests();
+        requests.retain(|r| r.path() != path);
+        requests
+    }
+
+    /// Requests read and not yet answered (or closed on), right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
     /// Waits until `n` requests were recorded; panics after `timeout`.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Vec<RecordedRequest> {
-        let found = self.state.requests.wait_until(timeout, |requests| {
+        let found = self.shared.requests.wait_until(timeout, |requests| {
             (requests.len() >= n).then(|| requests.to_vec())
         });
         found.unwrap_or_else(|| {
@@ -224,79 +395,157 @@ impl Upstream {
             )
         })
     }
+
+    /// Waits until a request to `path` is recorded; panics after `timeout`.
+    pub fn wait_for_request_to(&self, path: &str, timeout: Duration) -> RecordedRequest {
+        let found = self.shared.requests.wait_until(timeout, |requests| {
+            requests.iter().find(|r| r.path() == path).cloned()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "expected a request to {path} upstream within {timeout:?}, got {:#?}",
+                self.requests()
+            )
+        })
+    }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.state.stop.store(true, Ordering::Relaxed);
-        // Wake the acceptor so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
+        self.kill();
     }
 }
 
-/// A loopback listener, optionally with a small receive buffer (inherited by accepted sockets).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The path of a request target: up to the query.
+fn path_of(target: &str) -> &str {
+    target.split_once('?').map_or(target, |(path, _)| path)
+}
+
+/// Binds `addr` and starts accepting with the upstream's current behaviour; returns the bound
+/// address (the port chosen, for port 0).
+fn listen(addr: SocketAddr, shared: &Arc<Shared>) -> (SocketAddr, Running) {
+    let recv_buffer = matches!(shared.behavior(), Behavior::NeverRead).then_some(1024);
+    let listener = bind(addr, recv_buffer, 128);
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    let generation = Arc::new(Generation::default());
+    let (shared, accept_generation) = (Arc::clone(shared), Arc::clone(&generation));
+    let acceptor = std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if accept_generation.stopped() {
+                return;
+            }
+            let Ok(stream) = stream else { continue };
+            let id = shared.connections.fetch_add(1, Ordering::Relaxed);
+            accept_generation.live.fetch_add(1, Ordering::SeqCst);
+            if let Ok(handle) = stream.try_clone() {
+                lock(&accept_generation.open).insert(id, handle);
+            }
+            let (shared, generation) = (Arc::clone(&shared), Arc::clone(&accept_generation));
+            std::thread::spawn(move || {
+                let stream = handle(stream, id, &shared, &generation);
+                lock(&generation.open).remove(&id);
+                drop(stream);
+                generation.live.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (
+        addr,
+        Running {
+            generation,
+            acceptor,
+        },
+    )
+}
+
+/// A loopback listener on port 0, optionally with a small receive buffer (inherited by
+/// accepted sockets).
 fn bind_loopback(recv_buffer: Option<usize>, backlog: i32) -> TcpListener {
-    let socket =
-        Socket::new(Domain::IPV4, Type::STREAM, None).unwrap_or_else(|e| panic!("socket: {e}"));
+    bind(([127, 0, 0, 1], 0).into(), recv_buffer, backlog)
+}
+
+/// A listener on `addr`. `SO_REUSEADDR` lets a restarted upstream bind its port again while
+/// connections of its previous life sit in TIME_WAIT (Linux still refuses two listeners).
+fn bind(addr: SocketAddr, recv_buffer: Option<usize>, backlog: i32) -> TcpListener {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .unwrap_or_else(|e| panic!("socket: {e}"));
+    socket
+        .set_reuse_address(true)
+        .unwrap_or_else(|e| panic!("SO_REUSEADDR: {e}"));
     if let Some(size) = recv_buffer {
         socket
             .set_recv_buffer_size(size)
             .unwrap_or_else(|e| panic!("SO_RCVBUF: {e}"));
     }
-    let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     socket
         .bind(&addr.into())
-        .unwrap_or_else(|e| panic!("bind: {e}"));
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
     socket
         .listen(backlog)
-        .unwrap_or_else(|e| panic!("listen: {e}"));
+        .unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
     socket.into()
 }
 
-fn handle(mut stream: TcpStream, id: usize, behavior: &Behavior, state: &State) {
+/// Serves one connection; gives the stream back for the caller to close.
+fn handle(mut stream: TcpStream, id: usize, shared: &Shared, generation: &Generation) -> TcpStream {
     let _ = stream.set_nodelay(true);
+    match shared.behavior() {
+        Behavior::CloseOnAccept => return stream,
+        Behavior::NeverRead => {
+            generation.hang();
+            return stream;
+        }
+        _ => {}
+    }
     let mut reader = RequestReader {
         buf: Vec::new(),
         eof: false,
     };
-    match behavior {
-        Behavior::CloseOnAccept => {}
-        Behavior::NeverRead => state.hang(),
-        Behavior::Serve(reply) => {
-            while let Some(request) = reader.next(&mut stream, id, state) {
-                let complete = request.complete;
-                let head_request = request.method == "HEAD";
-                state.requests.push(request);
-                if !complete || stream.write_all(&reply.to_bytes(head_request)).is_err() {
-                    return;
-                }
+    while let Some(request) = reader.next(&mut stream, id, generation) {
+        let behavior = shared.behavior_for(&request.target);
+        let complete = request.complete;
+        let head_request = request.method == "HEAD";
+        let _in_flight = shared.enter();
+        shared.requests.push(request);
+        let keep_alive = match behavior {
+            Behavior::Serve(reply) => {
+                complete && stream.write_all(&reply.to_bytes(head_request)).is_ok()
             }
-        }
-        Behavior::RawThenClose(_)
-        | Behavior::RawThenHang(_)
-        | Behavior::CloseAfterRequest
-        | Behavior::ResetAfterRequest => {
-            if let Some(request) = reader.next(&mut stream, id, state) {
-                state.requests.push(request);
+            Behavior::Delay(delay, reply) => {
+                complete
+                    && generation.sleep(delay)
+                    && stream.write_all(&reply.to_bytes(head_request)).is_ok()
             }
-            match behavior {
-                Behavior::RawThenClose(bytes) => {
-                    let _ = stream.write_all(bytes);
-                }
-                Behavior::RawThenHang(bytes) => {
-                    let _ = stream.write_all(bytes);
-                    state.hang();
-                }
-                Behavior::ResetAfterRequest => {
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                }
-                _ => {}
+            Behavior::RawThenClose(bytes) => {
+                let _ = stream.write_all(&bytes);
+                false
             }
+            Behavior::RawThenHang(bytes) => {
+                let _ = stream.write_all(&bytes);
+                generation.hang();
+                false
+            }
+            Behavior::Hang | Behavior::NeverRead => {
+                generation.hang();
+                false
+            }
+            Behavior::ResetAfterRequest => {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                false
+            }
+            Behavior::CloseOnAccept | Behavior::CloseAfterRequest => false,
+        };
+        if !keep_alive {
+            return stream;
         }
     }
+    stream
 }
 
 /// Reads requests off one connection, keeping bytes that belong to the next one.
@@ -307,11 +556,11 @@ struct RequestReader {
 
 impl RequestReader {
     /// Reads more bytes; false at EOF, on an error or when the upstream stops.
-    fn fill(&mut self, stream: &mut TcpStream, state: &State) -> bool {
+    fn fill(&mut self, stream: &mut TcpStream, generation: &Generation) -> bool {
         let _ = stream.set_read_timeout(Some(TICK));
         let mut chunk = [0u8; 64 * 1024];
         loop {
-            if state.stopped() || self.eof {
+            if generation.stopped() || self.eof {
                 return false;
             }
             match stream.read(&mut chunk) {
@@ -344,12 +593,12 @@ impl RequestReader {
         &mut self,
         stream: &mut TcpStream,
         conn: usize,
-        state: &State,
+        generation: &Generation,
     ) -> Option<RecordedRequest> {
         let head = loop {
             match http1::parse_request_head(&self.buf) {
                 Ok(Some(head)) => break head,
-                Ok(None) if self.fill(stream, state) => {}
+                Ok(None) if self.fill(stream, generation) => {}
                 Ok(None) if self.buf.is_empty() => return None,
                 Ok(None) | Err(_) => {
                     let raw = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
@@ -385,7 +634,7 @@ impl RequestReader {
                     request.complete = true;
                     return Some(request);
                 }
-                BodyState::Partial { body } if !self.fill(stream, state) => {
+                BodyState::Partial { body } if !self.fill(stream, generation) => {
                     request.body = body;
                     return Some(request);
                 }
@@ -449,4 +698,142 @@ pub fn big_header_response(size: usize) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{RawConn, Req};
+
+    /// `STATUS BODY` of a GET on a new connection.
+    fn get(addr: SocketAddr, path: &str) -> String {
+        let mut conn = RawConn::connect(addr);
+        let _ = conn.send(&Req::get(path).to_bytes());
+        match conn.try_read_response(false, Duration::from_secs(5)) {
+            Ok(response) => format!("{} {}", response.status, response.text()),
+            Err(_) => String::new(),
+        }
+    }
+
+    #[test]
+    fn routes_behaviors_kill_and_restart() {
+        let upstream = Upstream::hello();
+        upstream.set_route("/health", Behavior::Serve(Reply::new(500, "down")));
+        assert!(get(upstream.addr(), "/a?x=1").ends_with("hello"));
+        assert!(get(upstream.addr(), "/health").starts_with("500"));
+        upstream.clear_route("/health");
+        assert!(get(upstream.addr(), "/health").starts_with("200"));
+        upstream.set_behavior(Behavior::CloseAfterRequest);
+        assert_eq!(get(upstream.addr(), "/b"), "");
+        let paths: Vec<String> = upstream
+            .requests()
+            .iter()
+            .map(|r| r.path().to_owned())
+            .collect();
+        assert_eq!(paths, ["/a", "/health", "/health", "/b"]);
+        assert_eq!(upstream.requests_to("/health").len(), 2);
+        assert_eq!(upstream.requests_except("/health").len(), 2);
+
+        // An idle keep-alive connection is closed by kill, and new connects are refused.
+        upstream.set_behavior(Behavior::Serve(Reply::ok("again")));
+        let mut idle = TcpStream::connect(upstream.addr()).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        upstream.kill();
+        assert!(!upstream.is_running());
+        let mut buf = [0u8; 16];
+        assert!(
+            matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+            "still open after kill"
+        );
+        let refused = TcpStream::connect(upstream.addr()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+
+        upstream.restart();
+        assert!(get(upstream.addr(), "/c").ends_with("again"));
+        assert_eq!(upstream.requests().len(), 5);
+    }
+
+    #[test]
+    fn hang_holds_until_killed_and_delay_counts_in_flight() {
+        let upstream = Upstream::start(Behavior::Hang);
+        let mut stream = TcpStream::connect(upstream.addr()).unwrap();
+        stream
+            .write_all(b"GET /h HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        upstream.wait_for_requests(1, Duration::from_secs(5));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            stream.read(&mut buf).is_err(),
+            "a hanging upstream answered"
+        );
+        assert_eq!(upstream.in_flight(), 1);
+        upstream.kill();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)));
+        assert_eq!(upstream.in_flight(), 0);
+
+        let slow = Upstream::start(Behavior::Delay(
+            Duration::from_millis(300),
+            Reply::ok("slow"),
+        ));
+        let addr = slow.addr();
+        let started = Instant::now();
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::thread::spawn(move || get(addr, "/")))
+            .collect();
+        for client in clients {
+            assert!(client.join().unwrap().ends_with("slow"));
+        }
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_eq!(slow.peak_in_flight(), 3);
+    }
+
+    #[test]
+    fn kill_closes_a_connection_blocked_writing() {
+        let upstream = Upstream::serve(Reply::ok(vec![b'x'; 32 * 1024 * 1024]));
+        let mut stream = TcpStream::connect(upstream.addr()).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        upstream.wait_for_requests(1, Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(100)); // the reply fills the buffers
+        let started = Instant::now();
+        upstream.kill();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "kill took {:?}",
+            started.elapsed()
+        );
+        // Whatever was buffered arrives, then the end: never the whole 32 MiB.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut received = 0;
+        let mut buf = vec![0u8; 1 << 20];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            received += n;
+        }
+        assert!(received < 32 * 1024 * 1024, "{received}");
+    }
+
+    #[test]
+    fn start_on_other_loopback_addresses_with_one_port() {
+        let two = Upstream::start_on(
+            ([127, 0, 0, 2], 0).into(),
+            Behavior::Serve(Reply::ok("two")),
+        );
+        let port = two.addr().port();
+        let three = Upstream::start_on(
+            ([127, 0, 0, 3], port).into(),
+            Behavior::Serve(Reply::ok("three")),
+        );
+        assert_eq!(three.addr().port(), port);
+        assert!(get(two.addr(), "/").ends_with("two"));
+        assert!(get(three.addr(), "/").ends_with("three"));
+    }
 }
