@@ -53,26 +53,38 @@ impl Balancer {
     }
 
     /// The index in `tier` of the server to use, among those `eligible` accepts. `key` is the
-    /// request's hash key (hash balancing without one falls back to round robin).
+    /// request's hash key (hash balancing without one falls back to round robin). A retry
+    /// (`retry`) does not advance the round-robin cursor: otherwise, with a failing server
+    /// next to a good one, every new request would start at the failing one.
     pub fn pick(
         &self,
         tier: &Tier,
         key: Option<u64>,
+        retry: bool,
         eligible: impl Fn(&Server) -> bool,
     ) -> Option<usize> {
         match (&self.balance, key) {
             (Balance::Hash(_), Some(key)) => rendezvous(tier, key, eligible),
             (Balance::LeastRequests, _) => self.least_requests(tier, eligible),
-            (Balance::RoundRobin | Balance::Hash(_), _) => self.round_robin(tier, eligible),
+            (Balance::RoundRobin | Balance::Hash(_), _) => self.round_robin(tier, retry, eligible),
         }
     }
 
-    fn round_robin(&self, tier: &Tier, eligible: impl Fn(&Server) -> bool) -> Option<usize> {
+    fn round_robin(
+        &self,
+        tier: &Tier,
+        retry: bool,
+        eligible: impl Fn(&Server) -> bool,
+    ) -> Option<usize> {
         let len = tier.order.len();
         if len == 0 {
             return None;
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let start = if retry {
+            self.cursor.load(Ordering::Relaxed)
+        } else {
+            self.cursor.fetch_add(1, Ordering::Relaxed)
+        };
         (0..len)
             .map(|i| tier.order[(start + i) % len] as usize)
             .find(|&index| eligible(&tier.servers[index]))
@@ -224,7 +236,7 @@ mod tests {
         assert_eq!(smooth_order(&[1, 1]), vec![0, 1]);
         let tier = Tier::new(vec![server(1, 1), server(2, 3)]);
         let balancer = Balancer::new(Balance::RoundRobin);
-        let picks = (0..400).filter_map(|_| balancer.pick(&tier, None, |_| true));
+        let picks = (0..400).filter_map(|_| balancer.pick(&tier, None, false, |_| true));
         let counts = counts(&tier, picks);
         assert_eq!((counts[&1], counts[&2]), (100, 300));
     }
@@ -234,10 +246,10 @@ mod tests {
         let tier = Tier::new(vec![server(1, 1), server(2, 1), server(3, 1)]);
         let balancer = Balancer::new(Balance::RoundRobin);
         for _ in 0..10 {
-            let pick = balancer.pick(&tier, None, |s| s.addr.port() != 2);
+            let pick = balancer.pick(&tier, None, false, |s| s.addr.port() != 2);
             assert!(pick.is_some_and(|i| tier.servers[i].addr.port() != 2));
         }
-        assert_eq!(balancer.pick(&tier, None, |_| false), None);
+        assert_eq!(balancer.pick(&tier, None, false, |_| false), None);
     }
 
     #[test]
@@ -246,14 +258,14 @@ mod tests {
         tier.servers[0].state.in_flight.store(10, Ordering::Relaxed);
         let balancer = Balancer::new(Balance::LeastRequests);
         for _ in 0..50 {
-            let pick = balancer.pick(&tier, None, |_| true);
+            let pick = balancer.pick(&tier, None, false, |_| true);
             assert_eq!(pick.map(|i| tier.servers[i].addr.port()), Some(2));
         }
         // Spread over three equal servers: every one is chosen.
         let tier = Tier::new(vec![server(1, 1), server(2, 1), server(3, 1)]);
         let counts = counts(
             &tier,
-            (0..300).filter_map(|_| balancer.pick(&tier, None, |_| true)),
+            (0..300).filter_map(|_| balancer.pick(&tier, None, false, |_| true)),
         );
         assert_eq!(counts.len(), 3, "{counts:?}");
     }
@@ -268,7 +280,7 @@ mod tests {
             .collect();
         let port = |tier: &Tier, key: u64| {
             balancer
-                .pick(tier, Some(key), |_| true)
+                .pick(tier, Some(key), false, |_| true)
                 .map(|i| tier.servers[i].addr.port())
         };
         let mut per_server: HashMap<Option<u16>, usize> = HashMap::new();
@@ -297,8 +309,9 @@ mod tests {
     fn rendezvous_honours_weights() {
         let balancer = Balancer::new(Balance::Hash(HashKey::ClientIp));
         let tier = Tier::new(vec![server(1, 1), server(2, 3)]);
-        let picks = (0..4000u32)
-            .filter_map(|k| balancer.pick(&tier, Some(stable_hash(&k.to_be_bytes())), |_| true));
+        let picks = (0..4000u32).filter_map(|k| {
+            balancer.pick(&tier, Some(stable_hash(&k.to_be_bytes())), false, |_| true)
+        });
         let counts = counts(&tier, picks);
         assert!((850..=1150).contains(&counts[&1]), "{counts:?}");
     }

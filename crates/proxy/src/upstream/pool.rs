@@ -191,7 +191,8 @@ impl Pool {
             } else {
                 return Err(NoServer::AllTried);
             };
-            if let Some(lease) = self.lease_in(tier, key, &usable) {
+            let retry = !tried.is_empty();
+            if let Some(lease) = self.lease_in(tier, key, retry, &usable) {
                 return Ok(lease);
             }
             // Every usable server is at its connection limit: wait in the queue.
@@ -205,7 +206,7 @@ impl Pool {
             // Registered before looking again, so a slot freed in between is not missed.
             let mut freed = pin!(self.slot_freed.notified());
             freed.as_mut().enable();
-            if let Some(lease) = self.lease_in(tier, key, &usable) {
+            if let Some(lease) = self.lease_in(tier, key, retry, &usable) {
                 return Ok(lease);
             }
             if tokio::time::timeout_at(queue_deadline, freed)
@@ -225,12 +226,13 @@ impl Pool {
         &self,
         tier: &Tier,
         key: Option<u64>,
+        retry: bool,
         usable: &impl Fn(&Server) -> bool,
     ) -> Option<Lease> {
         let mut full: Vec<SocketAddr> = Vec::new();
         while let Some(index) = self
             .balancer
-            .pick(tier, key, |s| usable(s) && !full.contains(&s.addr))
+            .pick(tier, key, retry, |s| usable(s) && !full.contains(&s.addr))
         {
             let server = &tier.servers[index];
             match server.try_lease() {
