@@ -178,7 +178,10 @@ fn retry_allowed(failed: &AttemptFailure, replayable: bool) -> bool {
 /// The consistent-hash key of a request, if it has one.
 fn balance_key(key: &HashKey, headers: &http::HeaderMap, client: SocketAddr) -> Option<u64> {
     match key {
-        HashKey::ClientIp => Some(stable_hash(client.ip().to_string().as_bytes())),
+        HashKey::ClientIp => Some(match client.ip() {
+            std::net::IpAddr::V4(ip) => stable_hash(&ip.octets()),
+            std::net::IpAddr::V6(ip) => stable_hash(&ip.octets()),
+        }),
         HashKey::Header(name) => headers
             .get(name.as_str())
             .map(|value| stable_hash(value.as_bytes())),
@@ -313,7 +316,9 @@ impl Pipeline<'_> {
         let mut outgoing = Outgoing {
             parts,
             body,
-            keep_copy: policy.attempts > 1,
+            // Only a request that may be replayed after it was sent needs its head kept; any
+            // other comes back from hyper when it was not sent.
+            keep_copy: policy.attempts > 1 && replayable,
         };
 
         // --- attempts: a server, then another one while the failure allows a retry ---
@@ -321,6 +326,16 @@ impl Pipeline<'_> {
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last: Option<(Failure, String)> = None;
         loop {
+            let retry = !tried.is_empty() || last.is_some();
+            if retry && !pool.budget.try_withdraw() {
+                tracing::warn!(
+                    target: "gatehouse::retry",
+                    pool = %pool.name,
+                    request_id = %self.request_id,
+                    "retry budget exhausted; not retrying"
+                );
+                break;
+            }
             let lease = match pool.acquire(&members, hash_key, &tried).await {
                 Ok(lease) => lease,
                 Err(NoServer::Failure(failure, next_hop)) if last.is_none() => {
@@ -343,24 +358,23 @@ impl Pipeline<'_> {
                 // No other server to try: the last attempt's failure is the answer.
                 Err(NoServer::Failure(..) | NoServer::AllTried) => break,
             };
-            if !tried.is_empty() && !pool.budget.try_withdraw() {
-                tracing::warn!(
-                    target: "gatehouse::retry",
-                    pool = %pool.name,
-                    request_id = %self.request_id,
-                    "retry budget exhausted; not retrying"
-                );
-                break;
-            }
             let Some((request, sent)) = outgoing.take() else {
                 break;
             };
             let server = Arc::clone(&lease.server);
             self.record.attempts += 1;
             self.record.upstream = Some(server.label.as_str().into());
-            match self.attempt(&pool, &server, request, sent).await {
+            // A retry gets only what is left of the request's deadline to answer in.
+            let response_timeout = if retry {
+                let left = policy
+                    .deadline
+                    .saturating_sub(self.record.started.elapsed());
+                pool.settings.response_timeout.min(left)
+            } else {
+                pool.settings.response_timeout
+            };
+            match self.attempt(&server, request, sent, response_timeout).await {
                 Ok(attempt) => {
-                    pool.record_outcome(&members, &server, None);
                     return self.respond(pool, members, lease, attempt, head_only);
                 }
                 Err(failed) => {
@@ -491,10 +505,10 @@ impl Pipeline<'_> {
     /// response head read, each phase bounded by its own timeout.
     async fn attempt(
         &mut self,
-        pool: &Pool,
         server: &Arc<Server>,
         request: Request<RequestBody>,
         sent: Option<oneshot::Receiver<()>>,
+        response_timeout: Duration,
     ) -> Result<Attempt, AttemptFailure> {
         let mut conn = match server.checkout().await {
             Some(conn) => conn,
@@ -516,11 +530,10 @@ impl Pipeline<'_> {
         };
         let read_before = conn.stats.read();
         let written_before = conn.stats.written();
-        let response_timeout = pool.settings.response_timeout;
+        let mut sent = sent;
         let result = {
             let mut send = pin!(conn.sender.try_send_request(request));
             let mut early = None;
-            let mut sent = sent;
             if let Some(fully_sent) = sent.as_mut() {
                 // The response timeout starts once the whole request was handed over; an
                 // upstream may also answer early (e.g. 413) before the body is complete.
@@ -558,7 +571,8 @@ impl Pipeline<'_> {
                     failure,
                     request_sent,
                     response_bytes,
-                    unsent: unsent.map(|request| (request, None)),
+                    // An unsent body comes back with its "fully sent" signal, unfired.
+                    unsent: unsent.map(|request| (request, sent)),
                 })
             }
             None => Err(AttemptFailure {
@@ -590,7 +604,9 @@ impl Pipeline<'_> {
         let Attempt { response, conn } = attempt;
         let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
-        let chunked = match check_framing(&parts.headers) {
+        let framing = check_framing(&parts.headers);
+        pool.record_outcome(&members, &server, framing.as_ref().err().map(|f| f.kind));
+        let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
                 log_failure(

@@ -80,14 +80,23 @@ impl Balancer {
         if len == 0 {
             return None;
         }
-        let start = if retry {
-            self.cursor.load(Ordering::Relaxed)
-        } else {
-            self.cursor.fetch_add(1, Ordering::Relaxed)
-        };
-        (0..len)
-            .map(|i| tier.order[(start + i) % len] as usize)
-            .find(|&index| eligible(&tier.servers[index]))
+        if retry {
+            // Scan on from the cursor without moving it.
+            let start = self.cursor.load(Ordering::Relaxed);
+            return (0..len)
+                .map(|i| tier.order[(start + i) % len] as usize)
+                .find(|&index| eligible(&tier.servers[index]));
+        }
+        // An ineligible slot draws the next slot rather than falling through to its neighbour,
+        // so an out server's share spreads over all the others instead of doubling one.
+        for _ in 0..len {
+            let slot = self.cursor.fetch_add(1, Ordering::Relaxed);
+            let index = tier.order[slot % len] as usize;
+            if eligible(&tier.servers[index]) {
+                return Some(index);
+            }
+        }
+        (0..tier.servers.len()).find(|&index| eligible(&tier.servers[index]))
     }
 
     /// Power of two choices: two random eligible servers, the one with fewer requests in
@@ -144,6 +153,10 @@ fn rendezvous(tier: &Tier, key: u64, eligible: impl Fn(&Server) -> bool) -> Opti
 /// One cycle of nginx's smooth weighted round robin: each step every server gains its weight,
 /// the one with the most is chosen and loses the total. Weights {5,1,1} give a,a,b,a,c,a,a.
 fn smooth_order(weights: &[u32]) -> Vec<u32> {
+    // Weights {300, 100} cycle like {3, 1}: divide by their greatest common divisor.
+    let divisor = weights.iter().copied().fold(0, gcd).max(1);
+    let weights: Vec<u32> = weights.iter().map(|&w| w / divisor).collect();
+    let weights = &weights[..];
     let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
     let mut current = vec![0i64; weights.len()];
     let mut order = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
@@ -159,6 +172,10 @@ fn smooth_order(weights: &[u32]) -> Vec<u32> {
         order.push(best as u32);
     }
     order
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// A 64-bit hash that is the same in every process (FNV-1a, then a finalizer), so consistent
@@ -192,11 +209,9 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::atomic::Ordering;
 
-    use tokio::sync::Notify;
-
     use super::*;
     use crate::upstream::health::ServerState;
-    use crate::upstream::server::{ConnSettings, ServerSpec};
+    use crate::upstream::server::{ConnSettings, ServerSpec, WaitQueue};
 
     fn server(port: u16, weight: u32) -> Arc<Server> {
         let settings = ConnSettings {
@@ -217,7 +232,7 @@ mod tests {
                 backup: false,
             },
             Arc::new(ServerState::default()),
-            Arc::new(Notify::new()),
+            Arc::new(WaitQueue::default()),
             settings,
         ))
     }
@@ -250,6 +265,17 @@ mod tests {
             assert!(pick.is_some_and(|i| tier.servers[i].addr.port() != 2));
         }
         assert_eq!(balancer.pick(&tier, None, false, |_| false), None);
+    }
+
+    #[test]
+    fn an_out_servers_share_spreads_over_all_the_others() {
+        let tier = Tier::new(vec![server(1, 1), server(2, 1), server(3, 1)]);
+        let balancer = Balancer::new(Balance::RoundRobin);
+        let picks =
+            (0..3000).filter_map(|_| balancer.pick(&tier, None, false, |s| s.addr.port() != 1));
+        let counts = counts(&tier, picks);
+        assert_eq!((counts.get(&1), counts[&2], counts[&3]), (None, 1500, 1500));
+        assert_eq!(smooth_order(&[300, 100]), smooth_order(&[3, 1]));
     }
 
     #[test]

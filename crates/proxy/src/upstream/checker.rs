@@ -133,10 +133,9 @@ mod tests {
     use std::time::Duration;
 
     use gatehouse_config::StatusRange;
-    use tokio::sync::Notify;
 
     use super::*;
-    use crate::upstream::server::ServerSpec;
+    use crate::upstream::server::{ServerSpec, WaitQueue};
 
     fn settings() -> ConnSettings {
         ConnSettings {
@@ -160,7 +159,7 @@ mod tests {
                 backup: false,
             },
             Arc::new(ServerState::default()),
-            Arc::new(Notify::new()),
+            Arc::new(WaitQueue::default()),
             settings(),
         )
     }

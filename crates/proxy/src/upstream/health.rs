@@ -108,21 +108,9 @@ impl ServerState {
     /// health until its backoff ends, means no. A server whose ejection has ended is available
     /// again, on probation: one more failure ejects it at once.
     pub fn is_available(&self, now: Instant) -> bool {
-        if self.down.load(Ordering::Relaxed) {
-            return false;
-        }
-        if !self.ejected.load(Ordering::Relaxed) {
-            return true;
-        }
-        let mut passive = lock(&self.passive);
-        match passive.ejected_until {
-            Some(until) if until > now => false,
-            _ => {
-                passive.ejected_until = None;
-                self.ejected.store(false, Ordering::Relaxed);
-                true
-            }
-        }
+        // The ejection is looked at first so that an expired one is cleared even while the
+        // server is down by active checks.
+        !self.is_ejected(now) && !self.down.load(Ordering::Relaxed)
     }
 
     pub fn is_down(&self) -> bool {
@@ -178,12 +166,13 @@ impl ServerState {
         }
     }
 
-    /// A request got a response from this server.
-    pub fn record_success(&self) -> Option<Transition> {
+    /// A request got a response from this server. A success from a request sent before an
+    /// ejection does not end it (the server is on probation only once the ejection is over).
+    pub fn record_success(&self, now: Instant) -> Option<Transition> {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
-        if !self.on_probation.load(Ordering::Relaxed) {
+        if !self.on_probation.load(Ordering::Relaxed) || self.is_ejected(now) {
             return None;
         }
         let mut passive = lock(&self.passive);
@@ -198,13 +187,15 @@ impl ServerState {
 
     /// A request to this server failed with an upstream-side `kind`. Ejects the server when the
     /// failures reach the threshold (at once while on probation), unless `may_eject` says the
-    /// pool has too many ejected servers already.
-    pub fn record_failure(
+    /// pool has too many servers out already (`None`). `may_eject` is called without any lock
+    /// of this state held (it looks at every server of the pool, this one included); what it
+    /// returns is held until the ejection is recorded.
+    pub fn record_failure<G>(
         &self,
         kind: FailureKind,
         policy: &PassiveHealth,
         now: Instant,
-        may_eject: impl FnOnce() -> bool,
+        may_eject: impl FnOnce() -> Option<G>,
     ) -> Option<Transition> {
         if policy.consecutive_failures == 0 {
             return None;
@@ -214,14 +205,12 @@ impl ServerState {
         if failures < policy.consecutive_failures && !on_probation {
             return None;
         }
-        let mut passive = lock(&self.passive);
-        if passive.ejected_until.is_some_and(|until| until > now) {
+        if self.is_ejected(now) {
             // Already out (requests that were in flight when it was ejected).
             return None;
         }
-        if !may_eject() {
-            return None;
-        }
+        let _decision = may_eject()?;
+        let mut passive = lock(&self.passive);
         let duration = ejection_duration(policy, passive.ejections);
         passive.ejected_until = Some(now + duration);
         passive.ejections = passive.ejections.saturating_add(1);
@@ -235,12 +224,22 @@ impl ServerState {
         })
     }
 
-    /// Whether passive health has the server out right now (for the ejection cap).
+    /// Whether passive health has the server out right now. Clears an ejection that is over.
+    /// Takes this state's `passive` lock only while the server is (or was) ejected, and never
+    /// while holding another lock.
     pub fn is_ejected(&self, now: Instant) -> bool {
-        self.ejected.load(Ordering::Relaxed)
-            && lock(&self.passive)
-                .ejected_until
-                .is_some_and(|until| until > now)
+        if !self.ejected.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut passive = lock(&self.passive);
+        match passive.ejected_until {
+            Some(until) if until > now => true,
+            _ => {
+                passive.ejected_until = None;
+                self.ejected.store(false, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Why the server is out, in words, or `None` when it is available.
@@ -426,10 +425,10 @@ mod tests {
         let policy = policy(3);
         let kind = FailureKind::ConnectionRefused;
         let now = Instant::now();
-        assert_eq!(state.record_failure(kind, &policy, now, || true), None);
-        assert_eq!(state.record_failure(kind, &policy, now, || true), None);
+        assert_eq!(state.record_failure(kind, &policy, now, || Some(())), None);
+        assert_eq!(state.record_failure(kind, &policy, now, || Some(())), None);
         assert_eq!(
-            state.record_failure(kind, &policy, now, || true),
+            state.record_failure(kind, &policy, now, || Some(())),
             Some(Transition::Ejected {
                 cause: kind,
                 duration: Duration::from_secs(10)
@@ -452,7 +451,7 @@ mod tests {
 
         // On probation one failure ejects again, for twice as long.
         assert_eq!(
-            state.record_failure(kind, &policy, Instant::now(), || true),
+            state.record_failure(kind, &policy, Instant::now(), || Some(())),
             Some(Transition::Ejected {
                 cause: kind,
                 duration: Duration::from_secs(20)
@@ -464,10 +463,13 @@ mod tests {
         assert!(state.is_available(Instant::now()));
 
         // A success ends the probation: the backoff starts over and one failure is not enough.
-        assert_eq!(state.record_success(), Some(Transition::Recovered));
-        assert_eq!(state.record_success(), None);
         assert_eq!(
-            state.record_failure(kind, &policy, Instant::now(), || true),
+            state.record_success(Instant::now()),
+            Some(Transition::Recovered)
+        );
+        assert_eq!(state.record_success(Instant::now()), None);
+        assert_eq!(
+            state.record_failure(kind, &policy, Instant::now(), || Some(())),
             None
         );
     }
@@ -478,13 +480,13 @@ mod tests {
         let state = ServerState::default();
         let kind = FailureKind::HttpResponseTimeout;
         assert_eq!(
-            state.record_failure(kind, &policy, Instant::now(), || false),
+            state.record_failure(kind, &policy, Instant::now(), || None::<()>),
             None
         );
         assert!(state.is_available(Instant::now()));
         // Repeated ejections never exceed max_ejection.
         for _ in 0..12 {
-            let transition = state.record_failure(kind, &policy, Instant::now(), || true);
+            let transition = state.record_failure(kind, &policy, Instant::now(), || Some(()));
             let Some(Transition::Ejected { duration, .. }) = transition else {
                 panic!("expected an ejection, got {transition:?}");
             };
@@ -494,6 +496,33 @@ mod tests {
         assert_eq!(ejection_duration(&policy, 30), Duration::from_secs(300));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_late_success_does_not_end_an_ejection_and_a_late_failure_does_not_hang() {
+        let state = Arc::new(ServerState::default());
+        let policy = policy(1);
+        let kind = FailureKind::HttpResponseTimeout;
+        assert!(
+            state
+                .record_failure(kind, &policy, Instant::now(), || Some(()))
+                .is_some()
+        );
+        // A request sent before the ejection answers now: the ejection stands.
+        assert_eq!(state.record_success(Instant::now()), None);
+        assert!(!state.is_available(Instant::now()));
+        // Active checks take it down too; the ejection runs out unobserved.
+        state.observe_check(fail("status 500"), 1, 1);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        // A failure now, with a cap check that looks at this very server (as the pool's does),
+        // must neither deadlock nor leave the expired ejection in place.
+        let this = Arc::clone(&state);
+        let transition = state.record_failure(kind, &policy, Instant::now(), move || {
+            (!this.is_ejected(Instant::now())).then_some(())
+        });
+        assert!(
+            matches!(transition, Some(Transition::Ejected { duration, .. }) if duration == Duration::from_secs(20))
+        );
+    }
+
     #[test]
     fn a_success_resets_the_failure_count() {
         let state = ServerState::default();
@@ -501,10 +530,10 @@ mod tests {
         let kind = FailureKind::ConnectionTerminated;
         for _ in 0..10 {
             assert_eq!(
-                state.record_failure(kind, &policy, Instant::now(), || true),
+                state.record_failure(kind, &policy, Instant::now(), || Some(())),
                 None
             );
-            assert_eq!(state.record_success(), None);
+            assert_eq!(state.record_success(Instant::now()), None);
         }
         assert!(state.is_available(Instant::now()));
     }
@@ -517,7 +546,7 @@ mod tests {
                 FailureKind::ConnectionRefused,
                 &policy(0),
                 Instant::now(),
-                || true,
+                || Some(()),
             );
             assert_eq!(transition, None);
         }

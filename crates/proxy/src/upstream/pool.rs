@@ -20,7 +20,7 @@ use super::balance::{Balancer, Tier};
 use super::budget::RetryBudget;
 use super::dns::Dns;
 use super::health::{StateRegistry, log_transition};
-use super::server::{ConnSettings, Lease, Server, ServerSpec};
+use super::server::{ConnSettings, Lease, Server, ServerSpec, WaitQueue};
 use crate::failure::{Failure, FailureKind, Phase};
 
 /// How long a failed name is trusted before it is asked again.
@@ -39,10 +39,11 @@ pub struct Pool {
     members: ArcSwap<Members>,
     /// Signalled whenever `members` is rebuilt (a request may wait for the first resolution).
     changed: Notify,
-    /// Signalled when a server with a connection limit frees a slot.
-    slot_freed: Arc<Notify>,
-    /// Requests waiting for a connection slot.
-    queued: AtomicU32,
+    /// Requests waiting for a connection slot, woken when a server frees one.
+    queue: Arc<WaitQueue>,
+    /// Held while deciding and carrying out a passive ejection, so that two servers failing
+    /// at once cannot both pass the ejection cap.
+    ejecting: Mutex<()>,
     /// What each `servers` entry currently resolves to, in config order.
     entries: Mutex<Vec<Entry>>,
     registry: Arc<StateRegistry>,
@@ -118,8 +119,8 @@ impl Pool {
             budget: RetryBudget::new(config.retry.budget, config.retry.min_retries_per_second),
             members: ArcSwap::from_pointee(Members::default()),
             changed: Notify::new(),
-            slot_freed: Arc::new(Notify::new()),
-            queued: AtomicU32::new(0),
+            queue: Arc::new(WaitQueue::default()),
+            ejecting: Mutex::new(()),
             entries: Mutex::new(entries),
             registry,
             retired: AtomicBool::new(false),
@@ -197,14 +198,14 @@ impl Pool {
             }
             // Every usable server is at its connection limit: wait in the queue.
             if queued.is_none() {
-                queued = QueueSlot::take(&self.queued, self.config.queue_size);
+                queued = QueueSlot::take(&self.queue.waiting, self.config.queue_size);
                 if queued.is_none() {
                     let failure = self.limit_reached("the wait queue is full");
                     return Err(NoServer::Failure(failure, None));
                 }
             }
             // Registered before looking again, so a slot freed in between is not missed.
-            let mut freed = pin!(self.slot_freed.notified());
+            let mut freed = pin!(self.queue.slot_freed.notified());
             freed.as_mut().enable();
             if let Some(lease) = self.lease_in(tier, key, retry, &usable) {
                 return Ok(lease);
@@ -246,14 +247,18 @@ impl Pool {
     /// Records the outcome of an attempt on `server` for passive health: a response, or a
     /// failure that says something about the server.
     pub fn record_outcome(&self, members: &Members, server: &Server, failure: Option<FailureKind>) {
+        let now = Instant::now();
         let transition = match failure {
-            None => server.state.record_success(),
+            None => server.state.record_success(now),
             Some(kind) if kind.is_server_fault() => {
-                let now = Instant::now();
                 server
                     .state
                     .record_failure(kind, &self.config.passive, now, || {
-                        self.may_eject_another(members, now)
+                        // Held through the ejection itself: the cap is checked and applied
+                        // as one step. Never held together with a server's lock.
+                        let guard = self.ejecting.lock().unwrap_or_else(|e| e.into_inner());
+                        let allowed = self.may_eject_another(members, now);
+                        allowed.then_some(guard)
                     })
             }
             Some(_) => None,
@@ -263,13 +268,15 @@ impl Pool {
         }
     }
 
-    /// The ejection cap: at most `max_ejected_percent` of the pool's servers out at once, so
+    /// The ejection cap: at most `max_ejected_percent` of the pool's servers ejected at once,
+    /// and never the last available one (servers down by active checks count as out), so
     /// passive health alone can never empty a pool.
     fn may_eject_another(&self, members: &Members, now: Instant) -> bool {
         let total = members.all().count();
         let ejected = members.all().filter(|s| s.state.is_ejected(now)).count();
+        let available = members.all().filter(|s| s.state.is_available(now)).count();
         let allowed = total * usize::from(self.config.passive.max_ejected_percent) / 100;
-        ejected < allowed.min(total.saturating_sub(1))
+        ejected < allowed && available > 1
     }
 
     /// The failure for "nothing in this pool can take a request".
@@ -410,7 +417,7 @@ impl Pool {
                             backup: entry.server.backup,
                         },
                         self.registry.state(&self.name, addr),
-                        Arc::clone(&self.slot_freed),
+                        Arc::clone(&self.queue),
                         self.settings.clone(),
                     )),
                 };
@@ -680,6 +687,22 @@ max_ejected_percent = 100"#,
             second.state.is_available(Instant::now()),
             "even at 100% one server always stays in"
         );
+        // A server down by active checks counts as out: its partner is the last one left.
+        let pool = self::pool(
+            r#"servers = ["127.0.0.1:1", "127.0.0.1:2"]
+[upstream.app.passive]
+consecutive_failures = 1
+max_ejected_percent = 100"#,
+        );
+        let members = pool.members();
+        let [first, second] = [&members.primaries.servers[0], &members.primaries.servers[1]];
+        first.state.observe_check(
+            super::super::health::CheckResult::Fail("status 500".into()),
+            1,
+            1,
+        );
+        pool.record_outcome(&members, second, Some(FailureKind::ConnectionRefused));
+        assert!(second.state.is_available(Instant::now()));
         // Failures that are not the server's fault never count.
         let pool = self::pool(
             r#"servers = ["127.0.0.1:1", "127.0.0.1:2"]

@@ -7,7 +7,7 @@
 //! unread body) drops it, so a half-used connection is never reused.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -68,10 +68,23 @@ pub struct Server {
     pub hash_id: u64,
     /// Health, ejection and in-flight count; survives reloads (see `StateRegistry`).
     pub state: Arc<ServerState>,
-    /// The pool's "a connection slot was freed" signal, for requests queued on the limit.
-    slot_freed: Arc<Notify>,
+    /// The pool's wait queue, woken when a slot is freed.
+    queue: Arc<WaitQueue>,
     settings: ConnSettings,
     idle: Mutex<Vec<Idle>>,
+}
+
+/// The requests of a pool waiting for a connection slot.
+#[derive(Debug, Default)]
+pub struct WaitQueue {
+    pub slot_freed: Notify,
+    pub waiting: AtomicU32,
+}
+
+impl WaitQueue {
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Relaxed)
+    }
 }
 
 /// How a server is described when it is built.
@@ -96,8 +109,9 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.server.state.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.server.max_connections.is_some() {
-            self.server.slot_freed.notify_waiters();
+        if self.server.max_connections.is_some() && self.server.queue.waiting() > 0 {
+            // One slot, one waiter; tokio hands the wakeup on if that waiter has gone.
+            self.server.queue.slot_freed.notify_one();
         }
     }
 }
@@ -142,7 +156,7 @@ impl Server {
         pool: &str,
         spec: ServerSpec,
         state: Arc<ServerState>,
-        slot_freed: Arc<Notify>,
+        queue: Arc<WaitQueue>,
         settings: ConnSettings,
     ) -> Self {
         let authority = match spec.addr {
@@ -163,7 +177,7 @@ impl Server {
             max_connections: spec.max_connections,
             backup: spec.backup,
             state,
-            slot_freed,
+            queue,
             settings,
             idle: Mutex::new(Vec::new()),
         }
