@@ -76,6 +76,10 @@ struct Pipeline<'a> {
     accept: Option<HeaderValue>,
 }
 
+/// Kept-alive connections found closed before the request was written that a request may
+/// step over without using up one of its `attempts` (each was the connection's fault, not the
+/// server's; after that they count like any failure).
+const MAX_STALE_RETRIES: u32 = 2;
 /// How long past the DNS timeout a request waits for a pool's first resolution at startup.
 const MEMBERS_WAIT_SLACK: Duration = Duration::from_millis(500);
 /// Request bodies up to this size (declared by Content-Length) are read before the first
@@ -325,6 +329,7 @@ impl Pipeline<'_> {
         pool.budget.record_request();
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut last: Option<(Failure, String)> = None;
+        let mut stale_retries = 0;
         loop {
             let retry = !tried.is_empty() || last.is_some();
             if retry && !pool.budget.try_withdraw() {
@@ -389,7 +394,10 @@ impl Pipeline<'_> {
                         },
                     );
                     drop(lease);
-                    if !failed.stale_connection {
+                    if failed.stale_connection && stale_retries < MAX_STALE_RETRIES {
+                        // Not the server's failure, and not one of the request's tries.
+                        stale_retries += 1;
+                    } else {
                         pool.record_outcome(&members, &server, Some(failed.failure.kind));
                         tried.push(server.addr);
                     }
@@ -398,7 +406,7 @@ impl Pipeline<'_> {
                         outgoing.give_back(unsent);
                     }
                     let may_retry = allowed
-                        && self.record.attempts < policy.attempts
+                        && self.record.attempts - stale_retries < policy.attempts
                         && self.record.started.elapsed() < policy.deadline
                         && outgoing.can_take();
                     last = Some((failed.failure, server.label.clone()));
