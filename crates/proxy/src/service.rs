@@ -332,6 +332,10 @@ impl Pipeline<'_> {
         let mut stale_retries = 0;
         loop {
             let retry = !tried.is_empty() || last.is_some();
+            if retry && !tried.is_empty() && !members.has_untried(&tried, Instant::now()) {
+                // Nothing left to try (a single server, say): no budget spent, no queueing.
+                break;
+            }
             if retry && !pool.budget.try_withdraw() {
                 tracing::warn!(
                     target: "gatehouse::retry",

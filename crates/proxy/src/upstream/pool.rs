@@ -93,6 +93,12 @@ impl Members {
         self.primaries.servers.is_empty() && self.backups.servers.is_empty()
     }
 
+    /// Whether some available server is not in `tried`.
+    pub fn has_untried(&self, tried: &[SocketAddr], now: Instant) -> bool {
+        self.all()
+            .any(|s| !tried.contains(&s.addr) && s.state.is_available(now))
+    }
+
     fn find(&self, addr: SocketAddr) -> Option<&Arc<Server>> {
         self.all().find(|server| server.addr == addr)
     }
