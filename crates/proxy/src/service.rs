@@ -588,13 +588,7 @@ impl Pipeline<'_> {
                 })
             }
             None => Err(AttemptFailure {
-                failure: Failure::new(
-                    FailureKind::HttpResponseTimeout,
-                    Phase::ReadingResponseHeaders,
-                    format!(
-                        "no complete response header section within response_timeout ({response_timeout:?})"
-                    ),
-                ),
+                failure: classify::response_timeout(response_timeout),
                 request_sent,
                 response_bytes,
                 stale_connection: false,
@@ -616,7 +610,7 @@ impl Pipeline<'_> {
         let Attempt { response, conn } = attempt;
         let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
-        let framing = check_framing(&parts.headers);
+        let framing = classify::response_framing(&parts.headers);
         pool.record_outcome(&members, &server, framing.as_ref().err().map(|f| f.kind));
         let chunked = match framing {
             Ok(chunked) => chunked,
@@ -710,47 +704,6 @@ impl Pipeline<'_> {
         record.emit();
         response
     }
-}
-
-/// Checks the response's message framing before forwarding it. Returns whether it is chunked.
-///
-/// RFC 9112 §6.1: gatehouse decodes only `chunked`; any other transfer coding cannot be
-/// forwarded faithfully once the hop-by-hop `Transfer-Encoding` is removed. §6.3: a response
-/// with both Transfer-Encoding and Content-Length "ought to be handled as an error" (it is a
-/// response-splitting vector), so it is refused rather than guessed at.
-fn check_framing(headers: &http::HeaderMap) -> Result<bool, Failure> {
-    let mut chunked = false;
-    for value in headers.get_all(header::TRANSFER_ENCODING) {
-        for coding in value
-            .to_str()
-            .unwrap_or("?")
-            .split(',')
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-        {
-            if coding.eq_ignore_ascii_case("chunked") {
-                chunked = true;
-            } else {
-                let mut failure = Failure::new(
-                    FailureKind::HttpResponseTransferCoding,
-                    Phase::ReadingResponseHeaders,
-                    format!(
-                        "response uses transfer coding {coding:?}, which gatehouse cannot decode"
-                    ),
-                );
-                failure.params.coding = Some(coding.to_ascii_lowercase());
-                return Err(failure);
-            }
-        }
-    }
-    if chunked && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(Failure::new(
-            FailureKind::HttpProtocolError,
-            Phase::ReadingResponseHeaders,
-            "response has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)",
-        ));
-    }
-    Ok(chunked)
 }
 
 fn body_is_empty(body: &Incoming) -> bool {

@@ -10,7 +10,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use http::StatusCode;
+use http::{StatusCode, header};
 
 use super::{Failure, FailureKind, Phase};
 use crate::body::DownstreamBodyError;
@@ -121,6 +121,58 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
     let mut failure = Failure::new(FailureKind::ConnectionTerminated, phase, describe(err));
     failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
     failure
+}
+
+/// No complete response header section within `response_timeout` after the request was sent.
+pub fn response_timeout(response_timeout: std::time::Duration) -> Failure {
+    Failure::new(
+        FailureKind::HttpResponseTimeout,
+        Phase::ReadingResponseHeaders,
+        format!(
+            "no complete response header section within response_timeout ({response_timeout:?})"
+        ),
+    )
+}
+
+/// Checks the response's message framing before forwarding it. Returns whether it is chunked.
+///
+/// RFC 9112 §6.1: gatehouse decodes only `chunked`; any other transfer coding cannot be
+/// forwarded faithfully once the hop-by-hop `Transfer-Encoding` is removed. §6.3: a response
+/// with both Transfer-Encoding and Content-Length "ought to be handled as an error" (it is a
+/// response-splitting vector), so it is refused rather than guessed at.
+pub fn response_framing(headers: &http::HeaderMap) -> Result<bool, Failure> {
+    let mut chunked = false;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value
+            .to_str()
+            .unwrap_or("?")
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            if coding.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            } else {
+                let mut failure = Failure::new(
+                    FailureKind::HttpResponseTransferCoding,
+                    Phase::ReadingResponseHeaders,
+                    format!(
+                        "response uses transfer coding {coding:?}, which gatehouse cannot decode"
+                    ),
+                );
+                failure.params.coding = Some(coding.to_ascii_lowercase());
+                return Err(failure);
+            }
+        }
+    }
+    if chunked && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(Failure::new(
+            FailureKind::HttpProtocolError,
+            Phase::ReadingResponseHeaders,
+            "response has both Transfer-Encoding and Content-Length (RFC 9112 §6.3)",
+        ));
+    }
+    Ok(chunked)
 }
 
 /// A failure while streaming the response body (after the head was received).

@@ -11,6 +11,7 @@
 //! (see `crate::respond`).
 
 pub mod classify;
+pub mod decode;
 pub mod proxy_status;
 
 use std::fmt;
@@ -142,6 +143,11 @@ impl FailureKind {
             Self::ProxyConfigurationError => "proxy_configuration_error",
             Self::ProxyLoopDetected => "proxy_loop_detected",
         }
+    }
+
+    /// The kind named by an RFC 9209 error token, e.g. from a received `Proxy-Status` member.
+    pub fn from_token(token: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.token() == token)
     }
 
     /// The status of the response gatehouse generates (RFC 9110 §15, RFC 9209 §2.3).
@@ -562,6 +568,10 @@ pub struct FailureParams {
     pub header_section_size: Option<u64>,
     /// `http_response_transfer_coding` / `http_response_content_coding`: the coding at fault.
     pub coding: Option<String>,
+    /// `tls_alert_received`: the alert's number (RFC 8446 §6).
+    pub alert_id: Option<u8>,
+    /// `tls_alert_received`: the alert's name, e.g. `handshake_failure`.
+    pub alert_message: Option<String>,
 }
 
 /// One classified failure: the kind plus the facts that the log line and `details` report.

@@ -59,6 +59,12 @@ impl ProxyStatusWriter {
         if let Some(coding) = &params.coding {
             ser = ser.parameter(key("coding"), string(&sanitize(coding)));
         }
+        if let Some(id) = params.alert_id {
+            ser = ser.parameter(key("alert-id"), Integer::constant(i64::from(id)));
+        }
+        if let Some(message) = &params.alert_message {
+            ser = ser.parameter(key("alert-message"), string(&sanitize(message)));
+        }
         if full {
             if let Some(hop) = next_hop {
                 ser = ser.parameter(key("next-hop"), string(&sanitize(hop)));

@@ -38,16 +38,17 @@ impl ConnStats {
 #[error("upstream accepted no request bytes for {0:?}")]
 pub struct WriteStalled(pub Duration);
 
+/// An upstream stream (TCP, or TLS over TCP) with byte counters and a write-stall timeout.
 #[derive(Debug)]
-pub struct UpstreamIo {
-    inner: TcpStream,
+pub struct UpstreamIo<S = TcpStream> {
+    inner: S,
     stats: Arc<ConnStats>,
     send_timeout: Duration,
     stall: Option<Pin<Box<Sleep>>>,
 }
 
-impl UpstreamIo {
-    pub fn new(inner: TcpStream, send_timeout: Duration) -> (Self, Arc<ConnStats>) {
+impl<S> UpstreamIo<S> {
+    pub fn new(inner: S, send_timeout: Duration) -> (Self, Arc<ConnStats>) {
         let stats = Arc::new(ConnStats::default());
         let io = Self {
             inner,
@@ -80,7 +81,7 @@ impl UpstreamIo {
 
 use std::future::Future;
 
-impl AsyncRead for UpstreamIo {
+impl<S: AsyncRead + Unpin> AsyncRead for UpstreamIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -95,7 +96,7 @@ impl AsyncRead for UpstreamIo {
     }
 }
 
-impl AsyncWrite for UpstreamIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for UpstreamIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

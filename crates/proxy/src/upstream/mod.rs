@@ -10,3 +10,4 @@ pub mod health;
 pub mod io;
 pub mod pool;
 pub mod server;
+pub mod tls;
