@@ -1,4 +1,4 @@
-//! The commands: `run` (the default) and `check`.
+//! The commands: `run` (the default), `check`, `probe` and `doctor`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,15 +19,17 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Serve (the default command).
     Run,
     /// Validate a config like `nginx -t`: every problem at once, with file, line and column.
     Check,
+    /// Check URLs: status, timing of each phase, redirects, Proxy-Status decoded into words.
+    Probe(crate::probe::ProbeArgs),
 }
 
-fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {
+pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {
     match path {
         Some(path) => gatehouse_config::load(path),
         None => Ok(gatehouse_config::default_config()),
@@ -140,5 +142,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    /// clap checks its definitions (e.g. clashing short options) only when a command is parsed;
+    /// this checks them all.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

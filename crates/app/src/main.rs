@@ -3,6 +3,7 @@
 
 mod cli;
 mod logging;
+mod probe;
 
 use std::process::ExitCode;
 
@@ -13,5 +14,6 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(cli::Command::Run) {
         cli::Command::Run => cli::run(cli.config.as_deref()),
         cli::Command::Check => cli::check(cli.config.as_deref()),
+        cli::Command::Probe(args) => probe::run(args),
     }
 }

@@ -189,12 +189,12 @@ impl ProxyStatusEntry {
             ),
             FailureKind::TlsAlertReceived => {
                 let alert = match (p("alert-message"), p("alert-id")) {
-                    (Some(msg), Some(id)) => format!("{msg} (alert {id})"),
-                    (Some(msg), None) => msg.to_owned(),
-                    (None, Some(id)) => format!("alert {id}"),
-                    (None, None) => "alert not named".to_owned(),
+                    (Some(msg), Some(id)) => Some(format!("{msg} (alert {id})")),
+                    (Some(msg), None) => Some(msg.to_owned()),
+                    (None, Some(id)) => Some(format!("alert {id}")),
+                    (None, None) => None,
                 };
-                (format!("received a TLS alert {from}"), Some(alert))
+                (format!("received a TLS alert {from}"), alert)
             }
             FailureKind::HttpRequestError => {
                 let mut what = "rejected the request as malformed or over a limit".to_owned();
@@ -258,10 +258,7 @@ impl ProxyStatusEntry {
                 format!("got a malformed HTTP response {from}"),
                 Some("HTTP protocol error".to_owned()),
             ),
-            FailureKind::ProxyInternalResponse => (
-                "answered the request itself".to_owned(),
-                Some("a response generated on purpose".to_owned()),
-            ),
+            FailureKind::ProxyInternalResponse => ("answered the request itself".to_owned(), None),
             FailureKind::ProxyInternalError => ("hit an internal error".to_owned(), None),
             FailureKind::ProxyConfigurationError => (
                 "could not serve the request".to_owned(),

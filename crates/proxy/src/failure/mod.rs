@@ -583,7 +583,8 @@ pub struct Failure {
     pub details: String,
     /// The OS error number, where one is known.
     pub os_error: Option<i32>,
-    pub params: FailureParams,
+    /// Boxed: most failures carry none, and a small `Failure` keeps `Result<_, Failure>` cheap.
+    pub params: Box<FailureParams>,
     /// A sentence safe to show any client (no addresses), shown on the error page whatever
     /// `proxy_status` says; e.g. how many servers are out and why.
     pub note: Option<Box<str>>,
@@ -598,7 +599,7 @@ impl Failure {
             phase,
             details: details.into(),
             os_error: None,
-            params: FailureParams::default(),
+            params: Box::default(),
             note: None,
         }
     }

@@ -99,6 +99,20 @@ pub struct ServerSpec {
     pub backup: bool,
 }
 
+/// How a server is named in logs, `next-hop` and reports: `pool/host:port`, plus ` (ip)` when
+/// the host is a DNS name.
+pub fn label(pool: &str, host: &str, named: bool, addr: SocketAddr) -> String {
+    let authority = match addr {
+        SocketAddr::V6(_) if !named => format!("[{host}]:{}", addr.port()),
+        _ => format!("{host}:{}", addr.port()),
+    };
+    if named {
+        format!("{pool}/{authority} ({})", addr.ip())
+    } else {
+        format!("{pool}/{authority}")
+    }
+}
+
 /// One connection slot on a server, held from the moment a request is assigned to it until
 /// its response is finished (or it fails). Dropping it frees the slot.
 #[derive(Debug)]
@@ -159,15 +173,7 @@ impl Server {
         queue: Arc<WaitQueue>,
         settings: ConnSettings,
     ) -> Self {
-        let authority = match spec.addr {
-            SocketAddr::V6(_) if !spec.named => format!("[{}]:{}", spec.host, spec.addr.port()),
-            _ => format!("{}:{}", spec.host, spec.addr.port()),
-        };
-        let label = if spec.named {
-            format!("{pool}/{authority} ({})", spec.addr.ip())
-        } else {
-            format!("{pool}/{authority}")
-        };
+        let label = label(pool, &spec.host, spec.named, spec.addr);
         Self {
             hash_id: super::balance::stable_hash(spec.addr.to_string().as_bytes()),
             addr: spec.addr,
