@@ -27,6 +27,9 @@ pub(crate) enum Command {
     Check,
     /// Check URLs: status, timing of each phase, redirects, Proxy-Status decoded into words.
     Probe(crate::probe::ProbeArgs),
+    /// Check every upstream server of a config the way an operator debugs a 502, and name the
+    /// root cause and the fix.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {

@@ -2,6 +2,7 @@
 //! request path lives in `gatehouse-proxy`; config parsing and validation in `gatehouse-config`.
 
 mod cli;
+mod doctor;
 mod logging;
 mod probe;
 
@@ -15,5 +16,6 @@ fn main() -> ExitCode {
         cli::Command::Run => cli::run(cli.config.as_deref()),
         cli::Command::Check => cli::check(cli.config.as_deref()),
         cli::Command::Probe(args) => probe::run(args),
+        cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
     }
 }

@@ -18,6 +18,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::Method;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+pub(crate) use client::millis;
 use client::{Env, Options, UrlReport};
 
 #[derive(Debug, clap::Args)]

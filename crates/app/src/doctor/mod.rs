@@ -1,0 +1,208 @@
+//! `gatehouse doctor`: walks every upstream of a config the way an operator debugs a 502 (DNS,
+//! TCP connect, one HTTP request to the health path with the proxy's own limits) and names, per
+//! server, the failure kind a request would meet, its likely root cause and the fix; plus the
+//! config's own smells.
+
+mod check;
+mod ports;
+mod report;
+mod verdict;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gatehouse_config::{Config, HostMatch, Loaded};
+use gatehouse_proxy::upstream::dns::Dns;
+use serde::Serialize;
+
+use check::{Context, ServerReport};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// How long to keep waiting for a server slower than its `response_timeout`, to tell how
+    /// slow it is.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub(crate) struct DoctorReport {
+    pub(crate) config: String,
+    pub(crate) upstreams: Vec<PoolReport>,
+    /// Problems of the config itself, found without sending a request.
+    pub(crate) smells: Vec<String>,
+    pub(crate) summary: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PoolReport {
+    pub(crate) name: String,
+    /// The routes that send requests here, e.g. `example.com/api`.
+    pub(crate) routes: Vec<String>,
+    pub(crate) servers: Vec<ServerReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) servers: usize,
+    pub(crate) healthy: usize,
+    pub(crate) failing: usize,
+    /// Failing servers per failure kind (or `unhealthy` for a bad status).
+    pub(crate) kinds: BTreeMap<String, usize>,
+    pub(crate) warnings: usize,
+}
+
+/// 0 when every server is healthy, 1 otherwise (or when the config is invalid).
+pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
+    let loaded = match crate::cli::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!(
+                "gatehouse doctor: the config has errors (above); fix them first, `gatehouse check` lists them too"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // The socket table is read once, before the runtime starts: it may run `ss`.
+    let listeners = ports::listening();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gatehouse doctor: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(examine(&loaded, &listeners, args.wait));
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(err) => eprintln!("gatehouse doctor: cannot write JSON: {err}"),
+        }
+    } else {
+        print!("{}", report::text(&report));
+    }
+    if report.summary.failing == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration) -> DoctorReport {
+    let config = &loaded.config;
+    let dns = Dns::new(&config.dns);
+    let mut smells: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    smells.extend(listener_smells(config));
+
+    let mut upstreams = Vec::new();
+    for upstream in &config.upstreams {
+        let routes = routes_to(config, &upstream.name);
+        if routes.is_empty() {
+            smells.push(format!(
+                "upstream {:?} is not used by any route; no request reaches it",
+                upstream.name
+            ));
+        }
+        let cx = Context {
+            upstream,
+            dns: &dns,
+            listeners,
+            wait,
+        };
+        let checks = upstream
+            .servers
+            .iter()
+            .map(|entry| check::check_entry(entry, &cx));
+        let servers: Vec<ServerReport> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        upstreams.push(PoolReport {
+            name: upstream.name.clone(),
+            routes,
+            servers,
+        });
+    }
+    let summary = summarize(&upstreams, smells.len());
+    DoctorReport {
+        config: config.source.clone(),
+        upstreams,
+        smells,
+        summary,
+    }
+}
+
+fn routes_to(config: &Config, upstream: &str) -> Vec<String> {
+    config
+        .routes
+        .iter()
+        .filter(|route| route.upstream == upstream)
+        .map(|route| {
+            let host = match &route.host {
+                None => "*".to_owned(),
+                Some(HostMatch::Exact(host)) => host.clone(),
+                Some(HostMatch::Suffix(suffix)) => format!("*{suffix}"),
+            };
+            format!("{host}{}", route.path)
+        })
+        .collect()
+}
+
+/// A listen or admin address that another process already holds makes `gatehouse run` fail.
+fn listener_smells(config: &Config) -> Vec<String> {
+    let admin = config.server.admin.iter().map(|a| ("admin", *a));
+    config
+        .server
+        .listen
+        .iter()
+        .map(|a| ("listen", *a))
+        .chain(admin)
+        .filter_map(|(key, addr): (&str, SocketAddr)| {
+            let err = std::net::TcpListener::bind(addr).err()?;
+            Some(if err.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "server.{key} {addr} is already in use by another process (a running gatehouse?): `gatehouse run` with this config would not start; `ss -ltnp` shows who holds it"
+                )
+            } else {
+                format!("server.{key} {addr} cannot be bound: {err}")
+            })
+        })
+        .collect()
+}
+
+fn summarize(upstreams: &[PoolReport], smells: usize) -> Summary {
+    let mut summary = Summary {
+        servers: 0,
+        healthy: 0,
+        failing: 0,
+        kinds: BTreeMap::new(),
+        warnings: smells,
+    };
+    for server in upstreams.iter().flat_map(|u| &u.servers) {
+        summary.servers += 1;
+        summary.warnings += server.warnings.len();
+        if server.verdict.healthy {
+            summary.healthy += 1;
+        } else {
+            summary.failing += 1;
+            let kind = server.verdict.kind.unwrap_or("unhealthy").to_owned();
+            *summary.kinds.entry(kind).or_default() += 1;
+        }
+    }
+    summary
+}

@@ -1,0 +1,117 @@
+//! The doctor's report as text: per upstream, one verdict line per server with the steps that
+//! led to it, the cause and the fix; then the config's smells and a summary.
+
+use std::fmt::Write as _;
+
+use super::DoctorReport;
+use super::check::ServerReport;
+
+pub(crate) fn text(report: &DoctorReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "gatehouse doctor: {} ({} upstream(s), {} server(s))",
+        report.config,
+        report.upstreams.len(),
+        report.summary.servers
+    );
+    for pool in &report.upstreams {
+        let routes = if pool.routes.is_empty() {
+            "no route".to_owned()
+        } else {
+            pool.routes.join(", ")
+        };
+        let _ = writeln!(out, "\nupstream {} (routes: {routes})", pool.name);
+        for server in &pool.servers {
+            server_block(&mut out, server);
+        }
+    }
+    if !report.smells.is_empty() {
+        let _ = writeln!(out, "\nconfig");
+        for smell in &report.smells {
+            let _ = writeln!(out, "  warning: {smell}");
+        }
+    }
+    let summary = &report.summary;
+    let kinds: Vec<String> = summary
+        .kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect();
+    let failing = if kinds.is_empty() {
+        format!("{} failing", summary.failing)
+    } else {
+        format!("{} failing ({})", summary.failing, kinds.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "\nsummary: {} server(s): {} healthy, {failing}; {} warning(s)",
+        summary.servers, summary.healthy, summary.warnings
+    );
+    out
+}
+
+fn server_block(out: &mut String, server: &ServerReport) {
+    let verdict = &server.verdict;
+    let headline = match (verdict.healthy, verdict.kind, verdict.status) {
+        (true, _, _) => format!("ok    {}", verdict.summary),
+        (false, Some(kind), Some(status)) => {
+            format!("FAIL  {kind}: a request routed here gets {status}")
+        }
+        (false, _, _) => format!("FAIL  {}", verdict.summary),
+    };
+    let _ = writeln!(out, "  {:<44} {headline}", server.label);
+    if let Some(dns) = &server.dns {
+        let addrs: Vec<String> = dns.addresses.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "      dns      {} → {} in {:.1} ms",
+            server.server.rsplit_once(':').map_or("?", |(h, _)| h),
+            addrs.join(", "),
+            dns.ms
+        );
+    }
+    if let Some(ms) = server.connect_ms {
+        let _ = writeln!(out, "      connect  {ms:.1} ms");
+    }
+    if let Some(http) = &server.http {
+        let mut line = format!("      http     {}", http.request);
+        if let Some(status) = http.status {
+            let _ = write!(line, " → {status}");
+        }
+        if let Some(ms) = http.first_byte_ms {
+            let _ = write!(
+                line,
+                " in {ms:.1} ms (response_timeout {:.0} ms)",
+                http.response_timeout_ms
+            );
+        }
+        if let Some(ms) = http.late_first_byte_ms {
+            let _ = write!(
+                line,
+                " answered after {ms:.1} ms (response_timeout {:.0} ms)",
+                http.response_timeout_ms
+            );
+        }
+        if let Some(bytes) = http.header_bytes {
+            let _ = write!(
+                line,
+                ", headers {bytes} B (limit {} B)",
+                http.header_limit
+            );
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if !verdict.healthy && verdict.kind.is_some() {
+        let _ = writeln!(out, "      what     {}", verdict.summary);
+    }
+    if let Some(cause) = &verdict.cause {
+        let _ = writeln!(out, "      cause    {cause}");
+    }
+    if let Some(fix) = &verdict.fix {
+        let _ = writeln!(out, "      fix      {fix}");
+    }
+    for warning in &server.warnings {
+        let _ = writeln!(out, "      warning  {warning}");
+    }
+}
