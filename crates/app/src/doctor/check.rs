@@ -246,17 +246,14 @@ async fn exchange(
     let request = health_request(path, host)?;
     let sent = Instant::now();
     let mut send = std::pin::pin!(conn.sender.send_request(request));
-    let response = match tokio::time::timeout(settings.response_timeout, &mut send).await {
-        Ok(result) => result,
-        Err(_) => {
-            // The proxy gives up here; the doctor waits on, to tell how slow the server is.
-            let failure = classify::response_timeout(settings.response_timeout);
-            let patience = wait.saturating_sub(settings.response_timeout);
-            if let Ok(Ok(_)) = tokio::time::timeout(patience, &mut send).await {
-                step.late_first_byte_ms = Some(millis(sent.elapsed()));
-            }
-            return Err(failure);
+    let Ok(response) = tokio::time::timeout(settings.response_timeout, &mut send).await else {
+        // The proxy gives up here; the doctor waits on, to tell how slow the server is.
+        let failure = classify::response_timeout(settings.response_timeout);
+        let patience = wait.saturating_sub(settings.response_timeout);
+        if let Ok(Ok(_)) = tokio::time::timeout(patience, &mut send).await {
+            step.late_first_byte_ms = Some(millis(sent.elapsed()));
         }
+        return Err(failure);
     };
     let response = response.map_err(|err| {
         classify::response_head_error(
