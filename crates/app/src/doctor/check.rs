@@ -169,7 +169,12 @@ async fn check_address(
 ) -> ServerReport {
     let mut facts = Facts::for_entry(cx, &report.server);
     facts.address = Some(addr);
-    if let Some(net) = cx.upstream.deny_addresses.iter().find(|n| n.contains(addr.ip())) {
+    if let Some(net) = cx
+        .upstream
+        .deny_addresses
+        .iter()
+        .find(|n| n.contains(addr.ip()))
+    {
         let failure = Failure::new(
             FailureKind::DestinationIpProhibited,
             Phase::Selecting,
@@ -319,7 +324,9 @@ async fn read_body(
                 return Err(Failure::new(
                     FailureKind::ConnectionReadTimeout,
                     Phase::ReadingResponseBody,
-                    format!("the response body stalled for read_timeout ({read_timeout:?}) after {bytes} bytes"),
+                    format!(
+                        "the response body stalled for read_timeout ({read_timeout:?}) after {bytes} bytes"
+                    ),
                 ));
             }
             Ok(None) => break,

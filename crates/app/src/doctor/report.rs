@@ -94,11 +94,7 @@ fn server_block(out: &mut String, server: &ServerReport) {
             );
         }
         if let Some(bytes) = http.header_bytes {
-            let _ = write!(
-                line,
-                ", headers {bytes} B (limit {} B)",
-                http.header_limit
-            );
+            let _ = write!(line, ", headers {bytes} B (limit {} B)", http.header_limit);
         }
         let _ = writeln!(out, "{line}");
     }

@@ -307,10 +307,13 @@ fn refused(facts: &Facts, at: &str, servers_key: &str) -> (String, String) {
         ),
         Some(hint @ (PortHint::Listening(_) | PortHint::QueueFull(_))) => (
             hint.to_string(),
-            "check this host's firewall rules (a REJECT rule answers like a closed port)".to_owned(),
+            "check this host's firewall rules (a REJECT rule answers like a closed port)"
+                .to_owned(),
         ),
         None => {
-            let local = facts.address.is_some_and(|a| super::ports::is_local(a.ip()));
+            let local = facts
+                .address
+                .is_some_and(|a| super::ports::is_local(a.ip()));
             let cause = if local {
                 format!("nothing listens on {at}: the backend is not running, or the port is wrong")
             } else {

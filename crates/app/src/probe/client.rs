@@ -322,7 +322,8 @@ async fn exchange(
     if url.scheme() == "https" {
         let tls_started = Instant::now();
         let left = deadline.saturating_duration_since(Instant::now());
-        let (stream, facts) = tls::handshake(stream, &host_name, Arc::clone(&env.tls), left).await?;
+        let (stream, facts) =
+            tls::handshake(stream, &host_name, Arc::clone(&env.tls), left).await?;
         hop.timing.tls_ms = Some(millis(tls_started.elapsed()));
         hop.tls = Some(facts);
         http_exchange(stream, url, method, options, started, deadline, hop).await
@@ -414,7 +415,8 @@ where
     describe_headers(response.headers(), hop);
     let chunked = classify::response_framing(response.headers())?;
     if *method != Method::HEAD {
-        hop.body_bytes = Some(read_body(response.into_body(), chunked, deadline, options.timeout).await?);
+        hop.body_bytes =
+            Some(read_body(response.into_body(), chunked, deadline, options.timeout).await?);
     }
     Ok(())
 }
@@ -477,18 +479,18 @@ fn describe_headers(headers: &HeaderMap, hop: &mut Hop) {
     if proxy_status.iter().next().is_some() {
         match decode::parse_proxy_status(proxy_status) {
             Ok(members) => hop.proxy_status = members,
-            Err(why) => hop
-                .warnings
-                .push(format!("Proxy-Status is not a valid structured field: {why}")),
+            Err(why) => hop.warnings.push(format!(
+                "Proxy-Status is not a valid structured field: {why}"
+            )),
         }
     }
     let cache_status = headers.get_all("cache-status");
     if cache_status.iter().next().is_some() {
         match decode::parse_cache_status(cache_status) {
             Ok(members) => hop.cache_status = members,
-            Err(why) => hop
-                .warnings
-                .push(format!("Cache-Status is not a valid structured field: {why}")),
+            Err(why) => hop.warnings.push(format!(
+                "Cache-Status is not a valid structured field: {why}"
+            )),
         }
     }
 }
@@ -554,8 +556,7 @@ mod tests {
     #[test]
     fn request_carries_origin_form_target_and_host() {
         let url = parse_url("http://example.com:8080/a/b?c=d").unwrap_or_else(|e| panic!("{e}"));
-        let request =
-            build_request(&url, &Method::HEAD, &[]).unwrap_or_else(|e| panic!("{e}"));
+        let request = build_request(&url, &Method::HEAD, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(request.uri(), "/a/b?c=d");
         assert_eq!(request.headers()[header::HOST], "example.com:8080");
         let root = parse_url("http://example.com").unwrap_or_else(|e| panic!("{e}"));
@@ -582,5 +583,53 @@ mod tests {
             ..Hop::default()
         };
         assert_eq!(redirect_target(&url, &not_modified), None);
+    }
+
+    /// An https URL to a port that speaks plain HTTP fails the handshake as
+    /// `tls_protocol_error`, the kind the proxy uses for the same mistake upstream.
+    #[tokio::test]
+    async fn https_to_a_plain_http_port_is_a_tls_protocol_error() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let env = Env {
+            dns: Dns::new(&gatehouse_config::DnsConfig {
+                nameservers: Vec::new(),
+                timeout: Duration::from_secs(2),
+            }),
+            tls: tls::client_config(rustls::RootCertStore::empty(), &[b"http/1.1"])
+                .unwrap_or_else(|e| panic!("{e}")),
+        };
+        let options = Options {
+            method: Method::HEAD,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(5),
+            follow: false,
+            max_redirects: 10,
+        };
+        let report = probe(&format!("https://127.0.0.1:{port}/"), &options, &env).await;
+        assert_eq!(
+            report.outcome,
+            Outcome::Failed {
+                kind: "tls_protocol_error"
+            }
+        );
+        let hop = &report.hops[0];
+        assert!(hop.timing.connect_ms.is_some());
+        assert!(hop.tls.is_none());
     }
 }

@@ -14,8 +14,8 @@ use futures_util::StreamExt as _;
 use gatehouse_config::DnsConfig;
 use gatehouse_proxy::upstream::dns::Dns;
 use gatehouse_proxy::upstream::tls;
-use http::header::{HeaderName, HeaderValue};
 use http::Method;
+use http::header::{HeaderName, HeaderValue};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) use client::millis;
@@ -109,7 +109,8 @@ pub(crate) fn run(args: ProbeArgs) -> ExitCode {
         let json = serde_json::json!({ "results": reports, "summary": summary });
         println!(
             "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+            serde_json::to_string_pretty(&json)
+                .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         );
     } else if reports.len() > 1 {
         // The blocks or rows were printed as they came; the summary closes the run.

@@ -262,3 +262,80 @@ fn why(report: &UrlReport) -> Option<String> {
     }
     report.note.clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::client::{Hop, Timing};
+
+    fn report(url: &str, outcome: Outcome, total_ms: f64) -> UrlReport {
+        UrlReport {
+            url: url.to_owned(),
+            outcome,
+            hops: vec![Hop {
+                url: url.to_owned(),
+                timing: Timing {
+                    total_ms,
+                    ..Timing::default()
+                },
+                ..Hop::default()
+            }],
+            note: None,
+        }
+    }
+
+    #[test]
+    fn exit_status_is_the_worst_outcome() {
+        let ok = || report("a", Outcome::Ok { status: 200 }, 1.0);
+        let not_found = || report("b", Outcome::ErrorStatus { status: 404 }, 1.0);
+        let refused = || {
+            report(
+                "c",
+                Outcome::Failed {
+                    kind: "connection_refused",
+                },
+                1.0,
+            )
+        };
+        assert_eq!(exit_code(&[ok()]), ExitCode::from(0));
+        assert_eq!(exit_code(&[ok(), not_found()]), ExitCode::from(1));
+        assert_eq!(
+            exit_code(&[refused(), not_found(), ok()]),
+            ExitCode::from(2)
+        );
+    }
+
+    #[test]
+    fn summary_counts_classes_and_lists_failures_and_the_slowest() {
+        let reports = [
+            report("fast", Outcome::Ok { status: 200 }, 1.0),
+            report("moved", Outcome::Ok { status: 301 }, 9.0),
+            report("gone", Outcome::ErrorStatus { status: 410 }, 5.0),
+            report("down", Outcome::ErrorStatus { status: 503 }, 3.0),
+            report(
+                "refused",
+                Outcome::Failed {
+                    kind: "connection_refused",
+                },
+                2.0,
+            ),
+        ];
+        let summary = summarize(&reports);
+        assert_eq!(
+            (
+                summary.status_2xx,
+                summary.status_3xx,
+                summary.status_4xx,
+                summary.status_5xx,
+                summary.failed
+            ),
+            (1, 1, 1, 1, 1)
+        );
+        let slowest: Vec<&str> = summary.slowest.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(slowest, ["moved", "gone", "down"]);
+        let failed: Vec<&str> = summary.failures.iter().map(|(u, _)| u.as_str()).collect();
+        assert_eq!(failed, ["gone", "down", "refused"]);
+        let text = summary_text(&summary);
+        assert!(text.contains("refused  connection_refused"), "{text}");
+    }
+}
