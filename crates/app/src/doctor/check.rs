@@ -12,7 +12,7 @@ use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
 use gatehouse_proxy::upstream::connect::connect;
 use gatehouse_proxy::upstream::dns::Dns;
 use gatehouse_proxy::upstream::server::{self, ConnSettings};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -156,7 +156,8 @@ impl Facts {
             pool: cx.upstream.name.clone(),
             server: server.to_owned(),
             settings: Some(ConnSettings::from(cx.upstream)),
-            waited: cx.wait,
+            // A server is waited for `--wait`, but never less than its response_timeout.
+            waited: cx.wait.max(cx.upstream.response_timeout),
             ..Self::default()
         }
     }
@@ -230,7 +231,12 @@ async fn check_address(
         .map(|ms| Duration::from_secs_f64(ms / 1000.0));
     report.verdict = match result {
         Err(failure) => verdict::failed(&failure, &facts),
-        Ok(status) => verdict::answered(status, cx.upstream.health.as_ref(), &facts),
+        // A health check without a path is a TCP connect: the status does not judge it.
+        Ok(status) => verdict::answered(
+            status,
+            cx.upstream.health.as_ref().filter(|h| h.path.is_some()),
+            &facts,
+        ),
     };
     if report.verdict.healthy {
         report.warnings = verdict::latency_warnings(&step, &settings);
@@ -272,7 +278,7 @@ async fn exchange(
     step.first_byte_ms = Some(millis(sent.elapsed()));
     let status = response.status();
     step.status = Some(status.as_u16());
-    step.header_bytes = Some(header_section_size(status, response.headers()));
+    step.header_bytes = Some(header_section_size(&response));
     let chunked = classify::response_framing(response.headers())?;
     step.body_bytes = Some(read_body(response.into_body(), chunked, settings.read_timeout).await?);
     Ok(status)
@@ -300,10 +306,18 @@ fn health_request(path: &str, host: &str) -> Result<Request<RequestBody>, Failur
     Ok(request)
 }
 
-/// The size of the response head as received: status line, each field line, the blank line.
-fn header_section_size(status: StatusCode, headers: &HeaderMap) -> u64 {
-    let status_line = "HTTP/1.1 ".len() + 3 + 1 + status.canonical_reason().map_or(0, str::len) + 2;
-    let fields: usize = headers
+/// The size of the response head as received: status line (with the reason phrase the server
+/// sent), each field line, the blank line.
+fn header_section_size(response: &http::Response<Incoming>) -> u64 {
+    let reason = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| r.as_bytes().len())
+        .or_else(|| response.status().canonical_reason().map(str::len))
+        .unwrap_or(0);
+    let status_line = "HTTP/1.1 ".len() + 3 + 1 + reason + 2;
+    let fields: usize = response
+        .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum();
@@ -357,5 +371,5 @@ async fn measure_headers(
         .await
         .ok()?
         .ok()?;
-    Some(header_section_size(response.status(), response.headers()))
+    Some(header_section_size(&response))
 }

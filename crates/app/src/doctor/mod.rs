@@ -46,6 +46,9 @@ pub(crate) struct PoolReport {
     pub(crate) name: String,
     /// The routes that send requests here, e.g. `example.com/api`.
     pub(crate) routes: Vec<String>,
+    /// What is wrong with the upstream as a whole (a routed upstream without servers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) problem: Option<String>,
     pub(crate) servers: Vec<ServerReport>,
 }
 
@@ -56,10 +59,13 @@ pub(crate) struct Summary {
     pub(crate) failing: usize,
     /// Failing servers per failure kind (or `unhealthy` for a bad status).
     pub(crate) kinds: BTreeMap<String, usize>,
+    /// Upstreams that routes send requests to but that have no servers.
+    pub(crate) empty_upstreams: usize,
     pub(crate) warnings: usize,
 }
 
-/// 0 when every server is healthy, 1 otherwise (or when the config is invalid).
+/// 0 when every server is healthy, 1 otherwise (or when the config is invalid, or a route
+/// sends requests to an upstream without servers).
 pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
     let loaded = match crate::cli::load(path) {
         Ok(loaded) => loaded,
@@ -95,7 +101,7 @@ pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
     } else {
         print!("{}", report::text(&report));
     }
-    if report.summary.failing == 0 {
+    if report.summary.failing == 0 && report.summary.empty_upstreams == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -111,12 +117,10 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
     let mut upstreams = Vec::new();
     for upstream in &config.upstreams {
         let routes = routes_to(config, &upstream.name);
-        if routes.is_empty() {
-            smells.push(format!(
-                "upstream {:?} is not used by any route; no request reaches it",
-                upstream.name
-            ));
-        }
+        // An upstream no route uses is already a warning of the config's validation.
+        let problem = (upstream.servers.is_empty() && !routes.is_empty()).then(|| {
+            "no servers: every request routed here gets 500 proxy_configuration_error".to_owned()
+        });
         let cx = Context {
             upstream,
             dns: &dns,
@@ -135,6 +139,7 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
         upstreams.push(PoolReport {
             name: upstream.name.clone(),
             routes,
+            problem,
             servers,
         });
     }
@@ -191,6 +196,7 @@ fn summarize(upstreams: &[PoolReport], smells: usize) -> Summary {
         healthy: 0,
         failing: 0,
         kinds: BTreeMap::new(),
+        empty_upstreams: upstreams.iter().filter(|u| u.problem.is_some()).count(),
         warnings: smells,
     };
     for server in upstreams.iter().flat_map(|u| &u.servers) {

@@ -22,6 +22,9 @@ pub(crate) fn text(report: &DoctorReport) -> String {
             pool.routes.join(", ")
         };
         let _ = writeln!(out, "\nupstream {} (routes: {routes})", pool.name);
+        if let Some(problem) = &pool.problem {
+            let _ = writeln!(out, "  FAIL  {problem}");
+        }
         for server in &pool.servers {
             server_block(&mut out, server);
         }
@@ -43,9 +46,13 @@ pub(crate) fn text(report: &DoctorReport) -> String {
     } else {
         format!("{} failing ({})", summary.failing, kinds.join(", "))
     };
+    let empty = match summary.empty_upstreams {
+        0 => String::new(),
+        n => format!("; {n} routed upstream(s) without servers"),
+    };
     let _ = writeln!(
         out,
-        "\nsummary: {} server(s): {} healthy, {failing}; {} warning(s)",
+        "\nsummary: {} server(s): {} healthy, {failing}{empty}; {} warning(s)",
         summary.servers, summary.healthy, summary.warnings
     );
     out

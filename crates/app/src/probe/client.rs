@@ -191,6 +191,12 @@ pub(crate) async fn probe(input: &str, options: &Options, env: &Env) -> UrlRepor
         };
         hops.push(hop);
         let Some(next) = next else { break };
+        if !matches!(next.scheme(), "http" | "https") {
+            note = Some(format!(
+                "redirect to {next} not followed: not an http(s) URL"
+            ));
+            break;
+        }
         if hops.len() > options.max_redirects {
             note = Some(format!(
                 "stopped after {} redirects (--max-redirects)",
@@ -220,7 +226,7 @@ pub(crate) async fn probe(input: &str, options: &Options, env: &Env) -> UrlRepor
 
 /// `example.com/x` means `http://example.com/x`, as curl reads it.
 fn parse_url(input: &str) -> Result<Url, String> {
-    let with_scheme = if input.contains("://") {
+    let with_scheme = if has_scheme(input) {
         input.to_owned()
     } else {
         format!("http://{input}")
@@ -234,6 +240,17 @@ fn parse_url(input: &str) -> Result<Url, String> {
         return Err("the URL has no host".to_owned());
     }
     Ok(url)
+}
+
+/// Whether the text starts with `scheme://` (RFC 3986 §3.1: a letter, then letters, digits,
+/// `+`, `-` or `.`), so that a URL in a query string does not count.
+fn has_scheme(input: &str) -> bool {
+    input.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
 }
 
 /// 405 Method Not Allowed and 501 Not Implemented are how servers refuse HEAD.
@@ -460,8 +477,12 @@ fn build_request(
         HeaderValue::from_static(concat!("gatehouse-probe/", env!("CARGO_PKG_VERSION"))),
     );
     headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+    // A header given with -H replaces the default of that name; repeated, it is sent repeated.
+    for (name, _) in extra {
+        headers.remove(name);
+    }
     for (name, value) in extra {
-        headers.insert(name.clone(), value.clone());
+        headers.append(name.clone(), value.clone());
     }
     Ok(request)
 }
@@ -551,6 +572,12 @@ mod tests {
         assert_eq!(url.as_str(), "http://example.com/x?y=1");
         assert!(parse_url("ftp://example.com/").is_err());
         assert!(parse_url("http://").is_err());
+        let with_query =
+            parse_url("example.com/login?next=http://x/").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            with_query.as_str(),
+            "http://example.com/login?next=http://x/"
+        );
     }
 
     #[test]
@@ -563,6 +590,31 @@ mod tests {
         let request = build_request(&root, &Method::GET, &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(request.uri(), "/");
         assert_eq!(request.headers()[header::HOST], "example.com");
+    }
+
+    #[test]
+    fn user_headers_replace_defaults_and_may_repeat() {
+        let url = parse_url("http://example.com/").unwrap_or_else(|e| panic!("{e}"));
+        let extra = [
+            (header::USER_AGENT, HeaderValue::from_static("seo-bot")),
+            (
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("1"),
+            ),
+            (
+                HeaderName::from_static("x-a"),
+                HeaderValue::from_static("2"),
+            ),
+        ];
+        let request = build_request(&url, &Method::HEAD, &extra).unwrap_or_else(|e| panic!("{e}"));
+        let agents: Vec<_> = request
+            .headers()
+            .get_all(header::USER_AGENT)
+            .iter()
+            .collect();
+        assert_eq!(agents, ["seo-bot"]);
+        let repeated: Vec<_> = request.headers().get_all("x-a").iter().collect();
+        assert_eq!(repeated, ["1", "2"]);
     }
 
     #[test]

@@ -88,8 +88,13 @@ pub(crate) fn detailed(report: &UrlReport) -> String {
 
 /// One line for a URL of a list: status (or failure kind), total time, URL, and why.
 pub(crate) fn row(report: &UrlReport) -> String {
-    let total = report.hops.last().map(|h| h.timing.total_ms);
-    let time = total.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+    // The whole chain's time, as the summary's "slowest" counts it.
+    let total: f64 = report.hops.iter().map(|h| h.timing.total_ms).sum();
+    let time = if report.hops.is_empty() {
+        "-".to_owned()
+    } else {
+        format!("{total:.1} ms")
+    };
     let mut line = format!("{:<24} {time:>10}  {}", short_outcome(report), report.url);
     if report.hops.len() > 1
         && let Some(last) = report.hops.last()
