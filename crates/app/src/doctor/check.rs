@@ -14,14 +14,13 @@ use gatehouse_proxy::upstream::dns::Dns;
 use gatehouse_proxy::upstream::server::{self, ConnSettings};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::ports::{self, Listener};
 use super::verdict::{self, Verdict};
-use crate::probe::millis;
+use crate::probe::{drain_body, millis};
 
 /// Body bytes read to check the response's framing; a larger body is not read to its end.
 const BODY_CHECK_LIMIT: u64 = 1024 * 1024;
@@ -280,7 +279,10 @@ async fn exchange(
     step.status = Some(status.as_u16());
     step.header_bytes = Some(header_section_size(&response));
     let chunked = classify::response_framing(response.headers())?;
-    step.body_bytes = Some(read_body(response.into_body(), chunked, settings.read_timeout).await?);
+    // Read as the proxy would forward it: each read within read_timeout, framing checked.
+    let body = response.into_body();
+    step.body_bytes =
+        Some(drain_body(body, chunked, BODY_CHECK_LIMIT, settings.read_timeout, None).await?);
     Ok(status)
 }
 
@@ -322,37 +324,6 @@ fn header_section_size(response: &http::Response<Incoming>) -> u64 {
         .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
         .sum();
     (status_line + fields + 2) as u64
-}
-
-/// Reads the body as the proxy would forward it: each read within `read_timeout`, framing
-/// errors classified; stops quietly after [`BODY_CHECK_LIMIT`].
-async fn read_body(
-    mut body: Incoming,
-    chunked: bool,
-    read_timeout: Duration,
-) -> Result<u64, Failure> {
-    let mut bytes = 0u64;
-    while bytes < BODY_CHECK_LIMIT {
-        match tokio::time::timeout(read_timeout, body.frame()).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    FailureKind::ConnectionReadTimeout,
-                    Phase::ReadingResponseBody,
-                    format!(
-                        "the response body stalled for read_timeout ({read_timeout:?}) after {bytes} bytes"
-                    ),
-                ));
-            }
-            Ok(None) => break,
-            Ok(Some(Err(err))) => return Err(classify::response_body_error(&err, chunked)),
-            Ok(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    bytes += data.len() as u64;
-                }
-            }
-        }
-    }
-    Ok(bytes)
 }
 
 /// The real size of a header section that exceeded the proxy's limit, by asking again with a

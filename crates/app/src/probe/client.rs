@@ -6,19 +6,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatehouse_proxy::body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::decode::{self, CacheStatusEntry, ProxyStatusEntry};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
-use gatehouse_proxy::upstream::connect::classify_connect_error;
+use gatehouse_proxy::upstream::connect::{self, classify_connect_error};
 use gatehouse_proxy::upstream::dns::Dns;
-use gatehouse_proxy::upstream::io::{ConnStats, UpstreamIo};
+use gatehouse_proxy::upstream::io::ConnStats;
 use gatehouse_proxy::upstream::tls::{self, TlsFacts};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::{Bytes, Incoming};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use rustls::ClientConfig;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -393,23 +392,8 @@ async fn http_exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (io, stats) = UpstreamIo::new(stream, options.timeout);
-    let mut builder = http1::Builder::new();
-    builder.max_buf_size(MAX_HEADER_SECTION);
-    let (mut sender, connection) = builder
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
-        .await
-        .map_err(|err| {
-            Failure::new(
-                FailureKind::ProxyInternalError,
-                Phase::Connecting,
-                err.to_string(),
-            )
-        })?;
-    tokio::spawn(async move {
-        // Errors surface through the response or its body.
-        let _ = connection.await;
-    });
+    let (mut sender, stats) =
+        connect::handshake(stream, options.timeout, MAX_HEADER_SECTION).await?;
     let request = build_request(url, method, &options.headers)?;
     let response = match tokio::time::timeout_at(deadline, sender.send_request(request)).await {
         Err(_) => {
@@ -432,8 +416,9 @@ where
     describe_headers(response.headers(), hop);
     let chunked = classify::response_framing(response.headers())?;
     if *method != Method::HEAD {
+        let body = response.into_body();
         hop.body_bytes =
-            Some(read_body(response.into_body(), chunked, deadline, options.timeout).await?);
+            Some(drain_body(body, chunked, u64::MAX, options.timeout, Some(deadline)).await?);
     }
     Ok(())
 }
@@ -452,7 +437,7 @@ fn build_request(
     url: &Url,
     method: &Method,
     extra: &[(HeaderName, HeaderValue)],
-) -> Result<Request<Empty<Bytes>>, Failure> {
+) -> Result<Request<RequestBody>, Failure> {
     let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
     let invalid = |what: &str| {
@@ -465,7 +450,7 @@ fn build_request(
     let mut request = Request::builder()
         .method(method.clone())
         .uri(if target.is_empty() { "/" } else { target })
-        .body(Empty::new())
+        .body(RequestBody::empty())
         .map_err(|_| invalid("request target"))?;
     let headers = request.headers_mut();
     headers.insert(
@@ -516,26 +501,33 @@ fn describe_headers(headers: &HeaderMap, hop: &mut Hop) {
     }
 }
 
-/// Reads the body to its end, so that framing errors and truncation show; returns its size.
-async fn read_body(
+/// Reads a response body to its end (or past `limit` bytes), so that framing errors and
+/// truncation show; returns the bytes read. Each frame must come within `frame_timeout` and
+/// before `deadline`; a stall is `connection_read_timeout`, the kind the proxy gives it.
+pub(crate) async fn drain_body(
     mut body: Incoming,
     chunked: bool,
-    deadline: Instant,
-    timeout: Duration,
+    limit: u64,
+    frame_timeout: Duration,
+    deadline: Option<Instant>,
 ) -> Result<u64, Failure> {
     let mut bytes = 0u64;
-    loop {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
+    while bytes <= limit {
+        let mut by = Instant::now() + frame_timeout;
+        if let Some(deadline) = deadline {
+            by = by.min(deadline);
+        }
+        match tokio::time::timeout_at(by, body.frame()).await {
             Err(_) => {
                 return Err(Failure::new(
                     FailureKind::ConnectionReadTimeout,
                     Phase::ReadingResponseBody,
                     format!(
-                        "the response body did not complete within the probe's timeout ({timeout:?}); {bytes} bytes read"
+                        "the response body stalled after {bytes} bytes (no data within {frame_timeout:?})"
                     ),
                 ));
             }
-            Ok(None) => return Ok(bytes),
+            Ok(None) => break,
             Ok(Some(Err(err))) => return Err(classify::response_body_error(&err, chunked)),
             Ok(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -544,6 +536,7 @@ async fn read_body(
             }
         }
     }
+    Ok(bytes)
 }
 
 fn out_of_time(phase: Phase, timeout: Duration) -> Failure {

@@ -18,8 +18,8 @@ use http::Method;
 use http::header::{HeaderName, HeaderValue};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub(crate) use client::millis;
 use client::{Env, Options, UrlReport};
+pub(crate) use client::{drain_body, millis};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ProbeArgs {

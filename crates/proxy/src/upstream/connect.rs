@@ -4,14 +4,16 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::io::UpstreamIo;
+use super::io::{ConnStats, UpstreamIo};
 use super::server::{Conn, ConnSettings};
 use crate::body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -42,11 +44,30 @@ pub async fn connect(
     // Small writes (request heads) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
 
-    let (io, stats) = UpstreamIo::new(stream, settings.send_timeout);
+    let (sender, stats) = handshake(
+        stream,
+        settings.send_timeout,
+        settings.max_response_header_size,
+    )
+    .await?;
+    Ok((Conn::new(sender, stats, addr, false), connect_time))
+}
+
+/// Starts an HTTP/1.1 client connection over a connected stream (TCP, or TLS over TCP) with
+/// byte counters and the write-stall timeout, and spawns its connection task.
+pub async fn handshake<S>(
+    stream: S,
+    send_timeout: Duration,
+    max_response_header_size: usize,
+) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnStats>), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, stats) = UpstreamIo::new(stream, send_timeout);
     let mut builder = http1::Builder::new();
     // hyper's default of 100 header fields is kept: above 100 it allocates its parse arrays on
     // the heap for every message (measured: 128 KB per proxied request).
-    builder.max_buf_size(settings.max_response_header_size.max(8192));
+    builder.max_buf_size(max_response_header_size.max(8192));
     let (sender, connection) = builder
         .handshake::<_, RequestBody>(TokioIo::new(io))
         .await
@@ -61,7 +82,7 @@ pub async fn connect(
         // Errors surface to the request through its response or body; the log line is written there.
         let _ = connection.await;
     });
-    Ok((Conn::new(sender, stats, addr, false), connect_time))
+    Ok((sender, stats))
 }
 
 /// connect(2) errors by errno: refused, unreachable, timed out (by the kernel), denied.
