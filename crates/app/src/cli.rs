@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gatehouse_config::{ConfigErrors, Loaded, Severity};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -118,6 +119,9 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
     };
     runtime.block_on(async move {
         let source = config.source.clone();
+        // Installed before the listeners are bound: SIGHUP's default action ends the process,
+        // and a reload may be asked for as soon as gatehouse is seen listening.
+        let mut hangup = signal(SignalKind::hangup()).ok();
         let running = match gatehouse_proxy::Running::start(config).await {
             Ok(running) => running,
             Err(err) => {
@@ -126,14 +130,57 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
             }
         };
         tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "gatehouse started");
-        running.serve_until(shutdown_signal()).await;
+        let mut shutdown = std::pin::pin!(shutdown_signal());
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    tracing::info!("SIGHUP received: reloading {source}");
+                    reload(&running, path).await;
+                }
+            }
+        }
+        running.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
+/// Loads and validates the config again and swaps it in; a config with errors is refused with
+/// each error logged, and the running config keeps serving.
+async fn reload(running: &gatehouse_proxy::Running, path: Option<&Path>) {
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                tracing::error!("{diagnostic}");
+            }
+            tracing::error!(
+                errors = errors.diagnostics.len(),
+                "reload refused: the new config has errors; the running config keeps serving"
+            );
+            return;
+        }
+    };
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let source = loaded.config.source.clone();
+    match running.reload(loaded.config).await {
+        Ok(changes) => tracing::info!(
+            config = %source,
+            listeners_opened = ?changes.listeners_opened,
+            listeners_closed = ?changes.listeners_closed,
+            "config reloaded"
+        ),
+        Err(err) => tracing::error!(
+            error = %err,
+            "reload refused: {err}; the running config keeps serving"
+        ),
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

@@ -25,7 +25,7 @@ use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
 use crate::respond::{self, ErrorContext};
 use crate::service;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Current, Snapshot};
 
 /// Connections currently open, so shutdown can wait for them to drain.
 #[derive(Debug, Default)]
@@ -68,25 +68,28 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true (gatehouse stops) or `close` does (a reload
+/// removed this listener; its open connections carry on).
 pub async fn accept_loop(
     listener: TcpListener,
-    snapshot: Arc<Snapshot>,
+    current: Current,
     tracker: Arc<ConnTracker>,
     mut shutdown: watch::Receiver<bool>,
+    mut close: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
+            _ = close.changed() => return,
         };
         match accepted {
             Ok((stream, client)) => {
                 let guard = ConnGuard::new(&tracker);
-                let snapshot = Arc::clone(&snapshot);
+                let current = Arc::clone(&current);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, client, snapshot, shutdown).await;
+                    serve_connection(stream, client, current, shutdown).await;
                     drop(guard);
                 });
             }
@@ -102,9 +105,12 @@ pub async fn accept_loop(
 async fn serve_connection(
     stream: TcpStream,
     client: SocketAddr,
-    snapshot: Arc<Snapshot>,
+    current: Current,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Connection-level settings come from the snapshot in force when the connection opened;
+    // each request loads the snapshot in force when it arrives.
+    let snapshot = current.load_full();
     let _ = stream.set_nodelay(true);
     // A second handle on the socket, to answer 408 after hyper gave up on the connection.
     let spare = stream_spare(&stream);
@@ -126,10 +132,9 @@ async fn serve_connection(
         // one. hyper's default of 100 header fields is kept (above 100 it heap-allocates its
         // parse arrays for every request).
         .max_buf_size(max_buf);
-    let service_snapshot = Arc::clone(&snapshot);
     let service_activity = Arc::clone(&activity);
     let service = service_fn(move |req: Request<Incoming>| {
-        let snapshot = Arc::clone(&service_snapshot);
+        let snapshot = current.load_full();
         let activity = Arc::clone(&service_activity);
         async move { Ok::<_, Infallible>(handle_isolated(snapshot, client, activity, req).await) }
     });

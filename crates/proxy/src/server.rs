@@ -1,18 +1,20 @@
 //! Lifecycle: bind every listener (or fail startup with one clear error), serve, and on
 //! shutdown stop accepting, let open connections finish within `drain_timeout`, and return.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::admin;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Current, Snapshot};
 use crate::upstream::health::StateRegistry;
 
 /// A startup failure, worded for the one line it becomes on stderr.
@@ -20,6 +22,12 @@ use crate::upstream::health::StateRegistry;
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(source))]
     Bind { addr: SocketAddr, source: io::Error },
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
 }
 
 fn bind_hint(err: &io::Error) -> &'static str {
@@ -36,55 +44,63 @@ fn bind_hint(err: &io::Error) -> &'static str {
 /// A bound, serving gatehouse.
 #[derive(Debug)]
 pub struct Running {
-    /// The proxy listeners' actual addresses (useful with port 0).
+    /// The proxy listeners' actual addresses at startup (useful with port 0).
     pub listen: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    current: Current,
+    /// Health and ejection state by (pool, address), shared by every snapshot.
+    registry: Arc<StateRegistry>,
+    /// The open proxy listeners by their configured address.
+    listeners: Mutex<HashMap<SocketAddr, OpenListener>>,
     shutdown: watch::Sender<bool>,
     tracker: Arc<ConnTracker>,
     drain_timeout: std::time::Duration,
 }
 
+/// A proxy listener's accept loop and the switch that closes it.
+#[derive(Debug)]
+struct OpenListener {
+    close: watch::Sender<bool>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub listeners_opened: Vec<SocketAddr>,
+    pub listeners_closed: Vec<SocketAddr>,
+}
+
 impl Running {
     /// Binds every listener of `config` and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartupError> {
-        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
         for addr in &config.server.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: *addr,
-                    source,
-                })?;
-            listeners.push(listener);
+            bound.push((*addr, bind(*addr).await?));
         }
         let admin_listener = match config.server.admin {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
         let registry = Arc::new(StateRegistry::default());
         let snapshot = Arc::new(Snapshot::build(config, &registry));
         snapshot.start_tasks();
-        let (shutdown, watch_rx) = watch::channel(false);
-        let tracker = Arc::new(ConnTracker::default());
+        let current: Current = Arc::new(ArcSwap::new(snapshot));
+        let (shutdown, _) = watch::channel(false);
+        let running = Self {
+            listen: Vec::new(),
+            admin: None,
+            current,
+            registry,
+            listeners: Mutex::new(HashMap::new()),
+            shutdown,
+            tracker: Arc::new(ConnTracker::default()),
+            drain_timeout,
+        };
         let mut listen = Vec::new();
-        for listener in listeners {
-            let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-                addr: ([0, 0, 0, 0], 0).into(),
-                source,
-            })?;
-            tracing::info!(%addr, "listening");
-            listen.push(addr);
-            tokio::spawn(accept_loop(
-                listener,
-                Arc::clone(&snapshot),
-                Arc::clone(&tracker),
-                watch_rx.clone(),
-            ));
+        for (configured, listener) in bound {
+            listen.push(running.serve_listener(configured, listener)?);
         }
         let admin = match admin_listener {
             Some(listener) => {
@@ -94,8 +110,8 @@ impl Running {
                 }
                 tokio::spawn(admin::serve(
                     listener,
-                    Arc::clone(&snapshot),
-                    watch_rx.clone(),
+                    Arc::clone(&running.current),
+                    running.shutdown.subscribe(),
                 ));
                 addr
             }
@@ -104,10 +120,88 @@ impl Running {
         Ok(Self {
             listen,
             admin,
-            shutdown,
-            tracker,
-            drain_timeout,
+            ..running
         })
+    }
+
+    /// Starts the accept loop of one bound proxy listener; returns its actual address.
+    fn serve_listener(
+        &self,
+        configured: SocketAddr,
+        listener: TcpListener,
+    ) -> Result<SocketAddr, StartupError> {
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: configured,
+            source,
+        })?;
+        tracing::info!(%addr, "listening");
+        let (close, close_rx) = watch::channel(false);
+        let accepting = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&self.current),
+            Arc::clone(&self.tracker),
+            self.shutdown.subscribe(),
+            close_rx,
+        ));
+        self.lock_listeners()
+            .insert(configured, OpenListener { close, accepting });
+        Ok(addr)
+    }
+
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, OpenListener>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Swaps in a new, already validated config: listeners it adds are opened first (a bind
+    /// failure refuses the whole reload and changes nothing), then the new snapshot replaces
+    /// the old one, whose background tasks stop, and listeners it drops stop accepting.
+    /// Requests in flight finish on the snapshot they started with; server health and
+    /// ejection state carry over by address. `drain_timeout`, `workers` and `admin` take
+    /// effect at the next start.
+    pub async fn reload(&self, config: Config) -> Result<Reloaded, StartupError> {
+        let wanted: Vec<SocketAddr> = config.server.listen.clone();
+        let open: Vec<SocketAddr> = self.lock_listeners().keys().copied().collect();
+        let mut bound = Vec::new();
+        for addr in wanted.iter().filter(|a| !open.contains(a)) {
+            bound.push((*addr, bind(*addr).await?));
+        }
+        let snapshot = Arc::new(Snapshot::build(config, &self.registry));
+        snapshot.start_tasks();
+        let old = self.current.swap(snapshot);
+        old.retire();
+        let mut reloaded = Reloaded::default();
+        for (configured, listener) in bound {
+            reloaded
+                .listeners_opened
+                .push(self.serve_listener(configured, listener)?);
+        }
+        let closing: Vec<(SocketAddr, OpenListener)> = {
+            let mut listeners = self.lock_listeners();
+            let gone: Vec<SocketAddr> = listeners
+                .keys()
+                .filter(|addr| !wanted.contains(addr))
+                .copied()
+                .collect();
+            gone.into_iter()
+                .filter_map(|addr| listeners.remove(&addr).map(|l| (addr, l)))
+                .collect()
+        };
+        for (addr, listener) in closing {
+            let _ = listener.close.send(true);
+            // The socket is closed once its accept loop has returned; the reload is reported
+            // done only then. Connections it accepted carry on.
+            let _ = listener.accepting.await;
+            tracing::info!(%addr, "listener closed by reload");
+            reloaded.listeners_closed.push(addr);
+        }
+        Ok(reloaded)
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
     }
 
     /// Serves until `signal` resolves, then drains.

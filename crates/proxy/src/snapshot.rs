@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use http::HeaderValue;
 
@@ -15,6 +16,10 @@ use crate::upstream::checker;
 use crate::upstream::dns::Dns;
 use crate::upstream::health::StateRegistry;
 use crate::upstream::pool::{self, Pool};
+
+/// The snapshot in force, swapped whole by a reload. Connections and requests `load_full` it
+/// once and keep what they got, so a request finishes on the config it started with.
+pub type Current = Arc<ArcSwap<Snapshot>>;
 
 #[derive(Debug)]
 pub struct Snapshot {

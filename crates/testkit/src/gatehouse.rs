@@ -259,7 +259,7 @@ pub struct Gatehouse {
     proxy_status: String,
     stdout: Arc<LogSink>,
     stderr: Arc<LogSink>,
-    _config: TempFile,
+    config: TempFile,
 }
 
 impl Gatehouse {
@@ -267,31 +267,7 @@ impl Gatehouse {
     /// `server.listen = ["127.0.0.1:0"]` and `server.log_format = "json"` itself, then waits
     /// for the "listening" log line and takes the address from it.
     pub fn start(bin: &Path, config_toml: &str) -> Self {
-        let mut config: Table = config_toml
-            .parse()
-            .unwrap_or_else(|e| panic!("test config is not TOML: {e}"));
-        let server = config
-            .entry("server")
-            .or_insert_with(|| Table::new().into())
-            .as_table_mut()
-            .unwrap_or_else(|| panic!("[server] is not a table"));
-        server.insert(
-            "listen".to_owned(),
-            vec![toml::Value::from("127.0.0.1:0")].into(),
-        );
-        server.insert("log_format".to_owned(), "json".into());
-        let name = server
-            .get("name")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("gatehouse")
-            .to_owned();
-        let proxy_status = server
-            .get("proxy_status")
-            .and_then(toml::Value::as_str)
-            .unwrap_or("minimal")
-            .to_owned();
-        let text =
-            toml::to_string(&config).unwrap_or_else(|e| panic!("config does not serialise: {e}"));
+        let (text, name, proxy_status) = harness_config(config_toml);
         let file = TempFile::with_contents("gatehouse-test", ".toml", text.as_bytes());
 
         let mut child = Command::new(bin)
@@ -319,7 +295,7 @@ impl Gatehouse {
             proxy_status,
             stdout,
             stderr,
-            _config: file,
+            config: file,
         };
         gatehouse.addr = gatehouse.wait_listening(&text);
         gatehouse
@@ -487,6 +463,52 @@ impl Gatehouse {
         (warning, access)
     }
 
+    /// Replaces the config file's contents (with the same harness settings as `start`);
+    /// gatehouse sees it at the next [`Gatehouse::reload`].
+    pub fn rewrite_config(&self, config_toml: &str) {
+        let (text, _, _) = harness_config(config_toml);
+        std::fs::write(self.config.path(), text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.config.path().display()));
+    }
+
+    /// Writes `text` to the config file as it is, e.g. a config with errors.
+    pub fn rewrite_config_raw(&self, text: &str) {
+        std::fs::write(self.config.path(), text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.config.path().display()));
+    }
+
+    /// The config file gatehouse was started with.
+    pub fn config_path(&self) -> &Path {
+        self.config.path()
+    }
+
+    /// Sends SIGHUP and waits for the outcome in the log: `Ok(line)` for "config reloaded",
+    /// `Err(line)` for a refusal. Only log lines after the signal count.
+    pub fn reload(&self) -> Result<Value, Value> {
+        let before = self.logs().len();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-HUP", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -HUP {pid} failed");
+        let outcome = self.stdout.wait_until(PATIENCE, |lines| {
+            lines.iter().skip(before).find_map(|line| {
+                let message = line["message"].as_str().unwrap_or_default();
+                if message == "config reloaded" {
+                    Some(Ok(line.clone()))
+                } else if message.starts_with("reload refused") {
+                    Some(Err(line.clone()))
+                } else {
+                    None
+                }
+            })
+        });
+        outcome.unwrap_or_else(|| {
+            panic!(
+                "no reload outcome logged within {PATIENCE:?}; stderr: {:#?}",
+                self.stderr.snapshot()
+            )
+        })
+    }
+
     /// Sends SIGTERM and waits (up to 15 s, then SIGKILL) for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
@@ -514,6 +536,37 @@ impl Drop for Gatehouse {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The harness's settings applied to a test config: `server.listen = ["127.0.0.1:0"]` and JSON
+/// logs. Returns the TOML text, the proxy name and the proxy_status mode.
+fn harness_config(config_toml: &str) -> (String, String, String) {
+    let mut config: Table = config_toml
+        .parse()
+        .unwrap_or_else(|e| panic!("test config is not TOML: {e}"));
+    let server = config
+        .entry("server")
+        .or_insert_with(|| Table::new().into())
+        .as_table_mut()
+        .unwrap_or_else(|| panic!("[server] is not a table"));
+    server.insert(
+        "listen".to_owned(),
+        vec![toml::Value::from("127.0.0.1:0")].into(),
+    );
+    server.insert("log_format".to_owned(), "json".into());
+    let name = server
+        .get("name")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("gatehouse")
+        .to_owned();
+    let proxy_status = server
+        .get("proxy_status")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("minimal")
+        .to_owned();
+    let text =
+        toml::to_string(&config).unwrap_or_else(|e| panic!("config does not serialise: {e}"));
+    (text, name, proxy_status)
 }
 
 #[cfg(test)]

@@ -13,14 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Current, Snapshot};
 
 /// Serves the admin endpoints until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    snapshot: Arc<Snapshot>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, current: Current, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -29,10 +25,10 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let snapshot = Arc::clone(&snapshot);
+        let current = Arc::clone(&current);
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let response = route(&snapshot, &req);
+                let response = route(&current.load(), &req);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = http1::Builder::new()
