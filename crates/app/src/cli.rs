@@ -1,9 +1,10 @@
-//! The commands: `run` (the default), `check`, `probe` and `doctor`.
+//! The commands: `run` (the default), `check`, `reload`, `probe` and `doctor`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gatehouse_config::{ConfigErrors, Loaded, Severity};
+use gatehouse_proxy::observe::admin::ReloadReply;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, clap::Parser)]
@@ -26,6 +27,9 @@ pub(crate) enum Command {
     Run,
     /// Validate a config like `nginx -t`: every problem at once, with file, line and column.
     Check,
+    /// Ask the running gatehouse (found through the config's `admin` address) to reload its
+    /// config, like SIGHUP; prints whether it was taken or why not.
+    Reload,
     /// Check URLs: status, timing of each phase, redirects, Proxy-Status decoded into words.
     Probe(crate::probe::ProbeArgs),
     /// Check every upstream server of a config the way an operator debugs a 502, and name the
@@ -131,12 +135,17 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         };
         tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "gatehouse started");
         let mut shutdown = std::pin::pin!(shutdown_signal());
+        let mut requests = running.take_reload_requests();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     tracing::info!("SIGHUP received: reloading {source}");
                     reload(&running, path).await;
+                }
+                Some(reply) = async { match requests.as_mut() { Some(r) => r.recv().await, None => None } } => {
+                    tracing::info!("reload asked for on the admin listener: reloading {source}");
+                    let _ = reply.send(reload(&running, path).await);
                 }
             }
         }
@@ -146,36 +155,51 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
 }
 
 /// Loads and validates the config again and swaps it in; a config with errors is refused with
-/// each error logged, and the running config keeps serving.
-async fn reload(running: &gatehouse_proxy::Running, path: Option<&Path>) {
+/// each error logged, and the running config keeps serving. The reply says which, in words.
+async fn reload(running: &gatehouse_proxy::Running, path: Option<&Path>) -> ReloadReply {
     let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(errors) => {
+            let mut text = String::new();
             for diagnostic in &errors.diagnostics {
                 tracing::error!("{diagnostic}");
+                text.push_str(&format!("{diagnostic}\n"));
             }
-            tracing::error!(
-                errors = errors.diagnostics.len(),
-                "reload refused: the new config has errors; the running config keeps serving"
-            );
-            return;
+            let refusal =
+                "reload refused: the new config has errors; the running config keeps serving";
+            tracing::error!(errors = errors.diagnostics.len(), "{refusal}");
+            text.push_str(refusal);
+            text.push('\n');
+            return ReloadReply { taken: false, text };
         }
     };
+    let mut text = String::new();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
+        text.push_str(&format!("{warning}\n"));
     }
     let source = loaded.config.source.clone();
     match running.reload(loaded.config).await {
-        Ok(changes) => tracing::info!(
-            config = %source,
-            listeners_opened = ?changes.listeners_opened,
-            listeners_closed = ?changes.listeners_closed,
-            "config reloaded"
-        ),
-        Err(err) => tracing::error!(
-            error = %err,
-            "reload refused: {err}; the running config keeps serving"
-        ),
+        Ok(changes) => {
+            tracing::info!(
+                config = %source,
+                listeners_opened = ?changes.listeners_opened,
+                listeners_closed = ?changes.listeners_closed,
+                "config reloaded"
+            );
+            text.push_str(&format!(
+                "config reloaded: {source} (listeners opened: {:?}, closed: {:?})\n",
+                changes.listeners_opened, changes.listeners_closed
+            ));
+            ReloadReply { taken: true, text }
+        }
+        Err(err) => {
+            let refusal = format!("reload refused: {err}; the running config keeps serving");
+            tracing::error!(error = %err, "{refusal}");
+            text.push_str(&refusal);
+            text.push('\n');
+            ReloadReply { taken: false, text }
+        }
     }
 }
 

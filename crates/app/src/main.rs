@@ -5,6 +5,7 @@ mod cli;
 mod doctor;
 mod logging;
 mod probe;
+mod reload;
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(cli::Command::Run) {
         cli::Command::Run => cli::run(cli.config.as_deref()),
         cli::Command::Check => cli::check(cli.config.as_deref()),
+        cli::Command::Reload => reload::run(cli.config.as_deref()),
         cli::Command::Probe(args) => probe::run(args),
         cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
     }

@@ -165,3 +165,79 @@ fn a_listener_that_cannot_be_bound_refuses_the_reload() {
         "nothing of the new config applies"
     );
 }
+
+/// Runs `gatehouse -c FILE reload` and returns its exit code and output.
+fn reload_command(config: &Path) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("-c")
+        .arg(config)
+        .arg("reload")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_reload_command_asks_the_running_instance_through_the_admin_listener() {
+    let one = Upstream::serve(Reply::ok("one"));
+    let two = Upstream::serve(Reply::ok("two"));
+    let admin = format!("127.0.0.1:{}", free_port());
+    let with_admin = |upstream: SocketAddr| {
+        Config::proxy_to([upstream])
+            .server("admin", admin.as_str())
+            .toml()
+    };
+    let gh = start(&Config::proxy_to([one.addr()]).server("admin", admin.as_str()));
+
+    gh.rewrite_config(&with_admin(two.addr()));
+    let (code, stdout, stderr) = reload_command(gh.config_path());
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("config reloaded"), "{stdout}");
+    assert_eq!(body_of(gh.addr()), "two");
+
+    // Valid on its own, but the running instance cannot bind its new listener: refused there.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    gh.rewrite_config_raw(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\", \"{taken_addr}\"]\nadmin = \"{admin}\"\nlog_format = \"json\"\n\n[[route]]\nupstream = \"app\"\n\n[upstream.app]\nservers = [\"{}\"]\n",
+        one.addr()
+    ));
+    let (code, stdout, stderr) = reload_command(gh.config_path());
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("reload refused") && stdout.contains(&taken_addr.to_string()),
+        "{stdout}"
+    );
+    assert_eq!(
+        body_of(gh.addr()),
+        "two",
+        "the running config keeps serving"
+    );
+
+    // A config with errors is not even sent: its errors are printed.
+    gh.rewrite_config_raw(&format!("[server]\nadmin = \"{admin}\"\nbogus = 1\n"));
+    let (code, _, stderr) = reload_command(gh.config_path());
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("bogus"), "{stderr}");
+    assert_eq!(body_of(gh.addr()), "two");
+}
+
+#[test]
+fn the_reload_command_says_when_nothing_is_running() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let file = gatehouse_testkit::TempFile::with_contents(
+        "gatehouse-reload",
+        ".toml",
+        format!(
+            "[server]\nadmin = \"{admin}\"\n\n[[route]]\nupstream = \"app\"\n\n[upstream.app]\nservers = [\"127.0.0.1:1\"]\n"
+        )
+        .as_bytes(),
+    );
+    let (code, _, stderr) = reload_command(file.path());
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("is gatehouse running"), "{stderr}");
+}

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::listener::{ConnTracker, accept_loop};
-use crate::observe::admin;
+use crate::observe::admin::{self, ReloadRequest};
 use crate::snapshot::{Current, Snapshot};
 use crate::upstream::health::StateRegistry;
 
@@ -55,6 +55,8 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     tracker: Arc<ConnTracker>,
     drain_timeout: std::time::Duration,
+    /// Reloads asked for on the admin listener, until taken by whoever performs reloads.
+    reload_requests: Mutex<Option<mpsc::Receiver<ReloadRequest>>>,
 }
 
 /// A proxy listener's accept loop and the switch that closes it.
@@ -88,6 +90,7 @@ impl Running {
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));
         let (shutdown, _) = watch::channel(false);
+        let (reload_sender, reload_requests) = mpsc::channel(4);
         let running = Self {
             listen: Vec::new(),
             admin: None,
@@ -97,6 +100,7 @@ impl Running {
             shutdown,
             tracker: Arc::new(ConnTracker::default()),
             drain_timeout,
+            reload_requests: Mutex::new(Some(reload_requests)),
         };
         let mut listen = Vec::new();
         for (configured, listener) in bound {
@@ -111,6 +115,7 @@ impl Running {
                 tokio::spawn(admin::serve(
                     listener,
                     Arc::clone(&running.current),
+                    reload_sender,
                     running.shutdown.subscribe(),
                 ));
                 addr
@@ -197,6 +202,15 @@ impl Running {
             reloaded.listeners_closed.push(addr);
         }
         Ok(reloaded)
+    }
+
+    /// The reloads asked for with `POST /reload` on the admin listener; `None` after the
+    /// first call. The caller loads the config, calls [`Running::reload`] and answers.
+    pub fn take_reload_requests(&self) -> Option<mpsc::Receiver<ReloadRequest>> {
+        self.reload_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// The snapshot in force.
