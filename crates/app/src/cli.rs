@@ -44,6 +44,21 @@ pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {
     }
 }
 
+/// Loads the config for a command that cannot go on without it: on errors, prints each one
+/// and `verdict` (what that means for this command) on stderr and returns `None`.
+pub(crate) fn load_or_explain(path: Option<&Path>, verdict: &str) -> Option<Loaded> {
+    match load(path) {
+        Ok(loaded) => Some(loaded),
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!("{verdict}");
+            None
+        }
+    }
+}
+
 /// `gatehouse check`: 0 when valid (warnings allowed), 1 otherwise.
 pub(crate) fn check(path: Option<&Path>) -> ExitCode {
     let source = path.map_or_else(
@@ -85,17 +100,11 @@ pub(crate) fn check(path: Option<&Path>) -> ExitCode {
 
 /// `gatehouse run`: serve until SIGTERM/SIGINT; exit 1 with one line on a startup error.
 pub(crate) fn run(path: Option<&Path>) -> ExitCode {
-    let loaded = match load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            for diagnostic in &errors.diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            eprintln!(
-                "gatehouse: not starting: the config has errors (see above; `gatehouse check` lists them too)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(loaded) = load_or_explain(
+        path,
+        "gatehouse: not starting: the config has errors (see above; `gatehouse check` lists them too)",
+    ) else {
+        return ExitCode::FAILURE;
     };
     let config = loaded.config;
     let _log_guard = crate::logging::init(&config.server);

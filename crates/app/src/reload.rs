@@ -16,17 +16,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// 0 when the running gatehouse took the config, 1 when it refused it or could not be asked.
 pub(crate) fn run(path: Option<&Path>) -> ExitCode {
-    let loaded = match crate::cli::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            for diagnostic in &errors.diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            eprintln!(
-                "gatehouse reload: not sent: the config has errors (above), the running gatehouse would refuse it"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(loaded) = crate::cli::load_or_explain(
+        path,
+        "gatehouse reload: not sent: the config has errors (above), the running gatehouse would refuse it",
+    ) else {
+        return ExitCode::FAILURE;
     };
     let Some(admin) = loaded.config.server.admin else {
         eprintln!(

@@ -67,17 +67,11 @@ pub(crate) struct Summary {
 /// 0 when every server is healthy, 1 otherwise (or when the config is invalid, or a route
 /// sends requests to an upstream without servers).
 pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
-    let loaded = match crate::cli::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            for diagnostic in &errors.diagnostics {
-                eprintln!("{diagnostic}");
-            }
-            eprintln!(
-                "gatehouse doctor: the config has errors (above); fix them first, `gatehouse check` lists them too"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(loaded) = crate::cli::load_or_explain(
+        path,
+        "gatehouse doctor: the config has errors (above); fix them first, `gatehouse check` lists them too",
+    ) else {
+        return ExitCode::FAILURE;
     };
     // The socket table is read once, before the runtime starts: it may run `ss`.
     let listeners = ports::listening();
