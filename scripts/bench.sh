@@ -47,28 +47,8 @@ die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")"
 STARTED_PIDS=()
 
-cleanup() {
-    local pid
-    for pid in "${STARTED_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED_PIDS[@]}"; do
-        # Give each process up to ~5 s to exit (nginx masters also stop their workers).
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ "$KEEP_TMP" == 1 ]]; then
-        log "kept temp dir: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/cleanup.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cleanup.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools

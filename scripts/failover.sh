@@ -98,27 +98,8 @@ stop_pid() {
     forget_pid "$pid"
 }
 
-cleanup() {
-    local pid
-    for pid in "${STARTED_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${STARTED_PIDS[@]}"; do
-        for _ in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ "$KEEP_TMP" == 1 ]]; then
-        log "kept temp dir: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/cleanup.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/cleanup.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
