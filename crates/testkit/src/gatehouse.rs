@@ -341,6 +341,15 @@ impl Gatehouse {
         self.addr
     }
 
+    /// The admin listener's address, from its "admin listening" log line. Start gatehouse
+    /// with `server.admin = "127.0.0.1:0"` to have one.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log(|l| l["message"] == "admin listening", PATIENCE);
+        let addr = line["addr"].as_str().unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("admin listening line has no usable addr ({e}): {line}"))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
