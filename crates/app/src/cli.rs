@@ -150,11 +150,14 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
                 () = &mut shutdown => break,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     tracing::info!("SIGHUP received: reloading {source}");
-                    reload(&running, path).await;
+                    let outcome = reload(&running, path).await;
+                    running.count_reload(outcome.taken);
                 }
                 Some(reply) = async { match requests.as_mut() { Some(r) => r.recv().await, None => None } } => {
                     tracing::info!("reload asked for on the admin listener: reloading {source}");
-                    let _ = reply.send(reload(&running, path).await);
+                    let outcome = reload(&running, path).await;
+                    running.count_reload(outcome.taken);
+                    let _ = reply.send(outcome);
                 }
             }
         }

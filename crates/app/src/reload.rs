@@ -39,7 +39,8 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ask(admin)) {
+    let token = loaded.config.server.admin_token.as_deref();
+    match runtime.block_on(ask(admin, token)) {
         Ok((status, text)) => {
             print!("{text}");
             if status == StatusCode::OK {
@@ -55,7 +56,10 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
     }
 }
 
-async fn ask(admin: std::net::SocketAddr) -> Result<(StatusCode, String), String> {
+async fn ask(
+    admin: std::net::SocketAddr,
+    token: Option<&str>,
+) -> Result<(StatusCode, String), String> {
     let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(admin))
         .await
         .map_err(|_| format!("no answer from the admin listener {admin} within 5s"))?
@@ -70,6 +74,9 @@ async fn ask(admin: std::net::SocketAddr) -> Result<(StatusCode, String), String
     *request.uri_mut() = http::Uri::from_static("/reload");
     if let Ok(host) = header::HeaderValue::from_str(&admin.to_string()) {
         request.headers_mut().insert(header::HOST, host);
+    }
+    if let Some(Ok(bearer)) = token.map(|t| header::HeaderValue::from_str(&format!("Bearer {t}"))) {
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
     }
     let response = tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(request))
         .await

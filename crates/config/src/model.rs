@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// Admin listener (`/live`, `/ready`, ...). `None` = no admin listener.
     pub admin: Option<SocketAddr>,
+    /// When set, admin endpoints other than `/live` and `/ready` want
+    /// `Authorization: Bearer <token>`. Default none.
+    pub admin_token: Option<String>,
     /// How much the Proxy-Status header tells. Default `minimal`.
     pub proxy_status: ProxyStatusMode,
     /// How long in-flight requests may take to finish after SIGTERM. Default 30s.

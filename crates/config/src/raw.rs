@@ -39,6 +39,7 @@ pub(crate) struct RawServer {
     pub(crate) name: Option<Spanned<String>>,
     pub(crate) listen: Option<Spanned<Vec<Spanned<String>>>>,
     pub(crate) admin: Option<Spanned<String>>,
+    pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) proxy_status: Option<Spanned<String>>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
     pub(crate) workers: Option<Spanned<i64>>,

@@ -54,6 +54,11 @@ const SERVER: &[Field] = &[
     field("name", Kind::Str, r#"name = "gatehouse""#),
     field("listen", Kind::StrList, r#"listen = ["127.0.0.1:8080"]"#),
     field("admin", Kind::Str, r#"admin = "127.0.0.1:9901""#),
+    field(
+        "admin_token",
+        Kind::Str,
+        r#"admin_token = "a-long-random-secret""#,
+    ),
     field("proxy_status", Kind::Str, r#"proxy_status = "minimal""#),
     field("drain_timeout", Kind::Str, r#"drain_timeout = "30s""#),
     field("workers", Kind::Int, "workers = 2"),

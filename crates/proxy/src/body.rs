@@ -26,7 +26,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
-use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
+use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease};
 
@@ -288,10 +288,11 @@ impl UpstreamBody {
             Some(failure) => {
                 record.failure = Some(failure.kind.token());
                 pool.record_outcome(&members, server, Some(failure.kind));
-                log_failure(
+                pool.observer.failure(
                     failure,
                     &AttemptContext {
                         request_id: &record.request_id,
+                        route: record.route.as_deref(),
                         pool: Some(&pool.name),
                         server: Some(&server.label),
                         attempt: record.attempts,
@@ -301,7 +302,7 @@ impl UpstreamBody {
                 drop(conn);
             }
         }
-        record.emit();
+        pool.observer.finished(record);
     }
 
     fn fail(&mut self, failure: Failure) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -375,7 +376,8 @@ impl Drop for UpstreamBody {
             finish.record.client_aborted = true;
             let finish = self.finish.take();
             if let Some(finish) = finish {
-                finish.record.emit();
+                let Finish { record, pool, .. } = *finish;
+                pool.observer.finished(record);
             }
         }
     }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use crate::body::ProxyBody;
 use crate::client_io::{ClientActivity, ClientIo};
 use crate::failure::{Failure, FailureKind, Phase};
-use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
+use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
 use crate::service;
 use crate::snapshot::{Current, Snapshot};
@@ -85,6 +85,7 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, client)) => {
+                current.load().observer.metrics.connection_accepted();
                 let guard = ConnGuard::new(&tracker);
                 let current = Arc::clone(&current);
                 let shutdown = shutdown.clone();
@@ -183,7 +184,9 @@ async fn handle_isolated(
                 format!("panic: {message}"),
             );
             let request_id = service::new_request_id();
-            log_failure(&failure, &AttemptContext::before_any_attempt(&request_id));
+            snapshot
+                .observer
+                .failure(&failure, &AttemptContext::before_any_attempt(&request_id));
             respond::render(
                 &failure,
                 &ErrorContext {
@@ -259,7 +262,9 @@ fn on_connection_error(
 /// (method and target unknown, logged as `-`). Returns the request id used.
 fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapshot) -> String {
     let request_id = service::new_request_id();
-    log_failure(failure, &AttemptContext::before_any_attempt(&request_id));
+    snapshot
+        .observer
+        .failure(failure, &AttemptContext::before_any_attempt(&request_id));
     let method = http::Method::from_bytes(b"-").unwrap_or_default();
     let mut record = AccessRecord::new(
         snapshot.config.server.access_log,
@@ -270,7 +275,7 @@ fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapsh
     );
     record.status = failure.status().as_u16();
     record.failure = Some(failure.kind.token());
-    record.emit();
+    snapshot.observer.finished(record);
     request_id
 }
 

@@ -67,6 +67,13 @@ impl Router {
         }
     }
 
+    /// Every route in matching order: its label and its upstream's index.
+    pub fn routes(&self) -> impl Iterator<Item = (&std::sync::Arc<str>, usize)> {
+        self.routes
+            .iter()
+            .map(|route| (&route.label, route.upstream))
+    }
+
     /// The route for a request to `host` (lowercase, no port) and `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Routed<'_>> {
         self.routes

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::listener::{ConnTracker, accept_loop};
+use crate::observe::Observer;
 use crate::observe::admin::{self, ReloadRequest};
 use crate::snapshot::{Current, Snapshot};
 use crate::upstream::health::StateRegistry;
@@ -50,6 +51,8 @@ pub struct Running {
     current: Current,
     /// Health and ejection state by (pool, address), shared by every snapshot.
     registry: Arc<StateRegistry>,
+    /// Metrics, recent failures and rates, shared by every snapshot.
+    observer: Arc<Observer>,
     /// The open proxy listeners by their configured address.
     listeners: Mutex<HashMap<SocketAddr, OpenListener>>,
     shutdown: watch::Sender<bool>,
@@ -86,7 +89,8 @@ impl Running {
         };
         let drain_timeout = config.server.drain_timeout;
         let registry = Arc::new(StateRegistry::default());
-        let snapshot = Arc::new(Snapshot::build(config, &registry));
+        let observer = Arc::new(Observer::default());
+        let snapshot = Arc::new(Snapshot::build(config, &registry, &observer));
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));
         let (shutdown, _) = watch::channel(false);
@@ -96,12 +100,17 @@ impl Running {
             admin: None,
             current,
             registry,
+            observer,
             listeners: Mutex::new(HashMap::new()),
             shutdown,
             tracker: Arc::new(ConnTracker::default()),
             drain_timeout,
             reload_requests: Mutex::new(Some(reload_requests)),
         };
+        tokio::spawn(crate::observe::status::sample_rates(
+            Arc::downgrade(&running.observer),
+            running.shutdown.subscribe(),
+        ));
         let mut listen = Vec::new();
         for (configured, listener) in bound {
             listen.push(running.serve_listener(configured, listener)?);
@@ -114,8 +123,11 @@ impl Running {
                 }
                 tokio::spawn(admin::serve(
                     listener,
-                    Arc::clone(&running.current),
-                    reload_sender,
+                    admin::Admin {
+                        current: Arc::clone(&running.current),
+                        connections: Arc::clone(&running.tracker),
+                        reloads: reload_sender,
+                    },
                     running.shutdown.subscribe(),
                 ));
                 addr
@@ -172,7 +184,7 @@ impl Running {
         for addr in wanted.iter().filter(|a| !open.contains(a)) {
             bound.push((*addr, bind(*addr).await?));
         }
-        let snapshot = Arc::new(Snapshot::build(config, &self.registry));
+        let snapshot = Arc::new(Snapshot::build(config, &self.registry, &self.observer));
         snapshot.start_tasks();
         let old = self.current.swap(snapshot);
         old.retire();
@@ -211,6 +223,11 @@ impl Running {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+
+    /// Counts a reload's outcome (`gatehouse_reloads_total`, the last-reload gauges).
+    pub fn count_reload(&self, taken: bool) {
+        self.observer.metrics.reload(taken);
     }
 
     /// The snapshot in force.

@@ -25,7 +25,7 @@ use crate::client_io::ClientActivity;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase, RetryRule};
 use crate::forward;
-use crate::observe::access_log::{AccessRecord, AttemptContext, log_failure};
+use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
 use crate::router::request_host;
 use crate::snapshot::Snapshot;
@@ -264,6 +264,7 @@ impl Pipeline<'_> {
         };
         self.record.route = Some(Arc::clone(routed.label));
         let pool = Arc::clone(&self.snapshot.upstreams[routed.upstream]);
+        self.record.pool = Some(Arc::clone(&pool.name));
         // Waits only at startup, until the pool's host names were resolved once.
         let members = pool
             .ready_members(self.snapshot.config.dns.timeout + MEMBERS_WAIT_SLACK)
@@ -337,6 +338,10 @@ impl Pipeline<'_> {
                 break;
             }
             if retry && !pool.budget.try_withdraw() {
+                self.snapshot
+                    .observer
+                    .metrics
+                    .retry_budget_exhausted(&pool.name);
                 tracing::warn!(
                     target: "gatehouse::retry",
                     pool = %pool.name,
@@ -352,10 +357,11 @@ impl Pipeline<'_> {
                     if let Some(next_hop) = &next_hop {
                         self.record.upstream = Some(next_hop.as_str().into());
                     }
-                    log_failure(
+                    self.snapshot.observer.failure(
                         &failure,
                         &AttemptContext {
                             request_id: &self.request_id,
+                            route: self.record.route.as_deref(),
                             pool: Some(&pool.name),
                             server: next_hop.as_deref(),
                             attempt: 1,
@@ -371,6 +377,9 @@ impl Pipeline<'_> {
                 break;
             };
             let server = Arc::clone(&lease.server);
+            if retry {
+                self.snapshot.observer.metrics.retry(&pool.name);
+            }
             self.record.attempts += 1;
             self.record.upstream = Some(server.label.as_str().into());
             // A retry gets only what is left of the request's deadline to answer in.
@@ -387,10 +396,11 @@ impl Pipeline<'_> {
                     return self.respond(pool, members, lease, attempt, head_only);
                 }
                 Err(failed) => {
-                    log_failure(
+                    self.snapshot.observer.failure(
                         &failed.failure,
                         &AttemptContext {
                             request_id: &self.request_id,
+                            route: self.record.route.as_deref(),
                             pool: Some(&pool.name),
                             server: Some(&server.label),
                             attempt: self.record.attempts,
@@ -615,10 +625,11 @@ impl Pipeline<'_> {
         let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
-                log_failure(
+                self.snapshot.observer.failure(
                     &failure,
                     &AttemptContext {
                         request_id: &self.request_id,
+                        route: self.record.route.as_deref(),
                         pool: Some(&pool.name),
                         server: Some(&server.label),
                         attempt: self.record.attempts,
@@ -683,9 +694,12 @@ impl Pipeline<'_> {
     ) -> Response<ProxyBody> {
         if self.record.attempts == 0 {
             // Failures before any attempt (routing, request checks) have not been logged yet.
-            log_failure(
+            self.snapshot.observer.failure(
                 failure,
-                &AttemptContext::before_any_attempt(&self.request_id),
+                &AttemptContext {
+                    route: self.record.route.as_deref(),
+                    ..AttemptContext::before_any_attempt(&self.request_id)
+                },
             );
         }
         let response = respond::render(
@@ -701,7 +715,7 @@ impl Pipeline<'_> {
         let mut record = self.take_record();
         record.status = response.status().as_u16();
         record.failure = Some(failure.kind.token());
-        record.emit();
+        self.snapshot.observer.finished(record);
         response
     }
 }

@@ -11,6 +11,7 @@ use gatehouse_config::Config;
 use http::HeaderValue;
 
 use crate::failure::proxy_status::ProxyStatusWriter;
+use crate::observe::Observer;
 use crate::router::Router;
 use crate::upstream::checker;
 use crate::upstream::dns::Dns;
@@ -30,14 +31,22 @@ pub struct Snapshot {
     pub proxy_status: ProxyStatusWriter,
     /// `1.1 <name>`, appended to `Via`.
     pub via: HeaderValue,
+    /// Metrics, recent failures and rates; the same for every snapshot of the process.
+    pub observer: Arc<Observer>,
 }
 
 impl Snapshot {
-    pub fn build(config: Config, registry: &Arc<StateRegistry>) -> Self {
+    pub fn build(config: Config, registry: &Arc<StateRegistry>, observer: &Arc<Observer>) -> Self {
         let upstreams: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
-            .map(|upstream| Arc::new(Pool::new(upstream, Arc::clone(registry))))
+            .map(|upstream| {
+                Arc::new(Pool::new(
+                    upstream,
+                    Arc::clone(registry),
+                    Arc::clone(observer),
+                ))
+            })
             .collect();
         let router = Router::new(&config.routes, |name| {
             upstreams.iter().position(|u| &*u.name == name)
@@ -50,6 +59,7 @@ impl Snapshot {
             dns: Arc::new(Dns::new(&config.dns)),
             proxy_status: ProxyStatusWriter::new(&config.server.name, config.server.proxy_status),
             via,
+            observer: Arc::clone(observer),
             config,
         }
     }
@@ -93,7 +103,12 @@ mod tests {
     #[test]
     fn server_state_carries_over_to_the_next_snapshot_by_address() {
         let registry = Arc::new(StateRegistry::default());
-        let old = Snapshot::build(config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#), &registry);
+        let observer = Arc::new(Observer::default());
+        let old = Snapshot::build(
+            config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#),
+            &registry,
+            &observer,
+        );
         let old_members = old.upstreams[0].members();
         old_members.primaries.servers[0].state.observe_check(
             CheckResult::Fail("status 500".into()),
@@ -105,6 +120,7 @@ mod tests {
         let new = Snapshot::build(
             config(r#"[{ address = "127.0.0.1:1", weight = 2 }, "127.0.0.1:3"]"#),
             &registry,
+            &observer,
         );
         let new_members = new.upstreams[0].members();
         let by_port = |port: u16| {

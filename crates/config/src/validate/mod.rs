@@ -125,6 +125,7 @@ fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
         }
         Some(addr)
     });
+    let admin_token = admin_token(raw.admin_token, admin, sink);
     let workers = raw
         .workers
         .and_then(|w| match usize::try_from(*w.get_ref()) {
@@ -164,6 +165,7 @@ fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
         name,
         listen,
         admin,
+        admin_token,
         proxy_status,
         drain_timeout: timeout(
             sink,
@@ -196,6 +198,38 @@ fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
         log_level: log_level(raw.log_level, sink),
         access_log: raw.access_log.is_none_or(Spanned::into_inner),
     }
+}
+
+/// `server.admin_token`: a bearer token (RFC 6750 token68 characters). An admin listener off
+/// loopback without one is allowed but warned about: `/status` names every server and
+/// `POST /reload` is open to anyone who can reach it.
+fn admin_token(
+    raw: Option<Spanned<String>>,
+    admin: Option<SocketAddr>,
+    sink: &mut Sink<'_>,
+) -> Option<String> {
+    let Some(raw) = raw else {
+        if let Some(addr) = admin.filter(|addr| !addr.ip().is_loopback()) {
+            sink.warning(
+                None,
+                "server.admin",
+                format!("the admin listener {addr} is reachable off this machine without a token"),
+                "set server.admin_token, or bind the admin listener to 127.0.0.1",
+            );
+        }
+        return None;
+    };
+    let token68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b);
+    if raw.get_ref().is_empty() || !raw.get_ref().bytes().all(token68) {
+        sink.error(
+            Some(raw.span()),
+            "server.admin_token",
+            "admin_token must be a non-empty bearer token",
+            "use letters, digits and -._~+/= only (e.g. the output of `openssl rand -hex 32`)",
+        );
+        return None;
+    }
+    Some(raw.into_inner())
 }
 
 fn listen(raw: Option<Spanned<Vec<Spanned<String>>>>, sink: &mut Sink<'_>) -> Vec<SocketAddr> {

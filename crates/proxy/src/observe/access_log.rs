@@ -25,6 +25,8 @@ pub struct AccessRecord {
     pub target: String,
     pub status: u16,
     pub route: Option<Arc<str>>,
+    /// The pool the route sends to.
+    pub pool: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
     pub upstream_status: Option<u16>,
     pub failure: Option<&'static str>,
@@ -53,6 +55,7 @@ impl AccessRecord {
             target,
             status: 0,
             route: None,
+            pool: None,
             upstream: None,
             upstream_status: None,
             failure: None,
@@ -95,6 +98,8 @@ impl AccessRecord {
 #[derive(Debug, Clone, Copy)]
 pub struct AttemptContext<'a> {
     pub request_id: &'a str,
+    /// The route's label, once the request was routed.
+    pub route: Option<&'a str>,
     pub pool: Option<&'a str>,
     pub server: Option<&'a str>,
     pub attempt: u32,
@@ -107,6 +112,7 @@ impl<'a> AttemptContext<'a> {
     pub fn before_any_attempt(request_id: &'a str) -> Self {
         Self {
             request_id,
+            route: None,
             pool: None,
             server: None,
             attempt: 0,

@@ -1,10 +1,12 @@
-//! The admin listener: `/live`, `/ready`, and `POST /reload` (what `gatehouse reload` calls).
-//! Bound to loopback by the default config; it never serves proxied traffic.
+//! The admin listener: `/live`, `/ready`, `/metrics` (Prometheus), `/status` (the status
+//! page), `/status.json`, and `POST /reload` (what `gatehouse reload` calls). Bound to
+//! loopback by the default config; it never serves proxied traffic. With `admin_token` set,
+//! every endpoint but `/live` and `/ready` wants `Authorization: Bearer <token>`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -12,7 +14,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::metrics;
+use super::status::StatusReport;
 use crate::body::ProxyBody;
+use crate::listener::ConnTracker;
 use crate::snapshot::{Current, Snapshot};
 
 /// The outcome of a reload, as `POST /reload` answers it.
@@ -26,13 +31,16 @@ pub struct ReloadReply {
 /// A reload asked for on the admin listener; whoever does reloads answers on the channel.
 pub type ReloadRequest = oneshot::Sender<ReloadReply>;
 
+/// What the admin endpoints read from.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub current: Current,
+    pub connections: Arc<ConnTracker>,
+    pub reloads: mpsc::Sender<ReloadRequest>,
+}
+
 /// Serves the admin endpoints until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    current: Current,
-    reloads: mpsc::Sender<ReloadRequest>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(listener: TcpListener, admin: Admin, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -41,23 +49,11 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
-        let current = Arc::clone(&current);
-        let reloads = reloads.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let reloads = reloads.clone();
-                let response = if req.uri().path() == "/reload" {
-                    None
-                } else {
-                    Some(route(&current.load(), &req))
-                };
-                let method = req.method().clone();
-                async move {
-                    Ok::<_, Infallible>(match response {
-                        Some(response) => response,
-                        None => reload(&method, &reloads).await,
-                    })
-                }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.answer(&req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -66,19 +62,82 @@ pub async fn serve(
     }
 }
 
-fn route(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<ProxyBody> {
-    match req.uri().path() {
-        // Ready once listeners are bound and a config is loaded, which is when this runs.
-        "/live" | "/ready" => text(StatusCode::OK, "ok\n"),
-        "/" => text(
-            StatusCode::OK,
-            &format!(
-                "{} admin: /live /ready, POST /reload\nconfig: {}\n",
-                snapshot.config.server.name, snapshot.config.source
+impl Admin {
+    async fn answer(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        let snapshot = self.current.load_full();
+        let path = req.uri().path();
+        // Probes carry no secrets and must work without one (orchestrators send no token).
+        if !matches!(path, "/live" | "/ready")
+            && let Some(token) = &snapshot.config.server.admin_token
+            && !bearer_matches(req.headers().get(header::AUTHORIZATION), token)
+        {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "this admin listener wants `Authorization: Bearer <admin_token>`\n",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gatehouse admin\""),
+            );
+            return response;
+        }
+        if path == "/reload" {
+            return reload(req.method(), &self.reloads).await;
+        }
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        }
+        match path {
+            // Ready once listeners are bound and a config is loaded, which is when this runs.
+            "/live" | "/ready" => text(StatusCode::OK, "ok\n"),
+            "/metrics" => with_type(
+                snapshot
+                    .observer
+                    .metrics
+                    .render(&snapshot, self.connections.open()),
+                metrics::CONTENT_TYPE,
             ),
-        ),
-        _ => text(StatusCode::NOT_FOUND, "not found; try /live or /ready\n"),
+            "/status" => with_type(
+                StatusReport::build(&snapshot).to_html(),
+                "text/html; charset=utf-8",
+            ),
+            "/status.json" => {
+                with_type(StatusReport::build(&snapshot).to_json(), "application/json")
+            }
+            "/" => index(&snapshot),
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /status, /status.json, /metrics, /live or /ready\n",
+            ),
+        }
     }
+}
+
+fn index(snapshot: &Snapshot) -> Response<ProxyBody> {
+    text(
+        StatusCode::OK,
+        &format!(
+            "{} admin: /status /status.json /metrics /live /ready, POST /reload\nconfig: {}\n",
+            snapshot.config.server.name, snapshot.config.source
+        ),
+    )
+}
+
+/// Whether `Authorization` is `Bearer <token>`, compared without an early exit so that the
+/// time taken does not tell how much of a guess was right.
+fn bearer_matches(authorization: Option<&HeaderValue>, token: &str) -> bool {
+    let Some(given) = authorization
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (given, token) = (given.trim().as_bytes(), token.as_bytes());
+    let differences = given
+        .iter()
+        .zip(token)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    differences == 0 && given.len() == token.len()
 }
 
 /// `POST /reload`: 200 when the config was taken, 422 with the reasons when it was refused.
@@ -113,11 +172,35 @@ async fn reload(method: &Method, reloads: &mpsc::Sender<ReloadRequest>) -> Respo
 }
 
 fn text(status: StatusCode, body: &str) -> Response<ProxyBody> {
-    let mut response = Response::new(ProxyBody::full(body.to_owned()));
+    let mut response = with_type(body.to_owned(), "text/plain; charset=utf-8");
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     response
+}
+
+fn with_type(body: String, content_type: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(ProxyBody::full(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Admin answers describe this moment; nothing should keep them.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        assert!(bearer_matches(Some(&header("Bearer s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Bearer s3cre")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Bearer s3cret2")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Basic s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+    }
 }

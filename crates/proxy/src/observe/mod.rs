@@ -1,4 +1,80 @@
-//! What gatehouse tells operators: one access record per request, one warning per failure.
+//! What gatehouse tells operators: one access record per request, one warning per failure,
+//! Prometheus metrics, and the admin status page with the most recent failures.
+//!
+//! [`Observer`] is the one place a failure or a finished request is reported: it writes the
+//! log line, counts the metric and remembers the failure for `/status`. It lives as long as
+//! the process, shared by every config snapshot, so counters survive reloads.
 
 pub mod access_log;
 pub mod admin;
+pub mod metrics;
+pub mod recent;
+pub mod status;
+
+use std::time::SystemTime;
+
+use access_log::{AccessRecord, AttemptContext, log_failure};
+use metrics::{Metrics, RequestOutcome};
+use recent::{RecentFailure, RecentFailures};
+
+use crate::failure::Failure;
+use crate::upstream::health::{Transition, log_transition};
+
+/// Metrics, recent failures and request rates, for the process's whole life.
+#[derive(Debug)]
+pub struct Observer {
+    pub metrics: Metrics,
+    pub recent: RecentFailures,
+    pub rates: status::Rates,
+    pub started: SystemTime,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Self {
+            metrics: Metrics::new(),
+            recent: RecentFailures::default(),
+            rates: status::Rates::default(),
+            started: SystemTime::now(),
+        }
+    }
+}
+
+impl Observer {
+    /// A failure (of one attempt, or of a request before any attempt): its warning line, its
+    /// metric when an upstream server was involved, and its entry in the recent failures.
+    pub fn failure(&self, failure: &Failure, ctx: &AttemptContext<'_>) {
+        log_failure(failure, ctx);
+        if let (Some(pool), Some(server)) = (ctx.pool, ctx.server) {
+            self.metrics.upstream_failure(pool, server, failure.kind);
+        }
+        self.recent.push(RecentFailure::new(failure, ctx));
+    }
+
+    /// A request is finished (its response complete, failed or abandoned): counted, then its
+    /// access record written.
+    pub fn finished(&self, record: AccessRecord) {
+        self.metrics.request(&RequestOutcome {
+            route: record.route.as_deref(),
+            pool: record.pool.as_deref(),
+            status: http::StatusCode::from_u16(record.status)
+                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+            failure: record.failure,
+            total: record.started.elapsed(),
+            connect: record.connect,
+            first_byte: record.first_byte,
+        });
+        record.emit();
+    }
+
+    /// A server's health changed: logged and counted.
+    pub fn transition(&self, pool: &str, server: &str, transition: &Transition) {
+        log_transition(server, transition);
+        match transition {
+            Transition::Down { .. } => self.metrics.health_transition(pool, server, false),
+            Transition::Up => self.metrics.health_transition(pool, server, true),
+            Transition::Ejected { cause, .. } => self.metrics.ejection(pool, server, *cause),
+            Transition::Recovered => {}
+        }
+    }
+}

@@ -15,12 +15,13 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::connect::{classify_connect_error, connect};
-use super::health::{CheckResult, ServerState, log_transition};
+use super::health::CheckResult;
 use super::pool::Pool;
 use super::server::{ConnSettings, Server};
 use crate::body::RequestBody;
 use crate::failure::FailureKind;
 use crate::failure::classify::{self, HeadFacts};
+use crate::observe::Observer;
 
 /// Checks every server of the pool each `interval` until the pool is dropped or retired.
 pub async fn run_checks(pool: Weak<Pool>, check: HealthCheck) {
@@ -45,15 +46,23 @@ pub async fn check_all(pool: &Pool, check: &HealthCheck) {
         .map(|server| probe(server, check, &pool.settings));
     let results = futures_util::future::join_all(probes).await;
     for (server, result) in servers.iter().zip(results) {
-        apply(&server.state, &server.label, result, check);
+        apply(&pool.observer, &pool.name, server, result, check);
     }
 }
 
-fn apply(state: &ServerState, label: &str, result: CheckResult, check: &HealthCheck) {
+fn apply(
+    observer: &Observer,
+    pool: &str,
+    server: &Server,
+    result: CheckResult,
+    check: &HealthCheck,
+) {
     if let Some(transition) =
-        state.observe_check(result, check.unhealthy_threshold, check.healthy_threshold)
+        server
+            .state
+            .observe_check(result, check.unhealthy_threshold, check.healthy_threshold)
     {
-        log_transition(label, &transition);
+        observer.transition(pool, &server.label, &transition);
     }
 }
 
@@ -135,6 +144,7 @@ mod tests {
     use gatehouse_config::StatusRange;
 
     use super::*;
+    use crate::upstream::health::ServerState;
     use crate::upstream::server::{ServerSpec, WaitQueue};
 
     fn settings() -> ConnSettings {
@@ -260,11 +270,12 @@ mod tests {
     #[tokio::test]
     async fn a_round_marks_a_refusing_server_down_after_the_threshold() {
         let (addr, _seen) = http_server(200, 4);
+        let observer = Observer::default();
         let server = server(addr);
         let check = check(Some("/"));
         for _ in 0..2 {
             let result = probe(&server, &check, &settings()).await;
-            apply(&server.state, &server.label, result, &check);
+            apply(&observer, "app", &server, result, &check);
         }
         assert!(!server.state.is_down());
         // Now a port where nothing listens.
@@ -272,14 +283,20 @@ mod tests {
         let dead = self::server(closed.local_addr().unwrap_or_else(|e| panic!("{e}")));
         drop(closed);
         let result = probe(&dead, &check, &settings()).await;
-        apply(&dead.state, &dead.label, result, &check);
+        apply(&observer, "app", &dead, result, &check);
         assert!(!dead.state.is_down(), "one failure of two");
         let result = probe(&dead, &check, &settings()).await;
-        apply(&dead.state, &dead.label, result, &check);
+        apply(&observer, "app", &dead, result, &check);
         assert!(dead.state.is_down());
         assert_eq!(
             dead.state.reason(Instant::now()).as_deref(),
             Some("connection_refused")
         );
+        let scrape = observer.metrics.encode();
+        let down = format!(
+            "gatehouse_upstream_health_transitions_total{{pool=\"app\",server=\"{}\",to=\"down\"}} 1",
+            dead.label
+        );
+        assert!(scrape.contains(&down), "{down} in:\n{scrape}");
     }
 }

@@ -54,6 +54,8 @@ struct Active {
 #[derive(Debug, Default)]
 struct Passive {
     ejected_until: Option<Instant>,
+    /// When the last ejection began and how long it was for (wall clock, for the status page).
+    last_ejection: Option<(SystemTime, Duration)>,
     /// Ejections since the last success; each doubles the next ejection.
     ejections: u32,
     /// The kind that caused the last ejection.
@@ -213,6 +215,7 @@ impl ServerState {
         let mut passive = lock(&self.passive);
         let duration = ejection_duration(policy, passive.ejections);
         passive.ejected_until = Some(now + duration);
+        passive.last_ejection = Some((SystemTime::now(), duration));
         passive.ejections = passive.ejections.saturating_add(1);
         passive.cause = Some(kind);
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -285,6 +288,83 @@ impl ServerState {
                 .map(|kind| kind.token().to_owned());
         }
         None
+    }
+}
+
+/// A server's health as the status page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    Healthy,
+    /// Out by active health checks.
+    Down,
+    /// Out by passive health, for a while.
+    Ejected,
+}
+
+impl HealthState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Down => "down",
+            Self::Ejected => "ejected",
+        }
+    }
+}
+
+/// A server's state, why and since when.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    pub state: HealthState,
+    /// Why it is out (`status 500`, `connection_refused`), with how long for an ejection.
+    pub reason: Option<String>,
+    /// When it entered this state (for a healthy server: when it was last put back, or when
+    /// gatehouse first saw it).
+    pub since: SystemTime,
+}
+
+impl ServerState {
+    pub fn report(&self, now: Instant) -> HealthReport {
+        let (active_since, active_reason) = {
+            let active = lock(&self.active);
+            (active.since, active.reason.clone())
+        };
+        if self.is_down() {
+            return HealthReport {
+                state: HealthState::Down,
+                reason: active_reason,
+                since: active_since,
+            };
+        }
+        let ejected = self.is_ejected(now);
+        let passive = lock(&self.passive);
+        match passive.last_ejection {
+            Some((at, _)) if ejected => HealthReport {
+                state: HealthState::Ejected,
+                reason: Some(match passive.ejected_until {
+                    Some(until) => format!(
+                        "{} ({}s more)",
+                        passive.cause.map_or("failures", FailureKind::token),
+                        until.saturating_duration_since(now).as_secs_f64().ceil()
+                    ),
+                    None => passive
+                        .cause
+                        .map_or("failures", FailureKind::token)
+                        .to_owned(),
+                }),
+                since: at,
+            },
+            Some((at, duration)) => HealthReport {
+                state: HealthState::Healthy,
+                reason: None,
+                since: active_since.max(at + duration),
+            },
+            None => HealthReport {
+                state: HealthState::Healthy,
+                reason: None,
+                since: active_since,
+            },
+        }
     }
 }
 

@@ -19,9 +19,10 @@ use tokio::time::Instant;
 use super::balance::{Balancer, Tier};
 use super::budget::RetryBudget;
 use super::dns::Dns;
-use super::health::{StateRegistry, log_transition};
+use super::health::StateRegistry;
 use super::server::{ConnSettings, Lease, Server, ServerSpec, WaitQueue};
 use crate::failure::{Failure, FailureKind, Phase};
+use crate::observe::Observer;
 
 /// How long a failed name is trusted before it is asked again.
 const FAILED_NAME_RETRY: Duration = Duration::from_secs(5);
@@ -47,6 +48,8 @@ pub struct Pool {
     /// What each `servers` entry currently resolves to, in config order.
     entries: Mutex<Vec<Entry>>,
     registry: Arc<StateRegistry>,
+    /// Where health changes are logged and counted.
+    pub(crate) observer: Arc<Observer>,
     /// Set when a newer snapshot replaced this pool: background tasks stop.
     retired: AtomicBool,
 }
@@ -107,7 +110,11 @@ impl Members {
 // === impl Pool ===
 
 impl Pool {
-    pub fn new(config: &UpstreamConfig, registry: Arc<StateRegistry>) -> Self {
+    pub fn new(
+        config: &UpstreamConfig,
+        registry: Arc<StateRegistry>,
+        observer: Arc<Observer>,
+    ) -> Self {
         let entries = config
             .servers
             .iter()
@@ -129,6 +136,7 @@ impl Pool {
             ejecting: Mutex::new(()),
             entries: Mutex::new(entries),
             registry,
+            observer,
             retired: AtomicBool::new(false),
             config: config.clone(),
         };
@@ -270,7 +278,8 @@ impl Pool {
             Some(_) => None,
         };
         if let Some(transition) = transition {
-            log_transition(&server.label, &transition);
+            self.observer
+                .transition(&self.name, &server.label, &transition);
         }
     }
 
@@ -580,7 +589,11 @@ mod tests {
             .into_iter()
             .next()
             .unwrap_or_else(|| panic!("no upstream"));
-        Pool::new(&config, Arc::new(StateRegistry::default()))
+        Pool::new(
+            &config,
+            Arc::new(StateRegistry::default()),
+            Arc::new(Observer::default()),
+        )
     }
 
     fn port(lease: &Lease) -> u16 {

@@ -1,0 +1,411 @@
+//! Prometheus metrics, served on the admin listener's `/metrics` in the classic text format
+//! (0.0.4), which every Prometheus and `promtool check metrics` reads.
+//!
+//! Counters and histograms are updated on the request path; gauges that describe state
+//! (server health, open connections) are read from the snapshot in force when scraped, so a
+//! server a reload removed stops being reported. Failure labels use the same kind tokens as
+//! `Proxy-Status`.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+use tokio::time::Instant;
+
+use crate::failure::FailureKind;
+use crate::snapshot::Snapshot;
+
+/// The content type of a scrape.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// Latency buckets in seconds, 1 ms to 60 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every metric gatehouse exports. Lives as long as the process, across reloads.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, status and failure kind ("" when the response completed).
+    pub(crate) requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_failures: IntCounterVec,
+    retries: IntCounterVec,
+    budget_exhausted: IntCounterVec,
+    connect_duration: HistogramVec,
+    first_byte_duration: HistogramVec,
+    ejections: IntCounterVec,
+    health_transitions: IntCounterVec,
+    connections: IntCounter,
+    reloads: IntCounterVec,
+    last_reload_successful: IntGauge,
+    last_reload_success_time: IntGauge,
+    // Filled at scrape time from the snapshot in force.
+    server_healthy: IntGaugeVec,
+    server_in_flight: IntGaugeVec,
+    healthy_servers: IntGaugeVec,
+    servers: IntGaugeVec,
+    open_connections: IntGauge,
+    /// One scrape at a time: the state gauges are cleared and refilled for each.
+    scraping: Mutex<()>,
+}
+
+/// What a finished request adds to the metrics.
+#[derive(Debug)]
+pub struct RequestOutcome<'a> {
+    pub route: Option<&'a str>,
+    pub pool: Option<&'a str>,
+    pub status: http::StatusCode,
+    pub failure: Option<&'static str>,
+    pub total: Duration,
+    pub connect: Option<Duration>,
+    pub first_byte: Option<Duration>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = counter_vec(
+            &registry,
+            "gatehouse_requests_total",
+            "Requests answered, by route, status and failure kind (empty when the response completed).",
+            &["route", "status", "failure"],
+        );
+        let request_duration = histogram_vec(
+            &registry,
+            "gatehouse_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route.",
+            &["route"],
+        );
+        let upstream_failures = counter_vec(
+            &registry,
+            "gatehouse_upstream_failures_total",
+            "Failed upstream attempts, by pool, server and failure kind (the Proxy-Status error token).",
+            &["pool", "server", "kind"],
+        );
+        let retries = counter_vec(
+            &registry,
+            "gatehouse_upstream_retries_total",
+            "Attempts made after a failed one (on another server), by pool.",
+            &["pool"],
+        );
+        let budget_exhausted = counter_vec(
+            &registry,
+            "gatehouse_upstream_retry_budget_exhausted_total",
+            "Retries not made because the pool's retry budget was spent.",
+            &["pool"],
+        );
+        let connect_duration = histogram_vec(
+            &registry,
+            "gatehouse_upstream_connect_duration_seconds",
+            "Time to open a new upstream connection, by pool.",
+            &["pool"],
+        );
+        let first_byte_duration = histogram_vec(
+            &registry,
+            "gatehouse_upstream_first_byte_duration_seconds",
+            "Time from the request's arrival to the upstream's response head, by pool.",
+            &["pool"],
+        );
+        let ejections = counter_vec(
+            &registry,
+            "gatehouse_upstream_ejections_total",
+            "Servers taken out by passive health (outlier detection), by the failure kind that did it.",
+            &["pool", "server", "kind"],
+        );
+        let health_transitions = counter_vec(
+            &registry,
+            "gatehouse_upstream_health_transitions_total",
+            "Servers taken out (to=down) or put back (to=up) by active health checks.",
+            &["pool", "server", "to"],
+        );
+        let connections = IntCounter::new(
+            "gatehouse_connections_total",
+            "Client connections accepted.",
+        )
+        .unwrap_or_else(|err| unreachable!("static metric definition: {err}"));
+        register(&registry, connections.clone());
+        let reloads = counter_vec(
+            &registry,
+            "gatehouse_reloads_total",
+            "Config reloads, by outcome (ok or refused).",
+            &["outcome"],
+        );
+        let last_reload_successful = gauge(
+            &registry,
+            "gatehouse_config_last_reload_successful",
+            "1 when the last reload (or the start) took its config, 0 when it was refused.",
+        );
+        let last_reload_success_time = gauge(
+            &registry,
+            "gatehouse_config_last_reload_success_timestamp_seconds",
+            "When a config was last taken (start or reload), as a Unix time.",
+        );
+        let server_healthy = gauge_vec(
+            &registry,
+            "gatehouse_upstream_server_healthy",
+            "1 when the server may take requests, 0 when health checks or passive health have it out.",
+            &["pool", "server"],
+        );
+        let server_in_flight = gauge_vec(
+            &registry,
+            "gatehouse_upstream_server_in_flight_requests",
+            "Requests in flight on the server.",
+            &["pool", "server"],
+        );
+        let healthy_servers = gauge_vec(
+            &registry,
+            "gatehouse_upstream_healthy_servers",
+            "Servers of the pool that may take requests.",
+            &["pool"],
+        );
+        let servers = gauge_vec(
+            &registry,
+            "gatehouse_upstream_servers",
+            "Servers in the pool (host names expanded to their addresses).",
+            &["pool"],
+        );
+        let open_connections = gauge(
+            &registry,
+            "gatehouse_open_connections",
+            "Client connections open now.",
+        );
+        for outcome in ["ok", "refused"] {
+            reloads.with_label_values(&[outcome]);
+        }
+        let metrics = Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_failures,
+            retries,
+            budget_exhausted,
+            connect_duration,
+            first_byte_duration,
+            ejections,
+            health_transitions,
+            connections,
+            reloads,
+            last_reload_successful,
+            last_reload_success_time,
+            server_healthy,
+            server_in_flight,
+            healthy_servers,
+            servers,
+            open_connections,
+            scraping: Mutex::new(()),
+        };
+        metrics.config_taken(true);
+        metrics
+    }
+
+    pub fn request(&self, outcome: &RequestOutcome<'_>) {
+        let route = outcome.route.unwrap_or("-");
+        self.requests
+            .with_label_values(&[
+                route,
+                outcome.status.as_str(),
+                outcome.failure.unwrap_or(""),
+            ])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(outcome.total.as_secs_f64());
+        if let Some(pool) = outcome.pool {
+            if let Some(connect) = outcome.connect {
+                self.connect_duration
+                    .with_label_values(&[pool])
+                    .observe(connect.as_secs_f64());
+            }
+            if let Some(first_byte) = outcome.first_byte {
+                self.first_byte_duration
+                    .with_label_values(&[pool])
+                    .observe(first_byte.as_secs_f64());
+            }
+        }
+    }
+
+    pub fn upstream_failure(&self, pool: &str, server: &str, kind: FailureKind) {
+        self.upstream_failures
+            .with_label_values(&[pool, server, kind.token()])
+            .inc();
+    }
+
+    pub fn retry(&self, pool: &str) {
+        self.retries.with_label_values(&[pool]).inc();
+    }
+
+    pub fn retry_budget_exhausted(&self, pool: &str) {
+        self.budget_exhausted.with_label_values(&[pool]).inc();
+    }
+
+    pub fn ejection(&self, pool: &str, server: &str, kind: FailureKind) {
+        self.ejections
+            .with_label_values(&[pool, server, kind.token()])
+            .inc();
+    }
+
+    pub fn health_transition(&self, pool: &str, server: &str, up: bool) {
+        self.health_transitions
+            .with_label_values(&[pool, server, if up { "up" } else { "down" }])
+            .inc();
+    }
+
+    pub fn connection_accepted(&self) {
+        self.connections.inc();
+    }
+
+    /// A reload (or the start) took its config, or refused it.
+    pub fn config_taken(&self, taken: bool) {
+        self.last_reload_successful.set(i64::from(taken));
+        if taken {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            self.last_reload_success_time
+                .set(i64::try_from(now).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn reload(&self, taken: bool) {
+        self.reloads
+            .with_label_values(&[if taken { "ok" } else { "refused" }])
+            .inc();
+        self.config_taken(taken);
+    }
+
+    /// One scrape: the state gauges refilled from `snapshot`, then everything encoded.
+    pub fn render(&self, snapshot: &Snapshot, open_connections: usize) -> String {
+        let _one_at_a_time = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.open_connections
+            .set(i64::try_from(open_connections).unwrap_or(i64::MAX));
+        self.server_healthy.reset();
+        self.server_in_flight.reset();
+        self.healthy_servers.reset();
+        self.servers.reset();
+        let now = Instant::now();
+        for pool in &snapshot.upstreams {
+            let members = pool.members();
+            let mut total = 0;
+            let mut healthy = 0;
+            for server in members.all() {
+                let available = server.state.is_available(now);
+                total += 1;
+                healthy += i64::from(available);
+                self.server_healthy
+                    .with_label_values(&[&*pool.name, &server.label])
+                    .set(i64::from(available));
+                self.server_in_flight
+                    .with_label_values(&[&*pool.name, &server.label])
+                    .set(i64::from(server.state.in_flight()));
+            }
+            self.healthy_servers
+                .with_label_values(&[&*pool.name])
+                .set(healthy);
+            self.servers.with_label_values(&[&*pool.name]).set(total);
+        }
+        self.encode()
+    }
+
+    /// Everything, in the text format (state gauges as last filled).
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %err, "metrics could not be encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// Definitions are static; registering can fail only on a duplicate name, a programming error
+// that the unit tests below catch.
+
+fn register(registry: &Registry, collector: impl prometheus::core::Collector + 'static) {
+    if let Err(err) = registry.register(Box::new(collector)) {
+        unreachable!("metric registered twice: {err}");
+    }
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
+    register(registry, vec.clone());
+    vec
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
+    register(registry, vec.clone());
+    vec
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help)
+        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
+    register(registry, gauge.clone());
+    gauge
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(SECONDS_BUCKETS.to_vec());
+    let vec = HistogramVec::new(opts, labels)
+        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
+    register(registry, vec.clone());
+    vec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_requests_and_upstream_failures_by_their_labels() {
+        let metrics = Metrics::new();
+        let outcome = |status, failure| RequestOutcome {
+            route: Some("/api"),
+            pool: Some("api"),
+            status,
+            failure,
+            total: Duration::from_millis(20),
+            connect: Some(Duration::from_millis(1)),
+            first_byte: Some(Duration::from_millis(15)),
+        };
+        metrics.request(&outcome(http::StatusCode::OK, None));
+        metrics.request(&outcome(http::StatusCode::OK, None));
+        metrics.request(&outcome(
+            http::StatusCode::BAD_GATEWAY,
+            Some("connection_refused"),
+        ));
+        metrics.upstream_failure("api", "api/127.0.0.1:1", FailureKind::ConnectionRefused);
+        metrics.reload(false);
+        let text = metrics.encode();
+        for expected in [
+            "# TYPE gatehouse_requests_total counter",
+            r#"gatehouse_requests_total{failure="",route="/api",status="200"} 2"#,
+            r#"gatehouse_requests_total{failure="connection_refused",route="/api",status="502"} 1"#,
+            r#"gatehouse_upstream_failures_total{kind="connection_refused",pool="api",server="api/127.0.0.1:1"} 1"#,
+            r#"gatehouse_request_duration_seconds_count{route="/api"} 3"#,
+            r#"gatehouse_upstream_connect_duration_seconds_bucket{pool="api",le="0.001"} 3"#,
+            r#"gatehouse_reloads_total{outcome="refused"} 1"#,
+            r#"gatehouse_reloads_total{outcome="ok"} 0"#,
+            "gatehouse_config_last_reload_successful 0",
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The most recent failures, kept in memory for the status page: what an operator would
+//! otherwise grep the log for.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::access_log::AttemptContext;
+use crate::failure::Failure;
+
+/// How many failures the status page shows.
+pub const KEPT: usize = 50;
+
+/// One failure as the status page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentFailure {
+    /// RFC 3339, UTC, to the second.
+    pub time: String,
+    pub kind: &'static str,
+    /// The status this failure answers with (an attempt that was retried may still have
+    /// ended well; `attempt` tells which try it was).
+    pub status: u16,
+    pub route: Option<String>,
+    pub pool: Option<String>,
+    pub server: Option<String>,
+    pub attempt: u32,
+    pub details: String,
+    pub hint: &'static str,
+    pub request_id: String,
+}
+
+impl RecentFailure {
+    pub fn new(failure: &Failure, ctx: &AttemptContext<'_>) -> Self {
+        Self {
+            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            kind: failure.kind.token(),
+            status: failure.status().as_u16(),
+            route: ctx.route.map(str::to_owned),
+            pool: ctx.pool.map(str::to_owned),
+            server: ctx.server.map(str::to_owned),
+            attempt: ctx.attempt,
+            details: failure.details.clone(),
+            hint: failure.kind.hint(),
+            request_id: ctx.request_id.to_owned(),
+        }
+    }
+}
+
+/// The last [`KEPT`] failures, newest last.
+#[derive(Debug, Default)]
+pub struct RecentFailures {
+    entries: Mutex<VecDeque<RecentFailure>>,
+}
+
+impl RecentFailures {
+    pub fn push(&self, failure: RecentFailure) {
+        let mut entries = self.lock();
+        if entries.len() == KEPT {
+            entries.pop_front();
+        }
+        entries.push_back(failure);
+    }
+
+    /// Newest first.
+    pub fn newest_first(&self) -> Vec<RecentFailure> {
+        self.lock().iter().rev().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecentFailure>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{FailureKind, Phase};
+
+    #[test]
+    fn keeps_the_newest_failures_only() {
+        let recent = RecentFailures::default();
+        for n in 0..KEPT + 5 {
+            let failure =
+                Failure::new(FailureKind::ConnectionRefused, Phase::Connecting, "refused");
+            let id = format!("id-{n}");
+            recent.push(RecentFailure::new(
+                &failure,
+                &AttemptContext {
+                    request_id: &id,
+                    route: Some("/"),
+                    pool: Some("app"),
+                    server: Some("app/127.0.0.1:1"),
+                    attempt: 1,
+                    request_sent: false,
+                },
+            ));
+        }
+        let listed = recent.newest_first();
+        assert_eq!(listed.len(), KEPT);
+        assert_eq!(listed[0].request_id, format!("id-{}", KEPT + 4));
+        assert_eq!(listed[KEPT - 1].request_id, "id-5");
+        assert_eq!(listed[0].kind, "connection_refused");
+        assert_eq!(listed[0].status, 502);
+        assert_eq!(listed[0].hint, FailureKind::ConnectionRefused.hint());
+        assert_eq!(listed[0].route.as_deref(), Some("/"));
+    }
+}

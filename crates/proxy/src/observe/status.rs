@@ -1,0 +1,526 @@
+//! The admin status page: `/status` (one self-contained HTML page, readable without
+//! JavaScript, refreshing itself) and `/status.json` (the same report as JSON).
+//!
+//! The report is built from the snapshot in force (routes, pools, each server's health), the
+//! request counters (totals and rates over the last minute) and the recent failures.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::Observer;
+use super::metrics::Metrics;
+use super::recent::RecentFailure;
+use crate::snapshot::Snapshot;
+
+/// How often request counts are sampled for the rates.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// The window rates are computed over.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// How often the page reloads itself, in seconds.
+const REFRESH_SECONDS: u32 = 5;
+
+/// Request and 5xx counts by route.
+type Counts = HashMap<String, RouteCounts>;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RouteCounts {
+    requests: u64,
+    errors: u64,
+}
+
+/// Samples of the request counters over the last minute, to turn totals into rates.
+#[derive(Debug)]
+pub struct Rates {
+    created: Instant,
+    samples: Mutex<VecDeque<(Instant, Counts)>>,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Self {
+            created: Instant::now(),
+            samples: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl Rates {
+    /// Takes one sample and forgets those older than the window.
+    pub fn sample(&self, metrics: &Metrics) {
+        let now = Instant::now();
+        let counts = counts(metrics);
+        let mut samples = self.lock();
+        samples.push_back((now, counts));
+        while samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RATE_WINDOW + SAMPLE_EVERY)
+        {
+            samples.pop_front();
+        }
+    }
+
+    /// Per route: (requests/s, 5xx/s) since the oldest sample in the window (or since start).
+    fn per_second(&self, current: &Counts) -> HashMap<String, (f64, f64)> {
+        let now = Instant::now();
+        let samples = self.lock();
+        let empty = Counts::new();
+        let (since, base) = samples
+            .iter()
+            .find(|(at, _)| now.duration_since(*at) <= RATE_WINDOW)
+            .map_or((self.created, &empty), |(at, counts)| (*at, counts));
+        let seconds = now.duration_since(since).as_secs_f64().max(1.0);
+        current
+            .iter()
+            .map(|(route, counts)| {
+                let before = base.get(route).copied().unwrap_or_default();
+                let requests = counts.requests.saturating_sub(before.requests) as f64 / seconds;
+                let errors = counts.errors.saturating_sub(before.errors) as f64 / seconds;
+                (route.clone(), (requests, errors))
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Instant, Counts)>> {
+        self.samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Samples the request counters every few seconds until `shutdown` or the observer is gone.
+pub async fn sample_rates(observer: Weak<Observer>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(observer) = observer.upgrade() else {
+            return;
+        };
+        observer.rates.sample(&observer.metrics);
+    }
+}
+
+/// Totals by route, from the request counter.
+fn counts(metrics: &Metrics) -> Counts {
+    let mut counts = Counts::new();
+    for family in prometheus::core::Collector::collect(&metrics.requests) {
+        for metric in family.get_metric() {
+            let mut route = None;
+            let mut error = false;
+            for label in metric.get_label() {
+                match label.name() {
+                    "route" => route = Some(label.value()),
+                    "status" => error = label.value().starts_with('5'),
+                    _ => {}
+                }
+            }
+            let Some(route) = route else { continue };
+            // Counter values are whole numbers well inside f64's exact range.
+            let value = metric.get_counter().get_value() as u64;
+            let entry = counts.entry(route.to_owned()).or_default();
+            entry.requests += value;
+            if error {
+                entry.errors += value;
+            }
+        }
+    }
+    counts
+}
+
+/// Everything the status page shows.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub name: String,
+    pub version: &'static str,
+    pub config: String,
+    pub started: String,
+    pub uptime_seconds: u64,
+    pub routes: Vec<RouteStatus>,
+    pub pools: Vec<PoolStatus>,
+    pub recent_failures: Vec<RecentFailure>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    /// `host/path`, or `-` for requests no route matched.
+    pub route: String,
+    pub upstream: Option<String>,
+    pub requests_per_second: f64,
+    pub errors_per_second: f64,
+    pub requests_total: u64,
+    /// Responses with a 5xx status.
+    pub errors_total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub healthy_servers: usize,
+    pub servers: Vec<ServerStatus>,
+    /// `servers` entries without a usable address (a host name that does not resolve, a
+    /// denied address), with why.
+    pub unusable: Vec<UnusableEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerStatus {
+    /// `pool/address`, as logs and Proxy-Status name it.
+    pub server: String,
+    pub address: String,
+    pub backup: bool,
+    pub state: crate::upstream::health::HealthState,
+    pub reason: Option<String>,
+    /// RFC 3339, UTC.
+    pub since: String,
+    pub in_flight: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UnusableEntry {
+    pub server: String,
+    pub kind: &'static str,
+    pub details: String,
+}
+
+impl StatusReport {
+    pub fn build(snapshot: &Snapshot) -> Self {
+        let observer = &snapshot.observer;
+        let now = Instant::now();
+        let current = counts(&observer.metrics);
+        let rates = observer.rates.per_second(&current);
+        let route_status = |route: &str, upstream: Option<String>| {
+            let counts = current.get(route).copied().unwrap_or_default();
+            let (requests_per_second, errors_per_second) =
+                rates.get(route).copied().unwrap_or_default();
+            RouteStatus {
+                route: route.to_owned(),
+                upstream,
+                requests_per_second,
+                errors_per_second,
+                requests_total: counts.requests,
+                errors_total: counts.errors,
+            }
+        };
+        let mut routes: Vec<RouteStatus> = snapshot
+            .router
+            .routes()
+            .map(|(label, upstream)| {
+                let pool = snapshot.upstreams.get(upstream).map(|p| p.name.to_string());
+                route_status(label, pool)
+            })
+            .collect();
+        // Requests no route matched, and routes a reload removed, still count.
+        let mut others: Vec<&String> = current
+            .keys()
+            .filter(|route| !routes.iter().any(|r| &&r.route == route))
+            .collect();
+        others.sort();
+        routes.extend(others.into_iter().map(|route| route_status(route, None)));
+
+        let pools = snapshot
+            .upstreams
+            .iter()
+            .map(|pool| {
+                let members = pool.members();
+                let backups: Vec<_> = members.backups.servers.iter().map(|s| s.addr).collect();
+                let servers: Vec<ServerStatus> = members
+                    .all()
+                    .map(|server| {
+                        let report = server.state.report(now);
+                        ServerStatus {
+                            server: server.label.clone(),
+                            address: server.addr.to_string(),
+                            backup: backups.contains(&server.addr),
+                            state: report.state,
+                            reason: report.reason,
+                            since: rfc3339(report.since),
+                            in_flight: server.state.in_flight(),
+                        }
+                    })
+                    .collect();
+                PoolStatus {
+                    name: pool.name.to_string(),
+                    healthy_servers: servers
+                        .iter()
+                        .filter(|s| s.state == crate::upstream::health::HealthState::Healthy)
+                        .count(),
+                    servers,
+                    unusable: members
+                        .unusable
+                        .iter()
+                        .map(|(server, failure)| UnusableEntry {
+                            server: server.clone(),
+                            kind: failure.kind.token(),
+                            details: failure.details.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Self {
+            name: snapshot.config.server.name.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            config: snapshot.config.source.clone(),
+            started: rfc3339(observer.started),
+            uptime_seconds: SystemTime::now()
+                .duration_since(observer.started)
+                .unwrap_or_default()
+                .as_secs(),
+            routes,
+            pools,
+            recent_failures: observer.recent.newest_first(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+    }
+
+    /// The page: inline style only, no scripts, a meta refresh.
+    pub fn to_html(&self) -> String {
+        let mut page = String::with_capacity(16 * 1024);
+        let name = escape(&self.name);
+        let _ = write!(
+            page,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <title>{name} status</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+             <header><h1>{name} <small>status</small></h1>\
+             <p>version {version} · config <code>{config}</code> · up {uptime} since {started} · \
+             refreshes every {REFRESH_SECONDS}s · <a href=\"/status.json\">JSON</a> · \
+             <a href=\"/metrics\">metrics</a></p></header>\n",
+            version = escape(self.version),
+            config = escape(&self.config),
+            uptime = humantime::format_duration(Duration::from_secs(self.uptime_seconds)),
+            started = escape(&self.started),
+        );
+        self.routes_html(&mut page);
+        self.pools_html(&mut page);
+        self.failures_html(&mut page);
+        page.push_str("</body>\n</html>\n");
+        page
+    }
+
+    fn routes_html(&self, page: &mut String) {
+        page.push_str(
+            "<section><h2>Routes</h2>\n<table id=\"routes\">\n<thead><tr><th>route</th>\
+             <th>upstream</th><th class=\"num\">req/s (1 min)</th><th class=\"num\">5xx/s</th>\
+             <th class=\"num\">requests</th><th class=\"num\">5xx</th></tr></thead>\n<tbody>\n",
+        );
+        for route in &self.routes {
+            let erroring = if route.errors_per_second > 0.0 {
+                " class=\"bad\""
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                page,
+                "<tr class=\"route\" data-route=\"{label}\"><td><code>{label}</code></td>\
+                 <td>{upstream}</td><td class=\"num\">{rps:.2}</td><td class=\"num\"><span{erroring}>{eps:.2}</span></td>\
+                 <td class=\"num\">{total}</td><td class=\"num\">{errors}</td></tr>",
+                label = escape(&route.route),
+                upstream = escape(route.upstream.as_deref().unwrap_or("—")),
+                rps = route.requests_per_second,
+                eps = route.errors_per_second,
+                total = route.requests_total,
+                errors = route.errors_total,
+            );
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn pools_html(&self, page: &mut String) {
+        page.push_str("<section><h2>Pools</h2>\n");
+        for pool in &self.pools {
+            let total = pool.servers.len();
+            let class = if pool.healthy_servers == 0 {
+                "bad"
+            } else if pool.healthy_servers < total {
+                "warn"
+            } else {
+                "good"
+            };
+            let _ = write!(
+                page,
+                "<h3 id=\"pool-{id}\">{name} <span class=\"{class}\">{healthy} of {total} healthy</span></h3>\n\
+                 <table class=\"servers\" data-pool=\"{name}\">\n<thead><tr><th>server</th><th>state</th>\
+                 <th>reason</th><th>since</th><th class=\"num\">in flight</th></tr></thead>\n<tbody>\n",
+                id = escape(&pool.name),
+                name = escape(&pool.name),
+                healthy = pool.healthy_servers,
+            );
+            for server in &pool.servers {
+                let state = server.state.as_str();
+                let _ = writeln!(
+                    page,
+                    "<tr class=\"server\" data-pool=\"{pool}\" data-server=\"{label}\" data-state=\"{state}\">\
+                     <td><code>{label}</code>{backup}</td><td class=\"state {state}\">{state}</td>\
+                     <td class=\"reason\">{reason}</td><td class=\"since\">{since}</td>\
+                     <td class=\"num\">{in_flight}</td></tr>",
+                    pool = escape(&pool.name),
+                    label = escape(&server.server),
+                    backup = if server.backup {
+                        " <small>backup</small>"
+                    } else {
+                        ""
+                    },
+                    reason = escape(server.reason.as_deref().unwrap_or("")),
+                    since = escape(&server.since),
+                    in_flight = server.in_flight,
+                );
+            }
+            for entry in &pool.unusable {
+                let _ = writeln!(
+                    page,
+                    "<tr class=\"unusable\" data-pool=\"{pool}\" data-server=\"{label}\" data-state=\"unusable\">\
+                     <td><code>{label}</code></td><td class=\"state down\">unusable</td>\
+                     <td class=\"reason\">{kind}: {details}</td><td class=\"since\"></td><td class=\"num\">0</td></tr>",
+                    pool = escape(&pool.name),
+                    label = escape(&entry.server),
+                    kind = entry.kind,
+                    details = escape(&entry.details),
+                );
+            }
+            if pool.servers.is_empty() && pool.unusable.is_empty() {
+                page.push_str("<tr><td colspan=\"5\">no servers</td></tr>\n");
+            }
+            page.push_str("</tbody>\n</table>\n");
+        }
+        page.push_str("</section>\n");
+    }
+
+    fn failures_html(&self, page: &mut String) {
+        let _ = writeln!(
+            page,
+            "<section><h2>Recent failures <small>(newest first, last {})</small></h2>",
+            super::recent::KEPT
+        );
+        if self.recent_failures.is_empty() {
+            page.push_str("<p>None since gatehouse started.</p>\n</section>\n");
+            return;
+        }
+        page.push_str(
+            "<table id=\"failures\">\n<thead><tr><th>time</th><th>kind</th><th>status</th>\
+             <th>route</th><th>server</th><th>request id</th><th>what happened · likely fix</th>\
+             </tr></thead>\n<tbody>\n",
+        );
+        for failure in &self.recent_failures {
+            let _ = writeln!(
+                page,
+                "<tr class=\"failure\" data-kind=\"{kind}\"><td class=\"time\">{time}</td>\
+                 <td><code>{kind}</code></td><td>{status}</td><td>{route}</td><td>{server}{attempt}</td>\
+                 <td><code>{request_id}</code></td><td>{details}<br><small>{hint}</small></td></tr>",
+                kind = failure.kind,
+                time = escape(&failure.time),
+                status = failure.status,
+                route = escape(failure.route.as_deref().unwrap_or("—")),
+                // A failure of the whole pool (none available) names the pool.
+                server = escape(
+                    failure
+                        .server
+                        .as_deref()
+                        .or(failure.pool.as_deref())
+                        .unwrap_or("—")
+                ),
+                attempt = if failure.attempt > 1 {
+                    format!(" <small>(attempt {})</small>", failure.attempt)
+                } else {
+                    String::new()
+                },
+                request_id = escape(&failure.request_id),
+                details = escape(&failure.details),
+                hint = escape(failure.hint),
+            );
+        }
+        page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+}
+
+const STYLE: &str = "\
+body{font:14px/1.45 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;color:#1d2228;background:#fafbfc}\
+h1{font-size:1.5em;margin:0}h1 small{color:#6a737d;font-weight:normal}h2{font-size:1.15em;margin:1.6em 0 .5em}\
+h3{font-size:1em;margin:1.2em 0 .4em}header p{color:#586069;margin:.3em 0 0}\
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e1e4e8}\
+th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #eaecef;vertical-align:top}\
+th{background:#f6f8fa;font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}\
+code{font:12.5px ui-monospace,monospace}small{color:#6a737d}\
+.state{font-weight:600}.healthy,.good{color:#1a7f37}.down,.bad{color:#cf222e}.ejected,.warn{color:#9a6700}\
+tr[data-state=down],tr[data-state=unusable]{background:#fff5f5}tr[data-state=ejected]{background:#fffbe6}";
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// Text for HTML content and attribute values.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_covers_markup_and_attribute_quotes() {
+        assert_eq!(
+            escape(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn rates_are_the_increase_over_the_window() {
+        let metrics = Metrics::new();
+        let rates = Rates::default();
+        let count = |status: http::StatusCode, n: u32| {
+            for _ in 0..n {
+                metrics.request(&super::super::metrics::RequestOutcome {
+                    route: Some("/api"),
+                    pool: Some("api"),
+                    status,
+                    failure: None,
+                    total: Duration::from_millis(1),
+                    connect: None,
+                    first_byte: None,
+                });
+            }
+        };
+        count(http::StatusCode::OK, 10);
+        rates.sample(&metrics);
+        count(http::StatusCode::OK, 3);
+        count(http::StatusCode::BAD_GATEWAY, 2);
+        let current = counts(&metrics);
+        assert_eq!(
+            current["/api"],
+            RouteCounts {
+                requests: 15,
+                errors: 2
+            }
+        );
+        // The sample was taken just now, so the rate is the increase since it over at
+        // least one second.
+        let (requests, errors) = rates.per_second(&current)["/api"];
+        assert!((requests - 5.0).abs() < 1e-9, "{requests}");
+        assert!((errors - 2.0).abs() < 1e-9, "{errors}");
+    }
+}
