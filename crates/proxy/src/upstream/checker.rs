@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::connect::{classify_connect_error, connect};
-use super::health::CheckResult;
+use super::health::{CheckResult, Transition};
 use super::pool::Pool;
 use super::server::{ConnSettings, Server};
 use crate::body::RequestBody;
@@ -46,7 +46,11 @@ pub async fn check_all(pool: &Pool, check: &HealthCheck) {
         .map(|server| probe(server, check, &pool.settings));
     let results = futures_util::future::join_all(probes).await;
     for (server, result) in servers.iter().zip(results) {
-        apply(&pool.observer, &pool.name, server, result, check);
+        let transition = apply(&pool.observer, &pool.name, server, result, check);
+        if transition == Some(Transition::Up) {
+            // Requests queued for a connection slot may use the server that came back.
+            pool.wake_queued();
+        }
     }
 }
 
@@ -56,14 +60,13 @@ fn apply(
     server: &Server,
     result: CheckResult,
     check: &HealthCheck,
-) {
-    if let Some(transition) =
+) -> Option<Transition> {
+    let transition =
         server
             .state
-            .observe_check(result, check.unhealthy_threshold, check.healthy_threshold)
-    {
-        observer.transition(pool, &server.label, &transition);
-    }
+            .observe_check(result, check.unhealthy_threshold, check.healthy_threshold)?;
+    observer.transition(pool, &server.label, &transition);
+    Some(transition)
 }
 
 /// One check of one server.

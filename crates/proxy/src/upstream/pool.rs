@@ -283,6 +283,11 @@ impl Pool {
         }
     }
 
+    /// Wakes every request waiting for a connection slot, to look again (a server came back).
+    pub fn wake_queued(&self) {
+        self.queue.slot_freed.notify_waiters();
+    }
+
     /// The ejection cap: at most `max_ejected_percent` of the pool's servers ejected at once,
     /// and never the last available one (servers down by active checks count as out), so
     /// passive health alone can never empty a pool.
@@ -615,6 +620,39 @@ mod tests {
         );
         let lease = pool.acquire(&members, None, &[]).await;
         assert_eq!(lease.as_ref().map(port).ok(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_takes_a_server_that_health_checks_put_back() {
+        use super::super::health::CheckResult;
+        let pool = Arc::new(pool(
+            r#"servers = [{ address = "127.0.0.1:1", max_connections = 1 }, { address = "127.0.0.1:2", max_connections = 1 }]
+queue_size = 4
+queue_timeout = "10s""#,
+        ));
+        let members = pool.members();
+        let second = Arc::clone(&members.primaries.servers[1]);
+        second
+            .state
+            .observe_check(CheckResult::Fail("connection_refused".into()), 1, 1);
+        let busy = pool.acquire(&members, None, &[]).await;
+        assert_eq!(busy.as_ref().map(port).ok(), Some(1));
+        let waiting = tokio::spawn({
+            let (pool, members) = (Arc::clone(&pool), Arc::clone(&members));
+            async move { pool.acquire(&members, None, &[]).await.map(|l| port(&l)) }
+        });
+        while pool.queue.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // :2 comes back while :1 stays busy; the queued request must not wait for :1.
+        second.state.observe_check(CheckResult::Pass, 1, 1);
+        pool.wake_queued();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap_or_else(|_| panic!("the queued request was not woken"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.ok(), Some(2));
+        drop(busy);
     }
 
     #[tokio::test]
