@@ -19,9 +19,11 @@ pub struct RecentFailure {
     /// RFC 3339, UTC, to the second.
     pub time: String,
     pub kind: &'static str,
-    /// The status this failure answers with (an attempt that was retried may still have
-    /// ended well; `attempt` tells which try it was).
+    /// The status this kind of failure answers with.
     pub status: u16,
+    /// The status the client finally got (a retry on another server may have ended well);
+    /// `None` while the request is still going on.
+    pub answered: Option<u16>,
     pub route: Option<String>,
     pub pool: Option<String>,
     pub server: Option<String>,
@@ -37,6 +39,7 @@ impl RecentFailure {
             time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             kind: failure.kind.token(),
             status: failure.status().as_u16(),
+            answered: None,
             route: ctx.route.map(str::to_owned),
             pool: ctx.pool.map(str::to_owned),
             server: ctx.server.map(str::to_owned),
@@ -61,6 +64,15 @@ impl RecentFailures {
             entries.pop_front();
         }
         entries.push_back(failure);
+    }
+
+    /// Notes the status a request that failed on the way was finally answered with.
+    pub fn answered(&self, request_id: &str, status: u16) {
+        for entry in self.lock().iter_mut().rev() {
+            if entry.answered.is_none() && entry.request_id == request_id {
+                entry.answered = Some(status);
+            }
+        }
     }
 
     /// Newest first.
@@ -107,5 +119,12 @@ mod tests {
         assert_eq!(listed[0].status, 502);
         assert_eq!(listed[0].hint, FailureKind::ConnectionRefused.hint());
         assert_eq!(listed[0].route.as_deref(), Some("/"));
+        assert_eq!(listed[0].answered, None);
+
+        // The request was retried and answered 200 in the end.
+        recent.answered(&format!("id-{}", KEPT + 4), 200);
+        let listed = recent.newest_first();
+        assert_eq!(listed[0].answered, Some(200));
+        assert_eq!(listed[1].answered, None, "other requests are untouched");
     }
 }

@@ -409,7 +409,7 @@ impl StatusReport {
             return;
         }
         page.push_str(
-            "<table id=\"failures\">\n<thead><tr><th>time</th><th>kind</th><th>status</th>\
+            "<table id=\"failures\">\n<thead><tr><th>time</th><th>kind</th><th>answered</th>\
              <th>route</th><th>server</th><th>request id</th><th>what happened · likely fix</th>\
              </tr></thead>\n<tbody>\n",
         );
@@ -417,11 +417,20 @@ impl StatusReport {
             let _ = writeln!(
                 page,
                 "<tr class=\"failure\" data-kind=\"{kind}\"><td class=\"time\">{time}</td>\
-                 <td><code>{kind}</code></td><td>{status}</td><td>{route}</td><td>{server}{attempt}</td>\
+                 <td><code>{kind}</code></td><td class=\"answered\">{answered}</td><td>{route}</td><td>{server}{attempt}</td>\
                  <td><code>{request_id}</code></td><td>{details}<br><small>{hint}</small></td></tr>",
                 kind = failure.kind,
-                time = escape(&failure.time),
-                status = failure.status,
+                time = escape(&failure.time.replacen('T', " ", 1)),
+                answered = match failure.answered {
+                    Some(status) if status < 400 && failure.status >= 500 => {
+                        format!("<span class=\"good\">{status}</span> <small>after a retry</small>")
+                    }
+                    Some(status) if failure.attempt >= 1 && status != failure.status => {
+                        format!("{status} <small>after a retry</small>")
+                    }
+                    Some(status) => status.to_string(),
+                    None => "<small>in progress</small>".to_owned(),
+                },
                 route = escape(failure.route.as_deref().unwrap_or("—")),
                 // A failure of the whole pool (none available) names the pool.
                 server = escape(
@@ -452,7 +461,7 @@ h3{font-size:1em;margin:1.2em 0 .4em}header p{color:#586069;margin:.3em 0 0}\
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e1e4e8}\
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #eaecef;vertical-align:top}\
 th{background:#f6f8fa;font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}\
-code{font:12.5px ui-monospace,monospace}small{color:#6a737d}\
+code{font:12.5px ui-monospace,monospace}.time,.answered{white-space:nowrap}small{color:#6a737d}\
 .state{font-weight:600}.healthy,.good{color:#1a7f37}.down,.bad{color:#cf222e}.ejected,.warn{color:#9a6700}\
 tr[data-state=down],tr[data-state=unusable]{background:#fff5f5}tr[data-state=ejected]{background:#fffbe6}";
 
