@@ -107,7 +107,16 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let config = loaded.config;
-    let _log_guard = crate::logging::init(&config.server);
+    // Declared before the runtime, so dropped after it: the last lines are flushed at exit.
+    let mut logs = match crate::logging::init(&config.server) {
+        Ok(logs) => logs,
+        Err(err) => {
+            eprintln!("gatehouse: not starting: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let destinations = crate::logging::Destinations::of(&config.server);
+    let access = logs.take_access_sink().unwrap_or_default();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -135,7 +144,10 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         // Installed before the listeners are bound: SIGHUP's default action ends the process,
         // and a reload may be asked for as soon as gatehouse is seen listening.
         let mut hangup = signal(SignalKind::hangup()).ok();
-        let running = match gatehouse_proxy::Running::start(config).await {
+        // SIGUSR1 (reopen the log files, for logrotate) likewise ends the process by default.
+        let mut reopen = signal(SignalKind::user_defined1()).ok();
+        let observer = gatehouse_proxy::observe::Observer::with_access_sink(access);
+        let running = match gatehouse_proxy::Running::start_with(config, observer).await {
             Ok(running) => running,
             Err(err) => {
                 eprintln!("gatehouse: {err}");
@@ -150,14 +162,17 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
                 () = &mut shutdown => break,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     tracing::info!("SIGHUP received: reloading {source}");
-                    let outcome = reload(&running, path).await;
+                    let outcome = reload(&running, path, &destinations).await;
                     running.count_reload(outcome.taken);
                 }
                 Some(reply) = async { match requests.as_mut() { Some(r) => r.recv().await, None => None } } => {
                     tracing::info!("reload asked for on the admin listener: reloading {source}");
-                    let outcome = reload(&running, path).await;
+                    let outcome = reload(&running, path, &destinations).await;
                     running.count_reload(outcome.taken);
                     let _ = reply.send(outcome);
+                }
+                Some(()) = async { match reopen.as_mut() { Some(r) => r.recv().await, None => None } } => {
+                    logs.reopen();
                 }
             }
         }
@@ -168,7 +183,12 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
 
 /// Loads and validates the config again and swaps it in; a config with errors is refused with
 /// each error logged, and the running config keeps serving. The reply says which, in words.
-async fn reload(running: &gatehouse_proxy::Running, path: Option<&Path>) -> ReloadReply {
+/// Where logs go is kept as `started` said (a change is warned about, not applied).
+async fn reload(
+    running: &gatehouse_proxy::Running,
+    path: Option<&Path>,
+    started: &crate::logging::Destinations,
+) -> ReloadReply {
     let loaded = match load(path) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -189,6 +209,10 @@ async fn reload(running: &gatehouse_proxy::Running, path: Option<&Path>) -> Relo
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
         text.push_str(&format!("{warning}\n"));
+    }
+    for change in crate::logging::start_only_changes(started, &loaded.config.server) {
+        tracing::warn!("{change}");
+        text.push_str(&format!("warning: {change}\n"));
     }
     let source = loaded.config.source.clone();
     match running.reload(loaded.config).await {

@@ -9,7 +9,8 @@
 //! 3. `validate`: check meanings and cross-references, apply defaults, build the [`model`].
 //!
 //! Every problem is a [`Diagnostic`] with file, line, column, key path, what is wrong and what to
-//! change. This crate does no I/O beyond reading the file in [`load`]: no tokio, no hyper.
+//! change. This crate does no I/O beyond reading the file in [`load`] and looking whether the
+//! directories of `log_file` and `access_log_file` exist: no tokio, no hyper.
 
 mod diag;
 pub mod model;

@@ -5,6 +5,7 @@
 //! [`crate::parse`] to obtain this model.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A whole, validated gatehouse configuration.
@@ -53,6 +54,26 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Whether one access record per request is logged (at info, target `access`). Default true.
     pub access_log: bool,
+    /// The file log lines are appended to (created if missing; SIGUSR1 reopens it, for
+    /// logrotate). `None` = stdout, the default. A relative path in the file is resolved against
+    /// the config file's directory; its directory exists (checked). Taken at start only.
+    pub log_file: Option<PathBuf>,
+    /// How access records are written. Default [`AccessLogFormat::Log`]. Taken at start only.
+    pub access_log_format: AccessLogFormat,
+    /// Where `combined` and `json` access lines go (like `log_file`). `None` = stdout, the
+    /// default. Only with a format other than `log`. Taken at start only.
+    pub access_log_file: Option<PathBuf>,
+}
+
+/// `server.access_log_format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// An event in the log (target `gatehouse::access`), in `log_format`, where the log goes.
+    Log,
+    /// The Apache/nginx combined format, plus gatehouse's fields, one line per request.
+    Combined,
+    /// One JSON object per request, one per line.
+    Json,
 }
 
 /// `server.proxy_status`: how much the `Proxy-Status` header reveals (RFC 9209 §4).

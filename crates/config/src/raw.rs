@@ -49,6 +49,9 @@ pub(crate) struct RawServer {
     pub(crate) log_format: Option<Spanned<String>>,
     pub(crate) log_level: Option<Spanned<String>>,
     pub(crate) access_log: Option<Spanned<bool>>,
+    pub(crate) log_file: Option<Spanned<String>>,
+    pub(crate) access_log_format: Option<Spanned<String>>,
+    pub(crate) access_log_file: Option<Spanned<String>>,
 }
 
 /// `[dns]`

@@ -77,6 +77,21 @@ const SERVER: &[Field] = &[
     field("log_level", Kind::Str, r#"log_level = "info""#),
     field("access_log", Kind::Bool, "access_log = true"),
     field(
+        "log_file",
+        Kind::Str,
+        r#"log_file = "/var/log/gatehouse/gatehouse.log""#,
+    ),
+    field(
+        "access_log_format",
+        Kind::Str,
+        r#"access_log_format = "combined""#,
+    ),
+    field(
+        "access_log_file",
+        Kind::Str,
+        r#"access_log_file = "/var/log/gatehouse/access.log""#,
+    ),
+    field(
         "tls",
         Kind::Planned(
             "remove it: TLS listeners are not available yet; terminate TLS in front of gatehouse",

@@ -77,8 +77,14 @@ pub struct Reloaded {
 }
 
 impl Running {
-    /// Binds every listener of `config` and starts serving.
+    /// Binds every listener of `config` and starts serving; access records are log events.
     pub async fn start(config: Config) -> Result<Self, StartupError> {
+        Self::start_with(config, Observer::default()).await
+    }
+
+    /// Like [`Running::start`], reporting through `observer`: e.g.
+    /// [`Observer::with_access_sink`] to write access records as combined or JSON lines.
+    pub async fn start_with(config: Config, observer: Observer) -> Result<Self, StartupError> {
         let mut bound = Vec::new();
         for addr in &config.server.listen {
             bound.push((*addr, bind(*addr).await?));
@@ -89,7 +95,7 @@ impl Running {
         };
         let drain_timeout = config.server.drain_timeout;
         let registry = Arc::new(StateRegistry::default());
-        let observer = Arc::new(Observer::default());
+        let observer = Arc::new(observer);
         let snapshot = Arc::new(Snapshot::build(config, &registry, &observer));
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));

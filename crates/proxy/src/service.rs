@@ -55,7 +55,8 @@ pub async fn handle(
         request_id.clone(),
         req.method().clone(),
         target,
-    );
+    )
+    .with_request_facts(&snapshot.observer.access, &req);
     let accept = req.headers().get(header::ACCEPT).cloned();
     let mut pipeline = Pipeline {
         snapshot: &snapshot,

@@ -6,9 +6,10 @@
 //! remaining checks still run; the caller refuses the config if anything was an error. Unknown keys
 //! and TOML type errors are `schema`'s, not this module's.
 //!
-//! `[server]` and `[dns]` are here; `upstream` checks `[upstream.NAME]` and `health` its three
-//! sub-tables; `routes` checks `[[route]]`; `fields` reads single values (durations, sizes,
-//! integers, enumerations) with their limits.
+//! `[server]` and `[dns]` are here, except where logs go: `logs` (the one check that looks at the
+//! file system: a log file's directory must exist). `upstream` checks `[upstream.NAME]` and
+//! `health` its three sub-tables; `routes` checks `[[route]]`; `fields` reads single values
+//! (durations, sizes, integers, enumerations) with their limits.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,10 +23,12 @@ use crate::values;
 
 mod fields;
 mod health;
+mod logs;
 mod routes;
 mod upstream;
 
 use fields::{choice, parse_at, size, timeout};
+use logs::{config_dir, log_targets};
 use routes::routes;
 use upstream::upstream;
 
@@ -54,7 +57,7 @@ const MAX_HEADER_SIZE: u64 = MIB;
 /// Builds the model from `raw`, pushing every problem into `sink`. The returned config is only
 /// meaningful if `sink` holds no errors afterwards.
 pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Config {
-    let server = server(raw.server, sink);
+    let server = server(raw.server, config_dir(source), sink);
     let dns = dns(raw.dns, sink);
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
@@ -89,7 +92,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
 
 // === [server] ===
 
-fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
+fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> ServerConfig {
     let name = match raw.name {
         None => DEFAULT_NAME.to_owned(),
         Some(name) if name.get_ref().is_empty() => {
@@ -161,6 +164,13 @@ fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
         LogFormat::Text,
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
     );
+    let logs = log_targets(
+        raw.log_file,
+        raw.access_log_format,
+        raw.access_log_file,
+        base,
+        sink,
+    );
     ServerConfig {
         name,
         listen,
@@ -197,6 +207,9 @@ fn server(raw: RawServer, sink: &mut Sink<'_>) -> ServerConfig {
         log_format,
         log_level: log_level(raw.log_level, sink),
         access_log: raw.access_log.is_none_or(Spanned::into_inner),
+        log_file: logs.log_file,
+        access_log_format: logs.access_log_format,
+        access_log_file: logs.access_log_file,
     }
 }
 

@@ -7,13 +7,14 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod log_file;
 pub mod metrics;
 pub mod recent;
 pub mod status;
 
 use std::time::SystemTime;
 
-use access_log::{AccessRecord, AttemptContext, log_failure};
+use access_log::{AccessRecord, AccessSink, AttemptContext, log_failure};
 use metrics::{Metrics, RequestOutcome};
 use recent::{RecentFailure, RecentFailures};
 
@@ -27,6 +28,8 @@ pub struct Observer {
     pub recent: RecentFailures,
     pub rates: status::Rates,
     pub started: SystemTime,
+    /// Where access records go (log events, or combined/JSON lines); fixed at start.
+    pub access: AccessSink,
 }
 
 impl Default for Observer {
@@ -36,11 +39,20 @@ impl Default for Observer {
             recent: RecentFailures::default(),
             rates: status::Rates::default(),
             started: SystemTime::now(),
+            access: AccessSink::default(),
         }
     }
 }
 
 impl Observer {
+    /// An observer whose access records go to `access` (the default writes them as log events).
+    pub fn with_access_sink(access: AccessSink) -> Self {
+        Self {
+            access,
+            ..Self::default()
+        }
+    }
+
     /// A failure (of one attempt, or of a request before any attempt): its warning line, its
     /// metric when an upstream server was involved, and its entry in the recent failures.
     pub fn failure(&self, failure: &Failure, ctx: &AttemptContext<'_>) {
@@ -54,6 +66,10 @@ impl Observer {
     /// A request is finished (its response complete, failed or abandoned): counted, then its
     /// access record written.
     pub fn finished(&self, record: AccessRecord) {
+        if record.failure.is_some() || record.attempts > 1 {
+            // Something failed on the way: its recent-failure entries learn the outcome.
+            self.recent.answered(&record.request_id, record.status);
+        }
         self.metrics.request(&RequestOutcome {
             route: record.route.as_deref(),
             pool: record.pool.as_deref(),
@@ -64,7 +80,7 @@ impl Observer {
             connect: record.connect,
             first_byte: record.first_byte,
         });
-        record.emit();
+        self.access.write(record);
     }
 
     /// A server's health changed: logged and counted.
