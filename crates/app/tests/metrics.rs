@@ -3,10 +3,10 @@
 //! what was sent, by route, status and failure kind, and by pool and server for the upstream
 //! failures and retries.
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
+use gatehouse_testkit::metrics::{Sample, parse_samples, sum};
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Reply, Req, Upstream};
 
 fn closed_port() -> SocketAddr {
@@ -16,53 +16,9 @@ fn closed_port() -> SocketAddr {
         .unwrap_or_else(|e| panic!("local_addr: {e}"))
 }
 
-/// The scrape as (name, labels) → value.
-type Scrape = BTreeMap<(String, BTreeMap<String, String>), f64>;
-
-fn parse(text: &str) -> Scrape {
-    let mut samples = Scrape::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample line: {line}"));
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|e| panic!("bad value in {line}: {e}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let body = rest.strip_suffix('}').unwrap_or(rest);
-                let labels = body
-                    .split("\",")
-                    .filter(|pair| !pair.is_empty())
-                    .map(|pair| {
-                        let (key, value) = pair
-                            .split_once("=\"")
-                            .unwrap_or_else(|| panic!("bad label in {line}"));
-                        (key.to_owned(), value.trim_end_matches('"').to_owned())
-                    })
-                    .collect();
-                (name, labels)
-            }
-            None => (series, BTreeMap::new()),
-        };
-        samples.insert((name.to_owned(), labels), value);
-    }
-    samples
-}
-
-/// The value of one series; 0 when it is absent (a counter never incremented).
-fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let key = (
-        name.to_owned(),
-        labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    );
-    scrape.get(&key).copied().unwrap_or(0.0)
+/// The sum of the series `name` with these labels; 0 when absent (never incremented).
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    sum(samples, name, labels).0
 }
 
 fn send(gh: &Gatehouse, path: &str, times: usize, status: u16) {
@@ -118,7 +74,7 @@ fn scraped_counters_equal_the_requests_sent_by_route_status_and_kind() {
     let scrape = Req::get("/metrics").send(admin);
     assert_eq!(scrape.status, 200, "{scrape:#?}");
     let text = scrape.text();
-    let scrape = parse(&text);
+    let scrape = parse_samples(&text);
     let requests = |route: &str, status: &str, failure: &str| {
         value(
             &scrape,
@@ -146,11 +102,7 @@ fn scraped_counters_equal_the_requests_sent_by_route_status_and_kind() {
     assert_eq!(requests("/origin", "503", ""), 2.0, "{text}");
     assert_eq!(requests("/mixed", "200", ""), 6.0, "{text}");
     assert_eq!(requests("-", "404", "destination_not_found"), 1.0, "{text}");
-    let all_requests: f64 = scrape
-        .iter()
-        .filter(|((name, _), _)| name == "gatehouse_requests_total")
-        .map(|(_, v)| v)
-        .sum();
+    let all_requests = value(&scrape, "gatehouse_requests_total", &[]);
     assert_eq!(all_requests, 21.0, "nothing else was counted: {text}");
 
     let failures = |pool: &str, server: SocketAddr, kind: &str| {
@@ -199,11 +151,7 @@ fn scraped_counters_equal_the_requests_sent_by_route_status_and_kind() {
         6.0,
         "the live server answered all six"
     );
-    let all_failures: f64 = scrape
-        .iter()
-        .filter(|((name, _), _)| name == "gatehouse_upstream_failures_total")
-        .map(|(_, v)| v)
-        .sum();
+    let all_failures = value(&scrape, "gatehouse_upstream_failures_total", &[]);
     assert_eq!(all_failures, 7.0 + dead_first, "{text}");
 
     // Histograms saw every request of their route, and the health gauges the pools.

@@ -11,6 +11,7 @@
 //! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
+//! - [`metrics`]: samples of a Prometheus text-format scrape.
 //! - [`ProxyStatus`]: an RFC 9209 `Proxy-Status` parser (RFC 8941 list via `sfv`).
 
 mod client;
@@ -18,6 +19,7 @@ mod curl;
 mod dns;
 mod gatehouse;
 mod http1;
+pub mod metrics;
 mod proxy_status;
 mod record;
 mod temp;

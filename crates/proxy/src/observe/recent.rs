@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::access_log::AttemptContext;
+use super::access_log::{AttemptContext, rfc3339};
 use crate::failure::Failure;
 
 /// How many failures the status page shows.
@@ -16,7 +16,7 @@ pub const KEPT: usize = 50;
 /// One failure as the status page lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecentFailure {
-    /// RFC 3339, UTC, to the second.
+    /// RFC 3339, UTC, to the millisecond.
     pub time: String,
     pub kind: &'static str,
     /// The status this kind of failure answers with.
@@ -36,7 +36,7 @@ pub struct RecentFailure {
 impl RecentFailure {
     pub fn new(failure: &Failure, ctx: &AttemptContext<'_>) -> Self {
         Self {
-            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            time: rfc3339(SystemTime::now()),
             kind: failure.kind.token(),
             status: failure.status().as_u16(),
             answered: None,

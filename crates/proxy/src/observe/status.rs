@@ -14,8 +14,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Observer;
+use super::access_log::rfc3339;
 use super::metrics::Metrics;
 use super::recent::RecentFailure;
+use crate::respond::escape_html;
 use crate::snapshot::Snapshot;
 
 /// How often request counts are sampled for the rates.
@@ -287,7 +289,7 @@ impl StatusReport {
     /// The page: inline style only, no scripts, a meta refresh.
     pub fn to_html(&self) -> String {
         let mut page = String::with_capacity(16 * 1024);
-        let name = escape(&self.name);
+        let name = escape_html(&self.name);
         let _ = write!(
             page,
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
@@ -298,10 +300,10 @@ impl StatusReport {
              <p>version {version} · config <code>{config}</code> · up {uptime} since {started} · \
              refreshes every {REFRESH_SECONDS}s · <a href=\"/status.json\">JSON</a> · \
              <a href=\"/metrics\">metrics</a></p></header>\n",
-            version = escape(self.version),
-            config = escape(&self.config),
+            version = escape_html(self.version),
+            config = escape_html(&self.config),
             uptime = humantime::format_duration(Duration::from_secs(self.uptime_seconds)),
-            started = escape(&self.started),
+            started = escape_html(&self.started),
         );
         self.routes_html(&mut page);
         self.pools_html(&mut page);
@@ -327,8 +329,8 @@ impl StatusReport {
                 "<tr class=\"route\" data-route=\"{label}\"><td><code>{label}</code></td>\
                  <td>{upstream}</td><td class=\"num\">{rps:.2}</td><td class=\"num\"><span{erroring}>{eps:.2}</span></td>\
                  <td class=\"num\">{total}</td><td class=\"num\">{errors}</td></tr>",
-                label = escape(&route.route),
-                upstream = escape(route.upstream.as_deref().unwrap_or("—")),
+                label = escape_html(&route.route),
+                upstream = escape_html(route.upstream.as_deref().unwrap_or("—")),
                 rps = route.requests_per_second,
                 eps = route.errors_per_second,
                 total = route.requests_total,
@@ -354,8 +356,8 @@ impl StatusReport {
                 "<h3 id=\"pool-{id}\">{name} <span class=\"{class}\">{healthy} of {total} healthy</span></h3>\n\
                  <table class=\"servers\" data-pool=\"{name}\">\n<thead><tr><th>server</th><th>state</th>\
                  <th>reason</th><th>since</th><th class=\"num\">in flight</th></tr></thead>\n<tbody>\n",
-                id = escape(&pool.name),
-                name = escape(&pool.name),
+                id = escape_html(&pool.name),
+                name = escape_html(&pool.name),
                 healthy = pool.healthy_servers,
             );
             for server in &pool.servers {
@@ -366,15 +368,15 @@ impl StatusReport {
                      <td><code>{label}</code>{backup}</td><td class=\"state {state}\">{state}</td>\
                      <td class=\"reason\">{reason}</td><td class=\"since\">{since}</td>\
                      <td class=\"num\">{in_flight}</td></tr>",
-                    pool = escape(&pool.name),
-                    label = escape(&server.server),
+                    pool = escape_html(&pool.name),
+                    label = escape_html(&server.server),
                     backup = if server.backup {
                         " <small>backup</small>"
                     } else {
                         ""
                     },
-                    reason = escape(server.reason.as_deref().unwrap_or("")),
-                    since = escape(&server.since),
+                    reason = escape_html(server.reason.as_deref().unwrap_or("")),
+                    since = escape_html(&server.since),
                     in_flight = server.in_flight,
                 );
             }
@@ -384,10 +386,10 @@ impl StatusReport {
                     "<tr class=\"unusable\" data-pool=\"{pool}\" data-server=\"{label}\" data-state=\"unusable\">\
                      <td><code>{label}</code></td><td class=\"state down\">unusable</td>\
                      <td class=\"reason\">{kind}: {details}</td><td class=\"since\"></td><td class=\"num\">0</td></tr>",
-                    pool = escape(&pool.name),
-                    label = escape(&entry.server),
+                    pool = escape_html(&pool.name),
+                    label = escape_html(&entry.server),
                     kind = entry.kind,
-                    details = escape(&entry.details),
+                    details = escape_html(&entry.details),
                 );
             }
             if pool.servers.is_empty() && pool.unusable.is_empty() {
@@ -420,7 +422,7 @@ impl StatusReport {
                  <td><code>{kind}</code></td><td class=\"answered\">{answered}</td><td>{route}</td><td>{server}{attempt}</td>\
                  <td><code>{request_id}</code></td><td>{details}<br><small>{hint}</small></td></tr>",
                 kind = failure.kind,
-                time = escape(&failure.time.replacen('T', " ", 1)),
+                time = escape_html(&failure.time.replacen('T', " ", 1)),
                 answered = match failure.answered {
                     Some(status) if status < 400 && failure.status >= 500 => {
                         format!("<span class=\"good\">{status}</span> <small>after a retry</small>")
@@ -431,9 +433,9 @@ impl StatusReport {
                     Some(status) => status.to_string(),
                     None => "<small>in progress</small>".to_owned(),
                 },
-                route = escape(failure.route.as_deref().unwrap_or("—")),
+                route = escape_html(failure.route.as_deref().unwrap_or("—")),
                 // A failure of the whole pool (none available) names the pool.
-                server = escape(
+                server = escape_html(
                     failure
                         .server
                         .as_deref()
@@ -445,9 +447,9 @@ impl StatusReport {
                 } else {
                     String::new()
                 },
-                request_id = escape(&failure.request_id),
-                details = escape(&failure.details),
-                hint = escape(failure.hint),
+                request_id = escape_html(&failure.request_id),
+                details = escape_html(&failure.details),
+                hint = escape_html(failure.hint),
             );
         }
         page.push_str("</tbody>\n</table>\n</section>\n");
@@ -465,34 +467,14 @@ code{font:12.5px ui-monospace,monospace}.time,.answered{white-space:nowrap}small
 .state{font-weight:600}.healthy,.good{color:#1a7f37}.down,.bad{color:#cf222e}.ejected,.warn{color:#9a6700}\
 tr[data-state=down],tr[data-state=unusable]{background:#fff5f5}tr[data-state=ejected]{background:#fffbe6}";
 
-fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
-}
-
-/// Text for HTML content and attribute values.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escape_covers_markup_and_attribute_quotes() {
+    fn page_text_is_escaped_for_markup_and_attribute_quotes() {
         assert_eq!(
-            escape(r#"<a href="x">'&'</a>"#),
+            escape_html(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
     }

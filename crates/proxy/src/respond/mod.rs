@@ -181,7 +181,8 @@ impl Page<'_> {
     }
 }
 
-fn escape_html(text: &str) -> String {
+/// Text for HTML content and attribute values (the error page's and the status page's).
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
