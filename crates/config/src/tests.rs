@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::*;
 
+mod admin;
 mod diagnostics;
 mod logs;
 mod pool_diagnostics;

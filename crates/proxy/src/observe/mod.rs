@@ -94,3 +94,42 @@ impl Observer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::failure::FailureKind;
+
+    #[test]
+    fn health_changes_are_counted_by_what_happened() {
+        let observer = Observer::default();
+        let server = "app/127.0.0.1:1";
+        observer.transition(
+            "app",
+            server,
+            &Transition::Ejected {
+                cause: FailureKind::ConnectionTimeout,
+                duration: Duration::from_secs(30),
+            },
+        );
+        observer.transition("app", server, &Transition::Recovered);
+        observer.transition(
+            "app",
+            server,
+            &Transition::Down {
+                reason: "status 500".into(),
+            },
+        );
+        observer.transition("app", server, &Transition::Up);
+        let text = observer.metrics.encode();
+        for expected in [
+            r#"gatehouse_upstream_ejections_total{kind="connection_timeout",pool="app",server="app/127.0.0.1:1"} 1"#,
+            r#"gatehouse_upstream_health_transitions_total{pool="app",server="app/127.0.0.1:1",to="down"} 1"#,
+            r#"gatehouse_upstream_health_transitions_total{pool="app",server="app/127.0.0.1:1",to="up"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+    }
+}
