@@ -15,6 +15,12 @@ pub struct Config {
     pub source: String,
     pub server: ServerConfig,
     pub dns: DnsConfig,
+    /// `[cache]`: the response store caching routes share.
+    pub cache: CacheConfig,
+    /// `[robots]`: the robots.txt guard.
+    pub robots: RobotsConfig,
+    /// `[maintenance]`: maintenance mode for every route (a route's own table overrides it).
+    pub maintenance: MaintenanceConfig,
     /// Routes in file order. The router picks the most specific match (see `proxy::router`).
     pub routes: Vec<RouteConfig>,
     /// Upstream pools, sorted by name.
@@ -63,6 +69,77 @@ pub struct ServerConfig {
     /// Where `combined` and `json` access lines go (like `log_file`). `None` = stdout, the
     /// default. Only with a format other than `log`. Taken at start only.
     pub access_log_file: Option<PathBuf>,
+    /// Where gatehouse keeps what must survive a restart (the robots.txt guard's copies).
+    /// `None` = the default location, chosen at start: `$STATE_DIRECTORY` (systemd's
+    /// `StateDirectory=`), else `$XDG_STATE_HOME/gatehouse`, else `~/.local/state/gatehouse`.
+    /// A relative path is resolved against the config file's directory. Taken at start only.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Bytes of stored responses kept in memory, across all routes. Default 64 MiB.
+    pub memory: u64,
+    /// Responses with a larger body are passed through and not stored. Default 8 MiB.
+    pub max_object_size: u64,
+    /// The on-disk store (a redb file), which survives a restart. `None` (the default) = memory
+    /// only. Its directory exists (checked). Taken at start only.
+    pub disk_path: Option<PathBuf>,
+    /// Bound on the on-disk store; the least recently written entries go first. Default 1 GiB.
+    pub disk_size: u64,
+    /// How long requests for a key whose response is being fetched wait for it (request
+    /// coalescing) before going to the upstream themselves. Default 5s.
+    pub lock_timeout: Duration,
+}
+
+/// `[robots]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RobotsConfig {
+    /// Keep each host's last good `/robots.txt` (on disk, in `server.state_dir`) and serve it
+    /// when the origin fails. Default true.
+    pub guard: bool,
+    /// How old a kept copy may be and still be served. Default 30 days.
+    pub max_age: Duration,
+}
+
+/// `[maintenance]`, or a route's `[route.maintenance]` resolved against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceConfig {
+    /// Answer every request with 503 (`/robots.txt` is still served from the guard).
+    /// Default false.
+    pub enabled: bool,
+    /// The `Retry-After` of the 503. Default 5 minutes.
+    pub retry_after: Duration,
+    /// The body of the 503; `None` = gatehouse's own negotiated error page.
+    pub page: Option<MaintenancePage>,
+}
+
+/// A maintenance page, read when the config is loaded (so a reload picks up an edited page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenancePage {
+    pub path: PathBuf,
+    /// From the file name's extension: `.html`/`.htm`, `.json`, `.txt`; HTML otherwise.
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+/// `[route.cache]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCache {
+    pub mode: CacheMode,
+    /// How long past its freshness a stored response may be served when the origin fails, for
+    /// responses without a `stale-if-error` directive of their own. Default 1 day.
+    pub stale_if_error: Duration,
+}
+
+/// `route.cache.mode`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Serve fresh copies, revalidate stale ones, serve stale on error.
+    Full,
+    /// Keep copies only to serve them when the origin fails; every request goes upstream.
+    StaleIfError,
 }
 
 /// `server.access_log_format`
@@ -115,6 +192,11 @@ pub struct RouteConfig {
     /// Retry non-idempotent requests (POST, PATCH, ...) even after they may have reached the
     /// server. Default false (RFC 9110 §9.2.2).
     pub retry_non_idempotent: bool,
+    /// `[route.cache]`; `None` = this route's responses are not stored.
+    pub cache: Option<RouteCache>,
+    /// `[route.maintenance]` with `[maintenance]`'s values where it sets none. `None` = the route
+    /// follows `[maintenance]`.
+    pub maintenance: Option<MaintenanceConfig>,
 }
 
 /// `route.host`: exact, or a `*.suffix` wildcard. Both lowercase, without port.

@@ -24,6 +24,11 @@ pub(crate) struct RawConfig {
     pub(crate) server: RawServer,
     #[serde(default)]
     pub(crate) dns: RawDns,
+    #[serde(default)]
+    pub(crate) cache: RawCache,
+    #[serde(default)]
+    pub(crate) robots: RawRobots,
+    pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
     /// `[[route]]` tables in file order.
     #[serde(default)]
     pub(crate) route: Vec<Spanned<RawRoute>>,
@@ -52,6 +57,43 @@ pub(crate) struct RawServer {
     pub(crate) log_file: Option<Spanned<String>>,
     pub(crate) access_log_format: Option<Spanned<String>>,
     pub(crate) access_log_file: Option<Spanned<String>>,
+    pub(crate) state_dir: Option<Spanned<String>>,
+}
+
+/// `[cache]`: the store every caching route shares.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCache {
+    pub(crate) memory: Option<Spanned<RawSize>>,
+    pub(crate) max_object_size: Option<Spanned<RawSize>>,
+    pub(crate) disk_path: Option<Spanned<String>>,
+    pub(crate) disk_size: Option<Spanned<RawSize>>,
+    pub(crate) lock_timeout: Option<Spanned<String>>,
+}
+
+/// `[robots]`: the robots.txt guard.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRobots {
+    pub(crate) guard: Option<Spanned<bool>>,
+    pub(crate) max_age: Option<Spanned<String>>,
+}
+
+/// `[maintenance]` and `[route.maintenance]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMaintenance {
+    pub(crate) enabled: Option<Spanned<bool>>,
+    pub(crate) retry_after: Option<Spanned<String>>,
+    pub(crate) page: Option<Spanned<String>>,
+}
+
+/// `[route.cache]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteCache {
+    pub(crate) mode: Option<Spanned<String>>,
+    pub(crate) stale_if_error: Option<Spanned<String>>,
 }
 
 /// `[dns]`
@@ -71,6 +113,8 @@ pub(crate) struct RawRoute {
     /// Required; `Option` so a missing one is a diagnostic, not a serde error.
     pub(crate) upstream: Option<Spanned<String>>,
     pub(crate) retry_non_idempotent: Option<Spanned<bool>>,
+    pub(crate) cache: Option<Spanned<RawRouteCache>>,
+    pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
 }
 
 /// One `[upstream.NAME]`.

@@ -92,6 +92,11 @@ const SERVER: &[Field] = &[
         r#"access_log_file = "/var/log/gatehouse/access.log""#,
     ),
     field(
+        "state_dir",
+        Kind::Str,
+        r#"state_dir = "/var/lib/gatehouse""#,
+    ),
+    field(
         "tls",
         Kind::Planned(
             "remove it: TLS listeners are not available yet; terminate TLS in front of gatehouse",
@@ -109,6 +114,38 @@ const DNS: &[Field] = &[
     field("timeout", Kind::Str, r#"timeout = "2s""#),
 ];
 
+const CACHE: &[Field] = &[
+    field("memory", Kind::Size, r#"memory = "256MiB""#),
+    field("max_object_size", Kind::Size, r#"max_object_size = "8MiB""#),
+    field(
+        "disk_path",
+        Kind::Str,
+        r#"disk_path = "/var/cache/gatehouse/cache.redb""#,
+    ),
+    field("disk_size", Kind::Size, r#"disk_size = "1GiB""#),
+    field("lock_timeout", Kind::Str, r#"lock_timeout = "5s""#),
+];
+
+const ROBOTS: &[Field] = &[
+    field("guard", Kind::Bool, "guard = true"),
+    field("max_age", Kind::Str, r#"max_age = "30d""#),
+];
+
+const MAINTENANCE: &[Field] = &[
+    field("enabled", Kind::Bool, "enabled = true"),
+    field("retry_after", Kind::Str, r#"retry_after = "10m""#),
+    field(
+        "page",
+        Kind::Str,
+        r#"page = "/etc/gatehouse/maintenance.html""#,
+    ),
+];
+
+const ROUTE_CACHE: &[Field] = &[
+    field("mode", Kind::Str, r#"mode = "full""#),
+    field("stale_if_error", Kind::Str, r#"stale_if_error = "1d""#),
+];
+
 const ROUTE: &[Field] = &[
     field("host", Kind::Str, r#"host = "example.com""#),
     field("path", Kind::Str, r#"path = "/api""#),
@@ -117,6 +154,12 @@ const ROUTE: &[Field] = &[
         "retry_non_idempotent",
         Kind::Bool,
         "retry_non_idempotent = true",
+    ),
+    field("cache", Kind::Table(ROUTE_CACHE), "[route.cache]"),
+    field(
+        "maintenance",
+        Kind::Table(MAINTENANCE),
+        "[route.maintenance]",
     ),
 ];
 
@@ -193,6 +236,9 @@ const UPSTREAM: &[Field] = &[
 const ROOT: &[Field] = &[
     field("server", Kind::Table(SERVER), "[server]"),
     field("dns", Kind::Table(DNS), "[dns]"),
+    field("cache", Kind::Table(CACHE), "[cache]"),
+    field("robots", Kind::Table(ROBOTS), "[robots]"),
+    field("maintenance", Kind::Table(MAINTENANCE), "[maintenance]"),
     field(
         "route",
         Kind::TableArray(ROUTE),

@@ -84,6 +84,8 @@ fn default_config_parses() {
             path: "/".into(),
             upstream: "app".into(),
             retry_non_idempotent: false,
+            cache: None,
+            maintenance: None,
         }]
     );
     assert_eq!(c.upstreams.len(), 1);

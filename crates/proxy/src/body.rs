@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use crate::cache::capture::Capture;
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext};
@@ -247,6 +248,8 @@ pub struct Finish {
     /// Whether the response used chunked framing (a body decode error is then a
     /// transfer-coding failure).
     pub chunked: bool,
+    /// A copy of the body for the cache or the robots.txt guard, stored once it is complete.
+    pub capture: Option<Box<Capture>>,
 }
 
 /// The upstream's response body on its way downstream.
@@ -280,11 +283,17 @@ impl UpstreamBody {
             lease,
             pool,
             members,
+            capture,
             ..
         } = *finish;
         let server = &lease.server;
         match failure {
-            None => server.checkin(conn),
+            None => {
+                server.checkin(conn);
+                if let Some(capture) = capture {
+                    capture.complete();
+                }
+            }
             Some(failure) => {
                 record.failure = Some(failure.kind.token());
                 pool.record_outcome(&members, server, Some(failure.kind));
@@ -328,6 +337,9 @@ impl Body for UpstreamBody {
                 this.idle.disarm();
                 if let (Some(data), Some(finish)) = (frame.data_ref(), this.finish.as_mut()) {
                     finish.record.body_bytes += data.len() as u64;
+                    if let Some(capture) = finish.capture.as_mut() {
+                        capture.data(data);
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.complete(None);

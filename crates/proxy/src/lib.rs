@@ -5,10 +5,12 @@
 //! [`failure`] is the one place where failures become statuses, headers and log lines.
 
 pub mod body;
+pub mod cache;
 pub mod client_io;
 pub mod failure;
 pub mod forward;
 pub mod listener;
+pub mod maintenance;
 pub mod observe;
 pub mod respond;
 pub mod router;

@@ -6,7 +6,7 @@
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
 //! but not `/apiary` (a prefix ending in `/` matches anything under it).
 
-use gatehouse_config::{HostMatch, RouteConfig};
+use gatehouse_config::{HostMatch, MaintenanceConfig, RouteCache, RouteConfig};
 
 /// A compiled route table.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ struct CompiledRoute {
     /// The route as written, for logs (`host/path`).
     label: std::sync::Arc<str>,
     retry_non_idempotent: bool,
+    cache: Option<RouteCache>,
+    maintenance: Option<MaintenanceConfig>,
 }
 
 /// The outcome of routing a request.
@@ -32,6 +34,10 @@ pub struct Routed<'a> {
     pub label: &'a std::sync::Arc<str>,
     /// The route lets non-idempotent requests be retried after they reached a server.
     pub retry_non_idempotent: bool,
+    /// `[route.cache]`: the route stores responses.
+    pub cache: Option<&'a RouteCache>,
+    /// `[route.maintenance]`, when the route has its own.
+    pub maintenance: Option<&'a MaintenanceConfig>,
 }
 
 impl Router {
@@ -56,6 +62,8 @@ impl Router {
                         upstream,
                         label,
                         retry_non_idempotent: route.retry_non_idempotent,
+                        cache: route.cache.clone(),
+                        maintenance: route.maintenance.clone(),
                     },
                 ))
             })
@@ -85,6 +93,8 @@ impl Router {
                 upstream: route.upstream,
                 label: &route.label,
                 retry_non_idempotent: route.retry_non_idempotent,
+                cache: route.cache.as_ref(),
+                maintenance: route.maintenance.as_ref(),
             })
     }
 }
@@ -148,6 +158,8 @@ mod tests {
             path: path.to_owned(),
             upstream: upstream.to_owned(),
             retry_non_idempotent: false,
+            cache: None,
+            maintenance: None,
         }
     }
 

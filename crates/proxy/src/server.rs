@@ -15,14 +15,17 @@ use tokio::sync::{mpsc, watch};
 use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::Observer;
 use crate::observe::admin::{self, ReloadRequest};
-use crate::snapshot::{Current, Snapshot};
-use crate::upstream::health::StateRegistry;
+use crate::cache::robots::RobotsGuard;
+use crate::cache::store::Cache;
+use crate::snapshot::{Current, Lasting, Snapshot};
 
 /// A startup failure, worded for the one line it becomes on stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(source))]
     Bind { addr: SocketAddr, source: io::Error },
+    #[error("{0} (cache.disk_path)")]
+    CacheFile(#[from] crate::cache::disk::DiskError),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -49,10 +52,8 @@ pub struct Running {
     pub listen: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
     current: Current,
-    /// Health and ejection state by (pool, address), shared by every snapshot.
-    registry: Arc<StateRegistry>,
-    /// Metrics, recent failures and rates, shared by every snapshot.
-    observer: Arc<Observer>,
+    /// Health, metrics, the cache, ...: what every snapshot shares.
+    lasting: Lasting,
     /// The open proxy listeners by their configured address.
     listeners: Mutex<HashMap<SocketAddr, OpenListener>>,
     shutdown: watch::Sender<bool>,
@@ -94,9 +95,8 @@ impl Running {
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
-        let registry = Arc::new(StateRegistry::default());
-        let observer = Arc::new(observer);
-        let snapshot = Arc::new(Snapshot::build(config, &registry, &observer));
+        let lasting = lasting(&config, observer)?;
+        let snapshot = Arc::new(Snapshot::build(config, &lasting));
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));
         let (shutdown, _) = watch::channel(false);
@@ -105,8 +105,7 @@ impl Running {
             listen: Vec::new(),
             admin: None,
             current,
-            registry,
-            observer,
+            lasting,
             listeners: Mutex::new(HashMap::new()),
             shutdown,
             tracker: Arc::new(ConnTracker::default()),
@@ -114,7 +113,7 @@ impl Running {
             reload_requests: Mutex::new(Some(reload_requests)),
         };
         tokio::spawn(crate::observe::status::sample_rates(
-            Arc::downgrade(&running.observer),
+            Arc::downgrade(&running.lasting.observer),
             running.shutdown.subscribe(),
         ));
         let mut listen = Vec::new();
@@ -190,7 +189,7 @@ impl Running {
         for addr in wanted.iter().filter(|a| !open.contains(a)) {
             bound.push((*addr, bind(*addr).await?));
         }
-        let snapshot = Arc::new(Snapshot::build(config, &self.registry, &self.observer));
+        let snapshot = Arc::new(Snapshot::build(config, &self.lasting));
         snapshot.start_tasks();
         let old = self.current.swap(snapshot);
         old.retire();
@@ -233,7 +232,7 @@ impl Running {
 
     /// Counts a reload's outcome (`gatehouse_reloads_total`, the last-reload gauges).
     pub fn count_reload(&self, taken: bool) {
-        self.observer.metrics.reload(taken);
+        self.lasting.observer.metrics.reload(taken);
     }
 
     /// The snapshot in force.
@@ -265,4 +264,27 @@ impl Running {
             tracing::info!("all connections drained");
         }
     }
+}
+
+/// The process-wide state for `config`: the cache (with its file, when configured) and the
+/// robots.txt guard (its copies in `server.state_dir`, unless the guard is off).
+fn lasting(config: &Config, observer: Observer) -> Result<Lasting, StartupError> {
+    let cache_config = &config.cache;
+    let mut lasting = Lasting::in_memory(Arc::new(observer), cache_config.memory);
+    if let Some(path) = &cache_config.disk_path {
+        lasting.cache = Arc::new(Cache::with_disk(
+            cache_config.memory,
+            path,
+            cache_config.disk_size,
+        )?);
+    }
+    if config.robots.guard {
+        let dir = config
+            .server
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::cache::robots::default_state_dir);
+        lasting.robots = Arc::new(RobotsGuard::open(&dir));
+    }
+    Ok(lasting)
 }

@@ -34,6 +34,10 @@ use crate::upstream::connect::connect;
 use crate::upstream::pool::{Members, NoServer, Pool};
 use crate::upstream::server::{Conn, Lease, Server};
 
+mod caching;
+
+use caching::{CacheRequest, OriginFailed};
+
 /// Handles one request. Never fails: every error becomes a response here.
 pub async fn handle(
     snapshot: Arc<Snapshot>,
@@ -64,6 +68,8 @@ pub async fn handle(
         request_id,
         record,
         accept,
+        cache: None,
+        robots_host: None,
     };
     pipeline.run(req, activity).await
 }
@@ -75,6 +81,10 @@ struct Pipeline<'a> {
     record: AccessRecord,
     /// The client's `Accept`, kept for rendering an error after the request went upstream.
     accept: Option<HeaderValue>,
+    /// The cache's view of the request, on a route with `[route.cache]`.
+    cache: Option<CacheRequest>,
+    /// The host of a `/robots.txt` request (the robots.txt guard keeps one copy per host).
+    robots_host: Option<String>,
 }
 
 /// Kept-alive connections found closed before the request was written that a request may
@@ -266,6 +276,25 @@ impl Pipeline<'_> {
         self.record.route = Some(Arc::clone(routed.label));
         let pool = Arc::clone(&self.snapshot.upstreams[routed.upstream]);
         self.record.pool = Some(Arc::clone(&pool.name));
+        if caching::is_robots_request(&parts) {
+            self.robots_host = Some(host.clone().unwrap_or_default());
+        }
+
+        // --- maintenance, then the cache ---
+        if let Some(settings) = self.snapshot.maintenance.applies(
+            &self.snapshot.config.maintenance,
+            routed.label,
+            routed.maintenance,
+        ) {
+            return self.maintenance_response(settings, head_only);
+        }
+        if let Some(settings) = routed.cache
+            && let Some(answer) = self
+                .cache_lookup(settings, host.as_deref(), &mut parts, head_only)
+                .await
+        {
+            return answer;
+        }
         // Waits only at startup, until the pool's host names were resolved once.
         let members = pool
             .ready_members(self.snapshot.config.dns.timeout + MEMBERS_WAIT_SLACK)
@@ -369,6 +398,15 @@ impl Pipeline<'_> {
                             request_sent: false,
                         },
                     );
+                    if let Some(stale) = self
+                        .stale_copy(
+                            OriginFailed::Failure(&failure, next_hop.as_deref()),
+                            head_only,
+                        )
+                        .await
+                    {
+                        return stale;
+                    }
                     return self.fail(&failure, head_only, next_hop.as_deref());
                 }
                 // No other server to try: the last attempt's failure is the answer.
@@ -394,7 +432,9 @@ impl Pipeline<'_> {
             };
             match self.attempt(&server, request, sent, response_timeout).await {
                 Ok(attempt) => {
-                    return self.respond(pool, members, lease, attempt, head_only);
+                    return self
+                        .respond(pool, members, lease, attempt, head_only)
+                        .await;
                 }
                 Err(failed) => {
                     self.snapshot.observer.failure(
@@ -432,7 +472,13 @@ impl Pipeline<'_> {
             }
         }
         match last {
-            Some((failure, next_hop)) => self.fail(&failure, head_only, Some(&next_hop)),
+            Some((failure, next_hop)) => {
+                let failed = OriginFailed::Failure(&failure, Some(&next_hop));
+                match self.stale_copy(failed, head_only).await {
+                    Some(stale) => stale,
+                    None => self.fail(&failure, head_only, Some(&next_hop)),
+                }
+            }
             None => {
                 let failure = Failure::new(
                     FailureKind::ProxyInternalError,
@@ -610,7 +656,7 @@ impl Pipeline<'_> {
 
     /// Forwards the upstream's response: hop-by-hop fields removed, framing checked, our
     /// Proxy-Status member appended to an upstream 5xx, the body streamed.
-    fn respond(
+    async fn respond(
         &mut self,
         pool: Arc<Pool>,
         members: Arc<Members>,
@@ -640,11 +686,52 @@ impl Pipeline<'_> {
                 self.record.upstream_status = Some(parts.status.as_u16());
                 // The connection's framing is unknown now; it is closed, never reused.
                 drop(conn);
+                let failed = OriginFailed::Failure(&failure, Some(&server.label));
+                if let Some(stale) = self.stale_copy(failed, head_only).await {
+                    return stale;
+                }
                 return self.fail(&failure, head_only, Some(&server.label));
             }
         };
         forward::strip_hop_by_hop(&mut parts.headers);
         let status = parts.status;
+        self.record.upstream_status = Some(status.as_u16());
+        if caching::is_stale_status(status)
+            && let Some(stale) = self
+                .stale_copy(OriginFailed::Status(status, &server.label), head_only)
+                .await
+        {
+            // The origin's error body is not read; its connection closes.
+            drop(conn);
+            return stale;
+        }
+        let mut capture = None;
+        if status == StatusCode::NOT_MODIFIED
+            && let Some(response) = self.revalidated(&parts.headers, head_only)
+        {
+            // The stored copy answers; the 304's (empty) exchange finishes through the usual
+            // body so that the connection returns to the pool and the record is written.
+            self.record.status = response.status().as_u16();
+            let finish = Finish {
+                record: self.take_record(),
+                conn,
+                lease,
+                pool,
+                members,
+                chunked,
+                capture: None,
+            };
+            drop(UpstreamBody::new(body, Duration::ZERO, finish));
+            return response;
+        }
+        if self.cache.is_some() || self.robots_host.is_some() {
+            let length = declared_length(&parts.headers);
+            let (planned, cache_status) = self.plan_store(status, &parts.headers, length);
+            capture = planned;
+            if let Some(value) = cache_status {
+                parts.headers.append("cache-status", value);
+            }
+        }
         if status.is_server_error()
             && let Some(member) = self
                 .snapshot
@@ -658,7 +745,6 @@ impl Pipeline<'_> {
         }
         parts.version = Version::HTTP_11;
         self.record.status = status.as_u16();
-        self.record.upstream_status = Some(status.as_u16());
         let record = self.take_record();
         let read_timeout = pool.settings.read_timeout;
         let finish = Finish {
@@ -668,6 +754,7 @@ impl Pipeline<'_> {
             pool,
             members,
             chunked,
+            capture: capture.map(Box::new),
         };
         let body = UpstreamBody::new(body, read_timeout, finish);
         Response::from_parts(parts, ProxyBody::Upstream(body))

@@ -10,7 +10,10 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use http::HeaderValue;
 
+use crate::cache::robots::RobotsGuard;
+use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
+use crate::maintenance::MaintenanceSwitch;
 use crate::observe::Observer;
 use crate::router::Router;
 use crate::upstream::checker;
@@ -21,6 +24,30 @@ use crate::upstream::pool::{self, Pool};
 /// The snapshot in force, swapped whole by a reload. Connections and requests `load_full` it
 /// once and keep what they got, so a request finishes on the config it started with.
 pub type Current = Arc<ArcSwap<Snapshot>>;
+
+/// What lives for the whole process and every snapshot shares: server health, the observer,
+/// the cache, the robots.txt guard and the maintenance switches. A reload keeps them.
+#[derive(Debug, Clone)]
+pub struct Lasting {
+    pub registry: Arc<StateRegistry>,
+    pub observer: Arc<Observer>,
+    pub cache: Arc<Cache>,
+    pub robots: Arc<RobotsGuard>,
+    pub maintenance: Arc<MaintenanceSwitch>,
+}
+
+impl Lasting {
+    /// Everything in memory: a cache of `cache_memory` bytes, robots.txt copies lost on exit.
+    pub fn in_memory(observer: Arc<Observer>, cache_memory: u64) -> Self {
+        Self {
+            registry: Arc::new(StateRegistry::default()),
+            observer,
+            cache: Arc::new(Cache::in_memory(cache_memory)),
+            robots: Arc::new(RobotsGuard::in_memory()),
+            maintenance: Arc::new(MaintenanceSwitch::default()),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -33,10 +60,19 @@ pub struct Snapshot {
     pub via: HeaderValue,
     /// Metrics, recent failures and rates; the same for every snapshot of the process.
     pub observer: Arc<Observer>,
+    /// The response cache, the robots.txt guard and the maintenance switches (process-wide).
+    pub cache: Arc<Cache>,
+    pub robots: Arc<RobotsGuard>,
+    pub maintenance: Arc<MaintenanceSwitch>,
 }
 
 impl Snapshot {
-    pub fn build(config: Config, registry: &Arc<StateRegistry>, observer: &Arc<Observer>) -> Self {
+    pub fn build(config: Config, lasting: &Lasting) -> Self {
+        let Lasting {
+            registry,
+            observer,
+            ..
+        } = lasting;
         let upstreams: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
@@ -60,6 +96,9 @@ impl Snapshot {
             proxy_status: ProxyStatusWriter::new(&config.server.name, config.server.proxy_status),
             via,
             observer: Arc::clone(observer),
+            cache: Arc::clone(&lasting.cache),
+            robots: Arc::clone(&lasting.robots),
+            maintenance: Arc::clone(&lasting.maintenance),
             config,
         }
     }
@@ -102,13 +141,8 @@ mod tests {
 
     #[test]
     fn server_state_carries_over_to_the_next_snapshot_by_address() {
-        let registry = Arc::new(StateRegistry::default());
-        let observer = Arc::new(Observer::default());
-        let old = Snapshot::build(
-            config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#),
-            &registry,
-            &observer,
-        );
+        let lasting = Lasting::in_memory(Arc::new(Observer::default()), 1 << 20);
+        let old = Snapshot::build(config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#), &lasting);
         let old_members = old.upstreams[0].members();
         old_members.primaries.servers[0].state.observe_check(
             CheckResult::Fail("status 500".into()),
@@ -119,8 +153,7 @@ mod tests {
         // The new config drops :2, keeps :1 (now weighted) and adds :3.
         let new = Snapshot::build(
             config(r#"[{ address = "127.0.0.1:1", weight = 2 }, "127.0.0.1:3"]"#),
-            &registry,
-            &observer,
+            &lasting,
         );
         let new_members = new.upstreams[0].members();
         let by_port = |port: u16| {

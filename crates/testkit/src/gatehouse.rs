@@ -260,6 +260,9 @@ pub struct Gatehouse {
     stdout: Arc<LogSink>,
     stderr: Arc<LogSink>,
     config: TempFile,
+    /// `STATE_DIRECTORY` of this instance (robots.txt guard copies), unless the config sets
+    /// `server.state_dir`: each test's gatehouse keeps its own.
+    _state: TempFile,
 }
 
 impl Gatehouse {
@@ -269,12 +272,14 @@ impl Gatehouse {
     pub fn start(bin: &Path, config_toml: &str) -> Self {
         let (text, name, proxy_status) = harness_config(config_toml);
         let file = TempFile::with_contents("gatehouse-test", ".toml", text.as_bytes());
+        let state = TempFile::dir("gatehouse-test-state");
 
         let mut child = Command::new(bin)
             .arg("run")
             .arg("-c")
             .arg(file.path())
             .env_remove("RUST_LOG")
+            .env("STATE_DIRECTORY", state.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -296,6 +301,7 @@ impl Gatehouse {
             stdout,
             stderr,
             config: file,
+            _state: state,
         };
         gatehouse.addr = gatehouse.wait_listening(&text);
         gatehouse

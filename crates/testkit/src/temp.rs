@@ -39,6 +39,21 @@ impl TempFile {
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // A path used as a directory (see `TempFile::dir`) is removed with what it holds.
+        if self.path.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        } else {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl TempFile {
+    /// A new, empty temp directory, removed with its contents when dropped.
+    pub fn dir(prefix: &str) -> Self {
+        let dir = Self::new(prefix, "");
+        std::fs::create_dir_all(&dir.path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.path.display()));
+        dir
     }
 }

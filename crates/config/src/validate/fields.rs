@@ -138,8 +138,20 @@ pub(super) fn size(
     default: u64,
     min: u64,
 ) -> usize {
+    to_usize(size_within(sink, raw, key, default, min, MAX_HEADER_SIZE))
+}
+
+/// A size in `min..=max`; `default` when absent or invalid.
+pub(super) fn size_within(
+    sink: &mut Sink<'_>,
+    raw: Option<Spanned<RawSize>>,
+    key: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> u64 {
     let Some(raw) = raw else {
-        return to_usize(default);
+        return default;
     };
     let parsed = match raw.get_ref() {
         RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| Bad {
@@ -153,13 +165,14 @@ pub(super) fn size(
         RawSize::Text(s) => format!("{s:?}"),
     };
     let checked = parsed.and_then(|n| {
-        if (min..=MAX_HEADER_SIZE).contains(&n) {
+        if (min..=max).contains(&n) {
             Ok(n)
         } else {
             Err(Bad {
                 message: format!(
-                    "{shown} is outside the allowed range {} to 1MiB",
-                    human_size(min)
+                    "{shown} is outside the allowed range {} to {}",
+                    human_size(min),
+                    human_size(max)
                 ),
                 fix: format!(
                     "use a size in that range, e.g. \"{}\" (the default)",
@@ -169,10 +182,10 @@ pub(super) fn size(
         }
     });
     match checked {
-        Ok(n) => to_usize(n),
+        Ok(n) => n,
         Err(bad) => {
             sink.error(Some(raw.span()), key, bad.message, bad.fix);
-            to_usize(default)
+            default
         }
     }
 }
@@ -183,7 +196,13 @@ fn to_usize(n: u64) -> usize {
 }
 
 fn human_size(n: u64) -> String {
-    if n >= KIB && n.is_multiple_of(KIB) {
+    const GIB: u64 = 1 << 30;
+    const MIB: u64 = 1 << 20;
+    if n >= GIB && n.is_multiple_of(GIB) {
+        format!("{}GiB", n / GIB)
+    } else if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{}MiB", n / MIB)
+    } else if n >= KIB && n.is_multiple_of(KIB) {
         format!("{}KiB", n / KIB)
     } else {
         format!("{n}B")

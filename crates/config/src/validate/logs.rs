@@ -99,18 +99,39 @@ fn checked_path(
     base: &Path,
     sink: &mut Sink<'_>,
 ) -> Option<PathBuf> {
-    let text = raw.get_ref();
     let example = if key == "server.log_file" {
         "/var/log/gatehouse/gatehouse.log"
     } else {
         "/var/log/gatehouse/access.log"
     };
-    if text.trim().is_empty() {
+    if raw.get_ref().trim().is_empty() {
         sink.error(
             Some(raw.span()),
             key,
             "the path is empty",
             format!("give a file path like \"{example}\", or remove the key to write to stdout"),
+        );
+        return None;
+    }
+    writable_file_path(raw, key, example, base, sink)
+}
+
+/// A path for a file gatehouse writes (created if missing), resolved against `base`: not a
+/// directory, and its directory exists. `None` (reported) otherwise.
+pub(super) fn writable_file_path(
+    raw: &Spanned<String>,
+    key: &str,
+    example: &str,
+    base: &Path,
+    sink: &mut Sink<'_>,
+) -> Option<PathBuf> {
+    let text = raw.get_ref();
+    if text.trim().is_empty() {
+        sink.error(
+            Some(raw.span()),
+            key,
+            "the path is empty",
+            format!("give a file path like \"{example}\", or remove the key"),
         );
         return None;
     }

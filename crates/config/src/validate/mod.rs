@@ -21,6 +21,7 @@ use crate::model::{Config, DnsConfig, LogFormat, ProxyStatusMode, ServerConfig, 
 use crate::raw::{RawConfig, RawDns, RawServer};
 use crate::values;
 
+mod caching;
 mod fields;
 mod health;
 mod logs;
@@ -57,14 +58,18 @@ const MAX_HEADER_SIZE: u64 = MIB;
 /// Builds the model from `raw`, pushing every problem into `sink`. The returned config is only
 /// meaningful if `sink` holds no errors afterwards.
 pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Config {
-    let server = server(raw.server, config_dir(source), sink);
+    let base = config_dir(source);
+    let server = server(raw.server, base, sink);
     let dns = dns(raw.dns, sink);
+    let cache = caching::cache(raw.cache, base, sink);
+    let robots = caching::robots(raw.robots, sink);
+    let maintenance = caching::maintenance(raw.maintenance.as_ref(), "maintenance", None, base, sink);
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
         .iter()
         .map(|(name, up)| upstream(name, up, sink))
         .collect();
-    let routes = routes(&raw.route, &raw.upstream, sink);
+    let routes = routes(&raw.route, &raw.upstream, &maintenance, base, sink);
     for (name, up) in &raw.upstream {
         let used = raw.route.iter().any(|r| {
             r.get_ref()
@@ -85,6 +90,9 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         source: source.to_owned(),
         server,
         dns,
+        cache,
+        robots,
+        maintenance,
         routes,
         upstreams,
     }
@@ -164,6 +172,7 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
         LogFormat::Text,
         &[("text", LogFormat::Text), ("json", LogFormat::Json)],
     );
+    let state_dir = caching::state_dir(raw.state_dir, base, sink);
     let logs = log_targets(
         raw.log_file,
         raw.access_log_format,
@@ -210,6 +219,7 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
         log_file: logs.log_file,
         access_log_format: logs.access_log_format,
         access_log_file: logs.access_log_file,
+        state_dir,
     }
 }
 

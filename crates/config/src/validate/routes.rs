@@ -3,19 +3,23 @@
 //! sees both sides.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use toml::Spanned;
 
 use super::DEFAULT_ROUTE_PATH;
+use super::caching;
 use super::fields::parse_at;
 use crate::diag::Sink;
-use crate::model::{HostMatch, RouteConfig};
+use crate::model::{HostMatch, MaintenanceConfig, RouteConfig};
 use crate::raw::{RawRoute, RawUpstream};
 use crate::values;
 
 pub(super) fn routes(
     raw: &[Spanned<RawRoute>],
     upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
+    maintenance: &MaintenanceConfig,
+    base: &Path,
     sink: &mut Sink<'_>,
 ) -> Vec<RouteConfig> {
     if raw.is_empty() {
@@ -44,6 +48,19 @@ pub(super) fn routes(
             parse_at(sink, p, &format!("route[{i}].path"), values::route_path).is_some()
         });
         let upstream = route_upstream(i, spanned, upstreams, sink);
+        let cache = route
+            .cache
+            .as_ref()
+            .map(|c| caching::route_cache(c.get_ref(), &format!("route[{i}].cache"), sink));
+        let route_maintenance = route.maintenance.as_ref().map(|m| {
+            caching::maintenance(
+                Some(m),
+                &format!("route[{i}].maintenance"),
+                Some(maintenance),
+                base,
+                sink,
+            )
+        });
         let (Ok(host), true) = (host, path_ok) else {
             continue;
         };
@@ -71,6 +88,8 @@ pub(super) fn routes(
                     .retry_non_idempotent
                     .as_ref()
                     .is_some_and(|b| *b.get_ref()),
+                cache,
+                maintenance: route_maintenance,
             });
         }
     }

@@ -37,6 +37,9 @@ pub struct AccessRecord {
     pub upstream: Option<Arc<str>>,
     pub upstream_status: Option<u16>,
     pub failure: Option<&'static str>,
+    /// What the cache did: `hit`, `miss`, `expired`, `revalidated`, `stale`, `uncacheable`,
+    /// `bypass`, `maintenance`; `None` on routes without a cache.
+    pub cache: Option<&'static str>,
     pub attempts: u32,
     pub connect: Option<Duration>,
     pub first_byte: Option<Duration>,
@@ -71,6 +74,7 @@ impl AccessRecord {
             upstream: None,
             upstream_status: None,
             failure: None,
+            cache: None,
             attempts: 0,
             connect: None,
             first_byte: None,

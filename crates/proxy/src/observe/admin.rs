@@ -1,5 +1,7 @@
 //! The admin listener: `/live`, `/ready`, `/metrics` (Prometheus), `/status` (the status
-//! page), `/status.json`, and `POST /reload` (what `gatehouse reload` calls). Bound to
+//! page), `/status.json`, `POST /reload` (what `gatehouse reload` calls), and `/maintenance`
+//! (`GET` shows it; `POST /maintenance/on`, `/off` or `/config`, optionally `?route=LABEL`,
+//! switches it). Bound to
 //! loopback by the default config; it never serves proxied traffic. With `admin_token` set,
 //! every endpoint but `/live` and `/ready` wants `Authorization: Bearer <token>`.
 
@@ -84,6 +86,9 @@ impl Admin {
         if path == "/reload" {
             return reload(req.method(), &self.reloads).await;
         }
+        if let Some(action) = path.strip_prefix("/maintenance/") {
+            return switch_maintenance(&snapshot, req, action);
+        }
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
@@ -104,6 +109,7 @@ impl Admin {
             "/status.json" => {
                 with_type(StatusReport::build(&snapshot).to_json(), "application/json")
             }
+            "/maintenance" => with_type(maintenance_json(&snapshot), "application/json"),
             "/" => index(&snapshot),
             _ => text(
                 StatusCode::NOT_FOUND,
@@ -117,7 +123,7 @@ fn index(snapshot: &Snapshot) -> Response<ProxyBody> {
     text(
         StatusCode::OK,
         &format!(
-            "{} admin: /status /status.json /metrics /live /ready, POST /reload\nconfig: {}\n",
+            "{} admin: /status /status.json /metrics /live /ready /maintenance, POST /reload, POST /maintenance/on|off|config[?route=LABEL]\nconfig: {}\n",
             snapshot.config.server.name, snapshot.config.source
         ),
     )
@@ -203,4 +209,82 @@ mod tests {
         assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
     }
+}
+
+/// `POST /maintenance/on|off|config[?route=LABEL]`: switches maintenance mode for every route or
+/// one route (`config` clears the switch: the config decides again).
+fn switch_maintenance(
+    snapshot: &Snapshot,
+    req: &Request<Incoming>,
+    action: &str,
+) -> Response<ProxyBody> {
+    if req.method() != Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+    }
+    let state = match action {
+        "on" => Some(true),
+        "off" => Some(false),
+        "config" => None,
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "use POST /maintenance/on, /maintenance/off or /maintenance/config\n",
+            );
+        }
+    };
+    let route = req.uri().query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "route")
+            .map(|(_, value)| value.into_owned())
+    });
+    if let Some(label) = &route
+        && !snapshot.router.routes().any(|(known, _)| **known == **label)
+    {
+        let known: Vec<&str> = snapshot.router.routes().map(|(l, _)| &**l).collect();
+        return text(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "no route {label:?}; routes are named host+path: {}\n",
+                known.join(", ")
+            ),
+        );
+    }
+    snapshot.maintenance.set(route.as_deref(), state);
+    tracing::warn!(
+        target: "gatehouse::maintenance",
+        route = route.as_deref().unwrap_or("*"),
+        state = match state {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "as configured",
+        },
+        "maintenance mode switched"
+    );
+    with_type(maintenance_json(snapshot), "application/json")
+}
+
+/// Maintenance mode as configured, switched and in effect, globally and per route.
+fn maintenance_json(snapshot: &Snapshot) -> String {
+    let global = &snapshot.config.maintenance;
+    let switch = &snapshot.maintenance;
+    let routes: Vec<serde_json::Value> = snapshot
+        .config
+        .routes
+        .iter()
+        .map(|route| {
+            let host = match &route.host {
+                Some(gatehouse_config::HostMatch::Exact(h)) => h.clone(),
+                Some(gatehouse_config::HostMatch::Suffix(s)) => format!("*{s}"),
+                None => String::new(),
+            };
+            let label = format!("{host}{}", route.path);
+            let scope = switch.route_scope(global, &label, route.maintenance.as_ref());
+            serde_json::json!({ "route": label, "maintenance": scope })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "global": switch.global_scope(global),
+        "routes": routes,
+    });
+    format!("{report:#}\n")
 }

@@ -50,6 +50,10 @@ pub struct Metrics {
     healthy_servers: IntGaugeVec,
     servers: IntGaugeVec,
     open_connections: IntGauge,
+    cache_requests: IntCounterVec,
+    stale_served: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
     /// One scrape at a time: the state gauges are cleared and refilled for each.
     scraping: Mutex<()>,
 }
@@ -129,6 +133,30 @@ impl Metrics {
         )
         .unwrap_or_else(|err| unreachable!("static metric definition: {err}"));
         register(&registry, connections.clone());
+        let cache_requests = counter_vec(
+            &registry,
+            "gatehouse_cache_requests_total",
+            "Requests on caching routes by what the cache did: hit, miss, expired, revalidated, stale, uncacheable, bypass, maintenance.",
+            &["route", "result"],
+        );
+        let stale_served = counter_vec(
+            &registry,
+            "gatehouse_stale_served_total",
+            "Stale copies served because the origin failed, by route, source (cache or robots_guard) and reason (failure kind, or http_5xx for the origin's own error).",
+            &["route", "source", "reason"],
+        );
+        let cache_bytes = gauge_vec(
+            &registry,
+            "gatehouse_cache_bytes",
+            "Bytes of stored responses, by tier (memory or disk).",
+            &["tier"],
+        );
+        let cache_entries = gauge_vec(
+            &registry,
+            "gatehouse_cache_entries",
+            "Stored keys, by tier (memory or disk).",
+            &["tier"],
+        );
         let reloads = counter_vec(
             &registry,
             "gatehouse_reloads_total",
@@ -197,6 +225,10 @@ impl Metrics {
             healthy_servers,
             servers,
             open_connections,
+            cache_requests,
+            stale_served,
+            cache_bytes,
+            cache_entries,
             scraping: Mutex::new(()),
         };
         metrics.config_taken(true);
@@ -232,6 +264,17 @@ impl Metrics {
     pub fn upstream_failure(&self, pool: &str, server: &str, kind: FailureKind) {
         self.upstream_failures
             .with_label_values(&[pool, server, kind.token()])
+            .inc();
+    }
+
+    /// What the cache did for a request on a caching route.
+    pub fn cache_result(&self, route: &str, result: &str) {
+        self.cache_requests.with_label_values(&[route, result]).inc();
+    }
+
+    pub fn stale_served(&self, route: &str, source: &str, reason: &str) {
+        self.stale_served
+            .with_label_values(&[route, source, reason])
             .inc();
     }
 
@@ -312,6 +355,20 @@ impl Metrics {
                 .set(healthy);
             self.servers.with_label_values(&[&*pool.name]).set(total);
         }
+        let usage = snapshot.cache.usage();
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_bytes
+            .with_label_values(&["memory"])
+            .set(as_gauge(usage.memory_bytes));
+        self.cache_bytes
+            .with_label_values(&["disk"])
+            .set(as_gauge(usage.disk_bytes));
+        self.cache_entries
+            .with_label_values(&["memory"])
+            .set(as_gauge(usage.memory_entries));
+        self.cache_entries
+            .with_label_values(&["disk"])
+            .set(as_gauge(usage.disk_entries));
         self.encode()
     }
 

@@ -70,6 +70,10 @@ impl Observer {
             // Something failed on the way: its recent-failure entries learn the outcome.
             self.recent.answered(&record.request_id, record.status);
         }
+        if let Some(result) = record.cache {
+            self.metrics
+                .cache_result(record.route.as_deref().unwrap_or("-"), result);
+        }
         self.metrics.request(&RequestOutcome {
             route: record.route.as_deref(),
             pool: record.pool.as_deref(),
@@ -81,6 +85,21 @@ impl Observer {
             first_byte: record.first_byte,
         });
         self.access.write(record);
+    }
+
+    /// A stale copy stood in for a failed origin: a warning line and a count, so that an outage
+    /// hidden from clients is not hidden from the operator.
+    pub fn stale_served(&self, route: &str, source: &str, reason: &str, request_id: &str) {
+        self.metrics.stale_served(route, source, reason);
+        tracing::warn!(
+            target: "gatehouse::cache",
+            route,
+            source,
+            reason,
+            request_id,
+            "origin failed ({reason}); served a stale copy from the {}",
+            if source == "robots_guard" { "robots.txt guard" } else { "cache" }
+        );
     }
 
     /// A server's health changed: logged and counted.

@@ -1,0 +1,106 @@
+//! Responses made from a stored copy, and the `Cache-Status` header (RFC 9211) that says what the
+//! cache did.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::entry::StoredResponse;
+use super::policy;
+use crate::body::ProxyBody;
+
+/// One `Cache-Status` member (RFC 9211 §2): the cache's name and what it did.
+#[derive(Debug, Clone, Default)]
+pub struct CacheStatus {
+    /// Served from the cache without going to the origin.
+    pub hit: bool,
+    /// Why the request went to the origin: `miss`, `stale`, `bypass`, `method`, `vary-miss`, ...
+    pub fwd: Option<&'static str>,
+    /// The status the origin answered the forwarded request with.
+    pub fwd_status: Option<u16>,
+    /// Freshness left, in seconds; negative when stale.
+    pub ttl: Option<i64>,
+    /// The response is being stored.
+    pub stored: bool,
+    /// The request waited for another request's response (coalescing).
+    pub collapsed: bool,
+    /// Free text: why not stored, `stale-if-error`, `robots-guard`, `maintenance`.
+    pub detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    /// The header value, e.g. `gatehouse; fwd=stale; fwd-status=503; ttl=-40; detail="stale-if-error"`.
+    pub fn header(&self, name: &str) -> Option<HeaderValue> {
+        let mut out = String::with_capacity(64);
+        out.push_str(name);
+        if self.hit {
+            out.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            let _ = write!(out, "; fwd={fwd}");
+        }
+        if let Some(status) = self.fwd_status {
+            let _ = write!(out, "; fwd-status={status}");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(out, "; ttl={ttl}");
+        }
+        if self.stored {
+            out.push_str("; stored");
+        }
+        if self.collapsed {
+            out.push_str("; collapsed");
+        }
+        if let Some(detail) = self.detail {
+            let _ = write!(out, "; detail=\"{detail}\"");
+        }
+        HeaderValue::from_str(&out).ok()
+    }
+}
+
+/// Seconds for a `ttl` parameter: remaining freshness, or minus how long it has been stale.
+pub fn ttl_secs(freshness: policy::Freshness) -> i64 {
+    match freshness {
+        policy::Freshness::Fresh { ttl } => i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        policy::Freshness::Stale { stale_for } => {
+            -i64::try_from(stale_for.as_secs().max(1)).unwrap_or(i64::MAX)
+        }
+    }
+}
+
+/// The response for a stored copy: its status, header fields and body, with `Age` set, or a 304
+/// when the client's own conditional matches it.
+pub fn from_stored(
+    entry: &StoredResponse,
+    age: Duration,
+    request: &HeaderMap,
+    head_only: bool,
+) -> Response<ProxyBody> {
+    let not_modified = entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
+    let (status, mut headers, body) = if not_modified {
+        (
+            StatusCode::NOT_MODIFIED,
+            policy::not_modified_headers(&entry.headers),
+            ProxyBody::empty(),
+        )
+    } else if head_only {
+        (entry.status, entry.headers.clone(), ProxyBody::empty())
+    } else {
+        (
+            entry.status,
+            entry.headers.clone(),
+            ProxyBody::full(entry.body.clone()),
+        )
+    };
+    if !not_modified {
+        // The stored body is whole; its length is known even if it came chunked.
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+    }
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

@@ -1,0 +1,251 @@
+//! The response store: bounded memory (quick_cache, weighed in bytes) in front of an optional
+//! redb file, plus request coalescing.
+//!
+//! It lives for the whole process, like the observer, so a reload keeps what was stored. Keys
+//! are `host` + request target; each key holds the variants its `Vary` produced (at most
+//! [`MAX_VARIANTS`], the newest kept).
+//!
+//! Disk reads and writes are blocking and run on tokio's blocking pool: a write is queued and
+//! not awaited (the response never waits for the disk), a read happens only on a memory miss,
+//! and what it finds is promoted to memory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::HeaderMap;
+use tokio::sync::watch;
+
+use super::disk::{DiskError, DiskStore};
+use super::entry::StoredResponse;
+use super::policy;
+
+/// Variants kept per key; a `Vary` on a field with many values (User-Agent) would otherwise
+/// fill the cache with copies of one resource.
+pub const MAX_VARIANTS: usize = 8;
+
+/// The stored variants of one key, with their total weight (computed once: the weigher runs
+/// during eviction and must be cheap).
+#[derive(Debug)]
+pub struct Variants {
+    entries: Vec<Arc<StoredResponse>>,
+    weight: u64,
+}
+
+impl Variants {
+    fn new(entries: Vec<Arc<StoredResponse>>) -> Self {
+        let weight = entries.iter().map(|e| e.weight()).sum();
+        Self { entries, weight }
+    }
+
+    /// The variant `request` selects (RFC 9111 §4.1), newest first.
+    fn select(&self, request: &HeaderMap) -> Option<Arc<StoredResponse>> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|entry| policy::selects(entry, request))
+            .cloned()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ByBytes;
+
+impl quick_cache::Weighter<Arc<str>, Arc<Variants>> for ByBytes {
+    fn weight(&self, key: &Arc<str>, value: &Arc<Variants>) -> u64 {
+        key.len() as u64 + value.weight
+    }
+}
+
+type Memory = quick_cache::sync::Cache<Arc<str>, Arc<Variants>, ByBytes>;
+
+/// The process's cache.
+pub struct Cache {
+    memory: Memory,
+    memory_limit: u64,
+    disk: Option<Arc<DiskStore>>,
+    /// Keys whose response is being fetched by one request, which others wait for.
+    fills: Mutex<HashMap<Arc<str>, watch::Sender<()>>>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("entries", &self.memory.len())
+            .field("bytes", &self.memory.weight())
+            .field("memory_limit", &self.memory_limit)
+            .field("disk", &self.disk.as_ref().map(|d| d.path().to_owned()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request for a key that is not stored does: fetch it (and let others wait), or wait.
+#[derive(Debug)]
+pub enum Fill {
+    /// This request fetches the response; others wait until the guard is dropped.
+    Leader(FillGuard),
+    /// Another request is fetching it: wait for `changed()` (or the lock timeout), look again.
+    Follower(watch::Receiver<()>),
+}
+
+/// Held by the request that fetches a key; dropping it wakes the requests waiting for it. It
+/// travels with the response body, so waiters wake after the response was stored (or given up).
+#[derive(Debug)]
+pub struct FillGuard {
+    cache: Arc<Cache>,
+    key: Arc<str>,
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        let sender = self
+            .cache
+            .fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
+}
+
+impl Cache {
+    /// A memory-only cache of `memory` bytes.
+    pub fn in_memory(memory: u64) -> Self {
+        // quick_cache sizes its tables from an item estimate; 16 KiB per response is a guess
+        // that only affects the initial allocation.
+        let estimated_items = usize::try_from(memory / (16 * 1024))
+            .unwrap_or(usize::MAX)
+            .clamp(64, 1 << 20);
+        Self {
+            memory: Memory::with_weighter(estimated_items, memory, ByBytes),
+            memory_limit: memory,
+            disk: None,
+            fills: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A cache of `memory` bytes in memory backed by the redb file at `path`, bounded by
+    /// `disk_size` bytes.
+    pub fn with_disk(memory: u64, path: &Path, disk_size: u64) -> Result<Self, DiskError> {
+        let disk = DiskStore::open(path, disk_size)?;
+        Ok(Self {
+            disk: Some(Arc::new(disk)),
+            ..Self::in_memory(memory)
+        })
+    }
+
+    /// The variant of `key` that `request` selects: from memory, else from disk (promoted to
+    /// memory).
+    pub async fn lookup(&self, key: &str, request: &HeaderMap) -> Option<Arc<StoredResponse>> {
+        if let Some(variants) = self.memory.get(key) {
+            return variants.select(request);
+        }
+        let disk = Arc::clone(self.disk.as_ref()?);
+        let owned_key = key.to_owned();
+        let found = tokio::task::spawn_blocking(move || disk.get(&owned_key))
+            .await
+            .ok()?;
+        let stored = match found {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::warn!(target: "gatehouse::cache", error = %err, "cache file read failed; treated as a miss");
+                return None;
+            }
+        };
+        let variants = Arc::new(Variants::new(stored.into_iter().map(Arc::new).collect()));
+        let selected = variants.select(request);
+        self.memory.insert(Arc::from(key), variants);
+        selected
+    }
+
+    /// Stores `entry` under `key`, replacing the variant with the same varied values, in memory
+    /// now and on disk in the background.
+    pub fn insert(&self, key: &str, entry: StoredResponse) {
+        let mut entries: Vec<Arc<StoredResponse>> = self
+            .memory
+            .get(key)
+            .map(|v| {
+                v.entries
+                    .iter()
+                    .filter(|old| old.varied != entry.varied)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.push(Arc::new(entry));
+        if entries.len() > MAX_VARIANTS {
+            entries.drain(..entries.len() - MAX_VARIANTS);
+        }
+        let variants = Arc::new(Variants::new(entries));
+        if let Some(disk) = &self.disk {
+            let disk = Arc::clone(disk);
+            let owned_key = key.to_owned();
+            let stored: Vec<StoredResponse> =
+                variants.entries.iter().map(|e| (**e).clone()).collect();
+            tokio::task::spawn_blocking(move || {
+                if let Err(err) = disk.put(&owned_key, &stored) {
+                    tracing::warn!(target: "gatehouse::cache", error = %err, "cache file write failed; the entry is kept in memory only");
+                }
+            });
+        }
+        self.memory.insert(Arc::from(key), variants);
+    }
+
+    /// Drops every variant of `key` (an unsafe method's response invalidates it, RFC 9111 §4.4).
+    pub fn invalidate(&self, key: &str) {
+        self.memory.remove(key);
+        if let Some(disk) = &self.disk {
+            let disk = Arc::clone(disk);
+            let owned_key = key.to_owned();
+            tokio::task::spawn_blocking(move || {
+                if let Err(err) = disk.remove(&owned_key) {
+                    tracing::warn!(target: "gatehouse::cache", error = %err, "cache file remove failed");
+                }
+            });
+        }
+    }
+
+    /// Becomes the one request fetching `key`, or learns who is.
+    pub fn begin_fill(self: &Arc<Self>, key: &str) -> Fill {
+        let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = fills.get(key) {
+            return Fill::Follower(sender.subscribe());
+        }
+        let key: Arc<str> = Arc::from(key);
+        let (sender, _) = watch::channel(());
+        fills.insert(Arc::clone(&key), sender);
+        Fill::Leader(FillGuard {
+            cache: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Waits until the leader of a fill is done, at most `limit`. True when it finished.
+    pub async fn wait_fill(mut receiver: watch::Receiver<()>, limit: Duration) -> bool {
+        // `changed` fails once the sender is gone, which also means the leader is done.
+        tokio::time::timeout(limit, receiver.changed()).await.is_ok()
+    }
+
+    /// Entries and bytes in memory, and on disk (for metrics).
+    pub fn usage(&self) -> Usage {
+        Usage {
+            memory_entries: self.memory.len() as u64,
+            memory_bytes: self.memory.weight(),
+            disk_entries: self.disk.as_ref().map_or(0, |d| d.len()),
+            disk_bytes: self.disk.as_ref().map_or(0, |d| d.bytes()),
+        }
+    }
+}
+
+/// How full the cache is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub memory_entries: u64,
+    pub memory_bytes: u64,
+    pub disk_entries: u64,
+    pub disk_bytes: u64,
+}

@@ -1,0 +1,545 @@
+//! The pipeline's cache phases: maintenance mode, the lookup before going upstream (hit,
+//! revalidation, coalescing), what to store of the upstream's response, and the stale copy
+//! served when the origin fails (stale-if-error and the robots.txt guard).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use gatehouse_config::{CacheMode, MaintenanceConfig, RouteCache};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::Pipeline;
+use crate::body::ProxyBody;
+use crate::cache::capture::Capture;
+use crate::cache::entry::StoredResponse;
+use crate::cache::policy::{self, Freshness};
+use crate::cache::robots::{MAX_ROBOTS_SIZE, ROBOTS_PATH};
+use crate::cache::serve::{self, CacheStatus};
+use crate::cache::store::{Cache, Fill, FillGuard};
+use crate::failure::{Failure, FailureKind, Phase};
+use crate::forward;
+use crate::respond::{self, ErrorContext};
+
+/// Heuristic freshness (10 % of the time since Last-Modified) is capped at one day.
+const HEURISTIC_CAP: Duration = Duration::from_secs(24 * 3600);
+
+/// What the cache knows about one request on a caching route.
+#[derive(Debug)]
+pub(super) struct CacheRequest {
+    key: Arc<str>,
+    settings: RouteCache,
+    /// The stored variant the request selects (fresh or stale), once looked up.
+    stored: Option<Arc<StoredResponse>>,
+    looked_up: bool,
+    /// A conditional request is revalidating `stored`.
+    revalidating: bool,
+    /// This request fetches the key for others waiting (coalescing).
+    fill: Option<FillGuard>,
+    /// The response may be stored (GET, no `no-store` in the request).
+    may_store: bool,
+    /// A stored copy may be served for it (no `Authorization`: RFC 9111 §3.5).
+    may_use_stored: bool,
+    /// An unsafe method: a successful response invalidates the key (RFC 9111 §4.4).
+    invalidates: bool,
+    /// The client's request header fields, for `Vary` (taken only when going upstream).
+    request_headers: HeaderMap,
+    request_time: SystemTime,
+    collapsed: bool,
+}
+
+/// Why the origin is taken as failed, for a stale copy.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OriginFailed<'f> {
+    /// A failure of gatehouse's taxonomy; its Proxy-Status goes on the stale response.
+    Failure(&'f Failure, Option<&'f str>),
+    /// The origin's own 500, 502, 503 or 504.
+    Status(StatusCode, &'f str),
+}
+
+/// An origin status that lets a stale copy be served (RFC 5861 §4: "500, 502, 503, or 504").
+pub(super) fn is_stale_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// The cache key: host and request target (method and scheme are implied: GET/HEAD over http).
+fn cache_key(host: Option<&str>, parts: &http::request::Parts) -> Arc<str> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut key = String::with_capacity(host.map_or(0, str::len) + target.len());
+    key.push_str(host.unwrap_or(""));
+    key.push_str(target);
+    Arc::from(key)
+}
+
+impl Pipeline<'_> {
+    /// Maintenance mode: the robots.txt copy for `/robots.txt`, else a 503 with `Retry-After`.
+    pub(super) fn maintenance_response(
+        &mut self,
+        settings: &MaintenanceConfig,
+        head_only: bool,
+    ) -> Response<ProxyBody> {
+        if let Some(response) = self.robots_copy(None, head_only, "maintenance") {
+            return response;
+        }
+        let failure = Failure::new(
+            FailureKind::ProxyInternalResponse,
+            Phase::Routing,
+            "the route is in maintenance mode",
+        );
+        let mut response = respond::render(
+            &failure,
+            &ErrorContext {
+                request_id: &self.request_id,
+                accept: self.accept.as_ref(),
+                head_only,
+                next_hop: None,
+                proxy_status: &self.snapshot.proxy_status,
+            },
+        );
+        if let Some(page) = &settings.page {
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(page.content_type),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.body.len()));
+            if !head_only {
+                *response.body_mut() = ProxyBody::full(page.body.clone());
+            }
+        }
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(settings.retry_after.as_secs()),
+        );
+        let mut record = self.take_record();
+        record.status = response.status().as_u16();
+        record.failure = Some(failure.kind.token());
+        record.cache = Some("maintenance");
+        self.snapshot.observer.finished(record);
+        response
+    }
+
+    /// Decides what the cache does for a request on a caching route before it goes upstream:
+    /// answer from a fresh copy, or forward it (conditionally, to revalidate a stale copy).
+    /// Returns the answer when the cache gives one.
+    pub(super) async fn cache_lookup(
+        &mut self,
+        settings: &RouteCache,
+        host: Option<&str>,
+        parts: &mut http::request::Parts,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let method = &parts.method;
+        let readable = *method == Method::GET || *method == Method::HEAD;
+        let request_cc = policy::CacheControl::parse(&parts.headers);
+        let mut request = CacheRequest {
+            key: cache_key(host, parts),
+            settings: settings.clone(),
+            stored: None,
+            looked_up: false,
+            revalidating: false,
+            fill: None,
+            may_store: *method == Method::GET && !request_cc.no_store,
+            may_use_stored: readable && !parts.headers.contains_key(header::AUTHORIZATION),
+            invalidates: !method.is_safe(),
+            request_headers: HeaderMap::new(),
+            request_time: SystemTime::now(),
+            collapsed: false,
+        };
+        if !readable {
+            self.record.cache = Some("bypass");
+            self.cache = Some(request);
+            return None;
+        }
+        if settings.mode == CacheMode::Full && request.may_use_stored {
+            let cache = Arc::clone(&self.snapshot.cache);
+            request.stored = cache.lookup(&request.key, &parts.headers).await;
+            request.looked_up = true;
+            if let Some(response) = self.fresh_hit(&request, &parts.headers, head_only) {
+                return Some(response);
+            }
+            if *method == Method::GET {
+                match cache.begin_fill(&request.key) {
+                    Fill::Leader(guard) => request.fill = Some(guard),
+                    Fill::Follower(waiting) => {
+                        // Another request is fetching this key: wait for it, then look again.
+                        if Cache::wait_fill(waiting, self.snapshot.config.cache.lock_timeout).await
+                        {
+                            request.collapsed = true;
+                            request.stored = cache.lookup(&request.key, &parts.headers).await;
+                            if let Some(response) =
+                                self.fresh_hit(&request, &parts.headers, head_only)
+                            {
+                                return Some(response);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(stored) = &request.stored
+                && policy::has_validator(stored)
+            {
+                // Revalidate the stale copy: our validators replace the client's (its own
+                // conditional is answered from the copy afterwards).
+                for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE] {
+                    parts.headers.remove(name);
+                }
+                parts.headers.extend(policy::conditional_headers(stored));
+                request.revalidating = true;
+            }
+        }
+        if request.may_store || request.revalidating {
+            request.request_headers = parts.headers.clone();
+        }
+        self.cache = Some(request);
+        None
+    }
+
+    /// The answer from a fresh stored copy, if there is one.
+    fn fresh_hit(
+        &mut self,
+        request: &CacheRequest,
+        client_headers: &HeaderMap,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let stored = request.stored.as_ref()?;
+        let now = SystemTime::now();
+        let lifetime = policy::freshness_lifetime(stored.status, &stored.headers, stored.response_time, HEURISTIC_CAP);
+        let freshness = policy::freshness(stored, lifetime, now);
+        if !matches!(freshness, Freshness::Fresh { .. }) || policy::must_revalidate_each_use(stored) {
+            return None;
+        }
+        let mut response = serve::from_stored(stored, policy::current_age(stored, now), client_headers, head_only);
+        let status = CacheStatus {
+            hit: true,
+            ttl: Some(serve::ttl_secs(freshness)),
+            collapsed: request.collapsed,
+            ..CacheStatus::default()
+        };
+        self.finish_from_cache(&mut response, &status, "hit");
+        Some(response)
+    }
+
+    /// Adds gatehouse's headers to a response made from the cache and writes its access record.
+    fn finish_from_cache(
+        &mut self,
+        response: &mut Response<ProxyBody>,
+        status: &CacheStatus,
+        outcome: &'static str,
+    ) {
+        let headers = response.headers_mut();
+        if let Some(value) = status.header(&self.snapshot.config.server.name) {
+            headers.append("cache-status", value);
+        }
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            headers.insert(forward::X_REQUEST_ID, id);
+        }
+        let mut record = self.take_record();
+        record.status = response.status().as_u16();
+        record.cache = Some(outcome);
+        self.snapshot.observer.finished(record);
+    }
+
+    /// A stale copy for a request whose origin failed: the route's stored copy within its
+    /// stale-if-error window, else (for `/robots.txt`) the robots.txt guard's. `None` when
+    /// there is none; the failure is then answered as usual.
+    pub(super) async fn stale_copy(
+        &mut self,
+        failed: OriginFailed<'_>,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let reason: &'static str = match failed {
+            OriginFailed::Failure(failure, _) if failure.kind.may_serve_stale() => {
+                failure.kind.token()
+            }
+            OriginFailed::Failure(..) => return None,
+            OriginFailed::Status(status, _) if is_stale_status(status) => status_reason(status),
+            OriginFailed::Status(..) => return None,
+        };
+        let route = self.record.route.clone();
+        if let Some(response) = self.stale_from_cache(failed, reason, head_only).await {
+            return Some(response);
+        }
+        let response = self.robots_copy(Some(failed), head_only, "robots-guard")?;
+        self.snapshot.observer.stale_served(
+            route.as_deref().unwrap_or("-"),
+            "robots_guard",
+            reason,
+            &self.request_id,
+        );
+        Some(response)
+    }
+
+    async fn stale_from_cache(
+        &mut self,
+        failed: OriginFailed<'_>,
+        reason: &'static str,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let request = self.cache.as_mut()?;
+        if !request.may_use_stored {
+            return None;
+        }
+        if !request.looked_up {
+            // stale_if_error mode looks only when the origin failed.
+            let cache = Arc::clone(&self.snapshot.cache);
+            request.stored = cache.lookup(&request.key, &request.request_headers).await;
+            request.looked_up = true;
+        }
+        let stored = Arc::clone(request.stored.as_ref()?);
+        let window = request.settings.stale_if_error;
+        let now = SystemTime::now();
+        let lifetime = policy::freshness_lifetime(stored.status, &stored.headers, stored.response_time, HEURISTIC_CAP);
+        let freshness = policy::freshness(&stored, lifetime, now);
+        let allowed = match freshness {
+            // A fresh copy (stale_if_error mode never serves hits) may always stand in.
+            Freshness::Fresh { .. } => true,
+            Freshness::Stale { stale_for } => {
+                policy::stale_if_error_allows(&stored, stale_for, window)
+            }
+        };
+        if !allowed {
+            return None;
+        }
+        let age = policy::current_age(&stored, now);
+        let mut response = serve::from_stored(&stored, age, &HeaderMap::new(), head_only);
+        self.add_failure_status(&mut response, failed);
+        let status = CacheStatus {
+            fwd: Some("stale"),
+            fwd_status: match failed {
+                OriginFailed::Status(status, _) => Some(status.as_u16()),
+                OriginFailed::Failure(..) => None,
+            },
+            ttl: Some(serve::ttl_secs(freshness)),
+            detail: Some("stale-if-error"),
+            ..CacheStatus::default()
+        };
+        self.note_origin_failure(failed);
+        self.snapshot.observer.stale_served(
+            self.record.route.as_deref().unwrap_or("-"),
+            "cache",
+            reason,
+            &self.request_id,
+        );
+        self.finish_from_cache(&mut response, &status, "stale");
+        Some(response)
+    }
+
+    /// The robots.txt guard's copy of this host's `/robots.txt`, for a GET or HEAD of it.
+    fn robots_copy(
+        &mut self,
+        failed: Option<OriginFailed<'_>>,
+        head_only: bool,
+        detail: &'static str,
+    ) -> Option<Response<ProxyBody>> {
+        let robots = &self.snapshot.config.robots;
+        let host = self.robots_host.as_deref()?;
+        if !robots.guard {
+            return None;
+        }
+        let now = SystemTime::now();
+        let copy = self.snapshot.robots.copy_for(host, robots.max_age, now)?;
+        let age = now.duration_since(copy.response_time).unwrap_or_default();
+        let mut response = serve::from_stored(&copy, age, &HeaderMap::new(), head_only);
+        if let Some(failed) = failed {
+            self.add_failure_status(&mut response, failed);
+            self.note_origin_failure(failed);
+        }
+        let status = CacheStatus {
+            fwd: Some(if failed.is_some() { "stale" } else { "bypass" }),
+            fwd_status: match failed {
+                Some(OriginFailed::Status(status, _)) => Some(status.as_u16()),
+                _ => None,
+            },
+            detail: Some(detail),
+            ..CacheStatus::default()
+        };
+        self.finish_from_cache(&mut response, &status, if failed.is_some() { "stale" } else { "maintenance" });
+        Some(response)
+    }
+
+    /// Proxy-Status on a stale response still names what failed, so monitoring sees the outage.
+    fn add_failure_status(&self, response: &mut Response<ProxyBody>, failed: OriginFailed<'_>) {
+        let member = match failed {
+            OriginFailed::Failure(failure, next_hop) => {
+                self.snapshot.proxy_status.for_failure(failure, next_hop)
+            }
+            OriginFailed::Status(status, next_hop) => self
+                .snapshot
+                .proxy_status
+                .for_received_status(status.as_u16(), next_hop),
+        };
+        if let Some(member) = member {
+            response.headers_mut().append("proxy-status", member);
+        }
+    }
+
+    /// The access record keeps what failed, though the client got a copy.
+    fn note_origin_failure(&mut self, failed: OriginFailed<'_>) {
+        match failed {
+            OriginFailed::Failure(failure, _) => {
+                self.record.failure = Some(failure.kind.token());
+                if self.record.attempts == 0 {
+                    self.snapshot.observer.failure(
+                        failure,
+                        &crate::observe::access_log::AttemptContext {
+                            route: self.record.route.as_deref(),
+                            ..crate::observe::access_log::AttemptContext::before_any_attempt(
+                                &self.request_id,
+                            )
+                        },
+                    );
+                }
+            }
+            OriginFailed::Status(status, _) => self.record.upstream_status = Some(status.as_u16()),
+        }
+    }
+
+    /// For a response from the origin on a caching route (or of `/robots.txt`): what to store
+    /// of it, and its `Cache-Status`. Returns the capture to attach to the body.
+    pub(super) fn plan_store(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        content_length: Option<u64>,
+    ) -> (Option<Capture>, Option<HeaderValue>) {
+        let now = SystemTime::now();
+        let mut capture = None;
+        let mut cache_status = None;
+        if let Some(request) = self.cache.as_mut() {
+            if request.invalidates && (status.is_success() || status.is_redirection()) {
+                self.snapshot.cache.invalidate(&request.key);
+            }
+            let limit = self.snapshot.config.cache.max_object_size;
+            let mut report = CacheStatus {
+                fwd: Some(if request.revalidating || request.stored.is_some() {
+                    "stale"
+                } else if request.invalidates || !request.may_use_stored {
+                    "bypass"
+                } else {
+                    "miss"
+                }),
+                fwd_status: Some(status.as_u16()),
+                collapsed: request.collapsed,
+                ..CacheStatus::default()
+            };
+            let method = if request.may_store { Method::GET } else { Method::HEAD };
+            let storable = policy::storable(&method, &request.request_headers, status, headers, true)
+                .map_err(policy::NotStorable::as_str)
+                .and_then(|()| match policy::varied_values(headers, &request.request_headers) {
+                    Some(varied) => Ok(varied),
+                    None => Err("vary-star"),
+                })
+                .and_then(|varied| match content_length {
+                    Some(length) if length > limit => Err("too-large"),
+                    _ => Ok(varied),
+                });
+            match storable {
+                Ok(varied) if request.may_store => {
+                    report.stored = true;
+                    let head = StoredResponse {
+                        status,
+                        headers: headers.clone(),
+                        body: bytes::Bytes::new(),
+                        request_time: request.request_time,
+                        response_time: now,
+                        varied,
+                    };
+                    capture = Some(
+                        Capture::new(head, usize::try_from(limit).unwrap_or(usize::MAX))
+                            .into_cache(Arc::clone(&self.snapshot.cache), Arc::clone(&request.key))
+                            .releasing(request.fill.take()),
+                    );
+                    self.record.cache = Some(if request.revalidating { "expired" } else { "miss" });
+                }
+                Ok(_) => self.record.cache = Some("bypass"),
+                Err(reason) => {
+                    report.detail = Some(reason);
+                    self.record.cache = Some("uncacheable");
+                }
+            }
+            cache_status = report.header(&self.snapshot.config.server.name);
+            // Not stored: requests waiting for this key go upstream themselves now.
+            request.fill = None;
+        }
+        if let Some(host) = self.robots_host.clone()
+            && status == StatusCode::OK
+            && self.snapshot.config.robots.guard
+            && content_length.is_none_or(|n| n <= MAX_ROBOTS_SIZE as u64)
+        {
+            let guard = Arc::clone(&self.snapshot.robots);
+            capture = Some(match capture {
+                Some(capture) => capture.into_robots_guard(guard, host),
+                None => Capture::new(
+                    StoredResponse {
+                        status,
+                        headers: headers.clone(),
+                        body: bytes::Bytes::new(),
+                        request_time: now,
+                        response_time: now,
+                        varied: Vec::new(),
+                    },
+                    MAX_ROBOTS_SIZE,
+                )
+                .into_robots_guard(guard, host),
+            });
+        }
+        (capture, cache_status)
+    }
+
+    /// After a 304 to our conditional request: the stored copy, freshened, answers the client.
+    /// `None` when this request was not revalidating.
+    pub(super) fn revalidated(
+        &mut self,
+        not_modified: &HeaderMap,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let request = self.cache.as_mut()?;
+        if !request.revalidating {
+            return None;
+        }
+        let stored = request.stored.as_ref()?;
+        let now = SystemTime::now();
+        let fresh = policy::freshen(stored, not_modified, request.request_time, now);
+        let lifetime = policy::freshness_lifetime(fresh.status, &fresh.headers, fresh.response_time, HEURISTIC_CAP);
+        let freshness = policy::freshness(&fresh, lifetime, now);
+        let mut response = serve::from_stored(
+            &fresh,
+            policy::current_age(&fresh, now),
+            &request.request_headers,
+            head_only,
+        );
+        self.snapshot.cache.insert(&request.key, fresh);
+        request.fill = None;
+        let status = CacheStatus {
+            fwd: Some("stale"),
+            fwd_status: Some(304),
+            ttl: Some(serve::ttl_secs(freshness)),
+            collapsed: request.collapsed,
+            ..CacheStatus::default()
+        };
+        if let Some(value) = status.header(&self.snapshot.config.server.name) {
+            response.headers_mut().append("cache-status", value);
+        }
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(forward::X_REQUEST_ID, id);
+        }
+        self.record.cache = Some("revalidated");
+        Some(response)
+    }
+}
+
+/// The stale-serve reason for an origin status (a metric label).
+fn status_reason(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        500 => "http_500",
+        502 => "http_502",
+        503 => "http_503",
+        _ => "http_504",
+    }
+}
+
+/// Whether the request is for `/robots.txt` (GET or HEAD), the robots.txt guard's path.
+pub(super) fn is_robots_request(parts: &http::request::Parts) -> bool {
+    (parts.method == Method::GET || parts.method == Method::HEAD) && parts.uri.path() == ROBOTS_PATH
+}
