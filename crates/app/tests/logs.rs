@@ -232,6 +232,7 @@ fn json_lines_on_stdout_carry_every_field() {
         "total_ms",
         "client_aborted",
         "request_id",
+        "cache",
     ];
     let mut sorted = keys.clone();
     sorted.sort_unstable();

@@ -115,6 +115,7 @@ impl AccessRecord {
             upstream = self.upstream.as_deref().unwrap_or("-"),
             upstream_status = self.upstream_status,
             failure = self.failure.unwrap_or("-"),
+            cache = self.cache,
             attempts = self.attempts,
             connect_ms = ms(self.connect),
             first_byte_ms = ms(self.first_byte),
@@ -136,7 +137,7 @@ impl AccessRecord {
     ///
     /// `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer"
     /// "$http_user_agent" rt=SECONDS upstream="POOL/HOST:PORT" upstream_status=N failure=KIND
-    /// request_id=ID`
+    /// request_id=ID`, then ` cache=RESULT` on routes with a cache.
     ///
     /// Quoted fields escape `"`, `\`, control bytes and bytes above 0x7e as `\xHH`, as nginx
     /// does; absent values are `-`.
@@ -172,6 +173,10 @@ impl AccessRecord {
         line.push_str(self.failure.unwrap_or("-"));
         line.push_str(" request_id=");
         escape_into(&mut line, self.request_id.as_bytes());
+        if let Some(cache) = self.cache {
+            line.push_str(" cache=");
+            line.push_str(cache);
+        }
         line
     }
 
@@ -199,6 +204,7 @@ impl AccessRecord {
             total_ms: millis(total),
             client_aborted: self.client_aborted,
             request_id: &self.request_id,
+            cache: self.cache,
         };
         serde_json::to_string(&line).unwrap_or_else(|err| {
             format!("{{\"error\":\"access record not serialisable: {err}\"}}")
@@ -229,6 +235,8 @@ struct JsonLine<'a> {
     total_ms: f64,
     client_aborted: bool,
     request_id: &'a str,
+    /// What the cache did (`hit`, `miss`, `stale`, ...); null on routes without a cache.
+    cache: Option<&'static str>,
 }
 
 /// The format of access lines written by gatehouse itself (not through the log).
