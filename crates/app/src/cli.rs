@@ -210,7 +210,9 @@ async fn reload(
         tracing::warn!("{warning}");
         text.push_str(&format!("{warning}\n"));
     }
-    for change in crate::logging::start_only_changes(started, &loaded.config.server) {
+    let mut start_only = crate::logging::start_only_changes(started, &loaded.config.server);
+    start_only.extend(running.start_only_changes(&loaded.config));
+    for change in start_only {
         tracing::warn!("{change}");
         text.push_str(&format!("warning: {change}\n"));
     }

@@ -54,6 +54,8 @@ pub struct Running {
     current: Current,
     /// Health, metrics, the cache, ...: what every snapshot shares.
     lasting: Lasting,
+    /// The keys the process-wide state was built from, which a reload cannot change.
+    started: StartedWith,
     /// The open proxy listeners by their configured address.
     listeners: Mutex<HashMap<SocketAddr, OpenListener>>,
     shutdown: watch::Sender<bool>,
@@ -96,6 +98,7 @@ impl Running {
         };
         let drain_timeout = config.server.drain_timeout;
         let lasting = lasting(&config, observer)?;
+        let started = StartedWith::of(&config);
         let snapshot = Arc::new(Snapshot::build(config, &lasting));
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));
@@ -106,6 +109,7 @@ impl Running {
             admin: None,
             current,
             lasting,
+            started,
             listeners: Mutex::new(HashMap::new()),
             shutdown,
             tracker: Arc::new(ConnTracker::default()),
@@ -221,6 +225,33 @@ impl Running {
         Ok(reloaded)
     }
 
+    /// One warning per start-only cache key that `new` changes (the cache and the robots.txt
+    /// guard are built once, at start).
+    pub fn start_only_changes(&self, new: &Config) -> Vec<String> {
+        let now = StartedWith::of(new);
+        let mut changes = Vec::new();
+        let mut changed = |key: &str, from: String, to: String| {
+            if from != to {
+                changes.push(format!(
+                    "{key} changed from {from} to {to}: it takes effect at the next start; until then gatehouse keeps {from}"
+                ));
+            }
+        };
+        let path = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map_or_else(|| "(default)".to_owned(), |p| p.display().to_string())
+        };
+        let was = &self.started;
+        changed("cache.memory", was.memory.to_string(), now.memory.to_string());
+        changed("cache.disk_path", path(&was.disk_path), path(&now.disk_path));
+        changed("cache.disk_size", was.disk_size.to_string(), now.disk_size.to_string());
+        changed("server.state_dir", path(&was.state_dir), path(&now.state_dir));
+        if !was.robots_guard && now.robots_guard {
+            changes.push("robots.guard turned on: copies are kept in memory only until the next start".to_owned());
+        }
+        changes
+    }
+
     /// The reloads asked for with `POST /reload` on the admin listener; `None` after the
     /// first call. The caller loads the config, calls [`Running::reload`] and answers.
     pub fn take_reload_requests(&self) -> Option<mpsc::Receiver<ReloadRequest>> {
@@ -287,4 +318,26 @@ fn lasting(config: &Config, observer: Observer) -> Result<Lasting, StartupError>
         lasting.robots = Arc::new(RobotsGuard::open(&dir));
     }
     Ok(lasting)
+}
+
+/// What the process-wide state was built from.
+#[derive(Debug, Clone, PartialEq)]
+struct StartedWith {
+    memory: u64,
+    disk_path: Option<std::path::PathBuf>,
+    disk_size: u64,
+    state_dir: Option<std::path::PathBuf>,
+    robots_guard: bool,
+}
+
+impl StartedWith {
+    fn of(config: &Config) -> Self {
+        Self {
+            memory: config.cache.memory,
+            disk_path: config.cache.disk_path.clone(),
+            disk_size: config.cache.disk_size,
+            state_dir: config.server.state_dir.clone(),
+            robots_guard: config.robots.guard,
+        }
+    }
 }

@@ -12,7 +12,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 pub struct StoredResponse {
     pub status: StatusCode,
     /// The response's header fields, without hop-by-hop fields and without gatehouse's own
-    /// (`Proxy-Status`, `X-Request-Id`, `Cache-Status`, `Age` are added when it is served).
+    /// (`Proxy-Status`, `X-Request-Id`, `Cache-Status` are added when it is served). The
+    /// origin's `Age` and `Date` are kept: the age calculation reads them; the served copy
+    /// gets its own `Age`.
     pub headers: HeaderMap,
     pub body: Bytes,
     /// When the request that fetched it was sent (`request_time` of RFC 9111 §4.2.3).

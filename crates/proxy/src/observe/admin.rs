@@ -195,22 +195,6 @@ fn with_type(body: String, content_type: &'static str) -> Response<ProxyBody> {
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bearer_token_must_match_exactly() {
-        let header = |v: &'static str| HeaderValue::from_static(v);
-        assert!(bearer_matches(Some(&header("Bearer s3cret")), "s3cret"));
-        assert!(!bearer_matches(Some(&header("Bearer s3cre")), "s3cret"));
-        assert!(!bearer_matches(Some(&header("Bearer s3cret2")), "s3cret"));
-        assert!(!bearer_matches(Some(&header("Basic s3cret")), "s3cret"));
-        assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
-        assert!(!bearer_matches(None, "s3cret"));
-    }
-}
-
 /// `POST /maintenance/on|off|config[?route=LABEL]`: switches maintenance mode for every route or
 /// one route (`config` clears the switch: the config decides again).
 fn switch_maintenance(
@@ -288,3 +272,20 @@ fn maintenance_json(snapshot: &Snapshot) -> String {
     });
     format!("{report:#}\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_must_match_exactly() {
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        assert!(bearer_matches(Some(&header("Bearer s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Bearer s3cre")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Bearer s3cret2")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("Basic s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+    }
+}
+
