@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::*;
 
 mod admin;
+mod cache;
 mod diagnostics;
 mod logs;
 mod pool_diagnostics;
