@@ -82,7 +82,7 @@ async fn exchange(stream: &mut TcpStream, extra_header: &str) -> (u16, String, S
 async fn panic_is_answered_500_and_other_connections_keep_working() {
     let upstream = ok_upstream().await;
     let toml = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess_log = false\n[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{upstream}\"]\n"
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess_log = false\n[robots]\nguard = false\n[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"{upstream}\"]\n"
     );
     let config = gatehouse_config::parse("test.toml", &toml).unwrap().config;
     let running = gatehouse_proxy::Running::start(config).await.unwrap();
