@@ -109,9 +109,7 @@ impl MaintenanceSwitch {
         Scope {
             config,
             switch,
-            effective: switch
-                .or_else(|| self.global_switch())
-                .unwrap_or(config),
+            effective: switch.or_else(|| self.global_switch()).unwrap_or(config),
         }
     }
 }
@@ -136,7 +134,10 @@ mod tests {
         let (off, on) = (config(false), config(true));
         assert!(switch.applies(&off, "/", None).is_none());
         assert!(switch.applies(&on, "/", None).is_some());
-        assert!(switch.applies(&off, "/", Some(&on)).is_some(), "the route's own table wins");
+        assert!(
+            switch.applies(&off, "/", Some(&on)).is_some(),
+            "the route's own table wins"
+        );
     }
 
     #[test]
@@ -154,7 +155,11 @@ mod tests {
         assert!(!switch.any.load(Ordering::Acquire), "no switch left");
         assert_eq!(
             switch.route_scope(&off, "/a", None),
-            Scope { config: false, switch: None, effective: false }
+            Scope {
+                config: false,
+                switch: None,
+                effective: false
+            }
         );
     }
 }

@@ -12,11 +12,11 @@ use gatehouse_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::cache::robots::RobotsGuard;
+use crate::cache::store::Cache;
 use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::Observer;
 use crate::observe::admin::{self, ReloadRequest};
-use crate::cache::robots::RobotsGuard;
-use crate::cache::store::Cache;
 use crate::snapshot::{Current, Lasting, Snapshot};
 
 /// A startup failure, worded for the one line it becomes on stderr.
@@ -242,12 +242,31 @@ impl Running {
                 .map_or_else(|| "(default)".to_owned(), |p| p.display().to_string())
         };
         let was = &self.started;
-        changed("cache.memory", was.memory.to_string(), now.memory.to_string());
-        changed("cache.disk_path", path(&was.disk_path), path(&now.disk_path));
-        changed("cache.disk_size", was.disk_size.to_string(), now.disk_size.to_string());
-        changed("server.state_dir", path(&was.state_dir), path(&now.state_dir));
+        changed(
+            "cache.memory",
+            was.memory.to_string(),
+            now.memory.to_string(),
+        );
+        changed(
+            "cache.disk_path",
+            path(&was.disk_path),
+            path(&now.disk_path),
+        );
+        changed(
+            "cache.disk_size",
+            was.disk_size.to_string(),
+            now.disk_size.to_string(),
+        );
+        changed(
+            "server.state_dir",
+            path(&was.state_dir),
+            path(&now.state_dir),
+        );
         if !was.robots_guard && now.robots_guard {
-            changes.push("robots.guard turned on: copies are kept in memory only until the next start".to_owned());
+            changes.push(
+                "robots.guard turned on: copies are kept in memory only until the next start"
+                    .to_owned(),
+            );
         }
         changes
     }

@@ -432,9 +432,7 @@ impl Pipeline<'_> {
             };
             match self.attempt(&server, request, sent, response_timeout).await {
                 Ok(attempt) => {
-                    return self
-                        .respond(pool, members, lease, attempt, head_only)
-                        .await;
+                    return self.respond(pool, members, lease, attempt, head_only).await;
                 }
                 Err(failed) => {
                     self.snapshot.observer.failure(

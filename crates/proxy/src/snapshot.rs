@@ -69,9 +69,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn build(config: Config, lasting: &Lasting) -> Self {
         let Lasting {
-            registry,
-            observer,
-            ..
+            registry, observer, ..
         } = lasting;
         let upstreams: Vec<Arc<Pool>> = config
             .upstreams

@@ -54,15 +54,25 @@ fn every_cache_key_is_read() {
     assert!(!c.robots.guard);
     assert_eq!(c.robots.max_age, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(c.server.state_dir, Some(dir.join("gh-state")));
-    let route = c.routes[0].cache.as_ref().unwrap_or_else(|| panic!("no cache"));
+    let route = c.routes[0]
+        .cache
+        .as_ref()
+        .unwrap_or_else(|| panic!("no cache"));
     assert_eq!(route.mode, CacheMode::StaleIfError);
-    assert_eq!(route.stale_if_error, Duration::ZERO, "zero: only the response's own window");
+    assert_eq!(
+        route.stale_if_error,
+        Duration::ZERO,
+        "zero: only the response's own window"
+    );
 }
 
 #[test]
 fn an_empty_route_cache_table_enables_the_full_cache() {
     let c = ok(&format!("{ROUTE}[route.cache]\n{UPSTREAM}")).config;
-    let route = c.routes[0].cache.as_ref().unwrap_or_else(|| panic!("no cache"));
+    let route = c.routes[0]
+        .cache
+        .as_ref()
+        .unwrap_or_else(|| panic!("no cache"));
     assert_eq!(route.mode, CacheMode::Full);
     assert_eq!(route.stale_if_error, Duration::from_secs(24 * 3600));
 }
@@ -70,11 +80,33 @@ fn an_empty_route_cache_table_enables_the_full_cache() {
 #[test]
 fn bad_cache_values_are_errors_at_their_line() {
     let d = one_error(&format!("[cache]\nmemory = \"10KiB\"\n{TAIL}"));
-    at(&d, 2, 10, "cache.memory", "outside the allowed range 1MiB to");
-    let d = one_error(&format!("{ROUTE}[route.cache]\nmode = \"everything\"\n{UPSTREAM}"));
-    at(&d, 4, 8, "route[0].cache.mode", "is not one of \"full\", \"stale_if_error\"");
-    let d = one_error(&format!("{ROUTE}[route.cache]\nstale_if_error = \"soon\"\n{UPSTREAM}"));
-    at(&d, 4, 18, "route[0].cache.stale_if_error", "is not a duration");
+    at(
+        &d,
+        2,
+        10,
+        "cache.memory",
+        "outside the allowed range 1MiB to",
+    );
+    let d = one_error(&format!(
+        "{ROUTE}[route.cache]\nmode = \"everything\"\n{UPSTREAM}"
+    ));
+    at(
+        &d,
+        4,
+        8,
+        "route[0].cache.mode",
+        "is not one of \"full\", \"stale_if_error\"",
+    );
+    let d = one_error(&format!(
+        "{ROUTE}[route.cache]\nstale_if_error = \"soon\"\n{UPSTREAM}"
+    ));
+    at(
+        &d,
+        4,
+        18,
+        "route[0].cache.stale_if_error",
+        "is not a duration",
+    );
     let d = one_error(&format!("{ROUTE}[route.cache]\nttl = \"1h\"\n{UPSTREAM}"));
     at(&d, 4, 1, "route[0].cache.ttl", "unknown key");
     let d = one_error(&format!(
@@ -114,7 +146,11 @@ fn a_maintenance_page_is_read_with_its_content_type() {
     .config;
     assert!(c.maintenance.enabled);
     assert_eq!(c.maintenance.retry_after, Duration::from_secs(600));
-    let read = c.maintenance.page.as_ref().unwrap_or_else(|| panic!("no page"));
+    let read = c
+        .maintenance
+        .page
+        .as_ref()
+        .unwrap_or_else(|| panic!("no page"));
     assert_eq!(read.body, b"<h1>back soon</h1>");
     assert_eq!(read.content_type, "text/html; charset=utf-8");
     let _ = std::fs::remove_file(page);

@@ -88,12 +88,7 @@ pub(super) fn cache(raw: RawCache, base: &Path, sink: &mut Sink<'_>) -> CacheCon
 pub(super) fn robots(raw: RawRobots, sink: &mut Sink<'_>) -> RobotsConfig {
     RobotsConfig {
         guard: raw.guard.is_none_or(Spanned::into_inner),
-        max_age: timeout(
-            sink,
-            raw.max_age,
-            "robots.max_age",
-            DEFAULT_ROBOTS_MAX_AGE,
-        ),
+        max_age: timeout(sink, raw.max_age, "robots.max_age", DEFAULT_ROBOTS_MAX_AGE),
     }
 }
 

@@ -78,7 +78,8 @@ pub fn from_stored(
     request: &HeaderMap,
     head_only: bool,
 ) -> Response<ProxyBody> {
-    let not_modified = entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
+    let not_modified =
+        entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
     let (status, mut headers, body) = if not_modified {
         (
             StatusCode::NOT_MODIFIED,

@@ -227,7 +227,9 @@ impl Cache {
     /// Waits until the leader of a fill is done, at most `limit`. True when it finished.
     pub async fn wait_fill(mut receiver: watch::Receiver<()>, limit: Duration) -> bool {
         // `changed` fails once the sender is gone, which also means the leader is done.
-        tokio::time::timeout(limit, receiver.changed()).await.is_ok()
+        tokio::time::timeout(limit, receiver.changed())
+            .await
+            .is_ok()
     }
 
     /// Entries and bytes in memory, and on disk (for metrics).

@@ -222,7 +222,10 @@ fn switch_maintenance(
             .map(|(_, value)| value.into_owned())
     });
     if let Some(label) = &route
-        && !snapshot.router.routes().any(|(known, _)| **known == **label)
+        && !snapshot
+            .router
+            .routes()
+            .any(|(known, _)| **known == **label)
     {
         let known: Vec<&str> = snapshot.router.routes().map(|(l, _)| &**l).collect();
         return text(
@@ -288,4 +291,3 @@ mod tests {
         assert!(!bearer_matches(None, "s3cret"));
     }
 }
-

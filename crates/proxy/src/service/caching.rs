@@ -42,6 +42,8 @@ pub(super) struct CacheRequest {
     may_use_stored: bool,
     /// An unsafe method: a successful response invalidates the key (RFC 9111 §4.4).
     invalidates: bool,
+    /// GET or HEAD: the only methods the cache answers or stores.
+    readable: bool,
     /// The client's request header fields, for `Vary` (taken only when going upstream).
     request_headers: HeaderMap,
     request_time: SystemTime,
@@ -142,6 +144,7 @@ impl Pipeline<'_> {
             may_store: *method == Method::GET && !request_cc.no_store,
             may_use_stored: readable && !parts.headers.contains_key(header::AUTHORIZATION),
             invalidates: !method.is_safe(),
+            readable,
             request_headers: HeaderMap::new(),
             request_time: SystemTime::now(),
             collapsed: false,
@@ -176,6 +179,11 @@ impl Pipeline<'_> {
                     }
                 }
             }
+            if request.may_store || request.stored.is_some() {
+                // The client's own fields, before our validators replace its conditionals:
+                // for `Vary` and for answering its conditional from the copy.
+                request.request_headers = parts.headers.clone();
+            }
             if let Some(stored) = &request.stored
                 && policy::has_validator(stored)
             {
@@ -188,7 +196,7 @@ impl Pipeline<'_> {
                 request.revalidating = true;
             }
         }
-        if request.may_store || request.revalidating {
+        if request.may_store && request.request_headers.is_empty() {
             request.request_headers = parts.headers.clone();
         }
         self.cache = Some(request);
@@ -204,12 +212,23 @@ impl Pipeline<'_> {
     ) -> Option<Response<ProxyBody>> {
         let stored = request.stored.as_ref()?;
         let now = SystemTime::now();
-        let lifetime = policy::freshness_lifetime(stored.status, &stored.headers, stored.response_time, HEURISTIC_CAP);
+        let lifetime = policy::freshness_lifetime(
+            stored.status,
+            &stored.headers,
+            stored.response_time,
+            HEURISTIC_CAP,
+        );
         let freshness = policy::freshness(stored, lifetime, now);
-        if !matches!(freshness, Freshness::Fresh { .. }) || policy::must_revalidate_each_use(stored) {
+        if !matches!(freshness, Freshness::Fresh { .. }) || policy::must_revalidate_each_use(stored)
+        {
             return None;
         }
-        let mut response = serve::from_stored(stored, policy::current_age(stored, now), client_headers, head_only);
+        let mut response = serve::from_stored(
+            stored,
+            policy::current_age(stored, now),
+            client_headers,
+            head_only,
+        );
         let status = CacheStatus {
             hit: true,
             ttl: Some(serve::ttl_secs(freshness)),
@@ -289,7 +308,12 @@ impl Pipeline<'_> {
         let stored = Arc::clone(request.stored.as_ref()?);
         let window = request.settings.stale_if_error;
         let now = SystemTime::now();
-        let lifetime = policy::freshness_lifetime(stored.status, &stored.headers, stored.response_time, HEURISTIC_CAP);
+        let lifetime = policy::freshness_lifetime(
+            stored.status,
+            &stored.headers,
+            stored.response_time,
+            HEURISTIC_CAP,
+        );
         let freshness = policy::freshness(&stored, lifetime, now);
         let allowed = match freshness {
             // A fresh copy (stale_if_error mode never serves hits) may always stand in.
@@ -354,7 +378,15 @@ impl Pipeline<'_> {
             detail: Some(detail),
             ..CacheStatus::default()
         };
-        self.finish_from_cache(&mut response, &status, if failed.is_some() { "stale" } else { "maintenance" });
+        self.finish_from_cache(
+            &mut response,
+            &status,
+            if failed.is_some() {
+                "stale"
+            } else {
+                "maintenance"
+            },
+        );
         Some(response)
     }
 
@@ -410,6 +442,15 @@ impl Pipeline<'_> {
             if request.invalidates && (status.is_success() || status.is_redirection()) {
                 self.snapshot.cache.invalidate(&request.key);
             }
+            if !request.readable {
+                self.record.cache = Some("bypass");
+                let report = CacheStatus {
+                    fwd: Some("bypass"),
+                    fwd_status: Some(status.as_u16()),
+                    ..CacheStatus::default()
+                };
+                return (None, report.header(&self.snapshot.config.server.name));
+            }
             let limit = self.snapshot.config.cache.max_object_size;
             let mut report = CacheStatus {
                 fwd: Some(if request.revalidating || request.stored.is_some() {
@@ -423,17 +464,24 @@ impl Pipeline<'_> {
                 collapsed: request.collapsed,
                 ..CacheStatus::default()
             };
-            let method = if request.may_store { Method::GET } else { Method::HEAD };
-            let storable = policy::storable(&method, &request.request_headers, status, headers, true)
-                .map_err(policy::NotStorable::as_str)
-                .and_then(|()| match policy::varied_values(headers, &request.request_headers) {
-                    Some(varied) => Ok(varied),
-                    None => Err("vary-star"),
-                })
-                .and_then(|varied| match content_length {
-                    Some(length) if length > limit => Err("too-large"),
-                    _ => Ok(varied),
-                });
+            let method = if request.may_store {
+                Method::GET
+            } else {
+                Method::HEAD
+            };
+            let storable =
+                policy::storable(&method, &request.request_headers, status, headers, true)
+                    .map_err(policy::NotStorable::as_str)
+                    .and_then(
+                        |()| match policy::varied_values(headers, &request.request_headers) {
+                            Some(varied) => Ok(varied),
+                            None => Err("vary-star"),
+                        },
+                    )
+                    .and_then(|varied| match content_length {
+                        Some(length) if length > limit => Err("too-large"),
+                        _ => Ok(varied),
+                    });
             match storable {
                 Ok(varied) if request.may_store => {
                     report.stored = true;
@@ -450,7 +498,11 @@ impl Pipeline<'_> {
                             .into_cache(Arc::clone(&self.snapshot.cache), Arc::clone(&request.key))
                             .releasing(request.fill.take()),
                     );
-                    self.record.cache = Some(if request.revalidating { "expired" } else { "miss" });
+                    self.record.cache = Some(if request.revalidating {
+                        "expired"
+                    } else {
+                        "miss"
+                    });
                 }
                 Ok(_) => self.record.cache = Some("bypass"),
                 Err(reason) => {
@@ -501,7 +553,12 @@ impl Pipeline<'_> {
         let stored = request.stored.as_ref()?;
         let now = SystemTime::now();
         let fresh = policy::freshen(stored, not_modified, request.request_time, now);
-        let lifetime = policy::freshness_lifetime(fresh.status, &fresh.headers, fresh.response_time, HEURISTIC_CAP);
+        let lifetime = policy::freshness_lifetime(
+            fresh.status,
+            &fresh.headers,
+            fresh.response_time,
+            HEURISTIC_CAP,
+        );
         let freshness = policy::freshness(&fresh, lifetime, now);
         let mut response = serve::from_stored(
             &fresh,
