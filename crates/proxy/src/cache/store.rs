@@ -251,3 +251,101 @@ pub struct Usage {
     pub disk_entries: u64,
     pub disk_bytes: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use http::{HeaderName, HeaderValue, StatusCode};
+
+    use super::*;
+
+    fn entry(accept_encoding: Option<&'static str>, body: &'static str) -> StoredResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert("vary", HeaderValue::from_static("accept-encoding"));
+        StoredResponse {
+            status: StatusCode::OK,
+            headers,
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            varied: vec![(
+                HeaderName::from_static("accept-encoding"),
+                accept_encoding.map(HeaderValue::from_static),
+            )],
+        }
+    }
+
+    fn request(accept_encoding: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", HeaderValue::from_static(accept_encoding));
+        headers
+    }
+
+    #[tokio::test]
+    async fn variants_are_kept_apart_and_a_new_one_replaces_its_own_kind() {
+        let cache = Cache::in_memory(1 << 20);
+        cache.insert("h/x", entry(Some("gzip"), "zipped"));
+        cache.insert("h/x", entry(Some("br"), "brotli"));
+        cache.insert("h/x", entry(Some("gzip"), "zipped again"));
+        let gzip = cache.lookup("h/x", &request("gzip")).await;
+        assert_eq!(gzip.map(|e| e.body.clone()), Some("zipped again".into()));
+        let br = cache.lookup("h/x", &request("br")).await;
+        assert_eq!(br.map(|e| e.body.clone()), Some("brotli".into()));
+        assert!(cache.lookup("h/x", &request("zstd")).await.is_none());
+        assert_eq!(cache.usage().memory_entries, 1, "one key, two variants");
+    }
+
+    #[tokio::test]
+    async fn at_most_max_variants_are_kept_per_key() {
+        let cache = Cache::in_memory(1 << 20);
+        let names: Vec<&'static str> = (0..=MAX_VARIANTS)
+            .map(|i| &*Box::leak(format!("enc{i}").into_boxed_str()))
+            .collect();
+        for name in &names {
+            cache.insert("h/x", entry(Some(name), "b"));
+        }
+        assert!(
+            cache.lookup("h/x", &request(names[0])).await.is_none(),
+            "the oldest went"
+        );
+        assert!(
+            cache
+                .lookup("h/x", &request(names[MAX_VARIANTS]))
+                .await
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn one_request_fills_a_key_and_the_others_wake_when_it_is_done() {
+        let cache = Arc::new(Cache::in_memory(1 << 20));
+        let Fill::Leader(guard) = cache.begin_fill("h/x") else {
+            panic!("the first request leads");
+        };
+        let Fill::Follower(waiting) = cache.begin_fill("h/x") else {
+            panic!("the second one waits");
+        };
+        let waiter = tokio::spawn(Cache::wait_fill(waiting, Duration::from_secs(5)));
+        cache.insert("h/x", entry(None, "filled"));
+        drop(guard);
+        assert!(
+            waiter.await.unwrap_or(false),
+            "woken before the lock timeout"
+        );
+        assert!(
+            matches!(cache.begin_fill("h/x"), Fill::Leader(_)),
+            "the key is free again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_after_the_lock_timeout() {
+        let cache = Arc::new(Cache::in_memory(1 << 20));
+        let _leader = cache.begin_fill("h/x");
+        let Fill::Follower(waiting) = cache.begin_fill("h/x") else {
+            panic!("the second one waits");
+        };
+        assert!(!Cache::wait_fill(waiting, Duration::from_secs(5)).await);
+    }
+}
