@@ -571,12 +571,13 @@ mod tests {
             "total_ms": 12.345,
             "client_aborted": false,
             "request_id": "req-1",
+            "cache": null,
         });
         assert_eq!(v, expected);
         assert!(!line.contains('\n'));
-        // Field order is stable too: time first, request_id last.
+        // Field order is stable too: time first, fields added later (cache) at the end.
         assert!(line.starts_with("{\"time\":"), "{line}");
-        assert!(line.ends_with("\"request_id\":\"req-1\"}"), "{line}");
+        assert!(line.ends_with("\"request_id\":\"req-1\",\"cache\":null}"), "{line}");
     }
 
     #[test]
