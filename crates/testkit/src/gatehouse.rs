@@ -24,6 +24,8 @@ pub struct Config {
     dns: Table,
     routes: Vec<Table>,
     upstreams: Table,
+    /// Other top-level tables (`[cache]`, `[robots]`, `[maintenance]`).
+    sections: Table,
 }
 
 impl Config {
@@ -60,6 +62,42 @@ impl Config {
         route.insert("path".to_owned(), path.into());
         route.insert("upstream".to_owned(), upstream.into());
         self.routes.push(route);
+        self
+    }
+
+    /// Sets a key of a top-level table other than `[server]` and `[dns]` (`[cache]`,
+    /// `[robots]`, `[maintenance]`), creating it.
+    #[must_use]
+    pub fn section(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
+        let table = self
+            .sections
+            .entry(section)
+            .or_insert_with(|| Table::new().into())
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("{section} is not a table"));
+        table.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sets a key of a sub-table of the last `[[route]]` (`[route.cache]`,
+    /// `[route.maintenance]`), creating it.
+    #[must_use]
+    pub fn route_section(
+        mut self,
+        section: &str,
+        key: &str,
+        value: impl Into<toml::Value>,
+    ) -> Self {
+        let route = self
+            .routes
+            .last_mut()
+            .unwrap_or_else(|| panic!("no route in this config"));
+        let table = route
+            .entry(section)
+            .or_insert_with(|| Table::new().into())
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("route.{section} is not a table"));
+        table.insert(key.to_owned(), value.into());
         self
     }
 
@@ -165,6 +203,7 @@ impl Config {
         if !self.dns.is_empty() {
             root.insert("dns".to_owned(), self.dns.clone().into());
         }
+        root.extend(self.sections.clone());
         let routes: Vec<toml::Value> = self.routes.iter().cloned().map(Into::into).collect();
         root.insert("route".to_owned(), routes.into());
         root.insert("upstream".to_owned(), self.upstreams.clone().into());
@@ -603,6 +642,8 @@ mod tests {
             )
             .route(None, "/", "app")
             .route_setting("retry_non_idempotent", true)
+            .route_section("cache", "mode", "full")
+            .section("maintenance", "retry_after", "1m")
             .upstream_setting("app", "balance", "hash")
             .health("app", "path", "/ping")
             .health("app", "unhealthy_threshold", 2)
@@ -626,5 +667,7 @@ mod tests {
             config["route"][0]["retry_non_idempotent"].as_bool(),
             Some(true)
         );
+        assert_eq!(config["route"][0]["cache"]["mode"].as_str(), Some("full"));
+        assert_eq!(config["maintenance"]["retry_after"].as_str(), Some("1m"));
     }
 }
