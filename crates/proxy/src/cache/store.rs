@@ -9,7 +9,7 @@
 //! not awaited (the response never waits for the disk), a read happens only on a memory miss,
 //! and what it finds is promoted to memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -67,6 +67,9 @@ pub struct Cache {
     disk: Option<Arc<DiskStore>>,
     /// Keys whose response is being fetched by one request, which others wait for.
     fills: Mutex<HashMap<Arc<str>, watch::Sender<()>>>,
+    /// Keys invalidated in memory whose removal from disk has not run yet: a lookup must not
+    /// bring the old copy back from the file meanwhile.
+    removing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -124,6 +127,7 @@ impl Cache {
             memory_limit: memory,
             disk: None,
             fills: Mutex::new(HashMap::new()),
+            removing: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -144,6 +148,9 @@ impl Cache {
             return variants.select(request);
         }
         let disk = Arc::clone(self.disk.as_ref()?);
+        if self.lock_removing().contains(key) {
+            return None;
+        }
         let owned_key = key.to_owned();
         let found = tokio::task::spawn_blocking(move || disk.get(&owned_key))
             .await
@@ -201,12 +208,22 @@ impl Cache {
         if let Some(disk) = &self.disk {
             let disk = Arc::clone(disk);
             let owned_key = key.to_owned();
+            self.lock_removing().insert(owned_key.clone());
+            let removing = Arc::clone(&self.removing);
             tokio::task::spawn_blocking(move || {
                 if let Err(err) = disk.remove(&owned_key) {
                     tracing::warn!(target: "gatehouse::cache", error = %err, "cache file remove failed");
                 }
+                removing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&owned_key);
             });
         }
+    }
+
+    fn lock_removing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.removing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Becomes the one request fetching `key`, or learns who is.

@@ -38,6 +38,8 @@ pub(super) struct CacheRequest {
     fill: Option<FillGuard>,
     /// The response may be stored (GET, no `no-store` in the request).
     may_store: bool,
+    /// A GET: its response may be stored unless a rule says otherwise (HEAD has no body).
+    is_get: bool,
     /// A stored copy may be served for it (no `Authorization`: RFC 9111 §3.5).
     may_use_stored: bool,
     /// An unsafe method: a successful response invalidates the key (RFC 9111 §4.4).
@@ -142,6 +144,7 @@ impl Pipeline<'_> {
             revalidating: false,
             fill: None,
             may_store: *method == Method::GET && !request_cc.no_store,
+            is_get: *method == Method::GET,
             may_use_stored: readable && !parts.headers.contains_key(header::AUTHORIZATION),
             invalidates: !method.is_safe(),
             readable,
@@ -179,7 +182,7 @@ impl Pipeline<'_> {
                     }
                 }
             }
-            if request.may_store || request.stored.is_some() {
+            if request.is_get || request.stored.is_some() {
                 // The client's own fields, before our validators replace its conditionals:
                 // for `Vary` and for answering its conditional from the copy.
                 request.request_headers = parts.headers.clone();
@@ -196,7 +199,7 @@ impl Pipeline<'_> {
                 request.revalidating = true;
             }
         }
-        if request.may_store && request.request_headers.is_empty() {
+        if request.is_get && request.request_headers.is_empty() {
             request.request_headers = parts.headers.clone();
         }
         self.cache = Some(request);
@@ -464,7 +467,8 @@ impl Pipeline<'_> {
                 collapsed: request.collapsed,
                 ..CacheStatus::default()
             };
-            let method = if request.may_store {
+            // The request's own no-store is among the rules `storable` applies.
+            let method = if request.is_get {
                 Method::GET
             } else {
                 Method::HEAD
