@@ -328,7 +328,8 @@ impl Pipeline<'_> {
         if !allowed {
             return None;
         }
-        let age = policy::current_age(&stored, now);
+        // RFC 5861 §4: a stale response should be visibly stale, so Age is at least 1.
+        let age = policy::current_age(&stored, now).max(Duration::from_secs(1));
         let mut response = serve::from_stored(&stored, age, &HeaderMap::new(), head_only);
         self.add_failure_status(&mut response, failed);
         let status = CacheStatus {
@@ -366,7 +367,10 @@ impl Pipeline<'_> {
         }
         let now = SystemTime::now();
         let copy = self.snapshot.robots.copy_for(host, robots.max_age, now)?;
-        let age = now.duration_since(copy.response_time).unwrap_or_default();
+        let age = now
+            .duration_since(copy.response_time)
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
         let mut response = serve::from_stored(&copy, age, &HeaderMap::new(), head_only);
         if let Some(failed) = failed {
             self.add_failure_status(&mut response, failed);
