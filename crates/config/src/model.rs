@@ -121,7 +121,8 @@ pub struct MaintenancePage {
     pub path: PathBuf,
     /// From the file name's extension: `.html`/`.htm`, `.json`, `.txt`; HTML otherwise.
     pub content_type: &'static str,
-    pub body: Vec<u8>,
+    /// Shared, so that serving it copies nothing.
+    pub body: std::sync::Arc<[u8]>,
 }
 
 /// `[route.cache]`

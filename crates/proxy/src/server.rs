@@ -320,10 +320,15 @@ impl Running {
 /// robots.txt guard (its copies in `server.state_dir`, unless the guard is off).
 fn lasting(config: &Config, observer: Observer) -> Result<Lasting, StartupError> {
     let cache_config = &config.cache;
-    let mut lasting = Lasting::in_memory(Arc::new(observer), cache_config.memory);
+    let mut lasting = Lasting::in_memory(
+        Arc::new(observer),
+        cache_config.memory,
+        cache_config.max_object_size,
+    );
     if let Some(path) = &cache_config.disk_path {
         lasting.cache = Arc::new(Cache::with_disk(
             cache_config.memory,
+            cache_config.max_object_size,
             path,
             cache_config.disk_size,
         )?);

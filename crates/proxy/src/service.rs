@@ -70,6 +70,7 @@ pub async fn handle(
         accept,
         cache: None,
         robots_host: None,
+        robots_learn: false,
     };
     pipeline.run(req, activity).await
 }
@@ -85,6 +86,8 @@ struct Pipeline<'a> {
     cache: Option<CacheRequest>,
     /// The host of a `/robots.txt` request (the robots.txt guard keeps one copy per host).
     robots_host: Option<String>,
+    /// The robots.txt guard may learn from this request's response.
+    robots_learn: bool,
 }
 
 /// Kept-alive connections found closed before the request was written that a request may
@@ -277,7 +280,8 @@ impl Pipeline<'_> {
         let pool = Arc::clone(&self.snapshot.upstreams[routed.upstream]);
         self.record.pool = Some(Arc::clone(&pool.name));
         if caching::is_robots_request(&parts) {
-            self.robots_host = Some(host.clone().unwrap_or_default());
+            self.robots_host = Some(caching::keyed_host(&parts));
+            self.robots_learn = caching::may_learn_robots(&parts);
         }
 
         // --- maintenance, then the cache ---
@@ -289,9 +293,7 @@ impl Pipeline<'_> {
             return self.maintenance_response(settings, head_only);
         }
         if let Some(settings) = routed.cache
-            && let Some(answer) = self
-                .cache_lookup(settings, host.as_deref(), &mut parts, head_only)
-                .await
+            && let Some(answer) = self.cache_lookup(settings, &mut parts, head_only).await
         {
             return answer;
         }

@@ -37,12 +37,13 @@ pub struct Lasting {
 }
 
 impl Lasting {
-    /// Everything in memory: a cache of `cache_memory` bytes, robots.txt copies lost on exit.
-    pub fn in_memory(observer: Arc<Observer>, cache_memory: u64) -> Self {
+    /// Everything in memory: a cache of `cache_memory` bytes (responses up to `max_object`),
+    /// robots.txt copies lost on exit.
+    pub fn in_memory(observer: Arc<Observer>, cache_memory: u64, max_object: u64) -> Self {
         Self {
             registry: Arc::new(StateRegistry::default()),
             observer,
-            cache: Arc::new(Cache::in_memory(cache_memory)),
+            cache: Arc::new(Cache::in_memory(cache_memory, max_object)),
             robots: Arc::new(RobotsGuard::in_memory()),
             maintenance: Arc::new(MaintenanceSwitch::default()),
         }
@@ -139,7 +140,7 @@ mod tests {
 
     #[test]
     fn server_state_carries_over_to_the_next_snapshot_by_address() {
-        let lasting = Lasting::in_memory(Arc::new(Observer::default()), 1 << 20);
+        let lasting = Lasting::in_memory(Arc::new(Observer::default()), 1 << 20, 1 << 16);
         let old = Snapshot::build(config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#), &lasting);
         let old_members = old.upstreams[0].members();
         old_members.primaries.servers[0].state.observe_check(

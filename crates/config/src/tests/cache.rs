@@ -151,7 +151,7 @@ fn a_maintenance_page_is_read_with_its_content_type() {
         .page
         .as_ref()
         .unwrap_or_else(|| panic!("no page"));
-    assert_eq!(read.body, b"<h1>back soon</h1>");
+    assert_eq!(&*read.body, b"<h1>back soon</h1>");
     assert_eq!(read.content_type, "text/html; charset=utf-8");
     let _ = std::fs::remove_file(page);
 }

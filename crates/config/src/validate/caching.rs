@@ -145,7 +145,7 @@ fn read_page(
                 return Some(MaintenancePage {
                     path,
                     content_type,
-                    body,
+                    body: body.into(),
                 });
             }
             Err(err) => format!("cannot read {}: {err}", path.display()),

@@ -24,6 +24,8 @@ pub struct Capture {
     cache: Option<(Arc<Cache>, Arc<str>)>,
     robots: Option<(Arc<RobotsGuard>, String)>,
     fill: Option<FillGuard>,
+    /// Bytes reserved from the cache's budget for copies in flight.
+    reserved: u64,
 }
 
 impl Capture {
@@ -37,6 +39,7 @@ impl Capture {
             cache: None,
             robots: None,
             fill: None,
+            reserved: 0,
         }
     }
 
@@ -62,12 +65,31 @@ impl Capture {
         if self.overflowed {
             return;
         }
-        if self.body.len() + bytes.len() > self.limit {
-            self.overflowed = true;
-            self.body = BytesMut::new();
+        let within_budget = match &self.cache {
+            Some((cache, _)) => cache.reserve_capture(bytes.len() as u64),
+            None => true,
+        };
+        if within_budget {
+            self.reserved += bytes.len() as u64;
+        }
+        if !within_budget || self.body.len() + bytes.len() > self.limit {
+            self.give_up();
             return;
         }
         self.body.extend_from_slice(bytes);
+    }
+
+    /// Stops copying (too large, or too many copies in flight) and frees what was held.
+    fn give_up(&mut self) {
+        self.overflowed = true;
+        self.body = BytesMut::new();
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if let Some((cache, _)) = &self.cache {
+            cache.release_capture(std::mem::take(&mut self.reserved));
+        }
     }
 
     /// The body ended completely: store it.
@@ -75,8 +97,9 @@ impl Capture {
         if self.overflowed {
             return;
         }
-        let mut entry = self.head;
+        let mut entry = std::mem::replace(&mut self.head, empty_head());
         entry.body = std::mem::take(&mut self.body).freeze();
+        self.release();
         if let Some((guard, host)) = self.robots.take() {
             if self.cache.is_some() {
                 guard.remember(&host, entry.clone());
@@ -89,5 +112,22 @@ impl Capture {
             cache.insert(&key, entry);
         }
         // `self.fill` drops last, after the store.
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn empty_head() -> StoredResponse {
+    StoredResponse {
+        status: http::StatusCode::OK,
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+        request_time: std::time::UNIX_EPOCH,
+        response_time: std::time::UNIX_EPOCH,
+        varied: Vec::new(),
     }
 }

@@ -18,8 +18,8 @@ use super::entry::StoredResponse;
 pub const ROBOTS_PATH: &str = "/robots.txt";
 /// Larger robots.txt files are not kept (Google reads the first 500 KiB).
 pub const MAX_ROBOTS_SIZE: usize = 512 * 1024;
-/// Hosts kept; beyond that, new hosts are not remembered (a flood of made-up Host headers
-/// must not grow memory without bound).
+/// Hosts kept; beyond that, the oldest copy goes (a flood of made-up Host headers must not
+/// grow memory without bound).
 const MAX_HOSTS: usize = 10_000;
 /// A copy identical to the kept one is written again only after this long (to keep its age).
 const REFRESH: Duration = Duration::from_secs(3600);
@@ -115,7 +115,19 @@ impl RobotsGuard {
         {
             let mut copies = self.copies.write().unwrap_or_else(PoisonError::into_inner);
             if copies.len() >= MAX_HOSTS && !copies.contains_key(host) {
-                return;
+                // Full (made-up Host headers, or a very large wildcard site): the copy kept
+                // longest ago makes room, so real hosts are never locked out.
+                let oldest = copies
+                    .iter()
+                    .min_by_key(|(_, kept)| kept.response_time)
+                    .map(|(host, _)| host.clone());
+                if let Some(oldest) = oldest {
+                    copies.remove(&oldest);
+                    if let Some(disk) = &self.disk {
+                        let disk = Arc::clone(disk);
+                        tokio::task::spawn_blocking(move || disk.remove(&oldest));
+                    }
+                }
             }
             copies.insert(host.to_owned(), Arc::new(copy.clone()));
         }

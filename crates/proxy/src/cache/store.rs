@@ -67,6 +67,9 @@ pub struct Cache {
     disk: Option<Arc<DiskStore>>,
     /// Keys whose response is being fetched by one request, which others wait for.
     fills: Mutex<HashMap<Arc<str>, watch::Sender<()>>>,
+    /// Bytes held by response bodies being copied for the store, bounded by the memory size
+    /// (many concurrent misses must not buffer without limit).
+    capturing: std::sync::atomic::AtomicU64,
     /// Keys invalidated in memory whose removal from disk has not run yet: a lookup must not
     /// bring the old copy back from the file meanwhile.
     removing: Arc<Mutex<HashSet<String>>>,
@@ -115,29 +118,46 @@ impl Drop for FillGuard {
 }
 
 impl Cache {
-    /// A memory-only cache of `memory` bytes.
-    pub fn in_memory(memory: u64) -> Self {
+    /// A memory-only cache of `memory` bytes, for responses of up to `max_object` bytes.
+    pub fn in_memory(memory: u64, max_object: u64) -> Self {
         // quick_cache sizes its tables from an item estimate; 16 KiB per response is a guess
         // that only affects the initial allocation.
         let estimated_items = usize::try_from(memory / (16 * 1024))
             .unwrap_or(usize::MAX)
             .clamp(64, 1 << 20);
+        // quick_cache splits the weight over its shards and refuses an item heavier than one
+        // shard, so shards hold at least two of the largest responses (its default, 4 per
+        // core, would refuse 2 MiB responses on 16 cores with 64 MiB).
+        let wanted = (memory / max_object.max(1) / 2).clamp(1, 64);
+        let shards = 1usize << (63 - wanted.leading_zeros());
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(memory)
+            .shards(shards)
+            .build()
+            .unwrap_or_else(|err| unreachable!("cache options are in range: {err:?}"));
         Self {
-            memory: Memory::with_weighter(estimated_items, memory, ByBytes),
+            memory: Memory::with_options(options, ByBytes, Default::default(), Default::default()),
             memory_limit: memory,
             disk: None,
             fills: Mutex::new(HashMap::new()),
+            capturing: std::sync::atomic::AtomicU64::new(0),
             removing: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
     /// A cache of `memory` bytes in memory backed by the redb file at `path`, bounded by
     /// `disk_size` bytes.
-    pub fn with_disk(memory: u64, path: &Path, disk_size: u64) -> Result<Self, DiskError> {
+    pub fn with_disk(
+        memory: u64,
+        max_object: u64,
+        path: &Path,
+        disk_size: u64,
+    ) -> Result<Self, DiskError> {
         let disk = DiskStore::open(path, disk_size)?;
         Ok(Self {
             disk: Some(Arc::new(disk)),
-            ..Self::in_memory(memory)
+            ..Self::in_memory(memory, max_object)
         })
     }
 
@@ -165,7 +185,10 @@ impl Cache {
         };
         let variants = Arc::new(Variants::new(stored.into_iter().map(Arc::new).collect()));
         let selected = variants.select(request);
-        self.memory.insert(Arc::from(key), variants);
+        // Invalidated, or stored anew, while the file was read: the file's copy is older.
+        if !self.lock_removing().contains(key) && self.memory.get(key).is_none() {
+            self.memory.insert(Arc::from(key), variants);
+        }
         selected
     }
 
@@ -220,6 +243,24 @@ impl Cache {
                     .remove(&owned_key);
             });
         }
+    }
+
+    /// Reserves `bytes` for a body being copied; false when copies in flight would exceed
+    /// the memory size.
+    pub fn reserve_capture(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let limit = self.memory_limit;
+        self.capturing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|total| *total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what [`Cache::reserve_capture`] reserved.
+    pub fn release_capture(&self, bytes: u64) {
+        self.capturing
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
     }
 
     fn lock_removing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -301,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn variants_are_kept_apart_and_a_new_one_replaces_its_own_kind() {
-        let cache = Cache::in_memory(1 << 20);
+        let cache = Cache::in_memory(1 << 20, 1 << 16);
         cache.insert("h/x", entry(Some("gzip"), "zipped"));
         cache.insert("h/x", entry(Some("br"), "brotli"));
         cache.insert("h/x", entry(Some("gzip"), "zipped again"));
@@ -315,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_max_variants_are_kept_per_key() {
-        let cache = Cache::in_memory(1 << 20);
+        let cache = Cache::in_memory(1 << 20, 1 << 16);
         let names: Vec<&'static str> = (0..=MAX_VARIANTS)
             .map(|i| &*Box::leak(format!("enc{i}").into_boxed_str()))
             .collect();
@@ -336,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_request_fills_a_key_and_the_others_wake_when_it_is_done() {
-        let cache = Arc::new(Cache::in_memory(1 << 20));
+        let cache = Arc::new(Cache::in_memory(1 << 20, 1 << 16));
         let Fill::Leader(guard) = cache.begin_fill("h/x") else {
             panic!("the first request leads");
         };
@@ -358,7 +399,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_gives_up_after_the_lock_timeout() {
-        let cache = Arc::new(Cache::in_memory(1 << 20));
+        let cache = Arc::new(Cache::in_memory(1 << 20, 1 << 16));
         let _leader = cache.begin_fill("h/x");
         let Fill::Follower(waiting) = cache.begin_fill("h/x") else {
             panic!("the second one waits");

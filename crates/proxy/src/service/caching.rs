@@ -66,11 +66,27 @@ pub(super) fn is_stale_status(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
+/// The host part of cache keys and of the robots.txt guard: the `Host` field as it is
+/// forwarded (lowercase), port included, so that a response the origin built for
+/// `example.com:1337` is never served for `example.com`.
+pub(super) fn keyed_host(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).to_ascii_lowercase())
+        .or_else(|| {
+            parts
+                .uri
+                .authority()
+                .map(|a| a.as_str().to_ascii_lowercase())
+        })
+        .unwrap_or_default()
+}
+
 /// The cache key: host and request target (method and scheme are implied: GET/HEAD over http).
-fn cache_key(host: Option<&str>, parts: &http::request::Parts) -> Arc<str> {
+fn cache_key(parts: &http::request::Parts) -> Arc<str> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut key = String::with_capacity(host.map_or(0, str::len) + target.len());
-    key.push_str(host.unwrap_or(""));
+    let mut key = keyed_host(parts);
     key.push_str(target);
     Arc::from(key)
 }
@@ -108,7 +124,8 @@ impl Pipeline<'_> {
             );
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(page.body.len()));
             if !head_only {
-                *response.body_mut() = ProxyBody::full(page.body.clone());
+                *response.body_mut() =
+                    ProxyBody::full(bytes::Bytes::from_owner(Arc::clone(&page.body)));
             }
         }
         response.headers_mut().insert(
@@ -129,7 +146,6 @@ impl Pipeline<'_> {
     pub(super) async fn cache_lookup(
         &mut self,
         settings: &RouteCache,
-        host: Option<&str>,
         parts: &mut http::request::Parts,
         head_only: bool,
     ) -> Option<Response<ProxyBody>> {
@@ -137,7 +153,7 @@ impl Pipeline<'_> {
         let readable = *method == Method::GET || *method == Method::HEAD;
         let request_cc = policy::CacheControl::parse(&parts.headers);
         let mut request = CacheRequest {
-            key: cache_key(host, parts),
+            key: cache_key(parts),
             settings: settings.clone(),
             stored: None,
             looked_up: false,
@@ -178,11 +194,13 @@ impl Pipeline<'_> {
                             {
                                 return Some(response);
                             }
+                            // Not stored after all: this request goes upstream on its own.
+                            request.collapsed = false;
                         }
                     }
                 }
             }
-            if request.is_get || request.stored.is_some() {
+            if request.readable {
                 // The client's own fields, before our validators replace its conditionals:
                 // for `Vary` and for answering its conditional from the copy.
                 request.request_headers = parts.headers.clone();
@@ -199,9 +217,11 @@ impl Pipeline<'_> {
                 request.revalidating = true;
             }
         }
-        if request.is_get && request.request_headers.is_empty() {
+        if request.request_headers.is_empty() {
             request.request_headers = parts.headers.clone();
         }
+        // Ages count from when the request goes upstream, not from before a coalescing wait.
+        request.request_time = SystemTime::now();
         self.cache = Some(request);
         None
     }
@@ -259,6 +279,9 @@ impl Pipeline<'_> {
         let mut record = self.take_record();
         record.status = response.status().as_u16();
         record.cache = Some(outcome);
+        record.body_bytes = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
         self.snapshot.observer.finished(record);
     }
 
@@ -319,8 +342,12 @@ impl Pipeline<'_> {
         );
         let freshness = policy::freshness(&stored, lifetime, now);
         let allowed = match freshness {
-            // A fresh copy (stale_if_error mode never serves hits) may always stand in.
-            Freshness::Fresh { .. } => true,
+            // A fresh copy (stale_if_error mode never serves hits) may stand in, unless it
+            // must be revalidated before each use (no-cache) and allows no stale use itself.
+            Freshness::Fresh { .. } => {
+                !policy::must_revalidate_each_use(&stored)
+                    || policy::stale_if_error_allows(&stored, Duration::ZERO, window)
+            }
             Freshness::Stale { stale_for } => {
                 policy::stale_if_error_allows(&stored, stale_for, window)
             }
@@ -501,10 +528,18 @@ impl Pipeline<'_> {
                         response_time: now,
                         varied,
                     };
+                    // A copy that will not be fresh answers no waiting request: they are let go
+                    // now rather than after its whole body.
+                    let fresh_for = policy::freshness_lifetime(status, headers, now, HEURISTIC_CAP);
+                    let fill = if fresh_for.is_zero() {
+                        None
+                    } else {
+                        request.fill.take()
+                    };
                     capture = Some(
                         Capture::new(head, usize::try_from(limit).unwrap_or(usize::MAX))
                             .into_cache(Arc::clone(&self.snapshot.cache), Arc::clone(&request.key))
-                            .releasing(request.fill.take()),
+                            .releasing(fill),
                     );
                     self.record.cache = Some(if request.revalidating {
                         "expired"
@@ -522,18 +557,27 @@ impl Pipeline<'_> {
             // Not stored: requests waiting for this key go upstream themselves now.
             request.fill = None;
         }
-        if let Some(host) = self.robots_host.clone()
+        // The guard learns only from a plain GET (no query, no credentials) whose body is the
+        // file itself (not compressed for this client): what it keeps is served to everyone.
+        let encoded = headers
+            .get(header::CONTENT_ENCODING)
+            .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if self.robots_learn
+            && let Some(host) = self.robots_host.clone()
             && status == StatusCode::OK
+            && !encoded
             && self.snapshot.config.robots.guard
             && content_length.is_none_or(|n| n <= MAX_ROBOTS_SIZE as u64)
         {
             let guard = Arc::clone(&self.snapshot.robots);
+            let mut kept_headers = headers.clone();
+            kept_headers.remove(header::SET_COOKIE);
             capture = Some(match capture {
                 Some(capture) => capture.into_robots_guard(guard, host),
                 None => Capture::new(
                     StoredResponse {
                         status,
-                        headers: headers.clone(),
+                        headers: kept_headers,
                         body: bytes::Bytes::new(),
                         request_time: now,
                         response_time: now,
@@ -561,6 +605,17 @@ impl Pipeline<'_> {
         let stored = request.stored.as_ref()?;
         let now = SystemTime::now();
         let fresh = policy::freshen(stored, not_modified, request.request_time, now);
+        // The 304's fields are merged in: they may make the copy one that must not be shared
+        // (a Set-Cookie, private, no-store). This client gets it; the cache lets it go.
+        let keep = request.may_store
+            && policy::storable(
+                &Method::GET,
+                &request.request_headers,
+                fresh.status,
+                &fresh.headers,
+                true,
+            )
+            .is_ok();
         let lifetime = policy::freshness_lifetime(
             fresh.status,
             &fresh.headers,
@@ -574,7 +629,11 @@ impl Pipeline<'_> {
             &request.request_headers,
             head_only,
         );
-        self.snapshot.cache.insert(&request.key, fresh);
+        if keep {
+            self.snapshot.cache.insert(&request.key, fresh);
+        } else {
+            self.snapshot.cache.invalidate(&request.key);
+        }
         request.fill = None;
         let status = CacheStatus {
             fwd: Some("stale"),
@@ -590,6 +649,9 @@ impl Pipeline<'_> {
             response.headers_mut().insert(forward::X_REQUEST_ID, id);
         }
         self.record.cache = Some("revalidated");
+        self.record.body_bytes = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
         Some(response)
     }
 }
@@ -607,4 +669,13 @@ fn status_reason(status: StatusCode) -> &'static str {
 /// Whether the request is for `/robots.txt` (GET or HEAD), the robots.txt guard's path.
 pub(super) fn is_robots_request(parts: &http::request::Parts) -> bool {
     (parts.method == Method::GET || parts.method == Method::HEAD) && parts.uri.path() == ROBOTS_PATH
+}
+
+/// Whether the guard may learn from the response to this robots.txt request: a GET without a
+/// query or credentials.
+pub(super) fn may_learn_robots(parts: &http::request::Parts) -> bool {
+    parts.method == Method::GET
+        && parts.uri.query().is_none()
+        && !parts.headers.contains_key(header::AUTHORIZATION)
+        && !parts.headers.contains_key(header::COOKIE)
 }
