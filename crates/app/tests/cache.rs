@@ -670,3 +670,39 @@ fn requests_waiting_for_an_uncacheable_response_go_upstream_without_waiting_it_o
         "the burst took {elapsed:?} for a 500 ms origin"
     );
 }
+
+#[test]
+fn a_304_carrying_a_cookie_answers_its_client_but_is_never_shared() {
+    let origin = Upstream::hello();
+    origin.set_route(
+        "/session",
+        Behavior::Serve(
+            Reply::ok("page")
+                .header("Cache-Control", "max-age=0")
+                .header("ETag", "\"v1\""),
+        ),
+    );
+    let gh = start(caching(&origin));
+    assert!(cache_status(&get(&gh, "/session")).ends_with("stored"));
+
+    // Alice's revalidation: the origin's 304 sets her cookie and makes the copy private.
+    origin.set_route(
+        "/session",
+        Behavior::Serve(
+            Reply::new(304, "")
+                .header("ETag", "\"v1\"")
+                .header("Set-Cookie", "session=alice")
+                .header("Cache-Control", "private, max-age=60"),
+        ),
+    );
+    let alice = get(&gh, "/session");
+    assert_eq!((alice.status, alice.text().as_str()), (200, "page"));
+    assert_eq!(alice.header("set-cookie"), Some("session=alice"));
+
+    // Bob must not get Alice's cookie from the cache: his request goes to the origin.
+    origin.set_route("/session", Behavior::Serve(Reply::ok("bob's page")));
+    let bob = get(&gh, "/session");
+    assert_eq!(bob.text(), "bob's page", "{bob:#?}");
+    assert_eq!(bob.header("set-cookie"), None, "{bob:#?}");
+    assert!(!cache_status(&bob).contains("hit"), "{bob:#?}");
+}

@@ -862,3 +862,29 @@ fn an_invalidated_key_does_not_come_back_from_the_disk() {
         );
     }
 }
+
+#[test]
+fn a_head_of_robots_txt_does_not_replace_the_guards_copy() {
+    let origin = Upstream::serve(Reply::ok("User-agent: *\nDisallow: /private\n"));
+    let gh = Gatehouse::start(
+        Path::new(env!("CARGO_BIN_EXE_gatehouse")),
+        &Config::proxy_to([origin.addr()]).toml(),
+    );
+    let learned = Req::get("/robots.txt").send(gh.addr());
+    assert_eq!(learned.status, 200);
+    let head = Req::new("HEAD", "/robots.txt").send(gh.addr());
+    assert_eq!(head.status, 200);
+    // A query string is another resource: never learned either.
+    origin.set_behavior(Behavior::Serve(Reply::ok("User-agent: *\nAllow: /\n")));
+    assert_eq!(Req::get("/robots.txt?x=1").send(gh.addr()).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+
+    origin.set_behavior(Behavior::Serve(Reply::new(503, "down")));
+    let copy = Req::get("/robots.txt").send(gh.addr());
+    assert_eq!(copy.status, 200, "{copy:#?}");
+    assert_eq!(copy.text(), "User-agent: *\nDisallow: /private\n");
+    assert_eq!(
+        copy.header("cache-status"),
+        Some("gatehouse; fwd=stale; fwd-status=503; detail=\"robots-guard\"")
+    );
+}
