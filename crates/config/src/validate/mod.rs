@@ -63,7 +63,8 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
     let dns = dns(raw.dns, sink);
     let cache = caching::cache(raw.cache, base, sink);
     let robots = caching::robots(raw.robots, sink);
-    let maintenance = caching::maintenance(raw.maintenance.as_ref(), "maintenance", None, base, sink);
+    let maintenance =
+        caching::maintenance(raw.maintenance.as_ref(), "maintenance", None, base, sink);
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
         .iter()

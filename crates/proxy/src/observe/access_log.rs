@@ -577,7 +577,10 @@ mod tests {
         assert!(!line.contains('\n'));
         // Field order is stable too: time first, fields added later (cache) at the end.
         assert!(line.starts_with("{\"time\":"), "{line}");
-        assert!(line.ends_with("\"request_id\":\"req-1\",\"cache\":null}"), "{line}");
+        assert!(
+            line.ends_with("\"request_id\":\"req-1\",\"cache\":null}"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -269,7 +269,9 @@ impl Metrics {
 
     /// What the cache did for a request on a caching route.
     pub fn cache_result(&self, route: &str, result: &str) {
-        self.cache_requests.with_label_values(&[route, result]).inc();
+        self.cache_requests
+            .with_label_values(&[route, result])
+            .inc();
     }
 
     pub fn stale_served(&self, route: &str, source: &str, reason: &str) {
