@@ -30,30 +30,6 @@ fn get(gh: &Gatehouse, target: &str) -> RawResponse {
     send(gh, &Req::get(target))
 }
 
-fn cache_status(response: &RawResponse) -> &str {
-    response
-        .header("cache-status")
-        .unwrap_or_else(|| panic!("no Cache-Status in {response:#?}"))
-}
-
-/// The integer value of `key=N` in a Cache-Status member.
-fn cache_param(response: &RawResponse, key: &str) -> i64 {
-    let status = cache_status(response);
-    status
-        .split(';')
-        .filter_map(|param| param.trim().split_once('='))
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("no integer {key} in Cache-Status {status:?}"))
-}
-
-fn age(response: &RawResponse) -> u64 {
-    response
-        .header("age")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no Age in {response:#?}"))
-}
-
 /// The access record's `cache` field for this response.
 fn cache_field(gh: &Gatehouse, response: &RawResponse) -> String {
     let record = gh.access_log(response.request_id());
@@ -75,7 +51,7 @@ fn a_fresh_copy_is_served_without_the_origin_with_age_and_cache_status() {
     let first = get(&gh, "/page");
     assert_eq!((first.status, first.text().as_str()), (200, "fresh body"));
     assert_eq!(
-        cache_status(&first),
+        first.cache_status(),
         "edge; fwd=miss; fwd-status=200; stored"
     );
     assert_eq!(cache_field(&gh, &first), "miss");
@@ -83,12 +59,12 @@ fn a_fresh_copy_is_served_without_the_origin_with_age_and_cache_status() {
     let hit = get(&gh, "/page");
     assert_eq!((hit.status, hit.text().as_str()), (200, "fresh body"));
     assert!(
-        cache_status(&hit).starts_with("edge; hit; ttl="),
+        hit.cache_status().starts_with("edge; hit; ttl="),
         "{hit:#?}"
     );
-    let ttl = cache_param(&hit, "ttl");
+    let ttl = hit.cache_status_param("ttl");
     assert!((55..=60).contains(&ttl), "ttl {ttl} for max-age=60");
-    assert!(age(&hit) <= 5, "{hit:#?}");
+    assert!(hit.age() <= 5, "{hit:#?}");
     assert_eq!(hit.header("etag"), Some("\"v1\""));
     assert_eq!(hit.header("content-length"), Some("10"));
     assert_eq!(cache_field(&gh, &hit), "hit");
@@ -99,7 +75,7 @@ fn a_fresh_copy_is_served_without_the_origin_with_age_and_cache_status() {
     assert_eq!(not_modified.status, 304, "{not_modified:#?}");
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.header("etag"), Some("\"v1\""));
-    assert!(cache_status(&not_modified).starts_with("edge; hit"));
+    assert!(not_modified.cache_status().starts_with("edge; hit"));
     let other_tag = send(&gh, &Req::get("/page").header("If-None-Match", "\"v0\""));
     assert_eq!(
         (other_tag.status, other_tag.text().as_str()),
@@ -119,11 +95,11 @@ fn the_key_is_the_host_and_the_target_with_its_query() {
     let gh = start(caching(&origin));
     let on = |host: &str, target: &str| send(&gh, &Req::get(target).host(host));
 
-    assert!(cache_status(&on("a.test", "/k?a=1")).contains("fwd=miss"));
-    assert!(cache_status(&on("a.test", "/k?a=1")).contains("hit"));
-    assert!(cache_status(&on("a.test", "/k?a=2")).contains("fwd=miss"));
-    assert!(cache_status(&on("b.test", "/k?a=1")).contains("fwd=miss"));
-    assert!(cache_status(&on("b.test", "/k?a=1")).contains("hit"));
+    assert!(on("a.test", "/k?a=1").cache_status().contains("fwd=miss"));
+    assert!(on("a.test", "/k?a=1").cache_status().contains("hit"));
+    assert!(on("a.test", "/k?a=2").cache_status().contains("fwd=miss"));
+    assert!(on("b.test", "/k?a=1").cache_status().contains("fwd=miss"));
+    assert!(on("b.test", "/k?a=1").cache_status().contains("hit"));
     let targets: Vec<String> = origin
         .requests()
         .iter()
@@ -186,7 +162,7 @@ fn no_store_private_set_cookie_and_vary_star_are_never_stored() {
             let response = send(&gh, &req);
             assert_eq!(response.body, reply.body, "{path}");
             assert_eq!(
-                cache_status(&response),
+                response.cache_status(),
                 format!("gatehouse; fwd=miss; fwd-status=200; detail=\"{detail}\""),
                 "{path}"
             );
@@ -226,13 +202,13 @@ fn bodies_over_max_object_size_pass_through_unstored() {
         let response = get(&gh, "/big");
         assert_eq!(response.body, big);
         assert_eq!(
-            cache_status(&response),
+            response.cache_status(),
             "gatehouse; fwd=miss; fwd-status=200; detail=\"too-large\""
         );
         // Without a Content-Length the size shows only while streaming: still not kept.
         let chunked = get(&gh, "/big-chunked");
         assert_eq!(chunked.body, big);
-        assert!(!cache_status(&chunked).contains("hit"), "{chunked:#?}");
+        assert!(!chunked.cache_status().contains("hit"), "{chunked:#?}");
         assert_eq!(get(&gh, "/small").text(), "small");
     }
     assert_eq!(origin.requests_to("/big").len(), 2);
@@ -269,7 +245,7 @@ fn vary_keeps_variants_apart() {
     origin.set_behavior(variant("for gzip"));
     let gzip = with(Some("gzip"));
     assert_eq!(gzip.text(), "for gzip");
-    assert!(cache_status(&gzip).ends_with("stored"), "{gzip:#?}");
+    assert!(gzip.cache_status().ends_with("stored"), "{gzip:#?}");
     origin.set_behavior(variant("for identity"));
     let identity = with(Some("identity"));
     assert_eq!(
@@ -277,7 +253,7 @@ fn vary_keeps_variants_apart() {
         "for identity",
         "the gzip variant was served"
     );
-    assert!(cache_status(&identity).ends_with("stored"));
+    assert!(identity.cache_status().ends_with("stored"));
     origin.set_behavior(variant("for none"));
     assert_eq!(with(None).text(), "for none");
     assert_eq!(origin.requests_to("/v").len(), 3);
@@ -292,7 +268,7 @@ fn vary_keeps_variants_apart() {
     ] {
         let response = with(encoding);
         assert_eq!(response.text(), body, "{encoding:?}");
-        assert!(cache_status(&response).contains("hit"), "{response:#?}");
+        assert!(response.cache_status().contains("hit"), "{response:#?}");
     }
     assert_eq!(origin.requests_to("/v").len(), 3);
 }
@@ -326,7 +302,7 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
     for path in ["/etag", "/changed", "/no-freshness"] {
         let response = get(&gh, path);
         assert!(
-            cache_status(&response).ends_with("stored"),
+            response.cache_status().ends_with("stored"),
             "{path}: {response:#?}"
         );
         let sent = &origin.requests_to(path)[0];
@@ -345,7 +321,9 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
         "the stored body answers a 304"
     );
     assert!(
-        cache_status(&revalidated).starts_with("gatehouse; fwd=stale; fwd-status=304"),
+        revalidated
+            .cache_status()
+            .starts_with("gatehouse; fwd=stale; fwd-status=304"),
         "{revalidated:#?}"
     );
     assert_eq!(cache_field(&gh, &revalidated), "revalidated");
@@ -398,10 +376,12 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
     );
     assert_eq!(fresh_again.header("content-length"), Some("8"));
     assert!(
-        cache_status(&fresh_again).starts_with("gatehouse; fwd=stale; fwd-status=304; ttl="),
+        fresh_again
+            .cache_status()
+            .starts_with("gatehouse; fwd=stale; fwd-status=304; ttl="),
         "{fresh_again:#?}"
     );
-    let ttl = cache_param(&fresh_again, "ttl");
+    let ttl = fresh_again.cache_status_param("ttl");
     assert!(
         (55..=60).contains(&ttl),
         "ttl {ttl} after a 304 with max-age=60"
@@ -412,7 +392,7 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
     assert_eq!(conditional.header("if-modified-since"), Some(LAST_MODIFIED));
     let hit = get(&gh, "/etag");
     assert_eq!(hit.text(), "original");
-    assert!(cache_status(&hit).starts_with("gatehouse; hit"), "{hit:#?}");
+    assert!(hit.cache_status().starts_with("gatehouse; hit"), "{hit:#?}");
     assert_eq!(
         origin.requests_to("/etag").len(),
         2,
@@ -423,7 +403,7 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
     let replaced = get(&gh, "/changed");
     assert_eq!(replaced.text(), "new");
     assert_eq!(
-        cache_status(&replaced),
+        replaced.cache_status(),
         "gatehouse; fwd=stale; fwd-status=200; stored"
     );
     assert_eq!(cache_field(&gh, &replaced), "expired");
@@ -433,7 +413,7 @@ fn stale_copies_are_revalidated_with_conditional_requests() {
     );
     let hit = get(&gh, "/changed");
     assert_eq!(hit.text(), "new");
-    assert!(cache_status(&hit).starts_with("gatehouse; hit"), "{hit:#?}");
+    assert!(hit.cache_status().starts_with("gatehouse; hit"), "{hit:#?}");
     assert_eq!(origin.requests_to("/changed").len(), 2);
 }
 
@@ -472,7 +452,7 @@ fn a_burst_for_one_uncached_key_sends_one_upstream_request() {
         1,
         "a burst of {CLIENTS} must send one upstream request"
     );
-    let statuses: Vec<&str> = responses.iter().map(cache_status).collect();
+    let statuses: Vec<&str> = responses.iter().map(RawResponse::cache_status).collect();
     let leaders = statuses.iter().filter(|s| s.contains("fwd=miss")).count();
     let collapsed = statuses.iter().filter(|s| s.contains("collapsed")).count();
     assert_eq!((leaders, collapsed), (1, CLIENTS - 1), "{statuses:#?}");
@@ -486,13 +466,13 @@ fn head_is_answered_from_a_stored_get() {
     let origin = Upstream::serve(Reply::ok("hello head").header("Cache-Control", "max-age=60"));
     let gh = start(caching(&origin));
 
-    assert!(cache_status(&get(&gh, "/h")).ends_with("stored"));
+    assert!(get(&gh, "/h").cache_status().ends_with("stored"));
     let head = send(&gh, &Req::new("HEAD", "/h"));
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some("10"));
     assert!(
-        cache_status(&head).starts_with("gatehouse; hit"),
+        head.cache_status().starts_with("gatehouse; hit"),
         "{head:#?}"
     );
     assert_eq!(origin.requests_to("/h").len(), 1, "HEAD went upstream");
@@ -500,10 +480,10 @@ fn head_is_answered_from_a_stored_get() {
     // A HEAD of an unstored key goes upstream and stores nothing: the GET after it is a miss.
     let head = send(&gh, &Req::new("HEAD", "/h2"));
     assert_eq!(head.status, 200);
-    assert!(!cache_status(&head).contains("stored"), "{head:#?}");
+    assert!(!head.cache_status().contains("stored"), "{head:#?}");
     let after = get(&gh, "/h2");
     assert_eq!(after.text(), "hello head");
-    assert!(cache_status(&after).contains("fwd=miss"), "{after:#?}");
+    assert!(after.cache_status().contains("fwd=miss"), "{after:#?}");
     let methods: Vec<String> = origin
         .requests_to("/h2")
         .iter()
@@ -527,11 +507,11 @@ fn requests_with_authorization_bypass_stored_copies() {
     let authorized =
         |path: &str| send(&gh, &Req::get(path).header("Authorization", "Bearer t0k3n"));
 
-    assert!(cache_status(&get(&gh, "/a")).ends_with("stored"));
-    assert!(cache_status(&get(&gh, "/a")).contains("hit"));
+    assert!(get(&gh, "/a").cache_status().ends_with("stored"));
+    assert!(get(&gh, "/a").cache_status().contains("hit"));
     let with_auth = authorized("/a");
     assert_eq!(with_auth.text(), "for anyone");
-    let status = cache_status(&with_auth);
+    let status = with_auth.cache_status();
     assert!(
         !status.contains("hit") && status.contains("detail=\"authorization\""),
         "{status}"
@@ -541,18 +521,18 @@ fn requests_with_authorization_bypass_stored_copies() {
         2,
         "the stored copy served an Authorization request"
     );
-    assert!(cache_status(&get(&gh, "/a")).contains("hit"));
+    assert!(get(&gh, "/a").cache_status().contains("hit"));
     assert_eq!(origin.requests_to("/a").len(), 2);
 
     // `public` lets a response to an authorized request be stored for everyone else...
     let first = authorized("/pub");
-    assert!(cache_status(&first).ends_with("stored"), "{first:#?}");
+    assert!(first.cache_status().ends_with("stored"), "{first:#?}");
     let anonymous = get(&gh, "/pub");
-    assert!(cache_status(&anonymous).contains("hit"), "{anonymous:#?}");
+    assert!(anonymous.cache_status().contains("hit"), "{anonymous:#?}");
     assert_eq!(origin.requests_to("/pub").len(), 1);
     // ...but an authorized request still never gets a stored copy.
     let again = authorized("/pub");
-    assert!(!cache_status(&again).contains("hit"), "{again:#?}");
+    assert!(!again.cache_status().contains("hit"), "{again:#?}");
     assert_eq!(origin.requests_to("/pub").len(), 2);
 }
 
@@ -568,8 +548,8 @@ fn successful_unsafe_methods_invalidate_the_key() {
             .count()
     };
 
-    assert!(cache_status(&get(&gh, "/i")).ends_with("stored"));
-    assert!(cache_status(&get(&gh, "/i")).contains("hit"));
+    assert!(get(&gh, "/i").cache_status().ends_with("stored"));
+    assert!(get(&gh, "/i").cache_status().contains("hit"));
     assert_eq!(gets(), 1);
 
     // A failed POST leaves the copy alone.
@@ -578,7 +558,7 @@ fn successful_unsafe_methods_invalidate_the_key() {
     assert_eq!(refused.status, 404);
     let hit = get(&gh, "/i");
     assert_eq!(hit.text(), "v1");
-    assert!(cache_status(&hit).contains("hit"), "{hit:#?}");
+    assert!(hit.cache_status().contains("hit"), "{hit:#?}");
     assert_eq!(gets(), 1);
 
     for method in ["POST", "PUT", "DELETE"] {
@@ -595,7 +575,7 @@ fn successful_unsafe_methods_invalidate_the_key() {
             format!("after {method}"),
             "{method} did not invalidate"
         );
-        assert!(cache_status(&after).contains("fwd=miss"), "{after:#?}");
+        assert!(after.cache_status().contains("fwd=miss"), "{after:#?}");
         assert_eq!(gets(), before + 1);
     }
 }
@@ -614,20 +594,20 @@ fn without_explicit_freshness_last_modified_gives_a_heuristic_lifetime() {
     origin.set_route("/bare", Behavior::Serve(Reply::ok("bare")));
     let gh = start(caching(&origin));
 
-    assert!(cache_status(&get(&gh, "/old")).ends_with("stored"));
+    assert!(get(&gh, "/old").cache_status().ends_with("stored"));
     let hit = get(&gh, "/old");
-    assert!(cache_status(&hit).starts_with("gatehouse; hit"), "{hit:#?}");
-    let ttl = cache_param(&hit, "ttl");
+    assert!(hit.cache_status().starts_with("gatehouse; hit"), "{hit:#?}");
+    let ttl = hit.cache_status_param("ttl");
     assert!(
         (86_000..=86_400).contains(&ttl),
         "heuristic ttl {ttl}, capped at a day"
     );
     assert_eq!(origin.requests_to("/old").len(), 1);
 
-    assert!(cache_status(&get(&gh, "/bare")).ends_with("stored"));
+    assert!(get(&gh, "/bare").cache_status().ends_with("stored"));
     let again = get(&gh, "/bare");
     assert_eq!(again.text(), "bare");
-    assert!(!cache_status(&again).contains("hit"), "{again:#?}");
+    assert!(!again.cache_status().contains("hit"), "{again:#?}");
     let sent = origin.requests_to("/bare");
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[1].header("if-none-match"), None);
@@ -683,7 +663,7 @@ fn a_304_carrying_a_cookie_answers_its_client_but_is_never_shared() {
         ),
     );
     let gh = start(caching(&origin));
-    assert!(cache_status(&get(&gh, "/session")).ends_with("stored"));
+    assert!(get(&gh, "/session").cache_status().ends_with("stored"));
 
     // Alice's revalidation: the origin's 304 sets her cookie and makes the copy private.
     origin.set_route(
@@ -704,5 +684,21 @@ fn a_304_carrying_a_cookie_answers_its_client_but_is_never_shared() {
     let bob = get(&gh, "/session");
     assert_eq!(bob.text(), "bob's page", "{bob:#?}");
     assert_eq!(bob.header("set-cookie"), None, "{bob:#?}");
-    assert!(!cache_status(&bob).contains("hit"), "{bob:#?}");
+    assert!(!bob.cache_status().contains("hit"), "{bob:#?}");
+}
+
+#[test]
+fn a_clients_no_cache_does_not_bypass_a_fresh_copy() {
+    let origin = Upstream::serve(Reply::ok("shared").header("Cache-Control", "max-age=60"));
+    let gh = start(caching(&origin));
+    assert!(get(&gh, "/p").cache_status().ends_with("stored"));
+    // A browser's reload sends these; like nginx and Varnish, the cache still answers.
+    for directive in ["no-cache", "max-age=0"] {
+        let reload = send(&gh, &Req::get("/p").header("Cache-Control", directive));
+        assert!(
+            reload.cache_status().contains("hit"),
+            "{directive}: {reload:#?}"
+        );
+    }
+    assert_eq!(origin.requests_to("/p").len(), 1);
 }

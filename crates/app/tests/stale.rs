@@ -35,19 +35,6 @@ fn get(gh: &Gatehouse, target: &str) -> RawResponse {
     send(gh, &Req::get(target))
 }
 
-fn cache_status(response: &RawResponse) -> &str {
-    response
-        .header("cache-status")
-        .unwrap_or_else(|| panic!("no Cache-Status in {response:#?}"))
-}
-
-fn age(response: &RawResponse) -> u64 {
-    response
-        .header("age")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no Age in {response:#?}"))
-}
-
 /// The error token of the response's last Proxy-Status member.
 fn proxy_error(response: &RawResponse) -> String {
     let member = response.proxy_status().last().clone();
@@ -67,7 +54,7 @@ fn assert_stale(gh: &Gatehouse, response: &RawResponse, body: &str, expected: &s
         "expected the stale copy; got {response:#?}\nlogs: {:#?}",
         gh.logs()
     );
-    assert_eq!(cache_status(response), expected, "{response:#?}");
+    assert_eq!(response.cache_status(), expected, "{response:#?}");
     let record = gh.access_log(response.request_id());
     assert_eq!(record["cache"], "stale", "{record}");
     assert_eq!(record["status"], 200, "{record}");
@@ -102,7 +89,7 @@ fn a_stale_copy_stands_in_for_a_refused_connection_inside_its_window_only() {
     let gh = start(&caching(origin.addr(), "full").route_section("cache", "stale_if_error", "1s"));
     let first = get(&gh, "/page");
     let stored_at = Instant::now();
-    assert!(cache_status(&first).ends_with("stored"), "{first:#?}");
+    assert!(first.cache_status().ends_with("stored"), "{first:#?}");
     origin.kill();
 
     // Stale by ~0.3 s, within the route's 1 s window.
@@ -114,14 +101,14 @@ fn a_stale_copy_stands_in_for_a_refused_connection_inside_its_window_only() {
         "v1",
         "gatehouse; fwd=stale; ttl=-1; detail=\"stale-if-error\"",
     );
-    assert!(age(&stale) >= 1, "{stale:#?}");
+    assert!(stale.age() >= 1, "{stale:#?}");
     assert_eq!(proxy_error(&stale), "connection_refused");
     assert_eq!(record["failure"], "connection_refused", "{record}");
     let head = send(&gh, &Req::new("HEAD", "/page"));
     assert_eq!(head.status, 200, "{head:#?}");
     assert!(head.body.is_empty());
     assert!(
-        cache_status(&head).contains("detail=\"stale-if-error\""),
+        head.cache_status().contains("detail=\"stale-if-error\""),
         "{head:#?}"
     );
     // A request with Authorization never gets a stored copy, not even during an outage.
@@ -150,7 +137,11 @@ fn a_stale_copy_stands_in_for_an_origin_5xx_but_not_a_404() {
     }
     let gh = start(&caching(origin.addr(), "full"));
     for status in ["500", "502", "503", "504", "404"] {
-        assert!(cache_status(&get(&gh, &format!("/s{status}"))).ends_with("stored"));
+        assert!(
+            get(&gh, &format!("/s{status}"))
+                .cache_status()
+                .ends_with("stored")
+        );
     }
     let stored_at = Instant::now();
     for status in [500, 502, 503, 504, 404] {
@@ -172,7 +163,7 @@ fn a_stale_copy_stands_in_for_an_origin_5xx_but_not_a_404() {
             ),
         );
         assert_eq!(record["upstream_status"], status, "{record}");
-        assert!(age(&stale) >= 1, "{stale:#?}");
+        assert!(stale.age() >= 1, "{stale:#?}");
         let member = stale.proxy_status().last().clone();
         assert_eq!(
             (member.name.as_str(), member.integer("received-status")),
@@ -205,8 +196,8 @@ fn the_responses_own_stale_if_error_overrides_the_route_window() {
     );
     // The route's window is long: only the response's own directive can close it.
     let gh = start(&caching(origin.addr(), "full").route_section("cache", "stale_if_error", "1d"));
-    assert!(cache_status(&get(&gh, "/own")).ends_with("stored"));
-    assert!(cache_status(&get(&gh, "/must")).ends_with("stored"));
+    assert!(get(&gh, "/own").cache_status().ends_with("stored"));
+    assert!(get(&gh, "/must").cache_status().ends_with("stored"));
     let stored_at = Instant::now();
     origin.set_behavior(Behavior::Serve(Reply::new(503, "down")));
     origin.clear_route("/own");
@@ -256,7 +247,7 @@ fn a_stale_copy_stands_in_for_timeouts_and_protocol_errors() {
     let gh =
         start(&caching(origin.addr(), "full").upstream_setting("app", "response_timeout", "300ms"));
     for path in paths {
-        assert!(cache_status(&get(&gh, path)).ends_with("stored"));
+        assert!(get(&gh, path).cache_status().ends_with("stored"));
     }
     origin.set_route("/slow", Behavior::Hang);
     origin.set_route(
@@ -295,7 +286,7 @@ fn stale_copies_are_counted_and_logged() {
         Behavior::Serve(Reply::ok(ROBOTS).header("Cache-Control", "no-store")),
     );
     let gh = start(&caching(origin.addr(), "full").server("admin", "127.0.0.1:0"));
-    assert!(cache_status(&get(&gh, "/c")).ends_with("stored"));
+    assert!(get(&gh, "/c").cache_status().ends_with("stored"));
     assert_eq!(get(&gh, "/robots.txt").text(), ROBOTS);
     origin.kill();
 
@@ -331,7 +322,7 @@ fn stale_copies_are_counted_and_logged() {
     let robots = get(&gh, "/robots.txt");
     assert_eq!(robots.text(), ROBOTS);
     assert_eq!(
-        cache_status(&robots),
+        robots.cache_status(),
         "gatehouse; fwd=stale; detail=\"robots-guard\""
     );
     let robots_id = robots.request_id().to_owned();
@@ -387,7 +378,7 @@ fn stale_if_error_mode_always_asks_the_origin_and_keeps_copies_for_failures() {
     for _ in 0..3 {
         let response = get(&gh, "/p");
         assert_eq!(response.text(), "kept for bad days");
-        let status = cache_status(&response);
+        let status = response.cache_status();
         assert!(
             !status.contains("hit") && status.ends_with("stored"),
             "{status}"
@@ -409,21 +400,15 @@ fn stale_if_error_mode_always_asks_the_origin_and_keeps_copies_for_failures() {
         "kept for bad days",
         &format!(
             "gatehouse; fwd=stale; ttl={}; detail=\"stale-if-error\"",
-            cache_ttl(&stale)
+            stale.cache_status_param("ttl")
         ),
     );
-    assert!(cache_ttl(&stale) > 50, "a fresh copy stands in: {stale:#?}");
+    assert!(
+        stale.cache_status_param("ttl") > 50,
+        "a fresh copy stands in: {stale:#?}"
+    );
     assert_eq!(proxy_error(&stale), "connection_refused");
     assert_eq!(record["failure"], "connection_refused");
-}
-
-fn cache_ttl(response: &RawResponse) -> i64 {
-    let status = cache_status(response);
-    status
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("ttl="))
-        .find_map(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no ttl in {status:?}"))
 }
 
 #[test]
@@ -445,7 +430,7 @@ fn the_disk_cache_survives_a_restart() {
 
     let gh = start(&config);
     for path in ["/stale", "/fresh"] {
-        assert!(cache_status(&get(&gh, path)).ends_with("stored"));
+        assert!(get(&gh, path).cache_status().ends_with("stored"));
     }
     let stored_at = Instant::now();
     // Disk writes are asynchronous: wait until both keys are on disk.
@@ -465,7 +450,7 @@ fn the_disk_cache_survives_a_restart() {
     let fresh = get(&gh, "/fresh");
     assert_eq!((fresh.status, fresh.text().as_str()), (200, "still fresh"));
     assert!(
-        cache_status(&fresh).starts_with("gatehouse; hit; ttl="),
+        fresh.cache_status().starts_with("gatehouse; hit; ttl="),
         "{fresh:#?}"
     );
     let stale = get(&gh, "/stale");
@@ -475,10 +460,10 @@ fn the_disk_cache_survives_a_restart() {
         "kept on disk",
         &format!(
             "gatehouse; fwd=stale; ttl={}; detail=\"stale-if-error\"",
-            cache_ttl(&stale)
+            stale.cache_status_param("ttl")
         ),
     );
-    assert!(cache_ttl(&stale) < 0, "{stale:#?}");
+    assert!(stale.cache_status_param("ttl") < 0, "{stale:#?}");
     assert_eq!(proxy_error(&stale), "connection_refused");
     gh.expect_failure(&get(&gh, "/never-stored"), 502, "connection_refused");
 }
@@ -522,7 +507,7 @@ fn the_robots_txt_copy_survives_a_restart_and_is_served_while_the_origin_is_down
     );
     assert_eq!(robots.header("content-type"), Some("text/plain"));
     assert_eq!(
-        cache_status(&robots),
+        robots.cache_status(),
         "gatehouse; fwd=stale; detail=\"robots-guard\""
     );
     assert!(robots.header("age").is_some(), "{robots:#?}");
@@ -554,7 +539,7 @@ fn the_robots_txt_copy_answers_an_origin_503_for_its_host_only() {
     let robots = get(&gh, "/robots.txt");
     assert_eq!((robots.status, robots.text().as_str()), (200, ROBOTS));
     assert_eq!(
-        cache_status(&robots),
+        robots.cache_status(),
         "gatehouse; fwd=stale; fwd-status=503; detail=\"robots-guard\""
     );
     assert_eq!(
@@ -806,7 +791,7 @@ fn the_admin_switch_turns_maintenance_on_and_off_per_route_and_survives_a_reload
 fn a_response_without_freshness_is_kept_for_failures() {
     let origin = Upstream::serve(Reply::ok("no cache headers at all"));
     let gh = start(&caching(origin.addr(), "full"));
-    assert!(cache_status(&get(&gh, "/bare")).ends_with("stored"));
+    assert!(get(&gh, "/bare").cache_status().ends_with("stored"));
     assert_eq!(get(&gh, "/bare").text(), "no cache headers at all");
     assert_eq!(
         origin.requests_to("/bare").len(),
@@ -839,7 +824,7 @@ fn an_invalidated_key_does_not_come_back_from_the_disk() {
             &path,
             Behavior::Serve(Reply::ok("before").header("Cache-Control", "max-age=600")),
         );
-        assert!(cache_status(&get(&gh, &path)).ends_with("stored"));
+        assert!(get(&gh, &path).cache_status().ends_with("stored"));
         let deadline = Instant::now() + Duration::from_secs(5);
         while metric(&gh, "gatehouse_cache_entries", &[("tier", "disk")]) < f64::from(round + 1) {
             assert!(
@@ -887,4 +872,35 @@ fn a_head_of_robots_txt_does_not_replace_the_guards_copy() {
         copy.header("cache-status"),
         Some("gatehouse; fwd=stale; fwd-status=503; detail=\"robots-guard\"")
     );
+}
+
+#[test]
+fn a_cache_file_in_use_by_another_gatehouse_stops_the_start_with_one_line() {
+    let origin = Upstream::hello();
+    let dir = TempFile::dir("gatehouse-cache-shared");
+    let file = dir.path().join("cache.redb");
+    let config = caching(origin.addr(), "full")
+        .server("listen", vec!["127.0.0.1:0"])
+        .section("cache", "disk_path", file.to_string_lossy().into_owned());
+    let _first = start(&config);
+
+    let config_file =
+        TempFile::with_contents("gatehouse-second", ".toml", config.toml().as_bytes());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["run", "-c"])
+        .arg(config_file.path())
+        .env("STATE_DIRECTORY", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("gatehouse run: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "gatehouse: cache file {} is in use by another process",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with("(cache.disk_path)"), "{stderr}");
 }

@@ -97,7 +97,7 @@ impl Running {
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
-        let lasting = lasting(&config, observer)?;
+        let lasting = lasting(&config, observer).await?;
         let started = StartedWith::of(&config);
         let snapshot = Arc::new(Snapshot::build(config, &lasting));
         snapshot.start_tasks();
@@ -317,31 +317,39 @@ impl Running {
 }
 
 /// The process-wide state for `config`: the cache (with its file, when configured) and the
-/// robots.txt guard (its copies in `server.state_dir`, unless the guard is off).
-fn lasting(config: &Config, observer: Observer) -> Result<Lasting, StartupError> {
-    let cache_config = &config.cache;
-    let mut lasting = Lasting::in_memory(
-        Arc::new(observer),
-        cache_config.memory,
-        cache_config.max_object_size,
-    );
-    if let Some(path) = &cache_config.disk_path {
-        lasting.cache = Arc::new(Cache::with_disk(
-            cache_config.memory,
-            cache_config.max_object_size,
-            path,
-            cache_config.disk_size,
-        )?);
-    }
-    if config.robots.guard {
-        let dir = config
+/// robots.txt guard (its copies in `server.state_dir`, unless the guard is off). Opening the
+/// files reads them (redb checks every page), so it runs on the blocking pool.
+async fn lasting(config: &Config, observer: Observer) -> Result<Lasting, StartupError> {
+    let cache_config = config.cache.clone();
+    let robots_dir = config.robots.guard.then(|| {
+        config
             .server
             .state_dir
             .clone()
-            .unwrap_or_else(crate::cache::robots::default_state_dir);
-        lasting.robots = Arc::new(RobotsGuard::open(&dir));
-    }
-    Ok(lasting)
+            .unwrap_or_else(crate::cache::robots::default_state_dir)
+    });
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut lasting = Lasting::in_memory(
+            Arc::new(observer),
+            cache_config.memory,
+            cache_config.max_object_size,
+        );
+        if let Some(path) = &cache_config.disk_path {
+            lasting.cache = Arc::new(Cache::with_disk(
+                cache_config.memory,
+                cache_config.max_object_size,
+                path,
+                cache_config.disk_size,
+            )?);
+        }
+        if let Some(dir) = robots_dir {
+            lasting.robots = Arc::new(RobotsGuard::open(&dir));
+        }
+        Ok(lasting)
+    })
+    .await;
+    // A panic while opening (the task is never cancelled) is passed on as it was.
+    opened.unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
 }
 
 /// What the process-wide state was built from.

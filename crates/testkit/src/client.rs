@@ -64,6 +64,31 @@ impl RawResponse {
         }
     }
 
+    /// The `Cache-Status` response header (RFC 9211); panics without one.
+    pub fn cache_status(&self) -> &str {
+        self.header("cache-status")
+            .unwrap_or_else(|| panic!("no Cache-Status in {self:#?}"))
+    }
+
+    /// The integer value of `key=N` in the `Cache-Status` member (`ttl`, `fwd-status`);
+    /// panics without one.
+    pub fn cache_status_param(&self, key: &str) -> i64 {
+        let status = self.cache_status();
+        status
+            .split(';')
+            .filter_map(|param| param.trim().split_once('='))
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("no integer {key} in Cache-Status {status:?}"))
+    }
+
+    /// The `Age` response header in seconds; panics without one.
+    pub fn age(&self) -> u64 {
+        self.header("age")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Age in {self:#?}"))
+    }
+
     /// The `X-Request-Id` response header; panics without one.
     pub fn request_id(&self) -> &str {
         self.header("x-request-id")

@@ -572,6 +572,9 @@ pub struct FailureParams {
     pub alert_id: Option<u8>,
     /// `tls_alert_received`: the alert's name, e.g. `handshake_failure`.
     pub alert_message: Option<String>,
+    /// `proxy_internal_response`: the configured `Retry-After` in seconds (maintenance mode),
+    /// instead of the kind's own.
+    pub retry_after: Option<u64>,
 }
 
 /// One classified failure: the kind plus the facts that the log line and `details` report.
@@ -618,6 +621,13 @@ impl Failure {
     pub fn with_os_error(mut self, err: &std::io::Error) -> Self {
         self.os_error = err.raw_os_error();
         self
+    }
+
+    /// The `Retry-After` of the generated response, in seconds, if it has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.params
+            .retry_after
+            .or(self.kind.retry_after_secs().map(u64::from))
     }
 
     /// The status of the generated response.

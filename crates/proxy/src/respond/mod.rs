@@ -69,7 +69,7 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     if let Some(member) = ctx.proxy_status.for_failure(failure, ctx.next_hop) {
         headers.append("proxy-status", member);
     }
-    if let Some(seconds) = failure.kind.retry_after_secs() {
+    if let Some(seconds) = failure.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     if failure.kind.closes_client_connection() {

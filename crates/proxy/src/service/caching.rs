@@ -101,11 +101,12 @@ impl Pipeline<'_> {
         if let Some(response) = self.robots_copy(None, head_only, "maintenance") {
             return response;
         }
-        let failure = Failure::new(
+        let mut failure = Failure::new(
             FailureKind::ProxyInternalResponse,
             Phase::Routing,
             "the route is in maintenance mode",
         );
+        failure.params.retry_after = Some(settings.retry_after.as_secs());
         let mut response = respond::render(
             &failure,
             &ErrorContext {
@@ -128,10 +129,6 @@ impl Pipeline<'_> {
                     ProxyBody::full(bytes::Bytes::from_owner(Arc::clone(&page.body)));
             }
         }
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(settings.retry_after.as_secs()),
-        );
         let mut record = self.take_record();
         record.status = response.status().as_u16();
         record.failure = Some(failure.kind.token());
