@@ -32,8 +32,16 @@ pub struct Config {
 pub struct ServerConfig {
     /// Proxy-Status member name and `Via` pseudonym. Default `gatehouse`.
     pub name: String,
-    /// Plain HTTP/1.1 listeners. Default `["127.0.0.1:8080"]`.
+    /// Plain listeners: HTTP/1.1, and HTTP/2 with prior knowledge (h2c) unless `http2` is off.
+    /// Default `["127.0.0.1:8080"]`.
     pub listen: Vec<SocketAddr>,
+    /// `[[server.tls]]`: HTTPS listeners. Default none.
+    pub tls: Vec<TlsListener>,
+    /// `redirect_https`: plain listeners that answer every request with `308 Permanent Redirect`
+    /// to the same URL over `https://`. Default none.
+    pub redirect_https: Vec<SocketAddr>,
+    /// HTTP/2 towards clients.
+    pub http2: Http2Config,
     /// Admin listener (`/live`, `/ready`, ...). `None` = no admin listener.
     pub admin: Option<SocketAddr>,
     /// When set, admin endpoints other than `/live` and `/ready` want
@@ -74,6 +82,84 @@ pub struct ServerConfig {
     /// `StateDirectory=`), else `$XDG_STATE_HOME/gatehouse`, else `~/.local/state/gatehouse`.
     /// A relative path is resolved against the config file's directory. Taken at start only.
     pub state_dir: Option<PathBuf>,
+}
+
+/// HTTP/2 towards clients (`server.http2*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http2Config {
+    /// `http2`: offer HTTP/2: ALPN `h2` on TLS listeners, prior knowledge (h2c) on plain ones.
+    /// Default true.
+    pub enabled: bool,
+    /// `http2_max_concurrent_streams`: streams one client connection may have open at once.
+    /// Default 128; 1..=10000.
+    pub max_concurrent_streams: u32,
+    /// `http2_stream_window`: the flow-control window of each stream, in bytes. Default 1 MiB;
+    /// 64 KiB..=16 MiB.
+    pub stream_window: u32,
+    /// `http2_connection_window`: the flow-control window of a whole connection. Default 2 MiB;
+    /// at least `stream_window`, at most 64 MiB.
+    pub connection_window: u32,
+}
+
+/// One `[[server.tls]]`: HTTPS listeners sharing certificates and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsListener {
+    /// `listen`: addresses, like `server.listen`; none may be another listener's.
+    pub listen: Vec<SocketAddr>,
+    /// `cert`/`key` first, then each `certificates` entry, in file order. Chosen by the SNI name
+    /// the client sends (exact names before wildcards); the first when it sends none or one no
+    /// certificate covers. Never empty.
+    pub certificates: Vec<TlsCertificate>,
+    /// `min_version`: the oldest TLS version accepted, `"1.2"` (the default) or `"1.3"`.
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// A certificate chain and its private key (PEM files), read and checked when the config is
+/// loaded: the key matches the leaf certificate, so a reload with a broken pair is refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsCertificate {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// DER certificates, leaf first.
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::sync::Arc<rustls_pki_types::PrivateKeyDer<'static>>,
+    /// DNS names the leaf covers (subjectAltName; `*.example.com` wildcards kept as written),
+    /// lowercase.
+    pub names: Vec<String>,
+    /// The leaf's subject, e.g. `CN=example.com`.
+    pub subject: String,
+    /// The leaf's notAfter.
+    pub not_after: std::time::SystemTime,
+}
+
+/// Trust anchors from a PEM file (`tls_ca_file`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    /// DER certificates, at least one.
+    pub certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+/// TLS towards an upstream's servers: those written `https://host:port`, or all of them with
+/// `tls = true`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpstreamTls {
+    /// `tls_server_name`: the SNI name sent and the name the certificate must be valid for.
+    /// `None` = each server's host as written (an IP literal is verified as an IP address and
+    /// sends no SNI).
+    pub server_name: Option<String>,
+    /// `tls_ca_file`: trust these CAs instead of the system's roots. `None` = system roots.
+    pub ca: Option<CaBundle>,
+    /// `tls_client_cert` + `tls_client_key`: a client certificate (mutual TLS). `None` = none.
+    pub client_cert: Option<TlsCertificate>,
 }
 
 /// `[cache]`
@@ -248,6 +334,15 @@ pub struct UpstreamConfig {
     pub passive: PassiveHealth,
     /// `[upstream.NAME.retry]`: always present (defaults).
     pub retry: RetryPolicy,
+    /// `tls_*`: how servers reached over TLS are verified and what client certificate is shown.
+    pub tls: UpstreamTls,
+    /// `http2`: speak HTTP/2 to the servers (ALPN `h2` over TLS, falling back to HTTP/1.1 when
+    /// the server does not choose it; prior knowledge on cleartext). Upgrade requests (WebSocket)
+    /// always use an HTTP/1.1 connection. Default false.
+    pub http2: bool,
+    /// `tunnel_idle_timeout`: an upgraded connection (WebSocket) with no bytes either way for
+    /// this long is closed. Default 5m.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// One entry of `servers`: a plain `"host:port"` string or a table.
@@ -262,6 +357,8 @@ pub struct UpstreamServer {
     pub max_connections: Option<u32>,
     /// Used only when no primary (non-backup) server is available. Default false.
     pub backup: bool,
+    /// Reached over TLS: written `https://host:port`, or the upstream has `tls = true`.
+    pub tls: bool,
 }
 
 /// `balance`

@@ -102,6 +102,7 @@ fn default_config_parses() {
             weight: 1,
             max_connections: None,
             backup: false,
+            tls: false,
         }]
     );
     assert_eq!(c.upstreams[0].balance, Balance::RoundRobin);

@@ -30,6 +30,8 @@ pub struct ClientActivity {
     /// The client's IP formatted as a header value once per connection (X-Forwarded-For,
     /// X-Real-IP).
     pub client_ip: HeaderValue,
+    /// The connection came in over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
     read: AtomicU64,
     read_at_last_write: AtomicU64,
     /// Bytes read since the last write, up to `head_limit`.
@@ -38,8 +40,9 @@ pub struct ClientActivity {
 }
 
 impl ClientActivity {
-    pub fn new(client: SocketAddr, head_limit: usize) -> Self {
+    pub fn new(client: SocketAddr, head_limit: usize, https: bool) -> Self {
         Self {
+            https,
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             read: AtomicU64::new(0),

@@ -51,6 +51,8 @@ pub struct Hop<'a> {
     pub via: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
     pub host: Option<&'a HeaderValue>,
+    /// The scheme the client used: `X-Forwarded-Proto`.
+    pub proto: &'static str,
 }
 
 /// Prepares the headers of a request for the upstream.
@@ -75,7 +77,7 @@ pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     };
     headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_REAL_IP, hop.client_ip.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
     if let Some(host) = hop.host {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
@@ -130,6 +132,7 @@ mod tests {
                 via: &via,
                 request_id: &id,
                 host: Some(&host),
+                proto: "http",
             },
         );
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);

@@ -121,7 +121,7 @@ async fn serve_connection(
     let max_buf = (server.max_request_header_size * 2)
         .max(server.max_uri_length * 2)
         .max(16 * 1024);
-    let activity = Arc::new(ClientActivity::new(client, max_buf));
+    let activity = Arc::new(ClientActivity::new(client, max_buf, false));
     let io = TokioIo::new(ClientIo::new(stream, Arc::clone(&activity)));
     let mut builder = http1::Builder::new();
     builder

@@ -30,7 +30,7 @@ use crate::respond::{self, ErrorContext};
 use crate::router::request_host;
 use crate::snapshot::Snapshot;
 use crate::upstream::balance::stable_hash;
-use crate::upstream::connect::connect;
+use crate::upstream::connect::{ConnMode, connect};
 use crate::upstream::pool::{Members, NoServer, Pool};
 use crate::upstream::server::{Conn, Lease, Server};
 
@@ -317,6 +317,7 @@ impl Pipeline<'_> {
                 via: &self.snapshot.via,
                 request_id: &request_id,
                 host: host_header.as_ref(),
+                proto: if activity.https { "https" } else { "http" },
             },
         );
         if let Some(authority) = parts.uri.authority().cloned() {
@@ -581,7 +582,7 @@ impl Pipeline<'_> {
     ) -> Result<Attempt, AttemptFailure> {
         let mut conn = match server.checkout().await {
             Some(conn) => conn,
-            None => match connect(server.addr, server.settings()).await {
+            None => match connect(server.addr, server.settings(), ConnMode::Pooled).await {
                 Ok((conn, connect_time)) => {
                     self.record.connect = Some(connect_time);
                     conn

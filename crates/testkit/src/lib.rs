@@ -12,6 +12,7 @@
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
 //! - [`metrics`]: samples of a Prometheus text-format scrape.
+//! - [`tls`]: a CA and certificates made for a test (rcgen), and rustls configurations using them.
 //! - [`ProxyStatus`]: an RFC 9209 `Proxy-Status` parser (RFC 8941 list via `sfv`).
 
 mod client;
@@ -23,6 +24,7 @@ pub mod metrics;
 mod proxy_status;
 mod record;
 mod temp;
+pub mod tls;
 mod upstream;
 
 pub use client::{NoResponse, RawConn, RawResponse, Req, send_raw};

@@ -9,7 +9,7 @@ use gatehouse_config::{UpstreamConfig, UpstreamServer};
 use gatehouse_proxy::body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
-use gatehouse_proxy::upstream::connect::connect;
+use gatehouse_proxy::upstream::connect::{ConnMode, connect};
 use gatehouse_proxy::upstream::dns::Dns;
 use gatehouse_proxy::upstream::server::{self, ConnSettings};
 use http::header::{self, HeaderValue};
@@ -200,7 +200,7 @@ async fn check_address(
         ..HttpStep::default()
     };
 
-    let (conn, connect_time) = match connect(addr, &settings).await {
+    let (conn, connect_time) = match connect(addr, &settings, ConnMode::Pooled).await {
         Ok(connected) => connected,
         Err(failure) => {
             if matches!(
@@ -336,7 +336,7 @@ async fn measure_headers(
 ) -> Option<u64> {
     let mut roomy = settings.clone();
     roomy.max_response_header_size = MEASURE_HEADER_LIMIT;
-    let (mut conn, _) = connect(addr, &roomy).await.ok()?;
+    let (mut conn, _) = connect(addr, &roomy, ConnMode::Pooled).await.ok()?;
     let request = health_request(path, host).ok()?;
     let response = tokio::time::timeout(roomy.response_timeout, conn.sender.send_request(request))
         .await

@@ -32,6 +32,7 @@ fn pool_defaults() {
             weight: 1,
             max_connections: None,
             backup: false,
+            tls: false,
         }]
     );
     assert_eq!(u.balance, Balance::RoundRobin);
@@ -141,12 +142,14 @@ min_retries_per_second = 0
                 weight: 1,
                 max_connections: None,
                 backup: false,
+                tls: false,
             },
             UpstreamServer {
                 address: server("app.internal", 3000),
                 weight: 3,
                 max_connections: Some(100),
                 backup: true,
+                tls: false,
             },
         ]
     );

@@ -184,6 +184,14 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
     ServerConfig {
         name,
         listen,
+        tls: Vec::new(),
+        redirect_https: Vec::new(),
+        http2: crate::model::Http2Config {
+            enabled: true,
+            max_concurrent_streams: 128,
+            stream_window: 1024 * 1024,
+            connection_window: 2 * 1024 * 1024,
+        },
         admin,
         admin_token,
         proxy_status,

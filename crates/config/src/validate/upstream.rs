@@ -110,6 +110,9 @@ pub(super) fn upstream(
         health: health(up.health.as_ref(), &prefix, sink),
         passive: passive(up.passive.as_ref(), &prefix, sink),
         retry: retry(up.retry.as_ref(), &prefix, sink),
+        tls: crate::model::UpstreamTls::default(),
+        http2: false,
+        tunnel_idle_timeout: Duration::from_secs(300),
     }
 }
 
@@ -203,6 +206,7 @@ fn server_entry(entry: &Spanned<RawServerEntry>, key: &str, sink: &mut Sink<'_>)
                     weight: DEFAULT_WEIGHT,
                     max_connections: None,
                     backup: false,
+                    tls: false,
                 },
                 key: key.to_owned(),
                 span: entry.span(),
@@ -253,6 +257,7 @@ fn server_entry(entry: &Spanned<RawServerEntry>, key: &str, sink: &mut Sink<'_>)
             weight,
             max_connections,
             backup,
+            tls: false,
         },
         key: address_key,
         span,

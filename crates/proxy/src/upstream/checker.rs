@@ -14,7 +14,7 @@ use http::{Method, Request};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::connect::{classify_connect_error, connect};
+use super::connect::{ConnMode, classify_connect_error, connect};
 use super::health::{CheckResult, Transition};
 use super::pool::Pool;
 use super::server::{ConnSettings, Server};
@@ -81,7 +81,7 @@ pub async fn probe(server: &Server, check: &HealthCheck, settings: &ConnSettings
     };
     let mut settings = settings.clone();
     settings.connect_timeout = check.timeout;
-    let mut conn = match connect(server.addr, &settings).await {
+    let mut conn = match connect(server.addr, &settings, ConnMode::Pooled).await {
         Ok((conn, _)) => conn,
         Err(failure) => return fail(failure.kind),
     };

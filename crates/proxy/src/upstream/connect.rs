@@ -18,11 +18,22 @@ use super::server::{Conn, ConnSettings};
 use crate::body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
 
+/// What a new connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnMode {
+    /// Ordinary requests; the connection goes back to the server's idle pool.
+    Pooled,
+    /// One request that asks to switch protocols (WebSocket): always HTTP/1.1, with hyper's
+    /// upgrade support, never pooled.
+    Upgrade,
+}
+
 /// Opens a new connection to `addr` and starts its hyper connection task. Returns it with
 /// the time the TCP connect took.
 pub async fn connect(
     addr: SocketAddr,
     settings: &ConnSettings,
+    mode: ConnMode,
 ) -> Result<(Conn, Duration), Failure> {
     let started = Instant::now();
     let stream =
@@ -44,12 +55,24 @@ pub async fn connect(
     // Small writes (request heads) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
 
-    let (sender, stats) = handshake(
-        stream,
-        settings.send_timeout,
-        settings.max_response_header_size,
-    )
-    .await?;
+    let (sender, stats) = match mode {
+        ConnMode::Pooled => {
+            handshake(
+                stream,
+                settings.send_timeout,
+                settings.max_response_header_size,
+            )
+            .await?
+        }
+        ConnMode::Upgrade => {
+            handshake_upgradable(
+                stream,
+                settings.send_timeout,
+                settings.max_response_header_size,
+            )
+            .await?
+        }
+    };
     Ok((Conn::new(sender, stats, addr, false), connect_time))
 }
 
@@ -81,6 +104,35 @@ where
     tokio::spawn(async move {
         // Errors surface to the request through its response or body; the log line is written there.
         let _ = connection.await;
+    });
+    Ok((sender, stats))
+}
+
+/// Like [`handshake`], for a connection whose one request may switch protocols: after a `101`
+/// the connection task hands the stream over (`hyper::upgrade::on(response)`).
+pub async fn handshake_upgradable<S>(
+    stream: S,
+    send_timeout: Duration,
+    max_response_header_size: usize,
+) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnStats>), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, stats) = UpstreamIo::new(stream, send_timeout);
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(max_response_header_size.max(8192));
+    let (sender, connection) = builder
+        .handshake::<_, RequestBody>(TokioIo::new(io))
+        .await
+        .map_err(|err| {
+            Failure::new(
+                FailureKind::ProxyInternalError,
+                Phase::Connecting,
+                err.to_string(),
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
     });
     Ok((sender, stats))
 }

@@ -30,6 +30,22 @@ pub struct TlsFacts {
     pub cipher: String,
     /// The ALPN protocol the server chose, if any.
     pub alpn: Option<String>,
+    /// The server certificate's subject, e.g. `CN=example.com`.
+    pub subject: Option<String>,
+    /// The server certificate's issuer.
+    pub issuer: Option<String>,
+    /// The server certificate's notAfter, in Unix seconds.
+    pub not_after: Option<i64>,
+}
+
+/// Subject, issuer and notAfter (Unix seconds) of a DER certificate, when it parses.
+pub fn certificate_facts(der: &[u8]) -> Option<(String, String, i64)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some((
+        cert.subject().to_string(),
+        cert.issuer().to_string(),
+        cert.validity().not_after.timestamp(),
+    ))
 }
 
 /// The system's trust roots (`/etc/ssl/certs` and friends), plus a description of every
@@ -87,7 +103,18 @@ pub async fn handshake(
         Ok(Ok(stream)) => stream,
     };
     let (_, session) = stream.get_ref();
+    let leaf = session
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| certificate_facts(der));
+    let (subject, issuer, not_after) = match leaf {
+        Some((subject, issuer, not_after)) => (Some(subject), Some(issuer), Some(not_after)),
+        None => (None, None, None),
+    };
     let facts = TlsFacts {
+        subject,
+        issuer,
+        not_after,
         protocol: session
             .protocol_version()
             .and_then(|v| v.as_str())
