@@ -63,6 +63,54 @@ pub fn system_roots() -> (RootCertStore, Vec<String>) {
     (roots, problems)
 }
 
+/// The system's trust roots, loaded once per process (reading `/etc/ssl/certs` takes a while).
+pub fn cached_system_roots() -> &'static RootCertStore {
+    static ROOTS: std::sync::OnceLock<RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let (roots, problems) = system_roots();
+        for problem in problems {
+            tracing::debug!(%problem, "a system trust root could not be loaded");
+        }
+        roots
+    })
+}
+
+/// The client configuration for an upstream's TLS servers: its CA file or the system roots,
+/// its client certificate (mutual TLS) if any, offering `alpn`.
+pub fn upstream_client_config(
+    tls: &gatehouse_config::UpstreamTls,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, String> {
+    let roots = match &tls.ca {
+        Some(bundle) => {
+            let mut roots = RootCertStore::empty();
+            for cert in &bundle.certs {
+                roots.add(cert.clone()).map_err(|err| {
+                    format!(
+                        "{}: a certificate is not a usable CA: {err}",
+                        bundle.path.display()
+                    )
+                })?;
+            }
+            roots
+        }
+        None => cached_system_roots().clone(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match &tls.client_cert {
+        Some(cert) => builder
+            .with_client_auth_cert(cert.chain.clone(), cert.key.clone_key())
+            .map_err(|err| format!("{}: {err}", cert.cert_path.display()))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
 /// A client configuration with safe defaults (TLS 1.2 and 1.3, ring's cipher suites) offering
 /// the given ALPN protocols.
 pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
