@@ -9,8 +9,10 @@
 //! 3. `validate`: check meanings and cross-references, apply defaults, build the [`model`].
 //!
 //! Every problem is a [`Diagnostic`] with file, line, column, key path, what is wrong and what to
-//! change. This crate does no I/O beyond reading the file in [`load`] and looking whether the
-//! directories of `log_file` and `access_log_file` exist: no tokio, no hyper.
+//! change. This crate does no I/O beyond reading the file in [`load`], looking whether the
+//! directories of files gatehouse writes exist (`log_file`, `access_log_file`, the cache file),
+//! and reading the files a config names for their contents (maintenance pages, TLS certificates,
+//! keys and CA bundles), so that `check` and a reload see what `run` would: no tokio, no hyper.
 
 mod diag;
 pub mod model;

@@ -33,7 +33,8 @@ pub struct ServerConfig {
     /// Proxy-Status member name and `Via` pseudonym. Default `gatehouse`.
     pub name: String,
     /// Plain listeners: HTTP/1.1, and HTTP/2 with prior knowledge (h2c) unless `http2` is off.
-    /// Default `["127.0.0.1:8080"]`.
+    /// Default `["127.0.0.1:8080"]`. Empty only when `tls` or `redirect_https` has a listener.
+    /// No two addresses of `listen`, `tls`, `redirect_https` and `admin` clash (checked).
     pub listen: Vec<SocketAddr>,
     /// `[[server.tls]]`: HTTPS listeners. Default none.
     pub tls: Vec<TlsListener>,
@@ -96,8 +97,8 @@ pub struct Http2Config {
     /// `http2_stream_window`: the flow-control window of each stream, in bytes. Default 1 MiB;
     /// 64 KiB..=16 MiB.
     pub stream_window: u32,
-    /// `http2_connection_window`: the flow-control window of a whole connection. Default 2 MiB;
-    /// at least `stream_window`, at most 64 MiB.
+    /// `http2_connection_window`: the flow-control window of a whole connection. Default 2 MiB,
+    /// or `stream_window` when that is larger; at least `stream_window`, at most 64 MiB.
     pub connection_window: u32,
 }
 
@@ -132,11 +133,13 @@ pub struct TlsCertificate {
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub key: std::sync::Arc<rustls_pki_types::PrivateKeyDer<'static>>,
     /// DNS names the leaf covers (subjectAltName; `*.example.com` wildcards kept as written),
-    /// lowercase.
+    /// lowercase. The subject's CN when the leaf has no subjectAltName extension. May be empty
+    /// (a certificate for IP addresses only).
     pub names: Vec<String>,
     /// The leaf's subject, e.g. `CN=example.com`.
     pub subject: String,
-    /// The leaf's notAfter.
+    /// The leaf's notAfter. Already past is allowed (a warning at load: clients will refuse it,
+    /// but refusing the config would be an outage), and so is a date within 14 days (a warning).
     pub not_after: std::time::SystemTime,
 }
 
@@ -153,8 +156,9 @@ pub struct CaBundle {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UpstreamTls {
     /// `tls_server_name`: the SNI name sent and the name the certificate must be valid for.
-    /// `None` = each server's host as written (an IP literal is verified as an IP address and
-    /// sends no SNI).
+    /// A DNS name (lowercase) or an IP literal (IPv6 without brackets); rustls' `ServerName`
+    /// accepts it. `None` = each server's host as written (an IP literal is verified as an IP
+    /// address and sends no SNI).
     pub server_name: Option<String>,
     /// `tls_ca_file`: trust these CAs instead of the system's roots. `None` = system roots.
     pub ca: Option<CaBundle>,
@@ -357,7 +361,9 @@ pub struct UpstreamServer {
     pub max_connections: Option<u32>,
     /// Used only when no primary (non-backup) server is available. Default false.
     pub backup: bool,
-    /// Reached over TLS: written `https://host:port`, or the upstream has `tls = true`.
+    /// Reached over TLS: written `https://host[:port]` (port 443 when left out), or the upstream
+    /// has `tls = true`. `http://host[:port]` (port 80 when left out) and a bare `host:port` are
+    /// plain; `http://` with `tls = true` is refused.
     pub tls: bool,
 }
 

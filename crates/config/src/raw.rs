@@ -58,6 +58,34 @@ pub(crate) struct RawServer {
     pub(crate) access_log_format: Option<Spanned<String>>,
     pub(crate) access_log_file: Option<Spanned<String>>,
     pub(crate) state_dir: Option<Spanned<String>>,
+    /// `[[server.tls]]` tables in file order.
+    pub(crate) tls: Option<Vec<Spanned<RawTlsListener>>>,
+    pub(crate) redirect_https: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) http2: Option<Spanned<bool>>,
+    pub(crate) http2_max_concurrent_streams: Option<Spanned<i64>>,
+    pub(crate) http2_stream_window: Option<Spanned<RawSize>>,
+    pub(crate) http2_connection_window: Option<Spanned<RawSize>>,
+}
+
+/// One `[[server.tls]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsListener {
+    /// Required; `Option` so a missing one is a diagnostic, not a serde error.
+    pub(crate) listen: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) certificates: Option<Vec<Spanned<RawCertPair>>>,
+    pub(crate) min_version: Option<Spanned<String>>,
+}
+
+/// One element of `[[server.tls]]`'s `certificates`: `{ cert = "...", key = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertPair {
+    /// Both required; `Option` so a missing one is a diagnostic, not a serde error.
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
 }
 
 /// `[cache]`: the store every caching route shares.
@@ -135,12 +163,20 @@ pub(crate) struct RawUpstream {
     pub(crate) queue_timeout: Option<Spanned<String>>,
     pub(crate) resolve_interval: Option<Spanned<String>>,
     pub(crate) deny_addresses: Option<Vec<Spanned<String>>>,
+    pub(crate) tls: Option<Spanned<bool>>,
+    pub(crate) tls_server_name: Option<Spanned<String>>,
+    pub(crate) tls_ca_file: Option<Spanned<String>>,
+    pub(crate) tls_client_cert: Option<Spanned<String>>,
+    pub(crate) tls_client_key: Option<Spanned<String>>,
+    pub(crate) http2: Option<Spanned<bool>>,
+    pub(crate) tunnel_idle_timeout: Option<Spanned<String>>,
     pub(crate) health: Option<Spanned<RawHealth>>,
     pub(crate) passive: Option<RawPassive>,
     pub(crate) retry: Option<RawRetry>,
 }
 
-/// One element of `servers`: `"host:port"` or `{ address = "host:port", weight = 3, ... }`.
+/// One element of `servers`: `"host:port"` (optionally `http://` or `https://` before it) or
+/// `{ address = "host:port", weight = 3, ... }`.
 ///
 /// Deserialized by hand rather than `#[serde(untagged)]`: an untagged enum buffers its input,
 /// which loses the [`Spanned`] positions of the table's values.

@@ -42,8 +42,6 @@ enum Kind {
     TableArray(&'static [Field]),
     /// A table of named tables with these keys (`[upstream.NAME]`).
     TableMap(&'static [Field]),
-    /// Documented as coming, not implemented: always refused, with this fix.
-    Planned(&'static str),
 }
 
 const fn field(key: &'static str, kind: Kind, example: &'static str) -> Field {
@@ -98,11 +96,64 @@ const SERVER: &[Field] = &[
     ),
     field(
         "tls",
-        Kind::Planned(
-            "remove it: TLS listeners are not available yet; terminate TLS in front of gatehouse",
-        ),
-        "",
+        Kind::TableArray(TLS_LISTENER),
+        "[[server.tls]] (double brackets), one per group of HTTPS listeners",
     ),
+    field(
+        "redirect_https",
+        Kind::StrList,
+        r#"redirect_https = ["0.0.0.0:80"]"#,
+    ),
+    field("http2", Kind::Bool, "http2 = true"),
+    field(
+        "http2_max_concurrent_streams",
+        Kind::Int,
+        "http2_max_concurrent_streams = 128",
+    ),
+    field(
+        "http2_stream_window",
+        Kind::Size,
+        r#"http2_stream_window = "1MiB""#,
+    ),
+    field(
+        "http2_connection_window",
+        Kind::Size,
+        r#"http2_connection_window = "2MiB""#,
+    ),
+];
+
+/// One certificate and its key, in `[[server.tls]]`'s `certificates`.
+const CERT_PAIR: &[Field] = &[
+    field(
+        "cert",
+        Kind::Str,
+        r#"cert = "/etc/gatehouse/example.com.pem""#,
+    ),
+    field(
+        "key",
+        Kind::Str,
+        r#"key = "/etc/gatehouse/example.com.key""#,
+    ),
+];
+
+const TLS_LISTENER: &[Field] = &[
+    field("listen", Kind::StrList, r#"listen = ["0.0.0.0:443"]"#),
+    field(
+        "cert",
+        Kind::Str,
+        r#"cert = "/etc/gatehouse/example.com.pem""#,
+    ),
+    field(
+        "key",
+        Kind::Str,
+        r#"key = "/etc/gatehouse/example.com.key""#,
+    ),
+    field(
+        "certificates",
+        Kind::TableArray(CERT_PAIR),
+        r#"certificates = [{ cert = "other.pem", key = "other.key" }]"#,
+    ),
+    field("min_version", Kind::Str, r#"min_version = "1.2""#),
 ];
 
 const DNS: &[Field] = &[
@@ -206,7 +257,7 @@ const UPSTREAM: &[Field] = &[
     field(
         "servers",
         Kind::StrOrTableList(SERVER_ENTRY),
-        r#"servers = ["127.0.0.1:3000", { address = "app.internal:3000", weight = 3 }]"#,
+        r#"servers = ["127.0.0.1:3000", { address = "https://app.internal", weight = 3 }]"#,
     ),
     field("connect_timeout", Kind::Str, r#"connect_timeout = "2s""#),
     field("response_timeout", Kind::Str, r#"response_timeout = "30s""#),
@@ -227,6 +278,33 @@ const UPSTREAM: &[Field] = &[
         "deny_addresses",
         Kind::StrList,
         r#"deny_addresses = ["169.254.0.0/16", "fd00::/8"]"#,
+    ),
+    field("tls", Kind::Bool, "tls = true"),
+    field(
+        "tls_server_name",
+        Kind::Str,
+        r#"tls_server_name = "api.internal""#,
+    ),
+    field(
+        "tls_ca_file",
+        Kind::Str,
+        r#"tls_ca_file = "/etc/gatehouse/internal-ca.pem""#,
+    ),
+    field(
+        "tls_client_cert",
+        Kind::Str,
+        r#"tls_client_cert = "/etc/gatehouse/client.pem""#,
+    ),
+    field(
+        "tls_client_key",
+        Kind::Str,
+        r#"tls_client_key = "/etc/gatehouse/client.key""#,
+    ),
+    field("http2", Kind::Bool, "http2 = true"),
+    field(
+        "tunnel_idle_timeout",
+        Kind::Str,
+        r#"tunnel_idle_timeout = "5m""#,
     ),
     field("health", Kind::Table(HEALTH), "[upstream.NAME.health]"),
     field("passive", Kind::Table(PASSIVE), "[upstream.NAME.passive]"),
@@ -269,12 +347,7 @@ fn walk_table(
         let keep = match fields.iter().find(|f| f.key == name) {
             Some(field) => walk_value(value, field, &child, sink, removed),
             None => {
-                let supported = || {
-                    fields
-                        .iter()
-                        .filter(|f| !matches!(f.kind, Kind::Planned(_)))
-                        .map(|f| f.key)
-                };
+                let supported = || fields.iter().map(|f| f.key);
                 let fix = match closest(name, supported()) {
                     Some(similar) => format!("did you mean `{similar}`?"),
                     None => format!(
@@ -311,15 +384,6 @@ fn walk_value(
 ) -> bool {
     let span = value.span();
     match (field.kind, value.get_mut()) {
-        (Kind::Planned(fix), _) => {
-            sink.error(
-                Some(span),
-                path,
-                format!("`{}` is not supported in this version", field.key),
-                fix,
-            );
-            false
-        }
         (Kind::Str, DeValue::String(_))
         | (Kind::Bool, DeValue::Boolean(_))
         | (Kind::Size, DeValue::String(_)) => true,
@@ -476,7 +540,6 @@ fn expected(kind: Kind) -> &'static str {
         Kind::StrOrTableList(_) => "a list of strings or tables",
         Kind::Table(_) | Kind::TableMap(_) => "a table",
         Kind::TableArray(_) => "an array of tables",
-        Kind::Planned(_) => "nothing",
     }
 }
 

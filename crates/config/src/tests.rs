@@ -1,6 +1,7 @@
 //! Tests of [`crate::parse`] and [`crate::load`]: one per diagnostic condition (asserting line,
 //! column and key), several problems in one file, the embedded default, defaults, and loading.
-//! Upstream pools have their own files: `pools` (keys read into the model) and `pool_diagnostics`.
+//! Upstream pools have their own files: `pools` (keys read into the model) and `pool_diagnostics`;
+//! TLS listeners, HTTP/2 and upstream TLS are in `tls`.
 //! Parsers of single values are tested next to them in `values`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,6 +17,7 @@ mod logs;
 mod pool_diagnostics;
 mod pools;
 mod routes;
+mod tls;
 
 /// Valid upstream + route, appended to texts that test something else.
 const TAIL: &str =

@@ -31,9 +31,17 @@ fn unknown_key_without_a_close_one_lists_the_keys() {
 }
 
 #[test]
-fn planned_key_is_refused_with_a_hint() {
+fn a_table_where_an_array_of_tables_belongs() {
+    // `[[server.tls]]` is an array of tables; one inline table is a shape error (tests/tls.rs
+    // has the rest of TLS).
     let d = one_error(&format!("[server]\ntls = {{ cert = \"a.pem\" }}\n{TAIL}"));
-    at(&d, 2, 7, "server.tls", "not supported");
+    at(
+        &d,
+        2,
+        7,
+        "server.tls",
+        "expected an array of tables, found a table",
+    );
 }
 
 #[test]

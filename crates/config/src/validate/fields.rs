@@ -195,7 +195,8 @@ fn to_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-fn human_size(n: u64) -> String {
+/// `65536` → `64KiB`: the largest unit that divides it.
+pub(super) fn human_size(n: u64) -> String {
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
     if n >= GIB && n.is_multiple_of(GIB) {

@@ -6,8 +6,10 @@
 //! remaining checks still run; the caller refuses the config if anything was an error. Unknown keys
 //! and TOML type errors are `schema`'s, not this module's.
 //!
-//! `[server]` and `[dns]` are here, except where logs go: `logs` (the one check that looks at the
-//! file system: a log file's directory must exist). `upstream` checks `[upstream.NAME]` and
+//! `[server]` and `[dns]` are here, except where logs go: `logs` (a log file's directory must
+//! exist), and TLS: `tls` (`[[server.tls]]`, the `http2*` keys, an upstream's `tls_*` keys; it
+//! reads certificates, keys and CA files). All listener addresses (`listen`, TLS, `redirect_https`,
+//! `admin`) are checked against each other here. `upstream` checks `[upstream.NAME]` and
 //! `health` its three sub-tables; `routes` checks `[[route]]`; `fields` reads single values
 //! (durations, sizes, integers, enumerations) with their limits.
 
@@ -26,6 +28,7 @@ mod fields;
 mod health;
 mod logs;
 mod routes;
+mod tls;
 mod upstream;
 
 use fields::{choice, parse_at, size, timeout};
@@ -68,7 +71,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
         .iter()
-        .map(|(name, up)| upstream(name, up, sink))
+        .map(|(name, up)| upstream(name, up, base, sink))
         .collect();
     let routes = routes(&raw.route, &raw.upstream, &maintenance, base, sink);
     for (name, up) in &raw.upstream {
@@ -102,6 +105,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
 // === [server] ===
 
 fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> ServerConfig {
+    let http2 = tls::http2(&raw, sink);
     let name = match raw.name {
         None => DEFAULT_NAME.to_owned(),
         Some(name) if name.get_ref().is_empty() => {
@@ -124,14 +128,43 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
         }
         Some(name) => name.into_inner(),
     };
-    let listen = listen(raw.listen, sink);
+    let mut claimed = Listeners::default();
+    // `listen = []` is fine when HTTPS or redirect listeners accept the traffic.
+    let has_other_listeners = raw.tls.as_ref().is_some_and(|t| !t.is_empty())
+        || raw
+            .redirect_https
+            .as_ref()
+            .is_some_and(|r| !r.get_ref().is_empty());
+    let listen = listen(raw.listen, has_other_listeners, &mut claimed, sink);
+    let tls_listeners = tls::listeners(raw.tls.as_deref(), base, sink, &mut claimed);
+    let redirect_https = raw
+        .redirect_https
+        .as_ref()
+        .map(|list| {
+            list.get_ref()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    claimed.claim(sink, item, &format!("server.redirect_https[{i}]"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let admin = raw.admin.and_then(|a| {
         let addr = parse_at(sink, &a, "server.admin", values::listen_addr)?;
-        if let Some(clash) = listen.iter().find(|l| values::addrs_clash(**l, addr)) {
+        if let Some(clash) = claimed.clashing(addr) {
+            let whose = if clash.key.starts_with("server.listen[") {
+                String::new()
+            } else {
+                format!(" ({})", clash.key)
+            };
             sink.error(
                 Some(a.span()),
                 "server.admin",
-                format!("{addr} clashes with the listen address {clash}"),
+                format!(
+                    "{addr} clashes with the listen address {}{whose}",
+                    clash.addr
+                ),
                 "give the admin listener its own port, e.g. \"127.0.0.1:9901\"",
             );
         }
@@ -184,14 +217,9 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
     ServerConfig {
         name,
         listen,
-        tls: Vec::new(),
-        redirect_https: Vec::new(),
-        http2: crate::model::Http2Config {
-            enabled: true,
-            max_concurrent_streams: 128,
-            stream_window: 1024 * 1024,
-            connection_window: 2 * 1024 * 1024,
-        },
+        tls: tls_listeners,
+        redirect_https,
+        http2,
         admin,
         admin_token,
         proxy_status,
@@ -264,27 +292,68 @@ fn admin_token(
     Some(raw.into_inner())
 }
 
-fn listen(raw: Option<Spanned<Vec<Spanned<String>>>>, sink: &mut Sink<'_>) -> Vec<SocketAddr> {
+/// `server.listen`. Empty is an error only when no other listener (`[[server.tls]]`,
+/// `redirect_https`) would accept anything.
+fn listen(
+    raw: Option<Spanned<Vec<Spanned<String>>>>,
+    has_other_listeners: bool,
+    claimed: &mut Listeners,
+    sink: &mut Sink<'_>,
+) -> Vec<SocketAddr> {
     let Some(raw) = raw else {
-        return DEFAULT_LISTEN.parse().into_iter().collect();
+        let default: Vec<SocketAddr> = DEFAULT_LISTEN.parse().into_iter().collect();
+        for addr in &default {
+            claimed.claimed.push(Claimed {
+                addr: *addr,
+                key: "the default server.listen".to_owned(),
+            });
+        }
+        return default;
     };
-    if raw.get_ref().is_empty() {
+    if raw.get_ref().is_empty() && !has_other_listeners {
         let fix = format!(
             "add one, e.g. listen = [\"{DEFAULT_LISTEN}\"], or remove `listen` to use that default"
         );
         sink.error(Some(raw.span()), "server.listen", "no listen address", fix);
     }
-    let mut out: Vec<(usize, SocketAddr)> = Vec::new();
-    for (i, item) in raw.get_ref().iter().enumerate() {
-        let key = format!("server.listen[{i}]");
-        let Some(addr) = parse_at(sink, item, &key, values::listen_addr) else {
-            continue;
-        };
-        if let Some((j, earlier)) = out.iter().find(|(_, e)| values::addrs_clash(*e, addr)) {
-            let message = if *earlier == addr {
-                format!("{addr} is listed twice (also server.listen[{j}])")
+    raw.get_ref()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| claimed.claim(sink, item, &format!("server.listen[{i}]")))
+        .collect()
+}
+
+/// A listener address and the key it was written at.
+struct Claimed {
+    addr: SocketAddr,
+    key: String,
+}
+
+/// Every address gatehouse listens on (`listen`, each `[[server.tls]]`'s `listen`,
+/// `redirect_https`), so that two that cannot both be bound are reported, whichever keys they
+/// are written at.
+#[derive(Default)]
+struct Listeners {
+    claimed: Vec<Claimed>,
+}
+
+impl Listeners {
+    /// Parses one address and takes it, unless it clashes with one taken before (reported).
+    fn claim(
+        &mut self,
+        sink: &mut Sink<'_>,
+        item: &Spanned<String>,
+        key: &str,
+    ) -> Option<SocketAddr> {
+        let addr = parse_at(sink, item, key, values::listen_addr)?;
+        if let Some(earlier) = self.clashing(addr) {
+            let message = if earlier.addr == addr {
+                format!("{addr} is listed twice (also {})", earlier.key)
             } else {
-                format!("{addr} overlaps server.listen[{j}] ({earlier}): both cannot be bound")
+                format!(
+                    "{addr} overlaps {} ({}): both cannot be bound",
+                    earlier.key, earlier.addr
+                )
             };
             sink.error(
                 Some(item.span()),
@@ -292,11 +361,20 @@ fn listen(raw: Option<Spanned<Vec<Spanned<String>>>>, sink: &mut Sink<'_>) -> Ve
                 message,
                 "remove one of them or change its port",
             );
-            continue;
+            return None;
         }
-        out.push((i, addr));
+        self.claimed.push(Claimed {
+            addr,
+            key: key.to_owned(),
+        });
+        Some(addr)
     }
-    out.into_iter().map(|(_, a)| a).collect()
+
+    fn clashing(&self, addr: SocketAddr) -> Option<&Claimed> {
+        self.claimed
+            .iter()
+            .find(|c| values::addrs_clash(c.addr, addr))
+    }
 }
 
 fn log_level(raw: Option<Spanned<String>>, sink: &mut Sink<'_>) -> String {

@@ -1,15 +1,18 @@
-//! `[upstream.NAME]` validation: the servers (plain strings or tables; duplicates, all-backup
-//! pools, literal IPs inside `deny_addresses`), the balancing policy and its `hash_key`, the
-//! connection limits and queue, DNS re-resolution and the deny list, and the timeouts. The three
-//! sub-tables (`health`, `passive`, `retry`) are in `health`.
+//! `[upstream.NAME]` validation: the servers (plain strings or tables, `https://` or `http://`
+//! or no scheme; duplicates, all-backup pools, literal IPs inside `deny_addresses`, `http://`
+//! under `tls = true`), the balancing policy and its `hash_key`, the connection limits and
+//! queue, DNS re-resolution and the deny list, and the timeouts. The three sub-tables
+//! (`health`, `passive`, `retry`) are in `health`; the `tls_*` keys in `tls`.
 
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 
 use super::fields::{checked_timeout, choice, int_in, parse_at, size, timeout};
 use super::health::{health, passive, retry};
+use super::tls::upstream_tls;
 use super::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_HEADER_SIZE, DEFAULT_READ_TIMEOUT,
     DEFAULT_RESPONSE_TIMEOUT, DEFAULT_SEND_TIMEOUT, MIN_HEADER_SIZE,
@@ -17,7 +20,7 @@ use super::{
 use crate::diag::Sink;
 use crate::model::{Balance, HashKey, IpNet, UpstreamConfig, UpstreamServer};
 use crate::raw::{RawServerEntry, RawUpstream};
-use crate::values;
+use crate::values::{self, Scheme};
 
 // Defaults. Each is also documented on the model field and in docs/configuration.md.
 const DEFAULT_WEIGHT: u32 = 1;
@@ -27,10 +30,12 @@ const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
 /// Re-resolving more often than this is a DNS load problem, not freshness.
 const MIN_RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(super) fn upstream(
     name: &str,
     raw: &Spanned<RawUpstream>,
+    base: &Path,
     sink: &mut Sink<'_>,
 ) -> UpstreamConfig {
     let prefix = format!("upstream.{name}");
@@ -45,7 +50,9 @@ pub(super) fn upstream(
     }
     let up = raw.get_ref();
     let deny_addresses = deny_addresses(up.deny_addresses.as_deref(), &key("deny_addresses"), sink);
-    let servers = servers(name, raw, &deny_addresses, sink);
+    let tls_all = up.tls.as_ref().is_some_and(|t| *t.get_ref());
+    let servers = servers(name, raw, &deny_addresses, tls_all, sink);
+    let tls = upstream_tls(up, &prefix, tls_all || writes_https(up), base, sink);
     let max_connections = up.max_connections.as_ref().and_then(|m| {
         // 0 is "unlimited", like leaving the key out.
         let n = int_in(sink, Some(m), &key("max_connections"), 0, 0, u32::MAX);
@@ -110,9 +117,14 @@ pub(super) fn upstream(
         health: health(up.health.as_ref(), &prefix, sink),
         passive: passive(up.passive.as_ref(), &prefix, sink),
         retry: retry(up.retry.as_ref(), &prefix, sink),
-        tls: crate::model::UpstreamTls::default(),
-        http2: false,
-        tunnel_idle_timeout: Duration::from_secs(300),
+        tls,
+        http2: up.http2.as_ref().is_some_and(|h| *h.get_ref()),
+        tunnel_idle_timeout: timeout(
+            sink,
+            up.tunnel_idle_timeout.clone(),
+            &key("tunnel_idle_timeout"),
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+        ),
     }
 }
 
@@ -122,14 +134,36 @@ pub(super) fn upstream(
 /// diagnostics that compare servers).
 struct Parsed {
     server: UpstreamServer,
+    /// `http://` or `https://` as written, `None` without a scheme.
+    scheme: Option<Scheme>,
     key: String,
     span: Range<usize>,
 }
 
+/// Whether a server is written `https://…` (even one that is otherwise invalid, so the `tls_*`
+/// keys are not also called useless when that server has an error of its own).
+fn writes_https(up: &RawUpstream) -> bool {
+    let Some(list) = &up.servers else {
+        return false;
+    };
+    list.get_ref().iter().any(|entry| {
+        let address = match entry.get_ref() {
+            RawServerEntry::Address(a) => Some(a.as_str()),
+            RawServerEntry::Table(t) => t.address.as_ref().map(|a| a.get_ref().as_str()),
+        };
+        address.is_some_and(|a| {
+            a.get(..8)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+        })
+    })
+}
+
+/// The servers; `tls_all` (`tls = true`) puts every one of them on TLS.
 fn servers(
     name: &str,
     raw: &Spanned<RawUpstream>,
     deny: &[IpNet],
+    tls_all: bool,
     sink: &mut Sink<'_>,
 ) -> Vec<UpstreamServer> {
     let key = format!("upstream.{name}.servers");
@@ -152,9 +186,24 @@ fn servers(
     }
     let mut out: Vec<Parsed> = Vec::new();
     for (i, entry) in list.get_ref().iter().enumerate() {
-        let Some(parsed) = server_entry(entry, &format!("{key}[{i}]"), sink) else {
+        let Some(mut parsed) = server_entry(entry, &format!("{key}[{i}]"), sink) else {
             continue;
         };
+        if tls_all && parsed.scheme == Some(Scheme::Http) {
+            // As written: `http://x` means port 80, which is left out again.
+            let authority = parsed.server.address.authority();
+            let written = authority.strip_suffix(":80").unwrap_or(&authority);
+            sink.error(
+                Some(parsed.span),
+                parsed.key,
+                format!("http://{written} asks for plain HTTP, but this upstream has tls = true"),
+                format!(
+                    "write \"https://{written}\" (with the port the server speaks TLS on), or remove tls = true and write each TLS server as https://"
+                ),
+            );
+            continue;
+        }
+        parsed.server.tls = tls_all || parsed.scheme == Some(Scheme::Https);
         let address = &parsed.server.address;
         if let Some(earlier) = out.iter().find(|p| p.server.address == *address) {
             sink.error(
@@ -199,8 +248,9 @@ fn server_entry(entry: &Spanned<RawServerEntry>, key: &str, sink: &mut Sink<'_>)
     let table = match entry.get_ref() {
         RawServerEntry::Address(address) => {
             let address = Spanned::new(entry.span(), address.clone());
-            let address = parse_at(sink, &address, key, values::server_address)?;
+            let (address, scheme) = parse_at(sink, &address, key, values::server_url)?;
             return Some(Parsed {
+                scheme,
                 server: UpstreamServer {
                     address,
                     weight: DEFAULT_WEIGHT,
@@ -216,7 +266,7 @@ fn server_entry(entry: &Spanned<RawServerEntry>, key: &str, sink: &mut Sink<'_>)
     };
     let address_key = format!("{key}.address");
     let address = match &table.address {
-        Some(a) => parse_at(sink, a, &address_key, values::server_address),
+        Some(a) => parse_at(sink, a, &address_key, values::server_url),
         None => {
             sink.error(
                 Some(entry.span()),
@@ -251,9 +301,11 @@ fn server_entry(entry: &Spanned<RawServerEntry>, key: &str, sink: &mut Sink<'_>)
     });
     let backup = table.backup.as_ref().is_some_and(|b| *b.get_ref());
     let span = table.address.as_ref().map_or(entry.span(), Spanned::span);
+    let (address, scheme) = address?;
     Some(Parsed {
+        scheme,
         server: UpstreamServer {
-            address: address?,
+            address,
             weight,
             max_connections,
             backup,
