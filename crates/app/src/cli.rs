@@ -73,7 +73,14 @@ pub(crate) fn check(path: Option<&Path>) -> ExitCode {
             let config = &loaded.config;
             println!(
                 "ok: {source} is valid ({} listener(s), {} route(s), {} upstream(s){})",
-                config.server.listen.len(),
+                config.server.listen.len()
+                    + config
+                        .server
+                        .tls
+                        .iter()
+                        .map(|tls| tls.listen.len())
+                        .sum::<usize>()
+                    + config.server.redirect_https.len(),
                 config.routes.len(),
                 config.upstreams.len(),
                 match loaded.warnings.len() {

@@ -862,3 +862,191 @@ fn routed_upstream_without_servers_fails_the_check() {
         text_run.stdout
     );
 }
+
+// --- servers reached over TLS (`https://host:port`) ---
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gatehouse_testkit::tls::{TestCa, Validity};
+
+/// An HTTPS backend on 127.0.0.1:0 (rustls on std threads) answering every request with 200
+/// `pong`; a failed handshake just closes the connection.
+struct HttpsBackend {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl HttpsBackend {
+    fn start(config: Arc<rustls::ServerConfig>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let acceptor = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || serve_https(stream, config));
+            }
+        });
+        Self {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for HttpsBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve_https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// A test CA, an HTTPS backend with its certificate for 127.0.0.1 (valid as `validity` says),
+/// and the CA's PEM file for `tls_ca_file`.
+fn https_backend(validity: Validity) -> (HttpsBackend, TempFile) {
+    let ca = TestCa::new("Doctor Test CA");
+    let cert = ca.leaf_with(&["127.0.0.1"], validity);
+    let backend = HttpsBackend::start(cert.server_config(&[b"http/1.1"]));
+    (backend, ca.write_pem())
+}
+
+/// `GET /ping` to `https://ADDR`, trusting the CA in `ca_file`.
+fn pinging_over_tls(addr: SocketAddr, ca_file: &TempFile) -> Config {
+    pinging([format!("https://{addr}")]).upstream_setting(
+        "app",
+        "tls_ca_file",
+        ca_file.path().to_str().expect("UTF-8 path"),
+    )
+}
+
+#[test]
+fn tls_server_report_shows_the_protocol_and_the_certificate() {
+    let (backend, ca_file) = https_backend(Validity::Current);
+    let config = pinging_over_tls(backend.addr, &ca_file);
+    let (run, report) = doctor_json(&config, &[]);
+    assert_outcome(&run, &report, 1, json!({}));
+    let server = only_server(&report);
+    assert_eq!(server["verdict"]["summary"], "GET /ping answered 200 OK");
+    let tls = &server["tls"];
+    assert_eq!(tls["server_name"], "127.0.0.1", "{server:#}");
+    assert_eq!(tls["alpn_offered"], json!(["http/1.1"]), "{server:#}");
+    assert_eq!(tls["protocol"], "TLSv1.3", "{server:#}");
+    assert_eq!(tls["alpn"], "http/1.1", "{server:#}");
+    assert!(text(tls, "cipher").starts_with("TLS13_"), "{server:#}");
+    assert_eq!(tls["subject"], "CN=127.0.0.1", "{server:#}");
+    assert_eq!(tls["issuer"], "CN=Doctor Test CA", "{server:#}");
+    assert!(text(tls, "expires").ends_with('Z'), "{server:#}");
+    let days = tls["days_left"].as_i64().expect("days_left");
+    assert!((364..=366).contains(&days), "{server:#}");
+    assert!(number(tls, "handshake_ms") >= 0.0);
+    assert_eq!(server["http"]["status"], 200);
+    assert!(server.get("warnings").is_none(), "{server:#}");
+
+    let run = doctor(&config, &[]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    let out = &run.stdout;
+    assert!(out.contains("      tls      TLSv1.3 TLS13_"), "{out}");
+    assert!(out.contains("(name 127.0.0.1)"), "{out}");
+    assert!(
+        out.contains("      cert     CN=127.0.0.1, issued by CN=Doctor Test CA"),
+        "{out}"
+    );
+    assert!(
+        out.contains("      expires  ") && out.contains(&format!("(in {days} days)")),
+        "{out}"
+    );
+}
+
+#[test]
+fn expired_tls_certificate_is_a_certificate_error_naming_the_expiry() {
+    let (backend, ca_file) = https_backend(Validity::Expired);
+    let (run, report) = doctor_json(&pinging_over_tls(backend.addr, &ca_file), &[]);
+    assert_outcome(&run, &report, 0, json!({"tls_certificate_error": 1}));
+    let server = only_server(&report);
+    let verdict = assert_failed(server, "tls_certificate_error", 502);
+    let cause = text(verdict, "cause");
+    assert!(cause.contains("CN=127.0.0.1"), "{cause}");
+    assert!(cause.contains("EXPIRED 1 day ago"), "{cause}");
+    assert!(
+        text(verdict, "fix").starts_with("renew the certificate on the server"),
+        "{verdict:#}"
+    );
+    // The certificate that failed, with its expiry.
+    assert_eq!(server["tls"]["certificate"]["days_left"], -1, "{server:#}");
+    assert!(server["tls"].get("protocol").is_none(), "{server:#}");
+    assert!(
+        number(server, "connect_ms") >= 0.0,
+        "the TCP connect worked"
+    );
+}
+
+#[test]
+fn plain_http_behind_https_is_a_tls_protocol_error() {
+    let upstream = Upstream::serve(Reply::ok("pong"));
+    let (_unused, ca_file) = https_backend(Validity::Current);
+    let (run, report) = doctor_json(&pinging_over_tls(upstream.addr(), &ca_file), &[]);
+    assert_outcome(&run, &report, 0, json!({"tls_protocol_error": 1}));
+    let verdict = assert_failed(only_server(&report), "tls_protocol_error", 502);
+    assert!(
+        text(verdict, "cause").contains("speaks plain HTTP, not TLS"),
+        "{verdict:#}"
+    );
+    assert!(
+        text(verdict, "fix").starts_with(
+            "the port speaks plain HTTP: write the server as host:port without https://"
+        ),
+        "{verdict:#}"
+    );
+}
+
+#[test]
+fn tls_certificate_expiring_in_5_days_is_a_warning() {
+    let (backend, ca_file) = https_backend(Validity::EndsIn(5));
+    let config = pinging_over_tls(backend.addr, &ca_file);
+    let (run, report) = doctor_json(&config, &[]);
+    assert_outcome(&run, &report, 1, json!({}));
+    assert_eq!(report["summary"]["warnings"], 1, "{report:#}");
+    let server = only_server(&report);
+    assert_eq!(server["tls"]["days_left"], 5, "{server:#}");
+    let warning = server["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("expires in 5 days"), "{server:#}");
+
+    let run = doctor(&config, &[]);
+    assert!(
+        run.stdout
+            .contains("      warning  the TLS certificate expires in 5 days"),
+        "{}",
+        run.stdout
+    );
+}

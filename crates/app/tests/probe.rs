@@ -1113,3 +1113,234 @@ fn a_url_without_a_scheme_may_carry_a_url_in_its_query() {
     let request = upstream.wait_for_request_to("/login", Duration::from_secs(5));
     assert_eq!(request.target, "/login?next=http://example.com/");
 }
+
+// --- HTTPS: the certificate, its expiry, and TLS failures in words ---
+
+/// An HTTPS server on 127.0.0.1:0 (rustls on std threads) presenting a test certificate and
+/// answering every request with 200 `pong`; a failed handshake just closes the connection.
+#[derive(Debug)]
+struct HttpsSite {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl HttpsSite {
+    fn start(cert: &gatehouse_testkit::tls::TestCert) -> Self {
+        let config = cert.server_config(&[b"http/1.1"]);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let acceptor = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || serve_https(stream, config));
+            }
+        });
+        Self {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}/", self.addr)
+    }
+}
+
+impl Drop for HttpsSite {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+fn serve_https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let Ok(conn) = rustls::ServerConnection::new(config) else {
+        return;
+    };
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\n");
+    tls.conn.send_close_notify();
+    let _ = tls.flush();
+}
+
+/// A test CA and a site with its certificate for 127.0.0.1, valid as `validity` says.
+fn https_site(
+    validity: gatehouse_testkit::tls::Validity,
+) -> (gatehouse_testkit::tls::TestCa, HttpsSite) {
+    let ca = gatehouse_testkit::tls::TestCa::new("Probe Test CA");
+    let site = HttpsSite::start(&ca.leaf_with(&["127.0.0.1"], validity));
+    (ca, site)
+}
+
+/// probe trusts the system's roots: a private CA's certificate is an unknown issuer, and the
+/// report names the issuer and how to trust it.
+#[test]
+fn https_with_a_private_ca_is_a_certificate_error_naming_the_issuer() {
+    let (_ca, site) = https_site(gatehouse_testkit::tls::Validity::Current);
+    let run = probe(&[&site.url(), "--json", "-t", "5s"]);
+    run.expect_exit(2);
+    let json = run.json();
+    assert_eq!(
+        only_result(&json)["outcome"],
+        serde_json::json!({"result": "failed", "kind": "tls_certificate_error"})
+    );
+    let hop = only_hop(&json);
+    assert_eq!(hop["failure"]["gateway_status"], 502, "{json:#}");
+    let hint = text(&hop["failure"]["hint"], &json);
+    assert!(
+        hint.contains("issued by CN=Probe Test CA, a CA that is not trusted"),
+        "{hint}"
+    );
+    assert!(hint.contains("--cacert"), "{hint}");
+    // The certificate it presented, although it did not verify.
+    assert_eq!(hop["certificate"]["subject"], "CN=127.0.0.1", "{json:#}");
+    assert_eq!(hop["certificate"]["issuer"], "CN=Probe Test CA", "{json:#}");
+    assert!(hop.get("tls").is_none(), "no handshake completed: {json:#}");
+
+    let run = probe(&[&site.url(), "-t", "5s"]);
+    run.expect_exit(2);
+    assert!(
+        run.stdout.contains("FAILED: tls_certificate_error"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("      cert      CN=127.0.0.1, issued by CN=Probe Test CA"),
+        "{run:#?}"
+    );
+}
+
+/// With `--cacert` the same site verifies, and the report shows the negotiated TLS and the
+/// certificate: subject, issuer, expiry date and days left.
+#[test]
+fn cacert_trusts_a_private_ca_and_the_report_shows_the_certificate() {
+    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::Current);
+    let ca_file = ca.write_pem();
+    let ca_path = ca_file.path().to_str().unwrap();
+    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
+    run.expect_exit(0);
+    let json = run.json();
+    let hop = only_hop(&json);
+    assert_eq!(hop["status"], 200, "{json:#}");
+    let tls = &hop["tls"];
+    assert_eq!(tls["protocol"], "TLSv1.3", "{json:#}");
+    assert_eq!(tls["alpn"], "http/1.1", "{json:#}");
+    assert!(
+        text(&tls["cipher"], &json).starts_with("TLS13_"),
+        "{json:#}"
+    );
+    assert_eq!(tls["subject"], "CN=127.0.0.1", "{json:#}");
+    assert_eq!(tls["issuer"], "CN=Probe Test CA", "{json:#}");
+    assert!(tls["not_after"].as_i64().is_some(), "{json:#}");
+    assert!(text(&tls["expires"], &json).ends_with('Z'), "{json:#}");
+    let days = tls["days_left"].as_i64().unwrap_or_default();
+    assert!((364..=366).contains(&days), "{json:#}");
+    assert!(hop.get("warnings").is_none(), "{json:#}");
+
+    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
+    run.expect_exit(0);
+    assert!(
+        run.stdout.contains("      tls       TLSv1.3 TLS13_"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("      cert      CN=127.0.0.1, issued by CN=Probe Test CA"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout.contains(&format!("(in {days} days)")),
+        "{run:#?}"
+    );
+}
+
+/// A certificate that ends in 5 days: the request succeeds (exit 0) with a warning.
+#[test]
+fn certificate_expiring_within_14_days_is_a_warning() {
+    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::EndsIn(5));
+    let ca_file = ca.write_pem();
+    let ca_path = ca_file.path().to_str().unwrap();
+    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
+    run.expect_exit(0);
+    let json = run.json();
+    let hop = only_hop(&json);
+    assert_eq!(hop["tls"]["days_left"], 5, "{json:#}");
+    let warning = text(&hop["warnings"][0], &json);
+    assert!(warning.contains("expires in 5 days"), "{warning}");
+
+    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
+    run.expect_exit(0);
+    assert!(
+        run.stdout
+            .contains("      warning   the TLS certificate expires in 5 days"),
+        "{run:#?}"
+    );
+}
+
+/// An expired certificate: tls_certificate_error, and the hint says when it expired.
+#[test]
+fn expired_certificate_hint_names_the_expiry() {
+    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::Expired);
+    let ca_file = ca.write_pem();
+    let ca_path = ca_file.path().to_str().unwrap();
+    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
+    run.expect_exit(2);
+    let json = run.json();
+    let failure = &only_hop(&json)["failure"];
+    assert_eq!(failure["kind"], "tls_certificate_error", "{json:#}");
+    let hint = text(&failure["hint"], &json);
+    assert!(hint.contains("EXPIRED 1 day ago"), "{hint}");
+    assert!(hint.ends_with("the server must renew it"), "{hint}");
+    assert_eq!(only_hop(&json)["certificate"]["days_left"], -1, "{json:#}");
+
+    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
+    run.expect_exit(2);
+    assert!(
+        run.stdout.contains("      expires   EXPIRED 1 day ago"),
+        "{run:#?}"
+    );
+}
+
+/// `https://` to a port that speaks plain HTTP: tls_protocol_error, and the hint says so,
+/// proven by a plain request the port answered.
+#[test]
+fn https_to_a_plain_http_port_says_it_speaks_plain_http() {
+    let upstream = Upstream::hello();
+    let target = format!("https://{}/", upstream.addr());
+    let run = probe(&[&target, "--json", "-t", "5s"]);
+    run.expect_exit(2);
+    let json = run.json();
+    let failure = &only_hop(&json)["failure"];
+    assert_eq!(failure["kind"], "tls_protocol_error", "{json:#}");
+    let hint = text(&failure["hint"], &json);
+    assert!(
+        hint.starts_with(
+            "the port speaks plain HTTP, not TLS (it answered a plain HTTP request with 200)"
+        ),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(&format!("use http://{}/", upstream.addr())),
+        "{hint}"
+    );
+}

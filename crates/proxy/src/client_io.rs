@@ -1,4 +1,5 @@
-//! The client socket wrapper: what hyper does not tell about a downstream connection.
+//! The client socket wrapper: what hyper does not tell about a downstream connection. It wraps
+//! whatever carries the HTTP bytes (a TCP socket, or a TLS stream, where it sees plaintext).
 //!
 //! - Whether bytes of a new request arrived since the last response was written, which tells
 //!   a client that stalled part-way through a request head (answered 408) from an idle
@@ -77,15 +78,15 @@ impl ClientActivity {
     }
 }
 
-/// The client's socket with [`ClientActivity`] bookkeeping.
+/// The client's connection with [`ClientActivity`] bookkeeping.
 #[derive(Debug)]
-pub struct ClientIo {
-    inner: TcpStream,
+pub struct ClientIo<S = TcpStream> {
+    inner: S,
     activity: Arc<ClientActivity>,
 }
 
-impl ClientIo {
-    pub fn new(inner: TcpStream, activity: Arc<ClientActivity>) -> Self {
+impl<S> ClientIo<S> {
+    pub fn new(inner: S, activity: Arc<ClientActivity>) -> Self {
         Self { inner, activity }
     }
 
@@ -119,7 +120,7 @@ impl ClientIo {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -135,7 +136,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,5 +1,7 @@
 //! Header rewriting between the two hops: hop-by-hop fields removed both ways (RFC 9110
-//! §7.6.1), forwarding fields added to the request, loop detection through `Via`.
+//! §7.6.1), forwarding fields added to the request, loop detection through `Via`. An upgrade
+//! request (WebSocket) gets `Upgrade` and `Connection: upgrade` back after the stripping, and
+//! the `101` that accepts it is checked against what was asked.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -32,6 +34,83 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether a request asks to switch protocols (RFC 9110 §7.8): `Connection` carries the
+/// `upgrade` token and `Upgrade` names a protocol. Returns the `Upgrade` value to forward, or
+/// `None` for an ordinary request.
+///
+/// `h2c` is never offered upstream (its fields are stripped like any hop-by-hop field): an
+/// upgrade to cleartext HTTP/2 through a proxy lets a client talk to the origin past every
+/// per-request rule of the proxy ("h2c smuggling"), and gatehouse does not speak h2c anyway.
+pub fn upgrade_protocols(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !asks {
+        return None;
+    }
+    let protocols: Vec<&str> = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty() && !is_h2c(protocol))
+        .collect();
+    if protocols.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&protocols.join(", ")).ok()
+}
+
+fn is_h2c(protocol: &str) -> bool {
+    protocol.eq_ignore_ascii_case("h2c") || protocol.to_ascii_lowercase().starts_with("h2c/")
+}
+
+/// Puts back the two fields an upgrade needs on the next hop, after [`strip_hop_by_hop`]
+/// removed them with the rest: `Upgrade` (as the client asked, or as the upstream accepted)
+/// and `Connection: upgrade`. Other fields the client's `Connection` named stay removed.
+pub fn keep_upgrade(headers: &mut HeaderMap, protocols: &HeaderValue) {
+    headers.insert(header::UPGRADE, protocols.clone());
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
+/// Checks the `Upgrade` of a `101 Switching Protocols` against what was asked: it must name
+/// protocols, each one of those `requested` (RFC 9110 §7.8: a server must not switch to a
+/// protocol the client did not offer). Returns the accepted value, or why it is refused.
+pub fn accepted_upgrade(
+    requested: &HeaderValue,
+    response: &HeaderMap,
+) -> Result<HeaderValue, String> {
+    let Some(accepted) = response.get(header::UPGRADE) else {
+        return Err("upstream answered 101 Switching Protocols without an Upgrade header".into());
+    };
+    let offered: Vec<&str> = requested
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let named: Vec<&str> = accepted
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+        .collect();
+    let all_offered = named
+        .iter()
+        .all(|protocol| offered.iter().any(|o| o.eq_ignore_ascii_case(protocol)));
+    if named.is_empty() || !all_offered {
+        return Err(format!(
+            "upstream answered 101 Switching Protocols to {:?}, which the client did not ask for (asked: {:?})",
+            String::from_utf8_lossy(accepted.as_bytes()),
+            String::from_utf8_lossy(requested.as_bytes()),
+        ));
+    }
+    Ok(accepted.clone())
 }
 
 /// What the forwarding headers need to know about this hop.
@@ -143,6 +222,61 @@ mod tests {
         let vias: Vec<_> = headers.get_all(header::VIA).iter().collect();
         assert_eq!(vias, ["1.0 cdn", "1.1 gatehouse"]);
         assert!(!headers.contains_key(header::EXPECT));
+    }
+
+    #[test]
+    fn upgrade_requests_are_recognised() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        assert_eq!(upgrade_protocols(&headers), None, "no Connection: upgrade");
+        headers.append(header::CONNECTION, "keep-alive".parse().unwrap());
+        headers.append(header::CONNECTION, "Upgrade, x-secret".parse().unwrap());
+        assert_eq!(upgrade_protocols(&headers).unwrap(), "websocket");
+        headers.insert(header::UPGRADE, "h2c, WebSocket".parse().unwrap());
+        assert_eq!(
+            upgrade_protocols(&headers).unwrap(),
+            "WebSocket",
+            "h2c is dropped"
+        );
+        headers.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert_eq!(upgrade_protocols(&headers), None, "h2c alone is no upgrade");
+        headers.remove(header::UPGRADE);
+        assert_eq!(upgrade_protocols(&headers), None, "no Upgrade");
+    }
+
+    #[test]
+    fn upgrade_fields_survive_stripping_but_other_named_fields_do_not() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, "upgrade, x-secret".parse().unwrap());
+        headers.insert(header::UPGRADE, "websocket".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("sec-websocket-key", "abc".parse().unwrap());
+        let protocols = upgrade_protocols(&headers).unwrap();
+        strip_hop_by_hop(&mut headers);
+        keep_upgrade(&mut headers, &protocols);
+        assert_eq!(headers["upgrade"], "websocket");
+        assert_eq!(headers["connection"], "upgrade");
+        assert!(!headers.contains_key("x-secret"));
+        assert_eq!(headers["sec-websocket-key"], "abc");
+    }
+
+    #[test]
+    fn switching_protocols_must_name_an_offered_protocol() {
+        let asked = HeaderValue::from_static("websocket");
+        let mut response = HeaderMap::new();
+        assert!(accepted_upgrade(&asked, &response).is_err(), "no Upgrade");
+        response.insert(header::UPGRADE, "WebSocket".parse().unwrap());
+        assert_eq!(accepted_upgrade(&asked, &response).unwrap(), "WebSocket");
+        response.insert(header::UPGRADE, "h2c".parse().unwrap());
+        assert!(
+            accepted_upgrade(&asked, &response).is_err(),
+            "another protocol"
+        );
+        response.insert(header::UPGRADE, "".parse().unwrap());
+        assert!(
+            accepted_upgrade(&asked, &response).is_err(),
+            "empty Upgrade"
+        );
     }
 
     #[test]

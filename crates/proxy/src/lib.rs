@@ -17,6 +17,7 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod tunnel;
 pub mod upstream;
 
 pub use server::{Running, StartupError};

@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
-use crate::listener::{ConnTracker, accept_loop};
+use crate::listener::{
+    ConnTracker, ListenerError, ListenerKey, ListenerKind, Listeners, accept_loop,
+};
 use crate::observe::Observer;
 use crate::observe::admin::{self, ReloadRequest};
 use crate::snapshot::{Current, Lasting, Snapshot};
@@ -26,6 +28,8 @@ pub enum StartupError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("{0} (cache.disk_path)")]
     CacheFile(#[from] crate::cache::disk::DiskError),
+    #[error("{0}")]
+    Listeners(#[from] ListenerError),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
@@ -37,7 +41,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
 fn bind_hint(err: &io::Error) -> &'static str {
     match err.kind() {
         io::ErrorKind::AddrInUse => {
-            " (another process is using this port; stop it or change `listen`)"
+            " (another process is using this port; stop it or change the listen address)"
         }
         io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges; use a higher port)",
         io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
@@ -48,7 +52,8 @@ fn bind_hint(err: &io::Error) -> &'static str {
 /// A bound, serving gatehouse.
 #[derive(Debug)]
 pub struct Running {
-    /// The proxy listeners' actual addresses at startup (useful with port 0).
+    /// The proxy listeners' actual addresses at startup (useful with port 0), in config
+    /// order: `listen`, then the TLS listeners, then the redirect listeners.
     pub listen: Vec<SocketAddr>,
     pub admin: Option<SocketAddr>,
     current: Current,
@@ -56,8 +61,8 @@ pub struct Running {
     lasting: Lasting,
     /// The keys the process-wide state was built from, which a reload cannot change.
     started: StartedWith,
-    /// The open proxy listeners by their configured address.
-    listeners: Mutex<HashMap<SocketAddr, OpenListener>>,
+    /// The open proxy listeners by their configured address (and occurrence of it).
+    listeners: Mutex<HashMap<ListenerKey, OpenListener>>,
     shutdown: watch::Sender<bool>,
     tracker: Arc<ConnTracker>,
     drain_timeout: std::time::Duration,
@@ -68,6 +73,8 @@ pub struct Running {
 /// A proxy listener's accept loop and the switch that closes it.
 #[derive(Debug)]
 struct OpenListener {
+    /// The address it is bound to.
+    actual: SocketAddr,
     close: watch::Sender<bool>,
     accepting: tokio::task::JoinHandle<()>,
 }
@@ -88,9 +95,10 @@ impl Running {
     /// Like [`Running::start`], reporting through `observer`: e.g.
     /// [`Observer::with_access_sink`] to write access records as combined or JSON lines.
     pub async fn start_with(config: Config, observer: Observer) -> Result<Self, StartupError> {
+        let mut listeners = Listeners::build(&config.server)?;
         let mut bound = Vec::new();
-        for addr in &config.server.listen {
-            bound.push((*addr, bind(*addr).await?));
+        for (key, _) in listeners.iter() {
+            bound.push((key, bind(key.addr).await?));
         }
         let admin_listener = match config.server.admin {
             Some(addr) => Some(bind(addr).await?),
@@ -99,7 +107,8 @@ impl Running {
         let drain_timeout = config.server.drain_timeout;
         let lasting = lasting(&config, observer).await?;
         let started = StartedWith::of(&config);
-        let snapshot = Arc::new(Snapshot::build(config, &lasting));
+        listeners.bound(|key| bound_addr(&bound, key));
+        let snapshot = Arc::new(Snapshot::build(config, &lasting, listeners));
         snapshot.start_tasks();
         let current: Current = Arc::new(ArcSwap::new(snapshot));
         let (shutdown, _) = watch::channel(false);
@@ -121,8 +130,8 @@ impl Running {
             running.shutdown.subscribe(),
         ));
         let mut listen = Vec::new();
-        for (configured, listener) in bound {
-            listen.push(running.serve_listener(configured, listener)?);
+        for (key, listener) in bound {
+            listen.push(running.serve_listener(key, listener)?);
         }
         let admin = match admin_listener {
             Some(listener) => {
@@ -150,77 +159,107 @@ impl Running {
         })
     }
 
-    /// Starts the accept loop of one bound proxy listener; returns its actual address.
+    /// Starts the accept loop of one bound proxy listener; returns its actual address. What it
+    /// serves comes from the snapshot in force, which already has it.
     fn serve_listener(
         &self,
-        configured: SocketAddr,
+        key: ListenerKey,
         listener: TcpListener,
     ) -> Result<SocketAddr, StartupError> {
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: configured,
+            addr: key.addr,
             source,
         })?;
-        tracing::info!(%addr, "listening");
+        let protocol = self
+            .current
+            .load()
+            .listeners
+            .kind(key)
+            .map_or("http", ListenerKind::protocol);
+        tracing::info!(%addr, protocol, "listening");
         let (close, close_rx) = watch::channel(false);
         let accepting = tokio::spawn(accept_loop(
             listener,
+            key,
             Arc::clone(&self.current),
             Arc::clone(&self.tracker),
             self.shutdown.subscribe(),
             close_rx,
         ));
-        self.lock_listeners()
-            .insert(configured, OpenListener { close, accepting });
+        self.lock_listeners().insert(
+            key,
+            OpenListener {
+                actual: addr,
+                close,
+                accepting,
+            },
+        );
         Ok(addr)
     }
 
-    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, OpenListener>> {
+    fn lock_listeners(&self) -> std::sync::MutexGuard<'_, HashMap<ListenerKey, OpenListener>> {
         self.listeners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Swaps in a new, already validated config: listeners it adds are opened first (a bind
-    /// failure refuses the whole reload and changes nothing), then the new snapshot replaces
-    /// the old one, whose background tasks stop, and listeners it drops stop accepting.
+    /// Swaps in a new, already validated config: the TLS configurations are built and the
+    /// listeners it adds are opened first (a failure of either refuses the whole reload and
+    /// changes nothing), then the new snapshot replaces the old one, whose background tasks
+    /// stop, and listeners it drops stop accepting. A listener it keeps keeps its socket and
+    /// serves what the new config says from the next accepted connection on (new certificates,
+    /// or another kind); connections already open keep their TLS session and settings.
     /// Requests in flight finish on the snapshot they started with; server health and
     /// ejection state carry over by address. `drain_timeout`, `workers` and `admin` take
     /// effect at the next start.
     pub async fn reload(&self, config: Config) -> Result<Reloaded, StartupError> {
-        let wanted: Vec<SocketAddr> = config.server.listen.clone();
-        let open: Vec<SocketAddr> = self.lock_listeners().keys().copied().collect();
+        let mut listeners = Listeners::build(&config.server)?;
+        let wanted: Vec<ListenerKey> = listeners.iter().map(|(key, _)| key).collect();
+        let open: HashMap<ListenerKey, SocketAddr> = self
+            .lock_listeners()
+            .iter()
+            .map(|(key, listener)| (*key, listener.actual))
+            .collect();
         let mut bound = Vec::new();
-        for addr in wanted.iter().filter(|a| !open.contains(a)) {
-            bound.push((*addr, bind(*addr).await?));
+        for key in wanted.iter().filter(|key| !open.contains_key(key)) {
+            bound.push((*key, bind(key.addr).await?));
         }
-        let snapshot = Arc::new(Snapshot::build(config, &self.lasting));
+        listeners.bound(|key| open.get(&key).copied().or_else(|| bound_addr(&bound, key)));
+        let snapshot = Arc::new(Snapshot::build(config, &self.lasting, listeners));
         snapshot.start_tasks();
-        let old = self.current.swap(snapshot);
+        let old = self.current.swap(Arc::clone(&snapshot));
         old.retire();
+        for (key, kind) in snapshot.listeners.iter() {
+            if let (Some(addr), Some(was)) = (open.get(&key), old.listeners.kind(key))
+                && was.protocol() != kind.protocol()
+            {
+                tracing::info!(%addr, protocol = kind.protocol(), was = was.protocol(), "listener protocol changed by reload");
+            }
+        }
         let mut reloaded = Reloaded::default();
-        for (configured, listener) in bound {
+        for (key, listener) in bound {
             reloaded
                 .listeners_opened
-                .push(self.serve_listener(configured, listener)?);
+                .push(self.serve_listener(key, listener)?);
         }
-        let closing: Vec<(SocketAddr, OpenListener)> = {
+        let closing: Vec<(ListenerKey, OpenListener)> = {
             let mut listeners = self.lock_listeners();
-            let gone: Vec<SocketAddr> = listeners
+            let gone: Vec<ListenerKey> = listeners
                 .keys()
-                .filter(|addr| !wanted.contains(addr))
+                .filter(|key| !wanted.contains(key))
                 .copied()
                 .collect();
             gone.into_iter()
-                .filter_map(|addr| listeners.remove(&addr).map(|l| (addr, l)))
+                .filter_map(|key| listeners.remove(&key).map(|l| (key, l)))
                 .collect()
         };
-        for (addr, listener) in closing {
+        for (key, listener) in closing {
             let _ = listener.close.send(true);
             // The socket is closed once its accept loop has returned; the reload is reported
             // done only then. Connections it accepted carry on.
             let _ = listener.accepting.await;
-            tracing::info!(%addr, "listener closed by reload");
-            reloaded.listeners_closed.push(addr);
+            tracing::info!(addr = %key, "listener closed by reload");
+            reloaded.listeners_closed.push(key.addr);
         }
         Ok(reloaded)
     }
@@ -314,6 +353,14 @@ impl Running {
             tracing::info!("all connections drained");
         }
     }
+}
+
+/// The address the socket of `key` was bound to, among those just bound.
+fn bound_addr(bound: &[(ListenerKey, TcpListener)], key: ListenerKey) -> Option<SocketAddr> {
+    bound
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, listener)| listener.local_addr().ok())
 }
 
 /// The process-wide state for `config`: the cache (with its file, when configured) and the

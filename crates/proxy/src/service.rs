@@ -4,7 +4,13 @@
 //!
 //! Every failure on the way becomes one [`Failure`], answered in one place ([`Pipeline::fail`]).
 //! The access record is emitted when the response is finished: here for generated responses,
-//! by the response body ([`UpstreamBody`]) for proxied ones.
+//! by the response body ([`UpstreamBody`]) for proxied ones, and here when a `101` switches
+//! protocols (the tunnel that follows logs its own end, see [`crate::tunnel`]).
+//!
+//! An upgrade request (HTTP/1.1 `Connection: upgrade` plus `Upgrade`, e.g. WebSocket) takes the
+//! same path with three differences: it goes over a new connection of its own, never a pooled
+//! one; it is not retried once sent and bypasses the cache; and an accepting `101` becomes a
+//! tunnel instead of a streamed body.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -17,6 +23,7 @@ use gatehouse_config::HashKey;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -29,6 +36,7 @@ use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
 use crate::router::request_host;
 use crate::snapshot::Snapshot;
+use crate::tunnel::{self, Tunnel};
 use crate::upstream::balance::stable_hash;
 use crate::upstream::connect::{ConnMode, connect};
 use crate::upstream::pool::{Members, NoServer, Pool};
@@ -71,6 +79,7 @@ pub async fn handle(
         cache: None,
         robots_host: None,
         robots_learn: false,
+        upgrade: None,
     };
     pipeline.run(req, activity).await
 }
@@ -88,6 +97,16 @@ struct Pipeline<'a> {
     robots_host: Option<String>,
     /// The robots.txt guard may learn from this request's response.
     robots_learn: bool,
+    /// The request asks to switch protocols (WebSocket), until its response decides.
+    upgrade: Option<UpgradeRequest>,
+}
+
+/// What an upgrade request needs once the upstream has answered.
+struct UpgradeRequest {
+    /// The client's side of the connection, handed over by hyper after a 101 is written.
+    client: OnUpgrade,
+    /// The `Upgrade` value forwarded (what the client asked for, `h2c` left out).
+    protocols: HeaderValue,
 }
 
 /// Kept-alive connections found closed before the request was written that a request may
@@ -250,6 +269,18 @@ impl Pipeline<'_> {
         if req.headers().contains_key("x-gatehouse-test-panic") {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
         }
+        let mut req = req;
+        // An upgrade needs hyper's handle on the client connection, which lives in the request's
+        // extensions: taken now, before the request is taken apart. Only HTTP/1.1 has Upgrade
+        // (an h2 request carries no such handle); any other request asking for one is forwarded
+        // as an ordinary request, Upgrade and Connection stripped like all hop-by-hop fields.
+        let protocols = forward::upgrade_protocols(req.headers())
+            .filter(|_| req.version() == Version::HTTP_11)
+            .filter(|_| req.extensions().get::<OnUpgrade>().is_some());
+        let upgrade = protocols.map(|protocols| UpgradeRequest {
+            client: hyper::upgrade::on(&mut req),
+            protocols,
+        });
         let (mut parts, body) = req.into_parts();
         let head_only = parts.method == Method::HEAD;
 
@@ -279,7 +310,7 @@ impl Pipeline<'_> {
         self.record.route = Some(Arc::clone(routed.label));
         let pool = Arc::clone(&self.snapshot.upstreams[routed.upstream]);
         self.record.pool = Some(Arc::clone(&pool.name));
-        if caching::is_robots_request(&parts) {
+        if upgrade.is_none() && caching::is_robots_request(&parts) {
             self.robots_host = Some(caching::keyed_host(&parts));
             self.robots_learn = caching::may_learn_robots(&parts);
         }
@@ -292,7 +323,9 @@ impl Pipeline<'_> {
         ) {
             return self.maintenance_response(settings, head_only);
         }
+        // An upgrade is an exchange of its own, never a cacheable response: no lookup, no store.
         if let Some(settings) = routed.cache
+            && upgrade.is_none()
             && let Some(answer) = self.cache_lookup(settings, &mut parts, head_only).await
         {
             return answer;
@@ -320,6 +353,9 @@ impl Pipeline<'_> {
                 proto: if activity.https { "https" } else { "http" },
             },
         );
+        if let Some(upgrade) = &upgrade {
+            forward::keep_upgrade(&mut parts.headers, &upgrade.protocols);
+        }
         if let Some(authority) = parts.uri.authority().cloned() {
             // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form,
             // with the authority as Host when the client sent none.
@@ -333,8 +369,11 @@ impl Pipeline<'_> {
         }
         parts.version = Version::HTTP_11;
         let policy = &pool.config.retry;
-        // Whether the request may be sent again after it may have reached a server.
-        let replayable = parts.method.is_idempotent() || routed.retry_non_idempotent;
+        // Whether the request may be sent again after it may have reached a server. Never an
+        // upgrade: a server that received one may have switched protocols and acted on it.
+        // (Failures before anything was sent, e.g. connection_refused, still go elsewhere.)
+        let replayable =
+            (parts.method.is_idempotent() || routed.retry_non_idempotent) && upgrade.is_none();
         let client_timeout = self.snapshot.config.server.client_header_timeout;
         let body = if body_is_empty(&body) {
             OutgoingBody::Full(Bytes::new())
@@ -358,6 +397,8 @@ impl Pipeline<'_> {
             // other comes back from hyper when it was not sent.
             keep_copy: policy.attempts > 1 && replayable,
         };
+
+        self.upgrade = upgrade;
 
         // --- attempts: a server, then another one while the failure allows a retry ---
         pool.budget.record_request();
@@ -580,9 +621,27 @@ impl Pipeline<'_> {
         sent: Option<oneshot::Receiver<()>>,
         response_timeout: Duration,
     ) -> Result<Attempt, AttemptFailure> {
-        let mut conn = match server.checkout().await {
+        // An upgrade takes its connection over for good: always a new one of its own, never
+        // one from the idle pool.
+        let opened = if self.upgrade.is_some() {
+            match self.connect_for_upgrade(server).await {
+                Ok(conn) => Some(conn),
+                Err(failure) => {
+                    return Err(AttemptFailure {
+                        failure,
+                        request_sent: false,
+                        response_bytes: 0,
+                        stale_connection: false,
+                        unsent: Some((request, sent)),
+                    });
+                }
+            }
+        } else {
+            server.checkout().await
+        };
+        let mut conn = match opened {
             Some(conn) => conn,
-            None => match connect(server.addr, server.settings(), ConnMode::Pooled).await {
+            None => match server.connect(ConnMode::Pooled).await {
                 Ok((conn, connect_time)) => {
                     self.record.connect = Some(connect_time);
                     conn
@@ -655,6 +714,17 @@ impl Pipeline<'_> {
         }
     }
 
+    /// A new connection for an upgrade request: TLS when the server is a TLS one, always
+    /// HTTP/1.1, its task handing the stream over after a 101 (`ConnMode::Upgrade`). What
+    /// `Server::connect` does for this mode; called directly because an upgrade connection is
+    /// never shared, so none of its pooling applies.
+    async fn connect_for_upgrade(&mut self, server: &Server) -> Result<Conn, Failure> {
+        let (conn, connect_time) =
+            connect(server.addr, server.settings(), ConnMode::Upgrade).await?;
+        self.record.connect = Some(connect_time);
+        Ok(conn)
+    }
+
     /// Forwards the upstream's response: hop-by-hop fields removed, framing checked, our
     /// Proxy-Status member appended to an upstream 5xx, the body streamed.
     async fn respond(
@@ -665,6 +735,16 @@ impl Pipeline<'_> {
         attempt: Attempt,
         head_only: bool,
     ) -> Response<ProxyBody> {
+        if attempt.response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return self
+                .switch_protocols(pool, members, lease, attempt, head_only)
+                .await;
+        }
+        // Any other final answer to an upgrade request is the origin's own (a 403, a 426, a 200
+        // that ignored Upgrade) and is forwarded like any response; the client's connection
+        // stays HTTP. hyper switches only on a 101, so the upstream connection is an ordinary
+        // HTTP/1.1 one now, and is reused like one once its body was read.
+        self.upgrade = None;
         let Attempt { response, conn } = attempt;
         let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
@@ -759,6 +839,103 @@ impl Pipeline<'_> {
         };
         let body = UpstreamBody::new(body, read_timeout, finish);
         Response::from_parts(parts, ProxyBody::Upstream(body))
+    }
+
+    /// The upstream answered `101 Switching Protocols`. When the request asked for an upgrade
+    /// and the 101 names a protocol it offered, the 101 goes to the client and a tunnel joins
+    /// the two connections; anything else is `http_upgrade_failed`.
+    async fn switch_protocols(
+        &mut self,
+        pool: Arc<Pool>,
+        members: Arc<Members>,
+        lease: Lease,
+        attempt: Attempt,
+        head_only: bool,
+    ) -> Response<ProxyBody> {
+        let Attempt { mut response, conn } = attempt;
+        let server = Arc::clone(&lease.server);
+        self.record.upstream_status = Some(StatusCode::SWITCHING_PROTOCOLS.as_u16());
+        let switched = match self.upgrade.take() {
+            None => Err(
+                "upstream answered 101 Switching Protocols to a request that asked for no upgrade"
+                    .to_owned(),
+            ),
+            Some(upgrade) => {
+                match forward::accepted_upgrade(&upgrade.protocols, response.headers()) {
+                    Err(why) => Err(why),
+                    Ok(accepted) => {
+                        // hyper's connection task hands the stream over as soon as it has read the
+                        // 101; bounded all the same, so that a hand-over that never comes cannot
+                        // hold the request.
+                        let limit = pool.settings.response_timeout;
+                        match tokio::time::timeout(limit, hyper::upgrade::on(&mut response)).await {
+                            Ok(Ok(upstream)) => Ok((upgrade, accepted, upstream)),
+                            Ok(Err(err)) => Err(format!(
+                                "could not take over the upstream connection after its 101: {err}"
+                            )),
+                            Err(_) => Err(format!(
+                                "the upstream connection was not handed over within {limit:?} after its 101"
+                            )),
+                        }
+                    }
+                }
+            }
+        };
+        // The sender was kept until the hand-over; the connection now belongs to the tunnel
+        // (or is closed, on failure): it never goes back to the idle pool.
+        drop(conn);
+        let (upgrade, accepted, upstream) = match switched {
+            Ok(switched) => switched,
+            Err(why) => {
+                let failure = Failure::new(
+                    FailureKind::HttpUpgradeFailed,
+                    Phase::ReadingResponseHeaders,
+                    why,
+                );
+                // After an attempt, fail() writes no warning: the attempt's one is written here.
+                self.snapshot.observer.failure(
+                    &failure,
+                    &AttemptContext {
+                        request_id: &self.request_id,
+                        route: self.record.route.as_deref(),
+                        pool: Some(&pool.name),
+                        server: Some(&server.label),
+                        attempt: self.record.attempts,
+                        request_sent: true,
+                    },
+                );
+                pool.record_outcome(&members, &server, Some(failure.kind));
+                drop(lease);
+                return self.fail(&failure, head_only, Some(&server.label));
+            }
+        };
+        pool.record_outcome(&members, &server, None);
+        let (mut parts, _empty) = response.into_parts();
+        // The upstream's 101 as the client gets it: its own fields (Sec-WebSocket-Accept, a
+        // chosen subprotocol, cookies) with the connection-level ones stripped, then Upgrade
+        // and Connection: upgrade put back for this hop. A 101 has no body to frame.
+        forward::strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        forward::keep_upgrade(&mut parts.headers, &accepted);
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            parts.headers.insert(forward::X_REQUEST_ID, id);
+        }
+        parts.version = Version::HTTP_11;
+        // The access record is written now, as the 101 goes out (status 101): the HTTP
+        // exchange ends here. What the tunnel then carries, and for how long, is in the
+        // tunnel's own (debug) line when it closes.
+        self.record.status = StatusCode::SWITCHING_PROTOCOLS.as_u16();
+        let record = self.take_record();
+        self.snapshot.observer.finished(record);
+        // The tunnel waits for hyper to write this 101 and hand the client connection over.
+        tunnel::spawn(Tunnel {
+            client: upgrade.client,
+            upstream,
+            idle_timeout: pool.config.tunnel_idle_timeout,
+            request_id: Arc::clone(&self.request_id),
+            lease,
+        });
+        Response::from_parts(parts, ProxyBody::empty())
     }
 
     /// Takes the access record out of the pipeline, to be emitted by whoever finishes the response.

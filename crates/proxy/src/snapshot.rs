@@ -1,5 +1,6 @@
-//! The immutable runtime form of one validated config: router, upstream pools, resolver and
-//! prebuilt header values. A request takes one `Arc<Snapshot>` at its start and uses only that.
+//! The immutable runtime form of one validated config: router, upstream pools, resolver,
+//! what each listening address serves (TLS certificates included) and prebuilt header values. A
+//! request takes one `Arc<Snapshot>` at its start and uses only that.
 //!
 //! What must outlive a snapshot (each server's health and ejection state) lives in the
 //! [`StateRegistry`] it was built with, keyed by pool and address.
@@ -13,6 +14,7 @@ use http::HeaderValue;
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
+use crate::listener::Listeners;
 use crate::maintenance::MaintenanceSwitch;
 use crate::observe::Observer;
 use crate::router::Router;
@@ -56,6 +58,8 @@ pub struct Snapshot {
     pub router: Router,
     pub upstreams: Vec<Arc<Pool>>,
     pub dns: Arc<Dns>,
+    /// What each listening address serves: the accept loops look here on every accept.
+    pub listeners: Listeners,
     pub proxy_status: ProxyStatusWriter,
     /// `1.1 <name>`, appended to `Via`.
     pub via: HeaderValue,
@@ -68,7 +72,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: Config, lasting: &Lasting) -> Self {
+    /// Assembles a snapshot. What can fail (TLS configurations) was built beforehand into
+    /// `listeners` ([`Listeners::build`]), so that a reload is refused before anything else.
+    pub fn build(config: Config, lasting: &Lasting, listeners: Listeners) -> Self {
         let Lasting {
             registry, observer, ..
         } = lasting;
@@ -92,6 +98,7 @@ impl Snapshot {
             router,
             upstreams,
             dns: Arc::new(Dns::new(&config.dns)),
+            listeners,
             proxy_status: ProxyStatusWriter::new(&config.server.name, config.server.proxy_status),
             via,
             observer: Arc::clone(observer),
@@ -141,7 +148,11 @@ mod tests {
     #[test]
     fn server_state_carries_over_to_the_next_snapshot_by_address() {
         let lasting = Lasting::in_memory(Arc::new(Observer::default()), 1 << 20, 1 << 16);
-        let old = Snapshot::build(config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#), &lasting);
+        let old = Snapshot::build(
+            config(r#"["127.0.0.1:1", "127.0.0.1:2"]"#),
+            &lasting,
+            Listeners::default(),
+        );
         let old_members = old.upstreams[0].members();
         old_members.primaries.servers[0].state.observe_check(
             CheckResult::Fail("status 500".into()),
@@ -153,6 +164,7 @@ mod tests {
         let new = Snapshot::build(
             config(r#"[{ address = "127.0.0.1:1", weight = 2 }, "127.0.0.1:3"]"#),
             &lasting,
+            Listeners::default(),
         );
         let new_members = new.upstreams[0].members();
         let by_port = |port: u16| {

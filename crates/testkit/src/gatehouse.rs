@@ -349,8 +349,12 @@ impl Gatehouse {
     fn wait_listening(&mut self, config: &str) -> SocketAddr {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
+            // The first plain listener (lines before TLS listeners had no `protocol`).
             let listening = self.wait_for(
-                |line| line["message"] == "listening",
+                |line| {
+                    line["message"] == "listening"
+                        && (line["protocol"] == "http" || line["protocol"].is_null())
+                },
                 Duration::from_millis(50),
             );
             if let Some(line) = listening {
@@ -381,9 +385,29 @@ impl Gatehouse {
         })
     }
 
-    /// The proxy listener's address.
+    /// The (first plain) proxy listener's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The first TLS listener's address (`[[server.tls]]`), from its "listening" line.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.listening_addr("https")
+    }
+
+    /// The first redirect listener's address (`redirect_https`), from its "listening" line.
+    pub fn redirect_addr(&self) -> SocketAddr {
+        self.listening_addr("redirect-https")
+    }
+
+    fn listening_addr(&self, protocol: &str) -> SocketAddr {
+        let line = self.wait_for_log(
+            |l| l["message"] == "listening" && l["protocol"] == protocol,
+            PATIENCE,
+        );
+        let addr = line["addr"].as_str().unwrap_or_default();
+        addr.parse()
+            .unwrap_or_else(|e| panic!("listening line has no usable addr ({e}): {line}"))
     }
 
     /// The admin listener's address, from its "admin listening" log line. Start gatehouse

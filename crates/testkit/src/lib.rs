@@ -20,12 +20,15 @@ mod curl;
 mod dns;
 mod gatehouse;
 mod http1;
+pub mod https;
 pub mod metrics;
 mod proxy_status;
 mod record;
 mod temp;
 pub mod tls;
+pub mod tls_origin;
 mod upstream;
+pub mod ws_origin;
 
 pub use client::{NoResponse, RawConn, RawResponse, Req, send_raw};
 pub use curl::{CurlResult, curl};

@@ -1,11 +1,13 @@
 //! `gatehouse doctor`: walks every upstream of a config the way an operator debugs a 502 (DNS,
-//! TCP connect, one HTTP request to the health path with the proxy's own limits) and names, per
-//! server, the failure kind a request would meet, its likely root cause and the fix; plus the
-//! config's own smells.
+//! TCP connect, the TLS handshake for a server reached over TLS, one HTTP request to the health
+//! path with the proxy's own limits) and names, per server, the failure kind a request would
+//! meet, its likely root cause and the fix; plus the config's own smells.
 
 mod check;
 mod ports;
 mod report;
+#[cfg(test)]
+mod tls_tests;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -120,6 +122,7 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
             dns: &dns,
             listeners,
             wait,
+            tls: check::pool_tls(upstream),
         };
         let checks = upstream
             .servers

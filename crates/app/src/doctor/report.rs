@@ -2,9 +2,10 @@
 //! led to it, the cause and the fix; then the config's smells and a summary.
 
 use std::fmt::Write as _;
+use std::time::SystemTime;
 
 use super::DoctorReport;
-use super::check::ServerReport;
+use super::check::{ServerReport, TlsStep};
 
 pub(crate) fn text(report: &DoctorReport) -> String {
     let mut out = String::new();
@@ -58,6 +59,40 @@ pub(crate) fn text(report: &DoctorReport) -> String {
     out
 }
 
+/// The handshake: what it negotiated, with which name, and the certificate with its expiry
+/// (the one presented, also when it failed verification).
+fn tls_lines(out: &mut String, tls: &TlsStep) {
+    let now = SystemTime::now();
+    let name = format!("name {}", tls.server_name);
+    match (&tls.negotiated, tls.handshake_ms) {
+        (Some(negotiated), ms) => {
+            let took = ms.map(|ms| format!(" in {ms:.1} ms")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "      tls      {}{took} ({name})",
+                negotiated.negotiated()
+            );
+            if let Some(cert) = negotiated.certificate() {
+                let _ = writeln!(out, "      cert     {cert}");
+            }
+            if let Some(expiry) = negotiated.expiry(now) {
+                let _ = writeln!(out, "      expires  {expiry}");
+            }
+        }
+        (None, _) => {
+            let _ = writeln!(
+                out,
+                "      tls      handshake failed ({name}, ALPN {})",
+                tls.alpn_offered.join(", ")
+            );
+        }
+    }
+    if let Some(cert) = &tls.certificate {
+        let _ = writeln!(out, "      cert     {}", cert.words());
+        let _ = writeln!(out, "      expires  {}", cert.expiry(now));
+    }
+}
+
 fn server_block(out: &mut String, server: &ServerReport) {
     let verdict = &server.verdict;
     let headline = match (verdict.healthy, verdict.kind, verdict.status) {
@@ -80,6 +115,9 @@ fn server_block(out: &mut String, server: &ServerReport) {
     }
     if let Some(ms) = server.connect_ms {
         let _ = writeln!(out, "      connect  {ms:.1} ms");
+    }
+    if let Some(tls) = &server.tls {
+        tls_lines(out, tls);
     }
     if let Some(http) = &server.http {
         let mut line = format!("      http     {}", http.request);

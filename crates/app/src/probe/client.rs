@@ -3,8 +3,9 @@
 //! `connection_refused` exactly where the proxy would.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use gatehouse_proxy::body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
@@ -13,17 +14,19 @@ use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
 use gatehouse_proxy::upstream::connect::{self, classify_connect_error};
 use gatehouse_proxy::upstream::dns::Dns;
 use gatehouse_proxy::upstream::io::ConnStats;
-use gatehouse_proxy::upstream::tls::{self, TlsFacts};
+use gatehouse_proxy::upstream::tls;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, RootCertStore};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use url::Url;
+
+use super::tlsdiag::{self, CertProblem, CertificateInfo, TlsReport};
 
 /// Response header fields worth showing: what the server is, what it sent, how long to wait
 /// and how it may be cached.
@@ -57,6 +60,10 @@ pub(crate) struct Options {
 pub(crate) struct Env {
     pub(crate) dns: Dns,
     pub(crate) tls: Arc<ClientConfig>,
+    /// The trust roots `tls` verifies with, for a second look at a certificate that failed.
+    pub(crate) roots: Arc<RootCertStore>,
+    /// `--cacert`, when the roots came from a file rather than the system.
+    pub(crate) cacert: Option<PathBuf>,
 }
 
 /// The result for one URL as given.
@@ -101,8 +108,14 @@ pub(crate) struct Hop {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<&'static str>,
     pub(crate) timing: Timing,
+    /// The negotiated TLS: `protocol`, `cipher`, `alpn`, the certificate's `subject`, `issuer`,
+    /// `not_after` (Unix seconds), `expires` (RFC 3339) and `days_left`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) tls: Option<TlsFacts>,
+    pub(crate) tls: Option<TlsReport>,
+    /// The certificate the server presented when it failed verification: `subject`, `issuer`,
+    /// `not_after`, `expires`, `days_left`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) certificate: Option<CertificateInfo>,
     /// The response header fields worth showing, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) headers: Vec<(String, String)>,
@@ -143,7 +156,9 @@ pub(crate) struct ProbeFailure {
     pub(crate) gateway_status: u16,
     pub(crate) phase: &'static str,
     pub(crate) details: String,
-    pub(crate) hint: &'static str,
+    /// What to do: the kind's generic hint, or a specific one where the probe found out more
+    /// (which certificate expired when, that the port speaks plain HTTP, ...).
+    pub(crate) hint: String,
 }
 
 impl From<&Failure> for ProbeFailure {
@@ -153,7 +168,24 @@ impl From<&Failure> for ProbeFailure {
             gateway_status: failure.status().as_u16(),
             phase: failure.phase.describe(),
             details: failure.details.clone(),
-            hint: failure.kind.hint(),
+            hint: failure.kind.hint().to_owned(),
+        }
+    }
+}
+
+/// A failed request: the proxy's classification, and a hint more specific than the kind's
+/// when the probe could establish one.
+#[derive(Debug)]
+struct Failed {
+    failure: Failure,
+    hint: Option<String>,
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            hint: None,
         }
     }
 }
@@ -292,8 +324,12 @@ async fn fetch(url: &Url, method: &Method, options: &Options, env: &Env) -> Hop 
         ..Hop::default()
     };
     let result = exchange(url, method, options, env, started, deadline, &mut hop).await;
-    if let Err(failure) = result {
-        hop.failure = Some(ProbeFailure::from(&failure));
+    if let Err(failed) = result {
+        let mut reported = ProbeFailure::from(&failed.failure);
+        if let Some(hint) = failed.hint {
+            reported.hint = hint;
+        }
+        hop.failure = Some(reported);
     }
     hop.timing.total_ms = millis(started.elapsed());
     hop
@@ -307,7 +343,7 @@ async fn exchange(
     started: Instant,
     deadline: Instant,
     hop: &mut Hop,
-) -> Result<(), Failure> {
+) -> Result<(), Failed> {
     let port = url.port_or_known_default().unwrap_or(80);
     let (host_name, addrs) = match url.host() {
         Some(url::Host::Ipv4(ip)) => (ip.to_string(), vec![IpAddr::V4(ip)]),
@@ -325,7 +361,8 @@ async fn exchange(
                 FailureKind::DnsError,
                 Phase::Resolving,
                 "the URL has no host",
-            ));
+            )
+            .into());
         }
     };
 
@@ -335,16 +372,90 @@ async fn exchange(
     hop.timing.connect_ms = Some(millis(connect_started.elapsed()));
     let _ = stream.set_nodelay(true);
 
-    if url.scheme() == "https" {
+    let exchanged = if url.scheme() == "https" {
         let tls_started = Instant::now();
         let left = deadline.saturating_duration_since(Instant::now());
         let (stream, facts) =
-            tls::handshake(stream, &host_name, Arc::clone(&env.tls), left).await?;
+            match tls::handshake(stream, &host_name, Arc::clone(&env.tls), left).await {
+                Ok(done) => done,
+                Err(failure) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let hint = tls_hint(&failure, url, addr, &host_name, env, hop, left).await;
+                    return Err(Failed { failure, hint });
+                }
+            };
         hop.timing.tls_ms = Some(millis(tls_started.elapsed()));
-        hop.tls = Some(facts);
+        let now = SystemTime::now();
+        let report = TlsReport::new(facts, now);
+        hop.warnings.extend(report.expiry_warning(now));
+        hop.tls = Some(report);
         http_exchange(stream, url, method, options, started, deadline, hop).await
     } else {
         http_exchange(stream, url, method, options, started, deadline, hop).await
+    };
+    exchanged.map_err(Failed::from)
+}
+
+/// A hint for a failed handshake more specific than the kind's: for a certificate, which one
+/// and why (from a second handshake that records it); for a protocol error, whether the port
+/// answers plain HTTP; for an alert, what it usually means.
+async fn tls_hint(
+    failure: &Failure,
+    url: &Url,
+    addr: SocketAddr,
+    host_name: &str,
+    env: &Env,
+    hop: &mut Hop,
+    left: Duration,
+) -> Option<String> {
+    match failure.kind {
+        FailureKind::TlsCertificateError => {
+            let inspection =
+                tlsdiag::inspect(addr, host_name, Arc::clone(&env.roots), left).await?;
+            hop.certificate.clone_from(&inspection.certificate);
+            let problem = inspection.problem?;
+            let words = problem.words(inspection.certificate.as_ref(), SystemTime::now());
+            let action = match &problem {
+                CertProblem::Expired { .. } => "the server must renew it".to_owned(),
+                CertProblem::NotYetValid { .. } => {
+                    "check the clocks (NTP) of this host and the server".to_owned()
+                }
+                CertProblem::UnknownIssuer => match &env.cacert {
+                    Some(path) => format!(
+                        "--cacert {} does not hold the CA that issued it",
+                        path.display()
+                    ),
+                    None => "pass the issuing CA with --cacert FILE (probe trusts the system's roots only), or add it to the system's trust store".to_owned(),
+                },
+                CertProblem::WrongName { .. } => {
+                    "use a URL with a name the certificate covers, or reissue the certificate for this name".to_owned()
+                }
+                CertProblem::WrongPurpose | CertProblem::Revoked | CertProblem::Other(_) => {
+                    "the server needs a valid certificate".to_owned()
+                }
+            };
+            Some(format!("{words} — {action}"))
+        }
+        FailureKind::TlsProtocolError => {
+            let authority = &url[url::Position::BeforeHost..url::Position::AfterPort];
+            let status = tlsdiag::plain_http_status(addr, authority, left).await?;
+            Some(format!(
+                "the port speaks plain HTTP, not TLS (it answered a plain HTTP request with {status}): use http://{authority}/ or the server's TLS port"
+            ))
+        }
+        FailureKind::TlsAlertReceived => {
+            let alert = failure.params.alert_message.as_deref()?;
+            let meaning = tlsdiag::alert_meaning(alert)?;
+            Some(match alert {
+                "certificate_required" => {
+                    format!(
+                        "{meaning}; probe sends none: check the service with a client that has one"
+                    )
+                }
+                _ => format!("the server sent {alert}: {meaning}"),
+            })
+        }
+        _ => None,
     }
 }
 
@@ -395,6 +506,7 @@ where
     let (mut sender, stats) =
         connect::handshake(stream, options.timeout, MAX_HEADER_SECTION).await?;
     let request = build_request(url, method, &options.headers)?;
+    let host = url.host_str().unwrap_or_default();
     let response = match tokio::time::timeout_at(deadline, sender.send_request(request)).await {
         Err(_) => {
             return Err(Failure::new(
@@ -406,7 +518,10 @@ where
                 ),
             ));
         }
-        Ok(Err(err)) => return Err(head_error(&err, &stats)),
+        Ok(Err(err)) => {
+            return Err(tlsdiag::alert_after_handshake(&err, host)
+                .unwrap_or_else(|| head_error(&err, &stats)));
+        }
         Ok(Ok(response)) => response,
     };
     hop.timing.first_byte_ms = Some(millis(started.elapsed()));
@@ -658,6 +773,8 @@ mod tests {
             }),
             tls: tls::client_config(rustls::RootCertStore::empty(), &[b"http/1.1"])
                 .unwrap_or_else(|e| panic!("{e}")),
+            roots: Arc::new(rustls::RootCertStore::empty()),
+            cacert: None,
         };
         let options = Options {
             method: Method::HEAD,

@@ -4,10 +4,12 @@
 
 mod client;
 mod report;
+pub(crate) mod tlsdiag;
 
 use std::io::{BufRead as _, IsTerminal as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -17,6 +19,9 @@ use gatehouse_proxy::upstream::tls;
 use http::Method;
 use http::header::{HeaderName, HeaderValue};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 
 use client::{Env, Options, UrlReport};
 pub(crate) use client::{drain_body, millis};
@@ -47,6 +52,10 @@ pub(crate) struct ProbeArgs {
     /// URLs checked at once.
     #[arg(short = 'j', long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
+    /// Trust the CA certificates in this PEM file instead of the system's roots (as curl's
+    /// `--cacert`), e.g. the `tls_ca_file` of an upstream.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -124,10 +133,17 @@ async fn probe_all(
     urls: Vec<String>,
     list_mode: bool,
 ) -> Result<Vec<UrlReport>, String> {
-    // Unreadable system certificates are not fatal: an https URL that needs them fails with
-    // tls_certificate_error, which says so.
-    let (roots, _unreadable) = tls::system_roots();
-    let tls = tls::client_config(roots, &[b"http/1.1"])
+    let roots = match &args.cacert {
+        Some(path) => read_ca_file(path)?,
+        None => {
+            // Unreadable system certificates are not fatal: an https URL that needs them fails
+            // with tls_certificate_error, which says so.
+            let (roots, _unreadable) = tls::system_roots();
+            roots
+        }
+    };
+    let roots = Arc::new(roots);
+    let tls = tls::client_config((*roots).clone(), &[b"http/1.1"])
         .map_err(|err| format!("TLS is unavailable: {err}"))?;
     let env = Env {
         dns: Dns::new(&DnsConfig {
@@ -135,6 +151,8 @@ async fn probe_all(
             timeout: args.timeout,
         }),
         tls,
+        roots,
+        cacert: args.cacert.clone(),
     };
     let options = Options {
         method: args.method.clone(),
@@ -166,6 +184,25 @@ async fn probe_all(
     }
     progress.finish_and_clear();
     Ok(reports)
+}
+
+/// The CA certificates of a PEM file, for `--cacert`.
+fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read --cacert {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("--cacert {shown} is not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("--cacert {shown} holds no certificate"));
+    }
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("--cacert {shown}: a certificate is not a usable CA: {e}"))?;
+    }
+    Ok(roots)
 }
 
 /// A progress bar on stderr, only when it is a terminal and there is more than one URL.

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -44,13 +45,20 @@ pub(crate) fn detailed(report: &UrlReport) -> String {
             let _ = writeln!(out, "      address   {address}{resolved}");
         }
         let _ = writeln!(out, "      timing    {}", timing(hop));
+        let now = SystemTime::now();
         if let Some(tls) = &hop.tls {
-            let alpn = tls
-                .alpn
-                .as_deref()
-                .map(|p| format!(", ALPN {p}"))
-                .unwrap_or_default();
-            let _ = writeln!(out, "      tls       {} {}{alpn}", tls.protocol, tls.cipher);
+            let _ = writeln!(out, "      tls       {}", tls.negotiated());
+            if let Some(cert) = tls.certificate() {
+                let _ = writeln!(out, "      cert      {cert}");
+            }
+            if let Some(expiry) = tls.expiry(now) {
+                let _ = writeln!(out, "      expires   {expiry}");
+            }
+        }
+        // The certificate of a failed handshake: what it is and when it ends, next to why.
+        if let Some(cert) = &hop.certificate {
+            let _ = writeln!(out, "      cert      {}", cert.words());
+            let _ = writeln!(out, "      expires   {}", cert.expiry(now));
         }
         for (name, value) in &hop.headers {
             let _ = writeln!(out, "      {name}: {value}");

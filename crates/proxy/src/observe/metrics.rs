@@ -41,6 +41,7 @@ pub struct Metrics {
     ejections: IntCounterVec,
     health_transitions: IntCounterVec,
     connections: IntCounter,
+    tls_handshake_failures: IntCounterVec,
     reloads: IntCounterVec,
     last_reload_successful: IntGauge,
     last_reload_success_time: IntGauge,
@@ -133,6 +134,15 @@ impl Metrics {
         )
         .unwrap_or_else(|err| unreachable!("static metric definition: {err}"));
         register(&registry, connections.clone());
+        let tls_handshake_failures = counter_vec(
+            &registry,
+            "gatehouse_tls_handshake_failures_total",
+            "Client TLS handshakes that failed (reason=error) or did not finish within client_header_timeout (reason=timeout).",
+            &["reason"],
+        );
+        for reason in ["error", "timeout"] {
+            tls_handshake_failures.with_label_values(&[reason]);
+        }
         let cache_requests = counter_vec(
             &registry,
             "gatehouse_cache_requests_total",
@@ -217,6 +227,7 @@ impl Metrics {
             ejections,
             health_transitions,
             connections,
+            tls_handshake_failures,
             reloads,
             last_reload_successful,
             last_reload_success_time,
@@ -302,6 +313,13 @@ impl Metrics {
 
     pub fn connection_accepted(&self) {
         self.connections.inc();
+    }
+
+    /// A client's TLS handshake failed; `reason` is `error` or `timeout`.
+    pub fn tls_handshake_failed(&self, reason: &str) {
+        self.tls_handshake_failures
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// A reload (or the start) took its config, or refused it.

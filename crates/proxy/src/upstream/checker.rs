@@ -1,5 +1,8 @@
 //! Active health checks, load-balancer style: every `interval`, each server of a pool gets a
-//! TCP connect or an HTTP `GET path`, bounded by `timeout`; the result feeds the server's
+//! TCP connect or an HTTP `GET path`, bounded by `timeout`; a TLS server's check includes the
+//! TLS handshake (a certificate that does not verify fails it as `tls_certificate_error`, as it
+//! would fail a request), and an `http2` server's is sent over HTTP/2 when the server speaks
+//! it. The result feeds the server's
 //! rise/fall hysteresis (see [`ServerState::observe_check`]) and flips are logged once.
 //!
 //! A failed check is described with the same kind tokens as a failed request
@@ -11,13 +14,12 @@ use std::sync::{Arc, Weak};
 use gatehouse_config::HealthCheck;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::connect::{ConnMode, classify_connect_error, connect};
+use super::connect::{self, ConnMode, connect};
 use super::health::{CheckResult, Transition};
 use super::pool::Pool;
-use super::server::{ConnSettings, Server};
+use super::server::Server;
 use crate::body::RequestBody;
 use crate::failure::FailureKind;
 use crate::failure::classify::{self, HeadFacts};
@@ -41,9 +43,7 @@ pub async fn run_checks(pool: Weak<Pool>, check: HealthCheck) {
 pub async fn check_all(pool: &Pool, check: &HealthCheck) {
     let members = pool.members();
     let servers: Vec<Arc<Server>> = members.all().cloned().collect();
-    let probes = servers
-        .iter()
-        .map(|server| probe(server, check, &pool.settings));
+    let probes = servers.iter().map(|server| probe(server, check));
     let results = futures_util::future::join_all(probes).await;
     for (server, result) in servers.iter().zip(results) {
         let transition = apply(&pool.observer, &pool.name, server, result, check);
@@ -70,17 +70,17 @@ fn apply(
 }
 
 /// One check of one server.
-pub async fn probe(server: &Server, check: &HealthCheck, settings: &ConnSettings) -> CheckResult {
+pub async fn probe(server: &Server, check: &HealthCheck) -> CheckResult {
     let deadline = Instant::now() + check.timeout;
+    let mut settings = server.settings().clone();
+    settings.conn.connect_timeout = check.timeout;
     let Some(path) = &check.path else {
-        return match tokio::time::timeout_at(deadline, TcpStream::connect(server.addr)).await {
-            Ok(Ok(_)) => CheckResult::Pass,
-            Ok(Err(err)) => fail(classify_connect_error(server.addr, &err).kind),
-            Err(_) => fail(FailureKind::ConnectionTimeout),
+        // A TCP check: the connect (and, for a TLS server, the handshake) is all.
+        return match connect::open(server.addr, &settings, false).await {
+            Ok(_) => CheckResult::Pass,
+            Err(failure) => fail(failure.kind),
         };
     };
-    let mut settings = settings.clone();
-    settings.connect_timeout = check.timeout;
     let mut conn = match connect(server.addr, &settings, ConnMode::Pooled).await {
         Ok((conn, _)) => conn,
         Err(failure) => return fail(failure.kind),
@@ -148,7 +148,7 @@ mod tests {
 
     use super::*;
     use crate::upstream::health::ServerState;
-    use crate::upstream::server::{ServerSpec, WaitQueue};
+    use crate::upstream::server::{ConnSettings, ServerSpec, WaitQueue};
 
     fn settings() -> ConnSettings {
         ConnSettings {
@@ -222,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn http_check_sends_path_and_host_and_judges_the_status() {
         let (addr, seen) = http_server(200, 1);
-        let result = probe(&server(addr), &check(Some("/healthz")), &settings()).await;
+        let result = probe(&server(addr), &check(Some("/healthz"))).await;
         assert_eq!(result, CheckResult::Pass);
         let heads = seen.join().unwrap_or_default();
         assert!(
@@ -237,7 +237,7 @@ mod tests {
         );
 
         let (addr, _seen) = http_server(503, 1);
-        let result = probe(&server(addr), &check(Some("/")), &settings()).await;
+        let result = probe(&server(addr), &check(Some("/"))).await;
         assert_eq!(result, CheckResult::Fail("status 503".into()));
     }
 
@@ -248,23 +248,23 @@ mod tests {
         let addr = closed.local_addr().unwrap_or_else(|e| panic!("{e}"));
         drop(closed);
         assert_eq!(
-            probe(&server(addr), &check(None), &settings()).await,
+            probe(&server(addr), &check(None)).await,
             CheckResult::Fail("connection_refused".into())
         );
         assert_eq!(
-            probe(&server(addr), &check(Some("/")), &settings()).await,
+            probe(&server(addr), &check(Some("/"))).await,
             CheckResult::Fail("connection_refused".into())
         );
         // Accepts (the kernel does, from the backlog) but never answers.
         let silent = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let addr = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            probe(&server(addr), &check(None), &settings()).await,
+            probe(&server(addr), &check(None)).await,
             CheckResult::Pass,
             "a TCP check passes on connect"
         );
         assert_eq!(
-            probe(&server(addr), &check(Some("/")), &settings()).await,
+            probe(&server(addr), &check(Some("/"))).await,
             CheckResult::Fail("http_response_timeout".into())
         );
         drop(silent);
@@ -277,7 +277,7 @@ mod tests {
         let server = server(addr);
         let check = check(Some("/"));
         for _ in 0..2 {
-            let result = probe(&server, &check, &settings()).await;
+            let result = probe(&server, &check).await;
             apply(&observer, "app", &server, result, &check);
         }
         assert!(!server.state.is_down());
@@ -285,10 +285,10 @@ mod tests {
         let closed = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let dead = self::server(closed.local_addr().unwrap_or_else(|e| panic!("{e}")));
         drop(closed);
-        let result = probe(&dead, &check, &settings()).await;
+        let result = probe(&dead, &check).await;
         apply(&observer, "app", &dead, result, &check);
         assert!(!dead.state.is_down(), "one failure of two");
-        let result = probe(&dead, &check, &settings()).await;
+        let result = probe(&dead, &check).await;
         apply(&observer, "app", &dead, result, &check);
         assert!(dead.state.is_down());
         assert_eq!(

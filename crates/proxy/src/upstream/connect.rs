@@ -1,79 +1,194 @@
-//! Opening a new upstream connection: TCP connect within `connect_timeout`, HTTP/1.1 handshake.
+//! Opening a new upstream connection: TCP connect within `connect_timeout`, the TLS handshake
+//! (for a TLS server) within `connect_timeout` again, then the HTTP/1.1 or HTTP/2 handshake.
 //! Each phase classifies its own failure where the facts are known. Host names were resolved
 //! by the pool beforehand (see `pool::keep_resolved`); a server here is one address.
+//!
+//! Which HTTP version: an `http2` upstream's pooled connections offer ALPN `h2` (then
+//! `http/1.1`) over TLS and speak HTTP/2 when the server chose it, HTTP/1.1 otherwise; on
+//! cleartext they speak HTTP/2 with prior knowledge (h2c). Upgrade connections are always
+//! HTTP/1.1 (ALPN `http/1.1` only), since a protocol switch needs an HTTP/1.1 connection.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::task::Poll;
 use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::uri::Authority;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::io::{ConnStats, UpstreamIo};
-use super::server::{Conn, ConnSettings};
+use super::io::{ConnStats, Transport, UpstreamIo};
+use super::server::{Conn, ConnSettings, Multiplexed, Reach, TlsTarget};
+use super::tls::{self, TlsFacts};
 use crate::body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
 
 /// What a new connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnMode {
-    /// Ordinary requests; the connection goes back to the server's idle pool.
+    /// Ordinary requests; the connection goes back to the server's pool (HTTP/1.1) or is shared
+    /// (HTTP/2).
     Pooled,
     /// One request that asks to switch protocols (WebSocket): always HTTP/1.1, with hyper's
     /// upgrade support, never pooled.
     Upgrade,
 }
 
-/// Opens a new connection to `addr` and starts its hyper connection task. Returns it with
-/// the time the TCP connect took.
-pub async fn connect(
+/// A connected stream, before any HTTP: TCP, or TLS over TCP.
+#[derive(Debug)]
+pub struct Opened {
+    pub transport: Transport,
+    /// From the start of the TCP connect to the end of the TLS handshake (or of the connect),
+    /// like nginx's `$upstream_connect_time`.
+    pub connect_time: Duration,
+    /// What the TLS handshake negotiated and how long it took.
+    pub tls: Option<(TlsFacts, Duration)>,
+}
+
+/// Opens a new connection to `addr` and starts its hyper connection task. `settings` is a
+/// server's [`ServerSettings`](super::server::ServerSettings) (`server.settings()`: TLS and
+/// HTTP/2 as configured) or bare [`ConnSettings`] (cleartext HTTP/1.1). Returns the connection
+/// with the time connecting took, TLS handshake included (the handshake alone is in
+/// `Conn::tls_handshake`). Requests should go through `Server::connect`, which shares HTTP/2
+/// connections.
+pub async fn connect<R: Reach + ?Sized>(
     addr: SocketAddr,
-    settings: &ConnSettings,
+    settings: &R,
     mode: ConnMode,
 ) -> Result<(Conn, Duration), Failure> {
-    let started = Instant::now();
-    let stream =
-        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    FailureKind::ConnectionTimeout,
-                    Phase::Connecting,
-                    format!(
-                        "connect to {addr} did not complete within {:?}",
-                        settings.connect_timeout
-                    ),
-                ));
+    let want_h2 = settings.http2() && mode == ConnMode::Pooled;
+    let opened = open(addr, settings, want_h2).await?;
+    let conn_settings = settings.conn();
+    let connect_time = opened.connect_time;
+    let (speak_h2, tls_handshake) = match &opened.tls {
+        None => (want_h2, None),
+        Some((facts, took)) => (
+            want_h2
+                && facts
+                    .alpn
+                    .as_deref()
+                    .is_some_and(|p| p.as_bytes() == tls::ALPN_H2),
+            Some(*took),
+        ),
+    };
+    let conn = if speak_h2 {
+        let authority = fallback_authority(addr, settings.tls());
+        let (sender, driver) = handshake_h2(opened.transport, conn_settings).await?;
+        let shared = Multiplexed::new(
+            sender,
+            addr,
+            settings.tls().is_some(),
+            authority,
+            driver,
+            tls_handshake,
+        );
+        shared.stream(false)
+    } else {
+        let (sender, stats) = match mode {
+            ConnMode::Pooled => {
+                handshake(
+                    opened.transport,
+                    conn_settings.send_timeout,
+                    conn_settings.max_response_header_size,
+                )
+                .await?
             }
-            Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
-            Ok(Ok(stream)) => stream,
+            ConnMode::Upgrade => {
+                handshake_upgradable(
+                    opened.transport,
+                    conn_settings.send_timeout,
+                    conn_settings.max_response_header_size,
+                )
+                .await?
+            }
         };
-    let connect_time = started.elapsed();
+        Conn::http1(sender, stats, addr, tls_handshake)
+    };
+    Ok((conn, connect_time))
+}
+
+/// The TCP connect, then the TLS handshake for a TLS server (offering `h2` when `want_h2`),
+/// each within `connect_timeout`. Health checks without a path stop here.
+pub async fn open<R: Reach + ?Sized>(
+    addr: SocketAddr,
+    settings: &R,
+    want_h2: bool,
+) -> Result<Opened, Failure> {
+    let started = Instant::now();
+    let connect_timeout = settings.conn().connect_timeout;
+    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err(Failure::new(
+                FailureKind::ConnectionTimeout,
+                Phase::Connecting,
+                format!("connect to {addr} did not complete within {connect_timeout:?}"),
+            ));
+        }
+        Ok(Err(err)) => return Err(classify_connect_error(addr, &err)),
+        Ok(Ok(stream)) => stream,
+    };
     // Small writes (request heads) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-
-    let (sender, stats) = match mode {
-        ConnMode::Pooled => {
-            handshake(
-                stream,
-                settings.send_timeout,
-                settings.max_response_header_size,
-            )
-            .await?
-        }
-        ConnMode::Upgrade => {
-            handshake_upgradable(
-                stream,
-                settings.send_timeout,
-                settings.max_response_header_size,
-            )
-            .await?
-        }
+    let Some(target) = settings.tls() else {
+        return Ok(Opened {
+            transport: Transport::Tcp(stream),
+            connect_time: started.elapsed(),
+            tls: None,
+        });
     };
-    Ok((Conn::new(sender, stats, addr, false), connect_time))
+    let clients = target.clients.as_ref().map_err(|why| {
+        Failure::new(
+            FailureKind::ProxyConfigurationError,
+            Phase::Connecting,
+            format!("the upstream's TLS settings cannot be used: {why}"),
+        )
+    })?;
+    let handshake_started = Instant::now();
+    let (stream, facts) = tls::handshake(
+        stream,
+        &target.server_name,
+        Arc::clone(clients.config(want_h2)),
+        connect_timeout,
+    )
+    .await
+    .map_err(|failure| name_the_server(failure, addr, &target.server_name))?;
+    Ok(Opened {
+        transport: Transport::Tls(Box::new(stream)),
+        connect_time: started.elapsed(),
+        tls: Some((facts, handshake_started.elapsed())),
+    })
+}
+
+/// A TLS failure names the server by its TLS name; the log also wants the address when the
+/// two differ.
+fn name_the_server(mut failure: Failure, addr: SocketAddr, server_name: &str) -> Failure {
+    if server_name != addr.ip().to_string() {
+        failure.details = format!("{} (at {addr})", failure.details);
+    }
+    failure
+}
+
+/// The `:authority` of an HTTP/2 request that has no `Host`: the TLS name or the address.
+fn fallback_authority(addr: SocketAddr, tls: Option<&TlsTarget>) -> Authority {
+    let named = tls.and_then(|target| {
+        let name = &target.server_name;
+        let text = if name.contains(':') {
+            format!("[{name}]:{}", addr.port())
+        } else {
+            format!("{name}:{}", addr.port())
+        };
+        Authority::try_from(text).ok()
+    });
+    named.unwrap_or_else(|| {
+        Authority::try_from(addr.to_string()).unwrap_or_else(|_| Authority::from_static("upstream"))
+    })
 }
 
 /// Starts an HTTP/1.1 client connection over a connected stream (TCP, or TLS over TCP) with
@@ -135,6 +250,75 @@ where
         let _ = connection.with_upgrades().await;
     });
     Ok((sender, stats))
+}
+
+/// hyper's HTTP/2 client connection over an upstream stream.
+type H2Connection = http2::Connection<TokioIo<UpstreamIo<Transport>>, RequestBody, TokioExecutor>;
+
+/// An HTTP/2 connection object, shared between its task (which polls it) and the server's
+/// pool, which asks it how many streams the server allows at once: only the connection can
+/// tell, and h2 updates the number in its own task whenever the server's SETTINGS change it,
+/// so it is read live rather than copied. `None` once the connection ended: it must be dropped
+/// then, for hyper to report its senders closed.
+pub struct H2Driver(Mutex<Option<Pin<Box<H2Connection>>>>);
+
+impl H2Driver {
+    /// The server's `SETTINGS_MAX_CONCURRENT_STREAMS` as last received (hyper's initial 100
+    /// until the server's SETTINGS arrive); 0 once the connection ended.
+    pub fn max_send_streams(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |connection| connection.current_max_send_streams())
+    }
+}
+
+impl std::fmt::Debug for H2Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Driver").finish_non_exhaustive()
+    }
+}
+
+/// Starts an HTTP/2 client connection and spawns its connection task.
+pub async fn handshake_h2(
+    transport: Transport,
+    settings: &ConnSettings,
+) -> Result<(http2::SendRequest<RequestBody>, Arc<H2Driver>), Failure> {
+    // The connection-level counters are not used for retry decisions on HTTP/2 (each stream
+    // has its own, see `server::Stream`); the write-stall timeout still applies.
+    let (io, _stats) = UpstreamIo::new(transport, settings.send_timeout);
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .max_header_list_size(u32::try_from(settings.max_response_header_size).unwrap_or(u32::MAX));
+    let (sender, connection) = builder
+        .handshake::<_, RequestBody>(TokioIo::new(io))
+        .await
+        .map_err(|err| {
+            Failure::new(
+                FailureKind::ConnectionTerminated,
+                Phase::Connecting,
+                format!("the HTTP/2 connection preface could not be sent: {err}"),
+            )
+        })?;
+    let driver = Arc::new(H2Driver(Mutex::new(Some(Box::pin(connection)))));
+    let task = Arc::clone(&driver);
+    tokio::spawn(std::future::poll_fn(move |cx| {
+        // The lock is held for one poll at a time. Errors surface to the requests through
+        // their responses or bodies.
+        let mut slot = task.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(connection) = slot.as_mut() else {
+            return Poll::Ready(());
+        };
+        match connection.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                *slot = None;
+                Poll::Ready(())
+            }
+        }
+    }));
+    Ok((sender, driver))
 }
 
 /// connect(2) errors by errno: refused, unreachable, timed out (by the kernel), denied.

@@ -1,5 +1,5 @@
 //! Upstream side: pools of servers (DNS discovery, balancing, health, limits, retry budget),
-//! connecting, pooled keep-alive connections.
+//! connecting (TCP, TLS), pooled HTTP/1.1 keep-alive connections and shared HTTP/2 connections.
 
 pub mod balance;
 pub mod budget;

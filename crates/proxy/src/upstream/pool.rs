@@ -20,7 +20,8 @@ use super::balance::{Balancer, Tier};
 use super::budget::RetryBudget;
 use super::dns::Dns;
 use super::health::StateRegistry;
-use super::server::{ConnSettings, Lease, Server, ServerSpec, WaitQueue};
+use super::server::{ConnSettings, Lease, Server, ServerSpec, TlsTarget, WaitQueue};
+use super::tls::TlsClients;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::Observer;
 
@@ -34,7 +35,11 @@ const MIN_RESOLVE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Pool {
     pub name: Arc<str>,
     pub config: UpstreamConfig,
+    /// The pool's settings; each server adds how it is reached (see `tls_target`).
     pub settings: ConnSettings,
+    /// The TLS client configurations of the pool's TLS servers, built once per pool (per
+    /// snapshot), or why they could not be; `None` when no server uses TLS.
+    tls_clients: Option<Result<Arc<TlsClients>, Arc<str>>>,
     pub balancer: Balancer,
     pub budget: RetryBudget,
     members: ArcSwap<Members>,
@@ -125,9 +130,22 @@ impl Pool {
                 server: server.clone(),
             })
             .collect();
+        let tls_clients = config.servers.iter().any(|s| s.tls).then(|| {
+            TlsClients::new(&config.tls, config.http2)
+                .map(Arc::new)
+                .map_err(|why| {
+                    // The config check loads the same files; this is a file changed since.
+                    tracing::error!(
+                        pool = %config.name,
+                        "the TLS settings of this upstream cannot be used; its TLS servers will fail with proxy_configuration_error: {why}"
+                    );
+                    Arc::from(why)
+                })
+        });
         let pool = Self {
             name: config.name.as_str().into(),
             settings: ConnSettings::from(config),
+            tls_clients,
             balancer: Balancer::new(config.balance.clone()),
             budget: RetryBudget::new(config.retry.budget, config.retry.min_retries_per_second),
             members: ArcSwap::from_pointee(Members::default()),
@@ -377,6 +395,22 @@ impl Pool {
         (failure, None)
     }
 
+    /// How a server entry is reached over TLS, if it is.
+    fn tls_target(&self, server: &UpstreamServer) -> Option<TlsTarget> {
+        if !server.tls {
+            return None;
+        }
+        let clients = match &self.tls_clients {
+            Some(clients) => clients.clone(),
+            None => Err(Arc::from("no TLS client configuration was built")),
+        };
+        Some(TlsTarget::new(
+            &self.config.tls,
+            &server.address.host,
+            clients,
+        ))
+    }
+
     fn limit_reached(&self, why: &str) -> Failure {
         Failure::new(
             FailureKind::ConnectionLimitReached,
@@ -423,23 +457,26 @@ impl Pool {
                 seen.push(addr);
                 let server = match current.find(addr) {
                     Some(server) if server.backup == entry.server.backup => Arc::clone(server),
-                    _ => Arc::new(Server::new(
-                        &self.name,
-                        ServerSpec {
-                            addr,
-                            host: address.host.as_str().into(),
-                            named: address.ip.is_none(),
-                            weight: entry.server.weight,
-                            max_connections: entry
-                                .server
-                                .max_connections
-                                .or(self.config.max_connections),
-                            backup: entry.server.backup,
-                        },
-                        self.registry.state(&self.name, addr),
-                        Arc::clone(&self.queue),
-                        self.settings.clone(),
-                    )),
+                    _ => Arc::new(
+                        Server::new(
+                            &self.name,
+                            ServerSpec {
+                                addr,
+                                host: address.host.as_str().into(),
+                                named: address.ip.is_none(),
+                                weight: entry.server.weight,
+                                max_connections: entry
+                                    .server
+                                    .max_connections
+                                    .or(self.config.max_connections),
+                                backup: entry.server.backup,
+                            },
+                            self.registry.state(&self.name, addr),
+                            Arc::clone(&self.queue),
+                            self.settings.clone(),
+                        )
+                        .with_protocols(self.config.http2, self.tls_target(&entry.server)),
+                    ),
                 };
                 if entry.server.backup {
                     backups.push(server);

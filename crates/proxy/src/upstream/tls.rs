@@ -7,14 +7,25 @@
 //! e.g. "expired" or "not valid for name", goes in `details`), an alert from the peer is
 //! `tls_alert_received` with its id and name, and everything else, including a peer that answers in
 //! plain HTTP or hangs up mid-handshake, is `tls_protocol_error`.
+//!
+//! In TLS 1.3 the server judges a client certificate only after the client's last handshake
+//! message, so from the client's side the handshake "succeeds" and the rejection (an alert such
+//! as `certificate_required`) arrives with the first read. When the server asked for a client
+//! certificate, [`handshake`] therefore waits briefly for the server's verdict (its session
+//! tickets, first bytes, or the alert), so that a rejected certificate is a `tls_alert_received`
+//! while connecting (retryable, nothing sent) rather than a connection closed mid-request.
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ProtocolVersion, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
@@ -111,6 +122,42 @@ pub fn upstream_client_config(
     Ok(Arc::new(config))
 }
 
+/// ALPN protocol ids.
+pub const ALPN_H2: &[u8] = b"h2";
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The client configurations of one upstream pool, built once per pool (per config snapshot):
+/// loading roots and keys per connection would cost more than the handshake.
+#[derive(Debug)]
+pub struct TlsClients {
+    /// Offers ALPN `http/1.1` only: HTTP/1.1 pools and upgrade (WebSocket) connections.
+    pub http1: Arc<ClientConfig>,
+    /// Offers ALPN `h2`, then `http/1.1`: pooled connections of an `http2` upstream.
+    pub http2: Option<Arc<ClientConfig>>,
+}
+
+impl TlsClients {
+    pub fn new(tls: &gatehouse_config::UpstreamTls, http2: bool) -> Result<Self, String> {
+        let http1 = upstream_client_config(tls, &[ALPN_HTTP11])?;
+        let http2 = http2.then(|| {
+            // Same roots and key, another ALPN list: a clone shares the verifier and the
+            // session cache.
+            let mut config = (*http1).clone();
+            config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+            Arc::new(config)
+        });
+        Ok(Self { http1, http2 })
+    }
+
+    /// The configuration for a connection that may (`want_h2`) or may not speak HTTP/2.
+    pub fn config(&self, want_h2: bool) -> &Arc<ClientConfig> {
+        match (&self.http2, want_h2) {
+            (Some(http2), true) => http2,
+            _ => &self.http1,
+        }
+    }
+}
+
 /// A client configuration with safe defaults (TLS 1.2 and 1.3, ring's cipher suites) offering
 /// the given ALPN protocols.
 pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
@@ -124,13 +171,15 @@ pub fn client_config(roots: RootCertStore, alpn: &[&[u8]]) -> Result<Arc<ClientC
     Ok(Arc::new(config))
 }
 
-/// The TLS handshake over a connected stream, within `timeout`.
+/// The TLS handshake over a connected stream, within `timeout`. `server_name` is sent as SNI
+/// and verified against the certificate; an IP literal is verified as an address (no SNI).
 pub async fn handshake(
     stream: TcpStream,
     server_name: &str,
     config: Arc<ClientConfig>,
     timeout: Duration,
 ) -> Result<(TlsStream<TcpStream>, TlsFacts), Failure> {
+    let started = Instant::now();
     let name = ServerName::try_from(server_name.to_owned()).map_err(|err| {
         Failure::new(
             FailureKind::TlsProtocolError,
@@ -138,8 +187,16 @@ pub async fn handshake(
             format!("{server_name:?} cannot be sent as a TLS server name: {err}"),
         )
     })?;
-    let connector = TlsConnector::from(config);
-    let stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+    // A per-connection view of the configuration that notes whether this server asks for a
+    // client certificate (see the module docs). The clone shares roots and session cache.
+    let asked = Arc::new(AtomicBool::new(false));
+    let mut watched = (*config).clone();
+    watched.client_auth_cert_resolver = Arc::new(WatchingResolver {
+        inner: Arc::clone(&config.client_auth_cert_resolver),
+        asked: Arc::clone(&asked),
+    });
+    let connector = TlsConnector::from(Arc::new(watched));
+    let mut stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
         Err(_) => {
             return Err(Failure::new(
                 FailureKind::TlsProtocolError,
@@ -150,6 +207,13 @@ pub async fn handshake(
         Ok(Err(err)) => return Err(classify_handshake_error(server_name, &err)),
         Ok(Ok(stream)) => stream,
     };
+    let tls13 = stream.get_ref().1.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+    if tls13 && asked.load(Ordering::Relaxed) {
+        // The verdict takes about one more round trip (our Finished out, its answer back);
+        // the handshake itself took about one, plus the server's work.
+        let wait = (started.elapsed() * 2).max(VERDICT_WAIT_MIN).min(timeout);
+        await_verdict(&mut stream, server_name, wait).await?;
+    }
     let (_, session) = stream.get_ref();
     let leaf = session
         .peer_certificates()
@@ -178,6 +242,87 @@ pub async fn handshake(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
     };
     Ok((stream, facts))
+}
+
+/// The least time given to a server to judge our client certificate (a loopback handshake takes
+/// a millisecond or two; the server may be busy).
+const VERDICT_WAIT_MIN: Duration = Duration::from_millis(25);
+
+/// The configured client-certificate resolver, noting that the server asked for a certificate.
+#[derive(Debug)]
+struct WatchingResolver {
+    inner: Arc<dyn ResolvesClientCert>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for WatchingResolver {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, sigschemes)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.inner.only_raw_public_keys()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
+    }
+}
+
+/// Waits up to `wait` for the server's first records after a TLS 1.3 handshake in which it
+/// asked for a client certificate: an alert (the certificate was refused) fails the connect;
+/// anything else, or nothing in time, lets it proceed. Records are fed to the session directly,
+/// so application data that arrives (an HTTP/2 server's SETTINGS) stays buffered in the session
+/// for the connection to read.
+async fn await_verdict(
+    stream: &mut TlsStream<TcpStream>,
+    server_name: &str,
+    wait: Duration,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let (tcp, session) = stream.get_mut();
+        match tokio::time::timeout_at(deadline, tcp.readable()).await {
+            Err(_) => return Ok(()),
+            Ok(Err(err)) => return Err(classify_handshake_error(server_name, &err)),
+            Ok(Ok(())) => {}
+        }
+        match session.read_tls(&mut NonBlocking(tcp)) {
+            Ok(0) => {
+                return Err(Failure::new(
+                    FailureKind::TlsProtocolError,
+                    Phase::Connecting,
+                    format!(
+                        "{server_name} closed the connection right after the TLS handshake (it may have refused the client certificate)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Err(classify_handshake_error(server_name, &err)),
+        }
+        return match session.process_new_packets() {
+            Ok(_) => Ok(()),
+            Err(err) => Err(classify_handshake_error(
+                server_name,
+                &io::Error::new(io::ErrorKind::InvalidData, err),
+            )),
+        };
+    }
+}
+
+/// `std::io::Read` over a tokio TCP stream without blocking (`WouldBlock` when nothing is there).
+struct NonBlocking<'a>(&'a TcpStream);
+
+impl io::Read for NonBlocking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
 }
 
 /// A failed handshake as one of the TLS kinds.

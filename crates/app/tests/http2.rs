@@ -1,0 +1,457 @@
+//! HTTP/2 towards clients: h2c with prior knowledge on plain listeners, h2 over TLS, the
+//! announced limits, load from h2load, failures answered (or streams reset) as on HTTP/1.1,
+//! and idle connections.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gatehouse_testkit::https::{TlsListener, curl_any, tls_listeners};
+use gatehouse_testkit::tls::TestCa;
+use gatehouse_testkit::{Behavior, Config, Gatehouse, ProxyStatus, Upstream};
+
+fn start(config: &Config) -> Gatehouse {
+    Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// --- h2c ---
+
+#[test]
+fn h2c_with_prior_knowledge_is_served_beside_http11() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let h2 = curl_any(&["--http2-prior-knowledge", &url(gh.addr(), "/x")]);
+    assert_eq!(
+        (
+            h2.exit_code,
+            h2.http_version.as_str(),
+            h2.status,
+            h2.text().as_str()
+        ),
+        (Some(0), "2", 200, "hello"),
+        "{h2:#?}"
+    );
+    let h1 = curl_any(&["--http1.1", &url(gh.addr(), "/y")]);
+    assert_eq!(
+        (h1.http_version.as_str(), h1.status),
+        ("1.1", 200),
+        "{h1:#?}"
+    );
+    let forwarded = &upstream.requests_to("/x")[0];
+    assert_eq!(
+        forwarded.version, 1,
+        "HTTP/1.1 upstream whatever the client spoke"
+    );
+    assert_eq!(forwarded.header("x-forwarded-proto"), Some("http"));
+    assert!(
+        forwarded.header("host").is_some(),
+        "the :authority becomes Host: {forwarded:#?}"
+    );
+}
+
+#[test]
+fn with_http2_off_h2c_is_refused_and_http11_still_served() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("http2", false));
+    let h2 = curl_any(&["--http2-prior-knowledge", &url(gh.addr(), "/")]);
+    assert_ne!(h2.http_version, "2", "{h2:#?}");
+    assert_ne!(h2.status, 200, "{h2:#?}");
+    let h1 = curl_any(&["--http1.1", &url(gh.addr(), "/")]);
+    assert_eq!((h1.exit_code, h1.status), (Some(0), 200), "{h1:#?}");
+}
+
+#[test]
+fn a_preface_arriving_in_pieces_is_still_http2() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let mut conn = TcpStream::connect(gh.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    conn.write_all(b"\r\nSM\r\n\r\n").unwrap();
+    conn.write_all(&frame(FRAME_SETTINGS, 0, &[])).unwrap();
+    let first = read_frame(&mut conn).expect("a frame from the server");
+    assert_eq!(
+        first.kind, FRAME_SETTINGS,
+        "the server's SETTINGS: {first:?}"
+    );
+}
+
+// --- the announced limits ---
+
+#[test]
+fn settings_announce_the_configured_max_concurrent_streams() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("http2_max_concurrent_streams", 77));
+    let output = Command::new("nghttp")
+        .args(["-nv", &url(gh.addr(), "/")])
+        .output()
+        .expect("nghttp (Debian package nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let received = received_settings(&text);
+    assert!(
+        received.contains(&"SETTINGS_MAX_CONCURRENT_STREAMS(0x03):77".to_owned()),
+        "{received:?}\n{text}"
+    );
+    assert!(
+        received.contains(&"SETTINGS_INITIAL_WINDOW_SIZE(0x04):1048576".to_owned()),
+        "the default stream window: {received:?}"
+    );
+}
+
+/// The parameters of the SETTINGS frames nghttp received (not those it sent).
+fn received_settings(verbose: &str) -> Vec<String> {
+    let mut params = Vec::new();
+    let mut inside = false;
+    for line in verbose.lines() {
+        if line.contains("recv SETTINGS frame") {
+            inside = true;
+        } else if line.starts_with('[') {
+            inside = false;
+        } else if inside && let Some(param) = line.trim().strip_prefix('[') {
+            params.push(param.trim_end_matches(']').to_owned());
+        }
+    }
+    params
+}
+
+// --- load ---
+
+/// Runs `h2load -n 200 -c 4 -m 10 URL` and returns its "requests:" line.
+fn h2load(url: &str) -> String {
+    let output = Command::new("h2load")
+        .args(["-n", "200", "-c", "4", "-m", "10", url])
+        .output()
+        .expect("h2load (Debian package nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("no requests line: {text}"))
+        .to_owned()
+}
+
+#[test]
+fn h2load_requests_all_succeed_over_h2c_and_tls() {
+    let upstream = Upstream::hello();
+    let ca = TestCa::new("h2load CA");
+    let cert = ca.leaf(&["a.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server(
+        "tls",
+        tls_listeners([
+            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
+        ]),
+    ));
+    let done =
+        "requests: 200 total, 200 started, 200 done, 200 succeeded, 0 failed, 0 errored, 0 timeout";
+    assert_eq!(h2load(&url(gh.addr(), "/")), done, "h2c");
+    assert_eq!(
+        h2load(&format!("https://{}/", gh.https_addr())),
+        done,
+        "h2 over TLS (ALPN)"
+    );
+}
+
+// --- failures ---
+
+#[test]
+fn a_502_over_http2_has_proxy_status_and_the_negotiated_json_body() {
+    let port = closed_port();
+    let ca = TestCa::new("h2 failure CA");
+    let cert = ca.leaf(&["a.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let ca_pem = ca.write_pem();
+    let gh = start(&Config::proxy_to([format!("127.0.0.1:{port}")]).server(
+        "tls",
+        tls_listeners([
+            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
+        ]),
+    ));
+    let https = gh.https_addr();
+    let resolve = format!("a.test:{}:127.0.0.1", https.port());
+    let tls_url = format!("https://a.test:{}/", https.port());
+    let h2c_url = url(gh.addr(), "/");
+    let runs = [
+        curl_any(&[
+            "--http2-prior-knowledge",
+            "-H",
+            "Accept: application/json",
+            &h2c_url,
+        ]),
+        curl_any(&[
+            "--http2",
+            "--cacert",
+            ca_pem.path().to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "-H",
+            "Accept: application/json",
+            &tls_url,
+        ]),
+    ];
+    for run in runs {
+        assert_eq!(
+            (run.http_version.as_str(), run.status),
+            ("2", 502),
+            "{run:#?}"
+        );
+        let lines = run.headers.get_all("proxy-status");
+        let member = ProxyStatus::from_lines(&lines)
+            .unwrap_or_else(|e| panic!("Proxy-Status {lines:?}: {e}"))
+            .last()
+            .clone();
+        assert_eq!(
+            (member.name.as_str(), member.error()),
+            ("gatehouse", Some("connection_refused"))
+        );
+        assert_eq!(
+            run.headers.get("content-type"),
+            Some("application/problem+json")
+        );
+        let body: serde_json::Value = serde_json::from_slice(&run.body).expect("a JSON body");
+        assert_eq!(body["error"], "connection_refused", "{body}");
+        assert_eq!(body["status"], 502, "{body}");
+        assert!(
+            run.headers.get("connection").is_none(),
+            "no connection-specific header on HTTP/2"
+        );
+        let request_id = run.headers.get("x-request-id").expect("X-Request-Id");
+        let access = gh.access_log(request_id);
+        assert_eq!(access["failure"], "connection_refused", "{access}");
+    }
+}
+
+#[test]
+fn a_failure_after_the_headers_resets_the_http2_stream() {
+    let upstream = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nX-Origin: yes\r\n\r\npartial".to_vec(),
+    ));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+
+    let run = curl_any(&["--http2-prior-knowledge", &url(gh.addr(), "/")]);
+    assert!(
+        run.exit_code == Some(92) && run.stderr.contains("INTERNAL_ERROR"),
+        "curl must see a stream reset, not a complete response: {run:#?}"
+    );
+
+    // The frames: the response head went out, then the stream was reset (no END_STREAM, no
+    // trailer that would pass for a complete body).
+    let output = Command::new("nghttp")
+        .args(["-nv", &url(gh.addr(), "/")])
+        .output()
+        .expect("nghttp (Debian package nghttp2-client)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let status = text
+        .find(":status: 200")
+        .unwrap_or_else(|| panic!("no head: {text}"));
+    let reset = text
+        .find("recv RST_STREAM frame")
+        .unwrap_or_else(|| panic!("no RST_STREAM: {text}"));
+    assert!(status < reset, "{text}");
+    assert!(
+        text[reset..].contains("error_code=INTERNAL_ERROR(0x02)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("flags=0x01, stream_id=13"),
+        "no frame ends the stream: {text}"
+    );
+
+    let record = gh.wait_for_log(
+        |l| l["target"] == "gatehouse::access",
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        (&record["status"], &record["failure"]),
+        (&200.into(), &"http_response_incomplete".into()),
+        "{record}"
+    );
+}
+
+// --- idle connections ---
+
+/// Opens an HTTP/2 connection, sends nothing more than SETTINGS (and its ACK, and PING ACKs
+/// when `answer_pings`), and returns the frame types received until the server closed, and
+/// when it did.
+fn idle_h2_connection(addr: SocketAddr, answer_pings: bool) -> (Vec<u8>, Duration) {
+    let mut conn = h2_connection(addr);
+    let started = Instant::now();
+    let mut kinds = Vec::new();
+    while let Some(Frame {
+        kind,
+        flags,
+        payload,
+        ..
+    }) = read_frame(&mut conn)
+    {
+        let ack = flags & 1 == 1;
+        // A write may fail once the server has closed; the read loop then ends.
+        if kind == FRAME_SETTINGS && !ack {
+            let _ = conn.write_all(&frame(FRAME_SETTINGS, 1, &[]));
+        }
+        if kind == FRAME_PING && !ack && answer_pings {
+            let _ = conn.write_all(&frame(FRAME_PING, 1, &payload));
+        }
+        kinds.push(kind);
+    }
+    (kinds, started.elapsed())
+}
+
+#[test]
+fn an_idle_http2_connection_gets_goaway_and_is_closed() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"));
+    let (kinds, elapsed) = idle_h2_connection(gh.addr(), true);
+    assert!(kinds.contains(&FRAME_GOAWAY), "frames received: {kinds:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "closed after {elapsed:?}"
+    );
+}
+
+#[test]
+fn an_idle_http2_client_that_ignores_goaway_is_dropped() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"));
+    let (kinds, elapsed) = idle_h2_connection(gh.addr(), false);
+    assert!(kinds.contains(&FRAME_GOAWAY), "frames received: {kinds:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?} (GOAWAY after one idle period, dropped after the next)"
+    );
+}
+
+#[test]
+fn an_http2_connection_with_requests_is_not_idle() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"));
+    let mut conn = h2_connection(gh.addr());
+    // Five requests 400 ms apart on one connection, more than two idle periods in all.
+    for i in 0..5u32 {
+        let stream = 2 * i + 1;
+        conn.write_all(&get_request(stream, &gh.addr().to_string()))
+            .unwrap();
+        loop {
+            let frame = read_frame(&mut conn)
+                .unwrap_or_else(|| panic!("closed before the response on stream {stream}"));
+            assert_ne!(
+                frame.kind, FRAME_GOAWAY,
+                "GOAWAY on a busy connection: {frame:?}"
+            );
+            if frame.kind == FRAME_PING && frame.flags & 1 == 0 {
+                conn.write_all(&frame_bytes(FRAME_PING, 1, 0, &frame.payload))
+                    .unwrap();
+            }
+            if frame.stream == stream && frame.flags & FLAG_END_STREAM != 0 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(upstream.requests().len(), 5);
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_client_header_timeout() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"));
+    let mut conn = TcpStream::connect(gh.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = conn.read(&mut buf);
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a byte: {read:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(4),
+        "closed after {elapsed:?}"
+    );
+}
+
+// --- raw HTTP/2 frames (RFC 9113 §4.1) ---
+
+const FRAME_HEADERS: u8 = 0x1;
+const FRAME_SETTINGS: u8 = 0x4;
+const FRAME_PING: u8 = 0x6;
+const FRAME_GOAWAY: u8 = 0x7;
+const FLAG_END_STREAM: u8 = 0x1;
+const FLAG_END_HEADERS: u8 = 0x4;
+
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut out = vec![len[1], len[2], len[3], kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    frame_bytes(kind, flags, 0, payload)
+}
+
+/// The next frame; `None` once the connection ends.
+fn read_frame(conn: &mut TcpStream) -> Option<Frame> {
+    let mut head = [0u8; 9];
+    conn.read_exact(&mut head).ok()?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    let mut payload = vec![0u8; len];
+    conn.read_exact(&mut payload).ok()?;
+    Some(Frame {
+        kind: head[3],
+        flags: head[4],
+        stream: u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]),
+        payload,
+    })
+}
+
+/// A connection past the preface and SETTINGS exchange.
+fn h2_connection(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    conn.write_all(&frame(FRAME_SETTINGS, 0, &[])).unwrap();
+    conn
+}
+
+/// `GET /` on `stream`, HPACK-encoded from the static table (RFC 7541 Appendix A) and one
+/// literal `:authority`.
+fn get_request(stream: u32, authority: &str) -> Vec<u8> {
+    // :method GET, :scheme http, :path /
+    let mut block = vec![0x82, 0x86, 0x84];
+    // :authority (static index 1), literal without indexing
+    block.push(0x01);
+    block.push(u8::try_from(authority.len()).unwrap());
+    block.extend_from_slice(authority.as_bytes());
+    frame_bytes(
+        FRAME_HEADERS,
+        FLAG_END_STREAM | FLAG_END_HEADERS,
+        stream,
+        &block,
+    )
+}
