@@ -455,3 +455,37 @@ fn get_request(stream: u32, authority: &str) -> Vec<u8> {
         &block,
     )
 }
+
+/// A header section over `max_request_header_size` gets gatehouse's own 431 over HTTP/2 too
+/// (Proxy-Status, the negotiated body, the access record), as on HTTP/1.1: the h2 layer's
+/// announced limit is twice gatehouse's, so only far larger sections meet its bare refusal.
+#[test]
+fn a_header_section_over_the_limit_is_gatehouses_431_over_http2() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("max_request_header_size", "8KiB"));
+    let fill = format!("X-Fill: {}", "a".repeat(10 * 1024));
+    let run = curl_any(&[
+        "--http2-prior-knowledge",
+        "-H",
+        &fill,
+        "-H",
+        "Accept: application/json",
+        &url(gh.addr(), "/big"),
+    ]);
+    assert_eq!(
+        (run.http_version.as_str(), run.status),
+        ("2", 431),
+        "{run:#?}"
+    );
+    let lines = run.headers.get_all("proxy-status");
+    let member = ProxyStatus::from_lines(&lines)
+        .unwrap_or_else(|e| panic!("Proxy-Status {lines:?}: {e}"))
+        .last()
+        .clone();
+    assert_eq!(member.error(), Some("http_request_error"), "{run:#?}");
+    let body: serde_json::Value = serde_json::from_slice(&run.body).expect("a JSON body");
+    assert_eq!(body["status"], 431, "{body}");
+    let request_id = run.headers.get("x-request-id").expect("X-Request-Id");
+    assert_eq!(gh.access_log(request_id)["status"], 431);
+    assert!(upstream.requests_to("/big").is_empty(), "never forwarded");
+}

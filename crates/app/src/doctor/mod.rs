@@ -167,12 +167,19 @@ fn routes_to(config: &Config, upstream: &str) -> Vec<String> {
 
 /// A listen or admin address that another process already holds makes `gatehouse run` fail.
 fn listener_smells(config: &Config) -> Vec<String> {
-    let admin = config.server.admin.iter().map(|a| ("admin", *a));
-    config
-        .server
+    let server = &config.server;
+    let admin = server.admin.iter().map(|a| ("admin", *a));
+    let tls = server
+        .tls
+        .iter()
+        .flat_map(|tls| tls.listen.iter().map(|a| ("tls.listen", *a)));
+    let redirect = server.redirect_https.iter().map(|a| ("redirect_https", *a));
+    server
         .listen
         .iter()
         .map(|a| ("listen", *a))
+        .chain(tls)
+        .chain(redirect)
         .chain(admin)
         .filter_map(|(key, addr): (&str, SocketAddr)| {
             let err = std::net::TcpListener::bind(addr).err()?;

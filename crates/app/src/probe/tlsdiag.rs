@@ -56,10 +56,8 @@ pub(crate) struct TlsReport {
 }
 
 impl TlsReport {
-    pub(crate) fn new(mut facts: TlsFacts, now: SystemTime) -> Self {
+    pub(crate) fn new(facts: TlsFacts, now: SystemTime) -> Self {
         let now = unix(now);
-        // rustls names versions `TLSv1_3`; people and the docs write `TLSv1.3`.
-        facts.protocol = facts.protocol.replace('_', ".");
         Self {
             expires: facts.not_after.and_then(rfc3339),
             days_left: facts.not_after.map(|t| days_left(t, now)),

@@ -32,7 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Interval};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::{ListenerKind, redirect};
 use crate::body::ProxyBody;
@@ -259,9 +259,13 @@ fn http2_builder(server: &ServerConfig) -> http2::Builder<TokioExecutor> {
         .max_concurrent_streams(settings.max_concurrent_streams)
         .initial_stream_window_size(settings.stream_window)
         .initial_connection_window_size(settings.connection_window)
-        // Announced in SETTINGS (RFC 9113 §6.5.2); the request checks answer 431 in detail
-        // to anything that still arrives above gatehouse's limit.
-        .max_header_list_size(u32::try_from(server.max_request_header_size).unwrap_or(u32::MAX))
+        // Announced in SETTINGS (RFC 9113 §6.5.2). Twice gatehouse's own limit, as hyper's
+        // HTTP/1.1 buffer is: a header section between the two gets gatehouse's full 431 (with
+        // its body and access record) from the service's check; only far larger ones get the
+        // h2 layer's bare 431 (h2 also counts 32 bytes per field, gatehouse 4).
+        .max_header_list_size(
+            u32::try_from(server.max_request_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
+        )
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
     builder
@@ -340,6 +344,10 @@ impl http_body::Body for Counted {
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        // An error passed up here (a failure after the head went out) is what makes hyper
+        // reset an HTTP/2 stream with RST_STREAM(INTERNAL_ERROR), or cut an HTTP/1.1 response
+        // short. No Proxy-Status trailer is sent instead: a trailer section ends the stream
+        // (END_STREAM) and would make the truncated body look complete.
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -364,9 +372,13 @@ struct IdleWatch<'a> {
 
 impl<'a> IdleWatch<'a> {
     fn new(streams: &'a Streams, period: Duration) -> Self {
+        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+        // After a stall, a whole period still passes between GOAWAY and dropping the
+        // connection (no burst of catch-up ticks).
+        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
             streams,
-            interval: tokio::time::interval_at(Instant::now() + period, period),
+            interval,
             last_opened: streams.opened.load(Ordering::Relaxed),
         }
     }

@@ -227,11 +227,12 @@ pub async fn handshake(
         subject,
         issuer,
         not_after,
+        // rustls names versions `TLSv1_3`; people and the docs write `TLSv1.3`.
         protocol: session
             .protocol_version()
             .and_then(|v| v.as_str())
             .unwrap_or("unknown")
-            .to_owned(),
+            .replace('_', "."),
         cipher: session
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())
