@@ -436,3 +436,58 @@ fn a_redirect_without_a_host_is_a_400() {
     gh.expect_failure(&resp, 400, "http_request_error");
     assert!(resp.header("location").is_none());
 }
+
+// --- handshake limits ---
+
+/// A client that connects to a TLS listener and never sends a ClientHello is closed after
+/// `client_header_timeout`, and counted as a timed-out handshake; one that sends garbage is
+/// counted as a failed one. Neither holds a connection open.
+#[test]
+fn stalled_and_broken_handshakes_are_closed_and_counted() {
+    use gatehouse_testkit::RawConn;
+    use gatehouse_testkit::metrics::{parse_samples, sum};
+    use std::time::Duration;
+
+    let upstream = Upstream::hello();
+    let ca = TestCa::new("handshake limits CA");
+    let a = Cert::new(&ca, &["a.test"]);
+    let gh = start(&with_tls(
+        Config::proxy_to([upstream.addr()])
+            .server("admin", "127.0.0.1:0")
+            .server("client_header_timeout", "1s"),
+        [tls("127.0.0.1:0", &[&a])],
+    ));
+    let https = gh.https_addr();
+
+    let mut silent = RawConn::connect(https);
+    assert!(
+        !silent.closes_within(Duration::from_millis(500)),
+        "closed before client_header_timeout"
+    );
+    assert!(
+        silent.closes_within(Duration::from_secs(3)),
+        "a client that sends no ClientHello is closed after client_header_timeout (1s)"
+    );
+
+    let mut garbage = RawConn::connect(https);
+    garbage
+        .send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .expect("send");
+    assert!(
+        garbage.closes_within(Duration::from_secs(3)),
+        "plain HTTP on a TLS port is refused"
+    );
+
+    let counted = |reason: &str| {
+        let scrape = Req::get("/metrics").send(gh.admin_addr());
+        let samples = parse_samples(&scrape.text());
+        sum(
+            &samples,
+            "gatehouse_tls_handshake_failures_total",
+            &[("reason", reason)],
+        )
+        .0
+    };
+    assert_eq!(counted("timeout"), 1.0);
+    assert_eq!(counted("error"), 1.0);
+}

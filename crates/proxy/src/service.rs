@@ -40,7 +40,7 @@ use crate::tunnel::{self, Tunnel};
 use crate::upstream::balance::stable_hash;
 use crate::upstream::connect::{ConnMode, connect};
 use crate::upstream::pool::{Members, NoServer, Pool};
-use crate::upstream::server::{Conn, Lease, Server};
+use crate::upstream::server::{Conn, Lease, Protocol, Server};
 
 mod caching;
 
@@ -343,26 +343,35 @@ impl Pipeline<'_> {
         let request_id = HeaderValue::from_str(&self.request_id)
             .unwrap_or_else(|_| HeaderValue::from_static("-"));
         let host_header = parts.headers.get(header::HOST).cloned();
+        // HTTP/2 clients send `:authority` instead of Host (RFC 9113 §8.3.1); it becomes Host
+        // below and is the host they asked for, so X-Forwarded-Host carries it too.
+        let authority_host = match &host_header {
+            Some(_) => None,
+            None => parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+        };
         forward::request_headers(
             &mut parts.headers,
             &forward::Hop {
                 client_ip: &activity.client_ip,
                 via: &self.snapshot.via,
                 request_id: &request_id,
-                host: host_header.as_ref(),
+                host: host_header.as_ref().or(authority_host.as_ref()),
                 proto: if activity.https { "https" } else { "http" },
             },
         );
         if let Some(upgrade) = &upgrade {
             forward::keep_upgrade(&mut parts.headers, &upgrade.protocols);
         }
-        if let Some(authority) = parts.uri.authority().cloned() {
+        if parts.uri.authority().is_some() {
             // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form,
             // with the authority as Host when the client sent none.
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = Uri::try_from(origin_form).unwrap_or_else(|_| Uri::from_static("/"));
             if host_header.is_none()
-                && let Ok(authority) = HeaderValue::from_str(authority.as_str())
+                && let Some(authority) = authority_host
             {
                 parts.headers.insert(header::HOST, authority);
             }
@@ -694,7 +703,11 @@ impl Pipeline<'_> {
                 // A request hyper gave back was never written.
                 let request_sent = request_sent && unsent.is_none();
                 Err(AttemptFailure {
+                    // Only an idle HTTP/1.1 connection goes stale; a refused HTTP/2 stream
+                    // on a shared connection is the server's answer (it sheds load), held
+                    // against it and retried elsewhere like any unsent request.
                     stale_connection: conn.reused
+                        && conn.protocol == Protocol::Http1
                         && !request_sent
                         && failure.kind == FailureKind::ConnectionTerminated,
                     failure,
@@ -779,7 +792,10 @@ impl Pipeline<'_> {
         self.record.upstream_status = Some(status.as_u16());
         if caching::is_stale_status(status)
             && let Some(stale) = self
-                .stale_copy(OriginFailed::Status(status, &server.label), head_only)
+                .stale_copy(
+                    OriginFailed::Status(status, &server.label, conn.protocol.alpn()),
+                    head_only,
+                )
                 .await
         {
             // The origin's error body is not read; its connection closes.
@@ -814,10 +830,11 @@ impl Pipeline<'_> {
             }
         }
         if status.is_server_error()
-            && let Some(member) = self
-                .snapshot
-                .proxy_status
-                .for_received_status(status.as_u16(), &server.label)
+            && let Some(member) = self.snapshot.proxy_status.for_received_status(
+                status.as_u16(),
+                &server.label,
+                conn.protocol.alpn(),
+            )
         {
             parts.headers.append("proxy-status", member);
         }

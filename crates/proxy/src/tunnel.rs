@@ -37,7 +37,7 @@ pub struct Tunnel {
     pub client: OnUpgrade,
     /// The upstream's side, already taken over after its 101.
     pub upstream: Upgraded,
-    /// No byte either way for this long closes the tunnel; zero means no limit.
+    /// No byte either way for this long closes the tunnel (validated to be more than zero).
     pub idle_timeout: Duration,
     pub request_id: Arc<str>,
     /// The server's slot, freed when the tunnel ends.
@@ -89,12 +89,12 @@ impl Tunnel {
             Ok(client) => {
                 let up = AtomicU64::new(0);
                 let down = AtomicU64::new(0);
-                let mut client = Counted {
+                let mut client = CountedSide {
                     inner: TokioIo::new(client),
                     bytes: &up,
                     activity: &activity,
                 };
-                let mut upstream = Counted {
+                let mut upstream = CountedSide {
                     inner: TokioIo::new(upstream),
                     bytes: &down,
                     activity: &activity,
@@ -135,13 +135,8 @@ impl Tunnel {
 /// Waits for the client's side of the upgrade. Bounded by the idle timeout too: a client that
 /// never completes the switch must not hold the upstream connection and its slot.
 async fn with_idle_limit(client: OnUpgrade, idle_timeout: Duration) -> Result<Upgraded, End> {
-    let upgraded = if idle_timeout.is_zero() {
-        client.await
-    } else {
-        match tokio::time::timeout(idle_timeout, client).await {
-            Ok(upgraded) => upgraded,
-            Err(_) => return Err(End::Idle),
-        }
+    let Ok(upgraded) = tokio::time::timeout(idle_timeout, client).await else {
+        return Err(End::Idle);
     };
     upgraded.map_err(|err| End::ClientNotUpgraded(err.to_string()))
 }
@@ -172,12 +167,9 @@ impl Activity {
         self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 
-    /// Resolves once nothing moved for `timeout` (never, for zero: no limit). Sleeps until the
-    /// deadline the last activity sets, then looks again, so traffic costs no timer resets.
+    /// Resolves once nothing moved for `timeout`. Sleeps until the deadline the last activity
+    /// sets, then looks again, so traffic costs no timer resets.
     async fn idle_for(&self, timeout: Duration) {
-        if timeout.is_zero() {
-            return std::future::pending().await;
-        }
         loop {
             let deadline = self.last() + timeout;
             if Instant::now() >= deadline {
@@ -191,13 +183,13 @@ impl Activity {
 /// One side of a tunnel: counts the bytes read from it (what it sent into the tunnel) and
 /// notes the activity; writes pass through.
 #[derive(Debug)]
-struct Counted<'a, T> {
+struct CountedSide<'a, T> {
     inner: T,
     bytes: &'a AtomicU64,
     activity: &'a Activity,
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
+impl<T: AsyncRead + Unpin> AsyncRead for CountedSide<'_, T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -215,7 +207,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<'_, T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<'_, T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for CountedSide<'_, T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -272,7 +264,7 @@ mod tests {
         let (mut near, far) = tokio::io::duplex(64);
         let activity = Activity::new();
         let bytes = AtomicU64::new(0);
-        let mut counted = Counted {
+        let mut counted = CountedSide {
             inner: far,
             bytes: &bytes,
             activity: &activity,

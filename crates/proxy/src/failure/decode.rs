@@ -722,7 +722,11 @@ mod tests {
 
     #[test]
     fn received_status_round_trip() {
-        let e = one_proxy(&full("edge").for_received_status(503, "app/x:1").unwrap());
+        let e = one_proxy(
+            &full("edge")
+                .for_received_status(503, "app/x:1", "http/1.1")
+                .unwrap(),
+        );
         assert_eq!(e.error, None);
         assert_eq!(e.kind, None);
         assert_eq!(e.received_status, Some(503));
@@ -735,7 +739,11 @@ mod tests {
         );
 
         let minimal = ProxyStatusWriter::new("edge", ProxyStatusMode::Minimal);
-        let e = one_proxy(&minimal.for_received_status(502, "app/x:1").unwrap());
+        let e = one_proxy(
+            &minimal
+                .for_received_status(502, "app/x:1", "http/1.1")
+                .unwrap(),
+        );
         assert_eq!(
             e.words,
             "gateway `edge` passed on status 502 from the upstream: \

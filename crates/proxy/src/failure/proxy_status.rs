@@ -79,7 +79,14 @@ impl ProxyStatusWriter {
     /// The member appended to an upstream's own 5xx, so "the origin said 502" reads differently
     /// from "the proxy said 502". `received-status` is told even in `minimal` mode: the status is
     /// visible to the client anyway and the distinction is the point of the member.
-    pub fn for_received_status(&self, status: u16, next_hop: &str) -> Option<HeaderValue> {
+    /// `next_protocol` is the ALPN token of the connection the response came on (`http/1.1`,
+    /// `h2`, `h2c`).
+    pub fn for_received_status(
+        &self,
+        status: u16,
+        next_hop: &str,
+        next_protocol: &str,
+    ) -> Option<HeaderValue> {
         if self.mode == ProxyStatusMode::Off {
             return None;
         }
@@ -89,7 +96,10 @@ impl ProxyStatusWriter {
         if self.mode == ProxyStatusMode::Full {
             ser = ser
                 .parameter(key("next-hop"), string(&sanitize(next_hop)))
-                .parameter(key("next-protocol"), TokenRef::from_str("http/1.1").ok()?);
+                .parameter(
+                    key("next-protocol"),
+                    TokenRef::from_str(next_protocol).ok()?,
+                );
         }
         HeaderValue::from_str(&ser.finish()).ok()
     }
@@ -153,14 +163,14 @@ mod tests {
         let writer = ProxyStatusWriter::new("gatehouse", ProxyStatusMode::Off);
         let failure = Failure::new(FailureKind::ConnectionRefused, Phase::Connecting, "x");
         assert!(writer.for_failure(&failure, None).is_none());
-        assert!(writer.for_received_status(502, "a").is_none());
+        assert!(writer.for_received_status(502, "a", "http/1.1").is_none());
     }
 
     #[test]
     fn received_status_member() {
         let writer = ProxyStatusWriter::new("gatehouse", ProxyStatusMode::Minimal);
         assert_eq!(
-            writer.for_received_status(503, "app/x:1").unwrap(),
+            writer.for_received_status(503, "app/x:1", "h2").unwrap(),
             "gatehouse;received-status=503"
         );
     }

@@ -57,8 +57,8 @@ pub(super) struct CacheRequest {
 pub(super) enum OriginFailed<'f> {
     /// A failure of gatehouse's taxonomy; its Proxy-Status goes on the stale response.
     Failure(&'f Failure, Option<&'f str>),
-    /// The origin's own 500, 502, 503 or 504.
-    Status(StatusCode, &'f str),
+    /// The origin's own 500, 502, 503 or 504, from this server, over this protocol (ALPN token).
+    Status(StatusCode, &'f str, &'static str),
 }
 
 /// An origin status that lets a stale copy be served (RFC 5861 §4: "500, 502, 503, or 504").
@@ -295,7 +295,7 @@ impl Pipeline<'_> {
                 failure.kind.token()
             }
             OriginFailed::Failure(..) => return None,
-            OriginFailed::Status(status, _) if is_stale_status(status) => status_reason(status),
+            OriginFailed::Status(status, ..) if is_stale_status(status) => status_reason(status),
             OriginFailed::Status(..) => return None,
         };
         let route = self.record.route.clone();
@@ -359,7 +359,7 @@ impl Pipeline<'_> {
         let status = CacheStatus {
             fwd: Some("stale"),
             fwd_status: match failed {
-                OriginFailed::Status(status, _) => Some(status.as_u16()),
+                OriginFailed::Status(status, ..) => Some(status.as_u16()),
                 OriginFailed::Failure(..) => None,
             },
             ttl: Some(serve::ttl_secs(freshness)),
@@ -403,7 +403,7 @@ impl Pipeline<'_> {
         let status = CacheStatus {
             fwd: Some(if failed.is_some() { "stale" } else { "bypass" }),
             fwd_status: match failed {
-                Some(OriginFailed::Status(status, _)) => Some(status.as_u16()),
+                Some(OriginFailed::Status(status, ..)) => Some(status.as_u16()),
                 _ => None,
             },
             detail: Some(detail),
@@ -427,10 +427,10 @@ impl Pipeline<'_> {
             OriginFailed::Failure(failure, next_hop) => {
                 self.snapshot.proxy_status.for_failure(failure, next_hop)
             }
-            OriginFailed::Status(status, next_hop) => self
+            OriginFailed::Status(status, next_hop, protocol) => self
                 .snapshot
                 .proxy_status
-                .for_received_status(status.as_u16(), next_hop),
+                .for_received_status(status.as_u16(), next_hop, protocol),
         };
         if let Some(member) = member {
             response.headers_mut().append("proxy-status", member);
@@ -454,7 +454,7 @@ impl Pipeline<'_> {
                     );
                 }
             }
-            OriginFailed::Status(status, _) => self.record.upstream_status = Some(status.as_u16()),
+            OriginFailed::Status(status, ..) => self.record.upstream_status = Some(status.as_u16()),
         }
     }
 

@@ -201,6 +201,31 @@ pub async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    handshake_http1(stream, send_timeout, max_response_header_size, false).await
+}
+
+/// Like [`handshake`], for a connection whose one request may switch protocols: after a `101`
+/// the connection task hands the stream over (`hyper::upgrade::on(response)`).
+pub async fn handshake_upgradable<S>(
+    stream: S,
+    send_timeout: Duration,
+    max_response_header_size: usize,
+) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnStats>), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    handshake_http1(stream, send_timeout, max_response_header_size, true).await
+}
+
+async fn handshake_http1<S>(
+    stream: S,
+    send_timeout: Duration,
+    max_response_header_size: usize,
+    upgrades: bool,
+) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnStats>), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (io, stats) = UpstreamIo::new(stream, send_timeout);
     let mut builder = http1::Builder::new();
     // hyper's default of 100 header fields is kept: above 100 it allocates its parse arrays on
@@ -216,39 +241,16 @@ where
                 err.to_string(),
             )
         })?;
-    tokio::spawn(async move {
-        // Errors surface to the request through its response or body; the log line is written there.
-        let _ = connection.await;
-    });
-    Ok((sender, stats))
-}
-
-/// Like [`handshake`], for a connection whose one request may switch protocols: after a `101`
-/// the connection task hands the stream over (`hyper::upgrade::on(response)`).
-pub async fn handshake_upgradable<S>(
-    stream: S,
-    send_timeout: Duration,
-    max_response_header_size: usize,
-) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnStats>), Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (io, stats) = UpstreamIo::new(stream, send_timeout);
-    let mut builder = http1::Builder::new();
-    builder.max_buf_size(max_response_header_size.max(8192));
-    let (sender, connection) = builder
-        .handshake::<_, RequestBody>(TokioIo::new(io))
-        .await
-        .map_err(|err| {
-            Failure::new(
-                FailureKind::ProxyInternalError,
-                Phase::Connecting,
-                err.to_string(),
-            )
-        })?;
-    tokio::spawn(async move {
-        let _ = connection.with_upgrades().await;
-    });
+    // Errors surface to the request through its response or body; the log line is written there.
+    if upgrades {
+        tokio::spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+    } else {
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
     Ok((sender, stats))
 }
 
@@ -280,6 +282,11 @@ impl std::fmt::Debug for H2Driver {
     }
 }
 
+/// How often a shared upstream HTTP/2 connection is checked with a PING.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a PING may go unanswered before the connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Starts an HTTP/2 client connection and spawns its connection task.
 pub async fn handshake_h2(
     transport: Transport,
@@ -290,7 +297,15 @@ pub async fn handshake_h2(
     let (io, _stats) = UpstreamIo::new(transport, settings.send_timeout);
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
-        .max_header_list_size(u32::try_from(settings.max_response_header_size).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(settings.max_response_header_size).unwrap_or(u32::MAX))
+        // One connection carries every request to the server, so a connection that went
+        // silently dead (a NAT or firewall dropped it) must be noticed before requests pile
+        // onto it: a PING unanswered within the timeout closes it, and the next request opens
+        // a new one.
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT)
+        .keep_alive_while_idle(true);
     let (sender, connection) = builder
         .handshake::<_, RequestBody>(TokioIo::new(io))
         .await

@@ -361,13 +361,6 @@ impl Sender {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
-    pub fn is_ready(&self) -> bool {
-        match self {
-            Self::Http1(sender) => sender.is_ready(),
-            Self::Http2(stream) => stream.sender.is_ready(),
-        }
-    }
-
     pub fn is_closed(&self) -> bool {
         match self {
             Self::Http1(sender) => sender.is_closed(),
