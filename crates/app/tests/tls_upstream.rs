@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_testkit::tls::{TestCa, Validity};
 use gatehouse_testkit::tls_origin::TlsOrigin;
-use gatehouse_testkit::{Config, Gatehouse, PATIENCE, RawResponse, Req, TempFile, Upstream};
+use gatehouse_testkit::{Config, Gatehouse, PATIENCE, Param, RawResponse, Req, TempFile, Upstream};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, Version};
@@ -491,6 +491,11 @@ async fn answer(
         _ => {}
     }
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if req.uri().path() == "/unavailable" {
+        let mut response = Response::new(Full::new(&b"down for now"[..]));
+        *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return response;
+    }
     Response::new(Full::new(&b"hello h2"[..]))
 }
 
@@ -591,6 +596,29 @@ fn h2c_with_prior_knowledge_shares_one_connection() {
     );
     assert_eq!(h2.connections(), 1);
     assert!(h2.state.peak_in_flight.load(Ordering::SeqCst) > 1);
+}
+
+/// The member gatehouse adds to an origin's own 5xx names the protocol it was spoken over.
+#[test]
+fn an_origin_5xx_over_h2c_says_next_protocol_h2c() {
+    let h2 = H2Origin::start(None);
+    let gh = start(
+        proxy_to(&[h2.addr.to_string()])
+            .upstream_setting("app", "http2", true)
+            .server("proxy_status", "full"),
+    );
+    let resp = Req::get("/unavailable").send(gh.addr());
+    assert_eq!(
+        (resp.status, resp.text().as_str()),
+        (503, "down for now"),
+        "{resp:#?}"
+    );
+    let member = resp.proxy_status().last().clone();
+    assert_eq!(member.integer("received-status"), Some(503), "{resp:#?}");
+    assert!(
+        matches!(member.param("next-protocol"), Some(Param::Token(t)) if t == "h2c"),
+        "{resp:#?}"
+    );
 }
 
 #[test]
