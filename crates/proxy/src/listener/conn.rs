@@ -199,8 +199,10 @@ impl Conn {
         let service_activity = Arc::clone(&activity);
         let streams = Arc::new(Streams::default());
         let service_streams = Arc::clone(&streams);
+        // Only HTTP/2's idle watch reads the stream counts; HTTP/1.1 requests skip them.
+        let count_streams = protocol == Protocol::Http2;
         let service = service_fn(move |req: Request<Incoming>| {
-            let open = OpenStream::new(&service_streams);
+            let open = count_streams.then(|| OpenStream::new(&service_streams));
             let snapshot = current.load_full();
             let activity = Arc::clone(&service_activity);
             async move {
@@ -329,11 +331,11 @@ impl Drop for OpenStream {
     }
 }
 
-/// A response body that keeps its stream counted as open.
+/// A response body that keeps its HTTP/2 stream counted as open (HTTP/1.1: no count).
 #[derive(Debug)]
 struct Counted {
     body: ProxyBody,
-    _open: OpenStream,
+    _open: Option<OpenStream>,
 }
 
 impl http_body::Body for Counted {
