@@ -1050,3 +1050,130 @@ fn tls_certificate_expiring_in_5_days_is_a_warning() {
         run.stdout
     );
 }
+
+// --- HTTP/2 on cleartext (prior knowledge) ---
+
+/// A cleartext HTTP/2-only origin (prior knowledge): hyper's server on its own tokio runtime,
+/// answering every request with 200 `hello h2` and noting the HTTP version it came over.
+struct H2cOrigin {
+    addr: SocketAddr,
+    versions: std::sync::Arc<std::sync::Mutex<Vec<http::Version>>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl H2cOrigin {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let versions: std::sync::Arc<std::sync::Mutex<Vec<http::Version>>> =
+            std::sync::Arc::default();
+        let seen = std::sync::Arc::clone(&versions);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = std::sync::Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            seen.lock().expect("versions").push(req.version());
+                            async {
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                    http_body_util::Full::new(&b"hello h2"[..]),
+                                ))
+                            }
+                        },
+                    );
+                    let builder = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            versions,
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for H2cOrigin {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn http2_upstream_whose_server_speaks_only_http11_fails_as_through_the_proxy() {
+    use gatehouse_testkit::{Gatehouse, Req};
+
+    // `http2 = true` on cleartext: the proxy speaks HTTP/2 with prior knowledge, which an
+    // HTTP/1.1-only server cannot answer. The doctor must meet what a request meets.
+    let upstream = Upstream::serve(Reply::ok("pong"));
+    let config = pinging([upstream.addr()])
+        .upstream_setting("app", "http2", true)
+        .server("proxy_status", "full");
+
+    let proxy = Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml());
+    let through_proxy = Req::get(PING).send(proxy.addr());
+    let status = through_proxy.status;
+    let kind = through_proxy
+        .proxy_status()
+        .last()
+        .error()
+        .unwrap_or_else(|| panic!("no error in Proxy-Status: {through_proxy:#?}"))
+        .to_owned();
+    assert!(status >= 500, "{through_proxy:#?}");
+    drop(proxy);
+
+    let (run, report) = doctor_json(&config, &[]);
+    let server = only_server(&report);
+    let verdict = assert_failed(server, &kind, status);
+    assert!(
+        text(verdict, "fix").starts_with("set upstream.app.http2 = false"),
+        "{verdict:#}"
+    );
+    assert_eq!(server["http"]["protocol"], "h2c", "{server:#}");
+    assert_outcome(&run, &report, 0, json!({ kind.as_str(): 1 }));
+    assert!(
+        number(server, "connect_ms") >= 0.0,
+        "the TCP connect worked: {server:#}"
+    );
+}
+
+#[test]
+fn http2_upstream_on_cleartext_is_checked_over_h2c() {
+    let origin = H2cOrigin::start();
+    let config = pinging([origin.addr]).upstream_setting("app", "http2", true);
+    let (run, report) = doctor_json(&config, &[]);
+    assert_outcome(&run, &report, 1, json!({}));
+    let server = only_server(&report);
+    assert_eq!(server["verdict"]["healthy"], true, "{server:#}");
+    let http = &server["http"];
+    assert_eq!(http["status"], 200, "{server:#}");
+    assert_eq!(http["protocol"], "h2c", "{server:#}");
+    assert_eq!(http["body_bytes"], 8, "{server:#}");
+    assert_eq!(
+        *origin.versions.lock().expect("versions"),
+        [http::Version::HTTP_2],
+        "one HTTP/2 request from the doctor"
+    );
+    let run = doctor(&config, &[]);
+    assert!(
+        run.stdout
+            .contains("      http     GET /ping over h2c → 200"),
+        "{}",
+        run.stdout
+    );
+}

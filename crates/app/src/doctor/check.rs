@@ -1,12 +1,12 @@
 //! Checking one `servers` entry the way the proxy would use it: resolve its name with the
-//! proxy's resolver, connect with the proxy's `connect` (same timeout, same header-size limit),
-//! for a TLS server do the handshake with the pool's client configuration, send one request to
-//! the health path, and classify every failure with the proxy's own code.
+//! proxy's resolver, open a connection with the proxy's own steps and the server's
+//! `ServerSettings` as the pool builds them (TCP connect, TLS handshake with the pool's client
+//! configuration, then HTTP/1.1, or HTTP/2 over ALPN `h2` or cleartext prior knowledge for an
+//! `http2` upstream; same timeouts, same header-size limit), send one request to the health
+//! path on it, and classify every failure with the proxy's own code.
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,19 +14,19 @@ use gatehouse_config::{UpstreamConfig, UpstreamServer};
 use gatehouse_proxy::body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
-use gatehouse_proxy::upstream::connect::{self, ConnMode, connect};
+use gatehouse_proxy::upstream::connect;
 use gatehouse_proxy::upstream::dns::Dns;
-use gatehouse_proxy::upstream::io::{ConnStats, UpstreamIo};
-use gatehouse_proxy::upstream::server::{self, ConnSettings};
+use gatehouse_proxy::upstream::io::Transport;
+use gatehouse_proxy::upstream::server::{
+    self, Conn, ConnSettings, Multiplexed, Protocol, ServerSettings, TlsTarget,
+};
 use gatehouse_proxy::upstream::tls;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::uri::Authority;
+use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::ports::{self, Listener};
@@ -93,6 +93,10 @@ pub(crate) struct TlsStep {
 pub(crate) struct HttpStep {
     /// e.g. `GET /ping`.
     pub(crate) request: String,
+    /// The protocol the request went over, as the proxy's would: `http/1.1`, `h2` (HTTP/2 over
+    /// TLS) or `h2c` (HTTP/2 over cleartext, prior knowledge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) protocol: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) status: Option<u16>,
     /// From sending the request to the complete response header section.
@@ -118,27 +122,16 @@ pub(crate) struct Context<'a> {
     pub(crate) listeners: &'a [Listener],
     /// How long to keep waiting for a server slower than `response_timeout`, to measure it.
     pub(crate) wait: Duration,
-    /// The pool's TLS client configuration, or why it cannot be built; `None` when no server
-    /// of the upstream is reached over TLS.
-    pub(crate) tls: Option<Result<Arc<ClientConfig>, String>>,
 }
 
-/// The ALPN protocols the pool offers: `h2` first when the upstream speaks HTTP/2.
-pub(crate) fn alpn_offered(upstream: &UpstreamConfig) -> Vec<&'static [u8]> {
+/// The ALPN protocols the pool offers: `h2` first when the upstream speaks HTTP/2 (the
+/// proxy's `TlsClients`; used for the report's words when they cannot be built).
+fn alpn_offered(upstream: &UpstreamConfig) -> Vec<&'static [u8]> {
     if upstream.http2 {
-        vec![b"h2", b"http/1.1"]
+        vec![tls::ALPN_H2, tls::ALPN_HTTP11]
     } else {
-        vec![b"http/1.1"]
+        vec![tls::ALPN_HTTP11]
     }
-}
-
-/// The pool's TLS client configuration, as the proxy builds it, when any server needs one.
-pub(crate) fn pool_tls(upstream: &UpstreamConfig) -> Option<Result<Arc<ClientConfig>, String>> {
-    upstream
-        .servers
-        .iter()
-        .any(|s| s.tls)
-        .then(|| tls::upstream_client_config(&upstream.tls, &alpn_offered(upstream)))
 }
 
 /// Checks one `servers` entry: one report per address its name resolves to (one for a literal).
@@ -202,6 +195,8 @@ pub(crate) struct Facts {
     pub(crate) port_hints: Vec<ports::PortHint>,
     pub(crate) settings: Option<ConnSettings>,
     pub(crate) request: String,
+    /// The protocol the connection spoke (known once the connection was opened).
+    pub(crate) protocol: Option<Protocol>,
     pub(crate) header_bytes: Option<u64>,
     pub(crate) late_first_byte: Option<Duration>,
     pub(crate) waited: Duration,
@@ -283,28 +278,28 @@ async fn check_address(
         report.verdict = verdict::failed(&failure, &facts);
         return report;
     }
-    let settings = ConnSettings::from(cx.upstream);
-    let transport = if entry.tls {
+    // What the pool would use for this server: TLS target and client configurations (ALPN
+    // `h2` offered when `http2`), HTTP/2 prior knowledge on cleartext.
+    let settings = ServerSettings::for_server(cx.upstream, entry);
+    if let Some(target) = &settings.tls {
         let mut diagnosis = TlsDiagnosis::new(cx.upstream, &entry.address.host);
-        let config = match &cx.tls {
-            Some(Ok(config)) => Arc::clone(config),
-            Some(Err(why)) => {
-                diagnosis.config_error = Some(why.clone());
+        diagnosis.server_name = target.server_name.to_string();
+        match &target.clients {
+            Ok(clients) => {
+                diagnosis.alpn_offered = clients
+                    .config(settings.http2)
+                    .alpn_protocols
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+            }
+            Err(why) => {
+                diagnosis.config_error = Some(why.to_string());
                 facts.tls = Some(diagnosis);
                 report.verdict = verdict::failed(&tls_config_failure(cx, why), &facts);
                 return report;
             }
-            None => {
-                // pool_tls builds it whenever a server has `tls`; a missing one is a bug here.
-                let why = "no TLS client configuration was built".to_owned();
-                report.verdict = verdict::failed(&tls_config_failure(cx, &why), &facts);
-                return report;
-            }
-        };
-        let transport = Transport::Tls {
-            config,
-            server_name: diagnosis.server_name.clone(),
-        };
+        }
         report.tls = Some(TlsStep {
             server_name: diagnosis.server_name.clone(),
             alpn_offered: diagnosis.alpn_offered.clone(),
@@ -313,10 +308,7 @@ async fn check_address(
             certificate: None,
         });
         facts.tls = Some(diagnosis);
-        transport
-    } else {
-        Transport::Plain
-    };
+    }
     let (path, host) = match &cx.upstream.health {
         Some(health) => (
             health.path.clone().unwrap_or_else(|| "/".to_owned()),
@@ -333,7 +325,7 @@ async fn check_address(
         ..HttpStep::default()
     };
 
-    let mut link = match open(addr, &settings, &transport).await {
+    let mut conn = match open(addr, &settings).await {
         Ok(opened) => {
             report.connect_ms = Some(millis(opened.connect_time));
             if let (Some(step), Some((negotiated, took))) = (&mut report.tls, opened.tls) {
@@ -344,7 +336,9 @@ async fn check_address(
                 step.handshake_ms = Some(millis(took));
                 step.negotiated = Some(negotiated);
             }
-            opened.link
+            step.protocol = Some(opened.conn.protocol.alpn());
+            facts.protocol = Some(opened.conn.protocol);
+            opened.conn
         }
         Err(failed) => {
             report.connect_ms = failed.connect_time.map(millis);
@@ -376,7 +370,7 @@ async fn check_address(
 
     let tls_name = facts.tls.as_ref().map(|t| t.server_name.clone());
     let outcome = exchange(
-        &mut link,
+        &mut conn,
         &path,
         &host,
         tls_name.as_deref(),
@@ -388,7 +382,7 @@ async fn check_address(
     let result = match outcome {
         Err(failure) if failure.kind == FailureKind::HttpResponseHeaderSectionSize => {
             // Ask again with room to spare, to tell the operator how big the headers really are.
-            step.header_bytes = measure_headers(addr, &path, &host, &settings, &transport).await;
+            step.header_bytes = measure_headers(addr, &path, &host, &settings).await;
             facts.header_bytes = step.header_bytes;
             Err(failure)
         }
@@ -463,21 +457,12 @@ async fn diagnose_tls(
     }
 }
 
-/// How a server is reached: as the pool would, in cleartext or over TLS with the pool's client
-/// configuration and the name it sends and verifies.
-#[derive(Debug, Clone)]
-enum Transport {
-    Plain,
-    Tls {
-        config: Arc<ClientConfig>,
-        server_name: String,
-    },
-}
-
 /// A connection ready for the health request.
 #[derive(Debug)]
 struct Opened {
-    link: Link,
+    /// The proxy's own connection: what the pool would hand a request (for HTTP/2, the first
+    /// stream of a new connection).
+    conn: Conn,
     /// From the start of the TCP connect to its end.
     connect_time: Duration,
     /// For TLS: what the handshake negotiated and how long it took.
@@ -504,158 +489,106 @@ impl From<Failure> for OpenFailed {
     }
 }
 
-/// The request side of a connection.
-#[derive(Debug)]
-enum Link {
-    /// The proxy's own connection (cleartext servers): what the pool would hand a request.
-    Pooled(server::Conn),
-    /// HTTP/1.1 over TLS.
-    Http1(
-        hyper::client::conn::http1::SendRequest<RequestBody>,
-        Arc<ConnStats>,
-    ),
-    /// HTTP/2 over TLS, when the server chose `h2`.
-    Http2(
-        hyper::client::conn::http2::SendRequest<RequestBody>,
-        Arc<ConnStats>,
-    ),
-}
-
-type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, hyper::Error>> + Send>>;
-
-impl Link {
-    fn send(&mut self, request: Request<RequestBody>) -> ResponseFuture {
-        match self {
-            Self::Pooled(conn) => Box::pin(conn.sender.send_request(request)),
-            Self::Http1(sender, _) => Box::pin(sender.send_request(request)),
-            Self::Http2(sender, _) => Box::pin(sender.send_request(request)),
-        }
-    }
-
-    /// Response bytes received so far, which tells "closed before answering" from "cut off".
-    fn response_bytes(&self) -> u64 {
-        match self {
-            Self::Pooled(conn) => conn.stats.read(),
-            Self::Http1(_, stats) | Self::Http2(_, stats) => stats.read(),
-        }
-    }
-
-    fn is_http2(&self) -> bool {
-        matches!(self, Self::Http2(..))
-    }
-}
-
-/// Opens a connection as the pool would: the proxy's `connect` for a cleartext server; for a
-/// TLS server the TCP connect within `connect_timeout`, the handshake with the pool's client
-/// configuration within `connect_timeout` again, then HTTP/2 if the server chose `h2`, else
-/// HTTP/1.1, over the TLS stream.
-async fn open(
-    addr: SocketAddr,
-    settings: &ConnSettings,
-    transport: &Transport,
-) -> Result<Opened, OpenFailed> {
-    let (config, server_name) = match transport {
-        Transport::Plain => {
-            let (conn, connect_time) = connect(addr, settings, ConnMode::Pooled).await?;
-            return Ok(Opened {
-                link: Link::Pooled(conn),
-                connect_time,
-                tls: None,
-            });
-        }
-        Transport::Tls {
-            config,
-            server_name,
-        } => (config, server_name),
-    };
-    let started = Instant::now();
-    let stream =
-        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
-            Err(_) => {
-                return Err(Failure::new(
-                    FailureKind::ConnectionTimeout,
-                    Phase::Connecting,
-                    format!(
-                        "connect to {addr} did not complete within {:?}",
-                        settings.connect_timeout
-                    ),
-                )
-                .into());
-            }
-            Ok(Err(err)) => return Err(connect::classify_connect_error(addr, &err).into()),
-            Ok(Ok(stream)) => stream,
-        };
-    let connect_time = started.elapsed();
-    // Small writes (request heads) must not wait for Nagle, as in the proxy's connect.
-    let _ = stream.set_nodelay(true);
-    let handshake_started = Instant::now();
-    let (stream, negotiated) = tls::handshake(
-        stream,
-        server_name,
-        Arc::clone(config),
-        settings.connect_timeout,
-    )
-    .await
-    .map_err(|failure| OpenFailed {
+/// Opens a connection as the pool's `connect::connect(addr, settings, ConnMode::Pooled)` does,
+/// with the proxy's own steps, one at a time so that each can be timed and a failure placed:
+/// the TCP connect within `connect_timeout` (`connect::open`), for a TLS server the handshake
+/// with the pool's client configuration for the server (offering `h2` when `http2`) within
+/// `connect_timeout` again, then the HTTP handshake: HTTP/2 when `http2` and either cleartext
+/// (prior knowledge, h2c) or the server chose `h2`, else HTTP/1.1.
+async fn open(addr: SocketAddr, settings: &ServerSettings) -> Result<Opened, OpenFailed> {
+    let want_h2 = settings.http2;
+    // A bare `ConnSettings` reaches the address in cleartext: the TCP connect alone.
+    let tcp = connect::open(addr, &settings.conn, false).await?;
+    let connect_time = tcp.connect_time;
+    let after_connect = |failure| OpenFailed {
         failure,
         connect_time: Some(connect_time),
-        tls_timed_out: handshake_started.elapsed() >= settings.connect_timeout,
-    })?;
-    let took = handshake_started.elapsed();
-    let h2 = negotiated.alpn.as_deref() == Some("h2");
-    let link = if h2 {
-        handshake_h2(stream, settings).await
+        tls_timed_out: false,
+    };
+    let (transport, negotiated) = match (&settings.tls, tcp.transport) {
+        (Some(target), Transport::Tcp(stream)) => {
+            let handshake_started = Instant::now();
+            let (transport, facts) = tls_handshake(stream, target, want_h2, settings)
+                .await
+                .map_err(|failure| OpenFailed {
+                    failure,
+                    connect_time: Some(connect_time),
+                    tls_timed_out: handshake_started.elapsed() >= settings.connect_timeout,
+                })?;
+            let took = handshake_started.elapsed();
+            (transport, Some((facts, took)))
+        }
+        (_, transport) => (transport, None),
+    };
+    let speak_h2 = want_h2
+        && negotiated.as_ref().is_none_or(|(facts, _)| {
+            facts
+                .alpn
+                .as_deref()
+                .is_some_and(|p| p.as_bytes() == tls::ALPN_H2)
+        });
+    let tls_handshake = negotiated.as_ref().map(|(_, took)| *took);
+    let conn = if speak_h2 {
+        let (sender, driver) = connect::handshake_h2(transport, &settings.conn)
+            .await
+            .map_err(after_connect)?;
+        // Requests carry `Host`, which becomes `:authority`; this is only the fallback.
+        let authority = Authority::try_from(addr.to_string())
+            .unwrap_or_else(|_| Authority::from_static("upstream"));
+        Multiplexed::new(
+            sender,
+            addr,
+            settings.tls.is_some(),
+            authority,
+            driver,
+            tls_handshake,
+        )
+        .stream(false)
     } else {
-        connect::handshake(
-            stream,
+        let (sender, stats) = connect::handshake(
+            transport,
             settings.send_timeout,
             settings.max_response_header_size,
         )
         .await
-        .map(|(sender, stats)| Link::Http1(sender, stats))
-    }
-    .map_err(|failure| OpenFailed {
-        failure,
-        connect_time: Some(connect_time),
-        tls_timed_out: false,
-    })?;
+        .map_err(after_connect)?;
+        Conn::http1(sender, stats, addr, tls_handshake)
+    };
     Ok(Opened {
-        link,
+        conn,
         connect_time,
-        tls: Some((negotiated, took)),
+        tls: negotiated,
     })
 }
 
-/// An HTTP/2 client connection over a connected stream, its connection task spawned.
-async fn handshake_h2<S>(stream: S, settings: &ConnSettings) -> Result<Link, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (io, stats) = UpstreamIo::new(stream, settings.send_timeout);
-    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .max_header_list_size(u32::try_from(settings.max_response_header_size).unwrap_or(u32::MAX));
-    let (sender, connection) = builder
-        .handshake::<_, RequestBody>(TokioIo::new(io))
-        .await
-        .map_err(|err| {
-            Failure::new(
-                FailureKind::ConnectionTerminated,
-                Phase::Connecting,
-                format!("the HTTP/2 connection preface could not be sent: {err}"),
-            )
-        })?;
-    tokio::spawn(async move {
-        // Errors surface to the request through its response or body.
-        let _ = connection.await;
-    });
-    Ok(Link::Http2(sender, stats))
+/// The TLS handshake of `connect::open`: the server's TLS name, the pool's client
+/// configuration for the connection (offering `h2` when `want_h2`), within `connect_timeout`.
+async fn tls_handshake(
+    stream: tokio::net::TcpStream,
+    target: &TlsTarget,
+    want_h2: bool,
+    settings: &ServerSettings,
+) -> Result<(Transport, tls::TlsFacts), Failure> {
+    let clients = target.clients.as_ref().map_err(|why| {
+        Failure::new(
+            FailureKind::ProxyConfigurationError,
+            Phase::Connecting,
+            format!("the upstream's TLS settings cannot be used: {why}"),
+        )
+    })?;
+    tls::handshake(
+        stream,
+        &target.server_name,
+        Arc::clone(clients.config(want_h2)),
+        settings.connect_timeout,
+    )
+    .await
+    .map(|(stream, facts)| (Transport::Tls(Box::new(stream)), facts))
 }
 
 /// One request on the new connection; returns the status, or the failure the proxy would see.
 async fn exchange(
-    link: &mut Link,
+    conn: &mut Conn,
     path: &str,
     host: &str,
     tls_name: Option<&str>,
@@ -663,9 +596,9 @@ async fn exchange(
     wait: Duration,
     step: &mut HttpStep,
 ) -> Result<StatusCode, Failure> {
-    let request = health_request(path, host, link.is_http2())?;
+    let request = health_request(path, host, conn.protocol != Protocol::Http1)?;
     let sent = Instant::now();
-    let mut send = link.send(request);
+    let mut send = std::pin::pin!(conn.sender.send_request(request));
     let Ok(response) = tokio::time::timeout(settings.response_timeout, &mut send).await else {
         // The proxy gives up here; the doctor waits on, to tell how slow the server is.
         let failure = classify::response_timeout(settings.response_timeout);
@@ -683,7 +616,7 @@ async fn exchange(
                 classify::response_head_error(
                     &err,
                     HeadFacts {
-                        response_bytes: link.response_bytes(),
+                        response_bytes: conn.stats.read(),
                         reused: false,
                     },
                 )
@@ -701,17 +634,13 @@ async fn exchange(
     Ok(status)
 }
 
-/// `GET path` with `Host: host`; over HTTP/2 the target is absolute (`:scheme` and
-/// `:authority` come from it) and there is no `Connection` header.
+/// `GET path` with `Host: host`, as the proxy sends it: over HTTP/2 the connection's stream
+/// makes the target absolute (`:scheme`, and `:authority` from `Host`), and there is no
+/// `Connection` header.
 fn health_request(path: &str, host: &str, http2: bool) -> Result<Request<RequestBody>, Failure> {
-    let target = if http2 {
-        format!("https://{host}{path}")
-    } else {
-        path.to_owned()
-    };
     let mut request = Request::new(RequestBody::empty());
     *request.method_mut() = Method::GET;
-    *request.uri_mut() = target.parse().map_err(|_| {
+    *request.uri_mut() = path.parse().map_err(|_| {
         Failure::new(
             FailureKind::ProxyConfigurationError,
             Phase::SendingRequest,
@@ -719,7 +648,7 @@ fn health_request(path: &str, host: &str, http2: bool) -> Result<Request<Request
         )
     })?;
     let headers = request.headers_mut();
-    if !http2 && let Ok(host) = HeaderValue::from_str(host) {
+    if let Ok(host) = HeaderValue::from_str(host) {
         headers.insert(header::HOST, host);
     }
     headers.insert(
@@ -756,14 +685,13 @@ async fn measure_headers(
     addr: SocketAddr,
     path: &str,
     host: &str,
-    settings: &ConnSettings,
-    transport: &Transport,
+    settings: &ServerSettings,
 ) -> Option<u64> {
     let mut roomy = settings.clone();
-    roomy.max_response_header_size = MEASURE_HEADER_LIMIT;
-    let mut link = open(addr, &roomy, transport).await.ok()?.link;
-    let request = health_request(path, host, link.is_http2()).ok()?;
-    let response = tokio::time::timeout(roomy.response_timeout, link.send(request))
+    roomy.conn.max_response_header_size = MEASURE_HEADER_LIMIT;
+    let mut conn = open(addr, &roomy).await.ok()?.conn;
+    let request = health_request(path, host, conn.protocol != Protocol::Http1).ok()?;
+    let response = tokio::time::timeout(roomy.response_timeout, conn.sender.send_request(request))
         .await
         .ok()?
         .ok()?;

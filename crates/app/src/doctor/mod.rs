@@ -122,7 +122,6 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
             dns: &dns,
             listeners,
             wait,
-            tls: check::pool_tls(upstream),
         };
         let checks = upstream
             .servers

@@ -121,6 +121,10 @@ fn server_block(out: &mut String, server: &ServerReport) {
     }
     if let Some(http) = &server.http {
         let mut line = format!("      http     {}", http.request);
+        // HTTP/1.1 is the usual case; HTTP/2 is worth saying.
+        if let Some(protocol) = http.protocol.filter(|p| *p != "http/1.1") {
+            let _ = write!(line, " over {protocol}");
+        }
         if let Some(status) = http.status {
             let _ = write!(line, " → {status}");
         }

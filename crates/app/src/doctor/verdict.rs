@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use gatehouse_config::HealthCheck;
 use gatehouse_proxy::failure::{Failure, FailureKind};
-use gatehouse_proxy::upstream::server::ConnSettings;
+use gatehouse_proxy::upstream::server::{ConnSettings, Protocol};
 use http::StatusCode;
 use serde::Serialize;
 
@@ -194,6 +194,19 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                     ),
                 )
             }
+        }
+        FailureKind::ConnectionTerminated | FailureKind::HttpProtocolError
+            if facts.protocol == Some(Protocol::H2c) =>
+        {
+            (
+                format!(
+                    "{at} does not answer HTTP/2 with prior knowledge (h2c), which the proxy speaks on cleartext for an http2 upstream: {}",
+                    failure.details
+                ),
+                format!(
+                    "set upstream.{pool}.http2 = false if the backend speaks HTTP/1.1 only, or enable h2c (HTTP/2 without TLS) on it"
+                ),
+            )
         }
         FailureKind::ConnectionTerminated => (
             format!(
