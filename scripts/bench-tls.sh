@@ -12,7 +12,7 @@
 #   H2_CLIENTS=16     h2load connections (h2load -t1)
 #   H2_STREAMS=10     h2load concurrent streams per connection (-m)
 #   WARMUP=1          seconds of unmeasured load per target and measurement before the rounds
-#   SKIP_GATEHOUSE=0  1: measure only nginx (no build; for while gatehouse lacks TLS listeners)
+#   SKIP_GATEHOUSE=0  1: measure only nginx (no build)
 #   KEEP_TMP=0        1: keep the temp dir (certificate, configs, logs, tool output)
 #
 # Both proxies forward to the origin, an nginx serving a static 1 KiB file /small, over
