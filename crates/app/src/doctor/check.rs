@@ -16,9 +16,10 @@ use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
 use gatehouse_proxy::upstream::connect;
 use gatehouse_proxy::upstream::dns::Dns;
+use gatehouse_proxy::upstream::h2::Multiplexed;
 use gatehouse_proxy::upstream::io::Transport;
 use gatehouse_proxy::upstream::server::{
-    self, Conn, ConnSettings, Multiplexed, Protocol, ServerSettings, TlsTarget,
+    self, Conn, ConnSettings, Protocol, ServerSettings, TlsTarget,
 };
 use gatehouse_proxy::upstream::tls;
 use http::header::{self, HeaderValue};

@@ -24,8 +24,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::h2::Multiplexed;
 use super::io::{ConnStats, Transport, UpstreamIo};
-use super::server::{Conn, ConnSettings, Multiplexed, Reach, TlsTarget};
+use super::server::{Conn, ConnSettings, Reach, TlsTarget};
 use super::tls::{self, TlsFacts};
 use crate::body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -293,7 +294,7 @@ pub async fn handshake_h2(
     settings: &ConnSettings,
 ) -> Result<(http2::SendRequest<RequestBody>, Arc<H2Driver>), Failure> {
     // The connection-level counters are not used for retry decisions on HTTP/2 (each stream
-    // has its own, see `server::Stream`); the write-stall timeout still applies.
+    // has its own, see `h2::Stream`); the write-stall timeout still applies.
     let (io, _stats) = UpstreamIo::new(transport, settings.send_timeout);
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder

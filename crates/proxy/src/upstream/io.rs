@@ -36,7 +36,7 @@ impl ConnStats {
     }
 
     /// Counts bytes handed over outside the socket wrapper: an HTTP/2 stream's own counters,
-    /// where the connection's are shared with every other stream (see `server::Stream`).
+    /// where the connection's are shared with every other stream (see `h2::Stream`).
     pub(crate) fn add_written(&self, n: u64) {
         self.written.fetch_add(n, Ordering::Relaxed);
     }

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod checker;
 pub mod connect;
 pub mod dns;
+pub mod h2;
 pub mod health;
 pub mod io;
 pub mod pool;
