@@ -865,79 +865,15 @@ fn routed_upstream_without_servers_fails_the_check() {
 
 // --- servers reached over TLS (`https://host:port`) ---
 
-use std::io::Write as _;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use gatehouse_testkit::tls::{TestCa, Validity};
+use gatehouse_testkit::tls_origin::TlsOrigin;
 
-/// An HTTPS backend on 127.0.0.1:0 (rustls on std threads) answering every request with 200
-/// `pong`; a failed handshake just closes the connection.
-struct HttpsBackend {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl HttpsBackend {
-    fn start(config: Arc<rustls::ServerConfig>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let acceptor = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let config = Arc::clone(&config);
-                std::thread::spawn(move || serve_https(stream, config));
-            }
-        });
-        Self {
-            addr,
-            stop,
-            acceptor: Some(acceptor),
-        }
-    }
-}
-
-impl Drop for HttpsBackend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-fn serve_https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(conn) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
-}
-
-/// A test CA, an HTTPS backend with its certificate for 127.0.0.1 (valid as `validity` says),
-/// and the CA's PEM file for `tls_ca_file`.
-fn https_backend(validity: Validity) -> (HttpsBackend, TempFile) {
+/// A test CA, an HTTPS backend (the test kit's TLS origin, offering `http/1.1`) with its
+/// certificate for 127.0.0.1 (valid as `validity` says), and the CA's PEM file for
+/// `tls_ca_file`.
+fn https_backend(validity: Validity) -> (TlsOrigin, TempFile) {
     let ca = TestCa::new("Doctor Test CA");
-    let cert = ca.leaf_with(&["127.0.0.1"], validity);
-    let backend = HttpsBackend::start(cert.server_config(&[b"http/1.1"]));
+    let backend = TlsOrigin::http1(&ca.leaf_with(&["127.0.0.1"], validity));
     (backend, ca.write_pem())
 }
 
@@ -953,7 +889,7 @@ fn pinging_over_tls(addr: SocketAddr, ca_file: &TempFile) -> Config {
 #[test]
 fn tls_server_report_shows_the_protocol_and_the_certificate() {
     let (backend, ca_file) = https_backend(Validity::Current);
-    let config = pinging_over_tls(backend.addr, &ca_file);
+    let config = pinging_over_tls(backend.addr(), &ca_file);
     let (run, report) = doctor_json(&config, &[]);
     assert_outcome(&run, &report, 1, json!({}));
     let server = only_server(&report);
@@ -991,7 +927,7 @@ fn tls_server_report_shows_the_protocol_and_the_certificate() {
 #[test]
 fn expired_tls_certificate_is_a_certificate_error_naming_the_expiry() {
     let (backend, ca_file) = https_backend(Validity::Expired);
-    let (run, report) = doctor_json(&pinging_over_tls(backend.addr, &ca_file), &[]);
+    let (run, report) = doctor_json(&pinging_over_tls(backend.addr(), &ca_file), &[]);
     assert_outcome(&run, &report, 0, json!({"tls_certificate_error": 1}));
     let server = only_server(&report);
     let verdict = assert_failed(server, "tls_certificate_error", 502);
@@ -1033,7 +969,7 @@ fn plain_http_behind_https_is_a_tls_protocol_error() {
 #[test]
 fn tls_certificate_expiring_in_5_days_is_a_warning() {
     let (backend, ca_file) = https_backend(Validity::EndsIn(5));
-    let config = pinging_over_tls(backend.addr, &ca_file);
+    let config = pinging_over_tls(backend.addr(), &ca_file);
     let (run, report) = doctor_json(&config, &[]);
     assert_outcome(&run, &report, 1, json!({}));
     assert_eq!(report["summary"]["warnings"], 1, "{report:#}");

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use gatehouse_testkit::tls::{TestCa, Validity};
+use gatehouse_testkit::tls_origin::TlsOrigin;
 use gatehouse_testkit::{Behavior, Config, FullBacklog, Gatehouse, Reply, TempFile, Upstream};
 use serde_json::Value;
 
@@ -1116,90 +1118,31 @@ fn a_url_without_a_scheme_may_carry_a_url_in_its_query() {
 
 // --- HTTPS: the certificate, its expiry, and TLS failures in words ---
 
-/// An HTTPS server on 127.0.0.1:0 (rustls on std threads) presenting a test certificate and
-/// answering every request with 200 `pong`; a failed handshake just closes the connection.
-#[derive(Debug)]
-struct HttpsSite {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl HttpsSite {
-    fn start(cert: &gatehouse_testkit::tls::TestCert) -> Self {
-        let config = cert.server_config(&[b"http/1.1"]);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let acceptor = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let config = Arc::clone(&config);
-                std::thread::spawn(move || serve_https(stream, config));
-            }
-        });
-        Self {
-            addr,
-            stop,
-            acceptor: Some(acceptor),
-        }
+/// Probes an HTTPS site (the test kit's TLS origin, offering `http/1.1`) whose certificate for
+/// 127.0.0.1, valid as `validity` says, is issued by the test CA `Probe Test CA`: once with
+/// `--json`, once for the text report, each with `--cacert` for that CA when `trust_ca` says so
+/// and expected to exit `code`. Returns the JSON report and the text run.
+fn probe_https(validity: Validity, trust_ca: bool, code: i32) -> (Value, Run) {
+    let ca = TestCa::new("Probe Test CA");
+    let site = TlsOrigin::http1(&ca.leaf_with(&["127.0.0.1"], validity));
+    let url = format!("{}/", site.url());
+    let ca_file = trust_ca.then(|| ca.write_pem());
+    let mut args = vec![url.as_str()];
+    if let Some(ca_file) = &ca_file {
+        args.extend(["--cacert", ca_file.path().to_str().unwrap()]);
     }
-
-    fn url(&self) -> String {
-        format!("https://{}/", self.addr)
-    }
-}
-
-impl Drop for HttpsSite {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-    }
-}
-
-fn serve_https(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(conn) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\n");
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
-}
-
-/// A test CA and a site with its certificate for 127.0.0.1, valid as `validity` says.
-fn https_site(
-    validity: gatehouse_testkit::tls::Validity,
-) -> (gatehouse_testkit::tls::TestCa, HttpsSite) {
-    let ca = gatehouse_testkit::tls::TestCa::new("Probe Test CA");
-    let site = HttpsSite::start(&ca.leaf_with(&["127.0.0.1"], validity));
-    (ca, site)
+    let json_run = probe(&[&args[..], &["--json", "-t", "5s"]].concat());
+    json_run.expect_exit(code);
+    let text_run = probe(&[&args[..], &["-t", "5s"]].concat());
+    text_run.expect_exit(code);
+    (json_run.json(), text_run)
 }
 
 /// probe trusts the system's roots: a private CA's certificate is an unknown issuer, and the
 /// report names the issuer and how to trust it.
 #[test]
 fn https_with_a_private_ca_is_a_certificate_error_naming_the_issuer() {
-    let (_ca, site) = https_site(gatehouse_testkit::tls::Validity::Current);
-    let run = probe(&[&site.url(), "--json", "-t", "5s"]);
-    run.expect_exit(2);
-    let json = run.json();
+    let (json, run) = probe_https(Validity::Current, false, 2);
     assert_eq!(
         only_result(&json)["outcome"],
         serde_json::json!({"result": "failed", "kind": "tls_certificate_error"})
@@ -1217,8 +1160,6 @@ fn https_with_a_private_ca_is_a_certificate_error_naming_the_issuer() {
     assert_eq!(hop["certificate"]["issuer"], "CN=Probe Test CA", "{json:#}");
     assert!(hop.get("tls").is_none(), "no handshake completed: {json:#}");
 
-    let run = probe(&[&site.url(), "-t", "5s"]);
-    run.expect_exit(2);
     assert!(
         run.stdout.contains("FAILED: tls_certificate_error"),
         "{run:#?}"
@@ -1234,12 +1175,7 @@ fn https_with_a_private_ca_is_a_certificate_error_naming_the_issuer() {
 /// certificate: subject, issuer, expiry date and days left.
 #[test]
 fn cacert_trusts_a_private_ca_and_the_report_shows_the_certificate() {
-    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::Current);
-    let ca_file = ca.write_pem();
-    let ca_path = ca_file.path().to_str().unwrap();
-    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
-    run.expect_exit(0);
-    let json = run.json();
+    let (json, run) = probe_https(Validity::Current, true, 0);
     let hop = only_hop(&json);
     assert_eq!(hop["status"], 200, "{json:#}");
     let tls = &hop["tls"];
@@ -1257,8 +1193,6 @@ fn cacert_trusts_a_private_ca_and_the_report_shows_the_certificate() {
     assert!((364..=366).contains(&days), "{json:#}");
     assert!(hop.get("warnings").is_none(), "{json:#}");
 
-    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
-    run.expect_exit(0);
     assert!(
         run.stdout.contains("      tls       TLSv1.3 TLS13_"),
         "{run:#?}"
@@ -1277,19 +1211,12 @@ fn cacert_trusts_a_private_ca_and_the_report_shows_the_certificate() {
 /// A certificate that ends in 5 days: the request succeeds (exit 0) with a warning.
 #[test]
 fn certificate_expiring_within_14_days_is_a_warning() {
-    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::EndsIn(5));
-    let ca_file = ca.write_pem();
-    let ca_path = ca_file.path().to_str().unwrap();
-    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
-    run.expect_exit(0);
-    let json = run.json();
+    let (json, run) = probe_https(Validity::EndsIn(5), true, 0);
     let hop = only_hop(&json);
     assert_eq!(hop["tls"]["days_left"], 5, "{json:#}");
     let warning = text(&hop["warnings"][0], &json);
     assert!(warning.contains("expires in 5 days"), "{warning}");
 
-    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
-    run.expect_exit(0);
     assert!(
         run.stdout
             .contains("      warning   the TLS certificate expires in 5 days"),
@@ -1300,12 +1227,7 @@ fn certificate_expiring_within_14_days_is_a_warning() {
 /// An expired certificate: tls_certificate_error, and the hint says when it expired.
 #[test]
 fn expired_certificate_hint_names_the_expiry() {
-    let (ca, site) = https_site(gatehouse_testkit::tls::Validity::Expired);
-    let ca_file = ca.write_pem();
-    let ca_path = ca_file.path().to_str().unwrap();
-    let run = probe(&[&site.url(), "--cacert", ca_path, "--json", "-t", "5s"]);
-    run.expect_exit(2);
-    let json = run.json();
+    let (json, run) = probe_https(Validity::Expired, true, 2);
     let failure = &only_hop(&json)["failure"];
     assert_eq!(failure["kind"], "tls_certificate_error", "{json:#}");
     let hint = text(&failure["hint"], &json);
@@ -1313,8 +1235,6 @@ fn expired_certificate_hint_names_the_expiry() {
     assert!(hint.ends_with("the server must renew it"), "{hint}");
     assert_eq!(only_hop(&json)["certificate"]["days_left"], -1, "{json:#}");
 
-    let run = probe(&[&site.url(), "--cacert", ca_path, "-t", "5s"]);
-    run.expect_exit(2);
     assert!(
         run.stdout.contains("      expires   EXPIRED 1 day ago"),
         "{run:#?}"

@@ -40,7 +40,7 @@ use crate::tunnel::{self, Tunnel};
 use crate::upstream::balance::stable_hash;
 use crate::upstream::connect::{ConnMode, connect};
 use crate::upstream::pool::{Members, NoServer, Pool};
-use crate::upstream::server::{Conn, Lease, Protocol, Server};
+use crate::upstream::server::{Conn, Lease, Server};
 
 mod caching;
 
@@ -703,11 +703,12 @@ impl Pipeline<'_> {
                 // A request hyper gave back was never written.
                 let request_sent = request_sent && unsent.is_none();
                 Err(AttemptFailure {
-                    // Only an idle HTTP/1.1 connection goes stale; a refused HTTP/2 stream
-                    // on a shared connection is the server's answer (it sheds load), held
-                    // against it and retried elsewhere like any unsent request.
+                    // A kept-alive HTTP/1.1 connection closed before the request was written,
+                    // or an HTTP/2 stream refused unprocessed (REFUSED_STREAM, e.g. a burst
+                    // that raced the server's stream limit before its SETTINGS arrived): not
+                    // the server's failure, so it may be tried again on the same server, at
+                    // most MAX_STALE_RETRIES times, without being held against it.
                     stale_connection: conn.reused
-                        && conn.protocol == Protocol::Http1
                         && !request_sent
                         && failure.kind == FailureKind::ConnectionTerminated,
                     failure,

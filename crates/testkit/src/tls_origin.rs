@@ -173,6 +173,12 @@ impl TlsOrigin {
         Self::builder(cert).start()
     }
 
+    /// Presents `cert`, offers ALPN `http/1.1` (as an HTTP/1.1 web server does) and answers
+    /// every request with `200 hello tls`.
+    pub fn http1(cert: &TestCert) -> Self {
+        Self::builder(cert).alpn(&[b"http/1.1"]).start()
+    }
+
     pub fn builder(cert: &TestCert) -> TlsOriginBuilder {
         TlsOriginBuilder {
             cert: cert.clone(),

@@ -4,78 +4,18 @@
 //! that wants a client certificate, and a CA file that cannot be used.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use gatehouse_config::{CaBundle, Loaded};
 use gatehouse_testkit::tls::{TestCa, TestCert, Validity};
+use gatehouse_testkit::tls_origin::TlsOrigin;
 use rustls::pki_types::CertificateDer;
 
 use super::check::ServerReport;
 use super::{DoctorReport, examine, report};
-
-/// A TLS server on 127.0.0.1:0 that answers every request with 200 `pong`.
-struct TlsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TlsServer {
-    fn start(config: Arc<rustls::ServerConfig>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(stream) = stream else { continue };
-                let config = Arc::clone(&config);
-                std::thread::spawn(move || serve(stream, config));
-            }
-        });
-        Self {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(stream: TcpStream, config: Arc<rustls::ServerConfig>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let Ok(conn) = rustls::ServerConnection::new(config) else {
-        return;
-    };
-    let mut tls = rustls::StreamOwned::new(conn, stream);
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tls.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong");
-    tls.conn.send_close_notify();
-    let _ = tls.flush();
-}
 
 /// A plain HTTP server: answers anything with 400, as a web server does to a ClientHello.
 fn plain_http() -> (SocketAddr, JoinHandle<()>) {
@@ -130,8 +70,8 @@ fn leaf(ca: &TestCa, validity: Validity) -> TestCert {
 #[tokio::test]
 async fn healthy_tls_server_reports_the_handshake_and_certificate() {
     let ca = TestCa::new("Doctor Test CA");
-    let server = TlsServer::start(leaf(&ca, Validity::Current).server_config(&[b"http/1.1"]));
-    let report = doctor(&config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::http1(&leaf(&ca, Validity::Current));
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let checked = only_server(&report);
     assert!(checked.verdict.healthy, "{checked:#?}");
     assert_eq!(checked.warnings, Vec::<String>::new());
@@ -182,8 +122,8 @@ async fn healthy_tls_server_reports_the_handshake_and_certificate() {
 #[tokio::test]
 async fn expired_certificate_names_the_expiry_and_renewal() {
     let ca = TestCa::new("Doctor Test CA");
-    let server = TlsServer::start(leaf(&ca, Validity::Expired).server_config(&[b"http/1.1"]));
-    let report = doctor(&config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::http1(&leaf(&ca, Validity::Expired));
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let checked = only_server(&report);
     let verdict = &checked.verdict;
     assert_eq!(verdict.kind, Some("tls_certificate_error"), "{checked:#?}");
@@ -208,8 +148,8 @@ async fn expired_certificate_names_the_expiry_and_renewal() {
 #[tokio::test]
 async fn certificate_close_to_its_end_is_a_warning() {
     let ca = TestCa::new("Doctor Test CA");
-    let server = TlsServer::start(leaf(&ca, Validity::EndsIn(5)).server_config(&[b"http/1.1"]));
-    let report = doctor(&config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::http1(&leaf(&ca, Validity::EndsIn(5)));
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let checked = only_server(&report);
     assert!(checked.verdict.healthy, "{checked:#?}");
     assert_eq!(checked.warnings.len(), 1, "{checked:#?}");
@@ -226,8 +166,8 @@ async fn certificate_close_to_its_end_is_a_warning() {
 async fn certificate_from_another_ca_points_at_tls_ca_file() {
     let ca = TestCa::new("Doctor Test CA");
     let other = TestCa::new("Someone Else's CA");
-    let server = TlsServer::start(leaf(&other, Validity::Current).server_config(&[b"http/1.1"]));
-    let report = doctor(&config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::http1(&leaf(&other, Validity::Current));
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let verdict = &only_server(&report).verdict;
     assert_eq!(verdict.kind, Some("tls_certificate_error"));
     let cause = verdict.cause.as_deref().unwrap_or_default();
@@ -241,8 +181,8 @@ async fn certificate_from_another_ca_points_at_tls_ca_file() {
 async fn wrong_name_points_at_tls_server_name() {
     let ca = TestCa::new("Doctor Test CA");
     let cert = ca.leaf(&["app.internal"]);
-    let server = TlsServer::start(cert.server_config(&[b"http/1.1"]));
-    let report = doctor(&config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::http1(&cert);
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let verdict = &only_server(&report).verdict;
     assert_eq!(verdict.kind, Some("tls_certificate_error"), "{verdict:#?}");
     let cause = verdict.cause.as_deref().unwrap_or_default();
@@ -257,7 +197,7 @@ async fn wrong_name_points_at_tls_server_name() {
     );
 
     // With tls_server_name set to the certificate's name, the same server is healthy.
-    let report = doctor(&config(server.addr, Some(&ca), |loaded| {
+    let report = doctor(&config(server.addr(), Some(&ca), |loaded| {
         loaded.config.upstreams[0].tls.server_name = Some("app.internal".to_owned());
     }))
     .await;
@@ -292,23 +232,10 @@ async fn plain_http_behind_tls_is_a_protocol_error() {
 async fn required_client_certificate_points_at_tls_client_cert() {
     let ca = TestCa::new("Doctor Test CA");
     let cert = leaf(&ca, Validity::Current);
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert_der()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::clone(&provider),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(cert.chain(), cert.key())
-        .unwrap();
-    let server = TlsServer::start(Arc::new(config));
-    let report = doctor(&super::tls_tests::config(server.addr, Some(&ca), |_| {})).await;
+    let server = TlsOrigin::builder(&cert)
+        .require_client_cert(ca.cert_der())
+        .start();
+    let report = doctor(&config(server.addr(), Some(&ca), |_| {})).await;
     let verdict = &only_server(&report).verdict;
     assert_eq!(verdict.kind, Some("tls_alert_received"), "{verdict:#?}");
     let cause = verdict.cause.as_deref().unwrap_or_default();
@@ -343,7 +270,6 @@ async fn unusable_ca_file_is_a_configuration_problem() {
 /// test kit's TLS origin relays the decrypted bytes to an h2c server in the test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_upstream_speaks_h2_when_the_server_chooses_it() {
-    use gatehouse_testkit::tls_origin::TlsOrigin;
     use http_body_util::Full;
     use hyper::body::{Bytes, Incoming};
     use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -407,8 +333,8 @@ async fn http2_upstream_speaks_h2_when_the_server_chooses_it() {
 #[tokio::test]
 async fn http2_upstream_falls_back_to_http1_when_the_server_chooses_it() {
     let ca = TestCa::new("Doctor Test CA");
-    let server = TlsServer::start(leaf(&ca, Validity::Current).server_config(&[b"http/1.1"]));
-    let loaded = config(server.addr, Some(&ca), |loaded| {
+    let server = TlsOrigin::http1(&leaf(&ca, Validity::Current));
+    let loaded = config(server.addr(), Some(&ca), |loaded| {
         loaded.config.upstreams[0].http2 = true;
     });
     let report = doctor(&loaded).await;
