@@ -377,3 +377,53 @@ fn h2c_upgrade_is_not_forwarded() {
         assert!(!seen.headers.contains(name), "{name} forwarded: {seen:#?}");
     }
 }
+
+/// `/metrics` counts open tunnels per pool and how they ended.
+#[test]
+fn tunnels_are_counted_while_open_and_by_how_they_ended() {
+    use gatehouse_testkit::metrics::{parse_samples, sum};
+
+    let origin = WsOrigin::start();
+    let gh = start(
+        Config::proxy_to([origin.addr()])
+            .server("admin", "127.0.0.1:0")
+            .upstream_setting("app", "tunnel_idle_timeout", "1s"),
+    );
+    let admin = gh.admin_addr();
+    let metric = |name: &str, labels: &[(&str, &str)]| {
+        let scrape = Req::get("/metrics").send(admin);
+        sum(&parse_samples(&scrape.text()), name, labels).0
+    };
+    let open = || metric("gatehouse_tunnels_open", &[("pool", "app")]);
+    let ended = |end: &str| {
+        metric(
+            "gatehouse_tunnels_closed_total",
+            &[("pool", "app"), ("end", end)],
+        )
+    };
+
+    let (mut ws, _) = ws_connect(gh.addr(), "/chat", &[])
+        .unwrap_or_else(|e| panic!("handshake through gatehouse: {e}"));
+    echo(&mut ws, Message::text("counted"));
+    assert_eq!(open(), 1.0);
+    ws.close(None).unwrap();
+    assert!(closes_within(&mut ws, PATIENCE), "client side left open");
+    // Both sides closed: the client's TCP connection goes too.
+    drop(ws);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while ended("closed") < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((open(), ended("closed")), (0.0, 1.0));
+
+    // Silence past tunnel_idle_timeout ends the next one as idle_timeout.
+    let (mut ws, _) = ws_connect(gh.addr(), "/chat", &[])
+        .unwrap_or_else(|e| panic!("handshake through gatehouse: {e}"));
+    echo(&mut ws, Message::text("then silence"));
+    assert!(closes_within(&mut ws, PATIENCE), "idle tunnel left open");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while ended("idle_timeout") < 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((open(), ended("idle_timeout")), (0.0, 1.0));
+}

@@ -952,6 +952,8 @@ impl Pipeline<'_> {
             idle_timeout: pool.config.tunnel_idle_timeout,
             request_id: Arc::clone(&self.request_id),
             lease,
+            pool: Arc::clone(&pool.name),
+            observer: Arc::clone(&pool.observer),
         });
         Response::from_parts(parts, ProxyBody::empty())
     }

@@ -28,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::observe::Observer;
 use crate::upstream::server::Lease;
 
 /// One upgraded exchange, ready to be tunnelled.
@@ -42,6 +43,11 @@ pub struct Tunnel {
     pub request_id: Arc<str>,
     /// The server's slot, freed when the tunnel ends.
     pub lease: Lease,
+    /// The pool's name, for the tunnel metrics.
+    pub pool: Arc<str>,
+    /// Where the tunnel is counted (`gatehouse_tunnels_open`, `gatehouse_tunnels_closed_total`):
+    /// the process-wide observer, not a config snapshot.
+    pub observer: Arc<Observer>,
 }
 
 /// How a tunnel ended.
@@ -82,7 +88,10 @@ impl Tunnel {
             idle_timeout,
             request_id,
             lease,
+            pool,
+            observer,
         } = self;
+        observer.metrics.tunnel_opened(&pool);
         let activity = Activity::new();
         let (end, up, down) = match with_idle_limit(client, idle_timeout).await {
             Err(end) => (end, 0, 0),
@@ -128,6 +137,7 @@ impl Tunnel {
             duration_ms = activity.opened.elapsed().as_secs_f64() * 1000.0,
             "tunnel closed"
         );
+        observer.metrics.tunnel_closed(&pool, end.token());
         drop(lease);
     }
 }

@@ -42,6 +42,8 @@ pub struct Metrics {
     health_transitions: IntCounterVec,
     connections: IntCounter,
     tls_handshake_failures: IntCounterVec,
+    tunnels_open: IntGaugeVec,
+    tunnels_closed: IntCounterVec,
     reloads: IntCounterVec,
     last_reload_successful: IntGauge,
     last_reload_success_time: IntGauge,
@@ -167,6 +169,18 @@ impl Metrics {
             "Stored keys, by tier (memory or disk).",
             &["tier"],
         );
+        let tunnels_open = gauge_vec(
+            &registry,
+            "gatehouse_tunnels_open",
+            "Upgraded connections (WebSocket) open now, by pool.",
+            &["pool"],
+        );
+        let tunnels_closed = counter_vec(
+            &registry,
+            "gatehouse_tunnels_closed_total",
+            "Upgraded connections that ended, by pool and how (closed, idle_timeout, error, client_not_upgraded).",
+            &["pool", "end"],
+        );
         let reloads = counter_vec(
             &registry,
             "gatehouse_reloads_total",
@@ -228,6 +242,8 @@ impl Metrics {
             health_transitions,
             connections,
             tls_handshake_failures,
+            tunnels_open,
+            tunnels_closed,
             reloads,
             last_reload_successful,
             last_reload_success_time,
@@ -320,6 +336,17 @@ impl Metrics {
         self.tls_handshake_failures
             .with_label_values(&[reason])
             .inc();
+    }
+
+    /// An upgraded connection (WebSocket) of `pool` started its tunnel.
+    pub fn tunnel_opened(&self, pool: &str) {
+        self.tunnels_open.with_label_values(&[pool]).inc();
+    }
+
+    /// A tunnel of `pool` ended; `end` says how.
+    pub fn tunnel_closed(&self, pool: &str, end: &str) {
+        self.tunnels_open.with_label_values(&[pool]).dec();
+        self.tunnels_closed.with_label_values(&[pool, end]).inc();
     }
 
     /// A reload (or the start) took its config, or refused it.
