@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use gatehouse_testkit::tls::{TestCa, Validity};
 use gatehouse_testkit::tls_origin::TlsOrigin;
-use gatehouse_testkit::{Config, Gatehouse, PATIENCE, Param, RawResponse, Req, TempFile, Upstream};
+use gatehouse_testkit::{
+    Behavior, Config, Gatehouse, PATIENCE, Param, RawResponse, Req, TempFile, Upstream,
+};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, Version};
@@ -170,6 +172,33 @@ fn https_to_a_plain_http_port_is_tls_protocol_error() {
         plain.requests().iter().all(|r| !r.complete),
         "{:#?}",
         plain.requests()
+    );
+}
+
+/// A server that accepts the connection and never answers the ClientHello: the handshake is
+/// bounded by `connect_timeout`, like the TCP connect before it.
+#[test]
+fn a_handshake_the_server_never_answers_ends_at_connect_timeout() {
+    let silent = Upstream::start(Behavior::Hang);
+    let gh = start(
+        proxy_to(&[format!("https://{}", silent.addr())]).upstream_setting(
+            "app",
+            "connect_timeout",
+            "500ms",
+        ),
+    );
+
+    let started = std::time::Instant::now();
+    let resp = Req::get("/").send(gh.addr());
+    let took = started.elapsed();
+    gh.expect_failure(&resp, 502, "tls_protocol_error");
+    assert!(
+        details(&resp).contains("did not complete within"),
+        "{resp:#?}"
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "answered after {took:?}"
     );
 }
 

@@ -427,3 +427,56 @@ fn tunnels_are_counted_while_open_and_by_how_they_ended() {
     }
     assert_eq!((open(), ended("idle_timeout")), (0.0, 1.0));
 }
+
+/// An upgrade is never answered from the cache, even on a caching route and when the origin's
+/// refusal is marked fresh: each one reaches the origin.
+#[test]
+fn upgrade_requests_are_never_answered_from_the_cache() {
+    let origin = Upstream::serve(
+        Reply::new(403, "no websockets here").header("Cache-Control", "public, max-age=60"),
+    );
+    let gh = start(Config::proxy_to([origin.addr()]).route_section("cache", "mode", "full"));
+    for _ in 0..2 {
+        let resp = upgrade_request("/chat").send(gh.addr());
+        assert_eq!(
+            (resp.status, resp.text().as_str()),
+            (403, "no websockets here")
+        );
+        assert!(!resp.headers.contains("cache-status"), "{resp:#?}");
+    }
+    assert_eq!(origin.requests_to("/chat").len(), 2);
+    // The same response to a plain GET is stored: the second GET is a hit.
+    for _ in 0..2 {
+        assert_eq!(Req::get("/page").send(gh.addr()).status, 403);
+    }
+    assert_eq!(origin.requests_to("/page").len(), 1);
+}
+
+/// An open tunnel keeps its server's connection slot: with `max_connections = 1` and no queue,
+/// a request while the WebSocket is open is refused, and one after it closed goes through.
+#[test]
+fn an_open_tunnel_holds_its_servers_connection_slot() {
+    let origin = WsOrigin::start();
+    let gh = start(
+        Config::proxy_to([origin.addr()])
+            .upstream_setting("app", "max_connections", 1)
+            .upstream_setting("app", "queue_size", 0),
+    );
+    let (mut ws, _) = ws_connect(gh.addr(), "/chat", &[])
+        .unwrap_or_else(|e| panic!("handshake through gatehouse: {e}"));
+    echo(&mut ws, Message::text("holding the slot"));
+
+    let refused = Req::get("/other").send(gh.addr());
+    gh.expect_failure(&refused, 503, "connection_limit_reached");
+
+    ws.close(None).unwrap();
+    assert!(closes_within(&mut ws, PATIENCE), "client side left open");
+    drop(ws);
+    let deadline = Instant::now() + PATIENCE;
+    let mut answer = Req::get("/other").send(gh.addr());
+    while answer.status == 503 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        answer = Req::get("/other").send(gh.addr());
+    }
+    assert_ne!(answer.status, 503, "the slot was not freed: {answer:#?}");
+}

@@ -147,32 +147,25 @@ impl ResolvesServerCert for SniResolver {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use gatehouse_testkit::tls::TestCa;
+    use rustls::pki_types::{CertificateDer, ServerName};
 
-    /// A CA for one test and the leaf certificates it signs.
-    pub(in crate::listener) struct Ca(CertifiedIssuer<'static, KeyPair>);
+    /// A CA for one test (the test kit's) and the leaf certificates it signs, as the config
+    /// model holds them once loaded.
+    pub(in crate::listener) struct Ca(TestCa);
 
     impl Ca {
         pub(in crate::listener) fn new() -> Self {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            Self(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
+            Self(TestCa::new("listener test CA"))
         }
 
         pub(in crate::listener) fn leaf(&self, names: &[&str]) -> TlsCertificate {
-            let key = KeyPair::generate().unwrap();
-            let params =
-                CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                    .unwrap();
-            let cert = params.signed_by(&key, &self.0).unwrap();
+            let cert = self.0.leaf(names);
             TlsCertificate {
                 cert_path: format!("{}.pem", names[0]).into(),
                 key_path: format!("{}.key", names[0]).into(),
-                chain: vec![cert.der().clone(), self.0.der().clone()],
-                key: Arc::new(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-                    key.serialize_der(),
-                ))),
+                chain: cert.chain(),
+                key: Arc::new(cert.key()),
                 names: names.iter().map(|n| n.to_ascii_lowercase()).collect(),
                 subject: format!("CN={}", names[0]),
                 not_after: std::time::SystemTime::now(),
@@ -185,7 +178,7 @@ pub(super) mod tests {
             versions: &[&'static rustls::SupportedProtocolVersion],
         ) -> Arc<rustls::ClientConfig> {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(self.0.der().clone()).unwrap();
+            roots.add(self.0.cert_der()).unwrap();
             let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
