@@ -65,8 +65,11 @@ TARGETS="nginx varnish"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench-cache.XXXXXX")"
 STARTED_PIDS=()
 
-# shellcheck source=lib/cleanup.sh
+# shellcheck source=SCRIPTDIR/lib/cleanup.sh disable=SC1091 # (followed with shellcheck -x)
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cleanup.sh"
+# Ports, nginx instances, CPU time, medians, peak RSS, the idle check, the revision.
+# shellcheck source=SCRIPTDIR/lib/bench-common.sh disable=SC1091 # (followed with shellcheck -x)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -97,8 +100,7 @@ ensure_tools() {
 
 build_gatehouse() {
     # The revision being built (the tree may move on during a run).
-    GATEHOUSE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    (cd "$ROOT" && git diff --quiet HEAD 2>/dev/null) || GATEHOUSE_REV+=" (with uncommitted changes)"
+    GATEHOUSE_REV="$(gatehouse_revision "$ROOT")"
     log "building $GATEHOUSE_REV: cargo build --release -p gatehouse"
     (cd "$ROOT" && cargo build --release -p gatehouse)
     GATEHOUSE="$ROOT/target/release/gatehouse"
@@ -106,52 +108,8 @@ build_gatehouse() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Ports (as in failover.sh): a random port below the kernel's ephemeral range, kept only if a
-# connect to it is refused (nothing listens).
+# Waiting for a process (free_port and wait_for_port are in lib/bench-common.sh)
 # ---------------------------------------------------------------------------------------------
-read -r EPHEMERAL_LOW EPHEMERAL_HIGH </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null ||
-    { EPHEMERAL_LOW=32768; EPHEMERAL_HIGH=60999; }
-if ((EPHEMERAL_LOW > 12000)); then
-    PORT_MIN=10000; PORT_SPAN=$((EPHEMERAL_LOW - 10000))
-else
-    PORT_MIN=$((EPHEMERAL_HIGH + 1)); PORT_SPAN=$((65535 - EPHEMERAL_HIGH))
-fi
-USED_PORTS=" "
-port_is_free() {
-    # bash's /dev/tcp connect succeeds only if something accepts on the port.
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Sets variable $1 to a free port not handed out before (no $(...): USED_PORTS must persist).
-free_port() {
-    local port
-    for _ in $(seq 200); do
-        port=$((PORT_MIN + RANDOM % PORT_SPAN))
-        [[ "$USED_PORTS" == *" $port "* ]] && continue
-        if port_is_free "$port"; then
-            USED_PORTS+="$port "
-            printf -v "$1" '%s' "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# Wait until $2 accepts connections; fail early (with its log) if process $1 died.
-wait_for_port() {
-    local pid="$1" port="$2" logfile="$3"
-    for _ in $(seq 100); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$logfile" >&2 || true
-            die "process $pid exited before listening on $port (log: $logfile)"
-        fi
-        port_is_free "$port" || return 0
-        sleep 0.1
-    done
-    cat "$logfile" >&2 || true
-    die "nothing listening on $port after 10 s (log: $logfile)"
-}
-
 # Wait until GET $2 answers 200; fail early (with its log) if process $1 died. Varnish's
 # manager accepts on the port before its child (which compiles the VCL first) serves anything.
 wait_for_http() {
@@ -167,55 +125,6 @@ wait_for_http() {
     done
     cat "$logfile" >&2 || true
     die "GET $url did not answer 200 within 10 s (last status '${status:-none}'; log: $logfile)"
-}
-
-# ---------------------------------------------------------------------------------------------
-# nginx: one non-daemon master + 1 worker per instance, its own prefix, pid file and error log.
-# ---------------------------------------------------------------------------------------------
-nginx_main_conf() {
-    local dir="$1"
-    # As root, nginx would drop its worker to `nobody`, which cannot enter the 0700 temp dir.
-    [[ "$(id -u)" == 0 ]] && echo "user root;"
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-
-# Temp paths inside the prefix, only for the modules this nginx build has (nginx-light lacks some).
-nginx_temp_paths() {
-    local dir="$1" v m
-    v="$("$NGINX" -V 2>&1)"
-    echo "    client_body_temp_path $dir/body;"
-    echo "    proxy_temp_path $dir/proxy;"
-    for m in fastcgi scgi uwsgi; do
-        [[ "$v" == *"--without-http_${m}_module"* ]] || echo "    ${m}_temp_path $dir/$m;"
-    done
-}
-
-# Start nginx with config file $2 in prefix dir $1; sets NGINX_PID to its master.
-# (Not via $(...): the master must be a child of this shell, so that cleanup can reap it.)
-start_nginx() {
-    local dir="$1" conf="$2"
-    "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$conf" || die "nginx -t failed for $conf"
-    "$NGINX" -p "$dir" -e "$dir/error.log" -c "$conf" >"$dir/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    STARTED_PIDS+=("$NGINX_PID")
-}
-
-# The worker of nginx master $1 (not its cache manager / cache loader).
-nginx_worker() {
-    local child
-    for child in $(pgrep -P "$1" || true); do
-        if tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q 'worker process'; then
-            echo "$child"
-            return 0
-        fi
-    done
-    die "no worker process under nginx master $1"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +232,7 @@ start_nginx_cache() {
     start_nginx "$dir" "$dir/nginx.conf"
     NGINX_CACHE_PID=$NGINX_PID
     wait_for_port "$NGINX_CACHE_PID" "$NGINX_PORT" "$dir/error.log"
-    NGINX_WORKER_PID="$(nginx_worker "$NGINX_CACHE_PID")"
+    NGINX_WORKER_PID="$(nginx_workers "$NGINX_CACHE_PID")" # the one worker (worker_processes 1)
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -484,22 +393,6 @@ assert_hit() {
 # ---------------------------------------------------------------------------------------------
 wrk_cmd() { echo "wrk -t1 -c$CONNECTIONS -d${1}s --latency $2"; }
 
-CLK_TCK="$(getconf CLK_TCK)"
-# CPU time (user + system, all threads) of process $1 so far, in clock ticks.
-cpu_ticks() {
-    # Fields after the "(comm)" field: state is $1, utime $12, stime $13.
-    sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-}
-
-# Normalise a wrk latency ("812.00us", "1.23ms", "1.02s", "2.00m") to milliseconds.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n
-    }'
-}
-
 # Run wrk once against target $1, object $2; append to $RESULTS:
 #   label rps p99_ms non2xx socket_errors requests origin_requests cpu_us_per_request
 run_wrk() {
@@ -524,8 +417,7 @@ run_wrk() {
         { printf '%s\n' "$out" >&2; die "cannot parse wrk output for $label"; }
     p99="$(to_ms "$p99")"
     origin=$((origin_after - origin_before))
-    cpu_us="$(awk -v t=$((cpu_after - cpu_before)) -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')"
+    cpu_us="$(cpu_us_per $((cpu_after - cpu_before)) "$requests")"
     log "$(printf '%-16s %12s req/s   p99 %8s ms   CPU %6s us/req   origin requests %s   non-2xx %s   socket errors %s' \
         "$label" "$rps" "$p99" "$cpu_us" "$origin" "${non2xx:-0}" "${errors:-0}")"
     echo "$label $rps $p99 ${non2xx:-0} ${errors:-0} $requests $origin $cpu_us" >>"$RESULTS"
@@ -547,26 +439,6 @@ warm_up() {
             wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$(target_url "$target" "$size")" >/dev/null
         done
     done
-}
-
-# Median of column $2 for label $1 in $RESULTS (mean of the middle two for an even count).
-median() {
-    awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$RESULTS" | sort -g |
-        awk '{ v[NR] = $1 } END {
-            if (NR == 0) { print "n/a"; exit }
-            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.2f", m
-        }'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f×", a / b }'; }
-
-# Sum of column $2 for label $1 over all rounds.
-total() { awk -v l="$1" -v c="$2" '$1 == l { s += $c } END { printf "%d", s }' "$RESULTS"; }
-
-# Peak resident set (VmHWM) of a process, in MiB.
-peak_rss_mib() {
-    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "n/a"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -698,24 +570,6 @@ EOF
         print_method
     } >>"$doc"
     log "appended results to $doc"
-}
-
-# Other work running on the machine skews the results: measure how busy the CPUs are for a
-# second before we start anything, warn, and record it.
-cpu_busy_percent() {
-    local a b
-    read -r -a a < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    sleep 1
-    read -r -a b < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    awk -v busy=$((b[0] - a[0])) -v idle=$((b[1] - a[1])) \
-        'BEGIN { t = busy + idle; printf "%.0f", t ? 100 * busy / t : 0 }'
-}
-
-check_idle() {
-    CPU_BUSY_BEFORE="$(cpu_busy_percent)"
-    if ((CPU_BUSY_BEFORE > 15)); then
-        log "WARNING: the CPUs were ${CPU_BUSY_BEFORE}% busy before the run; other work will skew the numbers"
-    fi
 }
 
 # ---------------------------------------------------------------------------------------------

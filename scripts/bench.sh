@@ -47,8 +47,11 @@ die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")"
 STARTED_PIDS=()
 
-# shellcheck source=lib/cleanup.sh
+# shellcheck source=SCRIPTDIR/lib/cleanup.sh disable=SC1091 # (followed with shellcheck -x)
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cleanup.sh"
+# Ports, nginx instances, medians, peak RSS, the idle check, the revision.
+# shellcheck source=SCRIPTDIR/lib/bench-common.sh disable=SC1091 # (followed with shellcheck -x)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -76,85 +79,9 @@ build_gatehouse() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Ports: pick a random high port and keep it only if a connect is refused (nothing listens).
-# The same check gives the "refused" upstream for the error path: a port we never listen on.
+# nginx (lib/bench-common.sh): one non-daemon master + 1 worker per instance, its own prefix,
+# pid file and error log.
 # ---------------------------------------------------------------------------------------------
-USED_PORTS=" "
-port_is_free() {
-    # bash's /dev/tcp connect succeeds only if something accepts on the port.
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Sets variable $1 to a free port not handed out before (no $(...): USED_PORTS must persist).
-free_port() {
-    local port
-    for _ in $(seq 200); do
-        port=$((20000 + RANDOM % 40000))
-        [[ "$USED_PORTS" == *" $port "* ]] && continue
-        if port_is_free "$port"; then
-            USED_PORTS+="$port "
-            printf -v "$1" '%s' "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# Wait until $2 accepts connections; fail early (with its log) if process $1 died.
-wait_for_port() {
-    local pid="$1" port="$2" logfile="$3"
-    for _ in $(seq 100); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$logfile" >&2 || true
-            die "process $pid exited before listening on $port (log: $logfile)"
-        fi
-        port_is_free "$port" || return 0
-        sleep 0.1
-    done
-    cat "$logfile" >&2 || true
-    die "nothing listening on $port after 10 s (log: $logfile)"
-}
-
-# ---------------------------------------------------------------------------------------------
-# nginx: one non-daemon master + 1 worker per instance, its own prefix, pid file and error log.
-# ---------------------------------------------------------------------------------------------
-
-# Directives shared by both nginx instances.
-nginx_main_conf() {
-    local dir="$1"
-    # As root, nginx would drop its worker to `nobody`, which cannot enter the 0700 temp dir.
-    [[ "$(id -u)" == 0 ]] && echo "user root;"
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-
-# Temp paths inside the prefix, only for the modules this nginx build has (nginx-light lacks some).
-nginx_temp_paths() {
-    local dir="$1" v
-    v="$("$NGINX" -V 2>&1)"
-    echo "    client_body_temp_path $dir/body;"
-    echo "    proxy_temp_path $dir/proxy;"
-    local m
-    for m in fastcgi scgi uwsgi; do
-        [[ "$v" == *"--without-http_${m}_module"* ]] || echo "    ${m}_temp_path $dir/$m;"
-    done
-}
-
-# Start nginx with config file $2 in prefix dir $1; sets NGINX_PID to its master.
-# (Not via $(...): the master must be a child of this shell, so that cleanup can reap it.)
-start_nginx() {
-    local dir="$1" conf="$2"
-    "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$conf" || die "nginx -t failed for $conf"
-    "$NGINX" -p "$dir" -e "$dir/error.log" -c "$conf" >"$dir/stdout.log" 2>&1 &
-    NGINX_PID=$!
-    STARTED_PIDS+=("$NGINX_PID")
-}
-
 start_upstream() {
     local dir="$TMP/upstream"
     mkdir -p "$dir"
@@ -277,18 +204,10 @@ http_status() {
 # ---------------------------------------------------------------------------------------------
 wrk_cmd() { echo "wrk -t1 -c$CONNECTIONS -d${1}s --latency $2"; }
 
-# Normalise a wrk latency ("812.00us", "1.23ms", "1.02s", "2.00m") to milliseconds.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n
-    }'
-}
-
 # Run wrk once against $2 (label $1); append "label rps p99_ms non2xx socket_errors" to $RESULTS.
 run_wrk() {
     local label="$1" url="$2" out rps p99 non2xx errors
+    # shellcheck disable=SC2091 # runs the command wrk_cmd prints, the one print_method shows
     out="$($(wrk_cmd "$DURATION" "$url"))"
     printf '%s\n' "$out" >>"$TMP/wrk-$label.log"
     rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
@@ -310,21 +229,6 @@ warm_up() {
         wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
     done
 }
-
-# Median of column $2 for label $1 in $RESULTS (mean of the middle two for an even count).
-median() {
-    awk -v l="$1" -v c="$2" '$1 == l { print $c }' "$RESULTS" | sort -g |
-        awk '{ v[NR] = $1 } END {
-            if (NR == 0) { print "n/a"; exit }
-            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf "%.2f", m
-        }'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
-
-# Sum of column $2 for label $1 (total non-2xx / socket errors over all rounds).
-total() { awk -v l="$1" -v c="$2" '$1 == l { s += $c } END { printf "%d", s }' "$RESULTS"; }
 
 # ---------------------------------------------------------------------------------------------
 # Scenarios
@@ -356,11 +260,6 @@ bench_refused() {
         run_wrk nginx-refused "$nginx_url"
         run_wrk gatehouse-refused "$gatehouse_url"
     done
-}
-
-# Peak resident set (VmHWM) of a process, in MiB.
-peak_rss_mib() {
-    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "n/a"
 }
 
 # Optional: where gatehouse spends its time under the keep-alive load.
@@ -400,7 +299,7 @@ Keep-alive, \`200 ok\` upstream (median of $ROUNDS × ${DURATION}s, wrk -t1 -c$C
 | upstream direct (nginx) | $up_rps | $up_p99 | $(total upstream 5) |
 | nginx proxy | $ng_rps | $ng_p99 | $(total nginx 5) |
 | gatehouse | $gh_rps | $gh_p99 | $(total gatehouse 5) |
-| **gatehouse / nginx** | **$(ratio "$gh_rps" "$ng_rps")×** | **$(ratio "$gh_p99" "$ng_p99")×** | |
+| **gatehouse / nginx** | **$(ratio "$gh_rps" "$ng_rps")** | **$(ratio "$gh_p99" "$ng_p99")** | |
 
 EOF
     local ngr_rps ghr_rps ngr_p99 ghr_p99
@@ -413,7 +312,7 @@ Error path, upstream refuses connections → 502 (median of $ROUNDS × ${DURATIO
 |---|---:|---:|---:|---:|
 | nginx proxy | $ngr_rps | $ngr_p99 | $(total nginx-refused 4) | $(total nginx-refused 5) |
 | gatehouse | $ghr_rps | $ghr_p99 | $(total gatehouse-refused 4) | $(total gatehouse-refused 5) |
-| **gatehouse / nginx** | **$(ratio "$ghr_rps" "$ngr_rps")×** | **$(ratio "$ghr_p99" "$ngr_p99")×** | | |
+| **gatehouse / nginx** | **$(ratio "$ghr_rps" "$ngr_rps")** | **$(ratio "$ghr_p99" "$ngr_p99")** | | |
 
 Peak RSS (VmHWM) after all runs: gatehouse $GATEHOUSE_RSS MiB; nginx proxy worker $NGINX_RSS MiB.
 EOF
@@ -427,7 +326,7 @@ print_environment() {
 - CPU: $cpu, nproc $(nproc); CPU busy in the second before the run: ${CPU_BUSY_BEFORE}%
 - $("$NGINX" -v 2>&1)
 - wrk: $(wrk --version 2>&1 | head -1 | awk '{ print $1, $2 }')
-- gatehouse: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && git diff --quiet HEAD 2>/dev/null || echo " (with uncommitted changes)")
+- gatehouse: $(gatehouse_revision "$ROOT")
 EOF
 }
 
@@ -450,14 +349,14 @@ nginx proxy config (the upstream nginx is the same \`http {}\` skeleton with
 \`location / { return 200 "ok\\n"; }\`):
 
 \`\`\`nginx
-$(sed -e "s#$TMP#\$TMP#g" -e "s#$UPSTREAM_PORT#UPSTREAM#g" -e "s#$NGINX_PORT#NGINX#g" -e "s#$DEAD_PORT#DEAD#g" \
+$(sed -e "s#$TMP#\$TMP#g" -e "s#\b$UPSTREAM_PORT\b#UPSTREAM#g" -e "s#\b$NGINX_PORT\b#NGINX#g" -e "s#\b$DEAD_PORT\b#DEAD#g" \
     "$TMP/nginx-proxy/nginx.conf")
 \`\`\`
 
 gatehouse config:
 
 \`\`\`toml
-$(sed -e "s#$UPSTREAM_PORT#UPSTREAM#g" -e "s#$GATEHOUSE_PORT#GATEHOUSE#g" -e "s#$DEAD_PORT#DEAD#g" "$GATEHOUSE_CONF")
+$(sed -e "s#\b$UPSTREAM_PORT\b#UPSTREAM#g" -e "s#\b$GATEHOUSE_PORT\b#GATEHOUSE#g" -e "s#\b$DEAD_PORT\b#DEAD#g" "$GATEHOUSE_CONF")
 \`\`\`
 EOF
 }
@@ -465,6 +364,7 @@ EOF
 write_docs() {
     local doc="$ROOT/docs/benchmarks.md"
     mkdir -p "$(dirname "$doc")"
+    # shellcheck disable=SC2016 # the backquotes are Markdown
     [[ -f "$doc" ]] || printf '# Benchmarks\n\nRun `scripts/bench.sh [--write]`; see the header of the script.\n' >"$doc"
     {
         printf '\n## %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -475,25 +375,6 @@ write_docs() {
         print_method
     } >>"$doc"
     log "appended results to $doc"
-}
-
-# Three busy processes already share the cores; anything else running (a build, a test suite)
-# skews the results. Measure how busy the CPUs are for a second before we start anything (the
-# load average would still count a previous benchmark run), warn, and record it.
-cpu_busy_percent() {
-    local a b
-    a=($(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat))
-    sleep 1
-    b=($(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat))
-    awk -v busy=$((b[0] - a[0])) -v idle=$((b[1] - a[1])) \
-        'BEGIN { t = busy + idle; printf "%.0f", t ? 100 * busy / t : 0 }'
-}
-
-check_idle() {
-    CPU_BUSY_BEFORE="$(cpu_busy_percent)"
-    if ((CPU_BUSY_BEFORE > 15)); then
-        log "WARNING: the CPUs were ${CPU_BUSY_BEFORE}% busy before the run; other work will skew the numbers"
-    fi
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -98,8 +98,13 @@ stop_pid() {
     forget_pid "$pid"
 }
 
-# shellcheck source=lib/cleanup.sh
+# shellcheck source=SCRIPTDIR/lib/cleanup.sh disable=SC1091 # (followed with shellcheck -x)
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cleanup.sh"
+# Ports (below the kernel's ephemeral range: health checks and reconnects leave thousands of
+# client sockets in TIME_WAIT there, and B restarted on its port could not bind one they hold),
+# nginx instances, the idle check, the revision.
+# shellcheck source=SCRIPTDIR/lib/bench-common.sh disable=SC1091 # (followed with shellcheck -x)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Tools
@@ -127,8 +132,7 @@ build() {
     local packages=(-p gatehouse-bench) bins=()
     [[ " $PROXIES " == *" gatehouse "* ]] && packages=(-p gatehouse "${packages[@]}")
     # The revision being built (the tree may move on during a long run).
-    GATEHOUSE_REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    (cd "$ROOT" && git diff --quiet HEAD 2>/dev/null) || GATEHOUSE_REV+=" (with uncommitted changes)"
+    GATEHOUSE_REV="$(gatehouse_revision "$ROOT")"
     log "building $GATEHOUSE_REV: cargo build --release ${packages[*]}"
     (cd "$ROOT" && cargo build --release "${packages[@]}")
     GATEHOUSE="$ROOT/target/release/gatehouse"
@@ -143,50 +147,10 @@ build() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Ports (as in bench.sh): a random port, kept only if a connect to it is refused. Unlike
-# bench.sh, below the kernel's ephemeral range: health checks and reconnects leave thousands of
-# client sockets (TIME_WAIT) on ephemeral ports, and a listener (or B restarted on its port)
-# cannot bind a port one of them holds.
+# Waiting and probing (free_port and wait_for_port are in lib/bench-common.sh)
 # ---------------------------------------------------------------------------------------------
-read -r EPHEMERAL_LOW EPHEMERAL_HIGH </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null ||
-    { EPHEMERAL_LOW=32768; EPHEMERAL_HIGH=60999; }
-if ((EPHEMERAL_LOW > 12000)); then
-    PORT_MIN=10000; PORT_SPAN=$((EPHEMERAL_LOW - 10000))
-else
-    PORT_MIN=$((EPHEMERAL_HIGH + 1)); PORT_SPAN=$((65535 - EPHEMERAL_HIGH))
-fi
-USED_PORTS=" "
-port_is_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-free_port() {
-    local port
-    for _ in $(seq 200); do
-        port=$((PORT_MIN + RANDOM % PORT_SPAN))
-        [[ "$USED_PORTS" == *" $port "* ]] && continue
-        if port_is_free "$port"; then
-            USED_PORTS+="$port "
-            printf -v "$1" '%s' "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-wait_for_port() {
-    local pid="$1" port="$2" logfile="$3"
-    for _ in $(seq 100); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            cat "$logfile" >&2 || true
-            die "process $pid exited before listening on $port (log: $logfile)"
-        fi
-        port_is_free "$port" || return 0
-        sleep 0.05
-    done
-    cat "$logfile" >&2 || true
-    die "nothing listening on $port after 5 s (log: $logfile)"
-}
+# Poll for a listener every 0.05 s, not 0.1: B's restarts are timed within the measured load.
+PORT_POLL=0.05
 
 # Minimal HTTP/1.1 GET over bash's /dev/tcp; prints the status code.
 http_status() {
@@ -211,7 +175,7 @@ start_backend() {
     local pid=$!
     STARTED_PIDS+=("$pid")
     printf -v "$var" '%s' "$pid"
-    wait_for_port "$pid" "$port" "$RUN_DIR/backend-$port.log"
+    wait_for_port "$pid" "$port" "$RUN_DIR/backend-$port.log" "$PORT_POLL"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -219,25 +183,11 @@ start_backend() {
 # so the docs can show them with symbolic ports.
 # ---------------------------------------------------------------------------------------------
 nginx_conf() {
-    local dir="$1" listen="$2" a="$3" b="$4" v m
-    # As root, nginx would drop its worker to `nobody`, which cannot enter the 0700 temp dir.
-    [[ "$(id -u)" == 0 ]] && echo "user root;"
+    local dir="$1" listen="$2" a="$3" b="$4"
+    nginx_main_conf "$dir"
     cat <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
 http {
-EOF
-    # Temp paths inside the prefix, only for the modules this build has (nginx-light lacks some).
-    v="$("$NGINX" -V 2>&1)"
-    echo "    client_body_temp_path $dir/body;"
-    echo "    proxy_temp_path $dir/proxy;"
-    for m in fastcgi scgi uwsgi; do
-        [[ "$v" == *"--without-http_${m}_module"* ]] || echo "    ${m}_temp_path $dir/$m;"
-    done
-    cat <<EOF
+$(nginx_temp_paths "$dir")
     access_log off;
     keepalive_requests 1000000;
     upstream app {
@@ -341,9 +291,8 @@ start_proxy() {
         nginx)
             nginx_conf "$dir" "$PROXY_PORT" "$PORT_A" "$PORT_B" >"$dir/nginx.conf"
             logfile="$dir/error.log"
-            "$NGINX" -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" ||
-                die "nginx -t failed for $dir/nginx.conf"
-            "$NGINX" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
+            start_nginx "$dir" "$dir/nginx.conf" # (adds the master to STARTED_PIDS)
+            PROXY_PID=$NGINX_PID
             ;;
         haproxy)
             haproxy_conf "$dir" "$PROXY_PORT" "$PORT_A" "$PORT_B" >"$dir/haproxy.cfg"
@@ -352,6 +301,8 @@ start_proxy() {
                 { cat "$logfile" >&2; die "haproxy -c failed for $dir/haproxy.cfg"; }
             # -db: stay in the foreground (no daemon, no master-worker): one process to stop.
             "$HAPROXY" -db -f "$dir/haproxy.cfg" >>"$logfile" 2>&1 &
+            PROXY_PID=$!
+            STARTED_PIDS+=("$PROXY_PID")
             ;;
         gatehouse)
             gatehouse_conf "$dir" "$PROXY_PORT" "$PORT_A" "$PORT_B" >"$dir/gatehouse.toml"
@@ -359,11 +310,11 @@ start_proxy() {
             "$GATEHOUSE" check -c "$dir/gatehouse.toml" >"$logfile" 2>&1 ||
                 { cat "$logfile" >&2; die "gatehouse check rejected $dir/gatehouse.toml"; }
             "$GATEHOUSE" run -c "$dir/gatehouse.toml" >>"$logfile" 2>&1 &
+            PROXY_PID=$!
+            STARTED_PIDS+=("$PROXY_PID")
             ;;
     esac
-    PROXY_PID=$!
-    STARTED_PIDS+=("$PROXY_PID")
-    wait_for_port "$PROXY_PID" "$PROXY_PORT" "$logfile"
+    wait_for_port "$PROXY_PID" "$PROXY_PORT" "$logfile" "$PORT_POLL"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -420,8 +371,8 @@ run_one() {
     start_proxy "$proxy"
     sleep "$SETTLE"
     # Both backends serve through the proxy before the load starts (round robin: 4 requests).
-    local i got
-    for i in 1 2 3 4; do
+    local got
+    for _ in 1 2 3 4; do
         got="$(http_status "$PROXY_PORT")"
         [[ "$got" == 200 ]] || die "$proxy: GET / before the load: expected 200, got '${got:-nothing}' (logs: $RUN_DIR)"
     done
@@ -465,6 +416,7 @@ run_one() {
 
 # median SCENARIO PROXY COLUMN (mean of the middle two for an even count); latencies (columns
 # 9-11) with two decimals, counts as integers unless the mean of two makes a half.
+# (Its own, not lib/bench-common.sh's: keyed by scenario and proxy, formatted by column.)
 median() {
     awk -v s="$1" -v p="$2" -v c="$3" '$1 == s && $2 == p { print $c }' "$RESULTS" | sort -g |
         awk -v c="$3" '{ v[NR] = $1 } END {
@@ -573,6 +525,7 @@ scenario_bullets() {
     done
 }
 
+# shellcheck disable=SC2016 # '$TMP/...' is printed literally, as a placeholder
 print_method() {
     cat <<EOF
 Each run starts two fresh backends A and B (\`failover-backend\`, \`200 ok\`, HTTP/1.1
@@ -635,22 +588,6 @@ EOF
         print_method
     } >>"$doc"
     log "appended results to $doc"
-}
-
-cpu_busy_percent() {
-    local a b
-    a=($(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat))
-    sleep 1
-    b=($(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat))
-    awk -v busy=$((b[0] - a[0])) -v idle=$((b[1] - a[1])) \
-        'BEGIN { t = busy + idle; printf "%.0f", t ? 100 * busy / t : 0 }'
-}
-
-check_idle() {
-    CPU_BUSY_BEFORE="$(cpu_busy_percent)"
-    if ((CPU_BUSY_BEFORE > 15)); then
-        log "WARNING: the CPUs were ${CPU_BUSY_BEFORE}% busy before the run; other work will skew the numbers"
-    fi
 }
 
 # ---------------------------------------------------------------------------------------------

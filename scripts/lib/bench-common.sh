@@ -1,8 +1,10 @@
 # shellcheck shell=bash
 # ---------------------------------------------------------------------------------------------
-# Sourced by the benchmark scripts (so far bench-tls.sh; bench.sh, bench-cache.sh and
-# failover.sh carry their own copies of these): free ports, waiting for a process to listen,
-# nginx instances in a temp dir, CPU time and memory of a process, medians over rounds.
+# Sourced by the benchmark scripts (bench.sh, bench-cache.sh, bench-tls.sh, failover.sh): free
+# ports, waiting for a process to listen, nginx instances in a temp dir, CPU time and memory of
+# processes, medians, totals and ratios over rounds, the idle check, the gatehouse revision.
+# failover.sh keeps its own median() (keyed by scenario and proxy, formatted by column) and
+# polls wait_for_port every 0.05 s.
 #
 # The script sets, before calling any of these: TMP (its temp dir), STARTED_PIDS (an array,
 # stopped by lib/cleanup.sh on exit), log() and die(); for the nginx helpers NGINX (the binary);
@@ -42,19 +44,20 @@ free_port() {
     die "no free port found"
 }
 
-# Wait until port $2 accepts connections; fail early (with log file $3) if process $1 died.
+# Wait until port $2 accepts connections, checking 100 times every $4 seconds (default 0.1);
+# fail early (with log file $3) if process $1 died.
 wait_for_port() {
-    local pid="$1" port="$2" logfile="$3"
+    local pid="$1" port="$2" logfile="$3" poll="${4:-0.1}"
     for _ in $(seq 100); do
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$logfile" >&2 || true
             die "process $pid exited before listening on $port (log: $logfile)"
         fi
         port_is_free "$port" || return 0
-        sleep 0.1
+        sleep "$poll"
     done
     cat "$logfile" >&2 || true
-    die "nothing listening on $port after 10 s (log: $logfile)"
+    die "nothing listening on $port after $(awk -v p="$poll" 'BEGIN { printf "%g", 100 * p }') s (log: $logfile)"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -189,11 +192,11 @@ ratio() {
 # How busy the CPUs are for one second, in percent (the load average would still count a
 # previous benchmark run).
 cpu_busy_percent() {
-    local a b
-    read -r -a a < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    local before after # (busy, idle) jiffies
+    read -r -a before < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
     sleep 1
-    read -r -a b < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
-    awk -v busy=$((b[0] - a[0])) -v idle=$((b[1] - a[1])) \
+    read -r -a after < <(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+    awk -v busy=$((after[0] - before[0])) -v idle=$((after[1] - before[1])) \
         'BEGIN { t = busy + idle; printf "%.0f", t ? 100 * busy / t : 0 }'
 }
 
