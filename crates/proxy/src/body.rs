@@ -21,6 +21,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::client_body::ClientBody;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
@@ -49,7 +51,7 @@ pub struct AbortedResponse(pub Failure);
 /// The client's request body, forwarded to the upstream.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     /// A body read ahead of time (kept so that the request can be replayed to another server).
     buffered: Option<Bytes>,
     idle_timeout: Duration,
@@ -70,7 +72,7 @@ impl RequestBody {
     }
 
     /// Wraps the client's body. The receiver fires once the body was fully handed over.
-    pub fn streaming(inner: Incoming, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
+    pub fn streaming(inner: ClientBody, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         (
             Self {
@@ -122,8 +124,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => {
-                let failure = classify::request_body_error(&err);
+            Poll::Ready(Some(Err(failure))) => {
                 Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
             }
             Poll::Ready(None) => {

@@ -1,5 +1,7 @@
-//! The client socket wrapper: what hyper does not tell about a downstream connection. It wraps
-//! whatever carries the HTTP bytes (a TCP socket, or a TLS stream, where it sees plaintext).
+//! The client socket wrapper for connections hyper serves (TLS listeners, HTTP/2): what hyper
+//! does not tell about a downstream connection. It wraps whatever carries the HTTP bytes (a TCP
+//! socket, or a TLS stream, where it sees plaintext). Plain HTTP/1.1 connections are served by
+//! gatehouse's own engine ([`crate::http1`]), which sees all of this itself.
 //!
 //! - Whether bytes of a new request arrived since the last response was written, which tells
 //!   a client that stalled part-way through a request head (answered 408) from an idle

@@ -6,9 +6,11 @@
 
 pub mod body;
 pub mod cache;
+pub mod client_body;
 pub mod client_io;
 pub mod failure;
 pub mod forward;
+pub mod http1;
 pub mod listener;
 pub mod maintenance;
 pub mod observe;

@@ -23,11 +23,11 @@ use gatehouse_config::HashKey;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::body::{Finish, ProxyBody, RequestBody, UpstreamBody};
+use crate::client_body::{ClientBody, ClientUpgrade};
 use crate::client_io::ClientActivity;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase, RetryRule};
@@ -51,7 +51,7 @@ pub async fn handle(
     snapshot: Arc<Snapshot>,
     client: SocketAddr,
     activity: &ClientActivity,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let request_id = request_id(req.headers());
     let access_log = snapshot.config.server.access_log;
@@ -104,7 +104,7 @@ struct Pipeline<'a> {
 /// What an upgrade request needs once the upstream has answered.
 struct UpgradeRequest {
     /// The client's side of the connection, handed over by hyper after a 101 is written.
-    client: OnUpgrade,
+    client: ClientUpgrade,
     /// The `Upgrade` value forwarded (what the client asked for, `h2c` left out).
     protocols: HeaderValue,
 }
@@ -244,7 +244,7 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// Reads a (small) request body completely, with the client timeouts of a streaming one.
-async fn read_body(body: Incoming, idle_timeout: Duration) -> Result<Bytes, Failure> {
+async fn read_body(body: ClientBody, idle_timeout: Duration) -> Result<Bytes, Failure> {
     use http_body_util::BodyExt;
     let (body, _sent) = RequestBody::streaming(body, idle_timeout);
     match body.collect().await {
@@ -262,7 +262,7 @@ async fn read_body(body: Incoming, idle_timeout: Duration) -> Result<Bytes, Fail
 impl Pipeline<'_> {
     async fn run(
         &mut self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         activity: &ClientActivity,
     ) -> Response<ProxyBody> {
         #[cfg(feature = "test-hooks")]
@@ -270,17 +270,19 @@ impl Pipeline<'_> {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
         }
         let mut req = req;
-        // An upgrade needs hyper's handle on the client connection, which lives in the request's
-        // extensions: taken now, before the request is taken apart. Only HTTP/1.1 has Upgrade
+        // An upgrade needs the engine's handle on the client connection, which lives in the
+        // request's extensions: taken now, before the request is taken apart. Only HTTP/1.1 has Upgrade
         // (an h2 request carries no such handle); any other request asking for one is forwarded
         // as an ordinary request, Upgrade and Connection stripped like all hop-by-hop fields.
-        let protocols = forward::upgrade_protocols(req.headers())
-            .filter(|_| req.version() == Version::HTTP_11)
-            .filter(|_| req.extensions().get::<OnUpgrade>().is_some());
-        let upgrade = protocols.map(|protocols| UpgradeRequest {
-            client: hyper::upgrade::on(&mut req),
-            protocols,
-        });
+        let protocols =
+            forward::upgrade_protocols(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+        let client_upgrade = protocols
+            .is_some()
+            .then(|| ClientUpgrade::take(&mut req))
+            .flatten();
+        let upgrade = protocols
+            .zip(client_upgrade)
+            .map(|(protocols, client)| UpgradeRequest { client, protocols });
         let (mut parts, body) = req.into_parts();
         let head_only = parts.method == Method::HEAD;
 
@@ -1006,7 +1008,7 @@ impl Pipeline<'_> {
     }
 }
 
-fn body_is_empty(body: &Incoming) -> bool {
+fn body_is_empty(body: &ClientBody) -> bool {
     http_body::Body::is_end_stream(body)
 }
 

@@ -23,11 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use crate::client_body::{ClientStream, ClientUpgrade};
 use crate::observe::Observer;
 use crate::upstream::server::Lease;
 
@@ -35,7 +36,7 @@ use crate::upstream::server::Lease;
 #[derive(Debug)]
 pub struct Tunnel {
     /// The client's side: resolves once hyper has written the 101 and handed the connection over.
-    pub client: OnUpgrade,
+    pub client: ClientUpgrade,
     /// The upstream's side, already taken over after its 101.
     pub upstream: Upgraded,
     /// No byte either way for this long closes the tunnel (validated to be more than zero).
@@ -99,7 +100,7 @@ impl Tunnel {
                 let up = AtomicU64::new(0);
                 let down = AtomicU64::new(0);
                 let mut client = CountedSide {
-                    inner: TokioIo::new(client),
+                    inner: client,
                     bytes: &up,
                     activity: &activity,
                 };
@@ -144,11 +145,14 @@ impl Tunnel {
 
 /// Waits for the client's side of the upgrade. Bounded by the idle timeout too: a client that
 /// never completes the switch must not hold the upstream connection and its slot.
-async fn with_idle_limit(client: OnUpgrade, idle_timeout: Duration) -> Result<Upgraded, End> {
-    let Ok(upgraded) = tokio::time::timeout(idle_timeout, client).await else {
+async fn with_idle_limit(
+    client: ClientUpgrade,
+    idle_timeout: Duration,
+) -> Result<ClientStream, End> {
+    let Ok(upgraded) = tokio::time::timeout(idle_timeout, client.wait()).await else {
         return Err(End::Idle);
     };
-    upgraded.map_err(|err| End::ClientNotUpgraded(err.to_string()))
+    upgraded.map_err(End::ClientNotUpgraded)
 }
 
 /// When a byte last moved, either way, shared by both directions and the idle watch of one

@@ -15,7 +15,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use futures_util::FutureExt as _;
 use gatehouse_config::ServerConfig;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::{http1 as hyper_http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -36,8 +35,10 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::{ListenerKind, redirect};
 use crate::body::ProxyBody;
+use crate::client_body::ClientBody;
 use crate::client_io::{ClientActivity, ClientIo};
 use crate::failure::{Failure, FailureKind, Phase};
+use crate::http1;
 use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
 use crate::service;
@@ -101,13 +102,15 @@ pub(super) async fn serve(
         current,
         shutdown,
     };
+    // Each path is boxed: the connection's task then holds only what its own path needs
+    // (an idle plain HTTP/1.1 connection does not carry room for a TLS session or HTTP/2 state).
     match kind {
-        ListenerKind::Plain => conn.plain(stream).await,
+        ListenerKind::Plain => Box::pin(conn.plain(stream)).await,
         ListenerKind::RedirectHttps => {
             conn.handler = Handler::Redirect;
-            conn.plain(stream).await;
+            Box::pin(conn.plain(stream)).await;
         }
-        ListenerKind::Tls(config) => conn.tls(stream, config).await,
+        ListenerKind::Tls(config) => Box::pin(conn.tls(stream, config)).await,
     }
 }
 
@@ -127,12 +130,10 @@ impl Conn {
         } else {
             Protocol::Http1
         };
-        // A second handle on the socket, to answer 408 after hyper gave up on the connection.
-        let spare = match protocol {
-            Protocol::Http1 => stream_spare(&stream),
-            Protocol::Http2 => None,
-        };
-        self.http(stream, protocol, spare).await;
+        match protocol {
+            Protocol::Http1 => Box::pin(self.http1(stream)).await,
+            Protocol::Http2 => Box::pin(self.http(stream, protocol)).await,
+        }
     }
 
     async fn tls(mut self, stream: TcpStream, config: Arc<rustls::ServerConfig>) {
@@ -166,12 +167,37 @@ impl Conn {
             _ => Protocol::Http1,
         };
         self.https = true;
-        // No spare socket: a 408 cannot be written around the TLS session; the connection is
-        // just closed (as nginx does).
-        self.http(stream, protocol, None).await;
+        // hyper serves TLS connections; a 408 cannot be written around its TLS session, so a
+        // stalled head just closes the connection there (as nginx does).
+        self.http(stream, protocol).await;
     }
 
-    async fn http<S>(self, io: S, protocol: Protocol, spare: Option<std::net::TcpStream>)
+    /// Plain HTTP/1.1, served by gatehouse's own engine.
+    async fn http1(self, stream: TcpStream) {
+        let Self {
+            client,
+            handler,
+            https,
+            snapshot,
+            current,
+            mut shutdown,
+        } = self;
+        let server = &snapshot.config.server;
+        let settings = http1::Settings {
+            header_timeout: server.client_header_timeout,
+            max_head: head_limit(server),
+        };
+        let handler = Http1Handler {
+            client,
+            handler,
+            current,
+            activity: Arc::new(ClientActivity::new(client, 0, https)),
+        };
+        http1::serve(stream, &handler, settings, &mut shutdown).await;
+    }
+
+    /// hyper: HTTP/2, and HTTP/1.1 over TLS.
+    async fn http<S>(self, io: S, protocol: Protocol)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -184,11 +210,7 @@ impl Conn {
             mut shutdown,
         } = self;
         let server = &snapshot.config.server;
-        // hyper's own limits sit above gatehouse's, so that requests between the two get
-        // gatehouse's full 414/431 answer; only far larger ones get hyper's bare one.
-        let max_buf = (server.max_request_header_size * 2)
-            .max(server.max_uri_length * 2)
-            .max(16 * 1024);
+        let max_buf = head_limit(server);
         // HTTP/2 frames are binary: there is no request head to keep.
         let head_limit = match protocol {
             Protocol::Http1 => max_buf,
@@ -202,6 +224,7 @@ impl Conn {
         // Only HTTP/2's idle watch reads the stream counts; HTTP/1.1 requests skip them.
         let count_streams = protocol == Protocol::Http2;
         let service = service_fn(move |req: Request<Incoming>| {
+            let req = req.map(ClientBody::Hyper);
             let open = count_streams.then(|| OpenStream::new(&service_streams));
             let snapshot = current.load_full();
             let activity = Arc::clone(&service_activity);
@@ -234,13 +257,69 @@ impl Conn {
             }
         };
         if let Some(Err(err)) = result {
-            on_connection_error(&err, protocol, client, &snapshot, &activity, spare);
+            on_connection_error(&err, protocol, client, &snapshot, &activity);
         }
     }
 }
 
-fn http1_builder(server: &ServerConfig, max_buf: usize) -> http1::Builder {
-    let mut builder = http1::Builder::new();
+/// The largest request head read. It sits above gatehouse's own limits, so that requests
+/// between the two get the pipeline's 414/431 with the limit's name; only far larger ones are
+/// refused while reading.
+fn head_limit(server: &ServerConfig) -> usize {
+    (server.max_request_header_size * 2)
+        .max(server.max_uri_length * 2)
+        .max(16 * 1024)
+}
+
+/// The pipeline (or the redirect) behind gatehouse's HTTP/1.1 engine.
+struct Http1Handler {
+    client: SocketAddr,
+    handler: Handler,
+    current: Current,
+    activity: Arc<ClientActivity>,
+}
+
+impl http1::Handler for Http1Handler {
+    type Body = ProxyBody;
+
+    fn call(
+        &self,
+        request: Request<http1::RequestBody>,
+    ) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
+        let req = request.map(ClientBody::Http1);
+        let snapshot = self.current.load_full();
+        let client = self.client;
+        match self.handler {
+            Handler::Proxy => {
+                let activity = Arc::clone(&self.activity);
+                Box::pin(handle_isolated(snapshot, client, activity, req))
+            }
+            Handler::Redirect => {
+                let response = redirect::answer(&snapshot, client, &req);
+                Box::pin(std::future::ready(response))
+            }
+        }
+    }
+
+    fn reject(&self, error: http1::HeadError) -> Response<ProxyBody> {
+        let snapshot = self.current.load_full();
+        let failure = Failure::client(error.status, error.reason);
+        let request_id = log_unparsed_request(&failure, self.client, &snapshot);
+        respond::render(
+            &failure,
+            &ErrorContext {
+                request_id: &request_id,
+                accept: None,
+                head_only: false,
+                next_hop: None,
+                proxy_status: &snapshot.proxy_status,
+            },
+        )
+    }
+}
+
+fn http1_builder(server: &ServerConfig, max_buf: usize) -> hyper_http1::Builder {
+    let mut builder = hyper_http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .keep_alive(true)
@@ -440,7 +519,7 @@ async fn handle_isolated(
     snapshot: Arc<Snapshot>,
     client: SocketAddr,
     activity: Arc<ClientActivity>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let head_only = req.method() == http::Method::HEAD;
     let accept = req.headers().get(http::header::ACCEPT).cloned();
@@ -483,15 +562,15 @@ async fn handle_isolated(
     }
 }
 
-/// hyper ended the connection with an error: log it, and answer 408 when an HTTP/1.1 client
-/// stalled part-way through a request head (hyper closes without a response there).
+/// hyper ended the connection with an error: log it. A TLS client that stalled part-way
+/// through a request head is logged as a 408; the connection is only closed (no response can be
+/// written around hyper's TLS session).
 fn on_connection_error(
     err: &hyper::Error,
     protocol: Protocol,
     client: SocketAddr,
     snapshot: &Snapshot,
     activity: &ClientActivity,
-    spare: Option<std::net::TcpStream>,
 ) {
     if protocol == Protocol::Http2 {
         // Stream-level failures are answered per stream; what ends a whole HTTP/2 connection
@@ -510,22 +589,7 @@ fn on_connection_error(
                 snapshot.config.server.client_header_timeout
             ),
         );
-        let request_id = log_unparsed_request(&failure, client, snapshot);
-        let response = respond::render(
-            &failure,
-            &ErrorContext {
-                request_id: &request_id,
-                accept: None,
-                head_only: false,
-                next_hop: None,
-                proxy_status: &snapshot.proxy_status,
-            },
-        );
-        // Without a spare (TLS) the connection is only closed; the record says 408 all the same.
-        if let Some(mut spare) = spare {
-            let _ = spare.write_all(&serialize_small_response(response));
-            let _ = spare.shutdown(std::net::Shutdown::Both);
-        }
+        log_unparsed_request(&failure, client, snapshot);
         return;
     }
     if err.is_parse() || err.is_parse_too_large() {
@@ -567,32 +631,4 @@ fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapsh
     record.failure = Some(failure.kind.token());
     snapshot.observer.finished(record);
     request_id
-}
-
-/// Writes a generated response as HTTP/1.1 bytes (used only where hyper no longer owns the
-/// connection).
-fn serialize_small_response(response: Response<ProxyBody>) -> Vec<u8> {
-    let (parts, body) = response.into_parts();
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        parts.status.as_u16(),
-        parts.status.canonical_reason().unwrap_or("")
-    )
-    .into_bytes();
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"connection: close\r\n\r\n");
-    if let ProxyBody::Full(Some(bytes)) = body {
-        out.extend_from_slice(&bytes);
-    }
-    out
-}
-
-fn stream_spare(stream: &TcpStream) -> Option<std::net::TcpStream> {
-    let sock = socket2::SockRef::from(stream);
-    sock.try_clone().ok().map(std::net::TcpStream::from)
 }

@@ -1,0 +1,382 @@
+//! Request heads: bytes to an `http::request::Parts`, with the framing of the body that follows
+//! and what the connection must do after the response (RFC 9112 §§2-3, 6, 9).
+//!
+//! Header names and values and the target are slices of the received head (no copy per field).
+//! What hyper resolved silently is refused here with 400, because two readers of the same bytes
+//! may frame them differently (request smuggling): `Transfer-Encoding` with `Content-Length`,
+//! `Transfer-Encoding` whose last coding is not `chunked`, `Transfer-Encoding` in HTTP/1.0,
+//! differing or malformed `Content-Length` values.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+
+/// Fields accepted in one head (hyper's default; nginx and HAProxy allow about as many).
+pub const MAX_HEADERS: usize = 100;
+/// `http::Uri` cannot hold a longer target.
+const MAX_URI: usize = u16::MAX as usize - 1;
+
+/// How the request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub parts: http::request::Parts,
+    pub framing: Framing,
+    /// The client allows the connection to stay open after the response (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// HTTP/1.1 `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// HTTP/1.1 with `Upgrade` and `Connection: upgrade`: a 101 may take the connection over.
+    pub upgrade: bool,
+}
+
+/// A head that cannot be served, with the status it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: StatusCode,
+    pub reason: String,
+}
+
+impl HeadError {
+    pub fn bad(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Parses the head at the start of `buf` when it is complete: the head is split off `buf`
+/// (which keeps what follows it). `Ok(None)`: read more, unless `buf` already holds
+/// `max_head` bytes, which is an error.
+pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= max_head {
+                return Err(too_large(buf, max_head));
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError {
+                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                reason: format!("request has more than {MAX_HEADERS} header fields"),
+            });
+        }
+        Err(err) => return Err(HeadError::bad(format!("malformed request head: {err}"))),
+    };
+    if len > max_head {
+        return Err(too_large(buf, max_head));
+    }
+    // The positions of what is kept, so that it can be sliced out of the head once split off.
+    let base = buf.as_ptr() as usize;
+    let at = |part: &[u8]| (part.as_ptr() as usize - base, part.len());
+    let method = request.method.unwrap_or_default();
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| HeadError::bad("invalid request method"))?;
+    let target = at(request.path.unwrap_or_default().as_bytes());
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let count = request.headers.len();
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    for (span, field) in spans.iter_mut().zip(request.headers.iter()) {
+        let (name, name_len) = at(field.name.as_bytes());
+        let (value, value_len) = at(field.value);
+        *span = (name, name_len, value, value_len);
+    }
+    let head = buf.split_to(len).freeze();
+    build(&head, method, target, version, &spans[..count])
+}
+
+/// The status for a head that outgrew the buffer: 414 while the request line is still
+/// incomplete (the target is what is long), else 431.
+fn too_large(buf: &[u8], max_head: usize) -> HeadError {
+    let line_done = buf.iter().take(max_head).any(|&b| b == b'\n');
+    if line_done {
+        HeadError {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason: format!("request header section exceeds {max_head} bytes"),
+        }
+    } else {
+        HeadError {
+            status: StatusCode::URI_TOO_LONG,
+            reason: format!("request line exceeds {max_head} bytes"),
+        }
+    }
+}
+
+fn build(
+    head: &Bytes,
+    method: Method,
+    (target_at, target_len): (usize, usize),
+    version: Version,
+    spans: &[(usize, usize, usize, usize)],
+) -> Result<Option<Head>, HeadError> {
+    if target_len > MAX_URI {
+        return Err(HeadError {
+            status: StatusCode::URI_TOO_LONG,
+            reason: format!("request target is {target_len} bytes"),
+        });
+    }
+    let uri = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len))
+        .map_err(|err| HeadError::bad(format!("invalid request target: {err}")))?;
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    let mut framing = Framing::Empty;
+    let mut content_length: Option<u64> = None;
+    let mut chunked_last = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut connection_upgrade = false;
+    let mut expect_continue = false;
+    for &(name_at, name_len, value_at, value_len) in spans {
+        let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
+            .map_err(|_| HeadError::bad("invalid header field name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))
+            .map_err(|_| HeadError::bad(format!("invalid value in header field {name}")))?;
+        if name == header::CONTENT_LENGTH {
+            let length = parse_content_length(value.as_bytes())?;
+            if content_length.is_some_and(|seen| seen != length) {
+                return Err(HeadError::bad(
+                    "request has differing Content-Length values",
+                ));
+            }
+            content_length = Some(length);
+        } else if name == header::TRANSFER_ENCODING {
+            // Only the last coding of the last field line counts: `chunked` must be final.
+            let last = value
+                .as_bytes()
+                .rsplit(|&b| b == b',')
+                .map(trim)
+                .find(|coding| !coding.is_empty());
+            chunked_last = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+        } else if name == header::CONNECTION {
+            for option in value.as_bytes().split(|&b| b == b',').map(trim) {
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                connection_upgrade |= option.eq_ignore_ascii_case(b"upgrade");
+            }
+        } else if name == header::EXPECT {
+            expect_continue |= trim(value.as_bytes()).eq_ignore_ascii_case(b"100-continue");
+        }
+        headers.append(name, value);
+    }
+    if let Some(chunked) = chunked_last {
+        if version == Version::HTTP_10 {
+            return Err(HeadError::bad(
+                "HTTP/1.0 request with Transfer-Encoding (RFC 9112 §6.1)",
+            ));
+        }
+        if content_length.is_some() {
+            return Err(HeadError::bad(
+                "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
+            ));
+        }
+        if !chunked {
+            return Err(HeadError::bad(
+                "request's Transfer-Encoding does not end with chunked (RFC 9112 §6.3)",
+            ));
+        }
+        framing = Framing::Chunked;
+    } else if let Some(length) = content_length.filter(|&n| n > 0) {
+        framing = Framing::Length(length);
+    }
+    let keep_alive = match version {
+        Version::HTTP_10 => keep_alive && !close,
+        _ => !close,
+    };
+    let upgrade =
+        version == Version::HTTP_11 && connection_upgrade && headers.contains_key(header::UPGRADE);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(version);
+    if let Some(map) = builder.headers_mut() {
+        *map = headers;
+    }
+    let (parts, ()) = builder
+        .body(())
+        .map_err(|err| HeadError::bad(format!("invalid request: {err}")))?
+        .into_parts();
+    Ok(Some(Head {
+        parts,
+        framing,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11,
+        upgrade,
+    }))
+}
+
+/// One Content-Length field value: digits, or a list of equal values (`5, 5`, RFC 9110 §8.6).
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let mut length = None;
+    for item in value.split(|&b| b == b',').map(trim) {
+        if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+            return Err(HeadError::bad("invalid Content-Length value"));
+        }
+        let n = item.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        if length.is_some_and(|seen| seen != n) {
+            return Err(HeadError::bad(
+                "request has differing Content-Length values",
+            ));
+        }
+        length = Some(n);
+    }
+    length.ok_or_else(|| HeadError::bad("invalid Content-Length value"))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Result<Option<Head>, HeadError> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        parse(&mut buf, 8192)
+    }
+
+    fn ok(text: &str) -> Head {
+        head(text)
+            .unwrap_or_else(|e| panic!("{text:?}: {e:?}"))
+            .unwrap_or_else(|| panic!("{text:?}: incomplete"))
+    }
+
+    fn refused(text: &str) -> StatusCode {
+        match head(text) {
+            Err(err) => err.status,
+            Ok(parsed) => panic!("{text:?} accepted: {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_head_and_keeps_what_follows() {
+        let mut buf = BytesMut::from(&b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A: 1\r\nx-a: 2\r\n\r\nabcGET"[..]);
+        let head = parse(&mut buf, 8192)
+            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("incomplete"));
+        assert_eq!(head.parts.method, Method::POST);
+        assert_eq!(head.parts.uri, "/a?b=1");
+        assert_eq!(head.parts.version, Version::HTTP_11);
+        assert_eq!(head.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(head.framing, Framing::Length(3));
+        assert!(head.keep_alive && !head.expect_continue && !head.upgrade);
+        assert_eq!(&buf[..], b"abcGET");
+    }
+
+    #[test]
+    fn incomplete_heads_ask_for_more_until_the_limit() {
+        assert!(head("GET / HTTP/1.1\r\nHost: x\r\n").is_ok_and(|h| h.is_none()));
+        let mut buf =
+            BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaa"[..]);
+        assert_eq!(
+            parse(&mut buf, 30).err().map(|e| e.status),
+            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+        let mut buf = BytesMut::from(&b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"[..]);
+        assert_eq!(
+            parse(&mut buf, 30).err().map(|e| e.status),
+            Some(StatusCode::URI_TOO_LONG)
+        );
+    }
+
+    #[test]
+    fn connection_rules() {
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").keep_alive);
+        assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+        assert!(ok("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
+        assert!(!ok("GET / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+        let upgrade = "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert!(ok(upgrade).upgrade);
+        assert!(!ok("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").upgrade);
+    }
+
+    #[test]
+    fn framing() {
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing,
+            Framing::Chunked
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 7, 7\r\nContent-Length: 7\r\n\r\n")
+                .framing,
+            Framing::Length(7)
+        );
+    }
+
+    #[test]
+    fn refuses_ambiguous_framing() {
+        for text in [
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\0y\r\n\r\n",
+            "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(refused(text), StatusCode::BAD_REQUEST, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn too_many_fields_is_431() {
+        let mut text = "GET / HTTP/1.1\r\n".to_owned();
+        for i in 0..=MAX_HEADERS {
+            text.push_str(&format!("X-{i}: 1\r\n"));
+        }
+        text.push_str("\r\n");
+        assert_eq!(refused(&text), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn absolute_and_asterisk_forms() {
+        let head = ok("GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\n\r\n");
+        assert_eq!(
+            head.parts.uri.authority().map(|a| a.as_str()),
+            Some("a.example")
+        );
+        assert_eq!(ok("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").parts.uri, "*");
+    }
+}

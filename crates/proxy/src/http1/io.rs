@@ -1,0 +1,208 @@
+//! The client's socket, shared by the connection loop and the request body it lends out.
+//!
+//! The body streams upstream from another task (the upstream connection's), so both hold the
+//! socket through an `Arc` and use tokio's `&TcpStream` readiness calls. They never read at the
+//! same time: the loop lends its buffer to the body and waits for it back
+//! ([`Shared::give_back`] / [`Shared::taken_back`]) before it reads again. Only the loop writes
+//! (`100 Continue` included: the body asks the loop for it).
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// What a request body hands back when it ends.
+#[derive(Debug)]
+pub struct Returned {
+    /// The loop's buffer: bytes after the body (a pipelined request) stay in it.
+    pub buf: BytesMut,
+    /// The body was read to its end, so the connection is still framed.
+    pub complete: bool,
+}
+
+/// One client connection's socket and the hand-over points between loop and body.
+#[derive(Debug)]
+pub struct Shared {
+    pub stream: TcpStream,
+    returned: Mutex<Option<Returned>>,
+    body_done: Notify,
+    /// The body was polled while `100 Continue` is owed: the loop writes it.
+    pub continue_wanted: Notify,
+}
+
+impl Shared {
+    pub fn new(stream: TcpStream) -> Arc<Self> {
+        Arc::new(Self {
+            stream,
+            returned: Mutex::new(None),
+            body_done: Notify::new(),
+            continue_wanted: Notify::new(),
+        })
+    }
+
+    /// Called once by a body when it ends or is dropped.
+    pub fn give_back(&self, returned: Returned) {
+        *self.returned.lock().unwrap_or_else(|e| e.into_inner()) = Some(returned);
+        self.body_done.notify_one();
+    }
+
+    /// Waits for the lent body to end.
+    pub async fn taken_back(&self) -> Returned {
+        loop {
+            if let Some(returned) = self
+                .returned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return returned;
+            }
+            self.body_done.notified().await;
+        }
+    }
+
+    /// Reads into `buf`'s spare capacity (reserve first). `Ok(0)` is the end of the stream.
+    pub fn poll_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(buf) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Writes all of `parts` (in as few system calls as the socket allows).
+    pub async fn write_all(&self, parts: &mut [&[u8]]) -> io::Result<()> {
+        let mut first = 0;
+        while first < parts.len() {
+            if parts[first].is_empty() {
+                first += 1;
+                continue;
+            }
+            let slices: Vec<IoSlice<'_>>;
+            let mut stack = [IoSlice::new(&[]); 4];
+            let bufs: &[IoSlice<'_>] = if parts.len() - first <= stack.len() {
+                for (slot, part) in stack.iter_mut().zip(&parts[first..]) {
+                    *slot = IoSlice::new(part);
+                }
+                &stack[..parts.len() - first]
+            } else {
+                slices = parts[first..].iter().map(|p| IoSlice::new(p)).collect();
+                &slices
+            };
+            let mut written = std::future::poll_fn(|cx| self.poll_write_vectored(cx, bufs)).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            while written > 0 && first < parts.len() {
+                let part = parts[first];
+                if written >= part.len() {
+                    written -= part.len();
+                    first += 1;
+                } else {
+                    parts[first] = &part[written..];
+                    written = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// === after a 101 ===
+
+/// The client's connection after `101 Switching Protocols`, as a byte stream: what the client
+/// sent after its request head first, then the socket.
+#[derive(Debug)]
+pub struct Upgraded {
+    shared: Arc<Shared>,
+    pending: BytesMut,
+}
+
+impl Upgraded {
+    pub fn new(shared: Arc<Shared>, pending: BytesMut) -> Self {
+        Self { shared, pending }
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.pending.is_empty() {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            ready!(this.shared.stream.poll_read_ready(cx))?;
+            match this.shared.stream.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.shared.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.shared.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A half-close (FIN): the other direction keeps flowing until the peer closes too.
+        Poll::Ready(socket2::SockRef::from(&self.shared.stream).shutdown(std::net::Shutdown::Write))
+    }
+}

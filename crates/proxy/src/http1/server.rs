@@ -1,0 +1,394 @@
+//! One client connection served as HTTP/1.1 by gatehouse's own engine: read a head, hand the
+//! request to the handler, write the response, and again, on the same task (no channel, no
+//! second task), until the client leaves, idles out, or gatehouse drains.
+//!
+//! Memory per idle connection is the task and the socket: the read buffer is allocated when
+//! bytes arrive and released whenever the connection waits for its next request with nothing
+//! buffered, and the handler's future is boxed per request rather than held in the task.
+//! A client that stalls part-way through a head gets its 408 on the same socket.
+
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::body::RequestBody;
+use super::head::{self, Framing, Head, HeadError};
+use super::io::{Shared, Upgraded};
+use super::write::{self, BodyFraming, RequestFacts};
+
+/// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
+const HEAD_BUFFER: usize = 4096;
+/// How long unread request bytes are drained after a refusal, so that closing with them
+/// unread does not reset the connection before the client has read the answer.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Connection limits, from the server config.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How long a request head may take to arrive; also the idle keep-alive limit.
+    pub header_timeout: Duration,
+    /// Largest request head read.
+    pub max_head: usize,
+}
+
+/// Answers the requests of one connection.
+pub trait Handler: Send + Sync + 'static {
+    type Body: Body<Data = Bytes> + Send + Unpin + 'static;
+
+    fn call(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Pin<Box<dyn Future<Output = Response<Self::Body>> + Send>>;
+
+    /// The answer to a head that cannot be served (400, 408, 414, 431), which also logs it.
+    fn reject(&self, error: HeadError) -> Response<Self::Body>;
+}
+
+/// The client's side of a connection that may switch protocols: resolves once the `101` was
+/// written, with the connection.
+/// (Request extensions must be `Clone`; the first to wait takes the connection.)
+#[derive(Debug, Clone)]
+pub struct OnUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
+
+impl OnUpgrade {
+    pub async fn wait(self) -> Result<Upgraded, &'static str> {
+        let receiver = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match receiver {
+            Some(receiver) => receiver
+                .await
+                .map_err(|_| "the client connection ended before the 101 was written"),
+            None => Err("the client connection was already taken over"),
+        }
+    }
+}
+
+enum HeadEnd {
+    /// Closed, idle, or stopping: close without a response.
+    Quiet,
+    Refused(HeadError),
+}
+
+/// Serves `stream` until the connection ends.
+pub async fn serve<H: Handler>(
+    stream: TcpStream,
+    handler: &H,
+    settings: Settings,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let shared = Shared::new(stream);
+    let mut buf = BytesMut::new();
+    loop {
+        let head = match read_head(&shared, &mut buf, settings, shutdown).await {
+            Ok(head) => head,
+            Err(HeadEnd::Quiet) => return,
+            Err(HeadEnd::Refused(error)) => {
+                let response = handler.reject(error);
+                let facts = RequestFacts {
+                    method: &Method::GET,
+                    version: Version::HTTP_11,
+                };
+                if write_response(&shared, response, facts, false)
+                    .await
+                    .is_ok()
+                {
+                    linger(&shared).await;
+                }
+                return;
+            }
+        };
+        let Head {
+            mut parts,
+            framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+        } = head;
+        let method = parts.method.clone();
+        let version = parts.version;
+        let (body, lent) = match framing {
+            Framing::Empty => (RequestBody::empty(), false),
+            Framing::Length(length) => {
+                let lent = std::mem::take(&mut buf);
+                let body = RequestBody::length(Arc::clone(&shared), lent, length, expect_continue);
+                (body, true)
+            }
+            Framing::Chunked => {
+                let lent = std::mem::take(&mut buf);
+                (
+                    RequestBody::chunked(Arc::clone(&shared), lent, expect_continue),
+                    true,
+                )
+            }
+        };
+        let upgrade = upgrade.then(|| {
+            let (tx, rx) = oneshot::channel();
+            parts
+                .extensions
+                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+            tx
+        });
+        let response = {
+            let mut call = handler.call(Request::from_parts(parts, body));
+            let mut continue_owed = expect_continue && lent;
+            loop {
+                tokio::select! {
+                    biased;
+                    response = &mut call => break response,
+                    () = shared.continue_wanted.notified(), if continue_owed => {
+                        continue_owed = false;
+                        if shared.write_all(&mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let keep_alive =
+            keep_alive && !*shutdown.borrow() && !write::asks_close(response.headers());
+        let facts = RequestFacts {
+            method: &method,
+            version,
+        };
+        let framed = match write_response(&shared, response, facts, keep_alive).await {
+            Ok(framed) => framed,
+            Err(err) => {
+                tracing::debug!(error = %err, "client response ended early");
+                return;
+            }
+        };
+        if lent {
+            // The body may still be on its way upstream (an early answer): wait for it.
+            let Ok(returned) =
+                tokio::time::timeout(settings.header_timeout, shared.taken_back()).await
+            else {
+                return;
+            };
+            if !returned.complete {
+                // Unread body bytes would be read as the next request: the connection ends.
+                if framed {
+                    linger(&shared).await;
+                }
+                return;
+            }
+            buf = returned.buf;
+        }
+        if switching && let Some(upgrade) = upgrade {
+            // What the client sent after its head belongs to the new protocol.
+            let _ = upgrade.send(Upgraded::new(shared, std::mem::take(&mut buf)));
+            return;
+        }
+        if !framed {
+            return;
+        }
+        if buf.is_empty() {
+            // Nothing buffered: the buffer is released while the connection waits.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Reads until a whole head is buffered and parses it.
+async fn read_head(
+    shared: &Shared,
+    buf: &mut BytesMut,
+    settings: Settings,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Head, HeadEnd> {
+    let mut deadline = pin!(tokio::time::sleep_until(
+        Instant::now() + settings.header_timeout
+    ));
+    loop {
+        if !buf.is_empty() {
+            match head::parse(buf, settings.max_head) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(error) => return Err(HeadEnd::Refused(error)),
+            }
+        }
+        tokio::select! {
+            biased;
+            ready = shared.stream.readable() => {
+                if ready.is_err() {
+                    return Err(HeadEnd::Quiet);
+                }
+            }
+            () = &mut deadline => {
+                if buf.is_empty() {
+                    return Err(HeadEnd::Quiet); // an idle keep-alive connection: closed
+                }
+                return Err(HeadEnd::Refused(HeadError {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    reason: format!(
+                        "client did not send a complete request header section within client_header_timeout ({:?})",
+                        settings.header_timeout
+                    ),
+                }));
+            }
+            () = stopping(shutdown), if buf.is_empty() => return Err(HeadEnd::Quiet),
+        }
+        if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
+            let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
+            buf.reserve(grow);
+        }
+        match shared.stream.try_read_buf(buf) {
+            Ok(0) => return Err(HeadEnd::Quiet),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(HeadEnd::Quiet),
+        }
+    }
+}
+
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Writes a response; `Ok(true)` when the connection is still framed for another request.
+async fn write_response<B>(
+    shared: &Shared,
+    response: Response<B>,
+    request: RequestFacts<'_>,
+    keep_alive: bool,
+) -> io::Result<bool>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    let exact = if body.is_end_stream() {
+        Some(0)
+    } else {
+        body.size_hint().exact()
+    };
+    let framing = write::framing(request, parts.status, &parts.headers, exact);
+    let keep_alive = keep_alive && framing != BodyFraming::UntilClose;
+    let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
+    write::encode_head(
+        &mut head,
+        parts.status,
+        &parts.headers,
+        framing,
+        keep_alive,
+        request.version,
+    );
+    drop(parts);
+    if framing == BodyFraming::None {
+        shared.write_all(&mut [&head]).await?;
+        return Ok(keep_alive);
+    }
+    let mut head = Some(head);
+    let mut sent: u64 = 0;
+    loop {
+        // The head goes out with the first body bytes when they are at hand, else on its own.
+        let polled =
+            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+        let frame = match polled {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if let Some(head) = head.take() {
+                    shared.write_all(&mut [&head]).await?;
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            }
+        };
+        let pending_head = head.take().unwrap_or_default();
+        let data = match frame {
+            None => {
+                let tail: &[u8] = if framing == BodyFraming::Chunked {
+                    b"0\r\n\r\n"
+                } else {
+                    b""
+                };
+                shared.write_all(&mut [&pending_head, tail]).await?;
+                if let BodyFraming::Length(length) = framing
+                    && sent < length
+                {
+                    return Err(io::Error::other(format!(
+                        "response body ended after {sent} of {length} bytes"
+                    )));
+                }
+                return Ok(keep_alive);
+            }
+            Some(Err(_)) => {
+                // hyper's behaviour: the head (if not yet out) goes, then the connection closes
+                // short of the promised length or the last chunk, so the client sees the cut.
+                shared.write_all(&mut [&pending_head]).await?;
+                return Err(io::Error::other("response body failed"));
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => {
+                    shared.write_all(&mut [&pending_head]).await?;
+                    continue;
+                }
+            },
+        };
+        let end = body.is_end_stream();
+        match framing {
+            BodyFraming::Chunked => {
+                let (line, n) = write::chunk_line(data.len());
+                let line: &[u8] = if data.is_empty() { b"" } else { &line[..n] };
+                let after: &[u8] = match (data.is_empty(), end) {
+                    (true, true) => b"0\r\n\r\n",
+                    (true, false) => b"",
+                    (false, true) => b"\r\n0\r\n\r\n",
+                    (false, false) => b"\r\n",
+                };
+                shared
+                    .write_all(&mut [&pending_head, line, &data, after])
+                    .await?;
+            }
+            BodyFraming::Length(length) => {
+                let room = usize::try_from(length - sent).unwrap_or(usize::MAX);
+                if data.len() > room {
+                    shared
+                        .write_all(&mut [&pending_head, &data[..room]])
+                        .await?;
+                    return Err(io::Error::other("response body longer than its length"));
+                }
+                shared.write_all(&mut [&pending_head, &data]).await?;
+            }
+            BodyFraming::UntilClose | BodyFraming::None => {
+                shared.write_all(&mut [&pending_head, &data]).await?;
+            }
+        }
+        sent += data.len() as u64;
+        if end {
+            if let BodyFraming::Length(length) = framing
+                && sent < length
+            {
+                return Err(io::Error::other("response body ended early"));
+            }
+            return Ok(keep_alive);
+        }
+    }
+}
+
+/// Half-closes, then reads and drops what the client still sends, for a bounded time, so that
+/// the answer is not destroyed by a reset from unread bytes (nginx's lingering close).
+async fn linger(shared: &Shared) {
+    let _ = socket2::SockRef::from(&shared.stream).shutdown(std::net::Shutdown::Write);
+    let mut scratch = BytesMut::with_capacity(16 * 1024);
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            scratch.clear();
+            match std::future::poll_fn(|cx| shared.poll_read_buf(cx, &mut scratch)).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
