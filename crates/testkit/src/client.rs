@@ -282,6 +282,42 @@ impl RawConn {
         }
     }
 
+    /// Reads one interim (1xx) response head within `timeout` and returns its status, without
+    /// waiting for a final response: e.g. the `100 Continue` a client waits for before it sends
+    /// its body. A final response head arriving instead is an error (and is left unread).
+    pub fn read_interim(&mut self, timeout: Duration) -> Result<u16, NoResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match http1::parse_response_head(&self.buf) {
+                Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                    self.buf.drain(..head.len);
+                    return Ok(head.status);
+                }
+                Ok(Some(head)) => {
+                    return Err(NoResponse {
+                        raw: self.buf.clone(),
+                        why: format!(
+                            "a final {} came instead of an interim response",
+                            head.status
+                        ),
+                    });
+                }
+                Ok(None) => match self.fill(deadline) {
+                    Fill::Data => {}
+                    Fill::Eof => {
+                        return Err(
+                            self.no_response("connection closed before an interim response")
+                        );
+                    }
+                    Fill::Timeout => {
+                        return Err(self.no_response("timed out waiting for an interim response"));
+                    }
+                },
+                Err(why) => return Err(self.no_response(&why)),
+            }
+        }
+    }
+
     fn no_response(&mut self, why: &str) -> NoResponse {
         NoResponse {
             raw: std::mem::take(&mut self.buf),
