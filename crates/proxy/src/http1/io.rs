@@ -51,6 +51,20 @@ impl Shared {
         self.body_done.notify_one();
     }
 
+    /// Whether the lent body has ended (read to its end or not).
+    pub fn is_given_back(&self) -> bool {
+        self.given_back_complete().is_some()
+    }
+
+    /// `Some(complete)` once the lent body has ended, `None` while it is still out.
+    pub fn given_back_complete(&self) -> Option<bool> {
+        self.returned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|returned| returned.complete)
+    }
+
     /// Waits for the lent body to end.
     pub async fn taken_back(&self) -> Returned {
         loop {

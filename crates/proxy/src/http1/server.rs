@@ -93,103 +93,18 @@ pub async fn serve<H: Handler>(
             Ok(head) => head,
             Err(HeadEnd::Quiet) => return,
             Err(HeadEnd::Refused(error)) => {
-                let response = handler.reject(error);
-                let facts = RequestFacts {
-                    method: &Method::GET,
-                    version: Version::HTTP_11,
-                };
-                if write_response(&shared, response, facts, false)
-                    .await
-                    .is_ok()
-                {
-                    linger(&shared).await;
-                }
+                Box::pin(refuse(&shared, handler, error)).await;
                 return;
             }
         };
-        let Head {
-            mut parts,
-            framing,
-            keep_alive,
-            expect_continue,
-            upgrade,
-        } = head;
-        let method = parts.method.clone();
-        let version = parts.version;
-        let (body, lent) = match framing {
-            Framing::Empty => (RequestBody::empty(), false),
-            Framing::Length(length) => {
-                let lent = std::mem::take(&mut buf);
-                let body = RequestBody::length(Arc::clone(&shared), lent, length, expect_continue);
-                (body, true)
-            }
-            Framing::Chunked => {
-                let lent = std::mem::take(&mut buf);
-                (
-                    RequestBody::chunked(Arc::clone(&shared), lent, expect_continue),
-                    true,
-                )
-            }
-        };
-        let upgrade = upgrade.then(|| {
-            let (tx, rx) = oneshot::channel();
-            parts
-                .extensions
-                .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
-            tx
-        });
-        let response = {
-            let mut call = handler.call(Request::from_parts(parts, body));
-            let mut continue_owed = expect_continue && lent;
-            loop {
-                tokio::select! {
-                    biased;
-                    response = &mut call => break response,
-                    () = shared.continue_wanted.notified(), if continue_owed => {
-                        continue_owed = false;
-                        if shared.write_all(&mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        };
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let keep_alive =
-            keep_alive && !*shutdown.borrow() && !write::asks_close(response.headers());
-        let facts = RequestFacts {
-            method: &method,
-            version,
-        };
-        let framed = match write_response(&shared, response, facts, keep_alive).await {
-            Ok(framed) => framed,
-            Err(err) => {
-                tracing::debug!(error = %err, "client response ended early");
-                return;
-            }
-        };
-        if lent {
-            // The body may still be on its way upstream (an early answer): wait for it.
-            let Ok(returned) =
-                tokio::time::timeout(settings.header_timeout, shared.taken_back()).await
-            else {
-                return;
-            };
-            if !returned.complete {
-                // Unread body bytes would be read as the next request: the connection ends.
-                if framed {
-                    linger(&shared).await;
-                }
-                return;
-            }
-            buf = returned.buf;
-        }
-        if switching && let Some(upgrade) = upgrade {
-            // What the client sent after its head belongs to the new protocol.
-            let _ = upgrade.send(Upgraded::new(shared, std::mem::take(&mut buf)));
-            return;
-        }
-        if !framed {
+        // Boxed: the state of an exchange is allocated while it runs, not held by an idle
+        // connection's task.
+        let stopping = &*shutdown;
+        if !Box::pin(exchange(
+            &shared, handler, head, &mut buf, settings, stopping,
+        ))
+        .await
+        {
             return;
         }
         if buf.is_empty() {
@@ -197,6 +112,121 @@ pub async fn serve<H: Handler>(
             buf = BytesMut::new();
         }
     }
+}
+
+/// Answers a head that cannot be served, then closes.
+async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError) {
+    let response = handler.reject(error);
+    let facts = RequestFacts {
+        method: &Method::GET,
+        version: Version::HTTP_11,
+    };
+    if write_response(shared, response, facts, false).await.is_ok() {
+        linger(shared).await;
+    }
+}
+
+/// One request and its response. `true` when the connection may carry another request, with
+/// what arrived after this one in `buf`.
+async fn exchange<H: Handler>(
+    shared: &Arc<Shared>,
+    handler: &H,
+    head: Head,
+    buf: &mut BytesMut,
+    settings: Settings,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let Head {
+        mut parts,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    } = head;
+    let method = parts.method.clone();
+    let version = parts.version;
+    let (body, lent) = match framing {
+        Framing::Empty => (RequestBody::empty(), false),
+        Framing::Length(length) => {
+            let lent = std::mem::take(buf);
+            let body = RequestBody::length(Arc::clone(shared), lent, length, expect_continue);
+            (body, true)
+        }
+        Framing::Chunked => {
+            let lent = std::mem::take(buf);
+            let body = RequestBody::chunked(Arc::clone(shared), lent, expect_continue);
+            (body, true)
+        }
+    };
+    let upgrade = upgrade.then(|| {
+        let (tx, rx) = oneshot::channel();
+        parts
+            .extensions
+            .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        tx
+    });
+    let response = {
+        let mut call = handler.call(Request::from_parts(parts, body));
+        let mut continue_owed = expect_continue && lent;
+        loop {
+            tokio::select! {
+                biased;
+                response = &mut call => break response,
+                () = shared.continue_wanted.notified(), if continue_owed => {
+                    continue_owed = false;
+                    if shared.write_all(&mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    };
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // An answer that comes before the request body was read (an early 413, say) closes the
+    // connection, and says so: the rest of the body cannot be told from a next request.
+    let body_pending = lent && shared.given_back_complete() != Some(true);
+    let keep_alive = keep_alive
+        && !body_pending
+        && !*shutdown.borrow()
+        && !write::asks_close(response.headers());
+    let facts = RequestFacts {
+        method: &method,
+        version,
+    };
+    let framed = match write_response(shared, response, facts, keep_alive).await {
+        Ok(framed) => framed,
+        Err(err) => {
+            tracing::debug!(error = %err, "client response ended early");
+            return false;
+        }
+    };
+    if lent && !framed && !shared.is_given_back() {
+        // The body is still being read by whoever forwards it: the client gets its FIN now,
+        // the socket closes once the body is dropped.
+        let _ = socket2::SockRef::from(&shared.stream).shutdown(std::net::Shutdown::Write);
+        return false;
+    }
+    if lent {
+        // The body may still be on its way upstream (an early answer): wait for it.
+        let Ok(returned) = tokio::time::timeout(settings.header_timeout, shared.taken_back()).await
+        else {
+            return false;
+        };
+        if !returned.complete {
+            // Unread body bytes would be read as the next request: the connection ends.
+            if framed {
+                linger(shared).await;
+            }
+            return false;
+        }
+        *buf = returned.buf;
+    }
+    if switching && let Some(upgrade) = upgrade {
+        // What the client sent after its head belongs to the new protocol.
+        let _ = upgrade.send(Upgraded::new(Arc::clone(shared), std::mem::take(buf)));
+        return false;
+    }
+    framed
 }
 
 /// Reads until a whole head is buffered and parses it.

@@ -131,7 +131,7 @@ impl Conn {
             Protocol::Http1
         };
         match protocol {
-            Protocol::Http1 => Box::pin(self.http1(stream)).await,
+            Protocol::Http1 => self.http1(stream).await,
             Protocol::Http2 => Box::pin(self.http(stream, protocol)).await,
         }
     }
@@ -631,4 +631,55 @@ fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapsh
     record.failure = Some(failure.kind.token());
     snapshot.observer.finished(record);
     request_id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle connection's task holds the engine's future between requests: each exchange's
+    /// state is boxed while it runs, so the future stays small (idle memory per connection).
+    #[tokio::test]
+    async fn an_idle_http1_connection_holds_a_small_future() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let stream = TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let config = gatehouse_config::parse(
+            "test.toml",
+            "[[route]]\nupstream = \"app\"\n[upstream.app]\nservers = [\"127.0.0.1:1\"]\n",
+        )
+        .unwrap_or_else(|e| panic!("config: {e:?}"))
+        .config;
+        let lasting = crate::snapshot::Lasting::in_memory(
+            Arc::new(crate::observe::Observer::default()),
+            1 << 20,
+            1 << 16,
+        );
+        let snapshot = Arc::new(Snapshot::build(
+            config,
+            &lasting,
+            super::super::Listeners::default(),
+        ));
+        let handler = Http1Handler {
+            client: addr,
+            handler: Handler::Proxy,
+            current: Arc::new(arc_swap::ArcSwap::from(Arc::clone(&snapshot))),
+            activity: Arc::new(ClientActivity::new(addr, 0, false)),
+        };
+        let (_stop, mut shutdown) = watch::channel(false);
+        let settings = http1::Settings {
+            header_timeout: Duration::from_secs(1),
+            max_head: 16 * 1024,
+        };
+        let serve = http1::serve(stream, &handler, settings, &mut shutdown);
+        let size = std::mem::size_of_val(&serve);
+        assert!(
+            size <= 1280,
+            "the HTTP/1.1 connection future is {size} bytes"
+        );
+    }
 }
