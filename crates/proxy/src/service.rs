@@ -328,7 +328,7 @@ impl Pipeline<'_> {
         // An upgrade is an exchange of its own, never a cacheable response: no lookup, no store.
         if let Some(settings) = routed.cache
             && upgrade.is_none()
-            && let Some(answer) = self.cache_lookup(settings, &mut parts, head_only).await
+            && let Some(answer) = Box::pin(self.cache_lookup(settings, &mut parts, head_only)).await
         {
             return answer;
         }
@@ -393,7 +393,7 @@ impl Pipeline<'_> {
             && declared_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER)
         {
             // Small bodies are read first so that a retry can send them again.
-            match read_body(body, client_timeout).await {
+            match Box::pin(read_body(body, client_timeout)).await {
                 Ok(bytes) => OutgoingBody::Full(bytes),
                 Err(failure) => return self.fail(&failure, head_only, None),
             }
@@ -453,12 +453,11 @@ impl Pipeline<'_> {
                             request_sent: false,
                         },
                     );
-                    if let Some(stale) = self
-                        .stale_copy(
-                            OriginFailed::Failure(&failure, next_hop.as_deref()),
-                            head_only,
-                        )
-                        .await
+                    if let Some(stale) = Box::pin(self.stale_copy(
+                        OriginFailed::Failure(&failure, next_hop.as_deref()),
+                        head_only,
+                    ))
+                    .await
                     {
                         return stale;
                     }
@@ -527,7 +526,7 @@ impl Pipeline<'_> {
         match last {
             Some((failure, next_hop)) => {
                 let failed = OriginFailed::Failure(&failure, Some(&next_hop));
-                match self.stale_copy(failed, head_only).await {
+                match Box::pin(self.stale_copy(failed, head_only)).await {
                     Some(stale) => stale,
                     None => self.fail(&failure, head_only, Some(&next_hop)),
                 }
@@ -635,7 +634,7 @@ impl Pipeline<'_> {
         // An upgrade takes its connection over for good: always a new one of its own, never
         // one from the idle pool.
         let opened = if self.upgrade.is_some() {
-            match self.connect_for_upgrade(server).await {
+            match Box::pin(self.connect_for_upgrade(server)).await {
                 Ok(conn) => Some(conn),
                 Err(failure) => {
                     return Err(AttemptFailure {
@@ -652,7 +651,7 @@ impl Pipeline<'_> {
         };
         let mut conn = match opened {
             Some(conn) => conn,
-            None => match server.connect(ConnMode::Pooled).await {
+            None => match Box::pin(server.connect(ConnMode::Pooled)).await {
                 Ok((conn, connect_time)) => {
                     self.record.connect = Some(connect_time);
                     conn
@@ -752,9 +751,7 @@ impl Pipeline<'_> {
         head_only: bool,
     ) -> Response<ProxyBody> {
         if attempt.response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            return self
-                .switch_protocols(pool, members, lease, attempt, head_only)
-                .await;
+            return Box::pin(self.switch_protocols(pool, members, lease, attempt, head_only)).await;
         }
         // Any other final answer to an upgrade request is the origin's own (a 403, a 426, a 200
         // that ignored Upgrade) and is forwarded like any response; the client's connection
@@ -784,7 +781,7 @@ impl Pipeline<'_> {
                 // The connection's framing is unknown now; it is closed, never reused.
                 drop(conn);
                 let failed = OriginFailed::Failure(&failure, Some(&server.label));
-                if let Some(stale) = self.stale_copy(failed, head_only).await {
+                if let Some(stale) = Box::pin(self.stale_copy(failed, head_only)).await {
                     return stale;
                 }
                 return self.fail(&failure, head_only, Some(&server.label));
@@ -794,12 +791,11 @@ impl Pipeline<'_> {
         let status = parts.status;
         self.record.upstream_status = Some(status.as_u16());
         if caching::is_stale_status(status)
-            && let Some(stale) = self
-                .stale_copy(
-                    OriginFailed::Status(status, &server.label, conn.protocol.alpn()),
-                    head_only,
-                )
-                .await
+            && let Some(stale) = Box::pin(self.stale_copy(
+                OriginFailed::Status(status, &server.label, conn.protocol.alpn()),
+                head_only,
+            ))
+            .await
         {
             // The origin's error body is not read; its connection closes.
             drop(conn);

@@ -675,6 +675,14 @@ mod tests {
             header_timeout: Duration::from_secs(1),
             max_head: 16 * 1024,
         };
+        let req = Request::new(ClientBody::Http1(http1::RequestBody::empty()));
+        let pipeline = handle_isolated(
+            Arc::clone(&snapshot),
+            addr,
+            Arc::clone(&handler.activity),
+            req,
+        );
+        eprintln!("PIPELINE {}", std::mem::size_of_val(&pipeline));
         let serve = http1::serve(stream, &handler, settings, &mut shutdown);
         let size = std::mem::size_of_val(&serve);
         assert!(
