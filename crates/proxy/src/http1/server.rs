@@ -46,10 +46,11 @@ pub struct Settings {
 pub trait Handler: Send + Sync + 'static {
     type Body: Body<Data = Bytes> + Send + Unpin + 'static;
 
+    /// The future lives inside the exchange's own allocation (one per request).
     fn call(
         &self,
         request: Request<RequestBody>,
-    ) -> Pin<Box<dyn Future<Output = Response<Self::Body>> + Send>>;
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
 
     /// The answer to a head that cannot be served (400, 408, 414, 431), which also logs it.
     fn reject(&self, error: HeadError) -> Response<Self::Body>;
@@ -166,7 +167,7 @@ async fn exchange<H: Handler>(
         tx
     });
     let response = {
-        let mut call = handler.call(Request::from_parts(parts, body));
+        let mut call = pin!(handler.call(Request::from_parts(parts, body)));
         let mut continue_owed = expect_continue && lent;
         loop {
             tokio::select! {

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use gatehouse_config::ServerConfig;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -285,18 +286,18 @@ impl http1::Handler for Http1Handler {
     fn call(
         &self,
         request: Request<http1::RequestBody>,
-    ) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
         let req = request.map(ClientBody::Http1);
         let snapshot = self.current.load_full();
         let client = self.client;
         match self.handler {
             Handler::Proxy => {
                 let activity = Arc::clone(&self.activity);
-                Box::pin(handle_isolated(snapshot, client, activity, req))
+                Either::Left(handle_isolated(snapshot, client, activity, req))
             }
             Handler::Redirect => {
                 let response = redirect::answer(&snapshot, client, &req);
-                Box::pin(std::future::ready(response))
+                Either::Right(std::future::ready(response))
             }
         }
     }
