@@ -35,8 +35,11 @@ use super::tls::TlsClients;
 use crate::body::RequestBody;
 use crate::failure::Failure;
 
-/// Idle connections kept per server.
-const MAX_IDLE: usize = 256;
+/// Idle connections kept per server when it has no `max_connections`. Above the concurrency a
+/// busy server sees (an HTTP/2 client multiplexing hundreds of streams onto HTTP/1.1
+/// connections), so that connections are not closed after each burst only to be opened again;
+/// idle ones still close after the upstream keep-alive timeout.
+const MAX_IDLE: usize = 4096;
 /// Idle connections older than this are closed rather than reused: upstreams commonly close
 /// keep-alive connections after 60-75 s, and reusing one they are about to close loses a request.
 pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
@@ -525,7 +528,9 @@ impl Server {
 
     fn push(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
+        // A server with a connection limit never has more open than that limit.
+        let cap = self.max_connections.map_or(MAX_IDLE, |max| max as usize);
+        if idle.len() < cap {
             idle.push(Idle {
                 conn,
                 since: Instant::now(),
