@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # ---------------------------------------------------------------------------------------------
-# Sourced by the benchmark scripts (bench.sh, bench-cache.sh, bench-tls.sh, failover.sh): free
-# ports, waiting for a process to listen, nginx instances in a temp dir, CPU time and memory of
-# processes, medians, totals and ratios over rounds, the idle check, the gatehouse revision.
+# Sourced by the benchmark scripts (bench.sh, bench-cache.sh, bench-cost.sh, bench-tls.sh,
+# failover.sh): free ports, waiting for a process to listen, nginx instances in a temp dir, CPU
+# time, memory and open files of processes, the open-files limit, stopping one started process,
+# medians, totals and ratios over rounds, the idle check, the gatehouse revision.
 # failover.sh keeps its own median() (keyed by scenario and proxy, formatted by column) and
 # polls wait_for_port every 0.05 s.
 #
@@ -64,9 +65,11 @@ wait_for_port() {
 # nginx: one non-daemon master per instance with its own prefix dir, pid file and error log.
 # ---------------------------------------------------------------------------------------------
 
-# The main-context directives: prefix dir $1, $2 worker processes (default 1).
+# The main-context directives: prefix dir $1, $2 worker processes (default 1), $3
+# worker_connections (default 4096) and, when given, $4 as worker_rlimit_nofile (the open files
+# each worker may have: one per client connection, one per upstream connection).
 nginx_main_conf() {
-    local dir="$1" workers="${2:-1}"
+    local dir="$1" workers="${2:-1}" connections="${3:-4096}" nofile="${4:-}"
     # As root, nginx would drop its workers to `nobody`, which cannot enter the 0700 temp dir.
     [[ "$(id -u)" == 0 ]] && echo "user root;"
     cat <<EOF
@@ -74,8 +77,9 @@ worker_processes $workers;
 daemon off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 4096; }
 EOF
+    [[ -z "$nofile" ]] || echo "worker_rlimit_nofile $nofile;"
+    echo "events { worker_connections $connections; }"
 }
 
 # Temp paths inside the prefix, only for the modules this nginx build has (nginx-light lacks some).
@@ -147,6 +151,54 @@ peak_rss_mib() {
         kib=$((kib + k))
     done
     awk -v k="$kib" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+# Resident set now (VmRSS) of process $1, in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# Peak resident set (VmHWM) of process $1, in KiB.
+peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# Reset the peak resident set (VmHWM) of the processes given to their current RSS, so that a
+# later VmHWM is the peak of what ran in between (Linux >= 4.0: `5` into /proc/PID/clear_refs,
+# which needs the right to write there). Fails when the kernel refuses.
+reset_peak_rss() {
+    local pid
+    for pid in "$@"; do
+        { echo 5 >"/proc/$pid/clear_refs"; } 2>/dev/null || return 1
+    done
+}
+
+# Open file descriptors of process $1 (sockets, listeners, log files, ...).
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+# Raise this shell's soft limit on open files to $1 (or to the hard limit, if that is lower),
+# so that the processes it starts from then on inherit it; sets NOFILE to the limit in force.
+# (Not via $(...): the limit must change in this shell.)
+raise_nofile() {
+    local want="$1" hard
+    hard="$(ulimit -Hn)"
+    [[ "$hard" == unlimited ]] || ((want <= hard)) || want="$hard"
+    ((want <= $(ulimit -Sn))) || ulimit -Sn "$want"
+    # shellcheck disable=SC2034 # read by the script that calls this
+    NOFILE="$(ulimit -Sn)"
+}
+
+# Stop one process this script started (TERM, then KILL after ~5 s), reap it and take it off
+# STARTED_PIDS, so that the cleanup on exit never signals a PID that has been reused since.
+stop_started() {
+    local pid="$1" p kept=()
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${STARTED_PIDS[@]}"; do
+        [[ "$p" == "$pid" ]] || kept+=("$p")
+    done
+    STARTED_PIDS=("${kept[@]}")
 }
 
 # ---------------------------------------------------------------------------------------------
