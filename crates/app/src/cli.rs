@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gatehouse_config::{ConfigErrors, Loaded, Severity};
-use gatehouse_proxy::observe::admin::ReloadReply;
+use gatehouse_proxy::admin::ReloadReply;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, clap::Parser)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gatehouse_proxy::body::RequestBody;
+use gatehouse_proxy::client_body::RequestBody;
 use gatehouse_proxy::upstream::connect;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;

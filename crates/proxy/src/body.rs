@@ -1,190 +1,37 @@
-//! Bodies streamed through the proxy, in both directions, without buffering them whole.
+//! The body of every response gatehouse sends downstream, streamed without buffering it whole.
 //!
-//! - [`RequestBody`]: the client's body on its way upstream. Bounds how long the client may
-//!   pause (`client_header_timeout` doubles as the body idle timeout), tells the attempt when the
-//!   last byte was handed to the upstream connection (that starts `response_timeout`), and turns
-//!   client-side body errors into [`DownstreamBodyError`], which the classifier recognises.
-//! - [`ProxyBody`]: what goes back to the client: a generated body, or the upstream's body
-//!   wrapped in [`UpstreamBody`], which enforces `read_timeout`, classifies mid-body failures,
-//!   returns the connection to the pool after a complete body, and emits the access record when
-//!   the response ends. A failure after the headers went out is returned to hyper as an error,
-//!   which aborts the downstream response (no final chunk; the connection closes short of
-//!   Content-Length), so a truncated body never looks complete.
+//! [`ProxyBody`] is a generated body, or the upstream's body wrapped in [`UpstreamBody`], which
+//! enforces `read_timeout`, classifies mid-body failures, returns the connection to the pool
+//! after a complete body, and emits the access record when the response ends. A failure after
+//! the headers went out is returned to hyper as an error, which aborts the downstream response
+//! (no final chunk; the connection closes short of Content-Length), so a truncated body never
+//! looks complete.
+//!
+//! The other direction, the client's body on its way upstream, is
+//! [`RequestBody`](crate::client_body::RequestBody), below the upstream layer that sends it.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::client_body::ClientBody;
-use tokio::sync::oneshot;
-use tokio::time::{Instant, Sleep};
-
 use crate::cache::capture::Capture;
+use crate::client_body::IdleTimer;
 use crate::failure::classify;
+pub use crate::failure::marker::BoxError;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A client-side failure while reading the request body; carried through hyper's client error
-/// chain so the attempt can tell "the client broke" from "the upstream broke".
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DownstreamBodyError(pub Failure);
-
 /// A failure that aborted the downstream response after its headers were sent.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AbortedResponse(pub Failure);
-
-// === RequestBody ===
-
-/// The client's request body, forwarded to the upstream.
-#[derive(Debug)]
-pub struct RequestBody {
-    inner: Option<ClientBody>,
-    /// A body read ahead of time (kept so that the request can be replayed to another server).
-    buffered: Option<Bytes>,
-    idle_timeout: Duration,
-    idle: IdleTimer,
-    sent: Option<oneshot::Sender<()>>,
-}
-
-impl RequestBody {
-    /// An empty body (GET and friends, or retries of bodiless requests).
-    pub fn empty() -> Self {
-        Self {
-            inner: None,
-            buffered: None,
-            idle_timeout: Duration::ZERO,
-            idle: IdleTimer::default(),
-            sent: None,
-        }
-    }
-
-    /// Wraps the client's body. The receiver fires once the body was fully handed over.
-    pub fn streaming(inner: ClientBody, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            Self {
-                inner: Some(inner),
-                buffered: None,
-                idle_timeout,
-                idle: IdleTimer::default(),
-                sent: Some(tx),
-            },
-            rx,
-        )
-    }
-
-    /// A body read completely beforehand.
-    pub fn full(bytes: Bytes) -> Self {
-        Self {
-            buffered: (!bytes.is_empty()).then_some(bytes),
-            ..Self::empty()
-        }
-    }
-
-    fn finished(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            let _ = sent.send(());
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if let Some(bytes) = this.buffered.take() {
-            return Poll::Ready(Some(Ok(Frame::data(bytes))));
-        }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.idle.disarm();
-                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
-                    this.finished();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(failure))) => {
-                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
-            }
-            Poll::Ready(None) => {
-                this.finished();
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                let timeout = this.idle_timeout;
-                ready!(this.idle.poll_expired(cx, timeout));
-                let failure = Failure::client(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("client sent no request body bytes for {timeout:?}"),
-                );
-                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match (&self.buffered, &self.inner) {
-            (Some(bytes), _) => SizeHint::with_exact(bytes.len() as u64),
-            (None, Some(inner)) => inner.size_hint(),
-            (None, None) => SizeHint::with_exact(0),
-        }
-    }
-}
-
-// === IdleTimer ===
-
-/// A timer for "no progress for `timeout`": armed when a poll finds nothing to do, disarmed on
-/// progress. The sleep is allocated once per body and reset afterwards.
-#[derive(Debug, Default)]
-struct IdleTimer {
-    sleep: Option<Pin<Box<Sleep>>>,
-    armed: bool,
-}
-
-impl IdleTimer {
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-
-    fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> Poll<()> {
-        let deadline = Instant::now() + timeout;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.armed {
-            sleep.as_mut().reset(deadline);
-            self.armed = true;
-        }
-        ready!(sleep.as_mut().poll(cx));
-        self.armed = false;
-        Poll::Ready(())
-    }
-}
 
 // === ProxyBody ===
 

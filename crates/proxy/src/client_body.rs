@@ -2,11 +2,17 @@
 //! HTTP/1.1 engine (plain listeners) or hyper (TLS listeners, HTTP/2).
 //!
 //! - [`ClientBody`]: the request body, with client-side errors already turned into [`Failure`]s;
+//! - [`RequestBody`]: that body on its way upstream. Bounds how long the client may pause
+//!   (`client_header_timeout` doubles as the body idle timeout), tells the attempt when the
+//!   last byte was handed to the upstream connection (that starts `response_timeout`), and turns
+//!   client-side body errors into [`DownstreamBodyError`], which the classifier recognises;
 //! - [`ClientUpgrade`]: the client's connection after a `101`, for the tunnel.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -14,7 +20,10 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
 
+use crate::failure::marker::{BoxError, DownstreamBodyError};
 use crate::failure::{Failure, classify};
 use crate::http1;
 
@@ -155,5 +164,146 @@ impl AsyncWrite for ClientStream {
             Self::Hyper(io) => Pin::new(io).poll_shutdown(cx),
             Self::Http1(io) => Pin::new(io).poll_shutdown(cx),
         }
+    }
+}
+
+// === RequestBody ===
+
+/// The client's request body, forwarded to the upstream.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<ClientBody>,
+    /// A body read ahead of time (kept so that the request can be replayed to another server).
+    buffered: Option<Bytes>,
+    idle_timeout: Duration,
+    idle: IdleTimer,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl RequestBody {
+    /// An empty body (GET and friends, or retries of bodiless requests).
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            buffered: None,
+            idle_timeout: Duration::ZERO,
+            idle: IdleTimer::default(),
+            sent: None,
+        }
+    }
+
+    /// Wraps the client's body. The receiver fires once the body was fully handed over.
+    pub fn streaming(inner: ClientBody, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Self {
+                inner: Some(inner),
+                buffered: None,
+                idle_timeout,
+                idle: IdleTimer::default(),
+                sent: Some(tx),
+            },
+            rx,
+        )
+    }
+
+    /// A body read completely beforehand.
+    pub fn full(bytes: Bytes) -> Self {
+        Self {
+            buffered: (!bytes.is_empty()).then_some(bytes),
+            ..Self::empty()
+        }
+    }
+
+    fn finished(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(bytes) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.disarm();
+                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
+                    this.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(failure))) => {
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
+            Poll::Ready(None) => {
+                this.finished();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timeout = this.idle_timeout;
+                ready!(this.idle.poll_expired(cx, timeout));
+                let failure = Failure::client(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("client sent no request body bytes for {timeout:?}"),
+                );
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.buffered, &self.inner) {
+            (Some(bytes), _) => SizeHint::with_exact(bytes.len() as u64),
+            (None, Some(inner)) => inner.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+// === IdleTimer ===
+
+/// A timer for "no progress for `timeout`": armed when a poll finds nothing to do, disarmed on
+/// progress. The sleep is allocated once per body and reset afterwards. Shared with the
+/// response body ([`UpstreamBody`](crate::body::UpstreamBody)).
+#[derive(Debug, Default)]
+pub(crate) struct IdleTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl IdleTimer {
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>, timeout: Duration) -> Poll<()> {
+        let deadline = Instant::now() + timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            sleep.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        ready!(sleep.as_mut().poll(cx));
+        self.armed = false;
+        Poll::Ready(())
     }
 }

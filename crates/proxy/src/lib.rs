@@ -4,6 +4,7 @@
 //! Start with [`server::Running`] (lifecycle) and [`service`] (the request pipeline);
 //! [`failure`] is the one place where failures become statuses, headers and log lines.
 
+pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod client_body;

@@ -12,13 +12,12 @@ use gatehouse_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::admin::{self, ReloadRequest};
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
-use crate::listener::{
-    ConnTracker, ListenerError, ListenerKey, ListenerKind, Listeners, accept_loop,
-};
+use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::Observer;
-use crate::observe::admin::{self, ReloadRequest};
+use crate::snapshot::listeners::{ListenerError, ListenerKey, ListenerKind, Listeners};
 use crate::snapshot::{Current, Lasting, Snapshot};
 
 /// A startup failure, worded for the one line it becomes on stderr.
@@ -125,7 +124,7 @@ impl Running {
             drain_timeout,
             reload_requests: Mutex::new(Some(reload_requests)),
         };
-        tokio::spawn(crate::observe::status::sample_rates(
+        tokio::spawn(crate::observe::rates::sample_rates(
             Arc::downgrade(&running.lasting.observer),
             running.shutdown.subscribe(),
         ));

@@ -26,8 +26,8 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::body::{Finish, ProxyBody, RequestBody, UpstreamBody};
-use crate::client_body::{ClientBody, ClientUpgrade};
+use crate::body::{Finish, ProxyBody, UpstreamBody};
+use crate::client_body::{ClientBody, ClientUpgrade, RequestBody};
 use crate::client_io::ClientActivity;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase, RetryRule};
@@ -249,13 +249,15 @@ async fn read_body(body: ClientBody, idle_timeout: Duration) -> Result<Bytes, Fa
     let (body, _sent) = RequestBody::streaming(body, idle_timeout);
     match body.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) => Err(match err.downcast::<crate::body::DownstreamBodyError>() {
-            Ok(failed) => failed.0,
-            Err(other) => Failure::client(
-                StatusCode::BAD_REQUEST,
-                format!("could not read the request body: {other}"),
-            ),
-        }),
+        Err(err) => Err(
+            match err.downcast::<crate::failure::marker::DownstreamBodyError>() {
+                Ok(failed) => failed.0,
+                Err(other) => Failure::client(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {other}"),
+                ),
+            },
+        ),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gatehouse_config::{UpstreamConfig, UpstreamServer};
-use gatehouse_proxy::body::RequestBody;
+use gatehouse_proxy::client_body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};
 use gatehouse_proxy::upstream::connect;

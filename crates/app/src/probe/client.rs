@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use gatehouse_proxy::body::RequestBody;
+use gatehouse_proxy::client_body::RequestBody;
 use gatehouse_proxy::failure::classify::{self, HeadFacts};
 use gatehouse_proxy::failure::decode::{self, CacheStatusEntry, ProxyStatusEntry};
 use gatehouse_proxy::failure::{Failure, FailureKind, Phase};

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gatehouse_proxy::body::RequestBody;
+use gatehouse_proxy::client_body::RequestBody;
 use gatehouse_proxy::failure::Failure;
 use gatehouse_proxy::failure::classify::find_cause;
 use gatehouse_proxy::upstream::connect;

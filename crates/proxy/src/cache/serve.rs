@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::entry::StoredResponse;
 use super::policy;
-use crate::body::ProxyBody;
 
 /// One `Cache-Status` member (RFC 9211 §2): the cache's name and what it did.
 #[derive(Debug, Clone, Default)]
@@ -71,29 +71,26 @@ pub fn ttl_secs(freshness: policy::Freshness) -> i64 {
 }
 
 /// The response for a stored copy: its status, header fields and body, with `Age` set, or a 304
-/// when the client's own conditional matches it.
+/// when the client's own conditional matches it. The body is whole (empty for a 304 or `HEAD`);
+/// the pipeline wraps it into the body it sends.
 pub fn from_stored(
     entry: &StoredResponse,
     age: Duration,
     request: &HeaderMap,
     head_only: bool,
-) -> Response<ProxyBody> {
+) -> Response<Bytes> {
     let not_modified =
         entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
     let (status, mut headers, body) = if not_modified {
         (
             StatusCode::NOT_MODIFIED,
             policy::not_modified_headers(&entry.headers),
-            ProxyBody::empty(),
+            Bytes::new(),
         )
     } else if head_only {
-        (entry.status, entry.headers.clone(), ProxyBody::empty())
+        (entry.status, entry.headers.clone(), Bytes::new())
     } else {
-        (
-            entry.status,
-            entry.headers.clone(),
-            ProxyBody::full(entry.body.clone()),
-        )
+        (entry.status, entry.headers.clone(), entry.body.clone())
     };
     if !not_modified {
         // The stored body is whole; its length is known even if it came chunked.

@@ -12,9 +12,8 @@ use std::io;
 
 use http::{StatusCode, header};
 
+use super::marker::{DownstreamBodyError, WriteStalled};
 use super::{Failure, FailureKind, Phase};
-use crate::body::DownstreamBodyError;
-use crate::upstream::io::WriteStalled;
 
 /// The first error of type `T` in the `source()` chain of `err` (including `err`).
 pub fn find_cause<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {

@@ -12,6 +12,7 @@
 
 pub mod classify;
 pub mod decode;
+pub mod marker;
 pub mod proxy_status;
 
 use std::fmt;

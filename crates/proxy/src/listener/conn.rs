@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::{ListenerKind, redirect};
+use super::redirect;
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
 use crate::client_io::{ClientActivity, ClientIo};
@@ -43,6 +43,7 @@ use crate::http1;
 use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
 use crate::service;
+use crate::snapshot::listeners::ListenerKind;
 use crate::snapshot::{Current, Snapshot};
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4) an h2c client with prior knowledge opens with.

@@ -2,21 +2,20 @@
 //! (0.0.4), which every Prometheus and `promtool check metrics` reads.
 //!
 //! Counters and histograms are updated on the request path; gauges that describe state
-//! (server health, open connections) are read from the snapshot in force when scraped, so a
-//! server a reload removed stops being reported. Failure labels use the same kind tokens as
+//! (server health, open connections) are read from the snapshot in force when scraped (the
+//! admin listener hands them over as a [`ScrapeState`]), so a server a reload removed stops
+//! being reported. Failure labels use the same kind tokens as
 //! `Proxy-Status`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
 };
-use tokio::time::Instant;
 
 use crate::failure::FailureKind;
-use crate::snapshot::Snapshot;
 
 /// The content type of a scrape.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -369,40 +368,37 @@ impl Metrics {
         self.config_taken(taken);
     }
 
-    /// One scrape: the state gauges refilled from `snapshot`, then everything encoded.
-    pub fn render(&self, snapshot: &Snapshot, open_connections: usize) -> String {
+    /// One scrape: the state gauges refilled from `state`, then everything encoded.
+    pub fn render(&self, state: &ScrapeState) -> String {
         let _one_at_a_time = self
             .scraping
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.open_connections
-            .set(i64::try_from(open_connections).unwrap_or(i64::MAX));
+            .set(i64::try_from(state.open_connections).unwrap_or(i64::MAX));
         self.server_healthy.reset();
         self.server_in_flight.reset();
         self.healthy_servers.reset();
         self.servers.reset();
-        let now = Instant::now();
-        for pool in &snapshot.upstreams {
-            let members = pool.members();
+        for pool in &state.pools {
             let mut total = 0;
             let mut healthy = 0;
-            for server in members.all() {
-                let available = server.state.is_available(now);
+            for server in &pool.servers {
                 total += 1;
-                healthy += i64::from(available);
+                healthy += i64::from(server.available);
                 self.server_healthy
                     .with_label_values(&[&*pool.name, &server.label])
-                    .set(i64::from(available));
+                    .set(i64::from(server.available));
                 self.server_in_flight
                     .with_label_values(&[&*pool.name, &server.label])
-                    .set(i64::from(server.state.in_flight()));
+                    .set(i64::from(server.in_flight));
             }
             self.healthy_servers
                 .with_label_values(&[&*pool.name])
                 .set(healthy);
             self.servers.with_label_values(&[&*pool.name]).set(total);
         }
-        let usage = snapshot.cache.usage();
+        let usage = &state.cache;
         let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.cache_bytes
             .with_label_values(&["memory"])
@@ -471,6 +467,41 @@ fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -
         .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
     register(registry, vec.clone());
     vec
+}
+
+// === ScrapeState ===
+
+/// What the state gauges show at one scrape, read from the snapshot in force by whoever serves
+/// `/metrics` (the admin listener), so that metrics know nothing of pools or the cache.
+#[derive(Debug, Default)]
+pub struct ScrapeState {
+    pub open_connections: usize,
+    pub pools: Vec<PoolGauges>,
+    pub cache: CacheGauges,
+}
+
+/// One pool's servers, as the gauges show them.
+#[derive(Debug)]
+pub struct PoolGauges {
+    pub name: Arc<str>,
+    pub servers: Vec<ServerGauges>,
+}
+
+/// One server: whether it may take requests now, and its requests in flight.
+#[derive(Debug)]
+pub struct ServerGauges {
+    pub label: String,
+    pub available: bool,
+    pub in_flight: u32,
+}
+
+/// How full the cache is (entries and bytes, in memory and on disk).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheGauges {
+    pub memory_entries: u64,
+    pub memory_bytes: u64,
+    pub disk_entries: u64,
+    pub disk_bytes: u64,
 }
 
 #[cfg(test)]

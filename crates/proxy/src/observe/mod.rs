@@ -6,11 +6,11 @@
 //! the process, shared by every config snapshot, so counters survive reloads.
 
 pub mod access_log;
-pub mod admin;
 pub mod log_file;
 pub mod metrics;
+pub mod rates;
 pub mod recent;
-pub mod status;
+pub mod transition;
 
 use std::time::SystemTime;
 
@@ -19,14 +19,14 @@ use metrics::{Metrics, RequestOutcome};
 use recent::{RecentFailure, RecentFailures};
 
 use crate::failure::Failure;
-use crate::upstream::health::{Transition, log_transition};
+use transition::{Transition, log_transition};
 
 /// Metrics, recent failures and request rates, for the process's whole life.
 #[derive(Debug)]
 pub struct Observer {
     pub metrics: Metrics,
     pub recent: RecentFailures,
-    pub rates: status::Rates,
+    pub rates: rates::Rates,
     pub started: SystemTime,
     /// Where access records go (log events, or combined/JSON lines); fixed at start.
     pub access: AccessSink,
@@ -37,7 +37,7 @@ impl Default for Observer {
         Self {
             metrics: Metrics::new(),
             recent: RecentFailures::default(),
-            rates: status::Rates::default(),
+            rates: rates::Rates::default(),
             started: SystemTime::now(),
             access: AccessSink::default(),
         }

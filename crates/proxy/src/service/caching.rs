@@ -243,7 +243,7 @@ impl Pipeline<'_> {
         {
             return None;
         }
-        let mut response = serve::from_stored(
+        let mut response = from_stored(
             stored,
             policy::current_age(stored, now),
             client_headers,
@@ -354,7 +354,7 @@ impl Pipeline<'_> {
         }
         // RFC 5861 §4: a stale response should be visibly stale, so Age is at least 1.
         let age = policy::current_age(&stored, now).max(Duration::from_secs(1));
-        let mut response = serve::from_stored(&stored, age, &HeaderMap::new(), head_only);
+        let mut response = from_stored(&stored, age, &HeaderMap::new(), head_only);
         self.add_failure_status(&mut response, failed);
         let status = CacheStatus {
             fwd: Some("stale"),
@@ -395,7 +395,7 @@ impl Pipeline<'_> {
             .duration_since(copy.response_time)
             .unwrap_or_default()
             .max(Duration::from_secs(1));
-        let mut response = serve::from_stored(&copy, age, &HeaderMap::new(), head_only);
+        let mut response = from_stored(&copy, age, &HeaderMap::new(), head_only);
         if let Some(failed) = failed {
             self.add_failure_status(&mut response, failed);
             self.note_origin_failure(failed);
@@ -620,7 +620,7 @@ impl Pipeline<'_> {
             HEURISTIC_CAP,
         );
         let freshness = policy::freshness(&fresh, lifetime, now);
-        let mut response = serve::from_stored(
+        let mut response = from_stored(
             &fresh,
             policy::current_age(&fresh, now),
             &request.request_headers,
@@ -675,4 +675,13 @@ pub(super) fn may_learn_robots(parts: &http::request::Parts) -> bool {
         && parts.uri.query().is_none()
         && !parts.headers.contains_key(header::AUTHORIZATION)
         && !parts.headers.contains_key(header::COOKIE)
+}
+/// A stored copy as the response sent downstream (see [`serve::from_stored`]).
+fn from_stored(
+    entry: &StoredResponse,
+    age: Duration,
+    request: &HeaderMap,
+    head_only: bool,
+) -> Response<ProxyBody> {
+    serve::from_stored(entry, age, request, head_only).map(ProxyBody::full)
 }

@@ -17,13 +17,14 @@ use http::{Method, Request};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::connect::{self, ConnMode, connect};
-use super::health::{CheckResult, Transition};
+use super::health::CheckResult;
 use super::pool::Pool;
 use super::server::Server;
-use crate::body::RequestBody;
+use crate::client_body::RequestBody;
 use crate::failure::FailureKind;
 use crate::failure::classify::{self, HeadFacts};
 use crate::observe::Observer;
+use crate::observe::transition::Transition;
 
 /// Checks every server of the pool each `interval` until the pool is dropped or retired.
 pub async fn run_checks(pool: Weak<Pool>, check: HealthCheck) {

@@ -28,7 +28,7 @@ use super::h2::Multiplexed;
 use super::io::{ConnStats, Transport, UpstreamIo};
 use super::server::{Conn, ConnSettings, Reach, TlsTarget};
 use super::tls::{self, TlsFacts};
-use crate::body::RequestBody;
+use crate::client_body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};
 
 /// What a new connection is for.

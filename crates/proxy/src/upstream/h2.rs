@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::connect::H2Driver;
 use super::io::ConnStats;
 use super::server::{Conn, IDLE_TIMEOUT, Protocol, SendResult, Sender};
-use crate::body::RequestBody;
+use crate::client_body::RequestBody;
 
 /// An HTTP/2 connection shared by the requests of one server.
 #[derive(Debug)]

@@ -21,6 +21,7 @@ use gatehouse_config::PassiveHealth;
 use tokio::time::Instant;
 
 use crate::failure::FailureKind;
+use crate::observe::transition::Transition;
 
 /// What is known about one server, shared by every snapshot that contains it.
 #[derive(Debug)]
@@ -68,22 +69,6 @@ pub enum CheckResult {
     Pass,
     /// Why it failed, e.g. `connection_refused` or `status 500`.
     Fail(String),
-}
-
-/// A state change worth a log line (and, later, a metric).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transition {
-    /// Active checks took the server out.
-    Down { reason: String },
-    /// Active checks put it back.
-    Up,
-    /// Passive health ejected it for this long.
-    Ejected {
-        cause: FailureKind,
-        duration: Duration,
-    },
-    /// A request succeeded after an ejection: back to normal.
-    Recovered,
 }
 
 impl Default for ServerState {
@@ -406,39 +391,6 @@ impl StateRegistry {
         let state = Arc::new(ServerState::default());
         states.insert(key, Arc::downgrade(&state));
         state
-    }
-}
-
-/// Logs a transition once, as a warning when a server goes out and info when it comes back.
-pub fn log_transition(server: &str, transition: &Transition) {
-    match transition {
-        Transition::Down { reason } => tracing::warn!(
-            target: "gatehouse::health",
-            server,
-            state = "down",
-            reason = %reason,
-            "server marked down by health checks"
-        ),
-        Transition::Up => tracing::info!(
-            target: "gatehouse::health",
-            server,
-            state = "up",
-            "server marked up by health checks"
-        ),
-        Transition::Ejected { cause, duration } => tracing::warn!(
-            target: "gatehouse::health",
-            server,
-            state = "ejected",
-            reason = cause.token(),
-            ejection_ms = duration.as_millis() as u64,
-            "server ejected after consecutive failures"
-        ),
-        Transition::Recovered => tracing::info!(
-            target: "gatehouse::health",
-            server,
-            state = "recovered",
-            "server answered again after an ejection"
-        ),
     }
 }
 

@@ -20,6 +20,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_rustls::client::TlsStream;
 
+use crate::failure::marker::WriteStalled;
+
 /// Byte counters of one upstream connection, shared with the requests that use it.
 #[derive(Debug, Default)]
 pub struct ConnStats {
@@ -113,11 +115,6 @@ impl AsyncWrite for Transport {
         }
     }
 }
-
-/// The error a write fails with once it has been stalled for `send_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream accepted no request bytes for {0:?}")]
-pub struct WriteStalled(pub Duration);
 
 /// An upstream stream (TCP, or TLS over TCP) with byte counters and a write-stall timeout.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ use super::h2::{Multiplexed, Stream};
 use super::health::ServerState;
 use super::io::ConnStats;
 use super::tls::TlsClients;
-use crate::body::RequestBody;
+use crate::client_body::RequestBody;
 use crate::failure::Failure;
 
 /// Idle connections kept per server when it has no `max_connections`. Above the concurrency a

@@ -3,8 +3,8 @@
 //!
 //! The certificates arrive loaded and checked (the config crate reads the PEM files and refuses a
 //! key that is not its certificate's); this module only turns them into rustls objects. It does
-//! not accept connections (see `conn`) and does not decide what an address serves (see
-//! `Listeners`).
+//! not accept connections (see `crate::listener`) and does not decide what an address serves
+//! (see [`Listeners`](super::listeners::Listeners)).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,14 +152,14 @@ pub(super) mod tests {
 
     /// A CA for one test (the test kit's) and the leaf certificates it signs, as the config
     /// model holds them once loaded.
-    pub(in crate::listener) struct Ca(TestCa);
+    pub(in crate::snapshot) struct Ca(TestCa);
 
     impl Ca {
-        pub(in crate::listener) fn new() -> Self {
+        pub(in crate::snapshot) fn new() -> Self {
             Self(TestCa::new("listener test CA"))
         }
 
-        pub(in crate::listener) fn leaf(&self, names: &[&str]) -> TlsCertificate {
+        pub(in crate::snapshot) fn leaf(&self, names: &[&str]) -> TlsCertificate {
             let cert = self.0.leaf(names);
             TlsCertificate {
                 cert_path: format!("{}.pem", names[0]).into(),

@@ -14,7 +14,6 @@ use http::HeaderValue;
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
-use crate::listener::Listeners;
 use crate::maintenance::MaintenanceSwitch;
 use crate::observe::Observer;
 use crate::router::Router;
@@ -22,6 +21,10 @@ use crate::upstream::checker;
 use crate::upstream::dns::Dns;
 use crate::upstream::health::StateRegistry;
 use crate::upstream::pool::{self, Pool};
+use listeners::Listeners;
+
+pub mod listeners;
+pub mod tls;
 
 /// The snapshot in force, swapped whole by a reload. Connections and requests `load_full` it
 /// once and keep what they got, so a request finishes on the config it started with.

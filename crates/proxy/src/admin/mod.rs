@@ -16,11 +16,15 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::metrics;
-use super::status::StatusReport;
+use tokio::time::Instant;
+
 use crate::body::ProxyBody;
 use crate::listener::ConnTracker;
+use crate::observe::metrics::{self, CacheGauges, PoolGauges, ScrapeState, ServerGauges};
 use crate::snapshot::{Current, Snapshot};
+use status::StatusReport;
+
+pub mod status;
 
 /// The outcome of a reload, as `POST /reload` answers it.
 #[derive(Debug, Clone)]
@@ -99,7 +103,7 @@ impl Admin {
                 snapshot
                     .observer
                     .metrics
-                    .render(&snapshot, self.connections.open()),
+                    .render(&scrape_state(&snapshot, self.connections.open())),
                 metrics::CONTENT_TYPE,
             ),
             "/status" => with_type(
@@ -131,6 +135,39 @@ fn index(snapshot: &Snapshot) -> Response<ProxyBody> {
 
 /// Whether `Authorization` is `Bearer <token>`, compared without an early exit so that the
 /// time taken does not tell how much of a guess was right.
+/// What `/metrics` reports as state gauges, read from the snapshot in force: a server a
+/// reload removed is no longer reported.
+fn scrape_state(snapshot: &Snapshot, open_connections: usize) -> ScrapeState {
+    let now = Instant::now();
+    let pools = snapshot
+        .upstreams
+        .iter()
+        .map(|pool| PoolGauges {
+            name: Arc::clone(&pool.name),
+            servers: pool
+                .members()
+                .all()
+                .map(|server| ServerGauges {
+                    label: server.label.clone(),
+                    available: server.state.is_available(now),
+                    in_flight: server.state.in_flight(),
+                })
+                .collect(),
+        })
+        .collect();
+    let usage = snapshot.cache.usage();
+    ScrapeState {
+        open_connections,
+        pools,
+        cache: CacheGauges {
+            memory_entries: usage.memory_entries,
+            memory_bytes: usage.memory_bytes,
+            disk_entries: usage.disk_entries,
+            disk_bytes: usage.disk_bytes,
+        },
+    }
+}
+
 fn bearer_matches(authorization: Option<&HeaderValue>, token: &str) -> bool {
     let Some(given) = authorization
         .and_then(|value| value.to_str().ok())
