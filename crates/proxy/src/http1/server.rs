@@ -269,17 +269,32 @@ async fn read_head(
             }
             () = stopping(shutdown), if buf.is_empty() => return Err(HeadEnd::Quiet),
         }
-        if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
-            let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
-            buf.reserve(grow);
-        }
-        match shared.stream.try_read_buf(buf) {
+        let read = if buf.is_empty() {
+            read_first(&shared.stream, buf)
+        } else {
+            if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
+                let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
+                buf.reserve(grow);
+            }
+            shared.stream.try_read_buf(buf)
+        };
+        match read {
             Ok(0) => return Err(HeadEnd::Quiet),
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(HeadEnd::Quiet),
         }
     }
+}
+
+/// The first read of a head, into the stack: a wake-up with nothing to read (readiness left
+/// over from the last request) allocates nothing, so an idle connection holds no buffer, and a
+/// small head takes only its own size.
+fn read_first(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut first = [0u8; 2048];
+    let n = stream.try_read(&mut first)?;
+    buf.extend_from_slice(&first[..n]);
+    Ok(n)
 }
 
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
