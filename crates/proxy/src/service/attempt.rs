@@ -1,0 +1,303 @@
+//! Attempt: one server after another while the failure allows a retry; each attempt a
+//! pooled or new connection, the request sent, the response head read, each phase bounded by
+//! its own timeout.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::Pipeline;
+use super::outgoing::Outgoing;
+use super::pick::Pick;
+use crate::body::ProxyBody;
+use crate::client_body::RequestBody;
+use crate::failure::classify::{self, HeadFacts};
+use crate::failure::{Failure, FailureKind, RetryRule};
+use crate::observe::access_log::AttemptContext;
+use crate::upstream::connect::{ConnMode, connect};
+use crate::upstream::pool::{Members, Pool};
+use crate::upstream::server::{Conn, Lease, Server};
+
+/// Kept-alive connections found closed before the request was written that a request may
+/// step over without using up one of its `attempts` (each was the connection's fault, not the
+/// server's; after that they count like any failure).
+const MAX_STALE_RETRIES: u32 = 2;
+
+/// The response head and connection of a successful attempt.
+pub(super) struct Attempt {
+    pub(super) response: Response<Incoming>,
+    pub(super) conn: Conn,
+}
+
+/// A failed attempt and what the retry decision needs to know about it.
+struct AttemptFailure {
+    failure: Failure,
+    /// Some byte of the request was written to the server (it may have acted on it).
+    request_sent: bool,
+    /// Bytes of a response that had arrived.
+    response_bytes: u64,
+    /// A kept-alive connection closed before the request was written: the connection was
+    /// stale, which says nothing about the server (it may be tried again, on a new one).
+    stale_connection: bool,
+    /// The request, when the attempt failed before it was handed over (connect failed, or
+    /// hyper gave it back unsent).
+    unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
+}
+
+/// The servers a request has tried so far, and how its last attempt failed.
+#[derive(Default)]
+pub(super) struct Tries {
+    /// Servers charged with a failed attempt.
+    pub(super) tried: Vec<SocketAddr>,
+    /// The last attempt's failure and the server it came from.
+    pub(super) last: Option<(Failure, String)>,
+    /// Attempts that met only a stale kept-alive connection (see [`MAX_STALE_RETRIES`]).
+    stale_retries: u32,
+}
+
+/// Whether failures.md allows another server after this failure: any method when nothing
+/// reached the server; idempotent (or opted-in) methods when nothing came back yet.
+fn retry_allowed(failed: &AttemptFailure, replayable: bool) -> bool {
+    match failed.failure.kind.retry_rule() {
+        RetryRule::AnyMethod => true,
+        RetryRule::IdempotentOnly => {
+            !failed.request_sent || (replayable && failed.response_bytes == 0)
+        }
+        RetryRule::Never => false,
+    }
+}
+
+impl Pipeline<'_> {
+    /// Attempts, then the response: a server, then another one while the failure allows a
+    /// retry and the attempts, the deadline and the retry budget do. The answer is the first
+    /// response, else the last failure (or a stale copy standing in for it).
+    pub(super) async fn forward(
+        &mut self,
+        pool: Arc<Pool>,
+        members: Arc<Members>,
+        hash_key: Option<u64>,
+        mut outgoing: Outgoing,
+        head_only: bool,
+    ) -> Response<ProxyBody> {
+        let policy = &pool.config.retry;
+        pool.budget.record_request();
+        let mut tries = Tries::default();
+        loop {
+            let retry = !tries.tried.is_empty() || tries.last.is_some();
+            let lease = match self
+                .pick_server(&pool, &members, hash_key, &tries, retry)
+                .await
+            {
+                Pick::Lease(lease) => lease,
+                Pick::NoServer(failure, next_hop) => {
+                    return self.no_server(&pool, failure, next_hop, head_only).await;
+                }
+                Pick::Stop => break,
+            };
+            let Some((request, sent)) = outgoing.take() else {
+                break;
+            };
+            let server = Arc::clone(&lease.server);
+            if retry {
+                self.snapshot.observer.metrics.retry(&pool.name);
+            }
+            self.record.attempts += 1;
+            self.record.upstream = Some(server.label.as_str().into());
+            // A retry gets only what is left of the request's deadline to answer in.
+            let response_timeout = if retry {
+                let left = policy
+                    .deadline
+                    .saturating_sub(self.record.started.elapsed());
+                pool.settings.response_timeout.min(left)
+            } else {
+                pool.settings.response_timeout
+            };
+            match self.attempt(&server, request, sent, response_timeout).await {
+                Ok(attempt) => {
+                    return self.respond(pool, members, lease, attempt, head_only).await;
+                }
+                Err(failed) => {
+                    if !self.attempt_failed(
+                        &pool,
+                        &members,
+                        lease,
+                        failed,
+                        &mut outgoing,
+                        &mut tries,
+                    ) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.give_up(tries.last, head_only).await
+    }
+
+    /// After a failed attempt: the failure reported, the server charged with it (unless the
+    /// failure was only a stale kept-alive connection's), and whether another attempt may
+    /// follow.
+    fn attempt_failed(
+        &mut self,
+        pool: &Pool,
+        members: &Members,
+        lease: Lease,
+        failed: AttemptFailure,
+        outgoing: &mut Outgoing,
+        tries: &mut Tries,
+    ) -> bool {
+        let server = Arc::clone(&lease.server);
+        self.snapshot.observer.failure(
+            &failed.failure,
+            &AttemptContext {
+                request_id: &self.request_id,
+                route: self.record.route.as_deref(),
+                pool: Some(&pool.name),
+                server: Some(&server.label),
+                attempt: self.record.attempts,
+                request_sent: failed.request_sent,
+            },
+        );
+        drop(lease);
+        if failed.stale_connection && tries.stale_retries < MAX_STALE_RETRIES {
+            // Not the server's failure, and not one of the request's tries.
+            tries.stale_retries += 1;
+        } else {
+            pool.record_outcome(members, &server, Some(failed.failure.kind));
+            tries.tried.push(server.addr);
+        }
+        let allowed = retry_allowed(&failed, outgoing.replayable);
+        if let Some(unsent) = failed.unsent {
+            outgoing.give_back(unsent);
+        }
+        let policy = &pool.config.retry;
+        let may_retry = allowed
+            && self.record.attempts - tries.stale_retries < policy.attempts
+            && self.record.started.elapsed() < policy.deadline
+            && outgoing.can_take();
+        tries.last = Some((failed.failure, server.label.clone()));
+        may_retry
+    }
+
+    /// One attempt against one server: a pooled or new connection, the request sent, the
+    /// response head read, each phase bounded by its own timeout.
+    async fn attempt(
+        &mut self,
+        server: &Arc<Server>,
+        request: Request<RequestBody>,
+        sent: Option<oneshot::Receiver<()>>,
+        response_timeout: Duration,
+    ) -> Result<Attempt, AttemptFailure> {
+        // An upgrade takes its connection over for good: always a new one of its own, never
+        // one from the idle pool.
+        let opened = if self.upgrade.is_some() {
+            match Box::pin(self.connect_for_upgrade(server)).await {
+                Ok(conn) => Some(conn),
+                Err(failure) => {
+                    return Err(AttemptFailure {
+                        failure,
+                        request_sent: false,
+                        response_bytes: 0,
+                        stale_connection: false,
+                        unsent: Some((request, sent)),
+                    });
+                }
+            }
+        } else {
+            server.checkout().await
+        };
+        let mut conn = match opened {
+            Some(conn) => conn,
+            None => match Box::pin(server.connect(ConnMode::Pooled)).await {
+                Ok((conn, connect_time)) => {
+                    self.record.connect = Some(connect_time);
+                    conn
+                }
+                Err(failure) => {
+                    return Err(AttemptFailure {
+                        failure,
+                        request_sent: false,
+                        response_bytes: 0,
+                        stale_connection: false,
+                        unsent: Some((request, sent)),
+                    });
+                }
+            },
+        };
+        let read_before = conn.stats.read();
+        let written_before = conn.stats.written();
+        let mut sent = sent;
+        let result = {
+            let mut send = pin!(conn.sender.try_send_request(request));
+            let mut early = None;
+            if let Some(fully_sent) = sent.as_mut() {
+                // The response timeout starts once the whole request was handed over; an
+                // upstream may also answer early (e.g. 413) before the body is complete.
+                tokio::select! {
+                    biased;
+                    result = &mut send => early = Some(result),
+                    _ = fully_sent => {}
+                }
+            }
+            match early {
+                Some(result) => Some(result),
+                None => tokio::time::timeout(response_timeout, send).await.ok(),
+            }
+        };
+        let request_sent = conn.stats.written() > written_before;
+        let response_bytes = conn.stats.read() - read_before;
+        match result {
+            Some(Ok(response)) => {
+                self.record.first_byte = Some(self.record.started.elapsed());
+                Ok(Attempt { response, conn })
+            }
+            Some(Err(mut err)) => {
+                let unsent = err.take_message();
+                let facts = HeadFacts {
+                    response_bytes,
+                    reused: conn.reused,
+                };
+                let failure = classify::response_head_error(err.error(), facts);
+                // A request hyper gave back was never written.
+                let request_sent = request_sent && unsent.is_none();
+                Err(AttemptFailure {
+                    // A kept-alive HTTP/1.1 connection closed before the request was written,
+                    // or an HTTP/2 stream refused unprocessed (REFUSED_STREAM, e.g. a burst
+                    // that raced the server's stream limit before its SETTINGS arrived): not
+                    // the server's failure, so it may be tried again on the same server, at
+                    // most MAX_STALE_RETRIES times, without being held against it.
+                    stale_connection: conn.reused
+                        && !request_sent
+                        && failure.kind == FailureKind::ConnectionTerminated,
+                    failure,
+                    request_sent,
+                    response_bytes,
+                    // An unsent body comes back with its "fully sent" signal, unfired.
+                    unsent: unsent.map(|request| (request, sent)),
+                })
+            }
+            None => Err(AttemptFailure {
+                failure: classify::response_timeout(response_timeout),
+                request_sent,
+                response_bytes,
+                stale_connection: false,
+                unsent: None,
+            }),
+        }
+    }
+
+    /// A new connection for an upgrade request: TLS when the server is a TLS one, always
+    /// HTTP/1.1, its task handing the stream over after a 101 (`ConnMode::Upgrade`). What
+    /// `Server::connect` does for this mode; called directly because an upgrade connection is
+    /// never shared, so none of its pooling applies.
+    async fn connect_for_upgrade(&mut self, server: &Server) -> Result<Conn, Failure> {
+        let (conn, connect_time) =
+            connect(server.addr, server.settings(), ConnMode::Upgrade).await?;
+        self.record.connect = Some(connect_time);
+        Ok(conn)
+    }
+}

@@ -1,0 +1,118 @@
+//! Check the request: the limits gatehouse applies itself (hyper answers only what it cannot
+//! parse at all), loop detection, and the client's side of an upgrade taken before the request
+//! is taken apart.
+
+use http::header;
+use http::request::Parts;
+use http::{Request, StatusCode, Version};
+
+use super::{Pipeline, UpgradeRequest};
+use crate::client_body::{ClientBody, ClientUpgrade};
+use crate::client_io::ClientActivity;
+use crate::failure::{Failure, FailureKind, Phase};
+use crate::forward;
+
+/// Takes the request apart into its head, its body and, for an upgrade, the client's side of
+/// the connection.
+///
+/// An upgrade needs the engine's handle on the client connection, which lives in the
+/// request's extensions: taken now, before the request is taken apart. Only HTTP/1.1 has Upgrade
+/// (an h2 request carries no such handle); any other request asking for one is forwarded
+/// as an ordinary request, Upgrade and Connection stripped like all hop-by-hop fields.
+pub(super) fn take_apart(
+    mut req: Request<ClientBody>,
+) -> (Parts, ClientBody, Option<UpgradeRequest>) {
+    let protocols =
+        forward::upgrade_protocols(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+    let client_upgrade = protocols
+        .is_some()
+        .then(|| ClientUpgrade::take(&mut req))
+        .flatten();
+    let upgrade = protocols
+        .zip(client_upgrade)
+        .map(|(protocols, client)| UpgradeRequest { client, protocols });
+    let (parts, body) = req.into_parts();
+    (parts, body, upgrade)
+}
+
+impl Pipeline<'_> {
+    /// Limits gatehouse applies itself, answered with the fitting 4xx (hyper answers only what it
+    /// cannot parse at all), and loop detection.
+    pub(super) fn check_request(
+        &self,
+        parts: &http::request::Parts,
+        activity: &ClientActivity,
+    ) -> Result<(), Failure> {
+        let limits = &self.snapshot.config.server;
+        let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target_len > limits.max_uri_length {
+            return Err(Failure::client(
+                StatusCode::URI_TOO_LONG,
+                format!(
+                    "request target is {target_len} bytes; max_uri_length is {}",
+                    limits.max_uri_length
+                ),
+            ));
+        }
+        let header_size: usize = parts
+            .headers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_size > limits.max_request_header_size {
+            return Err(Failure::client(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "request header section is {header_size} bytes; max_request_header_size is {}",
+                    limits.max_request_header_size
+                ),
+            ));
+        }
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
+        let hosts = parts.headers.get_all(header::HOST).iter().count();
+        if parts.version == Version::HTTP_11 && hosts != 1 {
+            return Err(Failure::client(
+                StatusCode::BAD_REQUEST,
+                if hosts == 0 {
+                    "HTTP/1.1 request without a Host header"
+                } else {
+                    "request with several Host headers"
+                },
+            ));
+        }
+        // RFC 9112 §6.1: gatehouse decodes only chunked; a request with any other transfer
+        // coding cannot be forwarded faithfully once Transfer-Encoding (hop-by-hop) is removed.
+        if let Some(coding) = parts
+            .headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(str::trim)
+            .find(|c| !c.eq_ignore_ascii_case("chunked"))
+        {
+            let mut failure = Failure::client(
+                StatusCode::NOT_IMPLEMENTED,
+                format!(
+                    "request uses transfer coding {coding:?}, which gatehouse does not implement"
+                ),
+            );
+            failure.params.coding = Some(coding.to_ascii_lowercase());
+            return Err(failure);
+        }
+        // RFC 9112 §6.1: both framings at once is a smuggling vector; refuse, never forward.
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) && activity.head_has_te_and_cl() {
+            return Err(Failure::client(
+                StatusCode::BAD_REQUEST,
+                "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
+            ));
+        }
+        if forward::has_looped(&parts.headers, &limits.name) {
+            return Err(Failure::new(
+                FailureKind::ProxyLoopDetected,
+                Phase::Routing,
+                format!("the request already carries Via: 1.1 {}", limits.name),
+            ));
+        }
+        Ok(())
+    }
+}

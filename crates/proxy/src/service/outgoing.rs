@@ -1,0 +1,197 @@
+//! Prepare the upstream request: the forwarding header fields, origin-form, HTTP/1.1, and the
+//! body, kept ([`Outgoing`]) so that a retry can send the request to another server.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gatehouse_config::RetryPolicy;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Request, StatusCode, Uri, Version};
+use tokio::sync::oneshot;
+
+use super::{Pipeline, UpgradeRequest};
+use crate::client_body::{ClientBody, RequestBody};
+use crate::client_io::ClientActivity;
+use crate::failure::Failure;
+use crate::forward;
+
+/// Request bodies up to this size (declared by Content-Length) are read before the first
+/// attempt when the request may be retried, so that another server can get them too.
+const REPLAY_BUFFER: u64 = 64 * 1024;
+
+/// The request as it is forwarded, kept so that it can be sent to another server.
+pub(super) struct Outgoing {
+    parts: http::request::Parts,
+    body: OutgoingBody,
+    /// Whether a later attempt may need the head again (else the first attempt takes it).
+    keep_copy: bool,
+    /// Whether the request may be sent again after it may have reached a server.
+    pub(super) replayable: bool,
+}
+
+enum OutgoingBody {
+    /// No body, or one read completely: it can be sent any number of times.
+    Full(Bytes),
+    /// The client's body streams through; it can be sent once, unless it comes back unsent.
+    Streaming(Option<(RequestBody, oneshot::Receiver<()>)>),
+}
+
+impl Outgoing {
+    /// Whether another attempt can have the request.
+    pub(super) fn can_take(&self) -> bool {
+        match &self.body {
+            OutgoingBody::Full(_) => true,
+            OutgoingBody::Streaming(body) => body.is_some(),
+        }
+    }
+
+    /// The request for the next attempt, or `None` when its body was spent on an earlier one.
+    pub(super) fn take(&mut self) -> Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)> {
+        let (body, sent) = match &mut self.body {
+            OutgoingBody::Full(bytes) => (RequestBody::full(bytes.clone()), None),
+            OutgoingBody::Streaming(body) => {
+                let (body, sent) = body.take()?;
+                (body, Some(sent))
+            }
+        };
+        let mut request = Request::new(body);
+        *request.method_mut() = self.parts.method.clone();
+        *request.uri_mut() = self.parts.uri.clone();
+        *request.version_mut() = self.parts.version;
+        *request.headers_mut() = if self.keep_copy {
+            self.parts.headers.clone()
+        } else {
+            std::mem::take(&mut self.parts.headers)
+        };
+        Some((request, sent))
+    }
+
+    /// A request that was never sent comes back for the next attempt.
+    pub(super) fn give_back(
+        &mut self,
+        (request, sent): (Request<RequestBody>, Option<oneshot::Receiver<()>>),
+    ) {
+        let (parts, body) = request.into_parts();
+        if !self.keep_copy {
+            self.parts.headers = parts.headers;
+        }
+        if let (OutgoingBody::Streaming(slot @ None), Some(sent)) = (&mut self.body, sent) {
+            *slot = Some((body, sent));
+        }
+    }
+}
+
+impl Outgoing {
+    /// The request as it will be forwarded. A small body is read first when the request may be
+    /// retried, so that a retry can send it again; any other streams through once.
+    pub(super) async fn prepare(
+        parts: Parts,
+        body: ClientBody,
+        policy: &RetryPolicy,
+        replayable: bool,
+        client_timeout: Duration,
+    ) -> Result<Self, Failure> {
+        let body = if body_is_empty(&body) {
+            OutgoingBody::Full(Bytes::new())
+        } else if replayable
+            && policy.attempts > 1
+            && declared_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER)
+        {
+            // Small bodies are read first so that a retry can send them again.
+            OutgoingBody::Full(Box::pin(read_body(body, client_timeout)).await?)
+        } else {
+            let (body, sent) = RequestBody::streaming(body, client_timeout);
+            OutgoingBody::Streaming(Some((body, sent)))
+        };
+        Ok(Self {
+            parts,
+            body,
+            // Only a request that may be replayed after it was sent needs its head kept; any
+            // other comes back from hyper when it was not sent.
+            keep_copy: policy.attempts > 1 && replayable,
+            replayable,
+        })
+    }
+}
+
+impl Pipeline<'_> {
+    /// The header fields a proxy adds or removes (RFC 9110 §7.6: hop-by-hop fields out; Via,
+    /// X-Forwarded-*, X-Request-Id in), then origin-form and HTTP/1.1 towards the upstream.
+    pub(super) fn forward_headers(
+        &self,
+        parts: &mut Parts,
+        upgrade: Option<&UpgradeRequest>,
+        activity: &ClientActivity,
+    ) {
+        let request_id = HeaderValue::from_str(&self.request_id)
+            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        let host_header = parts.headers.get(header::HOST).cloned();
+        // HTTP/2 clients send `:authority` instead of Host (RFC 9113 §8.3.1); it becomes Host
+        // below and is the host they asked for, so X-Forwarded-Host carries it too.
+        let authority_host = match &host_header {
+            Some(_) => None,
+            None => parts
+                .uri
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
+        };
+        forward::request_headers(
+            &mut parts.headers,
+            &forward::Hop {
+                client_ip: &activity.client_ip,
+                via: &self.snapshot.via,
+                request_id: &request_id,
+                host: host_header.as_ref().or(authority_host.as_ref()),
+                proto: if activity.https { "https" } else { "http" },
+            },
+        );
+        if let Some(upgrade) = upgrade {
+            forward::keep_upgrade(&mut parts.headers, &upgrade.protocols);
+        }
+        if parts.uri.authority().is_some() {
+            // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form,
+            // with the authority as Host when the client sent none.
+            let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            parts.uri = Uri::try_from(origin_form).unwrap_or_else(|_| Uri::from_static("/"));
+            if host_header.is_none()
+                && let Some(authority) = authority_host
+            {
+                parts.headers.insert(header::HOST, authority);
+            }
+        }
+        parts.version = Version::HTTP_11;
+    }
+}
+
+/// The request's Content-Length, when it declares one.
+pub(super) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a (small) request body completely, with the client timeouts of a streaming one.
+async fn read_body(body: ClientBody, idle_timeout: Duration) -> Result<Bytes, Failure> {
+    use http_body_util::BodyExt;
+    let (body, _sent) = RequestBody::streaming(body, idle_timeout);
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => Err(
+            match err.downcast::<crate::failure::marker::DownstreamBodyError>() {
+                Ok(failed) => failed.0,
+                Err(other) => Failure::client(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the request body: {other}"),
+                ),
+            },
+        ),
+    }
+}
+
+fn body_is_empty(body: &ClientBody) -> bool {
+    http_body::Body::is_end_stream(body)
+}
