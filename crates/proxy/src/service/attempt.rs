@@ -2,7 +2,6 @@
 //! pooled or new connection, the request sent, the response head read, each phase bounded by
 //! its own timeout.
 
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::Pipeline;
 use super::outgoing::Outgoing;
-use super::pick::Pick;
+use super::pick::{Pick, Tries};
 use crate::body::ProxyBody;
 use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
@@ -47,17 +46,6 @@ struct AttemptFailure {
     /// The request, when the attempt failed before it was handed over (connect failed, or
     /// hyper gave it back unsent).
     unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
-}
-
-/// The servers a request has tried so far, and how its last attempt failed.
-#[derive(Default)]
-pub(super) struct Tries {
-    /// Servers charged with a failed attempt.
-    pub(super) tried: Vec<SocketAddr>,
-    /// The last attempt's failure and the server it came from.
-    pub(super) last: Option<(Failure, String)>,
-    /// Attempts that met only a stale kept-alive connection (see [`MAX_STALE_RETRIES`]).
-    stale_retries: u32,
 }
 
 /// Whether failures.md allows another server after this failure: any method when nothing
@@ -192,41 +180,17 @@ impl Pipeline<'_> {
         sent: Option<oneshot::Receiver<()>>,
         response_timeout: Duration,
     ) -> Result<Attempt, AttemptFailure> {
-        // An upgrade takes its connection over for good: always a new one of its own, never
-        // one from the idle pool.
-        let opened = if self.upgrade.is_some() {
-            match Box::pin(self.connect_for_upgrade(server)).await {
-                Ok(conn) => Some(conn),
-                Err(failure) => {
-                    return Err(AttemptFailure {
-                        failure,
-                        request_sent: false,
-                        response_bytes: 0,
-                        stale_connection: false,
-                        unsent: Some((request, sent)),
-                    });
-                }
+        let mut conn = match self.open_connection(server).await {
+            Ok(conn) => conn,
+            Err(failure) => {
+                return Err(AttemptFailure {
+                    failure,
+                    request_sent: false,
+                    response_bytes: 0,
+                    stale_connection: false,
+                    unsent: Some((request, sent)),
+                });
             }
-        } else {
-            server.checkout().await
-        };
-        let mut conn = match opened {
-            Some(conn) => conn,
-            None => match Box::pin(server.connect(ConnMode::Pooled)).await {
-                Ok((conn, connect_time)) => {
-                    self.record.connect = Some(connect_time);
-                    conn
-                }
-                Err(failure) => {
-                    return Err(AttemptFailure {
-                        failure,
-                        request_sent: false,
-                        response_bytes: 0,
-                        stale_connection: false,
-                        unsent: Some((request, sent)),
-                    });
-                }
-            },
         };
         let read_before = conn.stats.read();
         let written_before = conn.stats.written();
@@ -287,6 +251,25 @@ impl Pipeline<'_> {
                 stale_connection: false,
                 unsent: None,
             }),
+        }
+    }
+
+    /// The connection for an attempt. An upgrade takes its connection over for good: always a
+    /// new one of its own, never one from the idle pool. Any other request takes an idle
+    /// pooled connection, or a new one.
+    async fn open_connection(&mut self, server: &Arc<Server>) -> Result<Conn, Failure> {
+        let opened = if self.upgrade.is_some() {
+            Some(Box::pin(self.connect_for_upgrade(server)).await?)
+        } else {
+            server.checkout().await
+        };
+        match opened {
+            Some(conn) => Ok(conn),
+            None => {
+                let (conn, connect_time) = Box::pin(server.connect(ConnMode::Pooled)).await?;
+                self.record.connect = Some(connect_time);
+                Ok(conn)
+            }
         }
     }
 

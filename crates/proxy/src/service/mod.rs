@@ -1,15 +1,15 @@
 //! The request pipeline, as named phases in plain code, one file each:
 //!
-//! 1. [`check`]: check the request (limits, loops; an upgrade's client side taken);
-//! 2. [`route`]: route, then what answers without an upstream (maintenance, [`caching`]);
-//! 3. [`pick`]: pick a server (the pool's members, balancing, the retry budget);
-//! 4. [`outgoing`]: the request as it is forwarded, kept for a retry;
-//! 5. [`attempt`]: attempt (connect, send, read the head), then another server while allowed;
-//! 6. [`respond`]: respond (forward the upstream's response, or switch protocols);
-//! 7. [`fail`]: log and fail (render the failure, emit the access record).
+//! 1. `check.rs`: check the request (limits, loops; an upgrade's client side taken);
+//! 2. `route.rs`: route, then what answers without an upstream (maintenance, `caching.rs`);
+//! 3. `pick.rs`: pick a server (the pool's members, balancing, the retry budget);
+//! 4. `outgoing.rs`: the request as it is forwarded, kept for a retry;
+//! 5. `attempt.rs`: attempt (connect, send, read the head), then another server while allowed;
+//! 6. `respond.rs`: respond (forward the upstream's response, or switch protocols);
+//! 7. `fail.rs`: log and fail (render the failure, emit the access record).
 //!
-//! [`Pipeline::run`] reads as that list. Every failure on the way becomes one [`Failure`],
-//! answered in one place ([`Pipeline::fail`]). The access record is emitted when the response is
+//! `Pipeline::run` reads as that list. Every failure on the way becomes one [`Failure`],
+//! answered in one place (`Pipeline::fail`). The access record is emitted when the response is
 //! finished: by `fail` for generated responses, by the response body
 //! ([`UpstreamBody`](crate::body::UpstreamBody)) for proxied ones, and by `respond` when a `101`
 //! switches protocols (the tunnel that follows logs its own end, see [`crate::tunnel`]).

@@ -12,7 +12,6 @@ use http::request::Parts;
 use tokio::time::Instant;
 
 use super::Pipeline;
-use super::attempt::Tries;
 use super::caching::OriginFailed;
 use crate::body::ProxyBody;
 use crate::failure::Failure;
@@ -23,6 +22,17 @@ use crate::upstream::server::Lease;
 
 /// How long past the DNS timeout a request waits for a pool's first resolution at startup.
 const MEMBERS_WAIT_SLACK: Duration = Duration::from_millis(500);
+
+/// The servers a request has tried so far, and how its last attempt failed.
+#[derive(Default)]
+pub(super) struct Tries {
+    /// Servers charged with a failed attempt.
+    pub(super) tried: Vec<SocketAddr>,
+    /// The last attempt's failure and the server it came from.
+    pub(super) last: Option<(Failure, String)>,
+    /// Attempts that met only a stale kept-alive connection (see `attempt::MAX_STALE_RETRIES`).
+    pub(super) stale_retries: u32,
+}
 
 /// What picking a server for the next attempt came to.
 pub(super) enum Pick {

@@ -6,19 +6,22 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
 
-use super::Pipeline;
 use super::attempt::Attempt;
 use super::caching::{self, OriginFailed};
 use super::outgoing::declared_length;
+use super::{Pipeline, UpgradeRequest};
 use crate::body::{Finish, ProxyBody, UpstreamBody};
+use crate::cache::capture::Capture;
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::forward;
 use crate::observe::access_log::AttemptContext;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::pool::{Members, Pool};
-use crate::upstream::server::Lease;
+use crate::upstream::server::{Conn, Lease, Server};
 
 impl Pipeline<'_> {
     /// Forwards the upstream's response: hop-by-hop fields removed, framing checked, our
@@ -47,25 +50,10 @@ impl Pipeline<'_> {
         let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
-                self.snapshot.observer.failure(
-                    &failure,
-                    &AttemptContext {
-                        request_id: &self.request_id,
-                        route: self.record.route.as_deref(),
-                        pool: Some(&pool.name),
-                        server: Some(&server.label),
-                        attempt: self.record.attempts,
-                        request_sent: true,
-                    },
-                );
-                self.record.upstream_status = Some(parts.status.as_u16());
-                // The connection's framing is unknown now; it is closed, never reused.
-                drop(conn);
-                let failed = OriginFailed::Failure(&failure, Some(&server.label));
-                if let Some(stale) = Box::pin(self.stale_copy(failed, head_only)).await {
-                    return stale;
-                }
-                return self.fail(&failure, head_only, Some(&server.label));
+                let status = parts.status;
+                return self
+                    .framing_failed(&pool, &server, status, conn, &failure, head_only)
+                    .await;
             }
         };
         forward::strip_hop_by_hop(&mut parts.headers);
@@ -82,7 +70,6 @@ impl Pipeline<'_> {
             drop(conn);
             return stale;
         }
-        let mut capture = None;
         if status == StatusCode::NOT_MODIFIED
             && let Some(response) = self.revalidated(&parts.headers, head_only)
         {
@@ -101,6 +88,66 @@ impl Pipeline<'_> {
             drop(UpstreamBody::new(body, Duration::ZERO, finish));
             return response;
         }
+        let capture = self.response_headers(&mut parts, &server, &conn);
+        self.record.status = status.as_u16();
+        let record = self.take_record();
+        let read_timeout = pool.settings.read_timeout;
+        let finish = Finish {
+            record,
+            conn,
+            lease,
+            pool,
+            members,
+            chunked,
+            capture: capture.map(Box::new),
+        };
+        let body = UpstreamBody::new(body, read_timeout, finish);
+        Response::from_parts(parts, ProxyBody::Upstream(body))
+    }
+
+    /// The response's framing is broken (RFC 9112 §6.3): the attempt's failure reported and
+    /// charged, the connection closed, and a stale copy, or the failure, answers.
+    async fn framing_failed(
+        &mut self,
+        pool: &Pool,
+        server: &Server,
+        status: StatusCode,
+        conn: Conn,
+        failure: &Failure,
+        head_only: bool,
+    ) -> Response<ProxyBody> {
+        self.snapshot.observer.failure(
+            failure,
+            &AttemptContext {
+                request_id: &self.request_id,
+                route: self.record.route.as_deref(),
+                pool: Some(&pool.name),
+                server: Some(&server.label),
+                attempt: self.record.attempts,
+                request_sent: true,
+            },
+        );
+        self.record.upstream_status = Some(status.as_u16());
+        // The connection's framing is unknown now; it is closed, never reused.
+        drop(conn);
+        let failed = OriginFailed::Failure(failure, Some(&server.label));
+        if let Some(stale) = Box::pin(self.stale_copy(failed, head_only)).await {
+            return stale;
+        }
+        self.fail(failure, head_only, Some(&server.label))
+    }
+
+    /// The header fields gatehouse adds to a forwarded response: `Cache-Status` when the cache
+    /// or the robots.txt guard plans to keep it (their copy of the body is returned), our
+    /// Proxy-Status member on an upstream 5xx, X-Request-Id; and HTTP/1.1 as the version.
+    fn response_headers(
+        &mut self,
+        parts: &mut http::response::Parts,
+        server: &Server,
+        conn: &Conn,
+    ) -> Option<Capture> {
+        let status = parts.status;
+        let mut capture = None;
         if self.cache.is_some() || self.robots_host.is_some() {
             let length = declared_length(&parts.headers);
             let (planned, cache_status) = self.plan_store(status, &parts.headers, length);
@@ -122,20 +169,7 @@ impl Pipeline<'_> {
             parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;
-        self.record.status = status.as_u16();
-        let record = self.take_record();
-        let read_timeout = pool.settings.read_timeout;
-        let finish = Finish {
-            record,
-            conn,
-            lease,
-            pool,
-            members,
-            chunked,
-            capture: capture.map(Box::new),
-        };
-        let body = UpstreamBody::new(body, read_timeout, finish);
-        Response::from_parts(parts, ProxyBody::Upstream(body))
+        capture
     }
 
     /// The upstream answered `101 Switching Protocols`. When the request asked for an upgrade
@@ -152,32 +186,8 @@ impl Pipeline<'_> {
         let Attempt { mut response, conn } = attempt;
         let server = Arc::clone(&lease.server);
         self.record.upstream_status = Some(StatusCode::SWITCHING_PROTOCOLS.as_u16());
-        let switched = match self.upgrade.take() {
-            None => Err(
-                "upstream answered 101 Switching Protocols to a request that asked for no upgrade"
-                    .to_owned(),
-            ),
-            Some(upgrade) => {
-                match forward::accepted_upgrade(&upgrade.protocols, response.headers()) {
-                    Err(why) => Err(why),
-                    Ok(accepted) => {
-                        // hyper's connection task hands the stream over as soon as it has read the
-                        // 101; bounded all the same, so that a hand-over that never comes cannot
-                        // hold the request.
-                        let limit = pool.settings.response_timeout;
-                        match tokio::time::timeout(limit, hyper::upgrade::on(&mut response)).await {
-                            Ok(Ok(upstream)) => Ok((upgrade, accepted, upstream)),
-                            Ok(Err(err)) => Err(format!(
-                                "could not take over the upstream connection after its 101: {err}"
-                            )),
-                            Err(_) => Err(format!(
-                                "the upstream connection was not handed over within {limit:?} after its 101"
-                            )),
-                        }
-                    }
-                }
-            }
-        };
+        let limit = pool.settings.response_timeout;
+        let switched = take_over(self.upgrade.take(), &mut response, limit).await;
         // The sender was kept until the hand-over; the connection now belongs to the tunnel
         // (or is closed, on failure): it never goes back to the idle pool.
         drop(conn);
@@ -235,5 +245,33 @@ impl Pipeline<'_> {
             observer: Arc::clone(&pool.observer),
         });
         Response::from_parts(parts, ProxyBody::empty())
+    }
+}
+
+/// The upgrade's two ends once the upstream answered `101`: the client's side, the protocol
+/// the upstream accepted, and the upstream connection handed over by hyper; or why not (no
+/// upgrade was asked for, the 101 names another protocol, the hand-over failed or never came).
+async fn take_over(
+    upgrade: Option<UpgradeRequest>,
+    response: &mut Response<Incoming>,
+    limit: Duration,
+) -> Result<(UpgradeRequest, HeaderValue, Upgraded), String> {
+    let Some(upgrade) = upgrade else {
+        return Err(
+            "upstream answered 101 Switching Protocols to a request that asked for no upgrade"
+                .to_owned(),
+        );
+    };
+    let accepted = forward::accepted_upgrade(&upgrade.protocols, response.headers())?;
+    // hyper's connection task hands the stream over as soon as it has read the 101; bounded
+    // all the same, so that a hand-over that never comes cannot hold the request.
+    match tokio::time::timeout(limit, hyper::upgrade::on(response)).await {
+        Ok(Ok(upstream)) => Ok((upgrade, accepted, upstream)),
+        Ok(Err(err)) => Err(format!(
+            "could not take over the upstream connection after its 101: {err}"
+        )),
+        Err(_) => Err(format!(
+            "the upstream connection was not handed over within {limit:?} after its 101"
+        )),
     }
 }
