@@ -1,8 +1,21 @@
 //! gatehouse's request path: listeners, routing, upstream connections, failure
 //! classification, error responses and logs.
 //!
-//! Start with [`server::Running`] (lifecycle) and [`service`] (the request pipeline);
-//! [`failure`] is the one place where failures become statuses, headers and log lines.
+//! Start with [`server::Running`] (lifecycle) and [`service`] (the request pipeline, one file
+//! per phase); [`failure`] is the one place where failures become statuses, headers and log
+//! lines.
+//!
+//! The modules form layers, and a module imports only from layers below its own (bottom
+//! first):
+//!
+//! 0. [`http1`] (the HTTP/1.1 engine) and [`failure`]: nothing of the pipeline;
+//! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_body`],
+//!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`];
+//! 2. [`upstream`]: pools, connections, health;
+//! 3. [`body`] (the response body) and [`tunnel`];
+//! 4. [`respond`] (error pages) and [`snapshot`] (the config in force);
+//! 5. [`service`]: the pipeline;
+//! 6. [`listener`], then [`admin`], then [`server`].
 
 pub mod admin;
 pub mod body;
