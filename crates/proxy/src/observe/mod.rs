@@ -1,9 +1,15 @@
 //! What gatehouse tells operators: one access record per request, one warning per failure,
-//! Prometheus metrics, and the admin status page with the most recent failures.
+//! Prometheus metrics, and the recent failures and request rates that the admin status page
+//! ([`crate::admin`]) shows.
 //!
 //! [`Observer`] is the one place a failure or a finished request is reported: it writes the
 //! log line, counts the metric and remembers the failure for `/status`. It lives as long as
 //! the process, shared by every config snapshot, so counters survive reloads.
+//!
+//! It sits below the pipeline and knows none of its types: the pipeline, the bodies and the
+//! upstream pools hand it plain records ([`Failure`], [`AttemptContext`], [`AccessRecord`],
+//! [`Transition`]), and `/metrics` hands it the state gauges as a
+//! [`ScrapeState`](metrics::ScrapeState).
 
 pub mod access_log;
 pub mod log_file;
