@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 
 use gatehouse_config::{AccessLogFormat, LogFormat, ServerConfig};
 use gatehouse_proxy::observe::access_log::{AccessSink, LineFormat};
-use gatehouse_proxy::observe::log_file::{LogFile, non_blocking};
-use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
+use gatehouse_proxy::observe::log_file::{LineQueue, LogFile, QueueGuard, non_blocking};
 use tracing_subscriber::EnvFilter;
 
 /// The log writers of a running gatehouse. Keep it until exit: dropping it flushes the queues.
@@ -26,7 +25,7 @@ pub(crate) struct Logs {
     /// The files SIGUSR1 reopens, with the key that names each.
     files: Vec<(&'static str, LogFile)>,
     /// Dropped last (fields drop in order): flushes what is still queued.
-    _guards: Vec<WorkerGuard>,
+    _guards: Vec<QueueGuard>,
 }
 
 /// Opens the log files and installs the global subscriber. An error (a log file that cannot be
@@ -38,9 +37,9 @@ pub(crate) fn init(server: &ServerConfig) -> Result<Logs, String> {
         Some(path) => {
             let file = open("log_file", path)?;
             files.push(("log_file", file.clone()));
-            queue(file, "gatehouse-log", &mut guards)
+            queue(file, "gatehouse-log", &mut guards)?
         }
-        None => queue(std::io::stdout(), "gatehouse-log", &mut guards),
+        None => queue(std::io::stdout(), "gatehouse-log", &mut guards)?,
     };
     let line_format = match server.access_log_format {
         AccessLogFormat::Log => None,
@@ -54,7 +53,7 @@ pub(crate) fn init(server: &ServerConfig) -> Result<Logs, String> {
             files.push(("access_log_file", file.clone()));
             AccessSink::Lines {
                 format,
-                writer: queue(file, "gatehouse-access-log", &mut guards),
+                writer: queue(file, "gatehouse-access-log", &mut guards)?,
             }
         }
         // Both on stdout: one queue, so their lines never interleave.
@@ -64,7 +63,7 @@ pub(crate) fn init(server: &ServerConfig) -> Result<Logs, String> {
         },
         (Some(format), None) => AccessSink::Lines {
             format,
-            writer: queue(std::io::stdout(), "gatehouse-access-log", &mut guards),
+            writer: queue(std::io::stdout(), "gatehouse-access-log", &mut guards)?,
         },
     };
     install(server, log_writer);
@@ -87,20 +86,21 @@ fn open(key: &str, path: &Path) -> Result<LogFile, String> {
 fn queue(
     writer: impl std::io::Write + Send + 'static,
     thread: &str,
-    guards: &mut Vec<WorkerGuard>,
-) -> NonBlocking {
-    let (writer, guard) = non_blocking(writer, thread);
+    guards: &mut Vec<QueueGuard>,
+) -> Result<LineQueue, String> {
+    let (writer, guard) = non_blocking(writer, thread)
+        .map_err(|err| format!("cannot start the {thread} writer thread: {err}"))?;
     guards.push(guard);
-    writer
+    Ok(writer)
 }
 
-fn install(server: &ServerConfig, writer: NonBlocking) {
+fn install(server: &ServerConfig, writer: LineQueue) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&server.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(move || writer.clone());
     let installed = match server.log_format {
         LogFormat::Json => builder
             .json()

@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Version, header};
 use tokio::time::Instant;
-use tracing_appender::non_blocking::NonBlocking;
 
 use crate::failure::Failure;
 
@@ -256,7 +255,7 @@ pub enum AccessSink {
     /// One line per record in `format`, to `writer` (an `access_log_file`, or stdout).
     Lines {
         format: LineFormat,
-        writer: NonBlocking,
+        writer: super::log_file::LineQueue,
     },
 }
 
@@ -628,7 +627,8 @@ mod tests {
             (logged.version, logged.referer, logged.user_agent),
             (None, None, None)
         );
-        let (writer, _guard) = super::super::log_file::non_blocking(std::io::sink(), "test");
+        let (writer, _guard) = super::super::log_file::non_blocking(std::io::sink(), "test")
+            .unwrap_or_else(|e| panic!("{e}"));
         let lines = AccessSink::Lines {
             format: LineFormat::Json,
             writer,
@@ -651,7 +651,8 @@ mod tests {
             std::env::temp_dir().join(format!("gatehouse-access-sink-{}.log", std::process::id()));
         let file = super::super::log_file::LogFile::open(&path)
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        let (writer, guard) = super::super::log_file::non_blocking(file, "test-access");
+        let (writer, guard) = super::super::log_file::non_blocking(file, "test-access")
+            .unwrap_or_else(|e| panic!("{e}"));
         let sink = AccessSink::Lines {
             format: LineFormat::Combined,
             writer,

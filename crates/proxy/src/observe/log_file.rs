@@ -3,16 +3,14 @@
 //! file at the configured path.
 //!
 //! A [`LogFile`] is the writer behind a non-blocking queue ([`non_blocking`]): request handling
-//! only queues a line; a background thread writes it. Each line is written with one `write_all`
-//! under a lock, so a reopen never splits a line. Lines still queued when the file is reopened
-//! go to the new file; none is lost.
+//! only queues a line ([`LineQueue`]); a background thread writes the lines queued meanwhile
+//! in one `write_all` under the file's lock, so a reopen never splits a line. Lines still queued
+//! when the file is reopened go to the new file; none is lost.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// A log file at a fixed path; clones share the open file.
 #[derive(Debug, Clone)]
@@ -77,22 +75,199 @@ impl Write for LogFile {
     }
 }
 
-/// A queue in front of `writer`, written by a background thread named `thread`. It blocks
-/// rather than drops when full (like the main log: a line is never lost silently). Keep the
-/// guard until exit: dropping it flushes the queue.
+/// Bytes of lines that may wait for the writer thread; beyond this a logging request waits
+/// (a line is never dropped).
+const MAX_QUEUED: usize = 8 * 1024 * 1024;
+
+/// The request side of a log queue: appends whole lines to a batch that a background thread
+/// writes out. The thread sleeps until there is something to write and then takes the whole
+/// batch at once: a burst of lines costs one write, and a logging request wakes the thread only
+/// when it sleeps (no spinning, no system call per line).
+#[derive(Debug, Clone)]
+pub struct LineQueue {
+    shared: Arc<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer thread waits here for lines.
+    filled: Condvar,
+    /// Requests wait here while the batch is full.
+    drained: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    batch: Vec<u8>,
+    writer_asleep: bool,
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Write for LineQueue {
+    /// Takes all of `buf`: the log formatter hands over one whole line per call.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut state = self.shared.lock();
+        while state.batch.len() >= MAX_QUEUED && !state.closed {
+            state = self
+                .shared
+                .drained
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        state.batch.extend_from_slice(buf);
+        if std::mem::take(&mut state.writer_asleep) {
+            self.shared.filled.notify_one();
+        }
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.write(buf).map(drop)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps the writer thread; dropping it writes what is queued and ends the thread.
+#[derive(Debug)]
+pub struct QueueGuard {
+    shared: Arc<Queue>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.filled.notify_one();
+        self.shared.drained.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A queue in front of `writer`, written by a background thread named `thread`. Keep the
+/// guard until exit: dropping it writes what is still queued.
 pub fn non_blocking<W: Write + Send + 'static>(
-    writer: W,
+    mut writer: W,
     thread: &str,
-) -> (NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name(thread)
-        .finish(writer)
+) -> io::Result<(LineQueue, QueueGuard)> {
+    let shared = Arc::new(Queue::default());
+    let queue = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name(thread.to_owned())
+        .spawn(move || {
+            let mut out = Vec::new();
+            loop {
+                let mut state = queue.lock();
+                while state.batch.is_empty() && !state.closed {
+                    state.writer_asleep = true;
+                    state = queue
+                        .filled
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                let done = state.closed;
+                std::mem::swap(&mut out, &mut state.batch);
+                drop(state);
+                queue.drained.notify_all();
+                if !out.is_empty() {
+                    // A failed write (disk full) loses this batch; the next one is tried anew.
+                    let _ = writer.write_all(&out).and_then(|()| writer.flush());
+                    out.clear();
+                }
+                if done {
+                    return;
+                }
+            }
+        })?;
+    Ok((
+        LineQueue {
+            shared: Arc::clone(&shared),
+        },
+        QueueGuard {
+            shared,
+            thread: Some(thread),
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes what it is given, recording each write (to see the batching).
+    #[derive(Debug, Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn queued_lines_from_many_threads_all_arrive_whole_and_in_batches() {
+        let recorder = Recorder::default();
+        let (queue, guard) =
+            non_blocking(recorder.clone(), "test-queue").unwrap_or_else(|e| panic!("{e}"));
+        let writers: Vec<_> = (0..4)
+            .map(|t| {
+                let mut queue = queue.clone();
+                std::thread::spawn(move || {
+                    for i in 0..5000 {
+                        let _ = queue.write_all(format!("thread {t} line {i}\n").as_bytes());
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            let _ = writer.join();
+        }
+        drop(guard); // writes what is still queued
+        let writes = recorder
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let text = String::from_utf8(writes.concat()).unwrap_or_default();
+        assert_eq!(text.lines().count(), 20_000);
+        for t in 0..4 {
+            let mine: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with(&format!("thread {t} ")))
+                .collect();
+            let expected: Vec<String> = (0..5000).map(|i| format!("thread {t} line {i}")).collect();
+            assert_eq!(mine, expected, "thread {t}'s lines out of order or broken");
+        }
+        assert!(
+            writes.len() < 20_000,
+            "one write per line: {}",
+            writes.len()
+        );
+        // After the guard is gone the queue refuses lines instead of losing them silently.
+        let mut late = queue.clone();
+        assert!(late.write_all(b"late\n").is_err());
+    }
 
     fn temp_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("gatehouse-log-file-{}-{name}", std::process::id()))
