@@ -75,14 +75,17 @@ impl Write for LogFile {
     }
 }
 
+/// How long the writer thread lets lines gather after the first one arrives: the most a line
+/// waits before it is written (nginx's `flush=` of a buffered log, kept short).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Bytes of lines that may wait for the writer thread; beyond this a logging request waits
 /// (a line is never dropped).
 const MAX_QUEUED: usize = 8 * 1024 * 1024;
 
 /// The request side of a log queue: appends whole lines to a batch that a background thread
-/// writes out. The thread sleeps until there is something to write and then takes the whole
-/// batch at once: a burst of lines costs one write, and a logging request wakes the thread only
-/// when it sleeps (no spinning, no system call per line).
+/// writes out. The thread sleeps until there is something to write, lets a burst gather for
+/// [`GATHER`], then takes the whole batch at once: a burst of lines costs one write, and a
+/// logging request wakes the thread only when it sleeps (no spinning, no system call per line).
 #[derive(Debug, Clone)]
 pub struct LineQueue {
     shared: Arc<Queue>,
@@ -178,6 +181,13 @@ pub fn non_blocking<W: Write + Send + 'static>(
                         .filled
                         .wait(state)
                         .unwrap_or_else(PoisonError::into_inner);
+                }
+                if !state.closed {
+                    // Lines come in bursts: let the burst gather, so that it costs one write
+                    // and one wake-up rather than one of each per line.
+                    drop(state);
+                    std::thread::sleep(GATHER);
+                    state = queue.lock();
                 }
                 let done = state.closed;
                 std::mem::swap(&mut out, &mut state.batch);
