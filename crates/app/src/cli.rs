@@ -127,20 +127,8 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let runtime = match config.server.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-    };
-    let runtime = match runtime {
-        Ok(runtime) => runtime,
+    let (runtime, workers) = match runtimes(&config.server) {
+        Ok(runtimes) => runtimes,
         Err(err) => {
             eprintln!("gatehouse: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
@@ -154,7 +142,13 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         // SIGUSR1 (reopen the log files, for logrotate) likewise ends the process by default.
         let mut reopen = signal(SignalKind::user_defined1()).ok();
         let observer = gatehouse_proxy::observe::Observer::with_access_sink(access);
-        let running = match gatehouse_proxy::Running::start_with(config, observer).await {
+        let started = match workers {
+            Some(workers) => {
+                gatehouse_proxy::Running::start_with_workers(config, observer, workers).await
+            }
+            None => gatehouse_proxy::Running::start_with(config, observer).await,
+        };
+        let running = match started {
             Ok(running) => running,
             Err(err) => {
                 eprintln!("gatehouse: {err}");
@@ -186,6 +180,39 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         running.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// The runtime gatehouse starts on, and the per-core workers that serve its connections:
+/// `workers = 1` is one current-thread runtime doing everything; `work_stealing = true` one
+/// multi-thread runtime; otherwise (the default) a current-thread runtime for the admin
+/// listener, health checks and reloads, plus one worker per core (or per `workers`), each with
+/// a current-thread runtime of its own (docs/benchmarks.md has the comparison).
+fn runtimes(
+    server: &gatehouse_config::ServerConfig,
+) -> std::io::Result<(
+    tokio::runtime::Runtime,
+    Option<gatehouse_proxy::workers::Workers>,
+)> {
+    let count = server.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if server.work_stealing && count > 1 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(count)
+            .enable_all()
+            .build()?;
+        return Ok((runtime, None));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    if count == 1 {
+        return Ok((runtime, None));
+    }
+    Ok((
+        runtime,
+        Some(gatehouse_proxy::workers::Workers::start(count)?),
+    ))
 }
 
 /// Loads and validates the config again and swaps it in; a config with errors is refused with

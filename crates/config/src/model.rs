@@ -54,6 +54,10 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Worker threads. `None` = one per CPU core.
     pub workers: Option<usize>,
+    /// `false` (default): each worker is a thread with a runtime of its own and its own
+    /// `SO_REUSEPORT` socket per listener. `true`: one multi-thread runtime whose threads steal
+    /// each other's tasks.
+    pub work_stealing: bool,
     /// A client must send a complete request header section within this time (408 otherwise);
     /// also how long an idle keep-alive connection is kept. Default 30s.
     pub client_header_timeout: Duration,

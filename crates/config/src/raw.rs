@@ -48,6 +48,7 @@ pub(crate) struct RawServer {
     pub(crate) proxy_status: Option<Spanned<String>>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
     pub(crate) workers: Option<Spanned<i64>>,
+    pub(crate) work_stealing: Option<Spanned<bool>>,
     pub(crate) client_header_timeout: Option<Spanned<String>>,
     pub(crate) max_request_header_size: Option<Spanned<RawSize>>,
     pub(crate) max_uri_length: Option<Spanned<RawSize>>,

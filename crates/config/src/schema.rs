@@ -60,6 +60,7 @@ const SERVER: &[Field] = &[
     field("proxy_status", Kind::Str, r#"proxy_status = "minimal""#),
     field("drain_timeout", Kind::Str, r#"drain_timeout = "30s""#),
     field("workers", Kind::Int, "workers = 2"),
+    field("work_stealing", Kind::Bool, "work_stealing = false"),
     field(
         "client_header_timeout",
         Kind::Str,

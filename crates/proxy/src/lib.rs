@@ -8,7 +8,8 @@
 //! The modules form layers, and a module imports only from layers below its own (bottom
 //! first):
 //!
-//! 0. [`http1`] (the HTTP/1.1 engine) and [`failure`]: nothing of the pipeline;
+//! 0. [`http1`] (the HTTP/1.1 engine), [`failure`] and [`workers`] (per-core runtimes):
+//!    nothing of the pipeline;
 //! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_body`],
 //!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`];
 //! 2. [`upstream`]: pools, connections, health;
@@ -35,5 +36,6 @@ pub mod service;
 pub mod snapshot;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;
 
 pub use server::{Running, StartupError};

@@ -19,6 +19,7 @@ use crate::listener::{ConnTracker, accept_loop};
 use crate::observe::Observer;
 use crate::snapshot::listeners::{ListenerError, ListenerKey, ListenerKind, Listeners};
 use crate::snapshot::{Current, Lasting, Snapshot};
+use crate::workers::Workers;
 
 /// A startup failure, worded for the one line it becomes on stderr.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +32,40 @@ pub enum StartupError {
     Listeners(#[from] ListenerError),
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartupError::Bind { addr, source })
+/// Binds `count` listening sockets to `addr`: one, or with `SO_REUSEPORT` one per worker (all on
+/// the port the first was given, for port 0). Before sharing a port, a plain bind checks that
+/// no other process listens on it, so a second gatehouse on the same port is refused as it
+/// would be without workers rather than silently splitting the connections.
+fn bind(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, StartupError> {
+    let failed = |source| StartupError::Bind { addr, source };
+    if count <= 1 {
+        return Ok(vec![listening_socket(addr, false).map_err(failed)?]);
+    }
+    if addr.port() != 0 {
+        drop(listening_socket(addr, false).map_err(failed)?);
+    }
+    let first = listening_socket(addr, true).map_err(failed)?;
+    let actual = first.local_addr().map_err(failed)?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(listening_socket(actual, true).map_err(failed)?);
+    }
+    Ok(sockets)
+}
+
+/// A non-blocking listening socket, as tokio's `TcpListener::bind` makes one (`SO_REUSEADDR`,
+/// a backlog of 1024), optionally with `SO_REUSEPORT`.
+fn listening_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 fn bind_hint(err: &io::Error) -> &'static str {
@@ -67,6 +98,9 @@ pub struct Running {
     drain_timeout: std::time::Duration,
     /// Reloads asked for on the admin listener, until taken by whoever performs reloads.
     reload_requests: Mutex<Option<mpsc::Receiver<ReloadRequest>>>,
+    /// The per-core workers that accept and serve connections; without them, the runtime
+    /// that started gatehouse does.
+    workers: Option<Workers>,
 }
 
 /// A proxy listener's accept loop and the switch that closes it.
@@ -75,7 +109,8 @@ struct OpenListener {
     /// The address it is bound to.
     actual: SocketAddr,
     close: watch::Sender<bool>,
-    accepting: tokio::task::JoinHandle<()>,
+    /// One accept loop per socket: one per worker.
+    accepting: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// What a reload changed.
@@ -94,13 +129,33 @@ impl Running {
     /// Like [`Running::start`], reporting through `observer`: e.g.
     /// [`Observer::with_access_sink`] to write access records as combined or JSON lines.
     pub async fn start_with(config: Config, observer: Observer) -> Result<Self, StartupError> {
+        Self::start_on(config, observer, None).await
+    }
+
+    /// Like [`Running::start_with`], with every connection accepted and served by one of
+    /// `workers` (each proxy listener gets one `SO_REUSEPORT` socket per worker); the admin
+    /// listener, health checks and reloads stay on the calling runtime.
+    pub async fn start_with_workers(
+        config: Config,
+        observer: Observer,
+        workers: Workers,
+    ) -> Result<Self, StartupError> {
+        Self::start_on(config, observer, Some(workers)).await
+    }
+
+    async fn start_on(
+        config: Config,
+        observer: Observer,
+        workers: Option<Workers>,
+    ) -> Result<Self, StartupError> {
+        let per_listener = workers.as_ref().map_or(1, Workers::len);
         let mut listeners = Listeners::build(&config.server)?;
         let mut bound = Vec::new();
         for (key, _) in listeners.iter() {
-            bound.push((key, bind(key.addr).await?));
+            bound.push((key, bind(key.addr, per_listener)?));
         }
         let admin_listener = match config.server.admin {
-            Some(addr) => Some(bind(addr).await?),
+            Some(addr) => Some(admin_socket(addr)?),
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
@@ -123,6 +178,7 @@ impl Running {
             tracker: Arc::new(ConnTracker::default()),
             drain_timeout,
             reload_requests: Mutex::new(Some(reload_requests)),
+            workers,
         };
         tokio::spawn(crate::observe::rates::sample_rates(
             Arc::downgrade(&running.lasting.observer),
@@ -163,28 +219,48 @@ impl Running {
     fn serve_listener(
         &self,
         key: ListenerKey,
-        listener: TcpListener,
+        sockets: Vec<std::net::TcpListener>,
     ) -> Result<SocketAddr, StartupError> {
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: key.addr,
-            source,
-        })?;
+        let addr = sockets
+            .first()
+            .map_or_else(
+                || Err(io::Error::other("no socket was bound")),
+                std::net::TcpListener::local_addr,
+            )
+            .map_err(|source| StartupError::Bind {
+                addr: key.addr,
+                source,
+            })?;
         let protocol = self
             .current
             .load()
             .listeners
             .kind(key)
             .map_or("http", ListenerKind::protocol);
-        tracing::info!(%addr, protocol, "listening");
+        tracing::info!(%addr, protocol, sockets = sockets.len(), "listening");
         let (close, close_rx) = watch::channel(false);
-        let accepting = tokio::spawn(accept_loop(
-            listener,
-            key,
-            Arc::clone(&self.current),
-            Arc::clone(&self.tracker),
-            self.shutdown.subscribe(),
-            close_rx,
-        ));
+        let mut accepting = Vec::with_capacity(sockets.len());
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let current = Arc::clone(&self.current);
+            let tracker = Arc::clone(&self.tracker);
+            let shutdown = self.shutdown.subscribe();
+            let close = close_rx.clone();
+            // Registered with the reactor of the runtime it runs on, so it is made there.
+            let task = async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => {
+                        accept_loop(listener, key, current, tracker, shutdown, close).await;
+                    }
+                    Err(err) => {
+                        tracing::error!(%addr, error = %err, "cannot accept on a listening socket")
+                    }
+                }
+            };
+            accepting.push(match &self.workers {
+                Some(workers) => workers.handle(index).spawn(task),
+                None => tokio::spawn(task),
+            });
+        }
         self.lock_listeners().insert(
             key,
             OpenListener {
@@ -220,8 +296,9 @@ impl Running {
             .map(|(key, listener)| (*key, listener.actual))
             .collect();
         let mut bound = Vec::new();
+        let per_listener = self.workers.as_ref().map_or(1, Workers::len);
         for key in wanted.iter().filter(|key| !open.contains_key(key)) {
-            bound.push((*key, bind(key.addr).await?));
+            bound.push((*key, bind(key.addr, per_listener)?));
         }
         listeners.bound(|key| open.get(&key).copied().or_else(|| bound_addr(&bound, key)));
         let snapshot = Arc::new(Snapshot::build(config, &self.lasting, listeners));
@@ -254,9 +331,11 @@ impl Running {
         };
         for (key, listener) in closing {
             let _ = listener.close.send(true);
-            // The socket is closed once its accept loop has returned; the reload is reported
-            // done only then. Connections it accepted carry on.
-            let _ = listener.accepting.await;
+            // A socket is closed once its accept loop has returned; the reload is reported
+            // done only then. Connections they accepted carry on.
+            for accepting in listener.accepting {
+                let _ = accepting.await;
+            }
             tracing::info!(addr = %key, "listener closed by reload");
             reloaded.listeners_closed.push(key.addr);
         }
@@ -355,11 +434,22 @@ impl Running {
 }
 
 /// The address the socket of `key` was bound to, among those just bound.
-fn bound_addr(bound: &[(ListenerKey, TcpListener)], key: ListenerKey) -> Option<SocketAddr> {
+fn bound_addr(
+    bound: &[(ListenerKey, Vec<std::net::TcpListener>)],
+    key: ListenerKey,
+) -> Option<SocketAddr> {
     bound
         .iter()
         .find(|(k, _)| *k == key)
-        .and_then(|(_, listener)| listener.local_addr().ok())
+        .and_then(|(_, sockets)| sockets.first())
+        .and_then(|socket| socket.local_addr().ok())
+}
+
+/// The admin listener's socket, on the calling runtime.
+fn admin_socket(addr: SocketAddr) -> Result<TcpListener, StartupError> {
+    let failed = |source| StartupError::Bind { addr, source };
+    let socket = listening_socket(addr, false).map_err(failed)?;
+    TcpListener::from_std(socket).map_err(failed)
 }
 
 /// The process-wide state for `config`: the cache (with its file, when configured) and the

@@ -230,6 +230,7 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
             DEFAULT_DRAIN_TIMEOUT,
         ),
         workers,
+        work_stealing: raw.work_stealing.is_some_and(Spanned::into_inner),
         client_header_timeout: timeout(
             sink,
             raw.client_header_timeout,

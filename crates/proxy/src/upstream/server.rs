@@ -1,8 +1,8 @@
 //! Upstream servers, their pooled connections and their connection slots.
 //!
 //! A [`Server`] is one address of an upstream pool: a `servers` entry with an IP literal, or
-//! one of the addresses its host name resolved to. It keeps a stack of idle HTTP/1.1
-//! connections (most recently used first, so idle ones age out at the bottom). A connection goes
+//! one of the addresses its host name resolved to. It keeps stacks of idle HTTP/1.1
+//! connections, one per worker (`idle.rs`). A connection goes
 //! back only once its response body was read to the end; anything else (an error, an abort, an
 //! unread body) drops it, so a half-used connection is never reused.
 //!
@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use super::connect::{self, ConnMode};
 use super::h2::{Multiplexed, Stream};
 use super::health::ServerState;
+use super::idle::IdleStacks;
 use super::io::ConnStats;
 use super::tls::TlsClients;
 use crate::client_body::RequestBody;
@@ -186,7 +187,7 @@ pub struct Server {
     /// The pool's wait queue, woken when a slot is freed.
     queue: Arc<WaitQueue>,
     settings: ServerSettings,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<IdleStacks<Conn>>,
     /// HTTP/2 connections its requests share (usually one).
     multiplexed: Mutex<Vec<Arc<Multiplexed>>>,
     /// Held while an HTTP/2 connection is being opened. Holds the failure of the last attempt,
@@ -251,12 +252,6 @@ impl Drop for Lease {
             self.server.queue.slot_freed.notify_one();
         }
     }
-}
-
-#[derive(Debug)]
-struct Idle {
-    conn: Conn,
-    since: Instant,
 }
 
 /// The application protocol of a connection, as an ALPN token (what Proxy-Status
@@ -393,7 +388,7 @@ impl Server {
             state,
             queue,
             settings: ServerSettings::plain(settings),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(IdleStacks::default()),
             multiplexed: Mutex::new(Vec::new()),
             opening: tokio::sync::Mutex::new(None),
             http1_only: AtomicBool::new(false),
@@ -445,13 +440,15 @@ impl Server {
             return Some(conn);
         }
         let now = Instant::now();
+        let worker = crate::workers::current();
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if now.duration_since(idle.since) > IDLE_TIMEOUT {
-                // The most recent one is too old, so all below it are too.
-                self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                return None;
-            }
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(cutoff) = now.checked_sub(IDLE_TIMEOUT) {
+                    idle.drop_older_than(cutoff);
+                }
+                idle.pop(worker)?
+            };
             let mut conn = idle.conn;
             let ready = match poll_ready_now(&mut conn.sender) {
                 Poll::Ready(result) => result.is_ok(),
@@ -527,15 +524,13 @@ impl Server {
     }
 
     fn push(&self, conn: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // A server with a connection limit never has more open than that limit.
         let cap = self.max_connections.map_or(MAX_IDLE, |max| max as usize);
-        if idle.len() < cap {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-        }
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(
+            crate::workers::current(),
+            conn,
+            cap,
+        );
     }
 }
 
