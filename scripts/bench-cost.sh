@@ -16,6 +16,7 @@
 #   SKIP_IDLE=0         1: skip row 4 (memory and fds per idle connection)
 #   SKIP_H2=0           1: skip row 5 (HTTP/2, h2c and TLS)
 #   SKIP_TRANSFER=0     1: skip row 6 (download and upload)
+#   SKIP_WORKERS=0      1: skip row 7 (keep-alive with two workers per proxy)
 #   KEEP_TMP=0          1: keep the temp dir (configs, logs, tool output)
 #
 # Rows (see docs/benchmarks.md, "Cost per request, connection and byte"):
@@ -26,9 +27,13 @@
 #   4. RSS and fds per idle keep-alive client connection (IDLE_CONNS of them, fresh proxies)
 #   5. HTTP/2 to the client (h2load -c32 -m10), h2c and TLS; HTTP/1.1 to the upstream
 #   6. TRANSFER_MIB download and upload through each proxy: MB/s and the proxy's peak RSS
-# Every proxy runs one worker (nginx 1 worker, HAProxy nbthread 1, gatehouse workers = 1), no
-# access log. Nothing is pinned: the load tool, the upstream and the proxy share the cores, so
-# compare ratios from one run, not absolute numbers across machines.
+#   7. workers = 2: rows 1-2 (plain proxies, no added headers) with two workers per proxy:
+#      nginx worker_processes 2 (CPU: both workers), HAProxy nbthread 2, gatehouse workers = 2
+#      (a current-thread runtime and SO_REUSEPORT socket per worker) and gatehouse workers = 2
+#      with work_stealing = true (one multi-thread runtime of 2 threads); ratios vs nginx 2 workers
+# Apart from row 7 every proxy runs one worker (nginx 1 worker, HAProxy nbthread 1, gatehouse
+# workers = 1); none writes an access log. Nothing is pinned: the load tool, the upstream and the
+# proxy share the cores, so compare ratios from one run, not absolute numbers across machines.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,6 +47,7 @@ SKIP_ERROR="${SKIP_ERROR:-0}"
 SKIP_IDLE="${SKIP_IDLE:-0}"
 SKIP_H2="${SKIP_H2:-0}"
 SKIP_TRANSFER="${SKIP_TRANSFER:-0}"
+SKIP_WORKERS="${SKIP_WORKERS:-0}"
 KEEP_TMP="${KEEP_TMP:-0}"
 WRITE=0
 
@@ -50,7 +56,8 @@ WRK_ARGS=(-t2 -c64)
 H2LOAD_ARGS=(-t1 -c32 -m10)
 SERVER_NAME=bench.test # the certificate's name
 
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+# The header comment (every line after the #! line up to the first that is not a comment).
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
     case "$arg" in
@@ -67,7 +74,7 @@ for knob in DURATION ROUNDS IDLE_CONNS TRANSFER_MIB; do
     [[ "${!knob}" =~ ^[1-9][0-9]*$ ]] || die "$knob must be a positive integer, not '${!knob}'"
 done
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "WARMUP must be a whole number of seconds, not '$WARMUP'"
-for knob in SKIP_KEEPALIVE SKIP_ERROR SKIP_IDLE SKIP_H2 SKIP_TRANSFER KEEP_TMP; do
+for knob in SKIP_KEEPALIVE SKIP_ERROR SKIP_IDLE SKIP_H2 SKIP_TRANSFER SKIP_WORKERS KEEP_TMP; do
     case "${!knob}" in 0 | 1) ;; *) die "$knob must be 0 or 1, not '${!knob}'" ;; esac
 done
 
@@ -199,12 +206,12 @@ start_upstreams() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# nginx: 1 worker; one server with the plain, h2c and TLS listeners, one (plain) that adds the
-# forwarding headers gatehouse adds. Ports given as "-" are left out (the idle row's instances
-# listen on one port only).
+# nginx: 1 worker (row 7: 2); one server with the plain, h2c and TLS listeners, one (plain) that
+# adds the forwarding headers gatehouse adds. Ports given as "-" are left out (the idle row's and
+# row 7's instances listen on one port only).
 # ---------------------------------------------------------------------------------------------
 nginx_proxy_conf() {
-    local dir="$1" plain="$2" headers="$3" h2c="$4" tls="$5" tlsdir="$6"
+    local dir="$1" plain="$2" headers="$3" h2c="$4" tls="$5" tlsdir="$6" workers="${7:-1}"
     local h2_listen="" h2_on=""
     # nginx 1.25.1 replaced `listen ... http2` (deprecated since) by the `http2` directive.
     if (($(nginx_version_number) >= 1025001)); then
@@ -212,7 +219,7 @@ nginx_proxy_conf() {
     else
         h2_listen=" http2"
     fi
-    nginx_main_conf "$dir" 1 "$MAX_CONNS" "$NOFILE"
+    nginx_main_conf "$dir" "$workers" "$MAX_CONNS" "$NOFILE"
     cat <<EOF
 http {
 $(nginx_temp_paths "$dir")
@@ -289,34 +296,37 @@ EOF
 }
 
 # Each start_* function sets PROXY_PID (the process to stop: nginx's master) and WORK_PID (the
-# process that serves the requests, to measure: nginx's one worker).
+# process that serves the requests, to measure: nginx's one worker; with more workers, their
+# PIDs, space-separated).
 
-# Start nginx in prefix dir $1 with the listeners $2..$5 (plain, headers, h2c, TLS).
+# Start nginx in prefix dir $1 with the listeners $2..$5 (plain, headers, h2c, TLS) and $6
+# worker processes (default 1).
 start_nginx_proxy() {
-    local dir="$1"
+    local dir="$1" workers="${6:-1}" found
     mkdir -p "$dir"
-    nginx_proxy_conf "$dir" "$2" "$3" "$4" "$5" "$TMP/tls" >"$dir/nginx.conf"
+    nginx_proxy_conf "$dir" "$2" "$3" "$4" "$5" "$TMP/tls" "$workers" >"$dir/nginx.conf"
     start_nginx "$dir" "$dir/nginx.conf"
     PROXY_PID=$NGINX_PID
     wait_for_port "$PROXY_PID" "$2" "$dir/error.log"
-    # The worker: nginx forks it after it listens.
+    # The workers: nginx forks them after it listens.
     for _ in $(seq 50); do
         WORK_PID="$(nginx_workers "$PROXY_PID" 2>/dev/null || true)"
-        [[ -n "$WORK_PID" ]] && return 0
+        read -r -a found <<<"$WORK_PID"
+        ((${#found[@]} == workers)) && return 0
         sleep 0.1
     done
-    die "nginx master $PROXY_PID started no worker"
+    die "nginx master $PROXY_PID started ${#found[@]} worker(s), not $workers"
 }
 
 # ---------------------------------------------------------------------------------------------
-# HAProxy: 1 thread, server connections shared between clients (http-reuse always), no retry
-# (retries 0) so the error path is one refused connect per request, like the others.
+# HAProxy: 1 thread (row 7: 2), server connections shared between clients (http-reuse always),
+# no retry (retries 0) so the error path is one refused connect per request, like the others.
 # ---------------------------------------------------------------------------------------------
 haproxy_conf() {
-    local dir="$1" plain="$2" h2c="$3" tls="$4" tlsdir="$5"
+    local dir="$1" plain="$2" h2c="$3" tls="$4" tlsdir="$5" threads="${6:-1}"
     cat <<EOF
 global
-    nbthread 1
+    nbthread $threads
     maxconn $MAX_CONNS
     # HAProxy wants two descriptors per connection (client and server side) and by default
     # refuses to start when it cannot raise its limit that far; an idle client connection
@@ -355,11 +365,11 @@ backend sink
 EOF
 }
 
-# Start HAProxy in dir $1 with the listeners $2..$4 (plain, h2c, TLS).
+# Start HAProxy in dir $1 with the listeners $2..$4 (plain, h2c, TLS) and $5 threads (default 1).
 start_haproxy() {
     local dir="$1" logfile="$1/haproxy.log"
     mkdir -p "$dir"
-    haproxy_conf "$dir" "$2" "$3" "$4" "$TMP/tls" >"$dir/haproxy.cfg"
+    haproxy_conf "$dir" "$2" "$3" "$4" "$TMP/tls" "${5:-1}" >"$dir/haproxy.cfg"
     "$HAPROXY" -c -q -f "$dir/haproxy.cfg" >"$logfile" 2>&1 ||
         { cat "$logfile" >&2; die "haproxy -c failed for $dir/haproxy.cfg"; }
     # -db: foreground, no master-worker: one process to measure and to stop.
@@ -371,17 +381,20 @@ start_haproxy() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# gatehouse: workers = 1, no access log, warn lines (the error path's) to a log file. The plain
-# listener speaks HTTP/1.1 and h2c; the TLS one h2 and HTTP/1.1 (ALPN). The refused upstream
-# gets one attempt per request and no passive ejection, so every request really connects, as
-# with the other two.
+# gatehouse: workers = 1 (row 7: 2, and 2 with work_stealing = true), no access log, warn lines
+# (the error path's) to a log file. The plain listener speaks HTTP/1.1 and h2c; the TLS one h2
+# and HTTP/1.1 (ALPN). The refused upstream gets one attempt per request and no passive
+# ejection, so every request really connects, as with the other two.
 # ---------------------------------------------------------------------------------------------
 gatehouse_conf() {
-    local dir="$1" plain="$2" tls="$3" tlsdir="$4"
+    local dir="$1" plain="$2" tls="$3" tlsdir="$4" workers="${5:-1}" stealing="${6:-false}"
     cat <<EOF
 [server]
 listen = ["127.0.0.1:$plain"]
-workers = 1
+workers = $workers
+EOF
+    [[ "$stealing" == false ]] || echo "work_stealing = $stealing"
+    cat <<EOF
 access_log = false
 log_level = "warn"
 log_file = "$dir/gatehouse.log"
@@ -429,11 +442,12 @@ servers = ["127.0.0.1:$SINK_PORT"]
 EOF
 }
 
-# Start gatehouse in dir $1 with the listeners $2 (plain, and h2c) and $3 (TLS).
+# Start gatehouse in dir $1 with the listeners $2 (plain, and h2c) and $3 (TLS), $4 workers
+# (default 1) and work_stealing = $5 (default false).
 start_gatehouse() {
     local dir="$1" conf="$1/gatehouse.toml"
     mkdir -p "$dir/state"
-    gatehouse_conf "$dir" "$2" "$3" "$TMP/tls" >"$conf"
+    gatehouse_conf "$dir" "$2" "$3" "$TMP/tls" "${4:-1}" "${5:-false}" >"$conf"
     "$GATEHOUSE" check -c "$conf" >"$dir/check.log" 2>&1 ||
         { cat "$dir/check.log" >&2; die "gatehouse check rejected $conf"; }
     "$GATEHOUSE" run -c "$conf" >"$dir/stdout.log" 2>&1 &
@@ -444,15 +458,22 @@ start_gatehouse() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Targets. Keep-alive rows have four (nginx twice: plain and adding headers), the others three.
+# Targets. Keep-alive rows have four (nginx twice: plain and adding headers), row 7 four
+# (gatehouse twice: per-core workers and work stealing; instances of their own), the others three.
 # ---------------------------------------------------------------------------------------------
 KA_TARGETS="nginx nginx-headers haproxy gatehouse"
+W2_TARGETS="nginx haproxy gatehouse gatehouse-ws"
 TARGETS="nginx haproxy gatehouse"
 
-# The URL of target $2 for measurement $1 (ka, err, h2c, tls, down, up).
+# The URL of target $2 for measurement $1 (ka, err, h2c, tls, down, up; w2: row 7's instances).
 target_url() {
     local m="$1" t="$2" port
     case "$m:$t" in
+        w2:nginx) port=$NGINX_W2_PORT ;;
+        w2:haproxy) port=$HAPROXY_W2_PORT ;;
+        w2:gatehouse) port=$GATEHOUSE_W2_PORT ;;
+        w2:gatehouse-ws) port=$GATEHOUSE_WS_PORT ;;
+        w2:*) die "no URL for $m:$t" ;;
         ka:nginx-headers) port=$NGINX_HEADERS_PORT ;;
         h2c:nginx) port=$NGINX_H2C_PORT ;;
         h2c:haproxy) port=$HAPROXY_H2C_PORT ;;
@@ -466,7 +487,7 @@ target_url() {
         *) die "no URL for $m:$t" ;;
     esac
     case "$m" in
-        ka | h2c) echo "http://127.0.0.1:$port/" ;;
+        ka | w2 | h2c) echo "http://127.0.0.1:$port/" ;;
         tls) echo "https://127.0.0.1:$port/" ;;
         err) echo "http://127.0.0.1:$port/refused" ;;
         down) echo "http://127.0.0.1:$port/file/big" ;;
@@ -474,20 +495,27 @@ target_url() {
     esac
 }
 
-# The process that does the work: nginx's worker (not its master), HAProxy, gatehouse.
+# The processes that do the work for target $1 (measurement $2: w2 for row 7's instances, else
+# any), space-separated: nginx's workers (not its master), HAProxy, gatehouse.
 target_pid() {
-    case "$1" in
-        nginx | nginx-headers) echo "$NGINX_WORKER_PID" ;;
-        haproxy) echo "$HAPROXY_PID" ;;
-        gatehouse) echo "$GATEHOUSE_PID" ;;
+    case "${2:-}:$1" in
+        w2:nginx) echo "$NGINX_W2_WORKER_PIDS" ;;
+        w2:haproxy) echo "$HAPROXY_W2_PID" ;;
+        w2:gatehouse) echo "$GATEHOUSE_W2_PID" ;;
+        w2:gatehouse-ws) echo "$GATEHOUSE_WS_PID" ;;
+        *:nginx | *:nginx-headers) echo "$NGINX_WORKER_PID" ;;
+        *:haproxy) echo "$HAPROXY_PID" ;;
+        *:gatehouse) echo "$GATEHOUSE_PID" ;;
     esac # (the long-lived instances; set in main)
 }
 
+# Fails unless every process of target $1 (measurement $2, as for target_pid) still runs.
 target_alive() {
     local pid
-    pid="$(target_pid "$1")"
-    kill -0 "$pid" 2>/dev/null ||
-        die "$1 (pid $pid) is no longer running; its logs are in $TMP (KEEP_TMP=1 keeps them)"
+    for pid in $(target_pid "$1" "${2:-}"); do
+        kill -0 "$pid" 2>/dev/null ||
+            die "$1 (pid $pid) is no longer running; its logs are in $TMP (KEEP_TMP=1 keeps them)"
+    done
 }
 
 # Targets $1 (a list) rotated by $2 places: each round starts with another proxy, so that
@@ -520,6 +548,9 @@ check_targets() {
     [[ "$SKIP_KEEPALIVE" == 1 ]] || for t in $KA_TARGETS; do
         expect "ka-$t" 200 1.1 "$(target_url ka "$t")"
     done
+    [[ "$SKIP_WORKERS" == 1 ]] || for t in $W2_TARGETS; do
+        expect "w2-$t" 200 1.1 "$(target_url w2 "$t")"
+    done
     [[ "$SKIP_ERROR" == 1 ]] || {
         expect err-nginx 502 1.1 "$(target_url err nginx)"
         expect err-haproxy 503 1.1 "$(target_url err haproxy)" # HAProxy: 503 when it cannot connect
@@ -546,14 +577,15 @@ record() {
 }
 
 # wrk: HTTP/1.1 keep-alive. For the error path every response is a 502/503, which wrk counts
-# as "Non-2xx"; elsewhere any is fatal.
+# as "Non-2xx"; elsewhere any is fatal. CPU: all the target's processes (row 7's nginx: both
+# workers) together.
 run_wrk() {
-    local m="$1" t="$2" url pid out rps requests non2xx errors cpu0 cpu1
+    local m="$1" t="$2" url pids out rps requests non2xx errors cpu0 cpu1
     url="$(target_url "$m" "$t")"
-    pid="$(target_pid "$t")"
-    cpu0="$(cpu_ticks "$pid")"
+    read -r -a pids <<<"$(target_pid "$t" "$m")"
+    cpu0="$(cpu_ticks "${pids[@]}")"
     out="$(wrk "${WRK_ARGS[@]}" -d"${DURATION}s" "$url")"
-    cpu1="$(cpu_ticks "$pid")"
+    cpu1="$(cpu_ticks "${pids[@]}")"
     printf '%s\n' "$out" >>"$TMP/out-$m-$t.log"
     rps="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
     requests="$(awk '/ requests in / { print $1 }' <<<"$out")"
@@ -562,7 +594,7 @@ run_wrk() {
     errors="$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' <<<"$out")"
     [[ -n "$rps" && -n "$requests" ]] || { printf '%s\n' "$out" >&2; die "cannot parse wrk output for $m-$t"; }
     record "$m-$t" "$rps" "$(cpu_us_per $((cpu1 - cpu0)) "$requests")" "$requests" "${errors:-0}"
-    if [[ "$m" == ka ]] && ((${non2xx:-0} > 0)); then
+    if [[ "$m" != err ]] && ((${non2xx:-0} > 0)); then
         printf '%s\n' "$out" >&2
         die "$m-$t: $non2xx responses were not 2xx"
     fi
@@ -682,6 +714,9 @@ warm_up() {
     for t in $KA_TARGETS; do
         wrk "${WRK_ARGS[@]}" -d"${WARMUP}s" "$(target_url ka "$t")" >/dev/null
     done
+    [[ "$SKIP_WORKERS" == 1 ]] || for t in $W2_TARGETS; do
+        wrk "${WRK_ARGS[@]}" -d"${WARMUP}s" "$(target_url w2 "$t")" >/dev/null
+    done
     [[ "$SKIP_H2" == 1 ]] || for t in $TARGETS; do
         h2load "${H2LOAD_ARGS[@]}" -D "$WARMUP" "$(target_url tls "$t")" >/dev/null 2>&1 ||
             die "$t: h2load warm-up failed"
@@ -693,6 +728,9 @@ one_round() {
     local r="$1" t
     if [[ "$SKIP_KEEPALIVE" != 1 ]]; then
         for t in $(rotated "$KA_TARGETS" "$r"); do target_alive "$t"; run_wrk ka "$t"; done
+    fi
+    if [[ "$SKIP_WORKERS" != 1 ]]; then
+        for t in $(rotated "$W2_TARGETS" "$r"); do target_alive "$t" w2; run_wrk w2 "$t"; done
     fi
     if [[ "$SKIP_ERROR" != 1 ]]; then
         for t in $(rotated "$TARGETS" "$r"); do target_alive "$t"; run_wrk err "$t"; done
@@ -741,16 +779,22 @@ fmt() {
 }
 
 # One table row: name, metric, measurement prefix, column, skip flag, number format; ratios
-# against nginx (and against nginx with headers for the keep-alive rows).
+# against nginx (and against nginx with headers for the keep-alive rows). A 7th argument names
+# another gatehouse target (row 7's gatehouse-ws): its row leaves the nginx and HAProxy cells
+# empty (they are the row above's) but still takes its ratio against nginx.
 row() {
-    local name="$1" metric="$2" m="$3" col="$4" skip="$5" f="$6" ng ngh ha gh r1="" r2=""
+    local name="$1" metric="$2" m="$3" col="$4" skip="$5" f="$6" gt="${7:-gatehouse}" ng ngh ha gh r1="" r2=""
     ng="$(cell "$m-nginx" "$col" "$skip")"
     ngh="$(cell "$m-nginx-headers" "$col" "$skip")"
     ha="$(cell "$m-haproxy" "$col" "$skip")"
-    gh="$(cell "$m-gatehouse" "$col" "$skip")"
+    gh="$(cell "$m-$gt" "$col" "$skip")"
     if [[ "$skip" != 1 ]]; then
         r1="$(ratio "$gh" "$ng")"
         [[ "$ngh" == "—" ]] || r2="$(ratio "$gh" "$ngh")"
+    fi
+    if [[ "$gt" != gatehouse ]]; then
+        echo "| $name | $metric | | | | $(fmt "$gh" "$f") | $r1 | $r2 |"
+        return 0
     fi
     echo "| $name | $metric | $(fmt "$ng" "$f") | $(fmt "$ngh" "$f") | $(fmt "$ha" "$f") | $(fmt "$gh" "$f") | $r1 | $r2 |"
 }
@@ -768,8 +812,11 @@ print_table() {
     ((TRANSFER_MIB % 1024)) || mib="$((TRANSFER_MIB / 1024)) GiB"
     cat <<EOF
 Median of $ROUNDS round(s); rates over ${DURATION}s runs. CPU is the proxy process's user +
-system time per request (nginx: its one worker process). Lower is better for CPU, memory and
-fds; higher for req/s and MB/s.
+system time per request (nginx: its one worker process; row 7: both nginx workers, all threads
+of HAProxy and gatehouse). Lower is better for CPU, memory and fds; higher for req/s and MB/s.
+Row 7 runs two workers per proxy (nginx \`worker_processes 2\`, HAProxy \`nbthread 2\`, gatehouse
+\`workers = 2\`, per-core runtimes and SO_REUSEPORT sockets, then \`workers = 2\` with
+\`work_stealing = true\`, one multi-thread runtime); its ratios are against nginx with 2 workers.
 
 | measurement | metric | nginx | nginx + headers | HAProxy | gatehouse | gatehouse ÷ nginx | gatehouse ÷ nginx + headers |
 |---|---|---:|---:|---:|---:|---:|---:|
@@ -789,6 +836,10 @@ EOF
     row "" "peak RSS MiB" down 3 "$SKIP_TRANSFER" %.1f
     row "   upload $mib" "MB/s" up 2 "$SKIP_TRANSFER" %.0f
     row "" "peak RSS MiB" up 3 "$SKIP_TRANSFER" %.1f
+    row "7. workers = 2, keep-alive (\`wrk ${WRK_ARGS[*]}\`)" "req/s" w2 2 "$SKIP_WORKERS" %.0f
+    row "" "CPU µs/req" w2 3 "$SKIP_WORKERS" %.1f
+    row "   gatehouse \`work_stealing = true\`" "req/s" w2 2 "$SKIP_WORKERS" %.0f gatehouse-ws
+    row "" "CPU µs/req" w2 3 "$SKIP_WORKERS" %.1f gatehouse-ws
     echo
     local t line
     if [[ "$SKIP_TRANSFER" != 1 ]]; then
@@ -804,11 +855,15 @@ EOF
         done
         echo "${line%,}."
     fi
-    if [[ "$SKIP_KEEPALIVE" != 1 || "$SKIP_ERROR" != 1 ]]; then
+    if [[ "$SKIP_KEEPALIVE" != 1 || "$SKIP_ERROR" != 1 || "$SKIP_WORKERS" != 1 ]]; then
         line="- wrk socket errors summed over the rounds:"
-        for t in $KA_TARGETS; do line+=" $t $(total "ka-$t" 5)"; done
+        [[ "$SKIP_KEEPALIVE" == 1 ]] || for t in $KA_TARGETS; do line+=" $t $(total "ka-$t" 5)"; done
         [[ "$SKIP_ERROR" == 1 ]] || line+="; error path: nginx $(total err-nginx 5), haproxy $(total err-haproxy 5), gatehouse $(total err-gatehouse 5)"
-        echo "$line."
+        [[ "$SKIP_WORKERS" == 1 ]] || {
+            line+="; workers = 2:"
+            for t in $W2_TARGETS; do line+=" $t $(total "w2-$t" 5)"; done
+        }
+        echo "${line/:;/:}."
     fi
     if [[ "$SKIP_KEEPALIVE" != 1 ]]; then
         # The spread shows how steady the machine was (other work on it moves req/s first).
@@ -817,6 +872,14 @@ EOF
         echo "${line%;}."
         line="- Row 2 by round (µs/req):"
         for t in $KA_TARGETS; do line+=" $t $(by_round "ka-$t" 3 %.1f);"; done
+        echo "${line%;}."
+    fi
+    if [[ "$SKIP_WORKERS" != 1 ]]; then
+        line="- Row 7 by round (req/s):"
+        for t in $W2_TARGETS; do line+=" $t $(by_round "w2-$t" 2 %.0f);"; done
+        echo "${line%;}."
+        line="- Row 7 by round (µs/req):"
+        for t in $W2_TARGETS; do line+=" $t $(by_round "w2-$t" 3 %.1f);"; done
         echo "${line%;}."
     fi
     if [[ "$SKIP_IDLE" != 1 ]]; then
@@ -848,7 +911,7 @@ print_method() {
     local UPSTREAM_PORT=UPSTREAM SINK_PORT=SINK DEAD_PORT=DEAD
     cat <<EOF
 Each round runs, each through the proxies in turn (the order rotates by one each round):
-\`wrk ${WRK_ARGS[*]} -d${DURATION}s URL\` for rows 1-3, \`h2load ${H2LOAD_ARGS[*]} -D $DURATION URL\`
+\`wrk ${WRK_ARGS[*]} -d${DURATION}s URL\` for rows 1-3 and 7, \`h2load ${H2LOAD_ARGS[*]} -D $DURATION URL\`
 (\`http://\`: h2c by prior knowledge; \`https://\`: ALPN h2) for row 5, \`curl -o /dev/null URL/file/big\`
 and \`curl -T big -H 'Expect:' URL/upload\` for row 6, then row 4: for each proxy a fresh instance
 on a port of its own, 20 warm-up requests, \`cost-helper --mode hold --count $IDLE_CONNS\` (one
@@ -879,6 +942,11 @@ gatehouse (\`gatehouse run -c gatehouse.toml\`):
 \`\`\`toml
 $(gatehouse_conf '$TMP/gatehouse' PROXY PROXY_TLS '$TMP/tls')
 \`\`\`
+
+Row 7 runs instances of its own, started with the others and listening on one plain port each
+(no headers, h2c or TLS listener), the configs above otherwise: nginx with
+\`worker_processes 2;\` (its CPU is both workers'), HAProxy with \`nbthread 2\`, gatehouse with
+\`workers = 2\` and, for the second gatehouse, \`workers = 2\` and \`work_stealing = true\`.
 EOF
 }
 
@@ -898,6 +966,21 @@ write_docs() {
     log "appended results to $doc"
 }
 
+# Row 7's instances, long-lived like the others, plain listener only: two workers each.
+start_workers_2() {
+    start_nginx_proxy "$TMP/nginx-w2" "$NGINX_W2_PORT" - - - 2
+    NGINX_W2_WORKER_PIDS=$WORK_PID
+    start_haproxy "$TMP/haproxy-w2" "$HAPROXY_W2_PORT" - - 2
+    HAPROXY_W2_PID=$WORK_PID
+    start_gatehouse "$TMP/gatehouse-w2" "$GATEHOUSE_W2_PORT" - 2
+    GATEHOUSE_W2_PID=$WORK_PID
+    start_gatehouse "$TMP/gatehouse-ws" "$GATEHOUSE_WS_PORT" - 2 true
+    GATEHOUSE_WS_PID=$WORK_PID
+    log "workers = 2: nginx :$NGINX_W2_PORT (workers $NGINX_W2_WORKER_PIDS), HAProxy" \
+        ":$HAPROXY_W2_PORT (pid $HAPROXY_W2_PID), gatehouse :$GATEHOUSE_W2_PORT (pid" \
+        "$GATEHOUSE_W2_PID), gatehouse work_stealing :$GATEHOUSE_WS_PORT (pid $GATEHOUSE_WS_PID)"
+}
+
 # ---------------------------------------------------------------------------------------------
 main() {
     declare -gA STATUS=()
@@ -911,7 +994,8 @@ main() {
     local p
     for p in UPSTREAM_PORT SINK_PORT DEAD_PORT NGINX_PORT NGINX_HEADERS_PORT NGINX_H2C_PORT \
         NGINX_TLS_PORT HAPROXY_PORT HAPROXY_H2C_PORT HAPROXY_TLS_PORT GATEHOUSE_PORT \
-        GATEHOUSE_TLS_PORT IDLE_PORT; do
+        GATEHOUSE_TLS_PORT IDLE_PORT NGINX_W2_PORT HAPROXY_W2_PORT GATEHOUSE_W2_PORT \
+        GATEHOUSE_WS_PORT; do
         free_port "$p" # DEAD_PORT is never listened on: connections to it are refused
     done
     RESULTS="$TMP/results.txt"
@@ -927,6 +1011,7 @@ main() {
     log "upstream :$UPSTREAM_PORT, sink :$SINK_PORT, refused :$DEAD_PORT; nginx :$NGINX_PORT" \
         "(worker $NGINX_WORKER_PID), HAProxy :$HAPROXY_PORT (pid $HAPROXY_PID), gatehouse" \
         ":$GATEHOUSE_PORT (pid $GATEHOUSE_PID); open files $NOFILE; temp dir $TMP"
+    [[ "$SKIP_WORKERS" == 1 ]] || start_workers_2
 
     check_targets
     warm_up
