@@ -35,12 +35,51 @@ pub(super) fn take_apart(
     (parts, body, upgrade)
 }
 
+/// Makes `Host` name what the request target names, so that routing, the cache key,
+/// X-Forwarded-Host and the upstream all see one host.
+///
+/// - HTTP/1.x absolute-form (`GET http://a.example/x`, RFC 9112 §3.2.2): the received Host is
+///   ignored and replaced by the target's authority; otherwise a `Host: b.example` beside it
+///   would route, or key a cached copy, by a host the URL does not name.
+/// - HTTP/2: `:authority` becomes Host when there is none; a Host that names another host than
+///   `:authority` is malformed (RFC 9113 §8.3.1) and refused.
+///
+/// A target with userinfo (`http://user@host/`) is refused (RFC 9110 §4.2.4).
+fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
+    let Some(authority) = parts.uri.authority() else {
+        return Ok(());
+    };
+    if authority.as_str().contains('@') {
+        return Err(Failure::client(
+            StatusCode::BAD_REQUEST,
+            "request target has userinfo (user@host), which HTTP forbids (RFC 9110 §4.2.4)",
+        ));
+    }
+    let Ok(target_host) = header::HeaderValue::from_str(authority.as_str()) else {
+        return Err(Failure::client(
+            StatusCode::BAD_REQUEST,
+            "request target's authority is not a valid Host",
+        ));
+    };
+    if parts.version == Version::HTTP_2
+        && let Some(host) = parts.headers.get(header::HOST)
+        && !host.as_bytes().eq_ignore_ascii_case(target_host.as_bytes())
+    {
+        return Err(Failure::client(
+            StatusCode::BAD_REQUEST,
+            "Host names another host than :authority (RFC 9113 §8.3.1)",
+        ));
+    }
+    parts.headers.insert(header::HOST, target_host);
+    Ok(())
+}
+
 impl Pipeline<'_> {
     /// Limits gatehouse applies itself, answered with the fitting 4xx (hyper answers only what it
     /// cannot parse at all), and loop detection.
     pub(super) fn check_request(
         &self,
-        parts: &http::request::Parts,
+        parts: &mut http::request::Parts,
         activity: &ClientActivity,
     ) -> Result<(), Failure> {
         let limits = &self.snapshot.config.server;
@@ -106,6 +145,7 @@ impl Pipeline<'_> {
                 "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
             ));
         }
+        host_from_target(parts)?;
         if forward::has_looped(&parts.headers, &limits.name) {
             return Err(Failure::new(
                 FailureKind::ProxyLoopDetected,
@@ -114,5 +154,62 @@ impl Pipeline<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(version: Version, target: &str, hosts: &[&str]) -> Parts {
+        let mut builder = Request::builder().version(version).uri(target);
+        for host in hosts {
+            builder = builder.header(header::HOST, *host);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    fn hosts(parts: &Parts) -> Vec<&str> {
+        parts
+            .headers
+            .get_all(header::HOST)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn absolute_form_replaces_the_received_host() {
+        let mut p = parts(Version::HTTP_11, "http://a.example:8080/x", &["b.example"]);
+        host_from_target(&mut p).unwrap();
+        assert_eq!(hosts(&p), ["a.example:8080"]);
+        let mut p = parts(Version::HTTP_10, "http://a.example/x", &[]);
+        host_from_target(&mut p).unwrap();
+        assert_eq!(hosts(&p), ["a.example"]);
+    }
+
+    #[test]
+    fn origin_form_keeps_its_host() {
+        let mut p = parts(Version::HTTP_11, "/x", &["b.example"]);
+        host_from_target(&mut p).unwrap();
+        assert_eq!(hosts(&p), ["b.example"]);
+    }
+
+    #[test]
+    fn userinfo_in_the_target_is_refused() {
+        let mut p = parts(Version::HTTP_11, "http://u:p@a.example/", &["a.example"]);
+        let failure = host_from_target(&mut p).unwrap_err();
+        assert_eq!(failure.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn http2_authority_becomes_host_and_a_differing_host_is_refused() {
+        let mut p = parts(Version::HTTP_2, "https://a.example/x", &[]);
+        host_from_target(&mut p).unwrap();
+        assert_eq!(hosts(&p), ["a.example"]);
+        let mut p = parts(Version::HTTP_2, "https://a.example/x", &["A.Example"]);
+        host_from_target(&mut p).unwrap();
+        let mut p = parts(Version::HTTP_2, "https://a.example/x", &["b.example"]);
+        assert!(host_from_target(&mut p).is_err());
     }
 }

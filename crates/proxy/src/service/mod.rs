@@ -123,7 +123,7 @@ impl Pipeline<'_> {
         let (mut parts, body, upgrade) = check::take_apart(req);
         let head_only = parts.method == Method::HEAD;
 
-        if let Err(failure) = self.check_request(&parts, activity) {
+        if let Err(failure) = self.check_request(&mut parts, activity) {
             return self.fail(&failure, head_only, None);
         }
 

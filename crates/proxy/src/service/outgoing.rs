@@ -126,23 +126,15 @@ impl Pipeline<'_> {
     ) {
         let request_id = HeaderValue::from_str(&self.request_id)
             .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        // The check phase made Host the target's authority (absolute-form, `:authority`).
         let host_header = parts.headers.get(header::HOST).cloned();
-        // HTTP/2 clients send `:authority` instead of Host (RFC 9113 §8.3.1); it becomes Host
-        // below and is the host they asked for, so X-Forwarded-Host carries it too.
-        let authority_host = match &host_header {
-            Some(_) => None,
-            None => parts
-                .uri
-                .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
-        };
         forward::request_headers(
             &mut parts.headers,
             &forward::Hop {
                 client_ip: &activity.client_ip,
                 via: &self.snapshot.via,
                 request_id: &request_id,
-                host: host_header.as_ref().or(authority_host.as_ref()),
+                host: host_header.as_ref(),
                 proto: if activity.https { "https" } else { "http" },
             },
         );
@@ -150,15 +142,9 @@ impl Pipeline<'_> {
             forward::keep_upgrade(&mut parts.headers, &upgrade.protocols);
         }
         if parts.uri.authority().is_some() {
-            // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form,
-            // with the authority as Host when the client sent none.
+            // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form.
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
             parts.uri = Uri::try_from(origin_form).unwrap_or_else(|_| Uri::from_static("/"));
-            if host_header.is_none()
-                && let Some(authority) = authority_host
-            {
-                parts.headers.insert(header::HOST, authority);
-            }
         }
         parts.version = Version::HTTP_11;
     }
