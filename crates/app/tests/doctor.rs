@@ -330,6 +330,34 @@ fn healthy_but_slow_server_gets_a_latency_warning() {
     assert_eq!(report["summary"]["warnings"], 1 + smells);
 }
 
+#[test]
+fn a_server_announcing_a_short_keep_alive_timeout_is_reported_and_warned_about() {
+    let upstream = Upstream::serve(Reply::ok("pong").header("Keep-Alive", "timeout=5"));
+    let (run, report) = doctor_json(&pinging([upstream.addr()]), &[]);
+    assert_outcome(&run, &report, 1, json!({}));
+    let server = only_server(&report);
+    assert_eq!(server["http"]["keep_alive_timeout_s"], 5, "{server:#}");
+    let warnings = server["warnings"].as_array().expect("warnings");
+    assert!(
+        warnings.iter().any(|w| w.as_str().is_some_and(|w| w
+            .contains("closes idle keep-alive connections after 5s (Keep-Alive: timeout=5)")
+            && w.contains("at most 4s"))),
+        "{server:#}"
+    );
+    // The text report names it on the server's line.
+    let text = doctor(&pinging([upstream.addr()]), &[]);
+    assert!(
+        text.stdout.contains("keeps idle connections 5 s"),
+        "{}",
+        text.stdout
+    );
+    // A server that announces nothing gets no such warning.
+    let quiet = Upstream::serve(Reply::ok("pong"));
+    let (_, report) = doctor_json(&pinging([quiet.addr()]), &[]);
+    let warnings = &only_server(&report)["warnings"];
+    assert!(warnings.as_array().is_none_or(Vec::is_empty), "{report:#}");
+}
+
 // --- connect failures ---
 
 #[test]

@@ -1,7 +1,9 @@
 //! Origin servers on `127.0.0.1:0`, one std thread per connection: a well-behaved one that
 //! records what it received, and ones that break HTTP on purpose. Their behaviour can change
 //! while they run (per path too, e.g. a failing health check), and they can be killed like a
-//! crashed process and restarted on the same address.
+//! crashed process and restarted on the same address. Two behaviours end keep-alive
+//! connections the way real servers do ([`Behavior::IdleTimeout`], [`Behavior::MaxRequests`]),
+//! for the races a proxy reusing connections runs into.
 
 use std::collections::HashMap;
 use std::io::{self, Read as _, Write as _};
@@ -133,6 +135,21 @@ pub enum Behavior {
     Serve(Reply),
     /// Answers every request with the reply after this delay, keeping the connection alive.
     Delay(Duration, Reply),
+    /// A server whose keep-alive timer fires just as a reused connection's request goes out
+    /// (Node.js: 5 s, gunicorn: 2 s). Answers every request with `reply`, keeping the connection
+    /// alive, except a request whose first byte arrives once the connection has been idle for
+    /// `idle` or longer since its previous response was written: that one is read (and
+    /// recorded) and the connection is then closed without a byte of response (counted in
+    /// [`Upstream::stale_closes`]). The first request on a connection is always answered, and an
+    /// idle connection is never closed before a request arrives on it, so every request that
+    /// arrives too late meets the race.
+    IdleTimeout { idle: Duration, reply: Reply },
+    /// A server with a max-requests-per-connection limit: answers up to `max` requests on a
+    /// connection with `reply` (counting every response the connection carried), and closes
+    /// the connection right after writing the `max`-th response, which says nothing about it
+    /// (no `Connection: close`). A request read when `max` responses were written already (only
+    /// with `max` 0, or after a switch of behaviour) is closed on unanswered.
+    MaxRequests { max: usize, reply: Reply },
     /// Reads one request, writes these bytes, closes.
     RawThenClose(Vec<u8>),
     /// Reads one request, writes these bytes, then holds the connection open without a byte
@@ -162,6 +179,8 @@ struct Shared {
     requests: Recorder<RecordedRequest>,
     in_flight: AtomicUsize,
     peak_in_flight: AtomicUsize,
+    /// Requests [`Behavior::IdleTimeout`] closed on unanswered.
+    stale_closes: AtomicUsize,
 }
 
 impl Shared {
@@ -273,6 +292,7 @@ impl Upstream {
             requests: Recorder::default(),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
+            stale_closes: AtomicUsize::new(0),
         });
         let (addr, running) = listen(addr, &shared);
         Self {
@@ -381,6 +401,13 @@ impl Upstream {
     /// The most requests ever in flight at once.
     pub fn peak_in_flight(&self) -> usize {
         self.shared.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests that [`Behavior::IdleTimeout`] read on a connection idle too long and closed
+    /// on without answering, so far. Counted before the connection is closed: once the peer
+    /// saw the close, the count includes it.
+    pub fn stale_closes(&self) -> usize {
+        self.shared.stale_closes.load(Ordering::SeqCst)
     }
 
     /// Waits until `n` requests were recorded; panics after `timeout`.
@@ -506,7 +533,9 @@ fn handle(mut stream: TcpStream, id: usize, shared: &Shared, generation: &Genera
     let mut reader = RequestReader {
         buf: Vec::new(),
         eof: false,
+        arrived: Instant::now(),
     };
+    let mut answered = Answered::default();
     while let Some(request) = reader.next(&mut stream, id, generation) {
         let behavior = shared.behavior_for(&request.target);
         let complete = request.complete;
@@ -514,13 +543,29 @@ fn handle(mut stream: TcpStream, id: usize, shared: &Shared, generation: &Genera
         let _in_flight = shared.enter();
         shared.requests.push(request);
         let keep_alive = match behavior {
-            Behavior::Serve(reply) => {
-                complete && stream.write_all(&reply.to_bytes(head_request)).is_ok()
-            }
+            Behavior::Serve(reply) => complete && answered.write(&mut stream, &reply, head_request),
             Behavior::Delay(delay, reply) => {
                 complete
                     && generation.sleep(delay)
-                    && stream.write_all(&reply.to_bytes(head_request)).is_ok()
+                    && answered.write(&mut stream, &reply, head_request)
+            }
+            Behavior::IdleTimeout { idle, reply } => {
+                let idle_for = answered.idle_at(reader.arrived);
+                if idle_for.is_some_and(|idle_for| idle_for >= idle) {
+                    shared.stale_closes.fetch_add(1, Ordering::SeqCst);
+                    false
+                } else {
+                    complete && answered.write(&mut stream, &reply, head_request)
+                }
+            }
+            Behavior::MaxRequests { max, reply } => {
+                // The max-th response ends the connection, closed right after it is written.
+                let wrote = complete
+                    && answered.count < max
+                    && answered.write(&mut stream, &reply, head_request);
+                // Counted after the write: keep the connection only below the limit.
+                let below_limit = answered.count < max;
+                wrote && below_limit
             }
             Behavior::RawThenClose(bytes) => {
                 let _ = stream.write_all(&bytes);
@@ -548,10 +593,40 @@ fn handle(mut stream: TcpStream, id: usize, shared: &Shared, generation: &Genera
     stream
 }
 
+/// The responses one connection carried so far, for behaviours that depend on its history.
+#[derive(Debug, Default)]
+struct Answered {
+    /// Responses written.
+    count: usize,
+    /// When the last one was written in full.
+    last: Option<Instant>,
+}
+
+impl Answered {
+    /// Writes `reply`; false if the write failed (the peer is gone).
+    fn write(&mut self, stream: &mut TcpStream, reply: &Reply, head_request: bool) -> bool {
+        if stream.write_all(&reply.to_bytes(head_request)).is_err() {
+            return false;
+        }
+        self.count += 1;
+        self.last = Some(Instant::now());
+        true
+    }
+
+    /// How long the connection had been idle at `at`, since its last response; `None` before
+    /// its first one.
+    fn idle_at(&self, at: Instant) -> Option<Duration> {
+        self.last.map(|last| at.saturating_duration_since(last))
+    }
+}
+
 /// Reads requests off one connection, keeping bytes that belong to the next one.
 struct RequestReader {
     buf: Vec<u8>,
     eof: bool,
+    /// When the first byte of the request [`RequestReader::next`] read last arrived (for one
+    /// already buffered behind the previous request: when reading it began).
+    arrived: Instant,
 }
 
 impl RequestReader {
@@ -569,6 +644,9 @@ impl RequestReader {
                     return false;
                 }
                 Ok(n) => {
+                    if self.buf.is_empty() {
+                        self.arrived = Instant::now();
+                    }
                     self.buf.extend_from_slice(&chunk[..n]);
                     return true;
                 }
@@ -595,6 +673,9 @@ impl RequestReader {
         conn: usize,
         generation: &Generation,
     ) -> Option<RecordedRequest> {
+        // Bytes already here were pipelined behind the previous request; otherwise `fill`
+        // stamps the first one to arrive.
+        self.arrived = Instant::now();
         let head = loop {
             match http1::parse_request_head(&self.buf) {
                 Ok(Some(head)) => break head,
@@ -819,6 +900,83 @@ mod tests {
             received += n;
         }
         assert!(received < 32 * 1024 * 1024, "{received}");
+    }
+
+    #[test]
+    fn idle_timeout_closes_unanswered_only_a_request_after_the_idle_time() {
+        let idle = Duration::from_millis(200);
+        let upstream = Upstream::start(Behavior::IdleTimeout {
+            idle,
+            reply: Reply::ok("ok").header("Keep-Alive", "timeout=1"),
+        });
+        // Requests in quick succession are answered on one connection.
+        let mut conn = RawConn::connect(upstream.addr());
+        for _ in 0..2 {
+            let response = Req::get("/").send_on(&mut conn);
+            assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+            assert_eq!(response.header("keep-alive"), Some("timeout=1"));
+        }
+        // An idle connection is not closed before a request arrives on it; that request is
+        // read, recorded, and closed on without a byte.
+        assert!(!conn.closes_within(idle * 2), "closed while idle");
+        conn.send(&Req::new("POST", "/late").body("late").to_bytes())
+            .unwrap();
+        let unanswered = conn
+            .try_read_response(false, Duration::from_secs(5))
+            .unwrap_err();
+        assert!(unanswered.raw.is_empty(), "{unanswered}");
+        assert!(conn.closes_within(Duration::from_secs(5)));
+        assert_eq!(upstream.stale_closes(), 1);
+        let late = upstream.wait_for_request_to("/late", Duration::from_secs(5));
+        assert_eq!(
+            (late.conn, late.complete, late.body.as_slice()),
+            (0, true, &b"late"[..])
+        );
+
+        // The first request on a connection is answered however long it took to come.
+        let mut conn = RawConn::connect(upstream.addr());
+        std::thread::sleep(idle * 2);
+        assert_eq!(Req::get("/first").send_on(&mut conn).status, 200);
+        assert_eq!(Req::get("/second").send_on(&mut conn).status, 200);
+        assert_eq!(upstream.stale_closes(), 1);
+        let conns: Vec<usize> = upstream.requests().iter().map(|r| r.conn).collect();
+        assert_eq!(conns, [0, 0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn max_requests_closes_right_after_the_last_response_without_saying_so() {
+        let upstream = Upstream::start(Behavior::MaxRequests {
+            max: 2,
+            reply: Reply::ok("ok"),
+        });
+        for _ in 0..2 {
+            let mut conn = RawConn::connect(upstream.addr());
+            let first = Req::new("POST", "/").body("1").send_on(&mut conn);
+            assert_eq!(first.status, 200);
+            assert!(
+                !conn.closes_within(Duration::from_millis(200)),
+                "closed after the first response"
+            );
+            let second = Req::get("/").send_on(&mut conn);
+            assert_eq!((second.status, second.complete), (200, true));
+            assert_eq!(second.header("connection"), None, "{second:#?}");
+            assert!(
+                conn.closes_within(Duration::from_secs(5)),
+                "still open after the max-th response"
+            );
+        }
+        assert_eq!(upstream.connections(), 2);
+        let conns: Vec<usize> = upstream.requests().iter().map(|r| r.conn).collect();
+        assert_eq!(conns, [0, 0, 1, 1]);
+
+        // With max 0 a request is read and closed on unanswered.
+        upstream.set_behavior(Behavior::MaxRequests {
+            max: 0,
+            reply: Reply::ok("ok"),
+        });
+        assert_eq!(get(upstream.addr(), "/zero"), "");
+        upstream.wait_for_request_to("/zero", Duration::from_secs(5));
+        assert_eq!(upstream.stale_closes(), 0);
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub(crate) struct HttpStep {
     pub(crate) header_limit: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) body_bytes: Option<u64>,
+    /// The idle timeout the server announced (`Keep-Alive: timeout=N`), in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) keep_alive_timeout_s: Option<u64>,
 }
 
 /// What the check of one entry needs besides the entry.
@@ -597,7 +600,7 @@ async fn exchange(
     wait: Duration,
     step: &mut HttpStep,
 ) -> Result<StatusCode, Failure> {
-    let request = health_request(path, host, conn.protocol != Protocol::Http1)?;
+    let request = health_request(path, host)?;
     let sent = Instant::now();
     let mut send = std::pin::pin!(conn.sender.send_request(request));
     let Ok(response) = tokio::time::timeout(settings.response_timeout, &mut send).await else {
@@ -627,6 +630,9 @@ async fn exchange(
     let status = response.status();
     step.status = Some(status.as_u16());
     step.header_bytes = Some(header_section_size(&response));
+    step.keep_alive_timeout_s =
+        gatehouse_proxy::upstream::idle::keep_alive_timeout(response.headers())
+            .map(|timeout| timeout.as_secs());
     let chunked = classify::response_framing(response.headers())?;
     // Read as the proxy would forward it: each read within read_timeout, framing checked.
     let body = response.into_body();
@@ -636,9 +642,9 @@ async fn exchange(
 }
 
 /// `GET path` with `Host: host`, as the proxy sends it: over HTTP/2 the connection's stream
-/// makes the target absolute (`:scheme`, and `:authority` from `Host`), and there is no
-/// `Connection` header.
-fn health_request(path: &str, host: &str, http2: bool) -> Result<Request<RequestBody>, Failure> {
+/// makes the target absolute (`:scheme`, and `:authority` from `Host`). Over HTTP/1.1 it asks
+/// for keep-alive as the proxy does, so the server says how long it keeps idle connections.
+fn health_request(path: &str, host: &str) -> Result<Request<RequestBody>, Failure> {
     let mut request = Request::new(RequestBody::empty());
     *request.method_mut() = Method::GET;
     *request.uri_mut() = path.parse().map_err(|_| {
@@ -656,9 +662,6 @@ fn health_request(path: &str, host: &str, http2: bool) -> Result<Request<Request
         header::USER_AGENT,
         HeaderValue::from_static(concat!("gatehouse-doctor/", env!("CARGO_PKG_VERSION"))),
     );
-    if !http2 {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     Ok(request)
 }
 
@@ -691,7 +694,7 @@ async fn measure_headers(
     let mut roomy = settings.clone();
     roomy.conn.max_response_header_size = MEASURE_HEADER_LIMIT;
     let mut conn = open(addr, &roomy).await.ok()?.conn;
-    let request = health_request(path, host, conn.protocol != Protocol::Http1).ok()?;
+    let request = health_request(path, host).ok()?;
     let response = tokio::time::timeout(roomy.response_timeout, conn.sender.send_request(request))
         .await
         .ok()?

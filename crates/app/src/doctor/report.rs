@@ -145,6 +145,9 @@ fn server_block(out: &mut String, server: &ServerReport) {
         if let Some(bytes) = http.header_bytes {
             let _ = write!(line, ", headers {bytes} B (limit {} B)", http.header_limit);
         }
+        if let Some(seconds) = http.keep_alive_timeout_s {
+            let _ = write!(line, ", keeps idle connections {seconds} s");
+        }
         let _ = writeln!(out, "{line}");
     }
     if !verdict.healthy && verdict.kind.is_some() {

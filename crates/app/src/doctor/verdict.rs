@@ -133,6 +133,9 @@ pub(crate) fn latency_warnings(step: &HttpStep, settings: &ConnSettings) -> Vec<
             ));
         }
     }
+    if let Some(seconds) = step.keep_alive_timeout_s {
+        warnings.extend(keep_alive_warning(Duration::from_secs(seconds)));
+    }
     if let Some(bytes) = step.header_bytes
         && bytes * 4 > step.header_limit * 3
     {
@@ -142,6 +145,33 @@ pub(crate) fn latency_warnings(step: &HttpStep, settings: &ConnSettings) -> Vec<
         ));
     }
     warnings
+}
+
+/// A server that closes idle keep-alive connections sooner than gatehouse's pool keeps them
+/// (the keep-alive race: a connection reused just as the server closes it loses the request).
+/// gatehouse stops reusing the server's connections a margin before the timeout it announces,
+/// but the usual fix, as for any proxy, is a server timeout longer than the proxy's.
+fn keep_alive_warning(announced: Duration) -> Option<String> {
+    use gatehouse_proxy::upstream::idle::{POOL_IDLE_TIMEOUT, reuse_window};
+    if announced > POOL_IDLE_TIMEOUT {
+        return None;
+    }
+    let window = reuse_window(Some(announced), POOL_IDLE_TIMEOUT);
+    let reuse = if window.is_zero() {
+        "so gatehouse never reuses its connections and opens one per request".to_owned()
+    } else {
+        format!(
+            "so gatehouse reuses its connections for at most {} after a response, where it would keep them {}",
+            human(window),
+            human(POOL_IDLE_TIMEOUT)
+        )
+    };
+    Some(format!(
+        "the server closes idle keep-alive connections after {} (Keep-Alive: timeout={}), {reuse}; a server timeout above {} (Node.js server.keepAliveTimeout, gunicorn --keep-alive, Apache KeepAliveTimeout) avoids reconnects and the keep-alive race",
+        human(announced),
+        announced.as_secs(),
+        human(POOL_IDLE_TIMEOUT)
+    ))
 }
 
 /// The root cause and the fix for a failure, as specific as the facts allow.

@@ -34,6 +34,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     upstream_failures: IntCounterVec,
     retries: IntCounterVec,
+    stale_connection_retries: IntCounterVec,
     budget_exhausted: IntCounterVec,
     connect_duration: HistogramVec,
     first_byte_duration: HistogramVec,
@@ -97,6 +98,12 @@ impl Metrics {
             &registry,
             "gatehouse_upstream_retries_total",
             "Attempts made after a failed one (on another server), by pool.",
+            &["pool"],
+        );
+        let stale_connection_retries = counter_vec(
+            &registry,
+            "gatehouse_upstream_stale_connection_retries_total",
+            "Requests sent again on a new connection because the kept-alive one they met had been closed by the server (the keep-alive race), by pool. Not failures of the server.",
             &["pool"],
         );
         let budget_exhausted = counter_vec(
@@ -234,6 +241,7 @@ impl Metrics {
             request_duration,
             upstream_failures,
             retries,
+            stale_connection_retries,
             budget_exhausted,
             connect_duration,
             first_byte_duration,
@@ -308,6 +316,12 @@ impl Metrics {
 
     pub fn retry(&self, pool: &str) {
         self.retries.with_label_values(&[pool]).inc();
+    }
+
+    pub fn stale_connection_retry(&self, pool: &str) {
+        self.stale_connection_retries
+            .with_label_values(&[pool])
+            .inc();
     }
 
     pub fn retry_budget_exhausted(&self, pool: &str) {

@@ -20,11 +20,11 @@ use crate::failure::{Failure, FailureKind, RetryRule};
 use crate::observe::access_log::AttemptContext;
 use crate::upstream::connect::{ConnMode, connect};
 use crate::upstream::pool::{Members, Pool};
-use crate::upstream::server::{Conn, Lease, Server};
+use crate::upstream::server::{Conn, Lease, Protocol, Server};
 
-/// Kept-alive connections found closed before the request was written that a request may
-/// step over without using up one of its `attempts` (each was the connection's fault, not the
-/// server's; after that they count like any failure).
+/// Kept-alive connections found closed that a request may step over without using up one of
+/// its `attempts` (each was the connection's fault, not the server's; after that they count
+/// like any failure). See [`AttemptFailure::stale_connection`].
 const MAX_STALE_RETRIES: u32 = 2;
 
 /// The response head and connection of a successful attempt.
@@ -40,8 +40,11 @@ struct AttemptFailure {
     request_sent: bool,
     /// Bytes of a response that had arrived.
     response_bytes: u64,
-    /// A kept-alive connection closed before the request was written: the connection was
-    /// stale, which says nothing about the server (it may be tried again, on a new one).
+    /// A kept-alive connection that the server had closed (the keep-alive race): closed before
+    /// the request was written, or, for an idempotent request on an HTTP/1.1 connection,
+    /// closed after it was written without a byte of response (RFC 9112 §9.3.1 lets a client
+    /// retry such a request). It
+    /// says nothing about the server: the request goes again, on a new connection.
     stale_connection: bool,
     /// The request, when the attempt failed before it was handed over (connect failed, or
     /// hyper gave it back unsent).
@@ -105,7 +108,11 @@ impl Pipeline<'_> {
             } else {
                 pool.settings.response_timeout
             };
-            match self.attempt(&server, request, sent, response_timeout).await {
+            let fresh = std::mem::take(&mut tries.fresh_connection);
+            match self
+                .attempt(&server, request, sent, response_timeout, fresh)
+                .await
+            {
                 Ok(attempt) => {
                     return self.respond(pool, members, lease, attempt, head_only).await;
                 }
@@ -139,6 +146,30 @@ impl Pipeline<'_> {
         tries: &mut Tries,
     ) -> bool {
         let server = Arc::clone(&lease.server);
+        let stale_retry = failed.stale_connection && tries.stale_retries < MAX_STALE_RETRIES;
+        if stale_retry {
+            // Not the server's failure, and not one of the request's tries: no warning, no
+            // failure counted, no mark against the server.
+            tracing::debug!(
+                request_id = %self.request_id,
+                server = %server.label,
+                request_sent = failed.request_sent,
+                error = %failed.failure.details,
+                "kept-alive upstream connection was closed by the server; trying again on a new connection"
+            );
+            self.snapshot
+                .observer
+                .metrics
+                .stale_connection_retry(&pool.name);
+            drop(lease);
+            tries.stale_retries += 1;
+            tries.fresh_connection = true;
+            if let Some(unsent) = failed.unsent {
+                outgoing.give_back(unsent);
+            }
+            return outgoing.can_take()
+                && self.record.started.elapsed() < pool.config.retry.deadline;
+        }
         self.snapshot.observer.failure(
             &failed.failure,
             &AttemptContext {
@@ -151,13 +182,8 @@ impl Pipeline<'_> {
             },
         );
         drop(lease);
-        if failed.stale_connection && tries.stale_retries < MAX_STALE_RETRIES {
-            // Not the server's failure, and not one of the request's tries.
-            tries.stale_retries += 1;
-        } else {
-            pool.record_outcome(members, &server, Some(failed.failure.kind));
-            tries.tried.push(server.addr);
-        }
+        pool.record_outcome(members, &server, Some(failed.failure.kind));
+        tries.tried.push(server.addr);
         let allowed = retry_allowed(&failed, outgoing.replayable);
         if let Some(unsent) = failed.unsent {
             outgoing.give_back(unsent);
@@ -171,16 +197,18 @@ impl Pipeline<'_> {
         may_retry
     }
 
-    /// One attempt against one server: a pooled or new connection, the request sent, the
-    /// response head read, each phase bounded by its own timeout.
+    /// One attempt against one server: a pooled (unless `fresh`) or new connection, the request
+    /// sent, the response head read, each phase bounded by its own timeout.
     async fn attempt(
         &mut self,
         server: &Arc<Server>,
         request: Request<RequestBody>,
         sent: Option<oneshot::Receiver<()>>,
         response_timeout: Duration,
+        fresh: bool,
     ) -> Result<Attempt, AttemptFailure> {
-        let mut conn = match self.open_connection(server).await {
+        let idempotent = request.method().is_idempotent();
+        let mut conn = match self.open_connection(server, fresh, !idempotent).await {
             Ok(conn) => conn,
             Err(failure) => {
                 return Err(AttemptFailure {
@@ -217,6 +245,7 @@ impl Pipeline<'_> {
         match result {
             Some(Ok(response)) => {
                 self.record.first_byte = Some(self.record.started.elapsed());
+                conn.note_response(response.headers());
                 Ok(Attempt { response, conn })
             }
             Some(Err(mut err)) => {
@@ -226,6 +255,10 @@ impl Pipeline<'_> {
                     reused: conn.reused,
                 };
                 let failure = classify::response_head_error(err.error(), facts);
+                // An HTTP/1.1 server closes an idle connection without a word, so a request
+                // written just then meets the close; an HTTP/2 server says GOAWAY first (its
+                // streams come back unsent), so a stream cut after it was sent is the server's.
+                let idle_race = conn.protocol == Protocol::Http1;
                 // A request hyper gave back was never written.
                 let request_sent = request_sent && unsent.is_none();
                 Err(AttemptFailure {
@@ -235,7 +268,7 @@ impl Pipeline<'_> {
                     // the server's failure, so it may be tried again on the same server, at
                     // most MAX_STALE_RETRIES times, without being held against it.
                     stale_connection: conn.reused
-                        && !request_sent
+                        && (!request_sent || (idempotent && idle_race && response_bytes == 0))
                         && failure.kind == FailureKind::ConnectionTerminated,
                     failure,
                     request_sent,
@@ -256,12 +289,20 @@ impl Pipeline<'_> {
 
     /// The connection for an attempt. An upgrade takes its connection over for good: always a
     /// new one of its own, never one from the idle pool. Any other request takes an idle
-    /// pooled connection, or a new one.
-    async fn open_connection(&mut self, server: &Arc<Server>) -> Result<Conn, Failure> {
+    /// pooled connection (unless `fresh`: the last one was found closed), or a new one;
+    /// `careful` when the request could not be sent again (see [`Server::checkout`]).
+    async fn open_connection(
+        &mut self,
+        server: &Arc<Server>,
+        fresh: bool,
+        careful: bool,
+    ) -> Result<Conn, Failure> {
         let opened = if self.upgrade.is_some() {
             Some(Box::pin(self.connect_for_upgrade(server)).await?)
+        } else if fresh {
+            None
         } else {
-            server.checkout().await
+            server.checkout(careful).await
         };
         match opened {
             Some(conn) => Ok(conn),

@@ -32,6 +32,8 @@ pub(super) struct Tries {
     pub(super) last: Option<(Failure, String)>,
     /// Attempts that met only a stale kept-alive connection (see `attempt::MAX_STALE_RETRIES`).
     pub(super) stale_retries: u32,
+    /// The next attempt opens a new connection: the last pooled one was found closed.
+    pub(super) fresh_connection: bool,
 }
 
 /// What picking a server for the next attempt came to.

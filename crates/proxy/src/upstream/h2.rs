@@ -16,8 +16,9 @@ use hyper::client::conn::http2;
 use tokio::time::Instant;
 
 use super::connect::H2Driver;
+use super::idle::POOL_IDLE_TIMEOUT as IDLE_TIMEOUT;
 use super::io::ConnStats;
-use super::server::{Conn, IDLE_TIMEOUT, Protocol, SendResult, Sender};
+use super::server::{Conn, Protocol, SendResult, Sender};
 use crate::client_body::RequestBody;
 
 /// An HTTP/2 connection shared by the requests of one server.
@@ -76,6 +77,7 @@ impl Multiplexed {
             reused,
             protocol: self.protocol,
             tls_handshake: if reused { None } else { self.tls_handshake },
+            keep_alive: None,
         }
     }
 

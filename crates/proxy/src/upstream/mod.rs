@@ -8,7 +8,7 @@ pub mod connect;
 pub mod dns;
 pub mod h2;
 pub mod health;
-mod idle;
+pub mod idle;
 pub mod io;
 pub mod pool;
 pub mod server;

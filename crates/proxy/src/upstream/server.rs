@@ -41,9 +41,7 @@ use crate::failure::Failure;
 /// connections), so that connections are not closed after each burst only to be opened again;
 /// idle ones still close after the upstream keep-alive timeout.
 const MAX_IDLE: usize = 4096;
-/// Idle connections older than this are closed rather than reused: upstreams commonly close
-/// keep-alive connections after 60-75 s, and reusing one they are about to close loses a request.
-pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+use super::idle::POOL_IDLE_TIMEOUT as IDLE_TIMEOUT;
 /// How long a checked-out connection may take to become ready before another is tried.
 const READY_WAIT: Duration = Duration::from_secs(1);
 
@@ -289,9 +287,16 @@ pub struct Conn {
     pub protocol: Protocol,
     /// How long the TLS handshake took, when this request opened a TLS connection.
     pub tls_handshake: Option<Duration>,
+    /// The idle timeout the server announced in its last response (`Keep-Alive: timeout=N`).
+    pub keep_alive: Option<Duration>,
 }
 
 impl Conn {
+    /// Takes note of what a response head says about reusing the connection.
+    pub fn note_response(&mut self, headers: &http::HeaderMap) {
+        self.keep_alive = super::idle::keep_alive_timeout(headers);
+    }
+
     /// A new HTTP/1.1 connection.
     pub fn http1(
         sender: http1::SendRequest<RequestBody>,
@@ -306,6 +311,7 @@ impl Conn {
             reused: false,
             protocol: Protocol::Http1,
             tls_handshake,
+            keep_alive: None,
         }
     }
 }
@@ -433,7 +439,13 @@ impl Server {
     /// A connection checked in right after its response body ended may not be marked ready by
     /// hyper yet (its connection task has not run since); waiting for that here, briefly,
     /// costs nothing in the common case and saves a task per request at check-in.
-    pub async fn checkout(&self) -> Option<Conn> {
+    ///
+    /// `careful`: the request cannot be sent again if the connection turns out closed (not
+    /// idempotent). A server that closes a connection right after a response (a max-requests
+    /// limit, without `Connection: close`) has its FIN on the way or already in the socket
+    /// while hyper has not looked yet; yielding once lets the runtime poll its sockets and
+    /// hyper's connection task see the close before the request is written.
+    pub async fn checkout(&self, careful: bool) -> Option<Conn> {
         if self.settings.http2
             && let Some(conn) = self.shared_stream()
         {
@@ -447,9 +459,12 @@ impl Server {
                 if let Some(cutoff) = now.checked_sub(IDLE_TIMEOUT) {
                     idle.drop_older_than(cutoff);
                 }
-                idle.pop(worker)?
+                idle.pop(worker, now)?
             };
             let mut conn = idle.conn;
+            if careful {
+                tokio::task::yield_now().await;
+            }
             let ready = match poll_ready_now(&mut conn.sender) {
                 Poll::Ready(result) => result.is_ok(),
                 Poll::Pending => tokio::time::timeout(READY_WAIT, conn.sender.ready())
@@ -526,9 +541,11 @@ impl Server {
     fn push(&self, conn: Conn) {
         // A server with a connection limit never has more open than that limit.
         let cap = self.max_connections.map_or(MAX_IDLE, |max| max as usize);
+        let window = super::idle::reuse_window(conn.keep_alive, IDLE_TIMEOUT);
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(
             crate::workers::current(),
             conn,
+            window,
             cap,
         );
     }
