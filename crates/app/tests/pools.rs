@@ -912,3 +912,28 @@ fn a_denied_literal_address_is_destination_ip_prohibited() {
     gh.expect_failure(&resp, 502, "destination_ip_prohibited");
     assert_eq!(upstream.connections(), 0);
 }
+
+#[test]
+fn a_server_that_accepts_but_never_answers_costs_one_request_not_five() {
+    let hanging = Upstream::start(Behavior::Hang);
+    let healthy = named("healthy");
+    // Default passive health; round robin sends every other request to the hanging server
+    // until it is ejected (with `consecutive_timeouts = 0`, 4 of these 8 reach it).
+    let gh = start(
+        Config::proxy_to([hanging.addr(), healthy.addr()]).upstream_setting(
+            "app",
+            "response_timeout",
+            "300ms",
+        ),
+    );
+    for _ in 0..8 {
+        let resp = get(&gh);
+        // A GET that timed out without a response byte goes to the other server.
+        assert_eq!(resp.status, 200, "{resp:#?}");
+    }
+    assert_eq!(
+        hanging.requests().len(),
+        1,
+        "one timeout ejected the hanging server"
+    );
+}

@@ -429,6 +429,10 @@ impl StatusRange {
 pub struct PassiveHealth {
     /// Consecutive upstream-side failures that eject a server. Default 5; 0 = passive health off.
     pub consecutive_failures: u32,
+    /// Consecutive timeouts (`connection_timeout`, `http_response_timeout`) that eject a server
+    /// sooner: a server that accepts but never answers holds each request for the whole
+    /// timeout. Default 1; 0 = timeouts count only as failures.
+    pub consecutive_timeouts: u32,
     /// First ejection; doubles with each ejection that follows without a success between. Default 10s.
     pub ejection: Duration,
     /// Longest ejection. Default 5m, or `ejection` when that is longer; ≥ `ejection`.

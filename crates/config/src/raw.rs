@@ -217,6 +217,7 @@ pub(crate) struct RawHealth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPassive {
     pub(crate) consecutive_failures: Option<Spanned<i64>>,
+    pub(crate) consecutive_timeouts: Option<Spanned<i64>>,
     pub(crate) ejection: Option<Spanned<String>>,
     pub(crate) max_ejection: Option<Spanned<String>>,
     pub(crate) max_ejected_percent: Option<Spanned<i64>>,

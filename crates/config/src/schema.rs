@@ -238,6 +238,11 @@ const PASSIVE: &[Field] = &[
         Kind::Int,
         "consecutive_failures = 5",
     ),
+    field(
+        "consecutive_timeouts",
+        Kind::Int,
+        "consecutive_timeouts = 1",
+    ),
     field("ejection", Kind::Str, r#"ejection = "10s""#),
     field("max_ejection", Kind::Str, r#"max_ejection = "5m""#),
     field("max_ejected_percent", Kind::Int, "max_ejected_percent = 50"),

@@ -46,6 +46,7 @@ fn pool_defaults() {
         u.passive,
         PassiveHealth {
             consecutive_failures: 5,
+            consecutive_timeouts: 1,
             ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
             max_ejected_percent: 50,
@@ -212,6 +213,7 @@ min_retries_per_second = 0
         u.passive,
         PassiveHealth {
             consecutive_failures: 0,
+            consecutive_timeouts: 1,
             ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(30),
             max_ejected_percent: 100,

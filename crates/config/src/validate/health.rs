@@ -22,6 +22,7 @@ const DEFAULT_EXPECT_STATUS: StatusRange = StatusRange {
     high: 399,
 };
 const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+const DEFAULT_CONSECUTIVE_TIMEOUTS: u32 = 1;
 const DEFAULT_EJECTION: Duration = Duration::from_secs(10);
 const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MAX_EJECTED_PERCENT: u8 = 50;
@@ -157,6 +158,14 @@ pub(super) fn passive(
             p.consecutive_failures.as_ref(),
             &key("consecutive_failures"),
             DEFAULT_CONSECUTIVE_FAILURES,
+            0,
+            u32::MAX,
+        ),
+        consecutive_timeouts: int_in(
+            sink,
+            p.consecutive_timeouts.as_ref(),
+            &key("consecutive_timeouts"),
+            DEFAULT_CONSECUTIVE_TIMEOUTS,
             0,
             u32::MAX,
         ),

@@ -36,6 +36,8 @@ pub struct ServerState {
     on_probation: AtomicBool,
     /// Consecutive upstream-side failures, reset by any success.
     consecutive_failures: AtomicU32,
+    /// Consecutive timeouts among them, reset by any other outcome.
+    consecutive_timeouts: AtomicU32,
     active: Mutex<Active>,
     passive: Mutex<Passive>,
 }
@@ -79,6 +81,7 @@ impl Default for ServerState {
             ejected: AtomicBool::new(false),
             on_probation: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
+            consecutive_timeouts: AtomicU32::new(0),
             active: Mutex::new(Active {
                 healthy: true,
                 streak: 0,
@@ -159,6 +162,9 @@ impl ServerState {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
+        if self.consecutive_timeouts.load(Ordering::Relaxed) != 0 {
+            self.consecutive_timeouts.store(0, Ordering::Relaxed);
+        }
         if !self.on_probation.load(Ordering::Relaxed) || self.is_ejected(now) {
             return None;
         }
@@ -173,7 +179,9 @@ impl ServerState {
     }
 
     /// A request to this server failed with an upstream-side `kind`. Ejects the server when the
-    /// failures reach the threshold (at once while on probation), unless `may_eject` says the
+    /// failures reach the threshold, or the timeouts in a row reach theirs (a server that
+    /// accepts but never answers costs each request the whole timeout, so it goes sooner), or
+    /// at once while on probation, unless `may_eject` says the
     /// pool has too many servers out already (`None`). `may_eject` is called without any lock
     /// of this state held (it looks at every server of the pool, this one included); what it
     /// returns is held until the ejection is recorded.
@@ -188,8 +196,18 @@ impl ServerState {
             return None;
         }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let timeouts = if matches!(
+            kind,
+            FailureKind::ConnectionTimeout | FailureKind::HttpResponseTimeout
+        ) {
+            self.consecutive_timeouts.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            self.consecutive_timeouts.store(0, Ordering::Relaxed);
+            0
+        };
+        let timed_out = policy.consecutive_timeouts > 0 && timeouts >= policy.consecutive_timeouts;
         let on_probation = self.on_probation.load(Ordering::Relaxed);
-        if failures < policy.consecutive_failures && !on_probation {
+        if failures < policy.consecutive_failures && !timed_out && !on_probation {
             return None;
         }
         if self.is_ejected(now) {
@@ -204,6 +222,7 @@ impl ServerState {
         passive.ejections = passive.ejections.saturating_add(1);
         passive.cause = Some(kind);
         self.consecutive_failures.store(0, Ordering::Relaxed);
+        self.consecutive_timeouts.store(0, Ordering::Relaxed);
         self.ejected.store(true, Ordering::Relaxed);
         self.on_probation.store(true, Ordering::Relaxed);
         Some(Transition::Ejected {
@@ -401,6 +420,7 @@ mod tests {
     fn policy(consecutive_failures: u32) -> PassiveHealth {
         PassiveHealth {
             consecutive_failures,
+            consecutive_timeouts: 0,
             ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
             max_ejected_percent: 50,
@@ -582,6 +602,46 @@ mod tests {
             );
             assert_eq!(transition, None);
         }
+    }
+
+    #[test]
+    fn timeouts_in_a_row_eject_sooner_than_other_failures() {
+        let timeouts = PassiveHealth {
+            consecutive_timeouts: 2,
+            ..policy(5)
+        };
+        let now = Instant::now();
+        let fail =
+            |state: &ServerState, kind| state.record_failure(kind, &timeouts, now, || Some(()));
+        let state = ServerState::default();
+        assert_eq!(fail(&state, FailureKind::HttpResponseTimeout), None);
+        // Another kind in between starts the count of timeouts again.
+        assert_eq!(fail(&state, FailureKind::ConnectionRefused), None);
+        assert_eq!(fail(&state, FailureKind::ConnectionTimeout), None);
+        assert!(matches!(
+            fail(&state, FailureKind::HttpResponseTimeout),
+            Some(Transition::Ejected {
+                cause: FailureKind::HttpResponseTimeout,
+                ..
+            })
+        ));
+        // With consecutive_timeouts = 0, timeouts are failures like any other.
+        let state = ServerState::default();
+        for _ in 0..4 {
+            assert_eq!(
+                state.record_failure(FailureKind::HttpResponseTimeout, &policy(5), now, || Some(
+                    ()
+                )),
+                None
+            );
+        }
+        assert!(
+            state
+                .record_failure(FailureKind::HttpResponseTimeout, &policy(5), now, || Some(
+                    ()
+                ))
+                .is_some()
+        );
     }
 
     #[test]
