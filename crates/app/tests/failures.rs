@@ -478,3 +478,26 @@ fn http_protocol_error_conflicting_content_lengths() {
 fn http_protocol_error_chunked_with_content_length() {
     protocol_error(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
 }
+
+#[test]
+fn a_body_that_breaks_before_its_first_byte_is_a_real_502() {
+    // The first chunk-size line is invalid: nothing of the body can be relayed, and the head
+    // has not gone out, so the client is told 502, not given an empty or cut reply.
+    let raw =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".to_vec();
+    let (gh, _upstream) = in_front_of(Behavior::RawThenHang(raw), "minimal", &[]);
+    let resp = Req::get("/").send(gh.addr());
+    let seen = gh.expect_failure(&resp, 502, "http_response_transfer_coding");
+    assert_eq!(seen.access["status"], 502, "{}", seen.access);
+    assert_eq!(seen.access["upstream_status"], 200, "{}", seen.access);
+    assert_eq!(seen.access["upstream_aborted"], false, "{}", seen.access);
+}
+
+#[test]
+fn a_body_cut_after_the_head_went_out_is_marked_aborted() {
+    let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n".to_vec();
+    let (gh, _upstream) = in_front_of(Behavior::RawThenHang(raw), "minimal", &[]);
+    let resp = Req::get("/").send(gh.addr());
+    let seen = gh.expect_aborted(&resp, "http_response_transfer_coding");
+    assert_eq!(seen.access["upstream_aborted"], true, "{}", seen.access);
+}

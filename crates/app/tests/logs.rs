@@ -233,6 +233,7 @@ fn json_lines_on_stdout_carry_every_field() {
         "client_aborted",
         "request_id",
         "cache",
+        "upstream_aborted",
     ];
     let mut sorted = keys.clone();
     sorted.sort_unstable();

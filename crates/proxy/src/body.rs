@@ -100,10 +100,20 @@ pub struct Finish {
     pub capture: Option<Box<Capture>>,
 }
 
+/// What was read of a body before it was handed downstream.
+#[derive(Debug)]
+pub enum Peeked {
+    Frame(Frame<Bytes>),
+    /// The body had already ended (no bytes).
+    End,
+}
+
 /// The upstream's response body on its way downstream.
 #[derive(Debug)]
 pub struct UpstreamBody {
     inner: Incoming,
+    /// Read ahead (see [`UpstreamBody::starting_with`]); given out before `inner` is polled.
+    first: Option<Peeked>,
     read_timeout: Duration,
     idle: IdleTimer,
     finish: Option<Box<Finish>>,
@@ -113,9 +123,27 @@ impl UpstreamBody {
     pub fn new(inner: Incoming, read_timeout: Duration, finish: Finish) -> Self {
         Self {
             inner,
+            first: None,
             read_timeout,
             idle: IdleTimer::default(),
             finish: Some(Box::new(finish)),
+        }
+    }
+
+    /// Gives out `first`, read from the body already, before the rest of it.
+    #[must_use]
+    pub fn starting_with(mut self, first: Option<Peeked>) -> Self {
+        self.first = first;
+        self
+    }
+
+    /// Counts a data frame passing downstream (and copies it for the cache).
+    fn passing(&mut self, frame: &Frame<Bytes>) {
+        if let (Some(data), Some(finish)) = (frame.data_ref(), self.finish.as_mut()) {
+            finish.record.body_bytes += data.len() as u64;
+            if let Some(capture) = finish.capture.as_mut() {
+                capture.data(data);
+            }
         }
     }
 
@@ -144,6 +172,7 @@ impl UpstreamBody {
             }
             Some(failure) => {
                 record.failure = Some(failure.kind.token());
+                record.upstream_aborted = true;
                 pool.record_outcome(&members, server, Some(failure.kind));
                 pool.observer.failure(
                     failure,
@@ -180,15 +209,24 @@ impl Body for UpstreamBody {
         if this.finish.is_none() {
             return Poll::Ready(None);
         }
+        match this.first.take() {
+            Some(Peeked::Frame(frame)) => {
+                this.passing(&frame);
+                if this.inner.is_end_stream() {
+                    this.complete(None);
+                }
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Some(Peeked::End) => {
+                this.complete(None);
+                return Poll::Ready(None);
+            }
+            None => {}
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.disarm();
-                if let (Some(data), Some(finish)) = (frame.data_ref(), this.finish.as_mut()) {
-                    finish.record.body_bytes += data.len() as u64;
-                    if let Some(capture) = finish.capture.as_mut() {
-                        capture.data(data);
-                    }
-                }
+                this.passing(&frame);
                 if this.inner.is_end_stream() {
                     this.complete(None);
                 }
@@ -215,11 +253,28 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finish.is_none() || self.inner.is_end_stream()
+        match &self.first {
+            Some(Peeked::Frame(_)) => false,
+            Some(Peeked::End) => true,
+            None => self.finish.is_none() || self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let rest = self.inner.size_hint();
+        match &self.first {
+            Some(Peeked::Frame(frame)) => {
+                let first = frame.data_ref().map_or(0, |d| d.len() as u64);
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + first);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + first);
+                }
+                hint
+            }
+            Some(Peeked::End) => SizeHint::with_exact(0),
+            None => rest,
+        }
     }
 }
 
@@ -228,7 +283,7 @@ impl Drop for UpstreamBody {
         let Some(finish) = self.finish.as_mut() else {
             return;
         };
-        if self.inner.is_end_stream() {
+        if self.inner.is_end_stream() && !matches!(self.first, Some(Peeked::Frame(_))) {
             // Bodiless responses (HEAD, 204, 304) are never polled; the exchange is complete.
             self.complete(None);
         } else {

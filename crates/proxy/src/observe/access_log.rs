@@ -45,6 +45,9 @@ pub struct AccessRecord {
     pub body_bytes: u64,
     /// The client went away before the response was complete.
     pub client_aborted: bool,
+    /// The response was cut short after its head went downstream: the upstream's body failed
+    /// (`failure` says how). `status` is what the client was told, and never got in full.
+    pub upstream_aborted: bool,
     /// The request's HTTP version, `Referer` and `User-Agent`: captured (by
     /// [`AccessRecord::with_request_facts`]) only when the access format writes them.
     pub version: Option<Version>,
@@ -79,6 +82,7 @@ impl AccessRecord {
             first_byte: None,
             body_bytes: 0,
             client_aborted: false,
+            upstream_aborted: false,
             version: None,
             referer: None,
             user_agent: None,
@@ -121,6 +125,7 @@ impl AccessRecord {
             total_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             bytes = self.body_bytes,
             client_aborted = self.client_aborted,
+            upstream_aborted = self.upstream_aborted,
             request_id = %self.request_id,
         );
     }
@@ -204,6 +209,7 @@ impl AccessRecord {
             client_aborted: self.client_aborted,
             request_id: &self.request_id,
             cache: self.cache,
+            upstream_aborted: self.upstream_aborted,
         };
         serde_json::to_string(&line).unwrap_or_else(|err| {
             format!("{{\"error\":\"access record not serialisable: {err}\"}}")
@@ -236,6 +242,8 @@ struct JsonLine<'a> {
     request_id: &'a str,
     /// What the cache did (`hit`, `miss`, `stale`, ...); null on routes without a cache.
     cache: Option<&'static str>,
+    /// The upstream's body failed after the head went downstream: the response was cut short.
+    upstream_aborted: bool,
 }
 
 /// The format of access lines written by gatehouse itself (not through the log).
@@ -571,13 +579,14 @@ mod tests {
             "client_aborted": false,
             "request_id": "req-1",
             "cache": null,
+            "upstream_aborted": false,
         });
         assert_eq!(v, expected);
         assert!(!line.contains('\n'));
         // Field order is stable too: time first, fields added later (cache) at the end.
         assert!(line.starts_with("{\"time\":"), "{line}");
         assert!(
-            line.ends_with("\"request_id\":\"req-1\",\"cache\":null}"),
+            line.ends_with("\"request_id\":\"req-1\",\"cache\":null,\"upstream_aborted\":false}"),
             "{line}"
         );
     }

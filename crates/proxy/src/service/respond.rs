@@ -1,11 +1,14 @@
 //! Respond: the upstream's response forwarded (hop-by-hop fields removed, framing checked, the
 //! body streamed), or, for an accepted upgrade, the `101` and the tunnel that follows.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 
@@ -13,7 +16,7 @@ use super::attempt::Attempt;
 use super::caching::{self, OriginFailed};
 use super::outgoing::declared_length;
 use super::{Pipeline, UpgradeRequest};
-use crate::body::{Finish, ProxyBody, UpstreamBody};
+use crate::body::{Finish, Peeked, ProxyBody, UpstreamBody};
 use crate::cache::capture::Capture;
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -50,6 +53,18 @@ impl Pipeline<'_> {
         let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
+                let status = parts.status;
+                return self
+                    .framing_failed(&pool, &server, status, conn, &failure, head_only)
+                    .await;
+            }
+        };
+        // A body that fails at once (a broken first chunk-size line, say) fails before a byte
+        // of the response went downstream: the client gets a real 502, not an empty reply.
+        let (body, first) = match first_frame(body, chunked).await {
+            Ok(peeked) => peeked,
+            Err(failure) => {
+                pool.record_outcome(&members, &server, Some(failure.kind));
                 let status = parts.status;
                 return self
                     .framing_failed(&pool, &server, status, conn, &failure, head_only)
@@ -101,7 +116,7 @@ impl Pipeline<'_> {
             chunked,
             capture: capture.map(Box::new),
         };
-        let body = UpstreamBody::new(body, read_timeout, finish);
+        let body = UpstreamBody::new(body, read_timeout, finish).starting_with(first);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }
 
@@ -273,5 +288,23 @@ async fn take_over(
         Err(_) => Err(format!(
             "the upstream connection was not handed over within {limit:?} after its 101"
         )),
+    }
+}
+
+/// The body's first frame when it is already at hand (the upstream's bytes came with its head):
+/// polled once, without waiting. A failure then is the attempt's, before anything was sent on.
+async fn first_frame(
+    mut body: Incoming,
+    chunked: bool,
+) -> Result<(Incoming, Option<Peeked>), Failure> {
+    if body.is_end_stream() {
+        return Ok((body, None));
+    }
+    let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
+    match polled {
+        Poll::Pending => Ok((body, None)),
+        Poll::Ready(None) => Ok((body, Some(Peeked::End))),
+        Poll::Ready(Some(Ok(frame))) => Ok((body, Some(Peeked::Frame(frame)))),
+        Poll::Ready(Some(Err(err))) => Err(classify::response_body_error(&err, chunked)),
     }
 }
