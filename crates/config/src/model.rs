@@ -58,6 +58,16 @@ pub struct ServerConfig {
     /// `SO_REUSEPORT` socket per listener. `true`: one multi-thread runtime whose threads steal
     /// each other's tasks.
     pub work_stealing: bool,
+    /// A request body arriving slower than this many bytes per second (averaged over the time
+    /// gatehouse waited for it, after `min_rate_grace`) gets 408 and its connection closed.
+    /// Default 240; 0 = off.
+    pub min_request_body_rate: u32,
+    /// A client reading a response slower than this many bytes per second (averaged over the
+    /// time gatehouse waited to write, after `min_rate_grace`) is disconnected. Default 240;
+    /// 0 = off.
+    pub min_response_rate: u32,
+    /// How long a body may trickle before the minimum rates apply. Default 5s.
+    pub min_rate_grace: Duration,
     /// A client must send a complete request header section within this time (408 otherwise);
     /// also how long an idle keep-alive connection is kept. Default 30s.
     pub client_header_timeout: Duration,

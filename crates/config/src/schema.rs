@@ -67,6 +67,13 @@ const SERVER: &[Field] = &[
         r#"client_header_timeout = "30s""#,
     ),
     field(
+        "min_request_body_rate",
+        Kind::Int,
+        "min_request_body_rate = 240",
+    ),
+    field("min_response_rate", Kind::Int, "min_response_rate = 240"),
+    field("min_rate_grace", Kind::Str, r#"min_rate_grace = "5s""#),
+    field(
         "max_request_header_size",
         Kind::Size,
         r#"max_request_header_size = "64KiB""#,

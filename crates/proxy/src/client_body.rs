@@ -3,7 +3,8 @@
 //!
 //! - [`ClientBody`]: the request body, with client-side errors already turned into [`Failure`]s;
 //! - [`RequestBody`]: that body on its way upstream. Bounds how long the client may pause
-//!   (`client_header_timeout` doubles as the body idle timeout), tells the attempt when the
+//!   (`client_header_timeout` doubles as the body idle timeout) and how slowly it may send
+//!   ([`ClientPace`]), tells the attempt when the
 //!   last byte was handed to the upstream connection (that starts `response_timeout`), and turns
 //!   client-side body errors into [`DownstreamBodyError`], which the classifier recognises;
 //! - [`ClientUpgrade`]: the client's connection after a `101`, for the tunnel.
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
+use crate::client_pace::{ClientPace, RateGuard};
 use crate::failure::marker::{BoxError, DownstreamBodyError};
 use crate::failure::{Failure, classify};
 use crate::http1;
@@ -175,8 +177,9 @@ pub struct RequestBody {
     inner: Option<ClientBody>,
     /// A body read ahead of time (kept so that the request can be replayed to another server).
     buffered: Option<Bytes>,
-    idle_timeout: Duration,
+    pace: ClientPace,
     idle: IdleTimer,
+    rate: RateGuard,
     sent: Option<oneshot::Sender<()>>,
 }
 
@@ -186,21 +189,23 @@ impl RequestBody {
         Self {
             inner: None,
             buffered: None,
-            idle_timeout: Duration::ZERO,
+            pace: ClientPace::idle_only(Duration::ZERO),
             idle: IdleTimer::default(),
+            rate: RateGuard::default(),
             sent: None,
         }
     }
 
     /// Wraps the client's body. The receiver fires once the body was fully handed over.
-    pub fn streaming(inner: ClientBody, idle_timeout: Duration) -> (Self, oneshot::Receiver<()>) {
+    pub fn streaming(inner: ClientBody, pace: ClientPace) -> (Self, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         (
             Self {
                 inner: Some(inner),
                 buffered: None,
-                idle_timeout,
+                pace,
                 idle: IdleTimer::default(),
+                rate: RateGuard::default(),
                 sent: Some(tx),
             },
             rx,
@@ -240,6 +245,10 @@ impl Body for RequestBody {
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.disarm();
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                if let Err(failure) = this.rate.received(len, &this.pace) {
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
                 if this.inner.as_ref().is_some_and(Body::is_end_stream) {
                     this.finished();
                 }
@@ -253,7 +262,10 @@ impl Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                let timeout = this.idle_timeout;
+                if let Poll::Ready(failure) = this.rate.poll_waiting(cx, &this.pace) {
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
+                let timeout = this.pace.idle_timeout;
                 ready!(this.idle.poll_expired(cx, timeout));
                 let failure = Failure::client(
                     StatusCode::REQUEST_TIMEOUT,

@@ -41,6 +41,8 @@ const DEFAULT_NAME: &str = "gatehouse";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MIN_DATA_RATE: u32 = 240;
+const DEFAULT_MIN_RATE_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_REQUEST_HEADER_SIZE: u64 = 64 * KIB;
 const DEFAULT_MAX_URI_LENGTH: u64 = 8 * KIB;
 const DEFAULT_LOG_LEVEL: &str = "info";
@@ -236,6 +238,28 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
             raw.client_header_timeout,
             "server.client_header_timeout",
             DEFAULT_CLIENT_HEADER_TIMEOUT,
+        ),
+        min_request_body_rate: fields::int_in(
+            sink,
+            raw.min_request_body_rate.as_ref(),
+            "server.min_request_body_rate",
+            DEFAULT_MIN_DATA_RATE,
+            0,
+            u32::MAX,
+        ),
+        min_response_rate: fields::int_in(
+            sink,
+            raw.min_response_rate.as_ref(),
+            "server.min_response_rate",
+            DEFAULT_MIN_DATA_RATE,
+            0,
+            u32::MAX,
+        ),
+        min_rate_grace: timeout(
+            sink,
+            raw.min_rate_grace,
+            "server.min_rate_grace",
+            DEFAULT_MIN_RATE_GRACE,
         ),
         max_request_header_size: size(
             sink,

@@ -14,6 +14,7 @@ pub mod body;
 pub mod chunked;
 pub mod head;
 pub mod io;
+mod pace;
 pub mod server;
 pub mod write;
 

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::body::RequestBody;
 use super::head::{self, Framing, Head, HeadError};
 use super::io::{Shared, Upgraded};
+use super::pace::{self, WritePace};
 use super::write::{self, BodyFraming, RequestFacts};
 
 /// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
@@ -40,6 +41,10 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Largest request head read.
     pub max_head: usize,
+    /// A client reading a response slower than this (bytes per second, averaged over the time
+    /// waited for it, after `rate_grace`) is disconnected; 0 = no minimum.
+    pub min_response_rate: u32,
+    pub rate_grace: Duration,
 }
 
 /// Answers the requests of one connection.
@@ -122,7 +127,12 @@ async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError) {
         method: &Method::GET,
         version: Version::HTTP_11,
     };
-    if write_response(shared, response, facts, false).await.is_ok() {
+    // A page of a few hundred bytes: it fits in the socket's buffer, however slow the client.
+    let mut pace = WritePace::new(0, Duration::ZERO);
+    if write_response(shared, response, facts, false, &mut pace)
+        .await
+        .is_ok()
+    {
         linger(shared).await;
     }
 }
@@ -194,8 +204,15 @@ async fn exchange<H: Handler>(
         method: &method,
         version,
     };
-    let framed = match write_response(shared, response, facts, keep_alive).await {
+    let mut pace = WritePace::new(settings.min_response_rate, settings.rate_grace);
+    let framed = match write_response(shared, response, facts, keep_alive, &mut pace).await {
         Ok(framed) => framed,
+        Err(err) if pace::is_too_slow(&err) => {
+            // The response (and the upstream connection feeding it) is dropped with the
+            // connection; the access record says client_aborted.
+            tracing::info!(reason = "slow_reader", error = %err, "client disconnected: reading the response too slowly");
+            return false;
+        }
         Err(err) => {
             tracing::debug!(error = %err, "client response ended early");
             return false;
@@ -307,6 +324,7 @@ async fn write_response<B>(
     response: Response<B>,
     request: RequestFacts<'_>,
     keep_alive: bool,
+    pace: &mut WritePace,
 ) -> io::Result<bool>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -330,7 +348,7 @@ where
     );
     drop(parts);
     if framing == BodyFraming::None {
-        shared.write_all(&mut [&head]).await?;
+        pace.write(shared, &mut [&head]).await?;
         return Ok(keep_alive);
     }
     let mut head = Some(head);
@@ -343,7 +361,7 @@ where
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if let Some(head) = head.take() {
-                    shared.write_all(&mut [&head]).await?;
+                    pace.write(shared, &mut [&head]).await?;
                 }
                 std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
             }
@@ -356,7 +374,7 @@ where
                 } else {
                     b""
                 };
-                shared.write_all(&mut [&pending_head, tail]).await?;
+                pace.write(shared, &mut [&pending_head, tail]).await?;
                 if let BodyFraming::Length(length) = framing
                     && sent < length
                 {
@@ -369,13 +387,13 @@ where
             Some(Err(_)) => {
                 // hyper's behaviour: the head (if not yet out) goes, then the connection closes
                 // short of the promised length or the last chunk, so the client sees the cut.
-                shared.write_all(&mut [&pending_head]).await?;
+                pace.write(shared, &mut [&pending_head]).await?;
                 return Err(io::Error::other("response body failed"));
             }
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => data,
                 Err(_trailers) => {
-                    shared.write_all(&mut [&pending_head]).await?;
+                    pace.write(shared, &mut [&pending_head]).await?;
                     continue;
                 }
             },
@@ -391,22 +409,20 @@ where
                     (false, true) => b"\r\n0\r\n\r\n",
                     (false, false) => b"\r\n",
                 };
-                shared
-                    .write_all(&mut [&pending_head, line, &data, after])
+                pace.write(shared, &mut [&pending_head, line, &data, after])
                     .await?;
             }
             BodyFraming::Length(length) => {
                 let room = usize::try_from(length - sent).unwrap_or(usize::MAX);
                 if data.len() > room {
-                    shared
-                        .write_all(&mut [&pending_head, &data[..room]])
+                    pace.write(shared, &mut [&pending_head, &data[..room]])
                         .await?;
                     return Err(io::Error::other("response body longer than its length"));
                 }
-                shared.write_all(&mut [&pending_head, &data]).await?;
+                pace.write(shared, &mut [&pending_head, &data]).await?;
             }
             BodyFraming::UntilClose | BodyFraming::None => {
-                shared.write_all(&mut [&pending_head, &data]).await?;
+                pace.write(shared, &mut [&pending_head, &data]).await?;
             }
         }
         sent += data.len() as u64;

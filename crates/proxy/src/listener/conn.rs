@@ -188,6 +188,8 @@ impl Conn {
         let settings = http1::Settings {
             header_timeout: server.client_header_timeout,
             max_head: head_limit(server),
+            min_response_rate: server.min_response_rate,
+            rate_grace: server.min_rate_grace,
         };
         let handler = Http1Handler {
             client,
@@ -676,6 +678,8 @@ mod tests {
         let settings = http1::Settings {
             header_timeout: Duration::from_secs(1),
             max_head: 16 * 1024,
+            min_response_rate: 0,
+            rate_grace: Duration::ZERO,
         };
         let req = Request::new(ClientBody::Http1(http1::RequestBody::empty()));
         let pipeline = handle_isolated(

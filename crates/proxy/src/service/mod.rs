@@ -146,11 +146,14 @@ impl Pipeline<'_> {
         // (Failures before anything was sent, e.g. connection_refused, still go elsewhere.)
         let replayable =
             (parts.method.is_idempotent() || routed.retry_non_idempotent) && upgrade.is_none();
-        let client_timeout = self.snapshot.config.server.client_header_timeout;
+        let server = &self.snapshot.config.server;
+        let pace = crate::client_pace::ClientPace {
+            idle_timeout: server.client_header_timeout,
+            min_rate: server.min_request_body_rate,
+            grace: server.min_rate_grace,
+        };
         let outgoing =
-            match Outgoing::prepare(parts, body, &pool.config.retry, replayable, client_timeout)
-                .await
-            {
+            match Outgoing::prepare(parts, body, &pool.config.retry, replayable, pace).await {
                 Ok(outgoing) => outgoing,
                 Err(failure) => return self.fail(&failure, head_only, None),
             };

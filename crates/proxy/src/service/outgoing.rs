@@ -1,8 +1,6 @@
 //! Prepare the upstream request: the forwarding header fields, origin-form, HTTP/1.1, and the
 //! body, kept ([`Outgoing`]) so that a retry can send the request to another server.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use gatehouse_config::RetryPolicy;
 use http::header::{self, HeaderValue};
@@ -13,6 +11,7 @@ use tokio::sync::oneshot;
 use super::{Pipeline, UpgradeRequest};
 use crate::client_body::{ClientBody, RequestBody};
 use crate::client_io::ClientActivity;
+use crate::client_pace::ClientPace;
 use crate::failure::Failure;
 use crate::forward;
 
@@ -30,6 +29,9 @@ pub(super) struct Outgoing {
     pub(super) replayable: bool,
 }
 
+// Both variants live inside the request's own future; boxing the larger one would only add an
+// allocation per request with a body.
+#[allow(clippy::large_enum_variant)]
 enum OutgoingBody {
     /// No body, or one read completely: it can be sent any number of times.
     Full(Bytes),
@@ -90,7 +92,7 @@ impl Outgoing {
         body: ClientBody,
         policy: &RetryPolicy,
         replayable: bool,
-        client_timeout: Duration,
+        pace: ClientPace,
     ) -> Result<Self, Failure> {
         let body = if body_is_empty(&body) {
             OutgoingBody::Full(Bytes::new())
@@ -99,9 +101,9 @@ impl Outgoing {
             && declared_length(&parts.headers).is_some_and(|n| n <= REPLAY_BUFFER)
         {
             // Small bodies are read first so that a retry can send them again.
-            OutgoingBody::Full(Box::pin(read_body(body, client_timeout)).await?)
+            OutgoingBody::Full(Box::pin(read_body(body, pace)).await?)
         } else {
-            let (body, sent) = RequestBody::streaming(body, client_timeout);
+            let (body, sent) = RequestBody::streaming(body, pace);
             OutgoingBody::Streaming(Some((body, sent)))
         };
         Ok(Self {
@@ -161,9 +163,9 @@ pub(super) fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// Reads a (small) request body completely, with the client timeouts of a streaming one.
-async fn read_body(body: ClientBody, idle_timeout: Duration) -> Result<Bytes, Failure> {
+async fn read_body(body: ClientBody, pace: ClientPace) -> Result<Bytes, Failure> {
     use http_body_util::BodyExt;
-    let (body, _sent) = RequestBody::streaming(body, idle_timeout);
+    let (body, _sent) = RequestBody::streaming(body, pace);
     match body.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) => Err(
