@@ -33,6 +33,9 @@ pub struct Shared {
     body_done: Notify,
     /// The body was polled while `100 Continue` is owed: the loop writes it.
     pub continue_wanted: Notify,
+    /// Interim responses queued for the client (see `interim.rs`), written by the loop.
+    interim: Mutex<Vec<u8>>,
+    pub(super) interim_ready: Notify,
 }
 
 impl Shared {
@@ -42,7 +45,18 @@ impl Shared {
             returned: Mutex::new(None),
             body_done: Notify::new(),
             continue_wanted: Notify::new(),
+            interim: Mutex::new(Vec::new()),
+            interim_ready: Notify::new(),
         })
+    }
+
+    pub(super) fn lock_interim(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.interim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The interim responses queued so far, taken.
+    pub(super) fn take_interim(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.lock_interim())
     }
 
     /// Called once by a body when it ends or is dropped.

@@ -13,6 +13,7 @@
 pub mod body;
 pub mod chunked;
 pub mod head;
+mod interim;
 pub mod io;
 mod pace;
 pub mod server;
@@ -20,5 +21,6 @@ pub mod write;
 
 pub use body::{BodyError, RequestBody};
 pub use head::HeadError;
+pub use interim::Interim;
 pub use io::Upgraded;
 pub use server::{Handler, OnUpgrade, Settings, serve};

@@ -169,6 +169,11 @@ async fn exchange<H: Handler>(
             (body, true)
         }
     };
+    if version == Version::HTTP_11 {
+        // Anything a finished request's handle queued late is not this request's.
+        drop(shared.take_interim());
+        parts.extensions.insert(super::Interim(Arc::clone(shared)));
+    }
     let upgrade = upgrade.then(|| {
         let (tx, rx) = oneshot::channel();
         parts
@@ -189,9 +194,20 @@ async fn exchange<H: Handler>(
                         return false;
                     }
                 }
+                () = shared.interim_ready.notified() => {
+                    let interim = shared.take_interim();
+                    if shared.write_all(&mut [&interim]).await.is_err() {
+                        return false;
+                    }
+                }
             }
         }
     };
+    // Interim responses that came with the final one (the same read upstream) still go first.
+    let interim = shared.take_interim();
+    if !interim.is_empty() && shared.write_all(&mut [&interim]).await.is_err() {
+        return false;
+    }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     // An answer that comes before the request body was read (an early 413, say) closes the
     // connection, and says so: the rest of the body cannot be told from a next request.

@@ -208,6 +208,10 @@ impl Pipeline<'_> {
         fresh: bool,
     ) -> Result<Attempt, AttemptFailure> {
         let idempotent = request.method().is_idempotent();
+        let mut request = request;
+        if let Some(interim) = self.interim.clone() {
+            relay_interim(&mut request, interim);
+        }
         let mut conn = match self.open_connection(server, fresh, !idempotent).await {
             Ok(conn) => conn,
             Err(failure) => {
@@ -324,4 +328,15 @@ impl Pipeline<'_> {
         self.record.connect = Some(connect_time);
         Ok(conn)
     }
+}
+
+/// Relays the upstream's interim responses (102, 103 Early Hints, ...) to the client as they
+/// come, hop-by-hop fields removed (RFC 9110 §15.2). They are never cached and never the
+/// request's status: only the final response is.
+fn relay_interim(request: &mut Request<RequestBody>, interim: crate::http1::Interim) {
+    hyper::ext::on_informational(request, move |response| {
+        let mut headers = response.headers().clone();
+        crate::forward::strip_hop_by_hop(&mut headers);
+        interim.send(response.status(), &headers);
+    });
 }

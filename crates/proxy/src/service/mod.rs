@@ -80,6 +80,7 @@ pub async fn handle(
         robots_host: None,
         robots_learn: false,
         upgrade: None,
+        interim: None,
     };
     pipeline.run(req, activity).await
 }
@@ -99,6 +100,9 @@ struct Pipeline<'a> {
     robots_learn: bool,
     /// The request asks to switch protocols (WebSocket), until its response decides.
     upgrade: Option<UpgradeRequest>,
+    /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
+    /// engine (hyper's server cannot send them).
+    interim: Option<crate::http1::Interim>,
 }
 
 /// What an upgrade request needs once the upstream has answered.
@@ -121,6 +125,7 @@ impl Pipeline<'_> {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
         }
         let (mut parts, body, upgrade) = check::take_apart(req);
+        self.interim = parts.extensions.remove::<crate::http1::Interim>();
         let head_only = parts.method == Method::HEAD;
 
         if let Err(failure) = self.check_request(&mut parts, activity) {

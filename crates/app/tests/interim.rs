@@ -1,0 +1,115 @@
+//! Interim responses (RFC 9110 §15.2): a 1xx from the upstream is relayed to an HTTP/1.1
+//! client before the final response, hop-by-hop fields removed; never to an HTTP/1.0 client,
+//! never cached, never the request's status.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use gatehouse_testkit::{Behavior, Config, Gatehouse, Upstream};
+
+const HINTS_THEN_OK: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nConnection: x-hop\r\nX-Hop: secret\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
+
+fn start(config: &Config) -> Gatehouse {
+    Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
+}
+
+/// Sends `request` and reads until the server closes.
+fn exchange(gh: &Gatehouse, request: &str) -> String {
+    let mut stream = TcpStream::connect(gh.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn early_hints_and_processing_reach_an_http11_client_before_the_final_response() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let response = exchange(
+        &gh,
+        "GET /page HTTP/1.1\r\nHost: hints.test\r\nX-Request-Id: hints-1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        response.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{response}"
+    );
+    assert!(
+        !response.to_ascii_lowercase().contains("x-hop"),
+        "{response}"
+    );
+    assert!(response.ends_with("\r\n\r\nok"), "{response}");
+    let record = gh.access_log("hints-1");
+    assert_eq!(record["status"], 200, "{record}");
+    assert_eq!(record["upstream_status"], 200, "{record}");
+}
+
+#[test]
+fn an_http10_client_gets_only_the_final_response() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let response = exchange(&gh, "GET /page HTTP/1.0\r\nHost: hints.test\r\n\r\n");
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(!response.contains(" 103 "), "{response}");
+}
+
+#[test]
+fn a_cached_copy_is_the_final_response_alone() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let gh = start(&Config::proxy_to([upstream.addr()]).route_section("cache", "mode", "full"));
+    let first = exchange(
+        &gh,
+        "GET /page HTTP/1.1\r\nHost: hints.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(first.starts_with("HTTP/1.1 103 "), "{first}");
+    std::thread::sleep(Duration::from_millis(100));
+    let second = exchange(
+        &gh,
+        "GET /page HTTP/1.1\r\nHost: hints.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second}");
+    assert!(
+        second.to_ascii_lowercase().contains("cache-status"),
+        "{second}"
+    );
+    assert!(second.contains("hit"), "{second}");
+    assert!(second.ends_with("\r\n\r\nok"), "{second}");
+    assert_eq!(upstream.requests().len(), 1);
+}
+
+#[test]
+fn an_early_hint_reaches_the_client_while_the_upstream_is_still_working() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let gh = start(&Config::proxy_to([addr]));
+    let mut stream = TcpStream::connect(gh.addr()).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: hints.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream
+        .read(&mut buf)
+        .expect("the hint arrives before the final response");
+    let first = String::from_utf8_lossy(&buf[..n]);
+    assert!(first.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{first}");
+    assert!(!first.contains("200 OK"), "{first}");
+}
