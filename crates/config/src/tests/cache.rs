@@ -165,6 +165,18 @@ fn a_missing_maintenance_page_is_an_error_at_its_line() {
 }
 
 #[test]
+fn a_maintenance_page_on_a_device_without_end_is_refused() {
+    let d = one_error(&format!("[maintenance]\npage = \"/dev/zero\"\n{TAIL}"));
+    at(
+        &d,
+        2,
+        8,
+        "maintenance.page",
+        "/dev/zero is more than 1048576 bytes",
+    );
+}
+
+#[test]
 fn a_route_maintenance_table_inherits_what_it_does_not_set() {
     let page = temp_file("page.json", "{\"down\":true}");
     let c = ok(&format!(

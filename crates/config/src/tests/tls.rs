@@ -231,6 +231,21 @@ fn a_missing_certificate_file_names_the_file_at_its_line() {
 }
 
 #[test]
+fn a_device_without_end_is_refused_not_read_forever() {
+    // Its metadata says 0 bytes; only a bounded read can tell it is too large.
+    let dir = Dir::new("device");
+    let (_, key) = dir.pair("a", &valid(&["example.com"]));
+    let d = one_error(&one_listener("/dev/zero", &key));
+    at(
+        &d,
+        3,
+        8,
+        "server.tls[0].cert",
+        "/dev/zero is more than 1048576 bytes",
+    );
+}
+
+#[test]
 fn a_key_that_does_not_match_the_certificate_is_an_error_at_the_key_line() {
     let dir = Dir::new("mismatch");
     let (cert, _) = dir.pair("a", &valid(&["example.com"]));

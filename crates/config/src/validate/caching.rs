@@ -139,7 +139,11 @@ fn read_page(
             path.display(),
             meta.len()
         ),
-        Ok(_) => match std::fs::read(&path) {
+        Ok(_) => match super::read_bounded(&path, MAX_PAGE_SIZE) {
+            Ok(body) if body.len() as u64 > MAX_PAGE_SIZE => format!(
+                "{} is more than {MAX_PAGE_SIZE} bytes; a maintenance page may be at most 1MiB",
+                path.display()
+            ),
             Ok(body) => {
                 let content_type = page_content_type(&path);
                 return Some(MaintenancePage {

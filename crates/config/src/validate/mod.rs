@@ -448,3 +448,15 @@ fn dns(raw: RawDns, sink: &mut Sink<'_>) -> DnsConfig {
         timeout: timeout(sink, raw.timeout, "dns.timeout", DEFAULT_DNS_TIMEOUT),
     }
 }
+
+/// Reads a file the config names, at most `limit + 1` bytes: one that is not a regular file
+/// (`/dev/zero`, a device) has no length in its metadata, so only the read can tell that it is
+/// too large, and an unbounded read would never end.
+pub(super) fn read_bounded(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}

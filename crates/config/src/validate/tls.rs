@@ -691,7 +691,14 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
             path.display(),
             meta.len()
         )),
-        Ok(_) => std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display())),
+        Ok(_) => match super::read_bounded(path, MAX_PEM_SIZE) {
+            Ok(bytes) if bytes.len() as u64 > MAX_PEM_SIZE => Err(format!(
+                "{} is more than {MAX_PEM_SIZE} bytes; a PEM file of certificates or keys is a few KiB",
+                path.display()
+            )),
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        },
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
