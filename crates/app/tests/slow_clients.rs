@@ -133,3 +133,39 @@ fn a_client_reading_the_response_too_slowly_is_disconnected() {
     let record = gh.access_log("slow-reader");
     assert_eq!(record["client_aborted"], true, "{record}");
 }
+
+#[test]
+fn a_tls_client_reading_the_response_too_slowly_is_disconnected() {
+    use gatehouse_testkit::https::{Https, TlsListener, tls_listeners};
+    use gatehouse_testkit::tls::TestCa;
+
+    let size = 48 << 20;
+    let upstream = Upstream::serve(Reply::ok(vec![b'y'; size]));
+    let ca = TestCa::new("pace test CA");
+    let cert = ca.leaf(&["pace.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let listener = TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path());
+    let gh = start(&paced(&upstream).server("tls", tls_listeners([listener])));
+    let mut conn = Https::new(&ca.cert_der(), "pace.test")
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap();
+    conn.write_raw(
+        b"GET /big HTTP/1.1\r\nHost: pace.test\r\nX-Request-Id: slow-tls-reader\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let received = conn.drain(Duration::from_secs(10));
+    assert!(received < size, "the whole body arrived: {received} bytes");
+    let line = gh.wait_for_log(
+        |l| l["fields"]["reason"] == "slow_reader" || l["reason"] == "slow_reader",
+        Duration::from_secs(5),
+    );
+    assert!(
+        line.to_string()
+            .contains("below min_response_rate (1000 B/s)"),
+        "{line}"
+    );
+    let record = gh.access_log("slow-tls-reader");
+    assert_eq!(record["client_aborted"], true, "{record}");
+}

@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
-use crate::client_pace::{ClientPace, RateGuard};
+use crate::client_pace::{self, ClientPace, RateGuard};
 use crate::failure::marker::{BoxError, DownstreamBodyError};
 use crate::failure::{Failure, classify};
 use crate::http1;
@@ -246,7 +246,8 @@ impl Body for RequestBody {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.disarm();
                 let len = frame.data_ref().map_or(0, Bytes::len);
-                if let Err(failure) = this.rate.received(len, &this.pace) {
+                if let Err(slow) = this.rate.moved(len, &this.pace.min_rate) {
+                    let failure = client_pace::too_slow(slow);
                     return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
                 }
                 if this.inner.as_ref().is_some_and(Body::is_end_stream) {
@@ -262,7 +263,8 @@ impl Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if let Poll::Ready(failure) = this.rate.poll_waiting(cx, &this.pace) {
+                if let Poll::Ready(slow) = this.rate.poll_waiting(cx, &this.pace.min_rate) {
+                    let failure = client_pace::too_slow(slow);
                     return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
                 }
                 let timeout = this.pace.idle_timeout;

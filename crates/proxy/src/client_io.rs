@@ -11,17 +11,21 @@
 //!   that), so the service cannot see the conflict; gatehouse refuses such requests with 400
 //!   instead (a request-smuggling vector), and checks the raw head for it when a request
 //!   arrives with `Transfer-Encoding`.
+//! - How fast the client takes what is written: one slower than `min_response_rate` is cut off
+//!   (the same measure the own engine applies, `http1::pace`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::http1::pace::{MinRate, WriteWait};
 
 /// Bytes kept of what arrived since the last write: enough for any request head gatehouse
 /// accepts in full (hyper's buffer limit is twice `max_request_header_size`, at most 2 MiB).
@@ -85,11 +89,40 @@ impl ClientActivity {
 pub struct ClientIo<S = TcpStream> {
     inner: S,
     activity: Arc<ClientActivity>,
+    /// `min_response_rate`: a client taking what is written slower than this is cut off.
+    rate: MinRate,
+    wait: WriteWait,
 }
 
 impl<S> ClientIo<S> {
-    pub fn new(inner: S, activity: Arc<ClientActivity>) -> Self {
-        Self { inner, activity }
+    pub fn new(inner: S, activity: Arc<ClientActivity>, rate: MinRate) -> Self {
+        Self {
+            inner,
+            activity,
+            rate,
+            wait: WriteWait::default(),
+        }
+    }
+
+    /// A write under the minimum rate: bytes written after a wait count as taken by the client;
+    /// a client too slow for the rate ends the connection (hyper closes it on the error).
+    fn paced<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        written: impl Fn(&T) -> usize,
+    ) -> Poll<io::Result<T>> {
+        match &polled {
+            Poll::Ready(Ok(done)) => {
+                self.wait.progress(written(done));
+                return polled;
+            }
+            Poll::Ready(Err(_)) => return polled,
+            Poll::Pending => {}
+        }
+        let error = ready!(self.wait.poll_waiting(cx, &self.rate));
+        tracing::info!(client = ?self.activity.client_ip, reason = "slow_reader", error = %error, "client disconnected: reading the response too slowly");
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, error)))
     }
 
     fn on_read(&self, bytes: &[u8]) {
@@ -146,7 +179,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.on_write();
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.paced(cx, polled, |n| *n)
     }
 
     fn poll_write_vectored(
@@ -156,7 +190,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         this.on_write();
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.paced(cx, polled, |n| *n)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -164,7 +199,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.paced(cx, polled, |()| 0)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

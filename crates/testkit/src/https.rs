@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -179,6 +179,26 @@ impl HttpsConn {
 
     pub fn version(&self) -> Option<rustls::ProtocolVersion> {
         self.stream.conn.protocol_version()
+    }
+
+    /// Writes raw bytes (a request head, say) without reading anything.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Reads and drops everything until the server closes or `timeout` passes without a byte;
+    /// the number of plaintext bytes read.
+    pub fn drain(&mut self, timeout: Duration) -> usize {
+        let _ = self.stream.sock.set_read_timeout(Some(timeout));
+        let mut total = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
     }
 
     /// Sends `req` and reads its response (HTTP/1.1); a body cut short comes back with

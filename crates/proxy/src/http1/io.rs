@@ -8,6 +8,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -36,6 +37,8 @@ pub struct Shared {
     /// Interim responses queued for the client (see `interim.rs`), written by the loop.
     interim: Mutex<Vec<u8>>,
     pub(super) interim_ready: Notify,
+    /// Bytes written to the client so far (the minimum response rate watches its progress).
+    written: AtomicU64,
 }
 
 impl Shared {
@@ -47,7 +50,13 @@ impl Shared {
             continue_wanted: Notify::new(),
             interim: Mutex::new(Vec::new()),
             interim_ready: Notify::new(),
+            written: AtomicU64::new(0),
         })
+    }
+
+    /// Bytes written to the client so far.
+    pub(super) fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     pub(super) fn lock_interim(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
@@ -118,6 +127,10 @@ impl Shared {
             ready!(self.stream.poll_write_ready(cx))?;
             match self.stream.try_write_vectored(bufs) {
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(n) => {
+                    self.written.fetch_add(n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(n));
+                }
                 result => return Poll::Ready(result),
             }
         }

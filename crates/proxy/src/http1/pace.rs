@@ -1,96 +1,365 @@
-//! How slowly a client may read a response (`min_response_rate` after `min_rate_grace`, like
-//! Kestrel's `MinResponseDataRate`): a client that takes the response at a trickle would
-//! otherwise hold its connection, and the upstream connection streaming into it, for as long
-//! as it likes. Only writes that had to wait for the client count, with the bytes they wrote:
-//! a write the socket's buffer takes at once says nothing about the client (a client that
-//! reads nothing gets its first megabytes buffered instantly), and waiting for the upstream
-//! does not count either.
+//! Minimum data rates (like Kestrel's `MinRequestBodyDataRate` and `MinResponseDataRate`): a
+//! client that sends its request body, or takes its response, at a trickle would otherwise hold
+//! its connection, and the upstream connection behind it, for as long as it likes.
+//!
+//! [`RateGuard`] measures a request body's bytes against the time spent waiting for the
+//! client, and only that time: waiting for the upstream, or for a connection, does not count
+//! (`client_pace`). [`WriteWait`] bounds each write to the client, for responses written by this
+//! engine ([`WritePace`]) and on connections hyper serves (`client_io`).
 
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::io::Shared;
 
-/// Bytes the client took while gatehouse waited, against the time it waited.
-#[derive(Debug)]
-pub(super) struct WritePace {
-    /// Bytes per second; 0 = no minimum.
-    min_rate: u32,
-    grace: Duration,
-    written: u64,
-    waited: Duration,
+/// A minimum rate: bytes per second averaged over the time waited, once `grace` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    /// 0 = no minimum.
+    pub bytes_per_second: u32,
+    pub grace: Duration,
 }
 
-/// The error a write ends with when the client reads too slowly.
+impl MinRate {
+    pub const OFF: Self = Self {
+        bytes_per_second: 0,
+        grace: Duration::ZERO,
+    };
+}
+
+/// A client slower than its [`MinRate`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TooSlow {
+    pub bytes: u64,
+    pub waited: Duration,
+    pub min_rate: u32,
+}
+
+impl fmt::Display for TooSlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.waited.as_secs_f64();
+        write!(
+            f,
+            "{} bytes in {seconds:.1}s of waiting ({:.0} B/s)",
+            self.bytes,
+            self.bytes as f64 / seconds.max(f64::EPSILON)
+        )
+    }
+}
+
+/// Bytes moved against the time spent waiting for the client to move them.
+#[derive(Debug, Default)]
+pub struct RateGuard {
+    counted: u64,
+    /// Waiting already over.
+    waited: Duration,
+    /// The wait in progress, since the last poll that found the client not ready.
+    waiting_since: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl RateGuard {
+    /// `n` bytes arrived, ending the wait in progress. An error when the average has fallen
+    /// below the rate.
+    pub fn moved(&mut self, n: usize, rate: &MinRate) -> Result<(), TooSlow> {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+        self.counted += n as u64;
+        if rate.bytes_per_second > 0 && self.waited > self.allowed(rate) {
+            return Err(self.too_slow(rate));
+        }
+        Ok(())
+    }
+
+    /// The client is not ready: ready with [`TooSlow`] once the wait makes the rate too low.
+    pub fn poll_waiting(&mut self, cx: &mut Context<'_>, rate: &MinRate) -> Poll<TooSlow> {
+        if rate.bytes_per_second == 0 {
+            return Poll::Pending;
+        }
+        let now = Instant::now();
+        let since = *self.waiting_since.get_or_insert(now);
+        let left = self.allowed(rate).saturating_sub(self.waited);
+        let deadline = since + left;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        ready!(sleep.as_mut().poll(cx));
+        self.waited += now.saturating_duration_since(since).max(left);
+        self.waiting_since = None;
+        Poll::Ready(self.too_slow(rate))
+    }
+
+    /// How long the bytes counted so far may have been waited for.
+    fn allowed(&self, rate: &MinRate) -> Duration {
+        let earned =
+            Duration::from_secs_f64(self.counted as f64 / f64::from(rate.bytes_per_second));
+        earned.max(rate.grace)
+    }
+
+    fn too_slow(&self, rate: &MinRate) -> TooSlow {
+        TooSlow {
+            bytes: self.counted,
+            waited: self.waited,
+            min_rate: rate.bytes_per_second,
+        }
+    }
+}
+
+/// Watches how fast a client takes what is written to it, counting only while writes wait for
+/// it. Bytes a socket's buffers accept without a wait say nothing about the client (its first
+/// megabytes go at memory speed), and a credit earned then must not carry a stalled client
+/// for long: the time spent waiting is cut into windows of `grace`, and in each window the
+/// client must have taken `rate × grace` bytes, or it is cut off. A client that reads nothing
+/// is cut off after one window; one reading slower than the rate after the first window in
+/// which it kept a write waiting.
+#[derive(Debug, Default)]
+pub struct WriteWait {
+    /// Waiting in the current window, before the wait in progress.
+    blocked: Duration,
+    /// Bytes taken after a wait, in the current window.
+    taken: u64,
+    /// The wait in progress.
+    since: Option<Instant>,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteWait {
+    /// `n` bytes were written: they count when they end a wait (the client took them).
+    pub fn progress(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Some(since) = self.since.take() {
+            self.blocked += since.elapsed();
+            self.taken += n as u64;
+        }
+    }
+
+    /// The write cannot go on: ready with the failure once a window of waiting has passed
+    /// with too few bytes taken in it.
+    pub fn poll_waiting(&mut self, cx: &mut Context<'_>, rate: &MinRate) -> Poll<SlowReader> {
+        if rate.bytes_per_second == 0 || rate.grace.is_zero() {
+            return Poll::Pending;
+        }
+        loop {
+            let now = Instant::now();
+            let since = *self.since.get_or_insert(now);
+            let deadline = since + rate.grace.saturating_sub(self.blocked);
+            if now >= deadline {
+                let needed = f64::from(rate.bytes_per_second) * rate.grace.as_secs_f64();
+                if (self.taken as f64) < needed {
+                    let taken = self.taken;
+                    self.blocked = Duration::ZERO;
+                    self.taken = 0;
+                    self.since = None;
+                    return Poll::Ready(SlowReader {
+                        taken,
+                        window: rate.grace,
+                        min_rate: rate.bytes_per_second,
+                    });
+                }
+                // Enough taken in this window: the next one starts now.
+                self.blocked = Duration::ZERO;
+                self.taken = 0;
+                self.since = Some(now);
+                continue;
+            }
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            ready!(sleep.as_mut().poll(cx));
+        }
+    }
+}
+
+/// The error a response ends with when the client reads it too slowly.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "client read the response too slowly: {written} bytes in {waited:.1?} of waiting, below min_response_rate ({min_rate} B/s)"
+    "client read the response too slowly: it took {taken} bytes in {window:?} of waiting, below min_response_rate ({min_rate} B/s)"
 )]
-pub(super) struct TooSlow {
-    written: u64,
-    waited: Duration,
-    min_rate: u32,
-}
-
-impl WritePace {
-    pub(super) fn new(min_rate: u32, grace: Duration) -> Self {
-        Self {
-            min_rate,
-            grace,
-            written: 0,
-            waited: Duration::ZERO,
-        }
-    }
-
-    /// Writes every part, failing with [`TooSlow`] once the client has been waited for longer
-    /// than its bytes allow.
-    pub(super) async fn write(&mut self, shared: &Shared, parts: &mut [&[u8]]) -> io::Result<()> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        if self.min_rate == 0 {
-            return shared.write_all(parts).await;
-        }
-        let started = Instant::now();
-        let left = self.allowed().saturating_sub(self.waited);
-        let mut had_to_wait = false;
-        let mut write = std::pin::pin!(shared.write_all(parts));
-        let write = std::future::poll_fn(|cx| {
-            let poll = write.as_mut().poll(cx);
-            had_to_wait |= poll.is_pending();
-            poll
-        });
-        let written = tokio::time::timeout_at(started + left, write).await;
-        if had_to_wait {
-            self.waited += started.elapsed();
-        }
-        match written {
-            Ok(result) => {
-                if had_to_wait {
-                    self.written += len as u64;
-                }
-                result
-            }
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                TooSlow {
-                    written: self.written,
-                    waited: self.waited,
-                    min_rate: self.min_rate,
-                },
-            )),
-        }
-    }
-
-    /// How long the bytes written so far may have been waited for.
-    fn allowed(&self) -> Duration {
-        let earned = Duration::from_secs_f64(self.written as f64 / f64::from(self.min_rate));
-        earned.max(self.grace)
-    }
+pub struct SlowReader {
+    pub taken: u64,
+    pub window: Duration,
+    pub min_rate: u32,
 }
 
 /// Whether `err` ended a response because the client read too slowly.
-pub(super) fn is_too_slow(err: &io::Error) -> bool {
-    err.get_ref().is_some_and(|inner| inner.is::<TooSlow>())
+pub fn is_slow_reader(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<SlowReader>())
+}
+
+/// Writes a response under a minimum rate.
+#[derive(Debug)]
+pub(super) struct WritePace {
+    rate: MinRate,
+    wait: WriteWait,
+}
+
+impl WritePace {
+    pub(super) fn new(rate: MinRate) -> Self {
+        Self {
+            rate,
+            wait: WriteWait::default(),
+        }
+    }
+
+    /// Writes every part, failing with [`SlowReader`] when the client takes too long.
+    pub(super) async fn write(&mut self, shared: &Shared, parts: &mut [&[u8]]) -> io::Result<()> {
+        if self.rate.bytes_per_second == 0 {
+            return shared.write_all(parts).await;
+        }
+        let Self { rate, wait } = self;
+        let mut write = std::pin::pin!(shared.write_all(parts));
+        std::future::poll_fn(|cx| {
+            let before = shared.written();
+            let polled = write.as_mut().poll(cx);
+            wait.progress(usize::try_from(shared.written() - before).unwrap_or(usize::MAX));
+            match polled {
+                Poll::Ready(result) => Poll::Ready(result),
+                Poll::Pending => wait
+                    .poll_waiting(cx, rate)
+                    .map(|slow| Err(io::Error::new(io::ErrorKind::TimedOut, slow))),
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(bytes_per_second: u32, grace_ms: u64) -> MinRate {
+        MinRate {
+            bytes_per_second,
+            grace: Duration::from_millis(grace_ms),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_below_the_rate_fails_after_the_grace() {
+        let rate = rate(100, 2000);
+        let mut guard = RateGuard::default();
+        let mut failed = None;
+        // One byte a second: the grace covers 2 s, then 1 byte has earned 10 ms.
+        for second in 0..10 {
+            let waited = std::future::poll_fn(|cx| guard.poll_waiting(cx, &rate));
+            match tokio::time::timeout(Duration::from_secs(1), waited).await {
+                Ok(slow) => {
+                    failed = Some((second, slow));
+                    break;
+                }
+                Err(_) => {
+                    if let Err(slow) = guard.moved(1, &rate) {
+                        failed = Some((second, slow));
+                        break;
+                    }
+                }
+            }
+        }
+        let (second, slow) = failed.expect("the trickle was stopped");
+        assert!(second <= 2, "stopped soon after the grace: at {second}");
+        assert_eq!(slow.min_rate, 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_above_the_rate_are_never_stopped() {
+        let rate = rate(100, 1000);
+        let mut guard = RateGuard::default();
+        // 50 bytes every 200 ms: 250 B/s.
+        for _ in 0..50 {
+            let waited = std::future::poll_fn(|cx| guard.poll_waiting(cx, &rate));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(200), waited)
+                    .await
+                    .is_err()
+            );
+            assert!(guard.moved(50, &rate).is_ok());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_fails_when_its_bytes_no_longer_cover_the_wait() {
+        let rate = rate(100, 1000);
+        let mut guard = RateGuard::default();
+        // 500 bytes at once earn 5 s of waiting.
+        assert!(guard.moved(500, &rate).is_ok());
+        let started = Instant::now();
+        let slow = std::future::poll_fn(|cx| guard.poll_waiting(cx, &rate)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(slow.bytes, 500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_takes_nothing_is_cut_off_after_one_window() {
+        let rate = rate(100, 1000);
+        let mut wait = WriteWait::default();
+        // Megabytes the socket buffers took at once earn nothing.
+        wait.progress(4 << 20);
+        let started = Instant::now();
+        let slow = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(slow.taken, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_taking_enough_in_each_window_is_never_cut_off() {
+        let rate = rate(100, 1000);
+        let mut wait = WriteWait::default();
+        // 40 bytes every 300 ms after a wait: 133 B/s.
+        for _ in 0..40 {
+            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(300), waiting)
+                    .await
+                    .is_err()
+            );
+            wait.progress(40);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_slower_than_the_rate_is_cut_off_at_the_end_of_a_window() {
+        let rate = rate(100, 1000);
+        let mut wait = WriteWait::default();
+        // 20 bytes every 500 ms after a wait: 40 B/s.
+        let mut cut = None;
+        for step in 0..40 {
+            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+            match tokio::time::timeout(Duration::from_millis(500), waiting).await {
+                Ok(slow) => {
+                    cut = Some((step, slow));
+                    break;
+                }
+                Err(_) => wait.progress(20),
+            }
+        }
+        let (step, slow) = cut.expect("cut off");
+        assert!(step <= 2, "at the end of the first window: step {step}");
+        assert!(slow.taken < 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_minimum_never_fails() {
+        let mut guard = RateGuard::default();
+        let waited = std::future::poll_fn(|cx| guard.poll_waiting(cx, &MinRate::OFF));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), waited)
+                .await
+                .is_err()
+        );
+    }
 }

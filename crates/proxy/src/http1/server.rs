@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::body::RequestBody;
 use super::head::{self, Framing, Head, HeadError};
 use super::io::{Shared, Upgraded};
-use super::pace::{self, WritePace};
+use super::pace::{self, MinRate, WritePace};
 use super::write::{self, BodyFraming, RequestFacts};
 
 /// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
@@ -41,10 +41,8 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Largest request head read.
     pub max_head: usize,
-    /// A client reading a response slower than this (bytes per second, averaged over the time
-    /// waited for it, after `rate_grace`) is disconnected; 0 = no minimum.
-    pub min_response_rate: u32,
-    pub rate_grace: Duration,
+    /// A client taking a response slower than this is disconnected.
+    pub min_response_rate: MinRate,
 }
 
 /// Answers the requests of one connection.
@@ -128,7 +126,7 @@ async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError) {
         version: Version::HTTP_11,
     };
     // A page of a few hundred bytes: it fits in the socket's buffer, however slow the client.
-    let mut pace = WritePace::new(0, Duration::ZERO);
+    let mut pace = WritePace::new(MinRate::OFF);
     if write_response(shared, response, facts, false, &mut pace)
         .await
         .is_ok()
@@ -220,10 +218,10 @@ async fn exchange<H: Handler>(
         method: &method,
         version,
     };
-    let mut pace = WritePace::new(settings.min_response_rate, settings.rate_grace);
+    let mut pace = WritePace::new(settings.min_response_rate);
     let framed = match write_response(shared, response, facts, keep_alive, &mut pace).await {
         Ok(framed) => framed,
-        Err(err) if pace::is_too_slow(&err) => {
+        Err(err) if pace::is_slow_reader(&err) => {
             // The response (and the upstream connection feeding it) is dropped with the
             // connection; the access record says client_aborted.
             tracing::info!(reason = "slow_reader", error = %err, "client disconnected: reading the response too slowly");

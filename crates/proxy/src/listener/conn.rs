@@ -188,8 +188,10 @@ impl Conn {
         let settings = http1::Settings {
             header_timeout: server.client_header_timeout,
             max_head: head_limit(server),
-            min_response_rate: server.min_response_rate,
-            rate_grace: server.min_rate_grace,
+            min_response_rate: http1::pace::MinRate {
+                bytes_per_second: server.min_response_rate,
+                grace: server.min_rate_grace,
+            },
         };
         let handler = Http1Handler {
             client,
@@ -221,7 +223,11 @@ impl Conn {
             Protocol::Http2 => 0,
         };
         let activity = Arc::new(ClientActivity::new(client, head_limit, https));
-        let io = TokioIo::new(ClientIo::new(io, Arc::clone(&activity)));
+        let min_response_rate = http1::pace::MinRate {
+            bytes_per_second: server.min_response_rate,
+            grace: server.min_rate_grace,
+        };
+        let io = TokioIo::new(ClientIo::new(io, Arc::clone(&activity), min_response_rate));
         let service_activity = Arc::clone(&activity);
         let streams = Arc::new(Streams::default());
         let service_streams = Arc::clone(&streams);
@@ -678,8 +684,7 @@ mod tests {
         let settings = http1::Settings {
             header_timeout: Duration::from_secs(1),
             max_head: 16 * 1024,
-            min_response_rate: 0,
-            rate_grace: Duration::ZERO,
+            min_response_rate: http1::pace::MinRate::OFF,
         };
         let req = Request::new(ClientBody::Http1(http1::RequestBody::empty()));
         let pipeline = handle_isolated(

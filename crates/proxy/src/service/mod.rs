@@ -154,8 +154,10 @@ impl Pipeline<'_> {
         let server = &self.snapshot.config.server;
         let pace = crate::client_pace::ClientPace {
             idle_timeout: server.client_header_timeout,
-            min_rate: server.min_request_body_rate,
-            grace: server.min_rate_grace,
+            min_rate: crate::client_pace::MinRate {
+                bytes_per_second: server.min_request_body_rate,
+                grace: server.min_rate_grace,
+            },
         };
         let outgoing =
             match Outgoing::prepare(parts, body, &pool.config.retry, replayable, pace).await {
