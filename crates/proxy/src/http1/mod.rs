@@ -15,7 +15,7 @@ pub mod chunked;
 pub mod head;
 mod interim;
 pub mod io;
-mod pace;
+pub mod pace;
 pub mod server;
 pub mod write;
 
