@@ -693,7 +693,6 @@ mod tests {
             Arc::clone(&handler.activity),
             req,
         );
-        eprintln!("PIPELINE {}", std::mem::size_of_val(&pipeline));
         let serve = http1::serve(stream, &handler, settings, &mut shutdown);
         let size = std::mem::size_of_val(&serve);
         assert!(
