@@ -36,6 +36,17 @@ pub enum ClientBody {
     Http1(http1::RequestBody),
 }
 
+impl ClientBody {
+    /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
+    /// engine (hyper's server cannot send them).
+    pub fn interim(&self) -> Option<http1::Interim> {
+        match self {
+            Self::Http1(body) => body.interim(),
+            Self::Hyper(_) => None,
+        }
+    }
+}
+
 impl Body for ClientBody {
     type Data = Bytes;
     type Error = Failure;

@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
 use super::chunked::{ChunkedDecoder, Step};
+use super::interim::Interim;
 use super::io::{Returned, Shared};
 
 /// How much is read at once while a body streams.
@@ -42,6 +43,8 @@ pub struct RequestBody {
     kind: Kind,
     /// `100 Continue` is owed before the client sends the body.
     expect_continue: bool,
+    /// Where the request's interim responses go (HTTP/1.1 requests).
+    interim: Option<Interim>,
 }
 
 impl RequestBody {
@@ -52,7 +55,20 @@ impl RequestBody {
             buf: BytesMut::new(),
             kind: Kind::Length(0),
             expect_continue: false,
+            interim: None,
         }
+    }
+
+    /// Lets whoever forwards the request relay interim responses to the client.
+    #[must_use]
+    pub(super) fn with_interim(mut self, interim: Option<Interim>) -> Self {
+        self.interim = interim;
+        self
+    }
+
+    /// The handle for relaying interim (1xx) responses; `None` for an HTTP/1.0 client.
+    pub fn interim(&self) -> Option<Interim> {
+        self.interim.clone()
     }
 
     pub(super) fn length(
@@ -66,6 +82,7 @@ impl RequestBody {
             buf,
             kind: Kind::Length(length),
             expect_continue,
+            interim: None,
         }
     }
 
@@ -75,6 +92,7 @@ impl RequestBody {
             buf,
             kind: Kind::Chunked(ChunkedDecoder::default()),
             expect_continue,
+            interim: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Interim (1xx) responses relayed to an HTTP/1.1 client before the final one (RFC 9110 §15.2:
 //! a proxy MUST forward them; `103 Early Hints` lets a browser start fetching early).
 //!
-//! Whoever forwards the request gets an [`Interim`] handle in the request's extensions (for
+//! Whoever forwards the request gets an [`Interim`] handle from the request's body (for
 //! HTTP/1.1 requests only: HTTP/1.0 has no 1xx, and a server MUST NOT send one to it). What is
 //! queued through it is written by the connection's loop while the request is in progress, and
 //! what is queued when the final response is ready goes just before it; nothing is written after

@@ -167,11 +167,12 @@ async fn exchange<H: Handler>(
             (body, true)
         }
     };
-    if version == Version::HTTP_11 {
+    let interim = (version == Version::HTTP_11).then(|| {
         // Anything a finished request's handle queued late is not this request's.
         drop(shared.take_interim());
-        parts.extensions.insert(super::Interim(Arc::clone(shared)));
-    }
+        super::Interim(Arc::clone(shared))
+    });
+    let body = body.with_interim(interim);
     let upgrade = upgrade.then(|| {
         let (tx, rx) = oneshot::channel();
         parts

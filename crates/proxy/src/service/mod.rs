@@ -125,7 +125,7 @@ impl Pipeline<'_> {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
         }
         let (mut parts, body, upgrade) = check::take_apart(req);
-        self.interim = parts.extensions.remove::<crate::http1::Interim>();
+        self.interim = body.interim();
         let head_only = parts.method == Method::HEAD;
 
         if let Err(failure) = self.check_request(&mut parts, activity) {
