@@ -686,13 +686,6 @@ mod tests {
             max_head: 16 * 1024,
             min_response_rate: http1::pace::MinRate::OFF,
         };
-        let req = Request::new(ClientBody::Http1(http1::RequestBody::empty()));
-        let pipeline = handle_isolated(
-            Arc::clone(&snapshot),
-            addr,
-            Arc::clone(&handler.activity),
-            req,
-        );
         let serve = http1::serve(stream, &handler, settings, &mut shutdown);
         let size = std::mem::size_of_val(&serve);
         assert!(
