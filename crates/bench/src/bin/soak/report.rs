@@ -1,0 +1,689 @@
+//! `soak --mode report`: what the run came to. Reads the load's outcomes, gatehouse's JSON
+//! access log, the script's chaos log (kills, restarts, reloads) and its RSS / fd samples,
+//! classifies every failed request, compares memory and descriptors at the end with the
+//! start, prints the figures and exits 1 when a request was lost or RSS or fds grew.
+//!
+//! A failed request is **lost** (a healthy server could have answered it) unless:
+//! - **in flight at a kill**: a non-idempotent request (POST, or a WebSocket handshake, which
+//!   is never retried once sent) that had reached its server when that server was SIGKILLed,
+//!   and whose access record names a failure after the connection was made (not
+//!   `connection_refused` and the like, which a retry on another server must absorb);
+//! - **cut by a kill**: a response (or a WebSocket session) already under way, its head sent
+//!   to the client, when its server was SIGKILLed: no proxy can retry a response it has
+//!   started to forward.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+
+use gatehouse_bench::fail;
+
+use crate::PROGRAM;
+use crate::backend::query_param;
+
+/// A kill counts for a request that started at most this long after the `kill` command was
+/// issued (the script takes the time just before it; the process needs a moment to die).
+const KILL_SLACK_MS: u64 = 20;
+
+/// Failure kinds that say the request never reached a server: a retry must absorb them.
+const NEVER_REACHED: &[&str] = &[
+    "connection_refused",
+    "connection_timeout",
+    "destination_unavailable",
+    "destination_ip_unroutable",
+    "connection_limit_reached",
+    "dns_error",
+    "dns_timeout",
+];
+
+pub(crate) struct Inputs {
+    pub(crate) outcomes: String,
+    pub(crate) access_log: String,
+    pub(crate) chaos: String,
+    pub(crate) samples: String,
+    pub(crate) metrics: Option<String>,
+    pub(crate) rss_tolerance: f64,
+    pub(crate) fd_tolerance: f64,
+}
+
+#[derive(Debug)]
+struct Access {
+    status: u16,
+    failure: String,
+    attempts: u32,
+    upstream: String,
+    upstream_aborted: bool,
+    client_aborted: bool,
+    bytes: u64,
+    total_ms: f64,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    kind: String,
+    id: String,
+    start: u64,
+    end: u64,
+    status: u16,
+    result: String,
+    backend: String,
+    detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Lost,
+    InFlightAtKill,
+    CutByKill,
+}
+
+#[derive(Debug, Default)]
+struct Chaos {
+    load_start: Option<u64>,
+    load_end: Option<u64>,
+    kills: Vec<(u64, String)>,
+    starts: u64,
+    reloads_post_ok: u64,
+    reloads_post_failed: u64,
+    reloads_hup: u64,
+}
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| fail(PROGRAM, &format!("cannot read {path}: {e}")))
+}
+
+/// The raw value of `"key":` in a flat JSON object: a string without its quotes (our paths and
+/// names have no escapes), or a literal.
+fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let pattern = format!("\"{key}\":");
+    let at = line.find(&pattern)? + pattern.len();
+    let rest = &line[at..];
+    if let Some(s) = rest.strip_prefix('"') {
+        let mut escaped = false;
+        for (i, c) in s.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => return Some(&s[..i]),
+                _ => escaped = false,
+            }
+        }
+        None
+    } else {
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        Some(rest[..end].trim())
+    }
+}
+
+fn parse_access(text: &str) -> HashMap<String, Access> {
+    let mut by_id = HashMap::new();
+    for line in text.lines() {
+        let Some(path) = json_field(line, "path") else {
+            continue;
+        };
+        let Some(id) = query_param(path, "id") else {
+            continue;
+        };
+        let access = Access {
+            status: json_field(line, "status")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            failure: json_field(line, "failure")
+                .filter(|v| *v != "null")
+                .unwrap_or("-")
+                .to_owned(),
+            attempts: json_field(line, "attempts")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            upstream: json_field(line, "upstream")
+                .filter(|v| *v != "null")
+                .map_or("-", |u| u.split_once('/').map_or(u, |(_, addr)| addr))
+                .to_owned(),
+            upstream_aborted: json_field(line, "upstream_aborted") == Some("true"),
+            client_aborted: json_field(line, "client_aborted") == Some("true"),
+            bytes: json_field(line, "bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            total_ms: json_field(line, "total_ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0),
+        };
+        by_id.insert(id.to_owned(), access);
+    }
+    by_id
+}
+
+fn parse_outcomes(text: &str) -> Vec<Outcome> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.splitn(8, '\t').collect();
+            (f.len() == 8).then(|| Outcome {
+                kind: f[0].to_owned(),
+                id: f[1].to_owned(),
+                start: f[2].parse().unwrap_or(0),
+                end: f[3].parse().unwrap_or(0),
+                status: f[4].parse().unwrap_or(0),
+                result: f[5].to_owned(),
+                backend: f[6].to_owned(),
+                detail: f[7].to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn parse_chaos(text: &str) -> Chaos {
+    let mut chaos = Chaos::default();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(ms), Some(event)) = (f.first().and_then(|v| v.parse().ok()), f.get(1)) else {
+            continue;
+        };
+        let arg = f.get(2).copied().unwrap_or_default();
+        match *event {
+            "load-start" => chaos.load_start = Some(ms),
+            "load-end" => chaos.load_end = Some(ms),
+            "kill" => chaos.kills.push((ms, arg.to_owned())),
+            "start" if chaos.load_start.is_some() => chaos.starts += 1,
+            "reload-post" if arg == "200" => chaos.reloads_post_ok += 1,
+            "reload-post" => chaos.reloads_post_failed += 1,
+            "reload-hup" => chaos.reloads_hup += 1,
+            _ => {}
+        }
+    }
+    chaos
+}
+
+/// The kill of `backend` that a request running from `start` to `end` was in flight at: its
+/// time and how long after it the request started (negative: before).
+fn kill_during(chaos: &Chaos, backend: &str, start: u64, end: u64) -> Option<(u64, i64)> {
+    chaos
+        .kills
+        .iter()
+        .find(|(at, addr)| addr == backend && *at <= end && at + KILL_SLACK_MS >= start)
+        .map(|(at, _)| (*at, start as i64 - *at as i64))
+}
+
+fn is_idempotent(kind: &str) -> bool {
+    matches!(kind, "ka_get" | "new_get" | "slow_read" | "big_read")
+}
+
+fn classify(o: &Outcome, access: Option<&Access>, chaos: &Chaos) -> (Class, String) {
+    let upstream = access.map_or(o.backend.as_str(), |a| a.upstream.as_str());
+    let kill = kill_during(chaos, upstream, o.start, o.end)
+        .or_else(|| kill_during(chaos, &o.backend, o.start, o.end));
+    let when = |(at, offset): (u64, i64)| {
+        format!("its server {upstream} was killed at {at} ({offset:+} ms from the request's start)")
+    };
+    let Some(a) = access else {
+        return (Class::Lost, "no access record".into());
+    };
+    if is_idempotent(&o.kind) {
+        return match kill {
+            Some(k) if a.upstream_aborted => (
+                Class::CutByKill,
+                format!("response already under way when {}", when(k)),
+            ),
+            _ if a.client_aborted && o.status == 200 => (
+                Class::Lost,
+                format!(
+                    "gatehouse closed the connection after {} of the response's bytes while the \
+                     client was still reading (the access record says client_aborted)",
+                    a.bytes
+                ),
+            ),
+            _ => (Class::Lost, "idempotent".into()),
+        };
+    }
+    if NEVER_REACHED.contains(&a.failure.as_str()) {
+        return (
+            Class::Lost,
+            format!("{}: never reached a server", a.failure),
+        );
+    }
+    if o.kind == "ws" && o.status == 101 {
+        return match kill {
+            Some(k) => (Class::CutByKill, format!("session open when {}", when(k))),
+            None => (Class::Lost, "session broken, no kill of its server".into()),
+        };
+    }
+    match kill {
+        Some(k) => (
+            Class::InFlightAtKill,
+            format!("in flight on its server when {}", when(k)),
+        ),
+        None => (Class::Lost, "no kill of its server while in flight".into()),
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// Sums of the metrics the report shows, keyed `name{label="value"}` for the label that
+/// matters (or just `name`).
+fn metric_sums(text: &str) -> BTreeMap<String, f64> {
+    const SHOWN: &[(&str, Option<&str>)] = &[
+        ("gatehouse_reloads_total", Some("outcome")),
+        ("gatehouse_upstream_retries_total", None),
+        ("gatehouse_upstream_retry_budget_exhausted_total", None),
+        ("gatehouse_upstream_stale_connection_retries_total", None),
+        ("gatehouse_upstream_failures_total", Some("kind")),
+        ("gatehouse_upstream_ejections_total", None),
+        ("gatehouse_upstream_health_transitions_total", Some("to")),
+        ("gatehouse_tunnels_closed_total", Some("end")),
+        ("gatehouse_connections_total", None),
+        ("gatehouse_requests_total", Some("failure")),
+    ];
+    let mut sums = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let Some((_, label)) = SHOWN.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let key = match label {
+            Some(label) => {
+                let pattern = format!("{label}=\"");
+                let v = labels
+                    .find(&pattern)
+                    .map(|at| &labels[at + pattern.len()..])
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_default();
+                format!("{name}{{{label}=\"{v}\"}}")
+            }
+            None => name.to_owned(),
+        };
+        *sums.entry(key).or_insert(0.0) += value;
+    }
+    sums
+}
+
+pub(crate) fn run(inputs: &Inputs) {
+    let outcomes = parse_outcomes(&read(&inputs.outcomes));
+    let access = parse_access(&read(&inputs.access_log));
+    let chaos = parse_chaos(&read(&inputs.chaos));
+    let mut problems = Vec::new();
+
+    // --- requests by kind and outcome -------------------------------------------------------
+    const KINDS: [&str; 6] = [
+        "ka_get",
+        "new_get",
+        "upload",
+        "slow_upload",
+        "slow_read",
+        "ws",
+    ];
+    #[derive(Default, Clone, Copy)]
+    struct Row {
+        total: u64,
+        ok: u64,
+        lost: u64,
+        in_flight: u64,
+        cut: u64,
+        retried_ok: u64,
+    }
+    let mut rows: BTreeMap<&str, Row> = KINDS.iter().map(|k| (*k, Row::default())).collect();
+    let mut failures = Vec::new();
+    let mut without_record = 0u64;
+    for o in &outcomes {
+        let Some(row) = rows.get_mut(o.kind.as_str()) else {
+            continue;
+        };
+        let a = access.get(&o.id);
+        if a.is_none() {
+            without_record += 1;
+        }
+        row.total += 1;
+        if o.result == "ok" {
+            row.ok += 1;
+            if a.is_some_and(|a| a.attempts > 1) {
+                row.retried_ok += 1;
+            }
+            continue;
+        }
+        let (class, why) = classify(o, a, &chaos);
+        match class {
+            Class::Lost => row.lost += 1,
+            Class::InFlightAtKill => row.in_flight += 1,
+            Class::CutByKill => row.cut += 1,
+        }
+        failures.push((class, why, o, a));
+    }
+    let total: Row = rows.values().fold(Row::default(), |t, r| Row {
+        total: t.total + r.total,
+        ok: t.ok + r.ok,
+        lost: t.lost + r.lost,
+        in_flight: t.in_flight + r.in_flight,
+        cut: t.cut + r.cut,
+        retried_ok: t.retried_ok + r.retried_ok,
+    });
+    let span_s = match (chaos.load_start, chaos.load_end) {
+        (Some(a), Some(b)) if b > a => (b - a) as f64 / 1000.0,
+        _ => 0.0,
+    };
+    println!("## Requests\n");
+    println!(
+        "{} requests in {:.0} s ({:.0}/s); the access log has {} records of them{}.\n",
+        total.total,
+        span_s,
+        total.total as f64 / span_s.max(1.0),
+        access.len(),
+        if without_record > 0 {
+            format!(" ({without_record} requests have none)")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "| kind | requests | ok | ok after a retry by gatehouse | failed: lost | failed: in flight at a kill | failed: cut by a kill |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (kind, r) in KINDS
+        .iter()
+        .map(|k| (*k, &rows[k]))
+        .chain([("total", &total)])
+    {
+        println!(
+            "| {kind} | {} | {} | {} | {} | {} | {} |",
+            r.total, r.ok, r.retried_ok, r.lost, r.in_flight, r.cut
+        );
+    }
+    for kind in KINDS {
+        if rows[kind].total == 0 {
+            problems.push(format!("no {kind} requests were made"));
+        }
+    }
+    if total.lost > 0 {
+        problems.push(format!(
+            "{} requests lost that a healthy server could have answered",
+            total.lost
+        ));
+    }
+
+    for (title, class) in [
+        ("Lost requests", Class::Lost),
+        ("Failed while in flight at a kill", Class::InFlightAtKill),
+        ("Cut by a kill", Class::CutByKill),
+    ] {
+        let list: Vec<_> = failures.iter().filter(|f| f.0 == class).collect();
+        if list.is_empty() {
+            continue;
+        }
+        println!("\n### {title} ({})\n", list.len());
+        for (_, why, o, a) in list.iter().take(40) {
+            let access = a.map_or_else(
+                || "no access record".to_owned(),
+                |a| {
+                    format!(
+                        "access: status {} failure {} attempts {} upstream {}{}{} total {:.0} ms",
+                        a.status,
+                        a.failure,
+                        a.attempts,
+                        a.upstream,
+                        if a.upstream_aborted {
+                            " upstream_aborted"
+                        } else {
+                            ""
+                        },
+                        if a.client_aborted {
+                            " client_aborted"
+                        } else {
+                            ""
+                        },
+                        a.total_ms
+                    )
+                },
+            );
+            println!(
+                "- {} {} [{}..{}] client: {} {} ({}); {access}; {why}",
+                o.kind, o.id, o.start, o.end, o.status, o.result, o.detail
+            );
+        }
+        if list.len() > 40 {
+            println!("- ... and {} more", list.len() - 40);
+        }
+    }
+
+    // --- chaos ------------------------------------------------------------------------------
+    println!("\n## Chaos\n");
+    println!(
+        "- backends killed (SIGKILL): {}, started again: {}",
+        chaos.kills.len(),
+        chaos.starts
+    );
+    println!(
+        "- config reloads: {} by POST /reload (200), {} refused or failed, {} by SIGHUP",
+        chaos.reloads_post_ok, chaos.reloads_post_failed, chaos.reloads_hup
+    );
+    if chaos.reloads_post_failed > 0 {
+        problems.push(format!(
+            "{} reloads by POST /reload did not answer 200",
+            chaos.reloads_post_failed
+        ));
+    }
+    if let Some(path) = &inputs.metrics {
+        let sums = metric_sums(&read(path));
+        println!("- gatehouse's metrics at the end:");
+        for (k, v) in &sums {
+            println!("  - `{k}` {v}");
+        }
+        let ok = sums
+            .get("gatehouse_reloads_total{outcome=\"ok\"}")
+            .copied()
+            .unwrap_or(0.0);
+        let wanted = (chaos.reloads_post_ok + chaos.reloads_hup) as f64;
+        if ok < wanted {
+            problems.push(format!(
+                "gatehouse counted {ok} reloads, the script asked for {wanted}"
+            ));
+        }
+    }
+
+    // --- RSS and fds ------------------------------------------------------------------------
+    let samples: Vec<(u64, f64, f64)> = read(&inputs.samples)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((
+                f.first()?.parse().ok()?,
+                f.get(1)?.parse().ok()?,
+                f.get(2)?.parse().ok()?,
+            ))
+        })
+        .collect();
+    let (Some(start), Some(end)) = (chaos.load_start, chaos.load_end) else {
+        fail(PROGRAM, "the chaos log has no load-start / load-end");
+    };
+    let minutes = (end - start) as f64 / 60_000.0;
+    let base = (2.0f64.min(minutes / 6.0), 7.0f64.min(minutes / 2.0));
+    let last = 5.0f64.min(minutes / 3.0);
+    let at = |t: u64| (t as f64 - start as f64) / 60_000.0;
+    let window = |lo: f64, hi: f64, col: usize| {
+        let mut v: Vec<f64> = samples
+            .iter()
+            .filter(|s| (lo..=hi).contains(&at(s.0)))
+            .map(|s| if col == 1 { s.1 } else { s.2 })
+            .collect();
+        (median(&mut v), v.len())
+    };
+    println!("\n## Memory and file descriptors\n");
+    println!(
+        "{} samples of gatehouse's VmRSS and open fds, every 10 s.\n",
+        samples.len()
+    );
+    let ((rss_a, n_a), (rss_b, n_b)) = (
+        window(base.0, base.1, 1),
+        window(minutes - last, minutes, 1),
+    );
+    let ((fd_a, _), (fd_b, _)) = (
+        window(base.0, base.1, 2),
+        window(minutes - last, minutes, 2),
+    );
+    let (Some(rss_a), Some(rss_b), Some(fd_a), Some(fd_b)) = (rss_a, rss_b, fd_a, fd_b) else {
+        fail(
+            PROGRAM,
+            "not enough samples to compare the start and the end",
+        );
+    };
+    let rss_change = rss_b / rss_a - 1.0;
+    let fd_change = fd_b - fd_a;
+    println!(
+        "| | minutes {:.1}–{:.1} ({n_a} samples) | last {:.1} minutes ({n_b} samples) | change | flat when |",
+        base.0, base.1, last
+    );
+    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| RSS (median) | {:.1} MiB | {:.1} MiB | {:+.1} % | within ±{:.0} % |",
+        rss_a / 1024.0,
+        rss_b / 1024.0,
+        rss_change * 100.0,
+        inputs.rss_tolerance * 100.0
+    );
+    println!(
+        "| open fds (median) | {fd_a:.0} | {fd_b:.0} | {fd_change:+.0} | within ±{:.0} |",
+        inputs.fd_tolerance
+    );
+    let per_minute = |col: usize, scale: f64| {
+        (0..minutes.ceil() as u64)
+            .filter_map(|m| window(m as f64, (m as f64 + 1.0).min(minutes), col).0)
+            .map(|v| {
+                format!("{:.1}", v / scale)
+                    .trim_end_matches(".0")
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let max = |col: usize| {
+        samples
+            .iter()
+            .map(|s| if col == 1 { s.1 } else { s.2 })
+            .fold(0.0, f64::max)
+    };
+    println!(
+        "\nPer-minute medians, RSS (MiB): {}\n\nPer-minute medians, open fds: {}\n\nPeak: {:.1} MiB RSS, {:.0} fds.",
+        per_minute(1, 1024.0),
+        per_minute(2, 1.0),
+        max(1) / 1024.0,
+        max(2)
+    );
+    if rss_change.abs() > inputs.rss_tolerance {
+        problems.push(format!("RSS changed by {:+.1} %", rss_change * 100.0));
+    }
+    if fd_change.abs() > inputs.fd_tolerance {
+        problems.push(format!("open fds changed by {fd_change:+.0}"));
+    }
+
+    // --- verdict ----------------------------------------------------------------------------
+    println!("\n## Verdict\n");
+    if problems.is_empty() {
+        println!(
+            "PASS: no request lost that a healthy server could have answered ({} failed while in flight on a killed server, {} cut by a kill); RSS and open fds flat.",
+            total.in_flight, total.cut
+        );
+    } else {
+        for p in &problems {
+            println!("FAIL: {p}");
+        }
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(kind: &str, start: u64, end: u64, status: u16) -> Outcome {
+        Outcome {
+            kind: kind.into(),
+            id: "x".into(),
+            start,
+            end,
+            status,
+            result: "reset".into(),
+            backend: "127.0.0.1:1".into(),
+            detail: String::new(),
+        }
+    }
+
+    fn access(failure: &str, aborted: bool) -> Access {
+        Access {
+            status: 502,
+            failure: failure.into(),
+            attempts: 1,
+            upstream: "127.0.0.1:1".into(),
+            upstream_aborted: aborted,
+            client_aborted: false,
+            bytes: 0,
+            total_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn access_fields() {
+        let line = r#"{"time":"2026-01-01T00:00:00.000Z","client":"127.0.0.1","method":"POST","path":"/upload?id=upload-1-7","protocol":"HTTP/1.1","status":502,"bytes":0,"referer":null,"user_agent":null,"route":"*/","upstream":"app/127.0.0.1:1","upstream_status":null,"failure":"connection_terminated","attempts":1,"connect_ms":0.1,"first_byte_ms":null,"total_ms":3.5,"client_aborted":false,"request_id":"r","cache":null,"upstream_aborted":false}"#;
+        let by_id = parse_access(line);
+        let a = &by_id["upload-1-7"];
+        assert_eq!(
+            (a.status, a.failure.as_str(), a.attempts),
+            (502, "connection_terminated", 1)
+        );
+        assert_eq!(a.upstream, "127.0.0.1:1");
+        assert!(!a.upstream_aborted);
+    }
+
+    #[test]
+    fn classification() {
+        let chaos = parse_chaos("1000 kill 127.0.0.1:1\n");
+        let post = outcome("upload", 900, 1100, 502);
+        let class = |o: &Outcome, a: &Access| classify(o, Some(a), &chaos).0;
+        assert_eq!(
+            class(&post, &access("connection_terminated", false)),
+            Class::InFlightAtKill
+        );
+        // Refused means never sent: a retry should have absorbed it.
+        assert_eq!(
+            class(&post, &access("connection_refused", false)),
+            Class::Lost
+        );
+        // Sent well after the kill: the proxy should have known.
+        let late = outcome("upload", 1500, 1600, 502);
+        assert_eq!(
+            class(&late, &access("connection_terminated", false)),
+            Class::Lost
+        );
+        // An idempotent request is lost unless its response was already under way.
+        let get = outcome("ka_get", 900, 1100, 502);
+        assert_eq!(
+            class(&get, &access("connection_terminated", false)),
+            Class::Lost
+        );
+        assert_eq!(
+            class(&get, &access("http_response_incomplete", true)),
+            Class::CutByKill
+        );
+        let ws = outcome("ws", 500, 1200, 101);
+        assert_eq!(class(&ws, &access("-", false)), Class::CutByKill);
+    }
+
+    #[test]
+    fn metrics_are_summed_by_the_label_shown() {
+        let sums = metric_sums(
+            "# HELP x\ngatehouse_reloads_total{outcome=\"ok\"} 3\ngatehouse_upstream_retries_total{pool=\"a\"} 2\ngatehouse_upstream_retries_total{pool=\"b\"} 5\n",
+        );
+        assert_eq!(sums["gatehouse_reloads_total{outcome=\"ok\"}"], 3.0);
+        assert_eq!(sums["gatehouse_upstream_retries_total"], 7.0);
+    }
+}
