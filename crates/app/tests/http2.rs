@@ -509,3 +509,21 @@ fn a_header_section_over_the_limit_is_gatehouses_431_over_http2() {
     assert_eq!(gh.access_log(request_id)["status"], 431);
     assert!(upstream.requests_to("/big").is_empty(), "never forwarded");
 }
+
+#[test]
+fn an_empty_chunked_body_over_h2c_is_complete_not_aborted() {
+    // The body's end comes with its head: read ahead, it is complete, and so is the response.
+    let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec();
+    let upstream = Upstream::start(Behavior::RawThenClose(raw));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let h2 = curl_any(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "X-Request-Id: empty-h2",
+        &url(gh.addr(), "/x"),
+    ]);
+    assert_eq!(h2.status, 200, "{h2:?}");
+    let record = gh.access_log("empty-h2");
+    assert_eq!(record["client_aborted"], false, "{record}");
+    assert_eq!(record["status"], 200, "{record}");
+}

@@ -328,3 +328,21 @@ fn a_server_closing_after_its_nth_response_costs_no_idempotent_request() {
         assert!(on_conn <= 2, "connection {conn} carried {on_conn} requests");
     }
 }
+
+#[test]
+fn a_streamed_put_that_meets_a_closed_connection_is_an_ordinary_failure() {
+    // Idempotent, but its streamed body was spent on the closed connection: it cannot go
+    // again, so the failure is reported and answered as one (not a 500 for "no attempt").
+    let upstream = Upstream::start(Behavior::IdleTimeout {
+        idle: Duration::from_millis(300),
+        reply: Reply::ok("ok"),
+    });
+    let gh = start(Config::proxy_to([upstream.addr()]));
+    assert_eq!(Req::get("/warm").send(gh.addr()).status, 200);
+    std::thread::sleep(Duration::from_millis(600));
+    let put = Req::new("PUT", "/doc")
+        .header("Transfer-Encoding", "chunked")
+        .body("5\r\nhello\r\n0\r\n\r\n")
+        .send(gh.addr());
+    gh.expect_failure(&put, 502, "connection_terminated");
+}

@@ -283,7 +283,13 @@ impl Drop for UpstreamBody {
         let Some(finish) = self.finish.as_mut() else {
             return;
         };
-        if self.inner.is_end_stream() && !matches!(self.first, Some(Peeked::Frame(_))) {
+        let ended = match self.first {
+            Some(Peeked::End) => true,
+            Some(Peeked::Frame(_)) => false,
+            // A chunked `Incoming` never says it ended before it is polled to its end.
+            None => self.inner.is_end_stream(),
+        };
+        if ended {
             // Bodiless responses (HEAD, 204, 304) are never polled; the exchange is complete.
             self.complete(None);
         } else {

@@ -25,11 +25,14 @@ pub fn current() -> usize {
     WORKER.with(Cell::get)
 }
 
-/// Running worker threads; dropping this stops them (their tasks are cancelled).
+/// Running worker threads; dropping this stops them (their tasks are cancelled) and waits until
+/// they have, so that what their connections log on the way out is logged before the process
+/// flushes its logs and exits.
 #[derive(Debug)]
 pub struct Workers {
     handles: Vec<Handle>,
     stops: Vec<oneshot::Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -37,6 +40,7 @@ impl Workers {
     pub fn start(count: usize) -> io::Result<Self> {
         let mut handles = Vec::with_capacity(count);
         let mut stops = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -44,15 +48,21 @@ impl Workers {
             handles.push(runtime.handle().clone());
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("gatehouse-worker-{index}"))
                 .spawn(move || {
                     WORKER.with(|worker| worker.set(index));
-                    // Returns when the stop is sent or its sender dropped.
+                    // Returns when the stop is sent or its sender dropped; the runtime, and
+                    // every task still on it, is dropped here.
                     let _ = runtime.block_on(stopped);
                 })?;
+            threads.push(thread);
         }
-        Ok(Self { handles, stops })
+        Ok(Self {
+            handles,
+            stops,
+            threads,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -73,6 +83,9 @@ impl Drop for Workers {
     fn drop(&mut self) {
         for stop in self.stops.drain(..) {
             let _ = stop.send(());
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }

@@ -136,9 +136,8 @@ pub struct WriteWait {
 impl WriteWait {
     /// `n` bytes were written: they count when they end a wait (the client took them).
     pub fn progress(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
+        // Any completed write or flush ends the wait in progress, even one that moved no bytes:
+        // else the idle time until the next write would count as waiting.
         if let Some(since) = self.since.take() {
             self.blocked += since.elapsed();
             self.taken += n as u64;
@@ -350,6 +349,30 @@ mod tests {
         let (step, slow) = cut.expect("cut off");
         assert!(step <= 2, "at the end of the first window: step {step}");
         assert!(slow.taken < 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ended_by_a_flush_does_not_count_the_idle_time_after_it() {
+        let rate = rate(240, 5000);
+        let mut wait = WriteWait::default();
+        // A flush waits briefly (TLS), then completes: the socket wrapper reports progress(0).
+        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), waiting)
+                .await
+                .is_err()
+        );
+        wait.progress(0);
+        // The keep-alive connection then sits idle for a minute.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // The next response: a small write goes at once, then a write waits briefly.
+        wait.progress(300);
+        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+        let cut = tokio::time::timeout(Duration::from_millis(50), waiting).await;
+        assert!(
+            cut.is_err(),
+            "a healthy client was cut off at once: {cut:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -97,7 +97,7 @@ pub async fn serve<H: Handler>(
             Ok(head) => head,
             Err(HeadEnd::Quiet) => return,
             Err(HeadEnd::Refused(error)) => {
-                Box::pin(refuse(&shared, handler, error)).await;
+                Box::pin(refuse(&shared, handler, error, settings.min_response_rate)).await;
                 return;
             }
         };
@@ -119,14 +119,14 @@ pub async fn serve<H: Handler>(
 }
 
 /// Answers a head that cannot be served, then closes.
-async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError) {
+async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError, rate: MinRate) {
     let response = handler.reject(error);
     let facts = RequestFacts {
         method: &Method::GET,
         version: Version::HTTP_11,
     };
-    // A page of a few hundred bytes: it fits in the socket's buffer, however slow the client.
-    let mut pace = WritePace::new(MinRate::OFF);
+    // A client that sent requests without reading the answers may have filled its buffers.
+    let mut pace = WritePace::new(rate);
     if write_response(shared, response, facts, false, &mut pace)
         .await
         .is_ok()
@@ -180,6 +180,7 @@ async fn exchange<H: Handler>(
             .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
         tx
     });
+    let mut pace = WritePace::new(settings.min_response_rate);
     let response = {
         let mut call = pin!(handler.call(Request::from_parts(parts, body)));
         let mut continue_owed = expect_continue && lent;
@@ -189,13 +190,13 @@ async fn exchange<H: Handler>(
                 response = &mut call => break response,
                 () = shared.continue_wanted.notified(), if continue_owed => {
                     continue_owed = false;
-                    if shared.write_all(&mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
+                    if pace.write(shared, &mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
                         return false;
                     }
                 }
                 () = shared.interim_ready.notified() => {
                     let interim = shared.take_interim();
-                    if shared.write_all(&mut [&interim]).await.is_err() {
+                    if pace.write(shared, &mut [&interim]).await.is_err() {
                         return false;
                     }
                 }
@@ -204,7 +205,7 @@ async fn exchange<H: Handler>(
     };
     // Interim responses that came with the final one (the same read upstream) still go first.
     let interim = shared.take_interim();
-    if !interim.is_empty() && shared.write_all(&mut [&interim]).await.is_err() {
+    if !interim.is_empty() && pace.write(shared, &mut [&interim]).await.is_err() {
         return false;
     }
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -219,7 +220,6 @@ async fn exchange<H: Handler>(
         method: &method,
         version,
     };
-    let mut pace = WritePace::new(settings.min_response_rate);
     let framed = match write_response(shared, response, facts, keep_alive, &mut pace).await {
         Ok(framed) => framed,
         Err(err) if pace::is_slow_reader(&err) => {

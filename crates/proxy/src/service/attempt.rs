@@ -26,6 +26,10 @@ use crate::upstream::server::{Conn, Lease, Protocol, Server};
 /// its `attempts` (each was the connection's fault, not the server's; after that they count
 /// like any failure). See [`AttemptFailure::stale_connection`].
 const MAX_STALE_RETRIES: u32 = 2;
+/// How soon after the request was written a kept-alive connection's close counts as the
+/// keep-alive race (the server closed it as the request arrived) rather than the server's
+/// failure while working on the request.
+const STALE_CLOSE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The response head and connection of a successful attempt.
 pub(super) struct Attempt {
@@ -46,6 +50,9 @@ struct AttemptFailure {
     /// retry such a request). It
     /// says nothing about the server: the request goes again, on a new connection.
     stale_connection: bool,
+    /// A response timeout shortened by the request's retry deadline: says little about the
+    /// server, so it is not held against it.
+    cut_short: bool,
     /// The request, when the attempt failed before it was handed over (connect failed, or
     /// hyper gave it back unsent).
     unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
@@ -141,12 +148,20 @@ impl Pipeline<'_> {
         pool: &Pool,
         members: &Members,
         lease: Lease,
-        failed: AttemptFailure,
+        mut failed: AttemptFailure,
         outgoing: &mut Outgoing,
         tries: &mut Tries,
     ) -> bool {
         let server = Arc::clone(&lease.server);
-        let stale_retry = failed.stale_connection && tries.stale_retries < MAX_STALE_RETRIES;
+        if let Some(unsent) = failed.unsent.take() {
+            outgoing.give_back(unsent);
+        }
+        // Only when the request can go again, in time: otherwise it is an ordinary failure,
+        // reported and answered as one.
+        let stale_retry = failed.stale_connection
+            && tries.stale_retries < MAX_STALE_RETRIES
+            && outgoing.can_take()
+            && self.record.started.elapsed() < pool.config.retry.deadline;
         if stale_retry {
             // Not the server's failure, and not one of the request's tries: no warning, no
             // failure counted, no mark against the server.
@@ -164,11 +179,7 @@ impl Pipeline<'_> {
             drop(lease);
             tries.stale_retries += 1;
             tries.fresh_connection = true;
-            if let Some(unsent) = failed.unsent {
-                outgoing.give_back(unsent);
-            }
-            return outgoing.can_take()
-                && self.record.started.elapsed() < pool.config.retry.deadline;
+            return true;
         }
         self.snapshot.observer.failure(
             &failed.failure,
@@ -182,12 +193,11 @@ impl Pipeline<'_> {
             },
         );
         drop(lease);
-        pool.record_outcome(members, &server, Some(failed.failure.kind));
+        if !failed.cut_short {
+            pool.record_outcome(members, &server, Some(failed.failure.kind));
+        }
         tries.tried.push(server.addr);
         let allowed = retry_allowed(&failed, outgoing.replayable);
-        if let Some(unsent) = failed.unsent {
-            outgoing.give_back(unsent);
-        }
         let policy = &pool.config.retry;
         let may_retry = allowed
             && self.record.attempts - tries.stale_retries < policy.attempts
@@ -220,6 +230,7 @@ impl Pipeline<'_> {
                     request_sent: false,
                     response_bytes: 0,
                     stale_connection: false,
+                    cut_short: false,
                     unsent: Some((request, sent)),
                 });
             }
@@ -227,6 +238,7 @@ impl Pipeline<'_> {
         let read_before = conn.stats.read();
         let written_before = conn.stats.written();
         let mut sent = sent;
+        let sending = tokio::time::Instant::now();
         let result = {
             let mut send = pin!(conn.sender.try_send_request(request));
             let mut early = None;
@@ -262,7 +274,10 @@ impl Pipeline<'_> {
                 // An HTTP/1.1 server closes an idle connection without a word, so a request
                 // written just then meets the close; an HTTP/2 server says GOAWAY first (its
                 // streams come back unsent), so a stream cut after it was sent is the server's.
-                let idle_race = conn.protocol == Protocol::Http1;
+                // And the close came right after the write, as a race's does: a server that
+                // worked on the request for a while and then died is a server's failure.
+                let idle_race =
+                    conn.protocol == Protocol::Http1 && sending.elapsed() < STALE_CLOSE_WINDOW;
                 // A request hyper gave back was never written.
                 let request_sent = request_sent && unsent.is_none();
                 Err(AttemptFailure {
@@ -277,6 +292,7 @@ impl Pipeline<'_> {
                     failure,
                     request_sent,
                     response_bytes,
+                    cut_short: false,
                     // An unsent body comes back with its "fully sent" signal, unfired.
                     unsent: unsent.map(|request| (request, sent)),
                 })
@@ -286,6 +302,7 @@ impl Pipeline<'_> {
                 request_sent,
                 response_bytes,
                 stale_connection: false,
+                cut_short: response_timeout < server.settings().response_timeout,
                 unsent: None,
             }),
         }

@@ -49,10 +49,10 @@ impl Pipeline<'_> {
         let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
         let framing = classify::response_framing(&parts.headers);
-        pool.record_outcome(&members, &server, framing.as_ref().err().map(|f| f.kind));
         let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
+                pool.record_outcome(&members, &server, Some(failure.kind));
                 let status = parts.status;
                 return self
                     .framing_failed(&pool, &server, status, conn, &failure, head_only)
@@ -62,7 +62,10 @@ impl Pipeline<'_> {
         // A body that fails at once (a broken first chunk-size line, say) fails before a byte
         // of the response went downstream: the client gets a real 502, not an empty reply.
         let (body, first) = match first_frame(body, chunked).await {
-            Ok(peeked) => peeked,
+            Ok(peeked) => {
+                pool.record_outcome(&members, &server, None);
+                peeked
+            }
             Err(failure) => {
                 pool.record_outcome(&members, &server, Some(failure.kind));
                 let status = parts.status;
