@@ -274,6 +274,12 @@ if grep -qi 'panic' "$TMP/gatehouse.log" "$TMP/gatehouse.out"; then
     echo "FAIL: gatehouse logged a panic" >>"$TMP/report.md"
     FAILED=1
 fi
+# A backend that panics drops its connections like a crash: the soak tool's own bug, which
+# would be counted against gatehouse.
+if grep -l 'panicked' "$TMP"/backend-*.log "$TMP/load.log" >/dev/null 2>&1; then
+    echo "FAIL: the soak tool panicked ($(grep -l 'panicked' "$TMP"/backend-*.log "$TMP/load.log" | tr '\n' ' ')): its figures are not gatehouse's" >>"$TMP/report.md"
+    FAILED=1
+fi
 cat "$TMP/report.md"
 if ((FAILED)); then
     KEEP_TMP=1

@@ -39,7 +39,7 @@ pub(crate) struct Settings {
 }
 
 /// The actors and how many threads each gets.
-const ACTORS: &[(&str, usize)] = &[
+pub(crate) const ACTORS: &[(&str, usize)] = &[
     ("ka_get", 5),
     ("new_get", 2),
     ("upload", 2),
@@ -49,22 +49,13 @@ const ACTORS: &[(&str, usize)] = &[
     ("ws", 4),
 ];
 
-const KINDS: [&str; 6] = [
-    "ka_get",
-    "new_get",
-    "upload",
-    "slow_upload",
-    "slow_read",
-    "ws",
-];
-
 pub(crate) fn run(settings: Settings) {
     let file = File::create(&settings.out)
         .unwrap_or_else(|e| fail(PROGRAM, &format!("cannot create {}: {e}", settings.out)));
     let rec = Arc::new(Recorder {
         out: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
-        ok: Default::default(),
-        failed: Default::default(),
+        ok: ACTORS.iter().map(|_| AtomicU64::new(0)).collect(),
+        failed: ACTORS.iter().map(|_| AtomicU64::new(0)).collect(),
     });
     let started = Instant::now();
     let deadline = started + settings.duration;
@@ -117,13 +108,17 @@ pub(crate) fn run(settings: Settings) {
 
 struct Recorder {
     out: Mutex<BufWriter<File>>,
-    ok: [AtomicU64; 7],
-    failed: [AtomicU64; 7],
+    /// Requests that went well and requests that failed, per actor kind (as in `ACTORS`).
+    ok: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
 }
 
 impl Recorder {
     fn record(&self, o: &Outcome) {
-        let i = KINDS.iter().position(|k| *k == o.kind).unwrap_or(0);
+        let i = ACTORS
+            .iter()
+            .position(|(k, _)| *k == o.kind)
+            .expect("every outcome is of an actor's kind");
         if o.result == "ok" {
             self.ok[i].fetch_add(1, Ordering::Relaxed);
         } else {
@@ -161,10 +156,10 @@ impl Recorder {
     }
 
     fn summary(&self) -> String {
-        KINDS
+        ACTORS
             .iter()
             .enumerate()
-            .map(|(i, k)| {
+            .map(|(i, (k, _))| {
                 format!(
                     "{k} {}/{}",
                     self.ok[i].load(Ordering::Relaxed),

@@ -35,6 +35,17 @@ const NEVER_REACHED: &[&str] = &[
     "dns_timeout",
 ];
 
+/// The kinds of request the load makes, in the order of the report's table.
+const LOAD_KINDS: &[&str] = &[
+    "ka_get",
+    "new_get",
+    "upload",
+    "slow_upload",
+    "slow_read",
+    "big_read",
+    "ws",
+];
+
 pub(crate) struct Inputs {
     pub(crate) outcomes: String,
     pub(crate) access_log: String,
@@ -317,14 +328,13 @@ pub(crate) fn run(inputs: &Inputs) {
     let mut problems = Vec::new();
 
     // --- requests by kind and outcome -------------------------------------------------------
-    const KINDS: [&str; 6] = [
-        "ka_get",
-        "new_get",
-        "upload",
-        "slow_upload",
-        "slow_read",
-        "ws",
-    ];
+    // The load's kinds in its order, then any other kind the outcomes name.
+    let mut kinds: Vec<&str> = LOAD_KINDS.to_vec();
+    for o in &outcomes {
+        if !kinds.contains(&o.kind.as_str()) {
+            kinds.push(&o.kind);
+        }
+    }
     #[derive(Default, Clone, Copy)]
     struct Row {
         total: u64,
@@ -334,13 +344,11 @@ pub(crate) fn run(inputs: &Inputs) {
         cut: u64,
         retried_ok: u64,
     }
-    let mut rows: BTreeMap<&str, Row> = KINDS.iter().map(|k| (*k, Row::default())).collect();
+    let mut rows: BTreeMap<&str, Row> = kinds.iter().map(|k| (*k, Row::default())).collect();
     let mut failures = Vec::new();
     let mut without_record = 0u64;
     for o in &outcomes {
-        let Some(row) = rows.get_mut(o.kind.as_str()) else {
-            continue;
-        };
+        let row = rows.get_mut(o.kind.as_str()).expect("a row per kind");
         let a = access.get(&o.id);
         if a.is_none() {
             without_record += 1;
@@ -390,7 +398,7 @@ pub(crate) fn run(inputs: &Inputs) {
         "| kind | requests | ok | ok after a retry by gatehouse | failed: lost | failed: in flight at a kill | failed: cut by a kill |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (kind, r) in KINDS
+    for (kind, r) in kinds
         .iter()
         .map(|k| (*k, &rows[k]))
         .chain([("total", &total)])
@@ -400,7 +408,7 @@ pub(crate) fn run(inputs: &Inputs) {
             r.total, r.ok, r.retried_ok, r.lost, r.in_flight, r.cut
         );
     }
-    for kind in KINDS {
+    for kind in &kinds {
         if rows[kind].total == 0 {
             problems.push(format!("no {kind} requests were made"));
         }
@@ -629,6 +637,14 @@ mod tests {
             bytes: 0,
             total_ms: 1.0,
         }
+    }
+
+    #[test]
+    fn the_table_has_a_row_for_every_kind_the_load_makes() {
+        for (kind, _) in crate::load::ACTORS {
+            assert!(LOAD_KINDS.contains(kind), "{kind}");
+        }
+        assert_eq!(LOAD_KINDS.len(), crate::load::ACTORS.len());
     }
 
     #[test]

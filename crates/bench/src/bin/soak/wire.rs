@@ -105,7 +105,7 @@ impl Conn {
         if self.end == self.buf.len() {
             return Err(io::Error::new(ErrorKind::InvalidData, "message too long"));
         }
-        let until = self.buf.len().min(self.end + max.max(1));
+        let until = self.buf.len().min(self.end.saturating_add(max.max(1)));
         loop {
             match self.stream.read(&mut self.buf[self.end..until]) {
                 Ok(0) => return Ok(false),
@@ -467,6 +467,27 @@ mod tests {
         );
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"a"), "YQ==");
+    }
+
+    #[test]
+    fn a_chunk_size_line_split_across_reads() {
+        // The second read appends to a partial line: `fill` with no limit must not overflow.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut client = TcpStream::connect(addr).unwrap();
+            client.set_nodelay(true).unwrap();
+            client.write_all(b"4\r\nabcd\r\n1").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            client.write_all(b"\r\nx\r\n0\r\n\r\n").unwrap();
+        });
+        let mut conn = Conn::new(listener.accept().unwrap().0);
+        let mut body = Vec::new();
+        let len = conn
+            .read_chunked(usize::MAX, &mut |b| body.extend_from_slice(b))
+            .unwrap();
+        writer.join().unwrap();
+        assert_eq!((len, body.as_slice()), (5, b"abcdx".as_slice()));
     }
 
     #[test]
