@@ -62,9 +62,8 @@ pub struct ServerConfig {
     /// gatehouse waited for it, after `min_rate_grace`) gets 408 and its connection closed.
     /// Default 240; 0 = off.
     pub min_request_body_rate: u32,
-    /// A client reading a response slower than this many bytes per second (averaged over the
-    /// time gatehouse waited to write, after `min_rate_grace`) is disconnected. Default 240;
-    /// 0 = off.
+    /// A client reading a response slower than this many bytes per second (in windows of the
+    /// time gatehouse waited to write, after `min_rate_grace`) is disconnected. Default 0 (off).
     pub min_response_rate: u32,
     /// How long a body may trickle before the minimum rates apply. Default 5s.
     pub min_rate_grace: Duration,

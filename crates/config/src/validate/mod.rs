@@ -42,6 +42,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MIN_DATA_RATE: u32 = 240;
+/// Off by default: the kernel reports a socket writable again only once a third of its send
+/// buffer has drained (megabytes, with autotuning), so a client reading steadily at tens of
+/// KB/s can look stalled for longer than a window; see `http1::pace`.
+const DEFAULT_MIN_RESPONSE_RATE: u32 = 0;
 const DEFAULT_MIN_RATE_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_REQUEST_HEADER_SIZE: u64 = 64 * KIB;
 const DEFAULT_MAX_URI_LENGTH: u64 = 8 * KIB;
@@ -251,7 +255,7 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
             sink,
             raw.min_response_rate.as_ref(),
             "server.min_response_rate",
-            DEFAULT_MIN_DATA_RATE,
+            DEFAULT_MIN_RESPONSE_RATE,
             0,
             u32::MAX,
         ),

@@ -121,7 +121,10 @@ impl RateGuard {
 /// for long: the time spent waiting is cut into windows of `grace`, and in each window the
 /// client must have taken `rate × grace` bytes, or it is cut off. A client that reads nothing
 /// is cut off after one window; one reading slower than the rate after the first window in
-/// which it kept a write waiting.
+/// which it kept a write waiting. The limit of this measure: progress shows only when the
+/// kernel reports the socket writable, which it does once about a third of the send buffer has
+/// drained, so with large (autotuned) buffers a client reading steadily at tens of KB/s can
+/// show none for a whole window; hence `min_response_rate` is off unless configured.
 #[derive(Debug, Default)]
 pub struct WriteWait {
     /// Waiting in the current window, before the wait in progress.
