@@ -6,6 +6,8 @@
 #
 # Environment:
 #   KILL_EVERY=60     seconds between backend kills (±5 s); the first one 30 s in
+#   MIN_RESPONSE_RATE unset: gatehouse's default; a number: server.min_response_rate for the run
+#                     (240 shows the slow-reader finding of docs/soak.md)
 #   KEEP_TMP=0        1: keep the temp dir (config, logs, outcomes, samples) even after a pass
 #                     (it is always kept after a failure)
 #
@@ -32,8 +34,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MINUTES="${1:-30}"
 KILL_EVERY="${KILL_EVERY:-60}"
 KEEP_TMP="${KEEP_TMP:-0}"
+MIN_RESPONSE_RATE="${MIN_RESPONSE_RATE:-}"
 TICK=10 # seconds between samples, and between reloads
 
+[[ "$MIN_RESPONSE_RATE" =~ ^[0-9]*$ ]] || { echo "soak.sh: MIN_RESPONSE_RATE must be a number" >&2; exit 2; }
 case "$MINUTES" in
     -h | --help) sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *[!0-9]* | '' | 0) echo "soak.sh: MINUTES must be a whole number of minutes ≥ 1, got '$MINUTES'" >&2; exit 2 ;;
@@ -116,6 +120,7 @@ log_level = "info"
 access_log_format = "json"
 access_log_file = "$TMP/access.log"
 state_dir = "$TMP/state"
+${MIN_RESPONSE_RATE:+min_response_rate = $MIN_RESPONSE_RATE}
 
 [[route]]
 path = "/"
@@ -256,7 +261,7 @@ FAILED=0
 {
     echo "# Soak $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
-    echo "- gatehouse $REVISION; $MINUTES min; kernel \`$(uname -srm)\`; CPU $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), nproc $(nproc)"
+    echo "- gatehouse $REVISION; $MINUTES min; min_response_rate ${MIN_RESPONSE_RATE:-at its default}; kernel \`$(uname -srm)\`; CPU $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), nproc $(nproc)"
     echo "- gatehouse exit status after SIGTERM at the end: $GH_RC"
     echo "- gatehouse log: $(grep -c 'config reloaded' "$TMP/gatehouse.log" || true) 'config reloaded', $(grep -c 'reload refused' "$TMP/gatehouse.log" || true) 'reload refused', $(grep -ci 'panic' "$TMP/gatehouse.log" || true) panics, $(grep -c 'reason="slow_reader"' "$TMP/gatehouse.log" || true) clients disconnected as slow readers; failure warnings by kind:"
     grep -o 'kind="[a-z_0-9]*"' "$TMP/gatehouse.log" | sort | uniq -c | sort -rn | sed 's/^ */  - /' || true
