@@ -11,6 +11,7 @@
 //! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
+//! - [`peers`]: real nginx and HAProxy started by a test (logs to explain, configs to check).
 //! - [`metrics`]: samples of a Prometheus text-format scrape.
 //! - [`tls`]: a CA and certificates made for a test (rcgen), and rustls configurations using them.
 //! - [`ProxyStatus`]: an RFC 9209 `Proxy-Status` parser (RFC 8941 list via `sfv`).
@@ -22,6 +23,7 @@ mod gatehouse;
 mod http1;
 pub mod https;
 pub mod metrics;
+pub mod peers;
 mod proxy_status;
 mod record;
 mod temp;
