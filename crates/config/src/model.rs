@@ -50,6 +50,23 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// How much the Proxy-Status header tells. Default `minimal`.
     pub proxy_status: ProxyStatusMode,
+    /// `proxy_status_full_for`: clients (by their real address, see `trusted_proxies`) whose
+    /// responses carry the `full` Proxy-Status whatever `proxy_status` says: the operators'
+    /// own networks. Default none.
+    pub proxy_status_full_for: Vec<IpNet>,
+    /// `trusted_proxies`: the load balancers and proxies in front of gatehouse. Only a peer in
+    /// these blocks may send a PROXY protocol header, and only a client in them has its
+    /// `X-Forwarded-For` (walked from the right past trusted hops), `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `Forwarded` believed and passed on; from anyone else they are
+    /// replaced. Default none.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `proxy_protocol`: the plain listeners (`listen` and `redirect_https`) expect a PROXY
+    /// protocol header (v1 or v2) before anything else, from a peer in `trusted_proxies`.
+    /// Default false.
+    pub proxy_protocol: bool,
+    /// `forwarded`: add an RFC 7239 `Forwarded` element (`for`, `proto`, `host`) to the request.
+    /// Default false.
+    pub forwarded: bool,
     /// How long in-flight requests may take to finish after SIGTERM. Default 30s.
     pub drain_timeout: Duration,
     /// Worker threads. `None` = one per CPU core.
@@ -126,6 +143,9 @@ pub struct TlsListener {
     pub certificates: Vec<TlsCertificate>,
     /// `min_version`: the oldest TLS version accepted, `"1.2"` (the default) or `"1.3"`.
     pub min_version: TlsVersion,
+    /// `proxy_protocol`: a PROXY protocol header (v1 or v2) comes before the TLS handshake, from
+    /// a peer in `server.trusted_proxies`. Default false.
+    pub proxy_protocol: bool,
 }
 
 /// A TLS protocol version.

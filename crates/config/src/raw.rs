@@ -46,6 +46,10 @@ pub(crate) struct RawServer {
     pub(crate) admin: Option<Spanned<String>>,
     pub(crate) admin_token: Option<Spanned<String>>,
     pub(crate) proxy_status: Option<Spanned<String>>,
+    pub(crate) proxy_status_full_for: Option<Vec<Spanned<String>>>,
+    pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    pub(crate) forwarded: Option<Spanned<bool>>,
     pub(crate) drain_timeout: Option<Spanned<String>>,
     pub(crate) workers: Option<Spanned<i64>>,
     pub(crate) work_stealing: Option<Spanned<bool>>,
@@ -81,6 +85,7 @@ pub(crate) struct RawTlsListener {
     pub(crate) key: Option<Spanned<String>>,
     pub(crate) certificates: Option<Vec<Spanned<RawCertPair>>>,
     pub(crate) min_version: Option<Spanned<String>>,
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
 }
 
 /// One element of `[[server.tls]]`'s `certificates`: `{ cert = "...", key = "..." }`.

@@ -58,6 +58,18 @@ const SERVER: &[Field] = &[
         r#"admin_token = "a-long-random-secret""#,
     ),
     field("proxy_status", Kind::Str, r#"proxy_status = "minimal""#),
+    field(
+        "proxy_status_full_for",
+        Kind::StrList,
+        r#"proxy_status_full_for = ["10.0.0.0/8"]"#,
+    ),
+    field(
+        "trusted_proxies",
+        Kind::StrList,
+        r#"trusted_proxies = ["10.0.0.0/8", "192.168.1.10"]"#,
+    ),
+    field("proxy_protocol", Kind::Bool, "proxy_protocol = true"),
+    field("forwarded", Kind::Bool, "forwarded = true"),
     field("drain_timeout", Kind::Str, r#"drain_timeout = "30s""#),
     field("workers", Kind::Int, "workers = 2"),
     field("work_stealing", Kind::Bool, "work_stealing = false"),
@@ -146,6 +158,7 @@ const CERT_PAIR: &[Field] = &[
 
 const TLS_LISTENER: &[Field] = &[
     field("listen", Kind::StrList, r#"listen = ["0.0.0.0:443"]"#),
+    field("proxy_protocol", Kind::Bool, "proxy_protocol = true"),
     field(
         "cert",
         Kind::Str,

@@ -113,7 +113,6 @@ pub fn accepted_upgrade(
     Ok(accepted.clone())
 }
 
-/// What the forwarding headers need to know about this hop.
 /// Names parsed once rather than for every request.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
@@ -121,11 +120,22 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
 /// What the forwarding headers need to know about this hop.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
-    /// The client's IP as a header value (formatted once per connection).
+    /// The IP of whoever sent gatehouse this request (the connection's peer, or the client a
+    /// PROXY header named), formatted once per connection: appended to `X-Forwarded-For`.
+    pub peer_ip: &'a HeaderValue,
+    /// The peer is one of `trusted_proxies`: the forwarding fields it sent are passed on (and
+    /// extended); from anyone else they are replaced.
+    pub trusted: bool,
+    /// The client's real IP (`X-Real-IP`): the peer's, or the one `X-Forwarded-For` gave when
+    /// the peer is trusted.
     pub client_ip: &'a HeaderValue,
+    /// Add an RFC 7239 `Forwarded` element (`server.forwarded`).
+    pub forwarded: bool,
     /// `1.1 <name>`
     pub via: &'a HeaderValue,
     pub request_id: &'a HeaderValue,
@@ -135,33 +145,85 @@ pub struct Hop<'a> {
 }
 
 /// Prepares the headers of a request for the upstream.
+///
+/// From a trusted peer, `X-Forwarded-For` is extended with the peer's address, and
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded` are kept as it sent them (it
+/// terminated the client's connection and knows them). From any other client every
+/// `X-Forwarded-*`, `X-Real-IP` and `Forwarded` field is dropped and written afresh: a client
+/// must not be able to choose the address or scheme an application believes.
 pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     strip_hop_by_hop(headers);
     headers.remove(header::EXPECT);
-    // Several X-Forwarded-For lines are one list; the combined value replaces them all.
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        None => hop.client_ip.clone(),
-        Some(_) => {
-            let mut list = String::new();
-            for value in headers.get_all(&X_FORWARDED_FOR) {
-                let value = value.to_str().unwrap_or("").trim();
-                if !value.is_empty() {
-                    list.push_str(value);
-                    list.push_str(", ");
-                }
+    let xff = if hop.trusted && headers.contains_key(&X_FORWARDED_FOR) {
+        // Several X-Forwarded-For lines are one list; the combined value replaces them all.
+        let mut list = String::new();
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            let value = value.to_str().unwrap_or("").trim();
+            if !value.is_empty() {
+                list.push_str(value);
+                list.push_str(", ");
             }
-            list.push_str(hop.client_ip.to_str().unwrap_or(""));
-            HeaderValue::from_str(&list).unwrap_or_else(|_| hop.client_ip.clone())
         }
+        list.push_str(hop.peer_ip.to_str().unwrap_or(""));
+        HeaderValue::from_str(&list).unwrap_or_else(|_| hop.peer_ip.clone())
+    } else {
+        hop.peer_ip.clone()
     };
+    if !hop.trusted {
+        drop_forwarding_fields(headers);
+    }
     headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_REAL_IP, hop.client_ip.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    if let Some(host) = hop.host {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
+    }
+    if let Some(host) = hop.host
+        && !headers.contains_key(&X_FORWARDED_HOST)
+    {
         headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    if hop.forwarded
+        && let Some(element) = forwarded_element(hop)
+    {
+        headers.append(FORWARDED, element);
     }
     headers.append(header::VIA, hop.via.clone());
     headers.insert(X_REQUEST_ID, hop.request_id.clone());
+}
+
+/// Removes what an untrusted client may have sent to pass for a proxy: `Forwarded`,
+/// `X-Real-IP` and every `X-Forwarded-*` (`-For`, `-Host`, `-Proto`, `-Port`, `-Prefix`, ...).
+fn drop_forwarding_fields(headers: &mut HeaderMap) {
+    let spoofable: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        headers.remove(name);
+    }
+    headers.remove(FORWARDED);
+    headers.remove(X_REAL_IP);
+}
+
+/// This hop's RFC 7239 element: `for` the peer (an IPv6 address quoted in brackets, §6),
+/// `host` as received (quoted: it may hold a `:`), `proto`.
+fn forwarded_element(hop: &Hop<'_>) -> Option<HeaderValue> {
+    let ip = hop.peer_ip.to_str().ok()?;
+    let node = if ip.contains(':') {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_owned()
+    };
+    let mut element = format!("for={node}");
+    if let Some(host) = hop.host.and_then(|h| h.to_str().ok())
+        && !host.contains(['"', '\\'])
+    {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    element.push_str(";proto=");
+    element.push_str(hop.proto);
+    HeaderValue::from_str(&element).ok()
 }
 
 /// Whether the request already went through a proxy with our name (`Via: 1.1 <name>`).
@@ -194,34 +256,77 @@ mod tests {
         assert!(headers.contains_key("x-kept"));
     }
 
-    #[test]
-    fn appends_forwarding_headers() {
+    /// A request as a proxy in front would send it, with forwarding fields of its own.
+    fn forwarded_request() -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
         headers.append("x-forwarded-for", "2.2.2.2".parse().unwrap());
+        headers.insert("x-forwarded-proto", "https".parse().unwrap());
+        headers.insert("x-forwarded-host", "front.example".parse().unwrap());
+        headers.insert("x-forwarded-prefix", "/admin".parse().unwrap());
+        headers.insert("x-real-ip", "6.6.6.6".parse().unwrap());
+        headers.insert("forwarded", "for=6.6.6.6;proto=https".parse().unwrap());
         headers.insert(header::VIA, "1.0 cdn".parse().unwrap());
         headers.insert(header::EXPECT, "100-continue".parse().unwrap());
+        headers
+    }
+
+    fn forward(headers: &mut HeaderMap, trusted: bool, peer: &'static str, client: &'static str) {
         let via = HeaderValue::from_static("1.1 gatehouse");
         let id = HeaderValue::from_static("abc");
-        let host = HeaderValue::from_static("example.com");
+        let host = HeaderValue::from_static("example.com:8080");
         request_headers(
-            &mut headers,
+            headers,
             &Hop {
-                client_ip: &HeaderValue::from_static("10.0.0.1"),
+                peer_ip: &HeaderValue::from_static(peer),
+                trusted,
+                client_ip: &HeaderValue::from_static(client),
+                forwarded: true,
                 via: &via,
                 request_id: &id,
                 host: Some(&host),
                 proto: "http",
             },
         );
+    }
+
+    #[test]
+    fn a_trusted_peers_forwarding_fields_are_extended() {
+        let mut headers = forwarded_request();
+        forward(&mut headers, true, "10.0.0.1", "2.2.2.2");
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.1");
-        assert_eq!(headers["x-real-ip"], "10.0.0.1");
-        assert_eq!(headers["x-forwarded-host"], "example.com");
-        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert_eq!(headers["x-real-ip"], "2.2.2.2");
+        assert_eq!(headers["x-forwarded-host"], "front.example");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-prefix"], "/admin");
+        let forwarded: Vec<_> = headers.get_all("forwarded").iter().collect();
+        assert_eq!(
+            forwarded,
+            [
+                "for=6.6.6.6;proto=https",
+                "for=10.0.0.1;host=\"example.com:8080\";proto=http"
+            ]
+        );
         let vias: Vec<_> = headers.get_all(header::VIA).iter().collect();
         assert_eq!(vias, ["1.0 cdn", "1.1 gatehouse"]);
         assert!(!headers.contains_key(header::EXPECT));
+    }
+
+    #[test]
+    fn an_untrusted_clients_forwarding_fields_are_replaced() {
+        let mut headers = forwarded_request();
+        forward(&mut headers, false, "2001:db8::7", "2001:db8::7");
+        assert_eq!(headers["x-forwarded-for"], "2001:db8::7");
+        assert_eq!(headers["x-real-ip"], "2001:db8::7");
+        assert_eq!(headers["x-forwarded-host"], "example.com:8080");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(!headers.contains_key("x-forwarded-prefix"));
+        let forwarded: Vec<_> = headers.get_all("forwarded").iter().collect();
+        assert_eq!(
+            forwarded,
+            ["for=\"[2001:db8::7]\";host=\"example.com:8080\";proto=http"]
+        );
     }
 
     #[test]

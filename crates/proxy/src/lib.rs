@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod client_addr;
 pub mod client_body;
 pub mod client_io;
 pub mod client_pace;
@@ -30,6 +31,7 @@ pub mod http1;
 pub mod listener;
 pub mod maintenance;
 pub mod observe;
+pub mod proxy_protocol;
 pub mod respond;
 pub mod router;
 pub mod server;

@@ -428,3 +428,18 @@ impl Req {
         self.send_on(&mut RawConn::connect(addr))
     }
 }
+
+/// A TCP connection to `to` from the local address `from` (any address of 127.0.0.0/8 is
+/// local), so a test can be a client gatehouse does not trust.
+pub fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None)
+        .unwrap_or_else(|e| panic!("socket: {e}"));
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    socket
+        .connect_timeout(&to.into(), PATIENCE)
+        .unwrap_or_else(|e| panic!("connect {from} -> {to}: {e}"));
+    socket.into()
+}

@@ -428,6 +428,13 @@ impl TlsListener {
         self
     }
 
+    /// Expects a PROXY protocol header before the TLS handshake (`proxy_protocol = true`).
+    #[must_use]
+    pub fn proxy_protocol(mut self) -> Self {
+        self.table.insert("proxy_protocol".to_owned(), true.into());
+        self
+    }
+
     /// Sets `min_version` ("1.2" or "1.3").
     #[must_use]
     pub fn min_version(mut self, version: &str) -> Self {

@@ -32,7 +32,7 @@ pub mod tls_origin;
 mod upstream;
 pub mod ws_origin;
 
-pub use client::{NoResponse, RawConn, RawResponse, Req, send_raw};
+pub use client::{NoResponse, RawConn, RawResponse, Req, connect_from, send_raw};
 pub use curl::{CurlResult, curl};
 pub use dns::{DnsAnswer, MockDns};
 pub use gatehouse::{Config, Gatehouse, Observed, Server};

@@ -24,6 +24,7 @@ use crate::raw::{RawConfig, RawDns, RawServer};
 use crate::values;
 
 mod caching;
+mod edge;
 mod fields;
 mod health;
 mod logs;
@@ -112,6 +113,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
 
 fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> ServerConfig {
     let http2 = tls::http2(&raw, sink);
+    let edge = edge::edge(&raw, sink);
     let name = match raw.name {
         None => DEFAULT_NAME.to_owned(),
         Some(name) if name.get_ref().is_empty() => {
@@ -229,6 +231,10 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
         admin,
         admin_token,
         proxy_status,
+        proxy_status_full_for: edge.proxy_status_full_for,
+        trusted_proxies: edge.trusted_proxies,
+        proxy_protocol: edge.proxy_protocol,
+        forwarded: edge.forwarded,
         drain_timeout: timeout(
             sink,
             raw.drain_timeout,

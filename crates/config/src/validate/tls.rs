@@ -171,6 +171,10 @@ fn listener(
         listen,
         certificates,
         min_version,
+        proxy_protocol: entry
+            .proxy_protocol
+            .as_ref()
+            .is_some_and(|on| *on.get_ref()),
     })
 }
 

@@ -49,7 +49,7 @@ pub(super) fn upstream(
         );
     }
     let up = raw.get_ref();
-    let deny_addresses = deny_addresses(up.deny_addresses.as_deref(), &key("deny_addresses"), sink);
+    let deny_addresses = ip_nets(up.deny_addresses.as_deref(), &key("deny_addresses"), sink);
     let tls_all = up.tls.as_ref().is_some_and(|t| *t.get_ref());
     let servers = servers(name, raw, &deny_addresses, tls_all, sink);
     let tls = upstream_tls(up, &prefix, tls_all || writes_https(up), base, sink);
@@ -380,7 +380,13 @@ fn resolve_interval(raw: Option<&Spanned<String>>, key: &str, sink: &mut Sink<'_
 }
 
 /// The deny list, each block truncated to its prefix (with a warning when that changed it).
-fn deny_addresses(raw: Option<&[Spanned<String>]>, key: &str, sink: &mut Sink<'_>) -> Vec<IpNet> {
+/// A list of CIDR blocks (`deny_addresses`, `trusted_proxies`, ...), each stored truncated,
+/// with a warning for host bits set after the prefix.
+pub(super) fn ip_nets(
+    raw: Option<&[Spanned<String>]>,
+    key: &str,
+    sink: &mut Sink<'_>,
+) -> Vec<IpNet> {
     let mut out = Vec::new();
     for (i, item) in raw.unwrap_or_default().iter().enumerate() {
         let key = format!("{key}[{i}]");

@@ -34,7 +34,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::redirect;
+use super::{proxy_header, redirect};
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
 use crate::client_io::{ClientActivity, ClientIo};
@@ -86,16 +86,54 @@ struct Conn {
     shutdown: watch::Receiver<bool>,
 }
 
+/// A connection as the accept loop hands it over.
+pub(super) struct Accepted {
+    pub(super) stream: TcpStream,
+    /// The address the connection came from.
+    pub(super) peer: SocketAddr,
+    pub(super) kind: ListenerKind,
+    /// The listener expects a PROXY protocol header first.
+    pub(super) proxy_header: bool,
+}
+
 /// Serves one accepted connection as its listener's `kind` says.
 pub(super) async fn serve(
-    stream: TcpStream,
-    client: SocketAddr,
-    kind: ListenerKind,
+    accepted: Accepted,
     snapshot: Arc<Snapshot>,
     current: Current,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Accepted {
+        mut stream,
+        peer,
+        kind,
+        proxy_header,
+    } = accepted;
     let _ = stream.set_nodelay(true);
+    let client = if proxy_header {
+        let server = &snapshot.config.server;
+        let taken = Box::pin(proxy_header::take(
+            &mut stream,
+            peer,
+            &server.trusted_proxies,
+            server.client_header_timeout,
+        ))
+        .await;
+        match taken {
+            Ok(client) => client,
+            Err(refused) => {
+                // Scanners and misconfigured balancers: debug level; the metric shows a trend.
+                tracing::debug!(peer = %peer, reason = refused.reason(), detail = ?refused, "connection closed: no acceptable PROXY protocol header");
+                snapshot
+                    .observer
+                    .metrics
+                    .proxy_protocol_refused(refused.reason());
+                return;
+            }
+        }
+    } else {
+        peer
+    };
     let mut conn = Conn {
         client,
         handler: Handler::Proxy,

@@ -8,6 +8,7 @@
 //! job, the HTTPS redirect `redirect`'s.
 
 mod conn;
+mod proxy_header;
 mod redirect;
 
 use std::sync::Arc;
@@ -92,11 +93,18 @@ pub async fn accept_loop(
                     continue;
                 };
                 snapshot.observer.metrics.connection_accepted();
+                let proxy_header = snapshot.listeners.expects_proxy_header(key);
                 let guard = ConnGuard::new(&tracker);
                 let current = Arc::clone(&current);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    conn::serve(stream, client, kind, snapshot, current, shutdown).await;
+                    let accepted = conn::Accepted {
+                        stream,
+                        peer: client,
+                        kind,
+                        proxy_header,
+                    };
+                    conn::serve(accepted, snapshot, current, shutdown).await;
                     drop(guard);
                 });
             }

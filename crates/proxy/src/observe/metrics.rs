@@ -42,6 +42,7 @@ pub struct Metrics {
     health_transitions: IntCounterVec,
     connections: IntCounter,
     tls_handshake_failures: IntCounterVec,
+    proxy_protocol_refused: IntCounterVec,
     tunnels_open: IntGaugeVec,
     tunnels_closed: IntCounterVec,
     reloads: IntCounterVec,
@@ -151,6 +152,15 @@ impl Metrics {
         for reason in ["error", "timeout"] {
             tls_handshake_failures.with_label_values(&[reason]);
         }
+        let proxy_protocol_refused = counter_vec(
+            &registry,
+            "gatehouse_proxy_protocol_refused_total",
+            "Connections to a proxy_protocol listener closed before HTTP: from a peer not in trusted_proxies (reason=untrusted), without a valid PROXY header (reason=invalid), or whose header did not arrive within client_header_timeout (reason=timeout).",
+            &["reason"],
+        );
+        for reason in ["untrusted", "invalid", "timeout"] {
+            proxy_protocol_refused.with_label_values(&[reason]);
+        }
         let cache_requests = counter_vec(
             &registry,
             "gatehouse_cache_requests_total",
@@ -249,6 +259,7 @@ impl Metrics {
             health_transitions,
             connections,
             tls_handshake_failures,
+            proxy_protocol_refused,
             tunnels_open,
             tunnels_closed,
             reloads,
@@ -347,6 +358,14 @@ impl Metrics {
     /// A client's TLS handshake failed; `reason` is `error` or `timeout`.
     pub fn tls_handshake_failed(&self, reason: &str) {
         self.tls_handshake_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// A connection to a proxy_protocol listener was closed before HTTP; `reason` is
+    /// `untrusted`, `invalid` or `timeout`.
+    pub fn proxy_protocol_refused(&self, reason: &str) {
+        self.proxy_protocol_refused
             .with_label_values(&[reason])
             .inc();
     }

@@ -114,7 +114,7 @@ impl Pipeline<'_> {
                 accept: self.accept.as_ref(),
                 head_only,
                 next_hop: None,
-                proxy_status: &self.snapshot.proxy_status,
+                proxy_status: self.proxy_status(),
             },
         );
         if let Some(page) = &settings.page {
@@ -425,11 +425,10 @@ impl Pipeline<'_> {
     fn add_failure_status(&self, response: &mut Response<ProxyBody>, failed: OriginFailed<'_>) {
         let member = match failed {
             OriginFailed::Failure(failure, next_hop) => {
-                self.snapshot.proxy_status.for_failure(failure, next_hop)
+                self.proxy_status().for_failure(failure, next_hop)
             }
             OriginFailed::Status(status, next_hop, protocol) => self
-                .snapshot
-                .proxy_status
+                .proxy_status()
                 .for_received_status(status.as_u16(), next_hop, protocol),
         };
         if let Some(member) = member {

@@ -76,7 +76,7 @@ impl Pipeline<'_> {
                 accept: self.accept.as_ref(),
                 head_only,
                 next_hop,
-                proxy_status: &self.snapshot.proxy_status,
+                proxy_status: self.proxy_status(),
             },
         );
         let mut record = self.take_record();

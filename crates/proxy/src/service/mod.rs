@@ -37,6 +37,7 @@ use http::{Method, Request, Response};
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
+use crate::client_addr;
 use crate::client_body::{ClientBody, ClientUpgrade};
 use crate::client_io::ClientActivity;
 #[cfg(doc)]
@@ -46,13 +47,21 @@ use crate::snapshot::Snapshot;
 use caching::CacheRequest;
 use outgoing::Outgoing;
 
-/// Handles one request. Never fails: every error becomes a response here.
+/// Handles one request from `peer` (the connection's client, after any PROXY header). Never
+/// fails: every error becomes a response here.
 pub async fn handle(
     snapshot: Arc<Snapshot>,
-    client: SocketAddr,
+    peer: SocketAddr,
     activity: &ClientActivity,
     req: Request<ClientBody>,
 ) -> Response<ProxyBody> {
+    let trusted = &snapshot.config.server.trusted_proxies;
+    let peer_trusted = !trusted.is_empty() && client_addr::is_trusted(trusted, peer.ip());
+    let client = if peer_trusted {
+        client_addr::resolve(peer, req.headers(), trusted)
+    } else {
+        peer
+    };
     let request_id = request_id(req.headers());
     let access_log = snapshot.config.server.access_log;
     // The target is copied only when it will be logged.
@@ -73,6 +82,7 @@ pub async fn handle(
     let mut pipeline = Pipeline {
         snapshot: &snapshot,
         client,
+        peer_trusted,
         request_id,
         record,
         accept,
@@ -87,7 +97,10 @@ pub async fn handle(
 
 struct Pipeline<'a> {
     snapshot: &'a Snapshot,
+    /// The client: the connection's peer, or the address a trusted peer forwarded for.
     client: SocketAddr,
+    /// The connection's peer is one of `trusted_proxies` (its forwarding fields are believed).
+    peer_trusted: bool,
     request_id: Arc<str>,
     record: AccessRecord,
     /// The client's `Accept`, kept for rendering an error after the request went upstream.
@@ -114,6 +127,16 @@ struct UpgradeRequest {
 }
 
 impl Pipeline<'_> {
+    /// How much Proxy-Status tells this client: `full` for `proxy_status_full_for`.
+    fn proxy_status(&self) -> &crate::failure::proxy_status::ProxyStatusWriter {
+        let full_for = &self.snapshot.config.server.proxy_status_full_for;
+        if !full_for.is_empty() && client_addr::is_trusted(full_for, self.client.ip()) {
+            &self.snapshot.proxy_status_full
+        } else {
+            &self.snapshot.proxy_status
+        }
+    }
+
     /// The phases in order; each may end the request with its response.
     async fn run(
         &mut self,

@@ -130,10 +130,18 @@ impl Pipeline<'_> {
             .unwrap_or_else(|_| HeaderValue::from_static("-"));
         // The check phase made Host the target's authority (absolute-form, `:authority`).
         let host_header = parts.headers.get(header::HOST).cloned();
+        // The client is the peer unless a trusted peer forwarded for someone else.
+        let forwarded_client = self
+            .peer_trusted
+            .then(|| HeaderValue::from_str(&self.client.ip().to_string()).ok())
+            .flatten();
         forward::request_headers(
             &mut parts.headers,
             &forward::Hop {
-                client_ip: &activity.client_ip,
+                peer_ip: &activity.client_ip,
+                trusted: self.peer_trusted,
+                client_ip: forwarded_client.as_ref().unwrap_or(&activity.client_ip),
+                forwarded: self.snapshot.config.server.forwarded,
                 via: &self.snapshot.via,
                 request_id: &request_id,
                 host: host_header.as_ref(),

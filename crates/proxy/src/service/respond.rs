@@ -175,7 +175,7 @@ impl Pipeline<'_> {
             }
         }
         if status.is_server_error()
-            && let Some(member) = self.snapshot.proxy_status.for_received_status(
+            && let Some(member) = self.proxy_status().for_received_status(
                 status.as_u16(),
                 &server.label,
                 conn.protocol.alpn(),

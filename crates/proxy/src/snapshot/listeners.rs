@@ -67,6 +67,8 @@ pub enum ListenerError {
 #[derive(Debug, Default)]
 pub struct Listeners {
     entries: Vec<(ListenerKey, ListenerKind)>,
+    /// The listeners that expect a PROXY protocol header first (`proxy_protocol`).
+    proxy_protocol: Vec<ListenerKey>,
     /// The first TLS listener, whose port redirects name.
     first_tls: Option<ListenerKey>,
     /// Its port once bound (so that a configured port 0 becomes the real one).
@@ -79,7 +81,8 @@ impl Listeners {
     pub fn build(server: &ServerConfig) -> Result<Self, ListenerError> {
         let mut listeners = Self::default();
         for addr in &server.listen {
-            listeners.push(*addr, ListenerKind::Plain);
+            let key = listeners.push(*addr, ListenerKind::Plain);
+            listeners.expect_proxy_header(key, server.proxy_protocol);
         }
         for entry in &server.tls {
             let config =
@@ -95,10 +98,12 @@ impl Listeners {
             for addr in &entry.listen {
                 let key = listeners.push(*addr, ListenerKind::Tls(Arc::clone(&config)));
                 listeners.first_tls.get_or_insert(key);
+                listeners.expect_proxy_header(key, entry.proxy_protocol);
             }
         }
         for addr in &server.redirect_https {
-            listeners.push(*addr, ListenerKind::RedirectHttps);
+            let key = listeners.push(*addr, ListenerKind::RedirectHttps);
+            listeners.expect_proxy_header(key, server.proxy_protocol);
         }
         listeners.https_port = listeners.first_tls.map(|key| key.addr.port());
         Ok(listeners)
@@ -109,6 +114,17 @@ impl Listeners {
         let key = ListenerKey { addr, nth };
         self.entries.push((key, kind));
         key
+    }
+
+    fn expect_proxy_header(&mut self, key: ListenerKey, on: bool) {
+        if on {
+            self.proxy_protocol.push(key);
+        }
+    }
+
+    /// Whether connections to the socket `key` start with a PROXY protocol header.
+    pub fn expects_proxy_header(&self, key: ListenerKey) -> bool {
+        self.proxy_protocol.contains(&key)
     }
 
     /// Learns the addresses the sockets were bound to (see [`Listeners::https_port`]).
@@ -164,6 +180,7 @@ mod tests {
             listen: listen.iter().map(|a| addr(a)).collect(),
             certificates: vec![tls::tests::Ca::new().leaf(&["a.test"])],
             min_version: TlsVersion::Tls12,
+            proxy_protocol: false,
         }
     }
 

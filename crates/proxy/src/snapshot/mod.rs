@@ -64,6 +64,8 @@ pub struct Snapshot {
     /// What each listening address serves: the accept loops look here on every accept.
     pub listeners: Listeners,
     pub proxy_status: ProxyStatusWriter,
+    /// The `full` writer, for clients in `proxy_status_full_for`.
+    pub proxy_status_full: ProxyStatusWriter,
     /// `1.1 <name>`, appended to `Via`.
     pub via: HeaderValue,
     /// Metrics, recent failures and rates; the same for every snapshot of the process.
@@ -103,6 +105,10 @@ impl Snapshot {
             dns: Arc::new(Dns::new(&config.dns)),
             listeners,
             proxy_status: ProxyStatusWriter::new(&config.server.name, config.server.proxy_status),
+            proxy_status_full: ProxyStatusWriter::new(
+                &config.server.name,
+                gatehouse_config::ProxyStatusMode::Full,
+            ),
             via,
             observer: Arc::clone(observer),
             cache: Arc::clone(&lasting.cache),

@@ -200,6 +200,7 @@ pub(super) mod tests {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             certificates,
             min_version,
+            proxy_protocol: false,
         }
     }
 
