@@ -345,3 +345,62 @@ fn check_refuses_proxy_protocol_without_trusted_proxies_and_bad_blocks() {
         "{stderr}"
     );
 }
+
+// --- PROXY protocol to upstreams ---
+
+/// nginx listening with `proxy_protocol`, answering with the address the header named.
+fn nginx_behind() -> (Peer, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "pid {{dir}}/nginx.pid;\nerror_log {{dir}}/error.log info;\nevents {{}}\nhttp {{\n access_log {{dir}}/access.log;\n server {{\n  listen 127.0.0.1:{port} proxy_protocol;\n  location /health {{ return 200 \"ok\"; }}\n  location / {{ return 200 \"client=$proxy_protocol_addr\"; }}\n }}\n}}\n"
+    );
+    (Peer::start(PeerKind::Nginx, &config, addr), addr)
+}
+
+fn through(gh: &Gatehouse, from: [u8; 4], path: &str) -> String {
+    let mut stream = connect_from(from.into(), gh.addr());
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("send");
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut out);
+    out
+}
+
+#[test]
+fn nginx_behind_learns_each_client_from_the_header_gatehouse_sends() {
+    let (nginx, addr) = nginx_behind();
+    for version in ["v1", "v2"] {
+        let gh = start(
+            &Config::proxy_to([addr])
+                .upstream_setting("app", "send_proxy_protocol", version)
+                .health("app", "path", "/health")
+                .health("app", "interval", "100ms")
+                .server("admin", "127.0.0.1:0"),
+        );
+        // Two clients, one after the other: each request names its own client, never the
+        // previous one's (a connection with a PROXY header is never reused for another).
+        let first = through(&gh, [127, 0, 0, 2], "/a");
+        let second = through(&gh, [127, 0, 0, 3], "/b");
+        assert!(first.ends_with("client=127.0.0.2"), "{version}: {first}");
+        assert!(second.ends_with("client=127.0.0.3"), "{version}: {second}");
+        // Health checks send a LOCAL / UNKNOWN header, which nginx accepts and answers.
+        std::thread::sleep(Duration::from_millis(500));
+        let status = Req::get("/status.json").send(gh.admin_addr()).json();
+        let server = &status["pools"][0]["servers"][0];
+        assert_eq!(server["state"], "healthy", "{version}: {server:#}");
+    }
+    let access = nginx.read("access.log");
+    assert!(
+        access.contains("\"GET /health HTTP/1.1\" 200"),
+        "health checks reached nginx: {access}"
+    );
+    assert!(
+        !nginx.read("error.log").contains("broken header"),
+        "{}",
+        nginx.read("error.log")
+    );
+}

@@ -8,6 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A PROXY protocol version sent to upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
+}
+
 /// A whole, validated gatehouse configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -336,6 +343,11 @@ pub enum HostMatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// `send_proxy_protocol`: each connection to a server starts with a PROXY protocol header
+    /// naming the client (`"v1"` or `"v2"`); health checks send v1 `UNKNOWN` / v2 `LOCAL`.
+    /// Such connections carry one client's address, so each request gets a connection of its
+    /// own. Default none.
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
     /// In file order. May be empty: `check` warns, and requests routed here get
     /// `proxy_configuration_error`.
     pub servers: Vec<UpstreamServer>,

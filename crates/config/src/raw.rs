@@ -162,6 +162,7 @@ pub(crate) struct RawUpstream {
     pub(crate) servers: Option<Spanned<Vec<Spanned<RawServerEntry>>>>,
     pub(crate) balance: Option<Spanned<String>>,
     pub(crate) hash_key: Option<Spanned<String>>,
+    pub(crate) send_proxy_protocol: Option<Spanned<String>>,
     pub(crate) connect_timeout: Option<Spanned<String>>,
     pub(crate) response_timeout: Option<Spanned<String>>,
     pub(crate) read_timeout: Option<Spanned<String>>,

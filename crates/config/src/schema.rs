@@ -286,6 +286,11 @@ const UPSTREAM: &[Field] = &[
         r#"servers = ["127.0.0.1:3000", { address = "https://app.internal", weight = 3 }]"#,
     ),
     field("connect_timeout", Kind::Str, r#"connect_timeout = "2s""#),
+    field(
+        "send_proxy_protocol",
+        Kind::Str,
+        r#"send_proxy_protocol = "v2""#,
+    ),
     field("response_timeout", Kind::Str, r#"response_timeout = "30s""#),
     field("read_timeout", Kind::Str, r#"read_timeout = "30s""#),
     field("send_timeout", Kind::Str, r#"send_timeout = "30s""#),

@@ -39,6 +39,8 @@ pub struct ClientActivity {
     pub client_ip: HeaderValue,
     /// The connection came in over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
+    /// The address the client reached gatehouse on (for a PROXY header sent upstream).
+    pub local: SocketAddr,
     read: AtomicU64,
     read_at_last_write: AtomicU64,
     /// Bytes read since the last write, up to `head_limit`.
@@ -47,9 +49,10 @@ pub struct ClientActivity {
 }
 
 impl ClientActivity {
-    pub fn new(client: SocketAddr, head_limit: usize, https: bool) -> Self {
+    pub fn new(client: SocketAddr, local: SocketAddr, head_limit: usize, https: bool) -> Self {
         Self {
             https,
+            local,
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             read: AtomicU64::new(0),

@@ -18,7 +18,7 @@ use super::{
     DEFAULT_RESPONSE_TIMEOUT, DEFAULT_SEND_TIMEOUT, MIN_HEADER_SIZE,
 };
 use crate::diag::Sink;
-use crate::model::{Balance, HashKey, IpNet, UpstreamConfig, UpstreamServer};
+use crate::model::{Balance, HashKey, IpNet, ProxyProtocolVersion, UpstreamConfig, UpstreamServer};
 use crate::raw::{RawServerEntry, RawUpstream};
 use crate::values::{self, Scheme};
 
@@ -58,7 +58,20 @@ pub(super) fn upstream(
         let n = int_in(sink, Some(m), &key("max_connections"), 0, 0, u32::MAX);
         (n > 0).then_some(n)
     });
+    let send_proxy_protocol = up.send_proxy_protocol.clone().and_then(|raw| {
+        choice(
+            sink,
+            Some(raw),
+            &key("send_proxy_protocol"),
+            None,
+            &[
+                ("v1", Some(ProxyProtocolVersion::V1)),
+                ("v2", Some(ProxyProtocolVersion::V2)),
+            ],
+        )
+    });
     UpstreamConfig {
+        send_proxy_protocol,
         name: name.to_owned(),
         servers,
         balance: balance(up, &key, sink),

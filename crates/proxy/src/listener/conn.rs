@@ -76,6 +76,8 @@ enum Protocol {
 /// One accepted connection and what it was accepted with.
 struct Conn {
     client: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
     handler: Handler,
     /// It came in over TLS (`X-Forwarded-Proto: https`).
     https: bool,
@@ -134,8 +136,10 @@ pub(super) async fn serve(
     } else {
         peer
     };
+    let local = stream.local_addr().unwrap_or(peer);
     let mut conn = Conn {
         client,
+        local,
         handler: Handler::Proxy,
         https: false,
         snapshot,
@@ -216,6 +220,7 @@ impl Conn {
     async fn http1(self, stream: TcpStream) {
         let Self {
             client,
+            local,
             handler,
             https,
             snapshot,
@@ -235,7 +240,7 @@ impl Conn {
             client,
             handler,
             current,
-            activity: Arc::new(ClientActivity::new(client, 0, https)),
+            activity: Arc::new(ClientActivity::new(client, local, 0, https)),
         };
         http1::serve(stream, &handler, settings, &mut shutdown).await;
     }
@@ -247,6 +252,7 @@ impl Conn {
     {
         let Self {
             client,
+            local,
             handler,
             https,
             snapshot,
@@ -260,7 +266,7 @@ impl Conn {
             Protocol::Http1 => max_buf,
             Protocol::Http2 => 0,
         };
-        let activity = Arc::new(ClientActivity::new(client, head_limit, https));
+        let activity = Arc::new(ClientActivity::new(client, local, head_limit, https));
         let min_response_rate = http1::pace::MinRate {
             bytes_per_second: server.min_response_rate,
             grace: server.min_rate_grace,
@@ -716,7 +722,7 @@ mod tests {
             client: addr,
             handler: Handler::Proxy,
             current: Arc::new(arc_swap::ArcSwap::from(Arc::clone(&snapshot))),
-            activity: Arc::new(ClientActivity::new(addr, 0, false)),
+            activity: Arc::new(ClientActivity::new(addr, addr, 0, false)),
         };
         let (_stop, mut shutdown) = watch::channel(false);
         let settings = http1::Settings {

@@ -18,7 +18,7 @@ use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, RetryRule};
 use crate::observe::access_log::AttemptContext;
-use crate::upstream::connect::{ConnMode, connect};
+use crate::upstream::connect::{ConnMode, connect_for};
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease, Protocol, Server};
 
@@ -328,7 +328,9 @@ impl Pipeline<'_> {
         match opened {
             Some(conn) => Ok(conn),
             None => {
-                let (conn, connect_time) = Box::pin(server.connect(ConnMode::Pooled)).await?;
+                let (conn, connect_time) =
+                    Box::pin(server.connect(ConnMode::Pooled, Some((self.client, self.local))))
+                        .await?;
                 self.record.connect = Some(connect_time);
                 Ok(conn)
             }
@@ -340,8 +342,13 @@ impl Pipeline<'_> {
     /// `Server::connect` does for this mode; called directly because an upgrade connection is
     /// never shared, so none of its pooling applies.
     async fn connect_for_upgrade(&mut self, server: &Server) -> Result<Conn, Failure> {
-        let (conn, connect_time) =
-            connect(server.addr, server.settings(), ConnMode::Upgrade).await?;
+        let (conn, connect_time) = connect_for(
+            server.addr,
+            server.settings(),
+            ConnMode::Upgrade,
+            Some((self.client, self.local)),
+        )
+        .await?;
         self.record.connect = Some(connect_time);
         Ok(conn)
     }

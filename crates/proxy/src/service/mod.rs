@@ -83,6 +83,7 @@ pub async fn handle(
         snapshot: &snapshot,
         client,
         peer_trusted,
+        local: activity.local,
         request_id,
         record,
         accept,
@@ -101,6 +102,8 @@ struct Pipeline<'a> {
     client: SocketAddr,
     /// The connection's peer is one of `trusted_proxies` (its forwarding fields are believed).
     peer_trusted: bool,
+    /// The address the client reached gatehouse on.
+    local: SocketAddr,
     request_id: Arc<str>,
     record: AccessRecord,
     /// The client's `Accept`, kept for rendering an error after the request went upstream.

@@ -220,6 +220,7 @@ mod tests {
             read_timeout: std::time::Duration::from_secs(1),
             send_timeout: std::time::Duration::from_secs(1),
             max_response_header_size: 8192,
+            proxy_protocol: None,
         };
         Arc::new(Server::new(
             "app",

@@ -158,6 +158,7 @@ mod tests {
             read_timeout: Duration::from_secs(1),
             send_timeout: Duration::from_secs(1),
             max_response_header_size: 8192,
+            proxy_protocol: None,
         }
     }
 

@@ -64,8 +64,22 @@ pub async fn connect<R: Reach + ?Sized>(
     settings: &R,
     mode: ConnMode,
 ) -> Result<(Conn, Duration), Failure> {
-    let want_h2 = settings.http2() && mode == ConnMode::Pooled;
-    let opened = open(addr, settings, want_h2).await?;
+    connect_for(addr, settings, mode, None).await
+}
+
+/// [`connect`] on behalf of `client` (its address and the one it reached gatehouse on),
+/// named in the PROXY protocol header of a `send_proxy_protocol` server; `None` for
+/// gatehouse's own connections (v1 `UNKNOWN`, v2 `LOCAL`).
+pub async fn connect_for<R: Reach + ?Sized>(
+    addr: SocketAddr,
+    settings: &R,
+    mode: ConnMode,
+    client: Option<(SocketAddr, SocketAddr)>,
+) -> Result<(Conn, Duration), Failure> {
+    // A connection carrying one client's address is never shared as HTTP/2.
+    let want_h2 =
+        settings.http2() && mode == ConnMode::Pooled && settings.conn().proxy_protocol.is_none();
+    let opened = open_for(addr, settings, want_h2, client).await?;
     let conn_settings = settings.conn();
     let connect_time = opened.connect_time;
     let (speak_h2, tls_handshake) = match &opened.tls {
@@ -122,9 +136,27 @@ pub async fn open<R: Reach + ?Sized>(
     settings: &R,
     want_h2: bool,
 ) -> Result<Opened, Failure> {
+    open_for(addr, settings, want_h2, None).await
+}
+
+/// [`open`], with the PROXY protocol header for `client` first when the server wants one.
+pub async fn open_for<R: Reach + ?Sized>(
+    addr: SocketAddr,
+    settings: &R,
+    want_h2: bool,
+    client: Option<(SocketAddr, SocketAddr)>,
+) -> Result<Opened, Failure> {
     let started = Instant::now();
     let connect_timeout = settings.conn().connect_timeout;
-    let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+    let connected = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        if let Some(version) = settings.conn().proxy_protocol {
+            let header = crate::proxy_protocol::encode(version, client);
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
+        }
+        Ok::<_, io::Error>(stream)
+    };
+    let stream = match tokio::time::timeout(connect_timeout, connected).await {
         Err(_) => {
             return Err(Failure::new(
                 FailureKind::ConnectionTimeout,

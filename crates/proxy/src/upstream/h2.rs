@@ -299,6 +299,7 @@ mod tests {
                 read_timeout: Duration::from_secs(1),
                 send_timeout: Duration::from_secs(1),
                 max_response_header_size: 8192,
+                proxy_protocol: None,
             })
         };
         let (mut conn, _) = connect::connect(addr, &settings, ConnMode::Pooled)

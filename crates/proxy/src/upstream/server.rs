@@ -53,11 +53,17 @@ pub struct ConnSettings {
     pub read_timeout: Duration,
     pub send_timeout: Duration,
     pub max_response_header_size: usize,
+    /// `send_proxy_protocol`: each connection starts with this PROXY protocol header.
+    pub proxy_protocol: Option<crate::proxy_protocol::Version>,
 }
 
 impl From<&UpstreamConfig> for ConnSettings {
     fn from(config: &UpstreamConfig) -> Self {
         Self {
+            proxy_protocol: config.send_proxy_protocol.map(|version| match version {
+                gatehouse_config::ProxyProtocolVersion::V1 => crate::proxy_protocol::Version::V1,
+                gatehouse_config::ProxyProtocolVersion::V2 => crate::proxy_protocol::Version::V2,
+            }),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             read_timeout: config.read_timeout,
@@ -446,6 +452,9 @@ impl Server {
     /// while hyper has not looked yet; yielding once lets the runtime poll its sockets and
     /// hyper's connection task see the close before the request is written.
     pub async fn checkout(&self, careful: bool) -> Option<Conn> {
+        if self.sends_proxy_header() {
+            return None;
+        }
         if self.settings.http2
             && let Some(conn) = self.shared_stream()
         {
@@ -482,7 +491,18 @@ impl Server {
     /// server, the new HTTP/2 connection is shared from then on; while it is being opened, the
     /// server's other new requests wait for it (and share its failure) rather than opening one
     /// each. Upgrade requests and servers that chose HTTP/1.1 connect directly.
-    pub async fn connect(&self, mode: ConnMode) -> Result<(Conn, Duration), Failure> {
+    ///
+    /// `client`: the client and the address it reached gatehouse on, for the PROXY protocol
+    /// header of a `send_proxy_protocol` server (whose connections are the client's own:
+    /// never pooled, never shared).
+    pub async fn connect(
+        &self,
+        mode: ConnMode,
+        client: Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<(Conn, Duration), Failure> {
+        if self.sends_proxy_header() {
+            return connect::connect_for(self.addr, &self.settings, mode, client).await;
+        }
         if mode == ConnMode::Upgrade
             || !self.settings.http2
             || self.http1_only.load(Ordering::Relaxed)
@@ -518,6 +538,11 @@ impl Server {
         result
     }
 
+    /// Connections to this server start with a PROXY protocol header naming one client.
+    fn sends_proxy_header(&self) -> bool {
+        self.settings.conn.proxy_protocol.is_some()
+    }
+
     /// A new stream on a shared HTTP/2 connection with room for one, dropping connections that
     /// closed or sat unused too long.
     fn shared_stream(&self) -> Option<Conn> {
@@ -533,7 +558,10 @@ impl Server {
     /// Returns a connection whose last response was read completely. An HTTP/2 stream just
     /// ends (dropped); its connection stays shared.
     pub fn checkin(&self, conn: Conn) {
-        if matches!(conn.sender, Sender::Http1(_)) && !conn.sender.is_closed() {
+        if matches!(conn.sender, Sender::Http1(_))
+            && !conn.sender.is_closed()
+            && !self.sends_proxy_header()
+        {
             self.push(conn);
         }
     }
