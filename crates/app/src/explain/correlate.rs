@@ -1,0 +1,202 @@
+//! Matching access lines with failure lines of the same request, so that one request that
+//! failed is counted once: its failure line says the kind, its access line what the client got.
+//!
+//! nginx writes the failure in error.log and the request in access.log; gatehouse writes a
+//! failure warning per attempt and one access record. An access line of a failed request that
+//! matches no failure line still counts: as the failure it stands for (its kind guessed from
+//! the status for nginx, named by gatehouse's own lines).
+
+use std::collections::HashMap;
+
+use super::record::{AccessLine, Event, Source};
+
+/// How far before an access line (beyond the request's own duration) and after it its
+/// failure line may be: both are stamped by the same clock, to the second.
+const EARLY_MS: i64 = 2_000;
+const LATE_MS: i64 = 1_000;
+
+/// The failure lines seen so far, by their request key, and whether an access line took them.
+#[derive(Debug, Default)]
+pub(crate) struct Correlator {
+    by_key: HashMap<String, Vec<(usize, i64)>>,
+    taken: Vec<bool>,
+}
+
+impl Correlator {
+    /// Remembers failure number `index` (its position in the caller's list).
+    pub(crate) fn add_failure(&mut self, index: usize, event: &Event) {
+        if self.taken.len() <= index {
+            self.taken.resize(index + 1, false);
+        }
+        if let Some(key) = &event.key {
+            let wall = event.at.map_or(0, |s| s.wall);
+            self.by_key
+                .entry(format!("{}|{key}", event.source.name()))
+                .or_default()
+                .push((index, wall));
+        }
+    }
+
+    /// The failures (indices) this access line belongs to; empty when none does. Each failure
+    /// line is taken by one access line at most.
+    pub(crate) fn match_access(&mut self, access: &AccessLine) -> Vec<usize> {
+        let event = &access.event;
+        let Some(key) = &event.key else {
+            return Vec::new();
+        };
+        let Some(candidates) = self.by_key.get(&format!("{}|{key}", event.source.name())) else {
+            return Vec::new();
+        };
+        let wall = event.at.map_or(0, |s| s.wall);
+        let in_window = |at: i64| match event.source {
+            // A request id is unique: no window needed.
+            Source::Gatehouse | Source::Haproxy => true,
+            Source::Nginx => at >= wall - access.took_ms - EARLY_MS && at <= wall + LATE_MS,
+        };
+        let mut matched = Vec::new();
+        for &(index, at) in candidates {
+            if matched.len() >= access.attempts {
+                break;
+            }
+            if in_window(at) && !self.taken.get(index).copied().unwrap_or(true) {
+                matched.push(index);
+            }
+        }
+        for &index in &matched {
+            if let Some(t) = self.taken.get_mut(index) {
+                *t = true;
+            }
+        }
+        matched
+    }
+}
+
+/// Joins a whole run: failures keep their kind and take the status of their access line;
+/// access lines that match no failure become failures themselves.
+pub(crate) fn join(mut failures: Vec<Event>, accesses: Vec<AccessLine>) -> Vec<Event> {
+    let mut correlator = Correlator::default();
+    for (index, event) in failures.iter().enumerate() {
+        correlator.add_failure(index, event);
+    }
+    let mut unmatched = Vec::new();
+    for access in accesses {
+        let matched = correlator.match_access(&access);
+        if matched.is_empty() {
+            unmatched.push(access.event);
+            continue;
+        }
+        for index in matched {
+            if let Some(failure) = failures.get_mut(index) {
+                failure.status = failure.status.or(access.event.status);
+                if failure.request.is_none() {
+                    failure.request = access.event.request.clone();
+                }
+            }
+        }
+    }
+    failures.extend(unmatched);
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::record::{LineRef, Stamp};
+    use gatehouse_proxy::failure::FailureKind;
+
+    fn event(source: Source, key: &str, wall: i64, guessed: bool) -> Event {
+        Event {
+            source,
+            kind: if guessed {
+                FailureKind::ConnectionTerminated
+            } else {
+                FailureKind::ConnectionRefused
+            },
+            server: "s".into(),
+            at: Some(Stamp::zoneless(wall)),
+            request: None,
+            client: None,
+            status: guessed.then_some(502),
+            message: String::new(),
+            guessed,
+            key: Some(key.into()),
+            line: LineRef {
+                file: "f".into(),
+                line: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn an_access_line_takes_its_failure_and_the_rest_stand_alone() {
+        let failures = vec![event(
+            Source::Nginx,
+            "1.2.3.4 GET / HTTP/1.1",
+            10_000,
+            false,
+        )];
+        let accesses = vec![
+            AccessLine {
+                event: event(Source::Nginx, "1.2.3.4 GET / HTTP/1.1", 10_000, true),
+                took_ms: 0,
+                attempts: 1,
+            },
+            // Same request an hour later: its own failure, guessed.
+            AccessLine {
+                event: event(Source::Nginx, "1.2.3.4 GET / HTTP/1.1", 3_610_000, true),
+                took_ms: 0,
+                attempts: 1,
+            },
+        ];
+        let joined = join(failures, accesses);
+        assert_eq!(joined.len(), 2);
+        assert_eq!(
+            (joined[0].kind, joined[0].status),
+            (FailureKind::ConnectionRefused, Some(502))
+        );
+        assert!(joined[1].guessed);
+    }
+
+    #[test]
+    fn gatehouse_matches_by_request_id_whatever_the_time() {
+        let failures = vec![
+            event(Source::Gatehouse, "r1", 0, false),
+            event(Source::Gatehouse, "r1", 5, false),
+        ];
+        let accesses = vec![AccessLine {
+            event: event(Source::Gatehouse, "r1", 99_000, true),
+            took_ms: 0,
+            attempts: usize::MAX,
+        }];
+        let joined = join(failures, accesses);
+        assert_eq!(
+            joined.len(),
+            2,
+            "two attempts, one access record: two failures"
+        );
+        assert!(joined.iter().all(|e| e.status == Some(502)));
+    }
+
+    #[test]
+    fn one_access_line_takes_as_many_failures_as_it_had_attempts() {
+        let key = "1.2.3.4 GET /dead HTTP/1.1";
+        let failures = (0..3)
+            .map(|i| event(Source::Nginx, key, 10_000 + i, false))
+            .collect();
+        let accesses = vec![
+            AccessLine {
+                event: event(Source::Nginx, key, 10_000, true),
+                took_ms: 0,
+                attempts: 2,
+            },
+            AccessLine {
+                event: event(Source::Nginx, key, 10_000, true),
+                took_ms: 0,
+                attempts: 1,
+            },
+        ];
+        let joined = join(failures, accesses);
+        assert_eq!(joined.len(), 3, "{joined:#?}");
+        assert!(joined.iter().all(|e| !e.guessed && e.status == Some(502)));
+    }
+}
