@@ -35,13 +35,19 @@ pub(crate) fn explain(args: &[&str], input: Option<&[u8]>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .arg("explain")
         .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run gatehouse explain: {e}"));
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(input).unwrap_or_else(|e| panic!("write stdin: {e}"));
+        stdin
+            .write_all(input)
+            .unwrap_or_else(|e| panic!("write stdin: {e}"));
     }
     let mut stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
@@ -80,8 +86,8 @@ pub(crate) fn explain_json(files: &[&Path]) -> Value {
     args.extend(files.iter().map(|f| f.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = explain(&args, None);
-    let report: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"));
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"));
     assert_eq!(run.code, Some(1), "failures found must exit 1: {run:?}");
     report
 }
@@ -110,11 +116,20 @@ pub(crate) fn assert_group(group: &Value, server: &str, directive: &str) {
         .as_array()
         .map(|d| d.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    assert!(directives.contains(&directive), "{directive} not in {group:#}");
+    assert!(
+        directives.contains(&directive),
+        "{directive} not in {group:#}"
+    );
     let fix = group["fix"].as_str().unwrap_or_default();
-    assert!(fix.contains(directive), "the fix does not name {directive}: {fix}");
+    assert!(
+        fix.contains(directive),
+        "the fix does not name {directive}: {fix}"
+    );
     assert!(group["count"].as_u64() >= Some(1), "{group:#}");
-    assert!(group["examples"][0]["line"].as_u64() >= Some(1), "{group:#}");
+    assert!(
+        group["examples"][0]["line"].as_u64() >= Some(1),
+        "{group:#}"
+    );
 }
 
 /// A loopback address where nothing listens (bound, then released).
@@ -131,7 +146,9 @@ pub(crate) fn get(addr: SocketAddr, path: &str) -> u16 {
         return 0;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: explain-test\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nUser-Agent: explain-test\r\nConnection: close\r\n\r\n"
+    );
     if stream.write_all(request.as_bytes()).is_err() {
         return 0;
     }
@@ -159,7 +176,10 @@ pub(crate) fn wait_for(what: &str, needle: &str, read: impl Fn() -> String) -> S
         if text.contains(needle) {
             return text;
         }
-        assert!(Instant::now() < deadline, "{what} has no {needle:?} after 10 s:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} has no {needle:?} after 10 s:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

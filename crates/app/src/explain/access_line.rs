@@ -115,9 +115,10 @@ pub(crate) fn parse(line: &str, at: LineRef) -> Parsed {
             format!("{} failure={}", c.status, kind.token()),
             get(&["request_id"]).map(str::to_owned),
         );
-        return access(event, get(&["rt"]), usize::MAX);
+        return access(event, get(&["rt"]), usize::MAX, true);
     }
-    if !matches!(c.status, 502..=504) {
+    let stands_alone = matches!(c.status, 502..=504);
+    if !stands_alone && request.is_none() {
         return Parsed::Normal(Some(c.at));
     }
     let addr = get(&["upstream_addr", "ua", "upstream"]);
@@ -138,10 +139,10 @@ pub(crate) fn parse(line: &str, at: LineRef) -> Parsed {
     let key = request.as_ref().map(|r| format!("{} {r}", c.client));
     let event = base(Source::Nginx, kind, server, true, why, key);
     let attempts = addr.map_or(1, |a| a.split(", ").count());
-    access(event, get(&["request_time", "rt"]), attempts)
+    access(event, get(&["request_time", "rt"]), attempts, stands_alone)
 }
 
-fn access(event: Event, took: Option<&str>, attempts: usize) -> Parsed {
+fn access(event: Event, took: Option<&str>, attempts: usize, stands_alone: bool) -> Parsed {
     let took_ms = took
         .and_then(|t| last_of_list(t).parse::<f64>().ok())
         .filter(|t| t.is_finite() && *t >= 0.0)
@@ -150,6 +151,7 @@ fn access(event: Event, took: Option<&str>, attempts: usize) -> Parsed {
         event,
         took_ms,
         attempts,
+        stands_alone,
     }))
 }
 
@@ -222,10 +224,12 @@ mod tests {
     #[test]
     fn plain_combined_and_normal_lines() {
         let ok = r#"127.0.0.1 - - [05/Dec/2026:20:57:44 +0000] "GET /half?q=1 HTTP/1.1" 200 3 "-" "curl/x""#;
-        assert!(matches!(parse(ok, at()), Parsed::Normal(Some(_))));
+        assert!(matches!(parse(ok, at()), Parsed::Access(a) if !a.stands_alone));
+        let no_request = r#"127.0.0.1 - - [05/Dec/2026:20:57:44 +0000] "-" 400 0 "-" "-""#;
+        assert!(matches!(parse(no_request, at()), Parsed::Normal(Some(_))));
         let bad = r#"::1 - bob [05/Dec/2026:20:57:44 -0100] "POST /x HTTP/1.1" 502 0 "-" "-""#;
         let a = access_event(bad);
-        assert!(a.event.guessed);
+        assert!(a.event.guessed && a.stands_alone);
         assert_eq!(a.event.at.map(|s| s.utc - s.wall), Some(3_600_000));
         assert!(looks_like(bad));
         assert!(!looks_like("hello - - world"));

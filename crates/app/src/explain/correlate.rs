@@ -72,17 +72,23 @@ impl Correlator {
 }
 
 /// Joins a whole run: failures keep their kind and take the status of their access line;
-/// access lines that match no failure become failures themselves.
-pub(crate) fn join(mut failures: Vec<Event>, accesses: Vec<AccessLine>) -> Vec<Event> {
+/// access lines that match no failure become failures themselves when they stand alone. Also
+/// returns how many access lines were neither (normal requests).
+pub(crate) fn join(mut failures: Vec<Event>, accesses: Vec<AccessLine>) -> (Vec<Event>, u64) {
     let mut correlator = Correlator::default();
     for (index, event) in failures.iter().enumerate() {
         correlator.add_failure(index, event);
     }
     let mut unmatched = Vec::new();
+    let mut normal = 0;
     for access in accesses {
         let matched = correlator.match_access(&access);
         if matched.is_empty() {
-            unmatched.push(access.event);
+            if access.stands_alone {
+                unmatched.push(access.event);
+            } else {
+                normal += 1;
+            }
             continue;
         }
         for index in matched {
@@ -95,7 +101,7 @@ pub(crate) fn join(mut failures: Vec<Event>, accesses: Vec<AccessLine>) -> Vec<E
         }
     }
     failures.extend(unmatched);
-    failures
+    (failures, normal)
 }
 
 #[cfg(test)]
@@ -140,15 +146,17 @@ mod tests {
                 event: event(Source::Nginx, "1.2.3.4 GET / HTTP/1.1", 10_000, true),
                 took_ms: 0,
                 attempts: 1,
+                stands_alone: true,
             },
             // Same request an hour later: its own failure, guessed.
             AccessLine {
                 event: event(Source::Nginx, "1.2.3.4 GET / HTTP/1.1", 3_610_000, true),
                 took_ms: 0,
                 attempts: 1,
+                stands_alone: true,
             },
         ];
-        let joined = join(failures, accesses);
+        let (joined, _) = join(failures, accesses);
         assert_eq!(joined.len(), 2);
         assert_eq!(
             (joined[0].kind, joined[0].status),
@@ -167,8 +175,9 @@ mod tests {
             event: event(Source::Gatehouse, "r1", 99_000, true),
             took_ms: 0,
             attempts: usize::MAX,
+            stands_alone: true,
         }];
-        let joined = join(failures, accesses);
+        let (joined, _) = join(failures, accesses);
         assert_eq!(
             joined.len(),
             2,
@@ -188,14 +197,16 @@ mod tests {
                 event: event(Source::Nginx, key, 10_000, true),
                 took_ms: 0,
                 attempts: 2,
+                stands_alone: true,
             },
             AccessLine {
                 event: event(Source::Nginx, key, 10_000, true),
                 took_ms: 0,
                 attempts: 1,
+                stands_alone: true,
             },
         ];
-        let joined = join(failures, accesses);
+        let (joined, _) = join(failures, accesses);
         assert_eq!(joined.len(), 3, "{joined:#?}");
         assert!(joined.iter().all(|e| !e.guessed && e.status == Some(502)));
     }

@@ -148,6 +148,7 @@ fn build(f: Fields, at: LineRef) -> Parsed {
             event,
             took_ms,
             attempts: usize::MAX,
+            stands_alone: true,
         }))
     } else {
         Parsed::Failure(Box::new(event))

@@ -85,6 +85,10 @@ pub(crate) struct AccessLine {
     /// How many failure lines it may take: one per upstream attempt it lists (nginx), all
     /// with its request id (gatehouse).
     pub(crate) attempts: usize,
+    /// Whether it is a failure of its own when no failure line matches (a 502/503/504, or a
+    /// gatehouse record naming a kind); otherwise it only tells a failure line what the
+    /// client got (nginx's 200 after `upstream prematurely closed connection` in the body).
+    pub(crate) stands_alone: bool,
 }
 
 /// A HAProxy session ended by the client side: not an upstream failure, but shown.

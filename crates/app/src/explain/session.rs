@@ -18,6 +18,9 @@ use super::report::Live;
 
 /// How many unreadable lines are shown (all are counted).
 const UNREADABLE_EXAMPLES: usize = 5;
+/// How many access lines of requests that did not fail are kept to tell failure lines what
+/// the client got; beyond, they are only counted (memory stays bounded on huge logs).
+const KEPT_NORMAL_ACCESS: usize = 100_000;
 /// How long a followed access line waits for its failure line.
 const ACCESS_GRACE: Duration = Duration::from_secs(2);
 
@@ -47,6 +50,8 @@ pub(crate) struct Session {
     accesses: Vec<AccessLine>,
     client_side: Vec<ClientSide>,
     pub(crate) unreadable: Vec<Unreadable>,
+    /// Access lines kept only to match failure lines (see [`KEPT_NORMAL_ACCESS`]).
+    kept_normal: usize,
     live: Option<Following>,
 }
 
@@ -76,6 +81,7 @@ impl Session {
             accesses: Vec::new(),
             client_side: Vec::new(),
             unreadable: Vec::new(),
+            kept_normal: 0,
             live: live.map(|out| Following {
                 out,
                 correlator: Correlator::default(),
@@ -144,6 +150,11 @@ impl Session {
     }
 
     fn access(&mut self, access: AccessLine) {
+        if !access.stands_alone && self.kept_normal >= KEPT_NORMAL_ACCESS {
+            self.counts.normal += 1;
+            return;
+        }
+        self.kept_normal += usize::from(!access.stands_alone);
         match &mut self.live {
             Some(live) => live.waiting.push((Instant::now(), access)),
             None => self.accesses.push(access),
@@ -161,7 +172,12 @@ impl Session {
             .partition(|(since, _)| all || now.duration_since(*since) >= ACCESS_GRACE);
         live.waiting = waiting;
         for (_, access) in due {
-            if live.correlator.match_access(&access).is_empty() {
+            if !access.stands_alone {
+                self.kept_normal = self.kept_normal.saturating_sub(1);
+                if live.correlator.match_access(&access).is_empty() {
+                    self.counts.normal += 1;
+                }
+            } else if live.correlator.match_access(&access).is_empty() {
                 self.counts.failures += 1;
                 live.out.failure(&access.event);
             }
@@ -175,9 +191,10 @@ impl Session {
 
     /// Ends a batch run: joins access lines with failures and groups them.
     pub(crate) fn finish(self) -> Outcome {
-        let events = join(self.failures, self.accesses);
+        let (events, normal) = join(self.failures, self.accesses);
         let mut counts = self.counts;
         counts.failures = events.len() as u64;
+        counts.normal += normal;
         Outcome {
             counts,
             groups: group(events),

@@ -20,7 +20,8 @@ fn gatehouse_failure(time: &str, id: &str) -> String {
 }
 
 const NGINX_REFUSED: &str = "2026/12/05 20:57:43 [error] 28089#28089: *1 connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: , request: \"GET /refused HTTP/1.1\", upstream: \"http://127.0.0.1:1/refused\", host: \"127.0.0.1:19100\"\n";
-const NGINX_OK: &str = "127.0.0.1 - - [05/Dec/2026:20:57:44 +0000] \"GET / HTTP/1.1\" 200 3 \"-\" \"curl/x\"\n";
+const NGINX_OK: &str =
+    "127.0.0.1 - - [05/Dec/2026:20:57:44 +0000] \"GET / HTTP/1.1\" 200 3 \"-\" \"curl/x\"\n";
 
 #[test]
 fn unreadable_lines_are_counted_and_shown_with_their_numbers() {
@@ -36,11 +37,29 @@ fn unreadable_lines_are_counted_and_shown_with_their_numbers() {
     let run = explain(&[&name], None);
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stdout.contains("unreadable lines: 3"), "{}", run.stdout);
-    assert!(run.stdout.contains(&format!("{name}:2: this is not a log line")), "{}", run.stdout);
-    assert!(run.stdout.contains(&format!("{name}:3: ")), "{}", run.stdout);
-    assert!(run.stdout.contains(&format!("{name}:5: xxx")), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains(&format!("{name}:2: this is not a log line")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("{name}:3: ")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("{name}:5: xxx")),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("1 normal line(s)"), "{}", run.stdout);
-    assert!(run.stdout.contains("connection_refused ×1: nginx upstream 127.0.0.1:1"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("connection_refused ×1: nginx upstream 127.0.0.1:1"),
+        "{}",
+        run.stdout
+    );
     let report: Value = serde_json::from_str(&explain(&["--json", &name], None).stdout)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report["counts"]["unreadable"], 3, "{report:#}");
@@ -52,17 +71,48 @@ fn unreadable_lines_are_counted_and_shown_with_their_numbers() {
 fn json_shape() {
     let file = TempFile::with_contents("explain", ".log", NGINX_REFUSED.as_bytes());
     let run = explain(&["--json", &file.path().display().to_string()], None);
-    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
-    for key in ["inputs", "since", "counts", "groups", "client_side", "unreadable"] {
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    for key in [
+        "inputs",
+        "since",
+        "counts",
+        "groups",
+        "client_side",
+        "unreadable",
+    ] {
         assert!(report.get(key).is_some(), "no {key}: {report:#}");
     }
-    for key in ["lines", "failures", "normal", "client_side", "unreadable", "blank", "before_since"] {
-        assert!(report["counts"][key].is_u64(), "no counts.{key}: {report:#}");
+    for key in [
+        "lines",
+        "failures",
+        "normal",
+        "client_side",
+        "unreadable",
+        "blank",
+        "before_since",
+    ] {
+        assert!(
+            report["counts"][key].is_u64(),
+            "no counts.{key}: {report:#}"
+        );
     }
     let g = &report["groups"][0];
     for key in [
-        "kind", "source", "server", "count", "guessed", "first_seen", "last_seen", "client_statuses",
-        "gatehouse_status", "summary", "cause", "fix", "directives", "examples",
+        "kind",
+        "source",
+        "server",
+        "count",
+        "guessed",
+        "first_seen",
+        "last_seen",
+        "client_statuses",
+        "gatehouse_status",
+        "summary",
+        "cause",
+        "fix",
+        "directives",
+        "examples",
     ] {
         assert!(g.get(key).is_some(), "no group.{key}: {g:#}");
     }
@@ -70,8 +120,13 @@ fn json_shape() {
     assert_eq!(g["gatehouse_status"], 502);
     assert_eq!(g["cause"], "backend not running, or wrong port");
     assert_eq!(g["first_seen"], "2026-12-05T20:57:43.000Z");
-    for key in ["file", "line", "time", "request", "client", "status", "message", "guessed"] {
-        assert!(g["examples"][0].get(key).is_some(), "no example.{key}: {g:#}");
+    for key in [
+        "file", "line", "time", "request", "client", "status", "message", "guessed",
+    ] {
+        assert!(
+            g["examples"][0].get(key).is_some(),
+            "no example.{key}: {g:#}"
+        );
     }
 }
 
@@ -84,10 +139,20 @@ fn since_takes_a_duration_or_a_time() {
     let name = file.path().display().to_string();
     for since in ["1h", "2021-06-01T00:00:00Z", "2021-06-01T02:00:00+02:00"] {
         let run = explain(&["--json", "--since", since, &name], None);
-        let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
-        assert_eq!(report["counts"]["failures"], 1, "--since {since}: {report:#}");
-        assert_eq!(report["counts"]["before_since"], 2, "--since {since}: {report:#}");
-        assert_eq!(report["groups"][0]["examples"][0]["request"], "GET /new", "{report:#}");
+        let report: Value =
+            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+        assert_eq!(
+            report["counts"]["failures"], 1,
+            "--since {since}: {report:#}"
+        );
+        assert_eq!(
+            report["counts"]["before_since"], 2,
+            "--since {since}: {report:#}"
+        );
+        assert_eq!(
+            report["groups"][0]["examples"][0]["request"], "GET /new",
+            "{report:#}"
+        );
     }
     let all = explain(&["--json", &name], None);
     assert!(all.stdout.contains("GET /old"), "{all:?}");
@@ -129,7 +194,8 @@ fn follow_picks_up_appended_lines_and_survives_rotation() {
             .append(true)
             .open(&path)
             .unwrap_or_else(|e| panic!("{e}"));
-        file.write_all(text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        file.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
     };
     append(&gatehouse_failure("2026-12-05T20:57:15.000Z", "first"));
     let first = next("the appended failure");
@@ -160,13 +226,29 @@ fn stdin_and_exit_codes() {
     assert!(failing.stdout.contains("<stdin>"), "{failing:?}");
     let clean = explain(&[], Some(NGINX_OK.as_bytes()));
     assert_eq!(clean.code, Some(0), "{clean:?}");
-    assert!(clean.stdout.contains("no upstream failure found"), "{clean:?}");
+    assert!(
+        clean.stdout.contains("no upstream failure found"),
+        "{clean:?}"
+    );
     let missing = explain(&["/nonexistent/explain.log"], None);
     assert_eq!(missing.code, Some(2), "{missing:?}");
-    assert!(missing.stderr.contains("/nonexistent/explain.log"), "{missing:?}");
+    assert!(
+        missing.stderr.contains("/nonexistent/explain.log"),
+        "{missing:?}"
+    );
     let help = explain(&["--help"], None);
     assert_eq!(help.code, Some(0), "{help:?}");
-    for needle in ["--follow", "--since", "--json", "Exit status", "2 on a usage"] {
-        assert!(help.stdout.contains(needle), "--help lacks {needle}: {}", help.stdout);
+    for needle in [
+        "--follow",
+        "--since",
+        "--json",
+        "Exit status",
+        "2 on a usage",
+    ] {
+        assert!(
+            help.stdout.contains(needle),
+            "--help lacks {needle}: {}",
+            help.stdout
+        );
     }
 }

@@ -56,7 +56,10 @@ impl Logged {
         let logged = Self { child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "gatehouse not listening on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse not listening on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         logged
@@ -81,11 +84,23 @@ fn explain_gatehouse(server_keys: &str, files: &[&str], wait_in: &str) -> Value 
     let report = explain_json(&paths);
     let g = group(&report, "gatehouse", "connection_refused");
     assert_group(g, &format!("app/{refused}"), "servers");
-    assert!(g["fix"].as_str().unwrap_or_default().contains("upstream.app.servers"), "{g:#}");
+    assert!(
+        g["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("upstream.app.servers"),
+        "{g:#}"
+    );
     assert_eq!(g["client_statuses"]["502"], 1, "{g:#}");
     let g = group(&report, "gatehouse", "http_response_timeout");
     assert_group(g, &format!("slow/{}", hung.addr()), "response_timeout");
-    assert!(g["fix"].as_str().unwrap_or_default().contains("upstream.slow.response_timeout"), "{g:#}");
+    assert!(
+        g["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("upstream.slow.response_timeout"),
+        "{g:#}"
+    );
     // One failure per request: the access record was matched with its warning.
     assert_eq!(report["counts"]["failures"], 2, "{report:#}");
     report
@@ -123,7 +138,9 @@ fn explain_gatehouse_access(format: &str) {
     let gatehouse = Logged::start(&keys, refused, hung.addr());
     assert_eq!(get(gatehouse.addr, "/refused"), 502);
     let access = dir.path().join("access.log");
-    wait_for("access.log", "/refused", || std::fs::read_to_string(&access).unwrap_or_default());
+    wait_for("access.log", "/refused", || {
+        std::fs::read_to_string(&access).unwrap_or_default()
+    });
     let report = explain_json(&[&access]);
     let g = group(&report, "gatehouse", "connection_refused");
     assert_group(g, &format!("app/{refused}"), "servers");

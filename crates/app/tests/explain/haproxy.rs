@@ -20,7 +20,10 @@ struct Syslog {
 impl Syslog {
     fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind udp: {e}"));
-        let port = socket.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+        let port = socket
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
         let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);
@@ -75,8 +78,20 @@ fn sc_refused_with_retries() {
     let g = group(&report, "haproxy", "connection_refused");
     assert_group(g, "app/s1", "check");
     let example = &g["examples"][0];
-    assert!(example["message"].as_str().unwrap_or_default().contains("SC--"), "{g:#}");
-    assert!(example["message"].as_str().unwrap_or_default().contains("1 retries"), "{g:#}");
+    assert!(
+        example["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SC--"),
+        "{g:#}"
+    );
+    assert!(
+        example["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 retries"),
+        "{g:#}"
+    );
     assert_eq!(example["status"], 503, "{g:#}");
 }
 
@@ -86,7 +101,11 @@ fn sc_connect_timeout() {
     let backlog = FullBacklog::start();
     let (_peer, addr) = haproxy(&syslog, backlog.addr(), "");
     let (report, _file) = provoke(&syslog, addr, "/slow-connect");
-    assert_group(group(&report, "haproxy", "connection_timeout"), "app/s1", "timeout connect");
+    assert_group(
+        group(&report, "haproxy", "connection_timeout"),
+        "app/s1",
+        "timeout connect",
+    );
 }
 
 #[test]
@@ -97,7 +116,12 @@ fn sh_server_timeout() {
     let (report, _file) = provoke(&syslog, addr, "/hang");
     let g = group(&report, "haproxy", "http_response_timeout");
     assert_group(g, "app/s1", "timeout server");
-    assert!(g["examples"][0]["message"].as_str().unwrap_or_default().contains("sH--"));
+    assert!(
+        g["examples"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sH--")
+    );
     assert_eq!(g["client_statuses"]["504"], 1, "{g:#}");
 }
 
@@ -109,7 +133,12 @@ fn sh_server_aborted() {
     let (report, _file) = provoke(&syslog, addr, "/close");
     let g = group(&report, "haproxy", "connection_terminated");
     assert_group(g, "app/s1", "http-reuse");
-    assert!(g["fix"].as_str().unwrap_or_default().contains("option http-server-close"));
+    assert!(
+        g["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("option http-server-close")
+    );
 }
 
 #[test]
@@ -120,13 +149,20 @@ fn ph_header_too_big() {
     let (report, _file) = provoke(&syslog, addr, "/big");
     let g = group(&report, "haproxy", "http_protocol_error");
     assert_group(g, "app/s1", "tune.bufsize");
-    assert!(g["examples"][0]["message"].as_str().unwrap_or_default().contains("PH--"));
+    assert!(
+        g["examples"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PH--")
+    );
 }
 
 #[test]
 fn sd_server_died_in_the_body() {
     let syslog = Syslog::start();
-    let up = Upstream::start(Behavior::RawThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".to_vec()));
+    let up = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".to_vec(),
+    ));
     let (_peer, addr) = haproxy(&syslog, up.addr(), "");
     let (report, _file) = provoke(&syslog, addr, "/half");
     let g = group(&report, "haproxy", "http_response_incomplete");
@@ -147,9 +183,18 @@ fn cd_client_timeout_is_not_an_upstream_failure() {
     drop(stream);
     let file = TempFile::with_contents("haproxy", ".log", text.as_bytes());
     let run = explain(&["--json", &file.path().display().to_string()], None);
-    assert_eq!(run.code, Some(0), "a client timeout alone is no upstream failure: {run:?}");
-    let report: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
-    let client = &report["client_side"][0];
+    assert_eq!(
+        run.code,
+        Some(0),
+        "a client timeout alone is no upstream failure: {run:?}"
+    );
+    let report: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    // The peer's own readiness probe connects and closes: a `CR` line, also client-side.
+    let client = report["client_side"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["state"] == "cD"))
+        .unwrap_or_else(|| panic!("no cD: {report:#}"));
     assert_eq!(client["state"], "cD", "{report:#}");
     assert_eq!(client["server"], "app/s1", "{report:#}");
     assert_eq!(client["directive"], "timeout client", "{report:#}");

@@ -41,7 +41,13 @@ fn provoke(peer: &Peer, addr: SocketAddr, path: &str, times: usize) -> Value {
 /// The group is exact (from error.log), not guessed, and the client status is nginx's.
 fn assert_exact(group: &Value, status: u16) {
     assert_eq!(group["guessed"], 0, "{group:#}");
-    assert_eq!(group["client_statuses"][status.to_string()].as_u64().map(|n| n >= 1), Some(true), "{group:#}");
+    assert_eq!(
+        group["client_statuses"][status.to_string()]
+            .as_u64()
+            .map(|n| n >= 1),
+        Some(true),
+        "{group:#}"
+    );
 }
 
 #[test]
@@ -52,7 +58,12 @@ fn refused_connect() {
     let g = group(&report, "nginx", "connection_refused");
     assert_group(g, &dead.to_string(), "max_fails");
     assert_exact(g, 502);
-    assert!(g["examples"][0]["message"].as_str().unwrap_or_default().contains("111: Connection refused"));
+    assert!(
+        g["examples"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("111: Connection refused")
+    );
     // One request, one failure: the access line was matched, not counted again.
     assert_eq!(report["counts"]["failures"], 1, "{report:#}");
 }
@@ -60,7 +71,10 @@ fn refused_connect() {
 #[test]
 fn premature_close_before_the_header() {
     let up = Upstream::start(Behavior::CloseAfterRequest);
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", up.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", up.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/close", 1);
     let g = group(&report, "nginx", "connection_terminated");
     assert_group(g, &up.addr().to_string(), "keepalive_timeout");
@@ -69,8 +83,13 @@ fn premature_close_before_the_header() {
 
 #[test]
 fn premature_close_in_the_body() {
-    let up = Upstream::start(Behavior::RawThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".to_vec()));
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", up.addr()), "");
+    let up = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc".to_vec(),
+    ));
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", up.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/half", 1);
     let g = group(&report, "nginx", "http_response_incomplete");
     assert_eq!(g["server"], up.addr().to_string());
@@ -80,7 +99,10 @@ fn premature_close_in_the_body() {
 #[test]
 fn read_timeout_waiting_for_the_header() {
     let up = Upstream::start(Behavior::Hang);
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", up.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", up.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/hang", 1);
     let g = group(&report, "nginx", "http_response_timeout");
     assert_group(g, &up.addr().to_string(), "proxy_read_timeout");
@@ -90,7 +112,10 @@ fn read_timeout_waiting_for_the_header() {
 #[test]
 fn connect_timeout() {
     let backlog = FullBacklog::start();
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", backlog.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", backlog.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/slow-connect", 1);
     let g = group(&report, "nginx", "connection_timeout");
     assert_group(g, &backlog.addr().to_string(), "proxy_connect_timeout");
@@ -100,18 +125,30 @@ fn connect_timeout() {
 #[test]
 fn too_big_header() {
     let up = Upstream::start(Behavior::RawThenClose(big_header_response(20_000)));
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", up.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", up.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/big", 1);
     let g = group(&report, "nginx", "http_response_header_section_size");
     assert_group(g, &up.addr().to_string(), "proxy_buffer_size");
-    assert!(g["fix"].as_str().unwrap_or_default().contains("proxy_buffers"));
+    assert!(
+        g["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("proxy_buffers")
+    );
     assert_exact(g, 502);
 }
 
 #[test]
 fn invalid_header_and_no_valid_http() {
-    let bad_header = Upstream::start(Behavior::RawThenClose(b"HTTP/1.1 200 OK\r\nBad Header\x01: x\r\nContent-Length: 0\r\n\r\n".to_vec()));
-    let not_http = Upstream::start(Behavior::RawThenClose(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec()));
+    let bad_header = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 200 OK\r\nBad Header\x01: x\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ));
+    let not_http = Upstream::start(Behavior::RawThenClose(
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(),
+    ));
     let (peer, addr) = nginx(
         &format!(
             "location /invalid {{ proxy_pass http://{}; }}\nlocation /ssh {{ proxy_pass http://{}; }}",
@@ -124,14 +161,27 @@ fn invalid_header_and_no_valid_http() {
     let report = provoke(&peer, addr, "/ssh", 1);
     let errors = peer.read("error.log");
     assert!(errors.contains("upstream sent invalid header"), "{errors}");
-    assert!(errors.contains("upstream sent no valid HTTP/1.0 header"), "{errors}");
+    assert!(
+        errors.contains("upstream sent no valid HTTP/1.0 header"),
+        "{errors}"
+    );
     let groups: Vec<&Value> = report["groups"]
         .as_array()
-        .map(|g| g.iter().filter(|g| g["kind"] == "http_protocol_error").collect())
+        .map(|g| {
+            g.iter()
+                .filter(|g| g["kind"] == "http_protocol_error")
+                .collect()
+        })
         .unwrap_or_default();
     let servers: Vec<&str> = groups.iter().filter_map(|g| g["server"].as_str()).collect();
-    assert!(servers.contains(&bad_header.addr().to_string().as_str()), "{report:#}");
-    assert!(servers.contains(&not_http.addr().to_string().as_str()), "{report:#}");
+    assert!(
+        servers.contains(&bad_header.addr().to_string().as_str()),
+        "{report:#}"
+    );
+    assert!(
+        servers.contains(&not_http.addr().to_string().as_str()),
+        "{report:#}"
+    );
     for g in groups {
         assert_group(g, g["server"].as_str().unwrap_or_default(), "proxy_pass");
     }
@@ -142,7 +192,9 @@ fn no_live_upstreams() {
     let (a, b) = (refused_addr(), refused_addr());
     let (peer, addr) = nginx(
         "location / { proxy_pass http://pool; }",
-        &format!("upstream pool {{ server {a} max_fails=1 fail_timeout=30s; server {b} max_fails=1 fail_timeout=30s; }}"),
+        &format!(
+            "upstream pool {{ server {a} max_fails=1 fail_timeout=30s; server {b} max_fails=1 fail_timeout=30s; }}"
+        ),
     );
     let report = provoke(&peer, addr, "/pool", 3);
     let g = group(&report, "nginx", "destination_unavailable");
@@ -150,17 +202,27 @@ fn no_live_upstreams() {
     assert_exact(g, 502);
     // The first request met both servers refusing: one failure per attempt.
     let refused = report["groups"].as_array().map_or(0, |g| {
-        g.iter().filter(|g| g["kind"] == "connection_refused").map(|g| g["count"].as_u64().unwrap_or(0)).sum::<u64>()
+        g.iter()
+            .filter(|g| g["kind"] == "connection_refused")
+            .map(|g| g["count"].as_u64().unwrap_or(0))
+            .sum::<u64>()
     });
     assert_eq!(refused, 2, "{report:#}");
-    assert_eq!(report["counts"]["failures"], 2 + g["count"].as_u64().unwrap_or(0), "{report:#}");
+    assert_eq!(
+        report["counts"]["failures"],
+        2 + g["count"].as_u64().unwrap_or(0),
+        "{report:#}"
+    );
 }
 
 #[test]
 fn host_not_resolved() {
     let dns = MockDns::start(DnsAnswer::NxDomain);
     let (peer, addr) = nginx(
-        &format!("location / {{ resolver {} valid=1s; resolver_timeout 2s; set $backend app.invalid; proxy_pass http://$backend; }}", dns.addr()),
+        &format!(
+            "location / {{ resolver {} valid=1s; resolver_timeout 2s; set $backend app.invalid; proxy_pass http://$backend; }}",
+            dns.addr()
+        ),
         "",
     );
     let report = provoke(&peer, addr, "/dns", 1);
@@ -173,7 +235,10 @@ fn host_not_resolved() {
 fn resolver_silent() {
     let dns = MockDns::start(DnsAnswer::Silent);
     let (peer, addr) = nginx(
-        &format!("location / {{ resolver {} valid=1s; resolver_timeout 1s; set $backend app.invalid; proxy_pass http://$backend; }}", dns.addr()),
+        &format!(
+            "location / {{ resolver {} valid=1s; resolver_timeout 1s; set $backend app.invalid; proxy_pass http://$backend; }}",
+            dns.addr()
+        ),
         "",
     );
     let report = provoke(&peer, addr, "/dns-timeout", 1);
@@ -184,7 +249,10 @@ fn resolver_silent() {
 #[test]
 fn tls_to_a_plain_port() {
     let up = Upstream::start(Behavior::CloseOnAccept);
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass https://{}; }}", up.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass https://{}; }}", up.addr()),
+        "",
+    );
     let report = provoke(&peer, addr, "/tls", 1);
     let g = group(&report, "nginx", "tls_protocol_error");
     assert_group(g, &up.addr().to_string(), "proxy_ssl_protocols");
@@ -207,19 +275,30 @@ fn tls_certificate_not_trusted() {
     );
     let report = provoke(&peer, addr, "/cert", 1);
     let g = group(&report, "nginx", "tls_certificate_error");
-    assert_group(g, &origin.addr().to_string(), "proxy_ssl_trusted_certificate");
+    assert_group(
+        g,
+        &origin.addr().to_string(),
+        "proxy_ssl_trusted_certificate",
+    );
 }
 
 #[test]
 fn access_log_alone_is_guessed() {
     let up = Upstream::start(Behavior::Hang);
-    let (peer, addr) = nginx(&format!("location / {{ proxy_pass http://{}; }}", up.addr()), "");
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass http://{}; }}", up.addr()),
+        "",
+    );
     get(addr, "/only-access");
     wait_for("access.log", "/only-access", || peer.read("access.log"));
     let report = explain_json(&[&peer.dir().join("access.log")]);
     let g = group(&report, "nginx", "http_response_timeout");
     assert_eq!(g["guessed"], 1, "{g:#}");
     assert_group(g, &up.addr().to_string(), "proxy_read_timeout");
-    let text = crate::explain(&[&peer.dir().join("access.log").display().to_string()], None).stdout;
+    let text = crate::explain(
+        &[&peer.dir().join("access.log").display().to_string()],
+        None,
+    )
+    .stdout;
     assert!(text.contains("guessed from the access log"), "{text}");
 }
