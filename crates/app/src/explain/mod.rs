@@ -83,11 +83,11 @@ pub(crate) fn run(args: &ExplainArgs) -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    if args.files.is_empty() {
-        if let Err(err) = input::read_all("<stdin>", std::io::stdin().lock(), &mut session) {
-            eprintln!("gatehouse explain: cannot read standard input: {err}");
-            return ExitCode::from(2);
-        }
+    if args.files.is_empty()
+        && let Err(err) = input::read_all("<stdin>", std::io::stdin().lock(), &mut session)
+    {
+        eprintln!("gatehouse explain: cannot read standard input: {err}");
+        return ExitCode::from(2);
     }
     let mut io_error = false;
     for path in &args.files {
