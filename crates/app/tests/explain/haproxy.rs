@@ -200,3 +200,38 @@ fn cd_client_timeout_is_not_an_upstream_failure() {
     assert_eq!(client["directive"], "timeout client", "{report:#}");
     assert_eq!(report["counts"]["failures"], 0, "{report:#}");
 }
+
+#[test]
+fn sq_queue_timeout() {
+    let syslog = Syslog::start();
+    let up = Upstream::start(Behavior::Hang);
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    // One connection per server; the second request waits in the queue past `timeout queue`.
+    let config = format!(
+        "global\n log 127.0.0.1:{} local0\ndefaults\n mode http\n log global\n option httplog\n \
+         timeout client 5s\n timeout server 3s\n timeout connect 500ms\n timeout queue 500ms\n\
+         frontend web\n bind 127.0.0.1:{port}\n default_backend app\n\
+         backend app\n server s1 {} maxconn 1\n",
+        syslog.port,
+        up.addr()
+    );
+    let _peer = Peer::start(PeerKind::Haproxy, &config, addr);
+    let first = std::thread::spawn(move || get(addr, "/holds-the-slot"));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(get(addr, "/queued"), 503);
+    let text = wait_for("syslog", "/queued", || syslog.text());
+    let file = TempFile::with_contents("haproxy", ".log", text.as_bytes());
+    let report = explain_json(&[file.path()]);
+    let g = group(&report, "haproxy", "connection_limit_reached");
+    // Queued in the backend, never given a server: HAProxy logs <NOSRV>.
+    assert_group(g, "app/<NOSRV>", "timeout queue");
+    assert!(
+        g["examples"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sQ--"),
+        "{g:#}"
+    );
+    let _ = first.join();
+}
