@@ -27,7 +27,7 @@ pub(crate) fn advise(source: Source, kind: FailureKind, server: &str) -> Advice 
     };
     Advice {
         directives: directives.to_vec(),
-        fix: fix.map_or_else(|| kind.hint().to_owned(), str::to_owned),
+        fix: fix.map_or_else(|| cause(source, kind), str::to_owned),
     }
 }
 
@@ -201,6 +201,12 @@ fn haproxy(kind: FailureKind) -> (&'static [&'static str], Option<&'static str>)
                 "the server stalled mid-response for longer than `timeout server`: raise it, or find why the server stalls",
             ),
         ),
+        FailureKind::ConnectionWriteTimeout => (
+            &["timeout server"],
+            Some(
+                "the server stopped reading the request body for longer than `timeout server`: raise it, or fix the server",
+            ),
+        ),
         FailureKind::HttpResponseIncomplete => (
             &["option http-server-close", "http-reuse"],
             Some(
@@ -264,6 +270,16 @@ fn gatehouse_keys(kind: FailureKind) -> Vec<&'static str> {
     keys.to_vec()
 }
 
+/// The usual root cause of `kind`: its hint, as gatehouse's own log line says it; for nginx
+/// and HAProxy only the cause part of it (before `; `), since the rest names gatehouse's keys.
+pub(crate) fn cause(source: Source, kind: FailureKind) -> String {
+    let hint = kind.hint();
+    match source {
+        Source::Gatehouse => hint.to_owned(),
+        Source::Nginx | Source::Haproxy => hint.split("; ").next().unwrap_or(hint).to_owned(),
+    }
+}
+
 /// What a client-side HAProxy termination state means, and the directive that decides it.
 pub(crate) fn client_side(state: &str) -> (&'static str, Option<&'static str>) {
     match state {
@@ -316,5 +332,29 @@ mod tests {
                 .fix
                 .contains("timeout server")
         );
+    }
+
+    /// A peer's report never names a gatehouse config key.
+    #[test]
+    fn peers_get_no_gatehouse_keys() {
+        let keys = [
+            "response_timeout",
+            "read_timeout",
+            "send_timeout",
+            "max_response_header_size",
+            "upstream.",
+            "[dns]",
+        ];
+        for source in [Source::Nginx, Source::Haproxy] {
+            for kind in FailureKind::ALL {
+                let text = format!("{} {}", cause(source, kind), advise(source, kind, "s").fix)
+                    // nginx's own directives that end like gatehouse keys.
+                    .replace("proxy_send_timeout", "")
+                    .replace("proxy_read_timeout", "");
+                for key in keys {
+                    assert!(!text.contains(key), "{source:?} {kind}: {text}");
+                }
+            }
+        }
     }
 }

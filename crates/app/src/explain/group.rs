@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::advice::{advise, client_side};
+use super::advice::{advise, cause, client_side};
 use super::record::{ClientSide, Event, LineRef, Source, format_utc};
 
 /// How many example requests a group shows.
@@ -28,7 +28,7 @@ pub(crate) struct Group {
     /// What happened, for anyone.
     pub(crate) summary: &'static str,
     /// The usual root cause (the kind's hint, as in gatehouse's own log line).
-    pub(crate) cause: &'static str,
+    pub(crate) cause: String,
     /// What to change, in the terms of the program that wrote the log.
     pub(crate) fix: String,
     pub(crate) directives: Vec<&'static str>,
@@ -81,7 +81,7 @@ pub(crate) fn group(events: Vec<Event>) -> Vec<Group> {
                 client_statuses: BTreeMap::new(),
                 gatehouse_status: e.kind.status().as_u16(),
                 summary: e.kind.summary(),
-                cause: e.kind.hint(),
+                cause: cause(e.source, e.kind),
                 fix: advice.fix,
                 directives: advice.directives,
                 examples: Vec::new(),
