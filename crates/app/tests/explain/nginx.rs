@@ -248,7 +248,7 @@ fn resolver_silent() {
 
 #[test]
 fn tls_to_a_plain_port() {
-    let up = Upstream::start(Behavior::CloseOnAccept);
+    let up = Upstream::hello();
     let (peer, addr) = nginx(
         &format!("location / {{ proxy_pass https://{}; }}", up.addr()),
         "",
