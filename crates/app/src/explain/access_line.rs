@@ -121,10 +121,21 @@ pub(crate) fn parse(line: &str, at: LineRef) -> Parsed {
     if !stands_alone && request.is_none() {
         return Parsed::Normal(Some(c.at));
     }
+    let logged = |names: &[&str]| {
+        fields
+            .iter()
+            .find(|(k, _)| names.contains(&k.as_str()))
+            .map(|(_, v)| if v.is_empty() { "-" } else { v.as_str() })
+    };
+    let kind = guess(
+        c.status,
+        logged(&["upstream_addr", "ua", "upstream"]),
+        logged(&["upstream_response_time", "urt"]),
+        logged(&["upstream_connect_time", "uct"]),
+    );
     let addr = get(&["upstream_addr", "ua", "upstream"]);
     let response_time = get(&["upstream_response_time", "urt"]);
     let connect_time = get(&["upstream_connect_time", "uct"]);
-    let kind = guess(c.status, addr, response_time, connect_time);
     let mut why = format!("status {}", c.status);
     for (name, value) in [
         ("upstream", addr),
@@ -156,6 +167,8 @@ fn access(event: Event, took: Option<&str>, attempts: usize, stands_alone: bool)
 }
 
 /// The likely kind of an nginx 502/503/504 seen only in the access log: a guess, said so.
+/// `addr` and `connect_time` are the raw values (`-` when nginx logged the variable empty),
+/// `None` when the log format does not have them.
 fn guess(
     status: u16,
     addr: Option<&str>,
@@ -164,16 +177,18 @@ fn guess(
 ) -> FailureKind {
     let seconds = |v: Option<&str>| v.and_then(|v| last_of_list(v).parse::<f64>().ok());
     match status {
-        504 if addr.is_some() && connect_time.is_none() && seconds(response_time).is_some() => {
-            FailureKind::HttpResponseTimeout
+        // `$upstream_connect_time` is `-` when the connect never completed.
+        504 if connect_time.is_some_and(|t| last_of_list(t) == "-") => {
+            FailureKind::ConnectionTimeout
         }
-        504 if addr.is_some() && connect_time.is_none() => FailureKind::ConnectionTimeout,
         504 => FailureKind::HttpResponseTimeout,
         503 => FailureKind::DestinationUnavailable,
-        // No upstream was ever tried: the name did not resolve (or no server could be chosen).
-        _ if addr.is_none() => FailureKind::DnsError,
-        // Failed at once: nothing listens there.
-        _ if seconds(response_time) == Some(0.0) => FailureKind::ConnectionRefused,
+        // No upstream was ever tried: the name did not resolve.
+        _ if addr == Some("-") => FailureKind::DnsError,
+        // Failed at once, or nothing logged to say otherwise: the most common 502.
+        _ if addr.is_none() || seconds(response_time) == Some(0.0) => {
+            FailureKind::ConnectionRefused
+        }
         _ => FailureKind::ConnectionTerminated,
     }
 }
@@ -219,6 +234,14 @@ mod tests {
         );
         let unresolved = r#"127.0.0.1 - - [05/Dec/2026:20:57:45 +0000] "GET /dns?q=1 HTTP/1.1" 502 157 "-" "curl/x" us=- ua=- urt=- rt=1.001"#;
         assert_eq!(access_event(unresolved).event.kind, FailureKind::DnsError);
+        let no_connect = r#"127.0.0.1 - - [05/Dec/2026:20:57:45 +0000] "GET / HTTP/1.1" 504 0 "-" "-" ua=10.0.0.1:80 uct=- urt=1.000"#;
+        assert_eq!(
+            access_event(no_connect).event.kind,
+            FailureKind::ConnectionTimeout
+        );
+        // Positional extra fields are not read: the combined part still is.
+        let positional = r#"127.0.0.1 - - [05/Dec/2026:20:57:45 +0000] "GET / HTTP/1.1" 502 0 "-" "-" 127.0.0.1:1 502 0.000"#;
+        assert_eq!(access_event(positional).event.server, "?");
     }
 
     #[test]
@@ -229,6 +252,7 @@ mod tests {
         assert!(matches!(parse(no_request, at()), Parsed::Normal(Some(_))));
         let bad = r#"::1 - bob [05/Dec/2026:20:57:44 -0100] "POST /x HTTP/1.1" 502 0 "-" "-""#;
         let a = access_event(bad);
+        assert_eq!(a.event.kind, FailureKind::ConnectionRefused);
         assert!(a.event.guessed && a.stands_alone);
         assert_eq!(a.event.at.map(|s| s.utc - s.wall), Some(3_600_000));
         assert!(looks_like(bad));
