@@ -15,25 +15,33 @@ use super::record::{AccessLine, Event, Source};
 const EARLY_MS: i64 = 2_000;
 const LATE_MS: i64 = 1_000;
 
+/// One remembered failure line.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    index: usize,
+    wall: i64,
+    taken: bool,
+}
+
 /// The failure lines seen so far, by their request key, and whether an access line took them.
 #[derive(Debug, Default)]
 pub(crate) struct Correlator {
-    by_key: HashMap<String, Vec<(usize, i64)>>,
-    taken: Vec<bool>,
+    by_key: HashMap<String, Vec<Seen>>,
 }
 
 impl Correlator {
     /// Remembers failure number `index` (its position in the caller's list).
     pub(crate) fn add_failure(&mut self, index: usize, event: &Event) {
-        if self.taken.len() <= index {
-            self.taken.resize(index + 1, false);
-        }
         if let Some(key) = &event.key {
             let wall = event.at.map_or(0, |s| s.wall);
             self.by_key
                 .entry(format!("{}|{key}", event.source.name()))
                 .or_default()
-                .push((index, wall));
+                .push(Seen {
+                    index,
+                    wall,
+                    taken: false,
+                });
         }
     }
 
@@ -44,7 +52,10 @@ impl Correlator {
         let Some(key) = &event.key else {
             return Vec::new();
         };
-        let Some(candidates) = self.by_key.get(&format!("{}|{key}", event.source.name())) else {
+        let Some(candidates) = self
+            .by_key
+            .get_mut(&format!("{}|{key}", event.source.name()))
+        else {
             return Vec::new();
         };
         let wall = event.at.map_or(0, |s| s.wall);
@@ -54,20 +65,24 @@ impl Correlator {
             Source::Nginx => at >= wall - access.took_ms - EARLY_MS && at <= wall + LATE_MS,
         };
         let mut matched = Vec::new();
-        for &(index, at) in candidates {
+        for seen in candidates.iter_mut() {
             if matched.len() >= access.attempts {
                 break;
             }
-            if in_window(at) && !self.taken.get(index).copied().unwrap_or(true) {
-                matched.push(index);
-            }
-        }
-        for &index in &matched {
-            if let Some(t) = self.taken.get_mut(index) {
-                *t = true;
+            if !seen.taken && in_window(seen.wall) {
+                seen.taken = true;
+                matched.push(seen.index);
             }
         }
         matched
+    }
+
+    /// Forgets failure lines stamped before `wall` (a followed run keeps only recent ones).
+    pub(crate) fn forget_before(&mut self, wall: i64) {
+        self.by_key.retain(|_, seen| {
+            seen.retain(|s| s.wall >= wall);
+            !seen.is_empty()
+        });
     }
 }
 
@@ -209,5 +224,25 @@ mod tests {
         let (joined, _) = join(failures, accesses);
         assert_eq!(joined.len(), 3, "{joined:#?}");
         assert!(joined.iter().all(|e| !e.guessed && e.status == Some(502)));
+    }
+
+    #[test]
+    fn forgotten_lines_are_not_matched() {
+        let mut correlator = Correlator::default();
+        correlator.add_failure(0, &event(Source::Gatehouse, "r1", 1_000, false));
+        correlator.add_failure(1, &event(Source::Gatehouse, "r2", 9_000, false));
+        correlator.forget_before(5_000);
+        let access = |key| AccessLine {
+            event: event(Source::Gatehouse, key, 9_000, true),
+            took_ms: 0,
+            attempts: usize::MAX,
+            stands_alone: true,
+        };
+        assert!(correlator.match_access(&access("r1")).is_empty());
+        assert_eq!(correlator.match_access(&access("r2")), [1]);
+        assert!(
+            correlator.match_access(&access("r2")).is_empty(),
+            "taken once"
+        );
     }
 }

@@ -55,13 +55,22 @@ pub(crate) struct Session {
     live: Option<Following>,
 }
 
-/// State of a followed run.
+/// State of a followed run. Failures are printed, not kept: memory stays flat however long
+/// it runs (the correlator forgets lines older than [`REMEMBERED_MS`]).
 #[derive(Debug)]
 struct Following {
     out: Live,
     correlator: Correlator,
     waiting: Vec<(Instant, AccessLine)>,
+    /// Failures printed so far (the correlator's indices).
+    printed: usize,
+    /// The latest time stamp read.
+    newest_wall: i64,
 }
+
+/// How long (by the logs' clock) a followed failure line can still be matched by its access
+/// line.
+const REMEMBERED_MS: i64 = 10 * 60 * 1000;
 
 /// The result of a batch run.
 #[derive(Debug)]
@@ -86,6 +95,8 @@ impl Session {
                 out,
                 correlator: Correlator::default(),
                 waiting: Vec::new(),
+                printed: 0,
+                newest_wall: i64::MIN,
             }),
         }
     }
@@ -142,11 +153,17 @@ impl Session {
 
     fn failure(&mut self, event: Event) {
         self.counts.failures += 1;
-        if let Some(live) = &mut self.live {
-            live.correlator.add_failure(self.failures.len(), &event);
-            live.out.failure(&event);
+        match &mut self.live {
+            Some(live) => {
+                live.correlator.add_failure(live.printed, &event);
+                live.printed += 1;
+                if let Some(at) = event.at {
+                    live.newest_wall = live.newest_wall.max(at.wall);
+                }
+                live.out.failure(&event);
+            }
+            None => self.failures.push(event),
         }
-        self.failures.push(event);
     }
 
     fn access(&mut self, access: AccessLine) {
@@ -171,6 +188,10 @@ impl Session {
             .into_iter()
             .partition(|(since, _)| all || now.duration_since(*since) >= ACCESS_GRACE);
         live.waiting = waiting;
+        if live.newest_wall != i64::MIN {
+            live.correlator
+                .forget_before(live.newest_wall.saturating_sub(REMEMBERED_MS));
+        }
         for (_, access) in due {
             if !access.stands_alone {
                 self.kept_normal = self.kept_normal.saturating_sub(1);
