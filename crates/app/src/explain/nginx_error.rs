@@ -153,7 +153,12 @@ pub(crate) fn classify(message: &str) -> Option<FailureKind> {
     if has("upstream SSL certificate") || has("certificate verify failed") {
         return Some(FailureKind::TlsCertificateError);
     }
-    if has("SSL_do_handshake() failed") || has("in SSL handshake") {
+    // TLS 1.3 servers may send their alert after the handshake: `SSL_read() failed (... SSL
+    // alert number 116) while reading response header from upstream`.
+    if has("SSL_do_handshake() failed")
+        || has("in SSL handshake")
+        || (has("SSL_read() failed") && has("alert number"))
+    {
         return Some(if has("alert number") {
             FailureKind::TlsAlertReceived
         } else {
@@ -311,6 +316,8 @@ mod tests {
         for (message, kind) in cases {
             assert_eq!(classify(message), Some(kind), "{message}");
         }
+        let late_alert = "SSL_read() failed (SSL: error:0A00045C:SSL routines::tlsv13 alert certificate required:SSL alert number 116) while reading response header from upstream";
+        assert_eq!(classify(late_alert), Some(FailureKind::TlsAlertReceived));
         assert_eq!(
             classify("client 127.0.0.1 closed keepalive connection"),
             None
@@ -331,6 +338,17 @@ mod tests {
         );
         let nolive = r#"2026/12/05 20:57:50 [error] 28238#28238: *4 no live upstreams while connecting to upstream, client: 127.0.0.1, server: , request: "GET /dead HTTP/1.1", upstream: "http://dead/dead", host: "127.0.0.1:19100""#;
         assert_eq!(event(nolive).server, "dead");
+    }
+
+    #[test]
+    fn crit_handshake_alert() {
+        // As nginx 1.22.1 logged a server that requires a client certificate.
+        let line = r#"2026/12/05 21:14:33 [crit] 10119#10119: *2 SSL_do_handshake() failed (SSL: error:0A00045C:SSL routines::tlsv13 alert certificate required:SSL alert number 116) while SSL handshaking to upstream, client: 127.0.0.1, server: , request: "GET /client-cert HTTP/1.1", upstream: "https://127.0.0.1:33667/client-cert", host: "test""#;
+        let e = event(line);
+        assert_eq!(
+            (e.kind, e.server.as_str()),
+            (FailureKind::TlsAlertReceived, "127.0.0.1:33667")
+        );
     }
 
     #[test]

@@ -235,3 +235,30 @@ fn sq_queue_timeout() {
     );
     let _ = first.join();
 }
+
+#[test]
+fn raw_lines_without_a_syslog_header() {
+    let syslog = Syslog::start();
+    let dead = refused_addr();
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = format!(
+        "global\n log 127.0.0.1:{} format raw local0\ndefaults\n mode http\n log global\n option httplog\n \
+         timeout client 1s\n timeout server 1s\n timeout connect 500ms\n retries 0\n\
+         frontend web\n bind 127.0.0.1:{port}\n default_backend app\n\
+         backend app\n server s1 {dead}\n",
+        syslog.port
+    );
+    let _peer = Peer::start(PeerKind::Haproxy, &config, addr);
+    get(addr, "/raw");
+    let text = wait_for("syslog", "/raw", || syslog.text());
+    assert!(!text.contains("haproxy["), "not raw: {text}");
+    let file = TempFile::with_contents("haproxy", ".log", text.as_bytes());
+    let report = explain_json(&[file.path()]);
+    assert_group(
+        group(&report, "haproxy", "connection_refused"),
+        "app/s1",
+        "check",
+    );
+    assert_eq!(report["counts"]["unreadable"], 0, "{report:#}");
+}

@@ -302,3 +302,21 @@ fn access_log_alone_is_guessed() {
     .stdout;
     assert!(text.contains("guessed from the access log"), "{text}");
 }
+
+#[test]
+fn tls_alert_from_a_server_requiring_a_client_certificate() {
+    let ca = TestCa::new("explain test CA");
+    let cert = ca.leaf(&["localhost"]);
+    let origin = TlsOrigin::builder(&cert)
+        .require_client_cert(ca.cert_der())
+        .start();
+    let (peer, addr) = nginx(
+        &format!("location / {{ proxy_pass https://{}; }}", origin.addr()),
+        "",
+    );
+    let report = provoke(&peer, addr, "/client-cert", 1);
+    let errors = peer.read("error.log");
+    assert!(errors.contains("alert"), "{errors}");
+    let g = group(&report, "nginx", "tls_alert_received");
+    assert_group(g, &origin.addr().to_string(), "proxy_ssl_certificate");
+}
