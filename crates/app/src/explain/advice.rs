@@ -357,4 +357,25 @@ mod tests {
             }
         }
     }
+
+    /// nginx's advice never names HAProxy's directives, nor the other way round.
+    #[test]
+    fn each_peer_only_its_own_directives() {
+        for kind in FailureKind::ALL {
+            let nginx = advise(Source::Nginx, kind, "s");
+            let text = format!("{} {:?}", nginx.fix, nginx.directives);
+            for foreign in [
+                "timeout server",
+                "timeout connect",
+                "tune.",
+                "http-reuse",
+                "option ",
+            ] {
+                assert!(!text.contains(foreign), "nginx {kind}: {text}");
+            }
+            let haproxy = advise(Source::Haproxy, kind, "b/s");
+            let text = format!("{} {:?}", haproxy.fix, haproxy.directives);
+            assert!(!text.contains("proxy_"), "haproxy {kind}: {text}");
+        }
+    }
 }
