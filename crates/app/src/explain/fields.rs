@@ -57,6 +57,11 @@ fn unquote(value: &str) -> String {
 /// its first `/`.
 pub(crate) fn server_of_url(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // A unix socket: `unix:/run/app.sock:/path` (nginx ends the socket path with `:`).
+    if let Some(socket) = rest.strip_prefix("unix:") {
+        let path = socket.split(':').next().unwrap_or(socket);
+        return format!("unix:{path}");
+    }
     rest.split('/').next().unwrap_or(rest).to_owned()
 }
 
@@ -98,5 +103,14 @@ mod tests {
         );
         assert_eq!(server_of_url("https://dead/x"), "dead");
         assert_eq!(server_of_url("10.0.0.1:80"), "10.0.0.1:80");
+        assert_eq!(server_of_url("http://[::1]:8080/x"), "[::1]:8080");
+        assert_eq!(
+            server_of_url("http://unix:/run/app.sock:/login?next=/"),
+            "unix:/run/app.sock"
+        );
+        assert_eq!(
+            server_of_url("fastcgi://unix:/run/php/php-fpm.sock:"),
+            "unix:/run/php/php-fpm.sock"
+        );
     }
 }
