@@ -55,7 +55,11 @@ pub(crate) fn parse_text(line: &str, at: LineRef) -> Parsed {
         at: Some(stamp),
         target: target.to_owned(),
         kind: field(line, "kind").or_else(|| field(line, "failure")),
-        server: field(line, "server").or_else(|| field(line, "upstream")),
+        server: server([
+            field(line, "server"),
+            field(line, "upstream"),
+            field(line, "pool"),
+        ]),
         message,
         request_id: field(line, "request_id"),
         status: field(line, "status").and_then(|v| v.parse().ok()),
@@ -86,7 +90,7 @@ pub(crate) fn parse_json(line: &str, at: LineRef) -> Parsed {
             target
         },
         kind: text("kind").or_else(|| text("failure")),
-        server: text("server").or_else(|| text("upstream")),
+        server: server([text("server"), text("upstream"), text("pool")]),
         message: text("message").unwrap_or_default(),
         request_id: text("request_id"),
         status: object
@@ -99,6 +103,15 @@ pub(crate) fn parse_json(line: &str, at: LineRef) -> Parsed {
         total_ms: object.get("total_ms").and_then(Value::as_f64),
     };
     build(fields, at)
+}
+
+/// The server a line names (`pool/host:port`), else its pool: a failure before any server
+/// was chosen (`destination_unavailable`) has `server="-"` and the pool's name.
+fn server(candidates: [Option<String>; 3]) -> Option<String> {
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|s| !s.is_empty() && s != "-")
 }
 
 fn build(f: Fields, at: LineRef) -> Parsed {
@@ -219,6 +232,17 @@ mod tests {
         assert!(matches!(parse_text(info, at()), Parsed::Normal(Some(_))));
         assert!(matches!(parse_json("{\"a\":1}", at()), Parsed::Unreadable));
         assert!(matches!(parse_json("{not json", at()), Parsed::Unreadable));
+        // Before any server was chosen: the pool names the group.
+        let unavailable = TEXT_WARN
+            .replace(
+                "kind=\"connection_refused\"",
+                "kind=\"destination_unavailable\"",
+            )
+            .replace("server=\"app/127.0.0.1:1\"", "server=\"-\"");
+        let Parsed::Failure(e) = parse_text(&unavailable, at()) else {
+            panic!("not read")
+        };
+        assert_eq!(e.server, "app");
         // A client error is not an upstream failure.
         let client =
             TEXT_WARN.replace("kind=\"connection_refused\"", "kind=\"http_request_error\"");
