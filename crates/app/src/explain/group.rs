@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::advice::{advise, cause, client_side};
 use super::record::{ClientSide, Event, LineRef, Source, format_utc};
+use super::timeline::{Timeline, timeline};
 
 /// How many example requests a group shows.
 const EXAMPLES: usize = 3;
@@ -33,6 +34,10 @@ pub(crate) struct Group {
     pub(crate) fix: String,
     pub(crate) directives: Vec<&'static str>,
     pub(crate) examples: Vec<Example>,
+    /// Failures per minute, hour or day.
+    pub(crate) timeline: Option<Timeline>,
+    #[serde(skip)]
+    times: Vec<i64>,
     #[serde(skip)]
     first_ms: i64,
     #[serde(skip)]
@@ -85,6 +90,8 @@ pub(crate) fn group(events: Vec<Event>) -> Vec<Group> {
                 fix: advice.fix,
                 directives: advice.directives,
                 examples: Vec::new(),
+                timeline: None,
+                times: Vec::new(),
                 first_ms: i64::MAX,
                 last_ms: i64::MIN,
             }
@@ -97,6 +104,7 @@ pub(crate) fn group(events: Vec<Event>) -> Vec<Group> {
         if let Some(at) = e.at {
             group.first_ms = group.first_ms.min(at.utc);
             group.last_ms = group.last_ms.max(at.utc);
+            group.times.push(at.utc);
         }
         if group.examples.len() < EXAMPLES {
             group.examples.push(Example {
@@ -116,6 +124,7 @@ pub(crate) fn group(events: Vec<Event>) -> Vec<Group> {
             g.first_seen = Some(format_utc(g.first_ms));
             g.last_seen = Some(format_utc(g.last_ms));
         }
+        g.timeline = timeline(std::mem::take(&mut g.times));
     }
     groups.sort_by(|a, b| {
         b.count

@@ -22,6 +22,7 @@ mod nginx_error;
 mod record;
 mod report;
 mod session;
+mod timeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -111,6 +111,18 @@ fn group_block(out: &mut String, n: usize, g: &Group) {
     if let (Some(first), Some(last)) = (&g.first_seen, &g.last_seen) {
         let _ = writeln!(out, "    when:   {first} .. {last}");
     }
+    if let Some(timeline) = g.timeline.as_ref().filter(|t| t.counts.len() > 1) {
+        let _ = writeln!(
+            out,
+            "    per {}: {}",
+            match timeline.bucket {
+                "1m" => "minute",
+                "1h" => "hour",
+                _ => "day",
+            },
+            timeline.recent(12)
+        );
+    }
     if !g.client_statuses.is_empty() {
         let statuses: Vec<String> = g
             .client_statuses

@@ -113,6 +113,7 @@ fn json_shape() {
         "fix",
         "directives",
         "examples",
+        "timeline",
     ] {
         assert!(g.get(key).is_some(), "no group.{key}: {g:#}");
     }
@@ -120,6 +121,12 @@ fn json_shape() {
     assert_eq!(g["gatehouse_status"], 502);
     assert_eq!(g["cause"], "backend not running, or wrong port");
     assert_eq!(g["first_seen"], "2026-12-05T20:57:43.000Z");
+    assert_eq!(g["timeline"]["bucket"], "1m");
+    assert_eq!(
+        g["timeline"]["counts"][0]["from"],
+        "2026-12-05T20:57:00.000Z"
+    );
+    assert_eq!(g["timeline"]["counts"][0]["count"], 1);
     for key in [
         "file", "line", "time", "request", "client", "status", "message", "guessed",
     ] {
