@@ -116,7 +116,8 @@ impl Followed {
                 self.file = File::open(&self.path).ok();
                 self.inode = meta.ino();
                 self.offset = 0;
-                self.splitter.number = 0;
+                // A partial line of a truncated file will never be completed.
+                self.splitter = LineSplitter::default();
             }
         }
         self.read_new(session);

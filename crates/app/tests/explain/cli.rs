@@ -220,6 +220,11 @@ fn follow_picks_up_appended_lines_and_survives_rotation() {
     append("garbage that no parser reads\n");
     let unreadable = next("an unreadable line");
     assert_eq!(unreadable["type"], "unreadable");
+    // Truncation (copytruncate): read again from the start.
+    std::fs::write(&path, NGINX_REFUSED).unwrap_or_else(|e| panic!("{e}"));
+    let truncated = next("the line of the truncated file");
+    assert_eq!(truncated["kind"], "connection_refused");
+    assert_eq!(truncated["line"], 1);
     // The access record matched its warning: no second failure for request "first".
     assert!(rx.try_recv().is_err());
     let _ = child.kill();
