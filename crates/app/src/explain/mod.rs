@@ -5,9 +5,10 @@
 //!
 //! One file per job: `detect` picks the parser of a line (`nginx_error`, `access_line`,
 //! `haproxy`, `gatehouse_log`), `correlate` ties access lines to failure lines, `group` and
-//! `advice` make the groups, `report` prints them, `input` reads and follows files,
-//! `session` holds one run. It does not read configs or contact servers: `gatehouse doctor`
-//! does that.
+//! `advice` make the groups (`timeline` spreads each over time), `report` prints them, `input`
+//! reads and follows files, `session` holds one run; `record` has the types the parsers share
+//! and `fields` their text helpers. It does not read configs or contact servers: `gatehouse
+//! doctor` does that.
 
 mod access_line;
 mod advice;
