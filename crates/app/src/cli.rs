@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// Check every upstream server of a config the way an operator debugs a 502, and name the
     /// root cause and the fix.
     Doctor(crate::doctor::DoctorArgs),
+    /// Read nginx, HAProxy or gatehouse logs and explain the upstream failures in them: kind,
+    /// upstream server, how often, and the directive to change.
+    Explain(crate::explain::ExplainArgs),
 }
 
 pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {

@@ -1,8 +1,10 @@
 //! The `gatehouse` binary: command line, logging, runtime and signals. Everything on the
 //! request path lives in `gatehouse-proxy`; config parsing and validation in `gatehouse-config`.
 
+mod advice;
 mod cli;
 mod doctor;
+mod explain;
 mod logging;
 mod probe;
 mod reload;
@@ -19,5 +21,6 @@ fn main() -> ExitCode {
         cli::Command::Reload => reload::run(cli.config.as_deref()),
         cli::Command::Probe(args) => probe::run(args),
         cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
+        cli::Command::Explain(args) => explain::run(&args),
     }
 }

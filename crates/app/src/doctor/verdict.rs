@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::check::{Facts, HttpStep, TlsDiagnosis};
 use super::ports::PortHint;
+use crate::advice;
 use crate::probe::tlsdiag::{self, CertProblem};
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,23 +189,17 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             .map_or_else(|| "?".to_owned(), |s| human(pick(s)))
     };
     match failure.kind {
-        FailureKind::DnsError => (
-            failure.details.clone(),
-            format!("correct the host name in {servers_key}, or add it to DNS or /etc/hosts"),
-        ),
+        FailureKind::DnsError => (failure.details.clone(), advice::fix(failure.kind, pool)),
         FailureKind::DnsTimeout => (
             format!("the DNS resolver did not answer: {}", failure.details),
-            "check [dns] nameservers (or /etc/resolv.conf) and raise dns.timeout if the resolver is merely slow".to_owned(),
+            advice::fix(failure.kind, pool),
         ),
-        FailureKind::DestinationIpProhibited => (
-            failure.details.clone(),
-            format!(
-                "fix the server's address (or its DNS record); if it is meant, remove the range from upstream.{pool}.deny_addresses"
-            ),
-        ),
+        FailureKind::DestinationIpProhibited => {
+            (failure.details.clone(), advice::fix(failure.kind, pool))
+        }
         FailureKind::DestinationIpUnroutable => (
             format!("there is no network route to {at}: {}", failure.details),
-            format!("check the address in {servers_key} and this host's network and routes"),
+            advice::fix(failure.kind, pool),
         ),
         FailureKind::ConnectionRefused => refused(facts, &at, &servers_key),
         FailureKind::ConnectionTimeout => {
@@ -219,9 +214,7 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                         "connect to {at} did not complete within connect_timeout ({}): a firewall drops the packets, or the host is down",
                         setting(|s| s.connect_timeout)
                     ),
-                    format!(
-                        "check that the host is up and that no firewall drops traffic to it; raise upstream.{pool}.connect_timeout only if the network is merely slow"
-                    ),
+                    advice::fix(failure.kind, pool),
                 )
             }
         }
@@ -243,13 +236,11 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                 "{at} accepted the connection but closed it without answering {}",
                 facts.request
             ),
-            "see the backend's logs: it may be crashing on the request, or expect another protocol (TLS?) on this port".to_owned(),
+            advice::fix(failure.kind, pool),
         ),
         FailureKind::HttpProtocolError => (
             format!("{at} does not answer in HTTP/1.x: {}", failure.details),
-            format!(
-                "check that the port in {servers_key} is the backend's HTTP port, not a database, TLS or other service"
-            ),
+            advice::fix(failure.kind, pool),
         ),
         FailureKind::HttpResponseHeaderSectionSize => {
             let limit = facts
@@ -272,9 +263,7 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                         "the response headers of {} are larger than max_response_header_size ({limit} bytes)",
                         facts.request
                     ),
-                    format!(
-                        "raise upstream.{pool}.max_response_header_size, or make the app send smaller headers (often a large Set-Cookie)"
-                    ),
+                    advice::fix(failure.kind, pool),
                 ),
             }
         }
@@ -302,12 +291,9 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                 ),
             }
         }
-        FailureKind::ConnectionReadTimeout => (
-            failure.details.clone(),
-            format!(
-                "raise upstream.{pool}.read_timeout, or find why the backend stalls mid-response"
-            ),
-        ),
+        FailureKind::ConnectionReadTimeout => {
+            (failure.details.clone(), advice::fix(failure.kind, pool))
+        }
         FailureKind::TlsProtocolError
         | FailureKind::TlsCertificateError
         | FailureKind::TlsAlertReceived => match &facts.tls {
@@ -335,7 +321,7 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
         | FailureKind::ProxyInternalError
         | FailureKind::ProxyConfigurationError
         | FailureKind::ProxyLoopDetected => {
-            (failure.details.clone(), failure.kind.hint().to_owned())
+            (failure.details.clone(), advice::fix(failure.kind, pool))
         }
     }
 }
@@ -578,7 +564,7 @@ fn refused(facts: &Facts, at: &str, servers_key: &str) -> (String, String) {
             };
             (
                 cause,
-                format!("start the backend, or correct the address in {servers_key}"),
+                advice::fix(FailureKind::ConnectionRefused, &facts.pool),
             )
         }
     }
