@@ -3,6 +3,7 @@
 
 mod cli;
 mod doctor;
+mod foreign;
 mod logging;
 mod probe;
 mod reload;
