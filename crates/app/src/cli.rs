@@ -35,6 +35,9 @@ pub(crate) enum Command {
     /// Check every upstream server of a config the way an operator debugs a 502, and name the
     /// root cause and the fix.
     Doctor(crate::doctor::DoctorArgs),
+    /// Write a gatehouse config for the reverse-proxy part of an nginx or HAProxy config, and
+    /// report what maps to which key and what does not (and why).
+    Import(crate::import::ImportArgs),
 }
 
 pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {

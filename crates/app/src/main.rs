@@ -4,6 +4,7 @@
 mod cli;
 mod doctor;
 mod foreign;
+mod import;
 mod logging;
 mod probe;
 mod reload;
@@ -20,5 +21,6 @@ fn main() -> ExitCode {
         cli::Command::Reload => reload::run(cli.config.as_deref()),
         cli::Command::Probe(args) => probe::run(args),
         cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
+        cli::Command::Import(args) => import::run(&args),
     }
 }

@@ -15,6 +15,7 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::check::{Facts, HttpStep, TlsDiagnosis};
+use super::naming::Key;
 use super::ports::PortHint;
 use crate::probe::tlsdiag::{self, CertProblem};
 
@@ -122,13 +123,19 @@ pub(crate) fn answered(status: StatusCode, health: Option<&HealthCheck>, facts: 
 }
 
 /// Warnings for a healthy server that is close to a limit.
-pub(crate) fn latency_warnings(step: &HttpStep, settings: &ConnSettings) -> Vec<String> {
+pub(crate) fn latency_warnings(
+    step: &HttpStep,
+    settings: &ConnSettings,
+    facts: &Facts,
+) -> Vec<String> {
     let mut warnings = Vec::new();
+    let name = |key| facts.naming.short(&facts.pool, key);
     if let Some(ms) = step.first_byte_ms {
         let limit = settings.response_timeout.as_secs_f64() * 1000.0;
         if ms > limit / 2.0 {
             warnings.push(format!(
-                "answered in {ms:.1} ms, more than half of response_timeout ({}): a slower moment gives 504 http_response_timeout",
+                "answered in {ms:.1} ms, more than half of {} ({}): a slower moment gives 504 http_response_timeout",
+                name(Key::ResponseTimeout),
                 human(settings.response_timeout)
             ));
         }
@@ -140,7 +147,8 @@ pub(crate) fn latency_warnings(step: &HttpStep, settings: &ConnSettings) -> Vec<
         && bytes * 4 > step.header_limit * 3
     {
         warnings.push(format!(
-            "the response headers are {bytes} bytes, over 3/4 of max_response_header_size ({} bytes)",
+            "the response headers are {bytes} bytes, over 3/4 of {} ({} bytes)",
+            name(Key::MaxResponseHeaderSize),
             step.header_limit
         ));
     }
@@ -177,7 +185,8 @@ fn keep_alive_warning(announced: Duration) -> Option<String> {
 /// The root cause and the fix for a failure, as specific as the facts allow.
 fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
     let pool = &facts.pool;
-    let servers_key = format!("upstream.{pool}.servers");
+    let naming = &facts.naming;
+    let servers_key = naming.servers(pool);
     let at = facts
         .address
         .map_or_else(|| facts.server.clone(), |a| a.to_string());
@@ -216,11 +225,13 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             } else {
                 (
                     format!(
-                        "connect to {at} did not complete within connect_timeout ({}): a firewall drops the packets, or the host is down",
+                        "connect to {at} did not complete within {} ({}): a firewall drops the packets, or the host is down",
+                        naming.short(pool, Key::ConnectTimeout),
                         setting(|s| s.connect_timeout)
                     ),
                     format!(
-                        "check that the host is up and that no firewall drops traffic to it; raise upstream.{pool}.connect_timeout only if the network is merely slow"
+                        "check that the host is up and that no firewall drops traffic to it; raise {} only if the network is merely slow",
+                        naming.key(pool, Key::ConnectTimeout)
                     ),
                 )
             }
@@ -259,21 +270,24 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             match facts.header_bytes {
                 Some(size) => (
                     format!(
-                        "the response headers of {} are {size} bytes, more than max_response_header_size ({limit} bytes)",
-                        facts.request
+                        "the response headers of {} are {size} bytes, more than {} ({limit} bytes)",
+                        facts.request,
+                        naming.short(pool, Key::MaxResponseHeaderSize)
                     ),
                     format!(
-                        "raise upstream.{pool}.max_response_header_size to at least {}KiB, or make the app send smaller headers (often a large Set-Cookie)",
-                        size.div_ceil(1024) + 1
+                        "{}, or make the app send smaller headers (often a large Set-Cookie)",
+                        naming.header_fix(pool, size)
                     ),
                 ),
                 None => (
                     format!(
-                        "the response headers of {} are larger than max_response_header_size ({limit} bytes)",
-                        facts.request
+                        "the response headers of {} are larger than {} ({limit} bytes)",
+                        facts.request,
+                        naming.short(pool, Key::MaxResponseHeaderSize)
                     ),
                     format!(
-                        "raise upstream.{pool}.max_response_header_size, or make the app send smaller headers (often a large Set-Cookie)"
+                        "raise {}, or make the app send smaller headers (often a large Set-Cookie)",
+                        naming.key(pool, Key::MaxResponseHeaderSize)
                     ),
                 ),
             }
@@ -283,20 +297,23 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             match facts.late_first_byte {
                 Some(took) => (
                     format!(
-                        "{at} answered {} after {}, later than response_timeout ({timeout})",
+                        "{at} answered {} after {}, later than {} ({timeout})",
                         facts.request,
-                        human_ms(took)
+                        human_ms(took),
+                        naming.short(pool, Key::ResponseTimeout)
                     ),
                     format!(
-                        "raise upstream.{pool}.response_timeout above {} or speed up the handler",
+                        "raise {} above {} or speed up the handler",
+                        naming.key(pool, Key::ResponseTimeout),
                         human_ms(took)
                     ),
                 ),
                 None => (
                     format!(
-                        "{at} accepted the connection but did not answer {} within {} (response_timeout is {timeout})",
+                        "{at} accepted the connection but did not answer {} within {} ({} is {timeout})",
                         facts.request,
-                        human(facts.waited)
+                        human(facts.waited),
+                        naming.short(pool, Key::ResponseTimeout)
                     ),
                     "the backend is hung or overloaded: see its logs, its worker pool, its own upstreams (database?)".to_owned(),
                 ),
@@ -305,7 +322,8 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
         FailureKind::ConnectionReadTimeout => (
             failure.details.clone(),
             format!(
-                "raise upstream.{pool}.read_timeout, or find why the backend stalls mid-response"
+                "raise {}, or find why the backend stalls mid-response",
+                naming.key(pool, Key::ReadTimeout)
             ),
         ),
         FailureKind::TlsProtocolError
