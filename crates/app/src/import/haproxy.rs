@@ -511,6 +511,12 @@ impl<'a> Cx<'a> {
             let upstream = upstream_name(section.name());
             self.push_route(None, "/".to_owned(), &upstream, &section.origin.to_string());
         }
+        if rules.iter().filter(|l| l.word(0) == "use_backend").count() > 1 {
+            self.report.differ(
+                format!("{} {} ({})", section.kind, section.name(), section.origin),
+                "HAProxy takes the first rule that matches, in file order; gatehouse the most specific route (exact host, then wildcard, then any host; the longest path): a request two rules match may go elsewhere",
+            );
+        }
         for line in rules {
             self.rule(line, &acls);
         }
