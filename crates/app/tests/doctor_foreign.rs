@@ -84,7 +84,10 @@ fn assert_verdict(report: &Value, kind: &str, words: &[&str]) {
         verdict["fix"].as_str().unwrap_or("")
     );
     for w in words {
-        assert!(said.contains(w), "the verdict does not say {w:?}:\n{verdict:#}");
+        assert!(
+            said.contains(w),
+            "the verdict does not say {w:?}:\n{verdict:#}"
+        );
     }
     // gatehouse's own key names stay out of a foreign report.
     assert!(!said.contains("upstream.app."), "{verdict:#}");
@@ -125,7 +128,11 @@ fn nginx_response_head_over_one_page_names_proxy_buffer_size() {
     // nginx itself refuses the response: its default buffer is one page.
     let nginx = Peer::start(PeerKind::Nginx, &config, ([127, 0, 0, 1], listen).into());
     assert_eq!(get_status(([127, 0, 0, 1], listen).into()), 502);
-    assert!(nginx.read("error.log").contains("upstream sent too big header"));
+    assert!(
+        nginx
+            .read("error.log")
+            .contains("upstream sent too big header")
+    );
     let (code, report, _) = doctor("--nginx", nginx.config_path(), &[]);
     assert_eq!(code, Some(1));
     assert_eq!(report["proxy"], "nginx");
@@ -140,7 +147,11 @@ fn nginx_response_head_over_one_page_names_proxy_buffer_size() {
 fn nginx_raised_proxy_buffer_size_is_healthy() {
     let upstream = Upstream::start(Behavior::RawThenClose(big_header_response(6000)));
     let listen = free_port();
-    let config = nginx_config(listen, upstream.addr(), "            proxy_buffer_size 8k;\n");
+    let config = nginx_config(
+        listen,
+        upstream.addr(),
+        "            proxy_buffer_size 8k;\n",
+    );
     let nginx = Peer::start(PeerKind::Nginx, &config, ([127, 0, 0, 1], listen).into());
     assert_eq!(get_status(([127, 0, 0, 1], listen).into()), 200);
     let (code, report, _) = doctor("--nginx", nginx.config_path(), &[]);
@@ -152,7 +163,11 @@ fn nginx_raised_proxy_buffer_size_is_healthy() {
 fn nginx_slow_upstream_names_proxy_read_timeout_where_it_is_set() {
     let upstream = Upstream::start(Behavior::Delay(Duration::from_secs(2), Reply::ok("late")));
     let listen = free_port();
-    let config = nginx_config(listen, upstream.addr(), "            proxy_read_timeout 1s;\n");
+    let config = nginx_config(
+        listen,
+        upstream.addr(),
+        "            proxy_read_timeout 1s;\n",
+    );
     let nginx = Peer::start(PeerKind::Nginx, &config, ([127, 0, 0, 1], listen).into());
     assert_eq!(get_status(([127, 0, 0, 1], listen).into()), 504);
     let (code, report, _) = doctor("--nginx", nginx.config_path(), &["--wait", "4s"]);
@@ -161,7 +176,10 @@ fn nginx_slow_upstream_names_proxy_read_timeout_where_it_is_set() {
     assert_verdict(
         &report,
         "http_response_timeout",
-        &[&format!("proxy_read_timeout (set to 1s at {at})"), "later than proxy_read_timeout"],
+        &[
+            &format!("proxy_read_timeout (set to 1s at {at})"),
+            "later than proxy_read_timeout",
+        ],
     );
 }
 
@@ -173,7 +191,11 @@ fn nginx_refused_port_is_connection_refused_in_the_upstream_block() {
     let (dir, path) = Peer::checked_config(PeerKind::Nginx, &config);
     let (code, report, _) = doctor("--nginx", &path, &[]);
     assert_eq!(code, Some(1));
-    assert_verdict(&report, "connection_refused", &["upstream app (", "peer.conf:6"]);
+    assert_verdict(
+        &report,
+        "connection_refused",
+        &["upstream app (", "peer.conf:6"],
+    );
     drop(dir);
 }
 

@@ -208,7 +208,11 @@ fn assert_mapped(report: &Value, at: &str, key: &str) {
         list.iter()
             .any(|m| m["at"] == at && m["key"].as_str().is_some_and(|k| k.contains(key)))
     });
-    assert!(found, "nothing at {at} is mapped to {key}:\n{:#}", report["mapped"]);
+    assert!(
+        found,
+        "nothing at {at} is mapped to {key}:\n{:#}",
+        report["mapped"]
+    );
 }
 
 fn assert_difference(report: &Value, words: &str) {
@@ -216,7 +220,11 @@ fn assert_difference(report: &Value, words: &str) {
         list.iter()
             .any(|d| d["note"].as_str().is_some_and(|n| n.contains(words)))
     });
-    assert!(found, "no difference says {words:?}:\n{:#}", report["differences"]);
+    assert!(
+        found,
+        "no difference says {words:?}:\n{:#}",
+        report["differences"]
+    );
 }
 
 // === the corpus ===
@@ -244,7 +252,10 @@ fn nginx_load_balanced_upstream_with_health_parameters() {
     assert!(toml.contains("consecutive_failures = 3"), "{toml}");
     assert!(toml.contains("ejection = \"20s\""), "{toml}");
     assert!(toml.contains("connect_timeout = \"3s\""), "{toml}");
-    assert!(toml.contains("max_response_header_size = \"16KiB\""), "{toml}");
+    assert!(
+        toml.contains("max_response_header_size = \"16KiB\""),
+        "{toml}"
+    );
     assert!(toml.contains("attempts = 2"), "{toml}");
     assert!(toml.contains("backup = true"), "{toml}");
     assert_mapped(&report, &format!("{main}:11"), "upstream.app_pool.servers");
@@ -256,7 +267,10 @@ fn nginx_load_balanced_upstream_with_health_parameters() {
         .as_array()
         .and_then(|l| l.iter().find(|m| m["at"] == format!("{main}:31")))
         .expect("proxy_next_upstream mapped");
-    assert!(next["note"].as_str().unwrap_or("").contains("http_502"), "{next}");
+    assert!(
+        next["note"].as_str().unwrap_or("").contains("http_502"),
+        "{next}"
+    );
 }
 
 #[test]
@@ -266,11 +280,17 @@ fn nginx_tls_with_a_redirect_and_a_cache() {
     let (report, toml) = case.import();
     let main = case.path("nginx.conf");
     assert!(
-        toml.contains(&format!("redirect_https = [\"127.0.0.1:{}\"]", ports.listen)),
+        toml.contains(&format!(
+            "redirect_https = [\"127.0.0.1:{}\"]",
+            ports.listen
+        )),
         "{toml}"
     );
     assert!(
-        toml.contains(&format!("[[server.tls]]\nlisten = [\"127.0.0.1:{}\"]", ports.listen2)),
+        toml.contains(&format!(
+            "[[server.tls]]\nlisten = [\"127.0.0.1:{}\"]",
+            ports.listen2
+        )),
         "{toml}"
     );
     assert!(toml.contains("[route.cache]\nmode = \"full\""), "{toml}");
@@ -293,7 +313,10 @@ fn nginx_several_server_names() {
         "api.example.test",
         "*.api.example.test",
     ] {
-        assert!(toml.contains(&format!("host = \"{host}\"")), "{host}:\n{toml}");
+        assert!(
+            toml.contains(&format!("host = \"{host}\"")),
+            "{host}:\n{toml}"
+        );
     }
     assert_unmapped(&report, &format!("{main}:38"), "add_header");
 }
@@ -306,8 +329,16 @@ fn nginx_nested_includes_keep_their_files_and_lines() {
     assert!(toml.contains("connect_timeout = \"5s\""), "{toml}");
     let snippet = case.path("snippets/proxy.conf");
     assert_mapped(&report, &format!("{snippet}:5"), "connect_timeout");
-    assert_unmapped(&report, &format!("{snippet}:4"), "proxy_set_header X-Request-Start");
-    assert_mapped(&report, &format!("{}:1", case.path("conf.d/app.conf")), "upstream.backend");
+    assert_unmapped(
+        &report,
+        &format!("{snippet}:4"),
+        "proxy_set_header X-Request-Start",
+    );
+    assert_mapped(
+        &report,
+        &format!("{}:1", case.path("conf.d/app.conf")),
+        "upstream.backend",
+    );
 }
 
 #[test]
@@ -315,7 +346,10 @@ fn haproxy_frontend_and_backend_with_checks() {
     let case = Case::new(PeerKind::Haproxy, "checks", Ports::free());
     let (report, toml) = case.import();
     let main = case.path("haproxy.cfg");
-    assert!(toml.contains("[upstream.app.health]\npath = \"/health\""), "{toml}");
+    assert!(
+        toml.contains("[upstream.app.health]\npath = \"/health\""),
+        "{toml}"
+    );
     assert!(toml.contains("interval = \"3s\""), "{toml}");
     assert!(toml.contains("unhealthy_threshold = 3"), "{toml}");
     assert!(toml.contains("expect_status = \"200\""), "{toml}");
@@ -334,12 +368,18 @@ fn haproxy_tls_bind_and_redirect() {
     let (report, toml) = case.import();
     let main = case.path("haproxy.cfg");
     assert!(
-        toml.contains(&format!("redirect_https = [\"127.0.0.1:{}\"]", ports.listen)),
+        toml.contains(&format!(
+            "redirect_https = [\"127.0.0.1:{}\"]",
+            ports.listen
+        )),
         "{toml}"
     );
     assert!(toml.contains(&case.path("both.pem")), "{toml}");
     // tune.bufsize 32768 minus tune.maxrewrite 1024.
-    assert!(toml.contains("max_response_header_size = \"31KiB\""), "{toml}");
+    assert!(
+        toml.contains("max_response_header_size = \"31KiB\""),
+        "{toml}"
+    );
     assert_mapped(&report, &format!("{main}:3"), "max_response_header_size");
     assert_mapped(&report, &format!("{main}:13"), "server.tls");
 }
@@ -350,7 +390,10 @@ fn haproxy_acl_routing() {
     let (report, toml) = case.import();
     let main = case.path("haproxy.cfg");
     assert!(toml.contains("host = \"shop.example.test\""), "{toml}");
-    assert!(toml.contains("path = \"/api/\"\nupstream = \"api\""), "{toml}");
+    assert!(
+        toml.contains("path = \"/api/\"\nupstream = \"api\""),
+        "{toml}"
+    );
     assert!(toml.contains("hash_key = \"client_ip\""), "{toml}");
     assert_unmapped(&report, &format!("{main}:16"), "acl is_old hdr_end");
     assert_unmapped(&report, &format!("{main}:19"), "use_backend legacy");
@@ -421,7 +464,11 @@ fn named_upstreams() -> [Upstream; 3] {
 
 fn ports_of(ups: &[Upstream; 3]) -> Ports {
     let mut ports = Ports::free();
-    ports.ups = [ups[0].addr().port(), ups[1].addr().port(), ups[2].addr().port()];
+    ports.ups = [
+        ups[0].addr().port(),
+        ups[1].addr().port(),
+        ups[2].addr().port(),
+    ];
     ports
 }
 

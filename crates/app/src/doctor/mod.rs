@@ -133,10 +133,7 @@ pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
 /// A foreign config as the doctor checks it: imported into a gatehouse config in memory, with
 /// the foreign proxy's limits put in place of gatehouse's (even where gatehouse's own bounds
 /// would refuse them, such as nginx's 4k buffer), and the names of the directives that set them.
-fn foreign_config(
-    proxy: crate::import::Proxy,
-    file: &Path,
-) -> Option<(Loaded, naming::Naming)> {
+fn foreign_config(proxy: crate::import::Proxy, file: &Path) -> Option<(Loaded, naming::Naming)> {
     use crate::import::{Mode, convert};
     let who = proxy.name();
     let imported = match convert(proxy, file, None, Mode::Doctor) {

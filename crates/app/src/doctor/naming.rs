@@ -202,7 +202,10 @@ mod tests {
             naming.key("app", Key::ConnectTimeout),
             "proxy_connect_timeout (not set: default 60s)"
         );
-        assert_eq!(naming.short("app", Key::MaxResponseHeaderSize), "proxy_buffer_size");
+        assert_eq!(
+            naming.short("app", Key::MaxResponseHeaderSize),
+            "proxy_buffer_size"
+        );
         assert_eq!(
             naming.header_fix("app", 6000),
             "raise proxy_buffer_size (not set: default 4k) to at least 7k"

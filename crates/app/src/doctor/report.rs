@@ -9,9 +9,13 @@ use super::check::{ServerReport, TlsStep};
 
 pub(crate) fn text(report: &DoctorReport) -> String {
     let mut out = String::new();
+    let limits = match report.proxy {
+        "gatehouse" => String::new(),
+        proxy => format!(", with {proxy}'s limits and defaults"),
+    };
     let _ = writeln!(
         out,
-        "gatehouse doctor: {} ({} upstream(s), {} server(s))",
+        "gatehouse doctor: {}{limits} ({} upstream(s), {} server(s))",
         report.config,
         report.upstreams.len(),
         report.summary.servers

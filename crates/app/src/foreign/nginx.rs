@@ -348,7 +348,9 @@ fn tokenize(text: &str, file: &Path) -> Result<Vec<Token>, ParseError> {
                         return Err(error(
                             file,
                             start,
-                            format!("unexpected end of file: the {c} quote opened here is not closed"),
+                            format!(
+                                "unexpected end of file: the {c} quote opened here is not closed"
+                            ),
                         ));
                     };
                     i += 1;

@@ -129,14 +129,20 @@ fn includes_are_followed_with_globs_relative_to_the_prefix() {
         "http {\n  include conf.d/*.conf;\n  include extra/one.conf;\n}\n",
     );
     dir.write("conf.d/b.conf", "server { listen 81; }\n");
-    dir.write("conf.d/a.conf", "server { listen 80; include snippets/proxy.conf; }\n");
+    dir.write(
+        "conf.d/a.conf",
+        "server { listen 80; include snippets/proxy.conf; }\n",
+    );
     dir.write("conf.d/skip.txt", "garbage {");
     dir.write("snippets/proxy.conf", "\n\nproxy_read_timeout 5s;\n");
     dir.write("extra/one.conf", "upstream app { server 127.0.0.1:1; }\n");
     let parsed = parse_file(&main, None).expect("parses");
     let http = parsed[0].children();
     assert_eq!(names(http), ["server", "server", "upstream app"]);
-    assert_eq!(names(http[0].children()), ["listen 80", "proxy_read_timeout 5s"]);
+    assert_eq!(
+        names(http[0].children()),
+        ["listen 80", "proxy_read_timeout 5s"]
+    );
     let timeout = &http[0].children()[1];
     assert!(timeout.origin.file.ends_with("snippets/proxy.conf"));
     assert_eq!(timeout.origin.line, 3);

@@ -135,10 +135,19 @@ impl Report {
         });
     }
 
-    pub(crate) fn unmapped(&mut self, at: impl ToString, directive: String, why: impl Into<String>) {
+    pub(crate) fn unmapped(
+        &mut self,
+        at: impl ToString,
+        directive: String,
+        why: impl Into<String>,
+    ) {
         let at = at.to_string();
         // A directive inherited by several blocks is reported once.
-        if self.unmapped.iter().any(|u| u.at == at && u.directive == directive) {
+        if self
+            .unmapped
+            .iter()
+            .any(|u| u.at == at && u.directive == directive)
+        {
             return;
         }
         self.unmapped.push(Unmapped {
@@ -217,7 +226,10 @@ pub(crate) fn convert(
         Proxy::Nginx => {
             let directives = crate::foreign::nginx::parse_file(file, prefix)?;
             let base = prefix.map_or_else(
-                || file.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+                || {
+                    file.parent()
+                        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+                },
                 Path::to_path_buf,
             );
             Ok(nginx::convert(&directives, file, &base, mode))
@@ -243,11 +255,13 @@ fn output_name(args: &ImportArgs) -> String {
 /// `gatehouse import`: 0 when the config was written, 1 when it could not be read or the
 /// result does not validate.
 pub(crate) fn run(args: &ImportArgs) -> ExitCode {
-    let mut imported = match convert(args.proxy, &args.file, args.prefix.as_deref(), Mode::Import)
-    {
+    let mut imported = match convert(args.proxy, &args.file, args.prefix.as_deref(), Mode::Import) {
         Ok(imported) => imported,
         Err(err) => {
-            eprintln!("gatehouse import: {} config not read: {err}", args.proxy.name());
+            eprintln!(
+                "gatehouse import: {} config not read: {err}",
+                args.proxy.name()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -256,11 +270,7 @@ pub(crate) fn run(args: &ImportArgs) -> ExitCode {
     let valid = match gatehouse_config::parse(&output_name(args), &imported.toml) {
         Ok(_) => true,
         Err(errors) => {
-            imported.report.errors = errors
-                .diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect();
+            imported.report.errors = errors.diagnostics.iter().map(ToString::to_string).collect();
             false
         }
     };
@@ -273,9 +283,7 @@ pub(crate) fn run(args: &ImportArgs) -> ExitCode {
         eprint!("{}", imported.report.text());
     }
     if !valid {
-        eprintln!(
-            "gatehouse import: not written: the converted config does not validate (above)"
-        );
+        eprintln!("gatehouse import: not written: the converted config does not validate (above)");
         return ExitCode::FAILURE;
     }
     match &args.output {

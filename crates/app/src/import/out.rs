@@ -126,7 +126,12 @@ impl Out {
             if let Some(host) = &route.host {
                 let _ = writeln!(out, "host = {}", q(host));
             }
-            let _ = writeln!(out, "path = {}\nupstream = {}", q(&route.path), q(&route.upstream));
+            let _ = writeln!(
+                out,
+                "path = {}\nupstream = {}",
+                q(&route.path),
+                q(&route.upstream)
+            );
             if route.retry_non_idempotent {
                 out.push_str("retry_non_idempotent = true\n");
             }
@@ -175,7 +180,10 @@ fn upstream(out: &mut String, name: &str, up: &UpstreamOut) {
         ("response_timeout", up.response_timeout.clone()),
         ("read_timeout", up.read_timeout.clone()),
         ("send_timeout", up.send_timeout.clone()),
-        ("max_response_header_size", up.max_response_header_size.clone()),
+        (
+            "max_response_header_size",
+            up.max_response_header_size.clone(),
+        ),
     ];
     for (key, value) in strings {
         if let Some(value) = value {

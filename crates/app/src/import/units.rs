@@ -14,7 +14,9 @@ pub(crate) fn nginx_time(text: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
@@ -56,7 +58,9 @@ pub(crate) fn nginx_size(text: &str) -> Option<u64> {
 /// A HAProxy time (milliseconds without a unit).
 pub(crate) fn haproxy_time(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let number: u64 = text[..digits].parse().ok()?;
     let unit = match &text[digits..] {
         "us" => return Some(Duration::from_micros(number)),

@@ -5,7 +5,12 @@ use crate::foreign::nginx::parse_str;
 
 fn import(text: &str) -> Imported {
     let directives = parse_str(text, Path::new("site.conf")).expect("parses");
-    convert(&directives, Path::new("site.conf"), Path::new("/etc/nginx"), Mode::Import)
+    convert(
+        &directives,
+        Path::new("site.conf"),
+        Path::new("/etc/nginx"),
+        Mode::Import,
+    )
 }
 
 fn unmapped<'r>(imported: &'r Imported, directive: &str) -> &'r super::super::Unmapped {
@@ -14,7 +19,12 @@ fn unmapped<'r>(imported: &'r Imported, directive: &str) -> &'r super::super::Un
         .unmapped
         .iter()
         .find(|u| u.directive.starts_with(directive))
-        .unwrap_or_else(|| panic!("{directive} not reported unmapped:\n{}", imported.report.text()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{directive} not reported unmapped:\n{}",
+                imported.report.text()
+            )
+        })
 }
 
 #[test]
@@ -28,7 +38,11 @@ fn classic_site_becomes_a_route_and_an_upstream() {
     assert!(toml.contains("[upstream.127_0_0_1_3000]"), "{toml}");
     assert!(toml.contains("response_timeout = \"5s\""), "{toml}");
     let loaded = gatehouse_config::parse("out.toml", toml).expect("validates");
-    assert_eq!(loaded.config.routes.len(), 2, "the default server also serves other hosts");
+    assert_eq!(
+        loaded.config.routes.len(),
+        2,
+        "the default server also serves other hosts"
+    );
     let timeout = imported
         .report
         .mapped
@@ -37,7 +51,10 @@ fn classic_site_becomes_a_route_and_an_upstream() {
         .expect("mapped");
     assert_eq!(timeout.at, "site.conf:7");
     let limits = &imported.limits["127_0_0_1_3000"];
-    assert_eq!(limits.response_timeout.setting.at.as_deref(), Some("site.conf:7"));
+    assert_eq!(
+        limits.response_timeout.setting.at.as_deref(),
+        Some("site.conf:7")
+    );
     assert_eq!(limits.max_response_header_size.value, 4096);
 }
 
@@ -48,7 +65,10 @@ fn upstream_block_with_health_parameters() {
     );
     let toml = &imported.toml;
     assert!(toml.contains("balance = \"least_requests\""), "{toml}");
-    assert!(toml.contains("{ address = \"10.0.0.1:8080\", weight = 3 }"), "{toml}");
+    assert!(
+        toml.contains("{ address = \"10.0.0.1:8080\", weight = 3 }"),
+        "{toml}"
+    );
     assert!(toml.contains("backup = true"), "{toml}");
     assert!(!toml.contains("10.0.0.3"), "{toml}");
     assert!(toml.contains("consecutive_failures = 2"), "{toml}");
@@ -71,11 +91,32 @@ fn names_hosts_and_path_rewrites() {
         .iter()
         .map(|r| format!("{:?} {}", r.host, r.path))
         .collect();
-    assert!(hosts.iter().any(|h| h.contains("Exact(\"example.com\")) /exact")), "{hosts:?}");
-    assert!(hosts.iter().any(|h| h.contains("Suffix(\".example.com\")) /v1/")), "{hosts:?}");
-    assert!(hosts.iter().any(|h| h.starts_with("None /v1/")), "{hosts:?}");
-    assert!(unmapped(&imported, "server_name ~").why.contains("regular-expression"));
-    assert!(unmapped(&imported, "location /").why.contains("no proxy_pass"));
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.contains("Exact(\"example.com\")) /exact")),
+        "{hosts:?}"
+    );
+    assert!(
+        hosts
+            .iter()
+            .any(|h| h.contains("Suffix(\".example.com\")) /v1/")),
+        "{hosts:?}"
+    );
+    assert!(
+        hosts.iter().any(|h| h.starts_with("None /v1/")),
+        "{hosts:?}"
+    );
+    assert!(
+        unmapped(&imported, "server_name ~")
+            .why
+            .contains("regular-expression")
+    );
+    assert!(
+        unmapped(&imported, "location /")
+            .why
+            .contains("no proxy_pass")
+    );
     let rewrite = imported
         .report
         .mapped
@@ -92,7 +133,10 @@ fn redirect_server_and_tls() {
     );
     let toml = &imported.toml;
     assert!(toml.contains("redirect_https = [\"0.0.0.0:80\"]"), "{toml}");
-    assert!(toml.contains("[[server.tls]]\nlisten = [\"0.0.0.0:443\"]"), "{toml}");
+    assert!(
+        toml.contains("[[server.tls]]\nlisten = [\"0.0.0.0:443\"]"),
+        "{toml}"
+    );
     assert!(toml.contains("cert = \"/etc/nginx/certs/a.pem\""), "{toml}");
     assert!(toml.contains("listen = []"), "{toml}");
 }

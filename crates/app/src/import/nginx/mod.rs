@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::out::{Out, RouteOut, ServerOut, TlsOut, UpstreamOut, upstream_name};
+mod proxy;
+mod upstream;
+
+use super::out::{Out, RouteOut, TlsOut};
 use super::{Imported, Mode, Report, units};
 use crate::doctor::naming::{HeaderFix, Limit, PoolLimits, Setting};
 use crate::foreign::nginx::Directive;
@@ -47,17 +50,26 @@ const BUILT_IN: &[(&str, &str)] = &[
         "proxy_http_version",
         "gatehouse speaks HTTP/1.1 to upstreams (HTTP/2 with upstream.NAME.http2)",
     ),
-    ("http2", "gatehouse offers HTTP/2 on every listener (server.http2)"),
+    (
+        "http2",
+        "gatehouse offers HTTP/2 on every listener (server.http2)",
+    ),
     (
         "keepalive",
         "gatehouse keeps idle upstream connections for reuse without a limit to set",
     ),
-    ("zone", "gatehouse shares an upstream's state between its workers itself"),
+    (
+        "zone",
+        "gatehouse shares an upstream's state between its workers itself",
+    ),
     (
         "proxy_buffering",
         "gatehouse streams responses as they arrive (like proxy_buffering off)",
     ),
-    ("server_tokens", "gatehouse names itself only in Via and Proxy-Status"),
+    (
+        "server_tokens",
+        "gatehouse names itself only in Via and Proxy-Status",
+    ),
 ];
 
 /// The settings in effect in a context (each directive as written, `None` = not set).
@@ -168,13 +180,18 @@ pub(super) fn convert(top: &[Directive], file: &Path, base: &Path, mode: Mode) -
 
 impl<'a> Cx<'a> {
     fn http(&mut self, ctx: &'a [Directive]) {
-        for d in ctx.iter().filter(|d| d.name == "upstream" && d.block.is_some()) {
+        for d in ctx
+            .iter()
+            .filter(|d| d.name == "upstream" && d.block.is_some())
+        {
             self.upstream_block(d);
         }
         self.explicit_default |= ctx.iter().filter(|d| d.name == "server").any(|s| {
             s.children().iter().any(|l| {
                 l.name == "listen"
-                    && l.args.iter().any(|a| a == "default_server" || a == "default")
+                    && l.args
+                        .iter()
+                        .any(|a| a == "default_server" || a == "default")
             })
         });
         let settings = Settings::default().within(ctx);
@@ -204,9 +221,12 @@ impl<'a> Cx<'a> {
             "client_header_timeout" => match units::nginx_time(d.arg(0)) {
                 Some(t) if !t.is_zero() => {
                     self.out.client_header_timeout = Some(units::duration(t));
-                    self.report.map(at, d.text(), "server.client_header_timeout");
+                    self.report
+                        .map(at, d.text(), "server.client_header_timeout");
                 }
-                _ => self.report.unmapped(at, d.text(), "not a time gatehouse can use"),
+                _ => self
+                    .report
+                    .unmapped(at, d.text(), "not a time gatehouse can use"),
             },
             "large_client_header_buffers" => {
                 let total = d
@@ -229,7 +249,9 @@ impl<'a> Cx<'a> {
                             ),
                         );
                     }
-                    None => self.report.unmapped(at, d.text(), "not a number and a size"),
+                    None => self
+                        .report
+                        .unmapped(at, d.text(), "not a number and a size"),
                 }
             }
             "client_max_body_size" => self.report.unmapped(
@@ -246,183 +268,6 @@ impl<'a> Cx<'a> {
                 ),
             },
         }
-    }
-
-    // === upstream blocks ===
-
-    fn upstream_block(&mut self, d: &'a Directive) {
-        let nginx_name = d.arg(0).to_owned();
-        let name = upstream_name(&nginx_name);
-        if name != nginx_name {
-            self.report.map_note(
-                &d.origin,
-                d.text(),
-                format!("upstream.{name}"),
-                "renamed: gatehouse names take letters, digits, '-' and '_'",
-            );
-        } else {
-            self.report
-                .map(&d.origin, d.text(), format!("upstream.{name}"));
-        }
-        self.blocks.insert(nginx_name.clone(), name.clone());
-        let mut up = UpstreamOut {
-            from: format!("upstream {nginx_name} ({})", d.origin),
-            ..UpstreamOut::default()
-        };
-        let mut passive_set = false;
-        for c in d.children() {
-            let at = &c.origin;
-            match c.name.as_str() {
-                "server" => {
-                    if let Some(server) = self.upstream_server(c, &name, &mut up, &mut passive_set)
-                    {
-                        up.servers.push(server);
-                    }
-                }
-                "least_conn" => {
-                    up.balance = Some("least_requests");
-                    self.report.map_note(
-                        at,
-                        c.text(),
-                        format!("upstream.{name}.balance = \"least_requests\""),
-                        "gatehouse picks the less busy of two random servers (power of two choices), not the least busy of all",
-                    );
-                }
-                "ip_hash" => {
-                    up.balance = Some("hash");
-                    up.hash_key = Some("client_ip".to_owned());
-                    self.report.map_note(
-                        at,
-                        c.text(),
-                        format!("upstream.{name}.balance = \"hash\", hash_key = \"client_ip\""),
-                        "nginx hashes the first three octets of an IPv4 address, gatehouse the whole address: clients of one /24 may go to different servers",
-                    );
-                }
-                "hash" => {
-                    let key = match c.arg(0) {
-                        "$remote_addr" | "$binary_remote_addr" => Some("client_ip".to_owned()),
-                        k if k.starts_with("$http_") => {
-                            Some(format!("header:{}", k["$http_".len()..].replace('_', "-")))
-                        }
-                        k if k.starts_with("$cookie_") => {
-                            Some(format!("cookie:{}", &k["$cookie_".len()..]))
-                        }
-                        _ => None,
-                    };
-                    match key {
-                        Some(key) => {
-                            up.balance = Some("hash");
-                            up.hash_key = Some(key.clone());
-                            self.report.map_note(
-                                at,
-                                c.text(),
-                                format!("upstream.{name}.balance = \"hash\", hash_key = \"{key}\""),
-                                "gatehouse hashes consistently (rendezvous), with or without `consistent`",
-                            );
-                        }
-                        None => self.report.unmapped(
-                            at,
-                            c.text(),
-                            "gatehouse hashes on the client address, one header or one cookie only",
-                        ),
-                    }
-                }
-                name => match BUILT_IN.iter().find(|(n, _)| *n == name) {
-                    Some((_, how)) => self.report.map_note(at, c.text(), "(built in)", *how),
-                    None => self.report.unmapped(
-                        at,
-                        c.text(),
-                        "no gatehouse equivalent in an upstream",
-                    ),
-                },
-            }
-        }
-        if !passive_set {
-            self.report.differ(
-                up.from.clone(),
-                "nginx takes a server out after one failure (max_fails=1) for fail_timeout=10s; gatehouse after 5 failures in a row, or one timeout (upstream.NAME.passive)",
-            );
-        }
-        self.limits.insert(name.clone(), default_limits(&up.from));
-        self.out.upstreams.insert(name, up);
-    }
-
-    /// One `server` of an upstream block; `None` when it is left out.
-    fn upstream_server(
-        &mut self,
-        d: &Directive,
-        pool: &str,
-        up: &mut UpstreamOut,
-        passive_set: &mut bool,
-    ) -> Option<ServerOut> {
-        let at = &d.origin;
-        let address = d.arg(0);
-        if address.starts_with("unix:") {
-            self.report.unmapped(
-                at,
-                d.text(),
-                "gatehouse reaches upstreams over TCP only, not UNIX sockets",
-            );
-            return None;
-        }
-        let mut server = ServerOut {
-            address: with_port(address, 80),
-            ..ServerOut::default()
-        };
-        let mut ignored = Vec::new();
-        for param in &d.args[1..] {
-            let (key, value) = param.split_once('=').unwrap_or((param.as_str(), ""));
-            match key {
-                "weight" => {
-                    server.weight = value.parse::<u32>().ok().map(|w| w.clamp(1, 1000));
-                }
-                "max_conns" => {
-                    server.max_connections = value.parse::<u32>().ok().filter(|n| *n > 0);
-                }
-                "backup" => server.backup = true,
-                "down" => {
-                    self.report.unmapped(
-                        at,
-                        d.text(),
-                        "marked down: left out of the upstream's servers",
-                    );
-                    return None;
-                }
-                "max_fails" => {
-                    if up.consecutive_failures.is_none() {
-                        up.consecutive_failures = value.parse().ok();
-                    }
-                    *passive_set = true;
-                }
-                "fail_timeout" => {
-                    if up.ejection.is_none() {
-                        up.ejection = units::nginx_time(value)
-                            .filter(|t| !t.is_zero())
-                            .map(units::duration);
-                    }
-                    *passive_set = true;
-                }
-                "resolve" => {}
-                _ => ignored.push(param.clone()),
-            }
-        }
-        let mut note = String::new();
-        if d.args.iter().any(|a| a.starts_with("max_fails") || a.starts_with("fail_timeout")) {
-            note.push_str("max_fails counts failures within fail_timeout and fail_timeout is also how long the server stays out; gatehouse counts failures in a row (passive.consecutive_failures) and ejects for passive.ejection, doubling; one value per upstream (the first server's)");
-        }
-        if !ignored.is_empty() {
-            if !note.is_empty() {
-                note.push_str("; ");
-            }
-            note.push_str(&format!("not carried over: {}", ignored.join(" ")));
-        }
-        let key = format!("upstream.{pool}.servers");
-        if note.is_empty() {
-            self.report.map(at, d.text(), key);
-        } else {
-            self.report.map_note(at, d.text(), key, note);
-        }
-        Some(server)
     }
 
     // === server blocks ===
@@ -555,8 +400,11 @@ impl<'a> Cx<'a> {
             pairs.push((path(cert.arg(0)), path(key.arg(0))));
             self.used.insert(cert.origin.to_string());
             self.used.insert(key.origin.to_string());
-            self.report
-                .map(&cert.origin, cert.text(), "server.tls.cert (or certificates)");
+            self.report.map(
+                &cert.origin,
+                cert.text(),
+                "server.tls.cert (or certificates)",
+            );
             self.report
                 .map(&key.origin, key.text(), "server.tls.key (or certificates)");
         }
@@ -644,8 +492,13 @@ impl<'a> Cx<'a> {
             }
         }
         let Some(pass) = pass else {
-            for c in d.children().iter().filter(|c| INHERITED.contains(&c.name.as_str())) {
-                self.report.unmapped(&c.origin, c.text(), "the location passes no request on");
+            for c in d
+                .children()
+                .iter()
+                .filter(|c| INHERITED.contains(&c.name.as_str()))
+            {
+                self.report
+                    .unmapped(&c.origin, c.text(), "the location passes no request on");
             }
             if routes == 0 {
                 self.report.unmapped(
@@ -661,14 +514,17 @@ impl<'a> Cx<'a> {
         };
         let mut note = Vec::new();
         if modifier == "=" {
-            note.push("an exact match in nginx; a gatehouse route is a prefix, so longer paths match too");
+            note.push(
+                "an exact match in nginx; a gatehouse route is a prefix, so longer paths match too",
+            );
         } else if path != "/" && !path.ends_with('/') {
             note.push("nginx matches any path starting with these characters; gatehouse whole path segments");
         }
         if note.is_empty() {
             self.report.map(at, d.text(), "route.path");
         } else {
-            self.report.map_note(at, d.text(), "route.path", note.join("; "));
+            self.report
+                .map_note(at, d.text(), "route.path", note.join("; "));
         }
         let retry_non_idempotent = settings
             .one("proxy_next_upstream")
@@ -701,354 +557,6 @@ impl<'a> Cx<'a> {
     }
 
     /// The upstream a `proxy_pass` names (made for a URL), or `None` when it cannot be used.
-    fn proxy_pass(&mut self, d: &Directive, path: &str, modifier: &str) -> Option<String> {
-        let at = &d.origin;
-        let target = d.arg(0);
-        if target.contains('$') {
-            self.report.unmapped(
-                at,
-                d.text(),
-                "a proxy_pass with variables is resolved per request; gatehouse needs a fixed upstream",
-            );
-            return None;
-        }
-        let (tls, rest) = if let Some(rest) = target.strip_prefix("http://") {
-            (false, rest)
-        } else if let Some(rest) = target.strip_prefix("https://") {
-            (true, rest)
-        } else {
-            self.report
-                .unmapped(at, d.text(), "gatehouse passes requests over http:// and https:// only");
-            return None;
-        };
-        let (authority, uri) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if authority.starts_with("unix:") {
-            self.report
-                .unmapped(at, d.text(), "gatehouse reaches upstreams over TCP only, not UNIX sockets");
-            return None;
-        }
-        let name = match self.blocks.get(authority) {
-            Some(name) => {
-                let name = name.clone();
-                if tls && let Some(up) = self.out.upstreams.get_mut(&name) {
-                    for s in &mut up.servers {
-                        if !s.address.starts_with("https://") {
-                            s.address = format!("https://{}", s.address);
-                        }
-                    }
-                }
-                name
-            }
-            None => {
-                let address = with_port(authority, if tls { 443 } else { 80 });
-                let name = upstream_name(&address);
-                if !self.out.upstreams.contains_key(&name) {
-                    let from = format!("proxy_pass {target} ({at})");
-                    self.out.upstreams.insert(
-                        name.clone(),
-                        UpstreamOut {
-                            from: from.clone(),
-                            servers: vec![ServerOut {
-                                address: if tls { format!("https://{address}") } else { address },
-                                ..ServerOut::default()
-                            }],
-                            ..UpstreamOut::default()
-                        },
-                    );
-                    self.limits.insert(name.clone(), default_limits(&from));
-                    self.report.differ(
-                        from,
-                        "nginx resolves a host name in proxy_pass once, at start; gatehouse re-resolves it (resolve_interval)",
-                    );
-                }
-                name
-            }
-        };
-        let rewrites = !uri.is_empty() && !(modifier != "=" && uri == path);
-        if rewrites {
-            self.report.map_note(
-                at,
-                d.text(),
-                format!("route.upstream = \"{name}\""),
-                format!(
-                    "nginx replaces the location's {path} with {uri} in the request path; gatehouse passes the path unchanged (not carried over)"
-                ),
-            );
-        } else {
-            self.report.map(at, d.text(), format!("route.upstream = \"{name}\""));
-        }
-        Some(name)
-    }
-
-    /// `[route.cache]` for a location: `Some(stale_if_error)` when it caches.
-    fn cache(&mut self, settings: &Settings<'a>) -> Option<Option<String>> {
-        let cache = settings.one("proxy_cache")?;
-        self.used.insert(cache.origin.to_string());
-        if cache.arg(0) == "off" {
-            self.report.map(&cache.origin, cache.text(), "(no [route.cache])");
-            return None;
-        }
-        self.report.map_note(
-            &cache.origin,
-            cache.text(),
-            "route.cache.mode = \"full\"",
-            "gatehouse's cache ([cache]) is shared by every caching route; its size is [cache] memory",
-        );
-        for valid in settings.all("proxy_cache_valid") {
-            self.used.insert(valid.origin.to_string());
-            self.report.unmapped(
-                &valid.origin,
-                valid.text(),
-                "gatehouse stores what the response's Cache-Control or Expires allows (RFC 9111), not a time per status",
-            );
-        }
-        match settings.one("proxy_cache_use_stale") {
-            Some(stale) if stale.arg(0) != "off" => {
-                self.used.insert(stale.origin.to_string());
-                self.report.map_note(
-                    &stale.origin,
-                    stale.text(),
-                    "route.cache.stale_if_error",
-                    "gatehouse serves a stale copy for any upstream failure or 5xx, up to stale_if_error (default 1d) past its freshness; nginx without a time limit, for the conditions listed",
-                );
-            }
-            _ => self.report.differ(
-                format!("proxy_cache ({})", cache.origin),
-                "without proxy_cache_use_stale nginx never serves a stale copy; gatehouse's full cache serves one when the upstream fails (up to 1 day)",
-            ),
-        }
-        Some(None)
-    }
-
-    /// Takes the location's proxy settings for the upstream (the first location passing to it
-    /// decides; a later one that differs is reported).
-    fn apply(&mut self, pool: &str, settings: &Settings<'a>, at: &crate::foreign::Origin) {
-        const KEYS: [&str; 7] = [
-            "proxy_connect_timeout",
-            "proxy_read_timeout",
-            "proxy_send_timeout",
-            "proxy_buffer_size",
-            "proxy_next_upstream",
-            "proxy_next_upstream_tries",
-            "proxy_next_upstream_timeout",
-        ];
-        let used: Vec<Option<String>> = KEYS
-            .iter()
-            .map(|k| settings.one(k).map(|d| d.origin.to_string()))
-            .collect();
-        if let Some(first) = self.applied.get(pool) {
-            if *first != used {
-                self.report.differ(
-                    format!("upstream {pool}"),
-                    format!(
-                        "the location at {at} uses other proxy_* timeouts or limits than the first location passing to it; gatehouse has one set per upstream, the first location's"
-                    ),
-                );
-            }
-            self.headers(pool, settings);
-            return;
-        }
-        self.applied.insert(pool.to_owned(), used);
-        let Some(up) = self.out.upstreams.get_mut(pool) else {
-            return;
-        };
-        let from = up.from.clone();
-        let mut limits = default_limits(&from);
-        let mut report = std::mem::take(&mut self.report);
-        let mut used_now = Vec::new();
-        // Timeouts.
-        for (name, default_note) in [
-            ("proxy_connect_timeout", "nginx waits 60s for a connection; gatehouse 2s (connect_timeout)"),
-            ("proxy_read_timeout", "nginx waits 60s for the response head and between reads; gatehouse 30s (response_timeout, read_timeout)"),
-            ("proxy_send_timeout", "nginx waits 60s between two writes of the request; gatehouse 30s (send_timeout)"),
-        ] {
-            let Some(d) = settings.one(name) else {
-                report.differ(format!("{from}: {name} not set"), default_note);
-                continue;
-            };
-            used_now.push(d.origin.to_string());
-            let Some(t) = units::nginx_time(d.arg(0)).filter(|t| !t.is_zero()) else {
-                report.unmapped(&d.origin, d.text(), "not a time gatehouse can use");
-                continue;
-            };
-            let value = units::duration(t);
-            let setting = Setting {
-                directive: name.to_owned(),
-                at: Some(d.origin.to_string()),
-                value: d.arg(0).to_owned(),
-            };
-            let limit = Limit { value: t, setting };
-            match name {
-                "proxy_connect_timeout" => {
-                    up.connect_timeout = Some(value);
-                    limits.connect_timeout = limit;
-                    report.map(&d.origin, d.text(), format!("upstream.{pool}.connect_timeout"));
-                }
-                "proxy_read_timeout" => {
-                    up.response_timeout = Some(value.clone());
-                    up.read_timeout = Some(value);
-                    limits.response_timeout = limit.clone();
-                    limits.read_timeout = limit;
-                    report.map_note(
-                        &d.origin,
-                        d.text(),
-                        format!("upstream.{pool}.response_timeout, upstream.{pool}.read_timeout"),
-                        "nginx's one timeout covers both the wait for the response head and each pause in the body",
-                    );
-                }
-                _ => {
-                    up.send_timeout = Some(value);
-                    limits.send_timeout = limit;
-                    report.map(&d.origin, d.text(), format!("upstream.{pool}.send_timeout"));
-                }
-            }
-        }
-        match settings.one("proxy_buffer_size") {
-            Some(d) => {
-                used_now.push(d.origin.to_string());
-                match units::nginx_size(d.arg(0)) {
-                    Some(size) => {
-                        let taken = size.clamp(MIN_HEADER, MAX_HEADER);
-                        up.max_response_header_size = Some(units::size(taken));
-                        limits.max_response_header_size = Limit {
-                            value: usize::try_from(size).unwrap_or(usize::MAX),
-                            setting: Setting {
-                                directive: "proxy_buffer_size".to_owned(),
-                                at: Some(d.origin.to_string()),
-                                value: d.arg(0).to_owned(),
-                            },
-                        };
-                        let key = format!("upstream.{pool}.max_response_header_size");
-                        if taken == size {
-                            report.map(&d.origin, d.text(), key);
-                        } else {
-                            report.map_note(
-                                &d.origin,
-                                d.text(),
-                                key,
-                                format!("gatehouse takes 8KiB to 1MiB: imported as {}", units::size(taken)),
-                            );
-                        }
-                    }
-                    None => report.unmapped(&d.origin, d.text(), "not a size"),
-                }
-            }
-            None => report.differ(
-                format!("{from}: proxy_buffer_size not set"),
-                "nginx refuses (502) response heads larger than one memory page (4k); gatehouse takes up to 64KiB (max_response_header_size)",
-            ),
-        }
-        if let Some(d) = settings.one("proxy_next_upstream") {
-            used_now.push(d.origin.to_string());
-            if d.arg(0) == "off" {
-                up.retry_attempts = Some(1);
-                report.map(&d.origin, d.text(), format!("upstream.{pool}.retry.attempts = 1"));
-            } else {
-                let statuses: Vec<&str> = d
-                    .args
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|a| a.starts_with("http_") || *a == "denied")
-                    .collect();
-                let note = if statuses.is_empty() {
-                    "gatehouse retries connection failures and timeouts on another server; non_idempotent sets route.retry_non_idempotent".to_owned()
-                } else {
-                    format!(
-                        "gatehouse retries connection failures and timeouts, not responses: {} not carried over (it passes a 5xx on with Proxy-Status received-status)",
-                        statuses.join(" ")
-                    )
-                };
-                report.map_note(&d.origin, d.text(), format!("upstream.{pool}.retry"), note);
-            }
-        }
-        if let Some(d) = settings.one("proxy_next_upstream_tries") {
-            used_now.push(d.origin.to_string());
-            match d.arg(0).parse::<u32>() {
-                Ok(n) if n > 0 => {
-                    up.retry_attempts = Some(n.min(10));
-                    report.map(&d.origin, d.text(), format!("upstream.{pool}.retry.attempts"));
-                }
-                _ => report.unmapped(
-                    &d.origin,
-                    d.text(),
-                    "unlimited tries: gatehouse allows at most 10 (retry.attempts) within a retry budget",
-                ),
-            }
-        }
-        if let Some(d) = settings.one("proxy_next_upstream_timeout") {
-            used_now.push(d.origin.to_string());
-            match units::nginx_time(d.arg(0)).filter(|t| !t.is_zero()) {
-                Some(t) => {
-                    up.retry_deadline = Some(units::duration(t));
-                    report.map(&d.origin, d.text(), format!("upstream.{pool}.retry.deadline"));
-                }
-                None => report.map(&d.origin, d.text(), "(built in: no deadline set)"),
-            }
-        }
-        self.report = report;
-        self.used.extend(used_now);
-        self.limits.insert(pool.to_owned(), limits);
-        self.headers(pool, settings);
-    }
-
-    /// `proxy_set_header`: the forwarding headers gatehouse adds itself.
-    fn headers(&mut self, pool: &str, settings: &Settings<'a>) {
-        let headers = settings.all("proxy_set_header");
-        let mut host_set = false;
-        for d in headers {
-            self.used.insert(d.origin.to_string());
-            let name = d.arg(0).to_ascii_lowercase();
-            let value = d.arg(1);
-            let built_in = match (name.as_str(), value) {
-                ("host", "$host" | "$http_host") => {
-                    host_set = true;
-                    Some("gatehouse passes the client's Host on")
-                }
-                ("x-real-ip", "$remote_addr") => Some("gatehouse sets X-Real-IP"),
-                ("x-forwarded-for", "$proxy_add_x_forwarded_for" | "$remote_addr") => {
-                    Some("gatehouse appends the client address to X-Forwarded-For")
-                }
-                ("x-forwarded-proto", "$scheme") => Some("gatehouse sets X-Forwarded-Proto"),
-                ("x-forwarded-host", "$host" | "$http_host") => {
-                    Some("gatehouse sets X-Forwarded-Host")
-                }
-                ("upgrade", "$http_upgrade") | ("connection", _) => {
-                    Some("gatehouse passes WebSocket and other upgrades on by itself")
-                }
-                _ => None,
-            };
-            match built_in {
-                Some(how) => {
-                    if !self.report.mapped.iter().any(|m| m.at == d.origin.to_string()) {
-                        self.report.map_note(&d.origin, d.text(), "(built in)", how);
-                    }
-                }
-                None => {
-                    if name == "host" {
-                        host_set = true;
-                    }
-                    self.report.unmapped(
-                        &d.origin,
-                        d.text(),
-                        "gatehouse sets the forwarding headers itself and passes the client's Host; it sets no other request headers",
-                    );
-                }
-            }
-        }
-        if !host_set {
-            let about = format!("upstream {pool}: proxy_set_header Host not set");
-            if !self.report.differences.iter().any(|d| d.about == about) {
-                self.report.differ(
-                    about,
-                    "nginx sends the proxy_pass host ($proxy_host) as Host; gatehouse passes the client's Host on",
-                );
-            }
-        }
-    }
-
     fn finish(mut self) -> Imported {
         // An address both redirects and serves: gatehouse's redirect listener cannot.
         let clashing: Vec<String> = self
@@ -1140,7 +648,7 @@ fn default_limits(from: &str) -> PoolLimits {
                 value: "4k (one memory page)".to_owned(),
             },
         },
-        servers: format!("the server address in {from}"),
+        servers: from.to_owned(),
         header_fix: HeaderFix::Kilobytes,
     }
 }
@@ -1219,12 +727,13 @@ fn is_host(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
 }
 
 #[cfg(test)]
-#[path = "nginx_tests.rs"]
 mod tests;

@@ -3,11 +3,13 @@
 //! upstreams with their servers, checks and timeouts; a `listen` section is both. The last
 //! `defaults` section before a proxy supplies what the proxy does not set, as in HAProxy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use super::out::{HealthOut, Out, RouteOut, ServerOut, TlsOut, UpstreamOut, upstream_name};
+mod frontend;
+
+use super::out::{HealthOut, Out, ServerOut, UpstreamOut, upstream_name};
 use super::{Imported, Mode, Report, units};
 use crate::doctor::naming::{HeaderFix, Limit, PoolLimits, Setting};
 use crate::foreign::haproxy::{Line, Section};
@@ -20,9 +22,18 @@ const NO_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Lines gatehouse does without a key.
 const BUILT_IN: &[(&str, &str)] = &[
-    ("option forwardfor", "gatehouse appends the client address to X-Forwarded-For"),
-    ("option http-server-close", "gatehouse keeps client and server connections alive on its own terms"),
-    ("option http-keep-alive", "gatehouse keeps client and server connections alive"),
+    (
+        "option forwardfor",
+        "gatehouse appends the client address to X-Forwarded-For",
+    ),
+    (
+        "option http-server-close",
+        "gatehouse keeps client and server connections alive on its own terms",
+    ),
+    (
+        "option http-keep-alive",
+        "gatehouse keeps client and server connections alive",
+    ),
     ("option redispatch", "gatehouse retries on another server"),
     ("mode http", "gatehouse is an HTTP proxy"),
 ];
@@ -89,7 +100,11 @@ pub(super) fn convert(sections: &[Section], file: &Path, base: &Path, mode: Mode
     for (section, defaults) in frontends {
         cx.frontend(section, &defaults);
     }
-    for line in sections.iter().filter(|s| s.kind == "defaults").flat_map(|s| &s.lines) {
+    for line in sections
+        .iter()
+        .filter(|s| s.kind == "defaults")
+        .flat_map(|s| &s.lines)
+    {
         cx.defaults_line(line);
     }
     cx.finish(mode)
@@ -148,8 +163,16 @@ impl<'a> Cx<'a> {
     /// `defaults` lines are reported once, after the proxies that use them.
     fn defaults_line(&mut self, line: &Line) {
         let text = line.text();
-        let used = self.report.mapped.iter().any(|m| m.at == line.origin.to_string())
-            || self.report.unmapped.iter().any(|u| u.at == line.origin.to_string());
+        let used = self
+            .report
+            .mapped
+            .iter()
+            .any(|m| m.at == line.origin.to_string())
+            || self
+                .report
+                .unmapped
+                .iter()
+                .any(|u| u.at == line.origin.to_string());
         if used {
             return;
         }
@@ -167,7 +190,9 @@ impl<'a> Cx<'a> {
             }
             _ => match BUILT_IN.iter().find(|(t, _)| text.starts_with(t)) {
                 Some((_, how)) => self.report.map_note(&line.origin, text, "(built in)", *how),
-                None => self.report.unmapped(&line.origin, text, "no gatehouse equivalent"),
+                None => self
+                    .report
+                    .unmapped(&line.origin, text, "no gatehouse equivalent"),
             },
         }
     }
@@ -195,7 +220,8 @@ impl<'a> Cx<'a> {
                 continue;
             };
             let Some(t) = units::haproxy_time(line.word(2)).filter(|t| !t.is_zero()) else {
-                self.report.unmapped(&line.origin, line.text(), "not a time");
+                self.report
+                    .unmapped(&line.origin, line.text(), "not a time");
                 continue;
             };
             let limit = Limit {
@@ -210,7 +236,8 @@ impl<'a> Cx<'a> {
             if words[1] == "connect" {
                 up.connect_timeout = Some(value);
                 limits.connect_timeout = limit;
-                self.report.map(&line.origin, line.text(), key("connect_timeout"));
+                self.report
+                    .map(&line.origin, line.text(), key("connect_timeout"));
             } else {
                 up.response_timeout = Some(value.clone());
                 up.read_timeout = Some(value);
@@ -226,8 +253,7 @@ impl<'a> Cx<'a> {
         }
         let header = self.bufsize.0.saturating_sub(self.maxrewrite);
         if self.bufsize.1.is_some() {
-            up.max_response_header_size =
-                Some(units::size(header.clamp(8 * 1024, 1024 * 1024)));
+            up.max_response_header_size = Some(units::size(header.clamp(8 * 1024, 1024 * 1024)));
         }
         limits.max_response_header_size.value = usize::try_from(header).unwrap_or(usize::MAX);
         if let Some(line) = find(&own, defaults, &["retries"]) {
@@ -272,8 +298,9 @@ impl<'a> Cx<'a> {
             let at = &line.origin;
             match line.word(0) {
                 "server" => {
-                    let mut params: Vec<String> =
-                        default_server.map(|d| d.words[1..].to_vec()).unwrap_or_default();
+                    let mut params: Vec<String> = default_server
+                        .map(|d| d.words[1..].to_vec())
+                        .unwrap_or_default();
                     params.extend(line.words.get(3..).unwrap_or(&[]).iter().cloned());
                     if let Some(server) = self.server(line, &params, &pool) {
                         if params.iter().any(|p| p == "check") {
@@ -292,7 +319,10 @@ impl<'a> Cx<'a> {
                     let text = line.text();
                     match BUILT_IN.iter().find(|(t, _)| text.starts_with(t)) {
                         Some((_, how)) => self.report.map_note(at, text, "(built in)", *how),
-                        None => self.report.unmapped(at, text, "no gatehouse equivalent in an upstream"),
+                        None => {
+                            self.report
+                                .unmapped(at, text, "no gatehouse equivalent in an upstream")
+                        }
                     }
                 }
             }
@@ -310,12 +340,16 @@ impl<'a> Cx<'a> {
                 .and_then(|v| units::haproxy_time(v))
                 .unwrap_or(Duration::from_secs(2));
             health.interval = Some(units::duration(inter));
-            health.unhealthy_threshold = Some(param("fall").and_then(|v| v.parse().ok()).unwrap_or(3));
-            health.healthy_threshold = Some(param("rise").and_then(|v| v.parse().ok()).unwrap_or(2));
+            health.unhealthy_threshold =
+                Some(param("fall").and_then(|v| v.parse().ok()).unwrap_or(3));
+            health.healthy_threshold =
+                Some(param("rise").and_then(|v| v.parse().ok()).unwrap_or(2));
             let timeout = find(&own, defaults, &["timeout", "check"])
                 .and_then(|l| units::haproxy_time(l.word(2)))
                 .unwrap_or(inter);
-            health.timeout = Some(units::duration(timeout.min(inter / 2).max(Duration::from_millis(1))));
+            health.timeout = Some(units::duration(
+                timeout.min(inter / 2).max(Duration::from_millis(1)),
+            ));
             self.report.map_note(
                 at,
                 "check inter/rise/fall".to_owned(),
@@ -343,11 +377,16 @@ impl<'a> Cx<'a> {
             }
             if let Some(expect) = find(&own, defaults, &["http-check", "expect", "status"]) {
                 health.expect_status = Some(expect.word(3).to_owned());
-                self.report.map(&expect.origin, expect.text(), format!("upstream.{pool}.health.expect_status"));
+                self.report.map(
+                    &expect.origin,
+                    expect.text(),
+                    format!("upstream.{pool}.health.expect_status"),
+                );
             }
             up.health = Some(health);
         } else if let Some(chk) = httpchk {
-            self.report.unmapped(&chk.origin, chk.text(), "no server has `check`");
+            self.report
+                .unmapped(&chk.origin, chk.text(), "no server has `check`");
         }
         self.limits.insert(name.clone(), limits);
         self.out.upstreams.insert(name, up);
@@ -377,12 +416,17 @@ impl<'a> Cx<'a> {
                 .and_then(|i| params.get(i + 1))
         };
         if params.iter().any(|p| p == "disabled") {
-            self.report.unmapped(at, line.text(), "disabled: left out of the upstream's servers");
+            self.report.unmapped(
+                at,
+                line.text(),
+                "disabled: left out of the upstream's servers",
+            );
             return None;
         }
         let weight = param("weight").and_then(|w| w.parse::<u32>().ok());
         if weight == Some(0) {
-            self.report.unmapped(at, line.text(), "weight 0 takes no traffic: left out");
+            self.report
+                .unmapped(at, line.text(), "weight 0 takes no traffic: left out");
             return None;
         }
         let tls = params.iter().any(|p| p == "ssl");
@@ -401,7 +445,8 @@ impl<'a> Cx<'a> {
             }
             i += 1;
         }
-        let ignored_text = (!ignored.is_empty()).then(|| format!("not carried over: {}", ignored.join(" ")));
+        let ignored_text =
+            (!ignored.is_empty()).then(|| format!("not carried over: {}", ignored.join(" ")));
         let mut note: Vec<String> = notes.iter().map(|n| (*n).to_owned()).collect();
         note.extend(ignored_text);
         let key = format!("upstream.{pool}.servers");
@@ -411,9 +456,15 @@ impl<'a> Cx<'a> {
             self.report.map_note(at, line.text(), key, note.join("; "));
         }
         Some(ServerOut {
-            address: if tls { format!("https://{address}") } else { address.to_owned() },
+            address: if tls {
+                format!("https://{address}")
+            } else {
+                address.to_owned()
+            },
             weight: weight.map(|w| w.clamp(1, 1000)),
-            max_connections: param("maxconn").and_then(|m| m.parse().ok()).filter(|m| *m > 0),
+            max_connections: param("maxconn")
+                .and_then(|m| m.parse().ok())
+                .filter(|m| *m > 0),
             backup: params.iter().any(|p| p == "backup"),
         })
     }
@@ -438,226 +489,15 @@ impl<'a> Cx<'a> {
                 setting: Setting {
                     directive: "tune.bufsize".to_owned(),
                     at: self.bufsize.1.clone(),
-                    value: format!("{}, minus tune.maxrewrite {}", self.bufsize.0, self.maxrewrite),
-                },
-            },
-            servers: format!("the server line in {from}"),
-            header_fix: HeaderFix::BufsizePlus(usize::try_from(self.maxrewrite).unwrap_or(0)),
-        }
-    }
-
-    // === frontends ===
-
-    fn frontend(&mut self, section: &Section, defaults: &[&'a Line]) {
-        let own: Vec<&Line> = section.lines.iter().collect();
-        let mut acls: HashMap<String, Vec<Cond>> = HashMap::new();
-        let mut plain = Vec::new();
-        let mut redirects = false;
-        let mut rules: Vec<&Line> = Vec::new();
-        for line in &own {
-            let at = &line.origin;
-            match line.word(0) {
-                "bind" => self.bind(line, &mut plain),
-                "acl" => match cond(&line.words[2..]) {
-                    Some(c) => {
-                        acls.entry(line.word(1).to_owned()).or_default().push(c);
-                        self.report.map(at, line.text(), "route.host / route.path");
-                    }
-                    None => self.report.unmapped(
-                        at,
-                        line.text(),
-                        "gatehouse routes on the host (hdr(host)) and a path prefix (path_beg) only",
+                    value: format!(
+                        "{}, minus tune.maxrewrite {}",
+                        self.bufsize.0, self.maxrewrite
                     ),
                 },
-                "use_backend" | "default_backend" => rules.push(line),
-                "http-request"
-                    if line.word(1) == "redirect"
-                        && line.word(2) == "scheme"
-                        && line.word(3) == "https" =>
-                {
-                    redirects = true;
-                    self.report.map_note(
-                        at,
-                        line.text(),
-                        "server.redirect_https",
-                        "gatehouse redirects every request on the frontend's plain addresses with 308 (method and body kept)",
-                    );
-                }
-                "timeout" if line.word(1) == "http-request" => {
-                    match units::haproxy_time(line.word(2)).filter(|t| !t.is_zero()) {
-                        Some(t) => {
-                            self.out.client_header_timeout = Some(units::duration(t));
-                            self.report.map(at, line.text(), "server.client_header_timeout");
-                        }
-                        None => self.report.unmapped(at, line.text(), "not a time"),
-                    }
-                }
-                _ if section.kind == "listen" => {}
-                _ => {
-                    let text = line.text();
-                    match BUILT_IN.iter().find(|(t, _)| text.starts_with(t)) {
-                        Some((_, how)) => self.report.map_note(at, text, "(built in)", *how),
-                        None => self.report.unmapped(at, text, "no gatehouse equivalent in a frontend"),
-                    }
-                }
-            }
+            },
+            servers: from.to_owned(),
+            header_fix: HeaderFix::BufsizePlus(usize::try_from(self.maxrewrite).unwrap_or(0)),
         }
-        if redirects {
-            self.redirect.extend(plain.drain(..));
-        }
-        self.out.listen.extend(plain);
-        if section.kind == "listen" {
-            // A listen section is its own backend.
-            let upstream = upstream_name(section.name());
-            self.push_route(None, "/".to_owned(), &upstream, &section.origin.to_string());
-        }
-        if rules.iter().filter(|l| l.word(0) == "use_backend").count() > 1 {
-            self.report.differ(
-                format!("{} {} ({})", section.kind, section.name(), section.origin),
-                "HAProxy takes the first rule that matches, in file order; gatehouse the most specific route (exact host, then wildcard, then any host; the longest path): a request two rules match may go elsewhere",
-            );
-        }
-        for line in rules {
-            self.rule(line, &acls);
-        }
-        let _ = defaults;
-    }
-
-    fn bind(&mut self, line: &Line, plain: &mut Vec<String>) {
-        let at = &line.origin;
-        let spec = line.word(1);
-        let addr = match spec.rsplit_once(':') {
-            Some(("" | "*" | "0.0.0.0", port)) => format!("0.0.0.0:{port}"),
-            Some(("::" | "[::]", port)) => format!("[::]:{port}"),
-            Some((host, port)) => format!("{host}:{port}"),
-            None => String::new(),
-        };
-        if addr.parse::<std::net::SocketAddr>().is_err() {
-            self.report.unmapped(at, line.text(), "gatehouse listens on IP:port addresses only");
-            return;
-        }
-        let rest = &line.words[2..];
-        if rest.iter().any(|w| w == "ssl") {
-            let crt = rest.iter().position(|w| w == "crt").and_then(|i| rest.get(i + 1));
-            let Some(crt) = crt else {
-                self.report.unmapped(at, line.text(), "ssl without crt");
-                return;
-            };
-            let path = self.base.join(crt);
-            if path.is_dir() {
-                self.report.unmapped(at, line.text(), "a directory of certificates: name each certificate in server.tls certificates");
-                return;
-            }
-            let path = path.display().to_string();
-            self.out.tls.push(TlsOut {
-                listen: vec![addr],
-                certificates: vec![(path.clone(), path)],
-            });
-            self.report.map_note(
-                at,
-                line.text(),
-                "server.tls (listen, cert, key)",
-                "the PEM file holds the certificate and its key: gatehouse reads it as both cert and key",
-            );
-        } else {
-            plain.push(addr);
-            self.report.map(at, line.text(), "server.listen");
-        }
-    }
-
-    fn rule(&mut self, line: &Line, acls: &HashMap<String, Vec<Cond>>) {
-        let at = &line.origin;
-        let backend = upstream_name(line.word(1));
-        if line.word(0) == "default_backend" {
-            self.report.map(at, line.text(), format!("route (any host, path \"/\") → upstream.{backend}"));
-            self.push_route(None, "/".to_owned(), &backend, &at.to_string());
-            return;
-        }
-        let words = &line.words[2..];
-        if words.first().map(String::as_str) != Some("if") {
-            self.report.unmapped(at, line.text(), "only `use_backend NAME if ACL...` is carried over");
-            return;
-        }
-        // ACL names ANDed, or one inline `{ ... }`; `||`/`or` makes alternatives.
-        let mut alternatives: Vec<Vec<Cond>> = vec![Vec::new()];
-        let mut i = 1;
-        while i < words.len() {
-            let w = words[i].as_str();
-            if w == "||" || w == "or" {
-                alternatives.push(Vec::new());
-            } else if w == "{" {
-                let end = words[i..].iter().position(|x| x == "}").map_or(words.len(), |e| i + e);
-                match cond(&words[i + 1..end]) {
-                    Some(c) => {
-                        if let Some(a) = alternatives.last_mut() {
-                            a.push(c);
-                        }
-                    }
-                    None => {
-                        self.report.unmapped(at, line.text(), "a condition other than hdr(host) or path_beg");
-                        return;
-                    }
-                }
-                i = end;
-            } else if let Some(conds) = acls.get(w) {
-                // Several lines of one ACL name are ORed: only one is kept.
-                if let (Some(c), Some(a)) = (conds.first(), alternatives.last_mut()) {
-                    a.push(c.clone());
-                }
-            } else {
-                self.report.unmapped(
-                    at,
-                    line.text(),
-                    format!("the condition {w} is not a hdr(host) or path_beg ACL"),
-                );
-                return;
-            }
-            i += 1;
-        }
-        let mut made = 0;
-        for conds in alternatives {
-            let hosts: Vec<&Cond> = conds.iter().filter(|c| matches!(c, Cond::Host(_))).collect();
-            let paths: Vec<&Cond> = conds.iter().filter(|c| matches!(c, Cond::Path(_))).collect();
-            if hosts.len() > 1 || paths.len() > 1 {
-                self.report.unmapped(at, line.text(), "two host or two path conditions ANDed");
-                return;
-            }
-            let host_values: Vec<Option<String>> = match hosts.first() {
-                Some(Cond::Host(v)) => v.iter().cloned().map(Some).collect(),
-                _ => vec![None],
-            };
-            let path_values: Vec<String> = match paths.first() {
-                Some(Cond::Path(v)) => v.clone(),
-                _ => vec!["/".to_owned()],
-            };
-            for host in &host_values {
-                for path in &path_values {
-                    self.push_route(host.clone(), path.clone(), &backend, &at.to_string());
-                    made += 1;
-                }
-            }
-        }
-        if made > 0 {
-            self.report.map_note(
-                at,
-                line.text(),
-                format!("route → upstream.{backend}"),
-                "HAProxy takes the first rule that matches; gatehouse the most specific route (exact host, then wildcard, then any; longest path)",
-            );
-        }
-    }
-
-    fn push_route(&mut self, host: Option<String>, path: String, upstream: &str, from: &str) {
-        if self.out.routes.iter().any(|r| r.host == host && r.path == path) {
-            return;
-        }
-        self.out.routes.push(RouteOut {
-            host,
-            path,
-            upstream: upstream.to_owned(),
-            from: from.to_owned(),
-            ..RouteOut::default()
-        });
     }
 
     fn finish(mut self, mode: Mode) -> Imported {
@@ -669,9 +509,15 @@ impl<'a> Cx<'a> {
             }
             Mode::Import => {
                 self.out.redirect_https = std::mem::take(&mut self.redirect);
-                if self.out.listen.is_empty() && self.out.tls.is_empty() && self.out.redirect_https.is_empty() {
+                if self.out.listen.is_empty()
+                    && self.out.tls.is_empty()
+                    && self.out.redirect_https.is_empty()
+                {
                     self.out.listen = vec!["127.0.0.1:8080".to_owned()];
-                    self.report.differ("listeners", "no bind could be imported: gatehouse listens on 127.0.0.1:8080");
+                    self.report.differ(
+                        "listeners",
+                        "no bind could be imported: gatehouse listens on 127.0.0.1:8080",
+                    );
                 }
             }
         }
@@ -681,7 +527,10 @@ impl<'a> Cx<'a> {
         self.out.routes.retain(|r| {
             let keep = known.contains(&r.upstream);
             if !keep {
-                report.differ(r.from.clone(), format!("routes to {}, which was not imported: left out", r.upstream));
+                report.differ(
+                    r.from.clone(),
+                    format!("routes to {}, which was not imported: left out", r.upstream),
+                );
             }
             keep
         });
@@ -692,38 +541,5 @@ impl<'a> Cx<'a> {
             report: self.report,
             limits: self.limits,
         }
-    }
-}
-
-/// A condition gatehouse can route on.
-#[derive(Debug, Clone)]
-enum Cond {
-    /// Host values (ORed).
-    Host(Vec<String>),
-    /// Path prefixes (ORed).
-    Path(Vec<String>),
-}
-
-/// `hdr(host) [-i] VALUES...` or `path_beg VALUES...`.
-fn cond(words: &[String]) -> Option<Cond> {
-    let (fetch, rest) = words.split_first()?;
-    let values: Vec<String> = rest.iter().filter(|w| !w.starts_with('-')).cloned().collect();
-    if values.is_empty() {
-        return None;
-    }
-    match fetch.to_ascii_lowercase().as_str() {
-        "hdr(host)" | "req.hdr(host)" => {
-            let hosts: Vec<String> = values
-                .iter()
-                .map(|v| v.to_ascii_lowercase())
-                .filter(|v| !v.contains(':'))
-                .collect();
-            (hosts.len() == values.len()).then_some(Cond::Host(hosts))
-        }
-        "path_beg" => values
-            .iter()
-            .all(|v| v.starts_with('/') && v.chars().all(|c| c.is_ascii_graphic() && c != '?' && c != '#'))
-            .then_some(Cond::Path(values)),
-        _ => None,
     }
 }
