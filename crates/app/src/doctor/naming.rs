@@ -105,7 +105,7 @@ impl Naming {
         }
     }
 
-    fn setting<'a>(limits: &'a PoolLimits, key: Key) -> &'a Setting {
+    fn setting(limits: &PoolLimits, key: Key) -> &Setting {
         match key {
             Key::ConnectTimeout => &limits.connect_timeout.setting,
             Key::ResponseTimeout => &limits.response_timeout.setting,

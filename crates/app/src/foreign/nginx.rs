@@ -360,15 +360,15 @@ fn tokenize(text: &str, file: &Path) -> Result<Vec<Token>, ParseError> {
                     if ch == '\n' {
                         line += 1;
                     }
-                    if ch == '\\' {
-                        if let Some(&next) = chars.get(i) {
-                            i += 1;
-                            if next == '\n' {
-                                line += 1;
-                            }
-                            unescape(&mut word, next);
-                            continue;
+                    if ch == '\\'
+                        && let Some(&next) = chars.get(i)
+                    {
+                        i += 1;
+                        if next == '\n' {
+                            line += 1;
                         }
+                        unescape(&mut word, next);
+                        continue;
                     }
                     word.push(ch);
                 }
@@ -406,15 +406,15 @@ fn tokenize(text: &str, file: &Path) -> Result<Vec<Token>, ParseError> {
                         break;
                     }
                     i += 1;
-                    if ch == '\\' {
-                        if let Some(&next) = chars.get(i) {
-                            i += 1;
-                            if next == '\n' {
-                                line += 1;
-                            }
-                            unescape(&mut word, next);
-                            continue;
+                    if ch == '\\'
+                        && let Some(&next) = chars.get(i)
+                    {
+                        i += 1;
+                        if next == '\n' {
+                            line += 1;
                         }
+                        unescape(&mut word, next);
+                        continue;
                     }
                     word.push(ch);
                 }

@@ -90,9 +90,9 @@ pub(crate) fn duration(d: Duration) -> String {
 
 /// A size as gatehouse writes it: `"8KiB"`, `"1MiB"`, or bytes.
 pub(crate) fn size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{}MiB", bytes >> 20)
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{}KiB", bytes >> 10)
     } else {
         format!("{bytes}B")

@@ -19,7 +19,7 @@ impl<'a> Cx<'a> {
             let at = &line.origin;
             match line.word(0) {
                 "bind" => self.bind(line, &mut plain),
-                "acl" => match cond(&line.words[2..]) {
+                "acl" => match cond(line.words.get(2..).unwrap_or(&[])) {
                     Some(c) => {
                         acls.entry(line.word(1).to_owned()).or_default().push(c);
                         self.report.map(at, line.text(), "route.host / route.path");
@@ -64,7 +64,7 @@ impl<'a> Cx<'a> {
             }
         }
         if redirects {
-            self.redirect.extend(plain.drain(..));
+            self.redirect.append(&mut plain);
         }
         self.out.listen.extend(plain);
         if section.kind == "listen" {
@@ -101,7 +101,7 @@ impl<'a> Cx<'a> {
             );
             return;
         }
-        let rest = &line.words[2..];
+        let rest = line.words.get(2..).unwrap_or(&[]);
         if rest.iter().any(|w| w == "ssl") {
             let crt = rest
                 .iter()
@@ -149,7 +149,7 @@ impl<'a> Cx<'a> {
             self.push_route(None, "/".to_owned(), &backend, &at.to_string());
             return;
         }
-        let words = &line.words[2..];
+        let words = line.words.get(2..).unwrap_or(&[]);
         if words.first().map(String::as_str) != Some("if") {
             self.report.unmapped(
                 at,

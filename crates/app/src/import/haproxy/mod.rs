@@ -256,16 +256,16 @@ impl<'a> Cx<'a> {
             up.max_response_header_size = Some(units::size(header.clamp(8 * 1024, 1024 * 1024)));
         }
         limits.max_response_header_size.value = usize::try_from(header).unwrap_or(usize::MAX);
-        if let Some(line) = find(&own, defaults, &["retries"]) {
-            if let Ok(n) = line.word(1).parse::<u32>() {
-                up.retry_attempts = Some((n + 1).clamp(1, 10));
-                self.report.map_note(
+        if let Some(line) = find(&own, defaults, &["retries"])
+            && let Ok(n) = line.word(1).parse::<u32>()
+        {
+            up.retry_attempts = Some((n + 1).clamp(1, 10));
+            self.report.map_note(
                     &line.origin,
                     line.text(),
                     key("retry.attempts"),
                     "HAProxy retries the connection to the same server (another one with option redispatch); gatehouse tries another server, within a retry budget",
                 );
-            }
         }
         if let Some(line) = find(&own, defaults, &["balance"]) {
             let (balance, hash_key) = match line.word(1) {
@@ -540,6 +540,43 @@ impl<'a> Cx<'a> {
             toml,
             report: self.report,
             limits: self.limits,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::foreign::haproxy::parse_str;
+
+    #[test]
+    fn lines_without_arguments_never_panic() {
+        let words = [
+            "bind",
+            "acl",
+            "use_backend",
+            "default_backend",
+            "server",
+            "balance",
+            "timeout",
+            "retries",
+            "option",
+            "http-check",
+            "default-server",
+            "http-request",
+            "tune.bufsize",
+            "tune.maxrewrite",
+        ];
+        let lines: String = words.iter().map(|w| format!("    {w}\n")).collect();
+        let text = format!(
+            "global\n{lines}defaults\n{lines}    mode http\nfrontend f\n{lines}backend b\n{lines}listen l\n{lines}"
+        );
+        let sections = parse_str(&text, Path::new("odd.cfg")).expect("parses");
+        for mode in [Mode::Import, Mode::Doctor] {
+            let imported = convert(&sections, Path::new("odd.cfg"), Path::new("/"), mode);
+            assert!(!imported.report.unmapped.is_empty());
+            // The proxies were read, not skipped as mode tcp.
+            assert!(imported.toml.contains("[upstream.b]"), "{}", imported.toml);
         }
     }
 }

@@ -681,9 +681,9 @@ fn listen(d: &Directive) -> Option<Listen> {
         format!("127.0.0.1:{port}")
     } else if spec == "localhost" {
         "127.0.0.1:80".to_owned()
-    } else if spec.starts_with('[') && !spec.contains("]:") {
-        format!("{spec}:80")
-    } else if !spec.starts_with('[') && !spec.contains(':') {
+    } else if (spec.starts_with('[') && !spec.contains("]:"))
+        || (!spec.starts_with('[') && !spec.contains(':'))
+    {
         format!("{spec}:80")
     } else {
         spec.to_owned()

@@ -89,7 +89,9 @@ impl<'a> Cx<'a> {
                 name
             }
         };
-        let rewrites = !uri.is_empty() && !(modifier != "=" && uri == path);
+        // `proxy_pass http://app/` under `location /` replaces "/" with "/": no change.
+        let same = modifier != "=" && uri == path;
+        let rewrites = !uri.is_empty() && !same;
         if rewrites {
             self.report.map_note(
                 at,

@@ -140,3 +140,42 @@ fn redirect_server_and_tls() {
     assert!(toml.contains("cert = \"/etc/nginx/certs/a.pem\""), "{toml}");
     assert!(toml.contains("listen = []"), "{toml}");
 }
+
+#[test]
+fn directives_without_arguments_never_panic() {
+    let names = [
+        "listen",
+        "server_name",
+        "location",
+        "proxy_pass",
+        "return",
+        "server",
+        "upstream",
+        "hash",
+        "proxy_read_timeout",
+        "proxy_buffer_size",
+        "proxy_set_header",
+        "proxy_cache",
+        "proxy_next_upstream",
+        "ssl_certificate",
+        "client_header_timeout",
+        "large_client_header_buffers",
+        "proxy_cache_use_stale",
+    ];
+    let mut text = String::new();
+    for name in names {
+        text.push_str(&format!("{name};\n{name} {{ {name}; }}\n"));
+    }
+    for wrapped in [
+        text.clone(),
+        format!(
+            "http {{ {text} server {{ {text} location / {{ {text} }} }} upstream u {{ {text} }} }}"
+        ),
+    ] {
+        let directives = parse_str(&wrapped, Path::new("odd.conf")).expect("parses");
+        for mode in [Mode::Import, Mode::Doctor] {
+            let imported = convert(&directives, Path::new("odd.conf"), Path::new("/"), mode);
+            assert!(!imported.report.unmapped.is_empty());
+        }
+    }
+}

@@ -113,6 +113,11 @@ impl<'a> Cx<'a> {
     ) -> Option<ServerOut> {
         let at = &d.origin;
         let address = d.arg(0);
+        if address.is_empty() {
+            self.report
+                .unmapped(at, d.text(), "a server without an address");
+            return None;
+        }
         if address.starts_with("unix:") {
             self.report.unmapped(
                 at,
@@ -126,7 +131,7 @@ impl<'a> Cx<'a> {
             ..ServerOut::default()
         };
         let mut ignored = Vec::new();
-        for param in &d.args[1..] {
+        for param in d.args.iter().skip(1) {
             let (key, value) = param.split_once('=').unwrap_or((param.as_str(), ""));
             match key {
                 "weight" => {
