@@ -373,6 +373,19 @@ impl<'a> Cx<'a> {
             }
         }
         self.listeners(d, &listens, &settings, redirect, routed);
+        for c in d
+            .children()
+            .iter()
+            .filter(|c| INHERITED.contains(&c.name.as_str()))
+        {
+            if !self.used.contains(&c.origin.to_string()) {
+                self.report.unmapped(
+                    &c.origin,
+                    c.text(),
+                    "no location of this server passes requests to a proxied server",
+                );
+            }
+        }
     }
 
     /// Puts the server's listen addresses in their roles.

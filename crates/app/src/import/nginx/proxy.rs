@@ -170,14 +170,27 @@ impl<'a> Cx<'a> {
             .iter()
             .map(|k| settings.one(k).map(|d| d.origin.to_string()))
             .collect();
-        if let Some(first) = self.applied.get(pool) {
-            if *first != used {
+        if let Some(first) = self.applied.get(pool).cloned() {
+            if first != used {
                 self.report.differ(
                     format!("upstream {pool}"),
                     format!(
                         "the location at {at} uses other proxy_* timeouts or limits than the first location passing to it; gatehouse has one set per upstream, the first location's"
                     ),
                 );
+            }
+            // Directives the first location did not use carry no value of their own.
+            for d in KEYS.iter().filter_map(|k| settings.one(k)) {
+                let origin = d.origin.to_string();
+                if !first.contains(&Some(origin.clone())) && self.used.insert(origin) {
+                    self.report.unmapped(
+                        &d.origin,
+                        d.text(),
+                        format!(
+                            "gatehouse has one value per upstream: the first location passing to {pool} decides"
+                        ),
+                    );
+                }
             }
             self.headers(pool, settings);
             return;

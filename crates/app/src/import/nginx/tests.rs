@@ -179,3 +179,30 @@ fn directives_without_arguments_never_panic() {
         }
     }
 }
+
+#[test]
+fn every_proxy_setting_is_reported_once_used_or_not() {
+    let imported = import(
+        "server {\n listen 80;\n proxy_send_timeout 9s;\n location /a/ { proxy_pass http://b:1; proxy_read_timeout 5s; }\n location /b/ { proxy_pass http://b:1; proxy_read_timeout 7s; }\n}\nserver {\n listen 81;\n proxy_connect_timeout 1s;\n location / { root /srv; }\n}\n",
+    );
+    let report = &imported.report;
+    let at = |line: usize| format!("site.conf:{line}");
+    for (line, what) in [(3, "proxy_send_timeout"), (4, "proxy_read_timeout 5s")] {
+        assert!(
+            report
+                .mapped
+                .iter()
+                .any(|m| m.at == at(line) && m.directive.starts_with(what)),
+            "{what}:\n{}",
+            report.text()
+        );
+    }
+    // The second location's timeout loses to the first's; the unused server setting is said.
+    assert_eq!(unmapped(&imported, "proxy_read_timeout 7s").at, at(5));
+    assert_eq!(unmapped(&imported, "proxy_connect_timeout 1s").at, at(9));
+    assert!(
+        imported.toml.contains("response_timeout = \"5s\""),
+        "{}",
+        imported.toml
+    );
+}
