@@ -550,3 +550,55 @@ fn haproxy_and_gatehouse_route_the_same_requests_to_the_same_backends() {
     );
     drop(haproxy);
 }
+
+/// `curl` to `https://secure.example.test:PORT/path` on loopback, trusting the case's CA.
+fn curl_secure(scheme: &str, port: u16, path: &str, case: &Case) -> gatehouse_testkit::CurlResult {
+    let resolve = format!("secure.example.test:{port}:127.0.0.1");
+    let url = format!("{scheme}://secure.example.test:{port}{path}");
+    let ca = case.path("cert.pem");
+    // HTTP/1.1: the testkit reads the response heads curl prints as HTTP/1.
+    gatehouse_testkit::curl(&["--http1.1", "--resolve", &resolve, "--cacert", &ca, &url])
+}
+
+#[test]
+fn nginx_and_gatehouse_serve_the_same_https_site_and_redirect_to_it() {
+    let ups = named_upstreams();
+    // Each proxy gets listeners of its own; the upstreams are shared.
+    let nginx_ports = ports_of(&ups);
+    let gatehouse_ports = ports_of(&ups);
+    let nginx_case = Case::new(PeerKind::Nginx, "tls_redirect", nginx_ports);
+    let gatehouse_case = Case::new(PeerKind::Nginx, "tls_redirect", gatehouse_ports);
+    let (_, toml) = gatehouse_case.import();
+    let text = std::fs::read_to_string(&nginx_case.main).expect("config");
+    let _nginx = Peer::start(
+        PeerKind::Nginx,
+        &text,
+        SocketAddr::from(([127, 0, 0, 1], nginx_ports.listen2)),
+    );
+    let gatehouse = start_gatehouse(&toml);
+    let _ = gatehouse.https_addr();
+    for (port, case) in [
+        (nginx_ports.listen2, &nginx_case),
+        (gatehouse_ports.listen2, &gatehouse_case),
+    ] {
+        let result = curl_secure("https", port, "/page", case);
+        assert_eq!(result.status(), 200, "port {port}: {}", result.stderr);
+        assert_eq!(result.body, b"one");
+    }
+    // The redirect: nginx's 301, gatehouse's 308 (as the report says), both to https.
+    let via_nginx = curl_secure("http", nginx_ports.listen, "/page?q=1", &nginx_case);
+    let via_gatehouse = curl_secure("http", gatehouse_ports.listen, "/page?q=1", &gatehouse_case);
+    assert_eq!(via_nginx.status(), 301);
+    assert_eq!(via_gatehouse.status(), 308);
+    for result in [&via_nginx, &via_gatehouse] {
+        let location = result
+            .headers()
+            .get("location")
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            location.starts_with("https://secure.example.test") && location.ends_with("/page?q=1"),
+            "{location}"
+        );
+    }
+}
