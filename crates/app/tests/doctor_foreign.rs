@@ -290,3 +290,27 @@ fn unreadable_foreign_config_exits_1() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot read"), "{stderr}");
 }
+
+#[test]
+fn text_report_speaks_nginx() {
+    let upstream = Upstream::start(Behavior::Serve(Reply::ok("fine")));
+    let listen = free_port();
+    let config = nginx_config(
+        listen,
+        upstream.addr(),
+        "            proxy_read_timeout 7s;\n",
+    );
+    let (dir, path) = Peer::checked_config(PeerKind::Nginx, &config);
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("doctor")
+        .arg("--nginx")
+        .arg(&path)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("with nginx's limits and defaults"), "{text}");
+    assert!(text.contains("(proxy_read_timeout 7000 ms)"), "{text}");
+    assert!(text.contains("(proxy_buffer_size 4096 B)"), "{text}");
+    drop(dir);
+}

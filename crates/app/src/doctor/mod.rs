@@ -49,6 +49,9 @@ pub(crate) struct DoctorReport {
     pub(crate) config: String,
     /// Whose config and limits: `gatehouse`, `nginx` or `HAProxy`.
     pub(crate) proxy: &'static str,
+    /// The names of the limits, for the text report.
+    #[serde(skip)]
+    pub(crate) naming: Arc<naming::Naming>,
     pub(crate) upstreams: Vec<PoolReport>,
     /// Problems of the config itself, found without sending a request.
     pub(crate) smells: Vec<String>,
@@ -221,6 +224,7 @@ async fn examine(
     DoctorReport {
         config: config.source.clone(),
         proxy: naming.proxy(),
+        naming: Arc::clone(&naming),
         upstreams,
         smells,
         summary,

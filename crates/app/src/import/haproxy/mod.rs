@@ -434,14 +434,58 @@ impl<'a> Cx<'a> {
         if tls && param("verify").is_some_and(|v| v == "none") {
             notes.push("verify none: gatehouse always verifies the server's certificate (set upstream.NAME.tls_ca_file for a private CA)");
         }
-        let mut ignored: Vec<&str> = Vec::new();
+        // Keywords of `server` that take a value (configuration.txt, 5.2).
+        const WITH_VALUE: &[&str] = &[
+            "addr",
+            "agent-inter",
+            "agent-port",
+            "agent-send",
+            "alpn",
+            "ca-file",
+            "check-alpn",
+            "check-proto",
+            "check-sni",
+            "ciphers",
+            "cookie",
+            "crl-file",
+            "crt",
+            "downinter",
+            "error-limit",
+            "fastinter",
+            "id",
+            "init-addr",
+            "maxqueue",
+            "minconn",
+            "observe",
+            "on-error",
+            "on-marked-down",
+            "on-marked-up",
+            "pool-max-conn",
+            "pool-purge-delay",
+            "port",
+            "proto",
+            "redir",
+            "resolve-prefer",
+            "resolvers",
+            "slowstart",
+            "sni",
+            "source",
+            "track",
+            "ws",
+        ];
+        let mut ignored: Vec<String> = Vec::new();
         let mut i = 0;
         while i < params.len() {
             let p = params[i].as_str();
             match p {
                 "check" | "backup" | "ssl" | "disabled" => {}
                 "inter" | "rise" | "fall" | "weight" | "maxconn" | "verify" => i += 1,
-                other => ignored.push(other),
+                other if WITH_VALUE.contains(&other) => {
+                    let value = params.get(i + 1).map_or("", String::as_str);
+                    ignored.push(format!("{other} {value}"));
+                    i += 1;
+                }
+                other => ignored.push(other.to_owned()),
             }
             i += 1;
         }
