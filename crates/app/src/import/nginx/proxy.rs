@@ -48,6 +48,13 @@ impl<'a> Cx<'a> {
             );
             return None;
         }
+        if tls {
+            let about = format!("proxy_pass {target} ({at})");
+            self.report.differ(
+                about,
+                "nginx does not verify the upstream's certificate unless proxy_ssl_verify is on; gatehouse always does (set upstream.NAME.tls_ca_file for a private CA)",
+            );
+        }
         let name = match self.blocks.get(authority) {
             Some(name) => {
                 let name = name.clone();

@@ -206,3 +206,23 @@ fn every_proxy_setting_is_reported_once_used_or_not() {
         imported.toml
     );
 }
+
+#[test]
+fn https_upstreams_are_verified_by_gatehouse_and_said_so() {
+    let imported = import(
+        "upstream api { server 10.0.0.1:8443; }\nserver {\n listen 80;\n location / { proxy_pass https://api; }\n location /x/ { proxy_pass https://10.0.0.2; }\n}\n",
+    );
+    let toml = &imported.toml;
+    assert!(toml.contains("\"https://10.0.0.1:8443\""), "{toml}");
+    assert!(toml.contains("\"https://10.0.0.2:443\""), "{toml}");
+    assert!(
+        imported
+            .report
+            .differences
+            .iter()
+            .any(|d| d.note.contains("proxy_ssl_verify")),
+        "{}",
+        imported.report.text()
+    );
+    gatehouse_config::parse("out.toml", toml).expect("validates");
+}
