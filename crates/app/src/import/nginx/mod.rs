@@ -132,7 +132,7 @@ struct Cx<'a> {
     /// The first default server's routes are also routes for any host.
     default_taken: bool,
     /// Some `listen` says `default_server` (else the first server is the default).
-    explicit_default: bool,
+    default_servers: HashSet<String>,
 }
 
 /// Converts parsed nginx directives (includes already followed).
@@ -154,7 +154,7 @@ pub(super) fn convert(top: &[Directive], file: &Path, base: &Path, mode: Mode) -
         redirect: BTreeMap::new(),
         tls: BTreeMap::new(),
         default_taken: false,
-        explicit_default: false,
+        default_servers: HashSet::new(),
     };
     let http: Vec<&Directive> = top
         .iter()
@@ -186,14 +186,8 @@ impl<'a> Cx<'a> {
         {
             self.upstream_block(d);
         }
-        self.explicit_default |= ctx.iter().filter(|d| d.name == "server").any(|s| {
-            s.children().iter().any(|l| {
-                l.name == "listen"
-                    && l.args
-                        .iter()
-                        .any(|a| a == "default_server" || a == "default")
-            })
-        });
+        self.default_servers
+            .extend(default_servers(ctx.iter().filter(|d| d.name == "server")));
         let settings = Settings::default().within(ctx);
         for d in ctx {
             match d.name.as_str() {
@@ -347,14 +341,20 @@ impl<'a> Cx<'a> {
             });
         }
         // The default server also serves hosts no server_name matches.
-        let is_default = listens.iter().any(|l| l.default);
+        let is_default = self.default_servers.contains(&d.origin.to_string());
         let first_route = self.out.routes.len();
         let server_at = d.origin.to_string();
         let mut routed = 0;
         for location in locations {
             routed += self.location(location, &hosts, &settings, &server_at);
         }
-        if routed > 0 && !self.default_taken && (is_default || !self.explicit_default) {
+        if routed > 0 && is_default && self.default_taken {
+            self.report.differ(
+                format!("server ({})", d.origin),
+                "nginx's default server for its address; gatehouse has one set of routes for any host on every address, taken from the first default server",
+            );
+        }
+        if routed > 0 && is_default && !self.default_taken {
             self.default_taken = true;
             let extra: Vec<RouteOut> = self.out.routes[first_route..]
                 .iter()
@@ -664,6 +664,37 @@ fn default_limits(from: &str) -> PoolLimits {
         servers: from.to_owned(),
         header_fix: HeaderFix::Kilobytes,
     }
+}
+
+/// The server blocks (by origin) nginx answers with when no `server_name` matches: per
+/// address, the one whose `listen` says `default_server`, else the first listening there.
+fn default_servers<'d>(servers: impl Iterator<Item = &'d Directive>) -> HashSet<String> {
+    let mut by_addr: BTreeMap<String, (String, bool)> = BTreeMap::new();
+    for server in servers {
+        let origin = server.origin.to_string();
+        let mut listens: Vec<Listen> = server
+            .children()
+            .iter()
+            .filter(|c| c.name == "listen")
+            .filter_map(listen)
+            .collect();
+        if listens.is_empty() {
+            listens.push(Listen {
+                addr: "0.0.0.0:80".to_owned(),
+                ssl: false,
+                default: false,
+            });
+        }
+        for l in listens {
+            let entry = by_addr
+                .entry(l.addr)
+                .or_insert_with(|| (origin.clone(), l.default));
+            if l.default && !entry.1 {
+                *entry = (origin.clone(), true);
+            }
+        }
+    }
+    by_addr.into_values().map(|(origin, _)| origin).collect()
 }
 
 /// `host` or `host:port` → `host:port`.

@@ -226,3 +226,21 @@ fn https_upstreams_are_verified_by_gatehouse_and_said_so() {
     );
     gatehouse_config::parse("out.toml", toml).expect("validates");
 }
+
+#[test]
+fn the_default_server_is_chosen_per_address() {
+    // The redirect is the default on :80; the site is the only (so default) server on :443.
+    let imported = import(
+        "server {\n listen 80 default_server;\n server_name _;\n return 301 https://$host$request_uri;\n}\nserver {\n listen 443;\n server_name site.test;\n location / { proxy_pass http://a:1; }\n}\nserver {\n listen 443;\n server_name other.test;\n location / { proxy_pass http://b:1; }\n}\n",
+    );
+    let config = gatehouse_config::parse("out.toml", &imported.toml)
+        .expect("validates")
+        .config;
+    let any_host: Vec<&str> = config
+        .routes
+        .iter()
+        .filter(|r| r.host.is_none())
+        .map(|r| r.upstream.as_str())
+        .collect();
+    assert_eq!(any_host, ["a_1"], "{}", imported.toml);
+}
