@@ -248,6 +248,12 @@ impl<'a> Cx<'a> {
                         .unmapped(at, d.text(), "not a number and a size"),
                 }
             }
+            "ssl_protocols" => self.report.map_note(
+                at,
+                d.text(),
+                "server.tls.min_version",
+                "gatehouse speaks TLS 1.2 and 1.3 only (min_version \"1.2\", the default, or \"1.3\")",
+            ),
             "client_max_body_size" => self.report.unmapped(
                 at,
                 d.text(),
@@ -316,12 +322,6 @@ impl<'a> Cx<'a> {
                         );
                     }
                 }
-                "ssl_protocols" => self.report.map_note(
-                    at,
-                    c.text(),
-                    "server.tls.min_version",
-                    "gatehouse speaks TLS 1.2 and 1.3 (min_version \"1.2\", the default, or \"1.3\")",
-                ),
                 name if INHERITED.contains(&name) => {}
                 _ => self.common(c),
             }
