@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{BUILT_IN, Cx};
+use super::{BUILT_IN, Cx, find};
 use crate::foreign::haproxy::{Line, Section};
 use crate::import::out::{RouteOut, TlsOut, upstream_name};
 use crate::import::units;
@@ -44,15 +44,7 @@ impl<'a> Cx<'a> {
                         "gatehouse redirects every request on the frontend's plain addresses with 308 (method and body kept)",
                     );
                 }
-                "timeout" if line.word(1) == "http-request" => {
-                    match units::haproxy_time(line.word(2)).filter(|t| !t.is_zero()) {
-                        Some(t) => {
-                            self.out.client_header_timeout = Some(units::duration(t));
-                            self.report.map(at, line.text(), "server.client_header_timeout");
-                        }
-                        None => self.report.unmapped(at, line.text(), "not a time"),
-                    }
-                }
+                "timeout" if line.word(1) == "http-request" => {}
                 _ if section.kind == "listen" => {}
                 _ => {
                     let text = line.text();
@@ -61,6 +53,17 @@ impl<'a> Cx<'a> {
                         None => self.report.unmapped(at, text, "no gatehouse equivalent in a frontend"),
                     }
                 }
+            }
+        }
+        if let Some(line) = find(&own, defaults, &["timeout", "http-request"]) {
+            let at = &line.origin;
+            match units::haproxy_time(line.word(2)).filter(|t| !t.is_zero()) {
+                Some(t) => {
+                    self.out.client_header_timeout = Some(units::duration(t));
+                    self.report
+                        .map(at, line.text(), "server.client_header_timeout");
+                }
+                None => self.report.unmapped(at, line.text(), "not a time"),
             }
         }
         if redirects {
@@ -81,7 +84,6 @@ impl<'a> Cx<'a> {
         for line in rules {
             self.rule(line, &acls);
         }
-        let _ = defaults;
     }
 
     fn bind(&mut self, line: &Line, plain: &mut Vec<String>) {

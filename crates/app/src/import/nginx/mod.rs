@@ -372,7 +372,7 @@ impl<'a> Cx<'a> {
                 self.push_route(route);
             }
         }
-        self.listeners(d, &listens, &settings, redirect, routed);
+        self.listeners(&listens, &settings, redirect, routed);
         for c in d
             .children()
             .iter()
@@ -391,7 +391,6 @@ impl<'a> Cx<'a> {
     /// Puts the server's listen addresses in their roles.
     fn listeners(
         &mut self,
-        d: &Directive,
         listens: &[Listen],
         settings: &Settings<'a>,
         redirect: Option<&Directive>,
@@ -448,7 +447,6 @@ impl<'a> Cx<'a> {
                 "the server also has locations passing requests on; nginx's server-level return wins, gatehouse's routes would serve them",
             );
         }
-        let _ = d;
     }
 
     /// One location; returns how many routes it made.
