@@ -314,3 +314,25 @@ fn text_report_speaks_nginx() {
     assert!(text.contains("(proxy_buffer_size 4096 B)"), "{text}");
     drop(dir);
 }
+
+#[test]
+fn haproxy_failing_health_check_names_option_httpchk() {
+    let upstream = Upstream::start(Behavior::Serve(Reply::ok("fine")));
+    upstream.set_route("/health", Behavior::Serve(Reply::new(503, "down")));
+    let listen = free_port();
+    let config = format!(
+        "defaults\n    mode http\n    timeout client 10s\n    timeout connect 2s\n    timeout server 5s\nfrontend web\n    bind 127.0.0.1:{listen}\n    default_backend app\nbackend app\n    option httpchk GET /health\n    server a1 {} check\n",
+        upstream.addr()
+    );
+    let (dir, path) = Peer::checked_config(PeerKind::Haproxy, &config);
+    let (code, report, _) = doctor("--haproxy", &path, &[]);
+    assert_eq!(code, Some(1));
+    let verdict = only_verdict(&report);
+    assert_eq!(verdict["healthy"], false, "{report:#}");
+    let fix = verdict["fix"].as_str().unwrap_or("");
+    assert!(fix.contains("GET /health"), "{fix}");
+    assert!(fix.contains("option httpchk"), "{fix}");
+    assert!(fix.contains("backend app ("), "{fix}");
+    assert_eq!(upstream.requests_to("/health").len(), 1);
+    drop(dir);
+}

@@ -154,6 +154,25 @@ impl Naming {
         }
     }
 
+    /// The pool as its config names it: `upstream app`, or where the foreign one is written.
+    pub(crate) fn pool_name(&self, pool: &str) -> String {
+        match self.pool(pool) {
+            Some(limits) => limits.servers.clone(),
+            None => format!("upstream {pool}"),
+        }
+    }
+
+    /// The keys of a pool's health check.
+    pub(crate) fn health_keys(&self, pool: &str) -> String {
+        match self.pool(pool) {
+            Some(limits) => format!(
+                "the health check of {} (option httpchk, http-check expect)",
+                limits.servers
+            ),
+            None => format!("upstream.{pool}.health.path / expect_status"),
+        }
+    }
+
     /// Whose config this is about: `gatehouse`, `nginx`, `HAProxy`.
     pub(crate) fn proxy(&self) -> &'static str {
         match self {

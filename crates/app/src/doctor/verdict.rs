@@ -95,29 +95,43 @@ pub(crate) fn answered(status: StatusCode, health: Option<&HealthCheck>, facts: 
                     }
                 })
                 .collect();
+            let naming = &facts.naming;
             Verdict::unhealthy(
                 format!("{request} answered {status}, not {}", expected.join(", ")),
                 format!(
-                    "the server fails its health check, so gatehouse takes it out of rotation; with every server of upstream {} out, requests get 503 destination_unavailable",
-                    facts.pool
+                    "the server fails its health check, so {} takes it out of rotation; with every server of {} out, requests get 503{}",
+                    naming.proxy(),
+                    naming.pool_name(&facts.pool),
+                    if naming.proxy() == "gatehouse" {
+                        " destination_unavailable"
+                    } else {
+                        ""
+                    }
                 ),
                 format!(
-                    "make {request} answer {} (see the backend's logs), or correct upstream.{}.health.path / expect_status",
+                    "make {request} answer {} (see the backend's logs), or correct {}",
                     expected.join(", "),
-                    facts.pool
+                    naming.health_keys(&facts.pool)
                 ),
             )
         }
-        None if status.is_server_error() => Verdict::unhealthy(
-            format!("{request} answered {status}"),
-            format!(
-                "the backend is up but failing; gatehouse passes its {code} on unchanged (Proxy-Status: received-status={code})"
+        None if status.is_server_error() => match facts.naming.proxy() {
+            "gatehouse" => Verdict::unhealthy(
+                format!("{request} answered {status}"),
+                format!(
+                    "the backend is up but failing; gatehouse passes its {code} on unchanged (Proxy-Status: received-status={code})"
+                ),
+                format!(
+                    "see the backend's logs; add [upstream.{}.health] so that a failing server is taken out of rotation",
+                    facts.pool
+                ),
             ),
-            format!(
-                "see the backend's logs; add [upstream.{}.health] so that a failing server is taken out of rotation",
-                facts.pool
+            proxy => Verdict::unhealthy(
+                format!("{request} answered {status}"),
+                format!("the backend is up but failing; {proxy} passes its {code} on unchanged"),
+                "see the backend's logs".to_owned(),
             ),
-        ),
+        },
         None => Verdict::healthy(format!("{request} answered {status}")),
     }
 }
@@ -140,7 +154,10 @@ pub(crate) fn latency_warnings(
             ));
         }
     }
-    if let Some(seconds) = step.keep_alive_timeout_s {
+    // How gatehouse's pool reuses connections; other proxies have their own rules.
+    if let Some(seconds) = step.keep_alive_timeout_s
+        && facts.naming.proxy() == "gatehouse"
+    {
         warnings.extend(keep_alive_warning(Duration::from_secs(seconds)));
     }
     if let Some(bytes) = step.header_bytes
