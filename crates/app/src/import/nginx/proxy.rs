@@ -88,10 +88,17 @@ impl<'a> Cx<'a> {
                         },
                     );
                     self.limits.insert(name.clone(), default_limits(&from));
-                    self.report.differ(
-                        from,
-                        "nginx resolves a host name in proxy_pass once, at start; gatehouse re-resolves it (resolve_interval)",
-                    );
+                    let host = authority
+                        .rsplit_once(':')
+                        .map_or(authority, |(host, _)| host)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']');
+                    if host.parse::<std::net::IpAddr>().is_err() {
+                        self.report.differ(
+                            from,
+                            "nginx resolves a host name in proxy_pass once, at start; gatehouse re-resolves it (resolve_interval)",
+                        );
+                    }
                 }
                 name
             }
