@@ -7,9 +7,12 @@
 
 use gatehouse_proxy::failure::FailureKind;
 
-/// What to do about `kind` on a server of upstream `pool`.
-pub(crate) fn fix(kind: FailureKind, pool: &str) -> String {
-    let servers_key = format!("upstream.{pool}.servers");
+use crate::naming::{Key, Naming};
+
+/// What to do about `kind` on a server of upstream `pool`, naming the limits as `naming` says
+/// (gatehouse's keys, or the directives of the nginx or HAProxy config `doctor` was given).
+pub(crate) fn fix(kind: FailureKind, pool: &str, naming: &Naming) -> String {
+    let servers_key = naming.servers(pool);
     match kind {
         FailureKind::DnsError => {
             format!("correct the host name in {servers_key}, or add it to DNS or /etc/hosts")
@@ -25,20 +28,24 @@ pub(crate) fn fix(kind: FailureKind, pool: &str) -> String {
             format!("start the backend, or correct the address in {servers_key}")
         }
         FailureKind::ConnectionTimeout => format!(
-            "check that the host is up and that no firewall drops traffic to it; raise upstream.{pool}.connect_timeout only if the network is merely slow"
+            "check that the host is up and that no firewall drops traffic to it; raise {} only if the network is merely slow",
+            naming.key(pool, Key::ConnectTimeout)
         ),
         FailureKind::ConnectionTerminated => "see the backend's logs: it may be crashing on the request, or expect another protocol (TLS?) on this port".to_owned(),
         FailureKind::HttpProtocolError => format!(
             "check that the port in {servers_key} is the backend's HTTP port, not a database, TLS or other service"
         ),
         FailureKind::HttpResponseHeaderSectionSize => format!(
-            "raise upstream.{pool}.max_response_header_size, or make the app send smaller headers (often a large Set-Cookie)"
+            "raise {}, or make the app send smaller headers (often a large Set-Cookie)",
+            naming.key(pool, Key::MaxResponseHeaderSize)
         ),
         FailureKind::HttpResponseTimeout => format!(
-            "raise upstream.{pool}.response_timeout or speed up the handler; if the backend is hung or overloaded, see its logs, its worker pool, its own upstreams (database?)"
+            "raise {} or speed up the handler; if the backend is hung or overloaded, see its logs, its worker pool, its own upstreams (database?)",
+            naming.key(pool, Key::ResponseTimeout)
         ),
         FailureKind::ConnectionReadTimeout => format!(
-            "raise upstream.{pool}.read_timeout, or find why the backend stalls mid-response"
+            "raise {}, or find why the backend stalls mid-response",
+            naming.key(pool, Key::ReadTimeout)
         ),
         FailureKind::DestinationNotFound
         | FailureKind::DestinationUnavailable

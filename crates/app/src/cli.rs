@@ -38,6 +38,9 @@ pub(crate) enum Command {
     /// Read nginx, HAProxy or gatehouse logs and explain the upstream failures in them: kind,
     /// upstream server, how often, and the directive to change.
     Explain(crate::explain::ExplainArgs),
+    /// Write a gatehouse config for the reverse-proxy part of an nginx or HAProxy config, and
+    /// report what maps to which key and what does not (and why).
+    Import(crate::import::ImportArgs),
 }
 
 pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, ConfigErrors> {

@@ -5,7 +5,10 @@ mod advice;
 mod cli;
 mod doctor;
 mod explain;
+mod foreign;
+mod import;
 mod logging;
+mod naming;
 mod probe;
 mod reload;
 
@@ -22,5 +25,6 @@ fn main() -> ExitCode {
         cli::Command::Probe(args) => probe::run(args),
         cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
         cli::Command::Explain(args) => explain::run(&args),
+        cli::Command::Import(args) => import::run(&args),
     }
 }

@@ -15,7 +15,11 @@ pub fn proxy_protocol(data: &[u8]) {
             source,
             destination,
         } => {
-            assert!(len <= data.len() && len <= V2_MAX, "{len} of {}", data.len());
+            assert!(
+                len <= data.len() && len <= V2_MAX,
+                "{len} of {}",
+                data.len()
+            );
             assert_eq!(
                 parse(&data[..len]),
                 Parsed::Header {

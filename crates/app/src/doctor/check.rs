@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use super::ports::{self, Listener};
 use super::verdict::{self, Verdict};
+use crate::naming::Naming;
 use crate::probe::tlsdiag::{self, CertificateInfo, Inspection, TlsReport};
 use crate::probe::{drain_body, millis};
 
@@ -126,6 +127,8 @@ pub(crate) struct Context<'a> {
     pub(crate) listeners: &'a [Listener],
     /// How long to keep waiting for a server slower than `response_timeout`, to measure it.
     pub(crate) wait: Duration,
+    /// Whose names the verdicts use for the limits.
+    pub(crate) naming: Arc<Naming>,
 }
 
 /// The ALPN protocols the pool offers: `h2` first when the upstream speaks HTTP/2 (the
@@ -206,6 +209,8 @@ pub(crate) struct Facts {
     pub(crate) waited: Duration,
     /// For a server reached over TLS: what the TLS verdicts' words draw on.
     pub(crate) tls: Option<TlsDiagnosis>,
+    /// Whose names the verdict uses for the limits.
+    pub(crate) naming: Arc<Naming>,
 }
 
 /// What the doctor knows about a TLS server besides the failure.
@@ -255,6 +260,7 @@ impl Facts {
             settings: Some(ConnSettings::from(cx.upstream)),
             // A server is waited for `--wait`, but never less than its response_timeout.
             waited: cx.wait.max(cx.upstream.response_timeout),
+            naming: Arc::clone(&cx.naming),
             ..Self::default()
         }
     }
@@ -390,6 +396,27 @@ async fn check_address(
             facts.header_bytes = step.header_bytes;
             Err(failure)
         }
+        // A limit below hyper's smallest buffer (8 KiB), e.g. nginx's 4k proxy_buffer_size, is
+        // checked on the size received.
+        Ok(_)
+            if step
+                .header_bytes
+                .is_some_and(|bytes| bytes > settings.max_response_header_size as u64) =>
+        {
+            facts.header_bytes = step.header_bytes;
+            let mut failure = Failure::new(
+                FailureKind::HttpResponseHeaderSectionSize,
+                Phase::ReadingResponseHeaders,
+                format!(
+                    "response header section exceeds {} ({} bytes)",
+                    cx.naming
+                        .short(&cx.upstream.name, crate::naming::Key::MaxResponseHeaderSize),
+                    settings.max_response_header_size
+                ),
+            );
+            failure.params.header_section_size = step.header_bytes;
+            Err(failure)
+        }
         other => other,
     };
     facts.late_first_byte = step
@@ -407,7 +434,7 @@ async fn check_address(
     if report.verdict.healthy {
         report
             .warnings
-            .extend(verdict::latency_warnings(&step, &settings));
+            .extend(verdict::latency_warnings(&step, &settings, &facts));
     }
     report.http = Some(step);
     report

@@ -12,8 +12,9 @@ mod verdict;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::{Config, HostMatch, Loaded};
@@ -31,12 +32,25 @@ pub(crate) struct DoctorArgs {
     /// slow it is.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     wait: Duration,
+    /// Check the upstreams of this nginx config instead, with nginx's limits and defaults
+    /// (proxy_buffer_size, proxy_read_timeout, ...), naming nginx's directives in the fixes.
+    #[arg(long, value_name = "FILE", conflicts_with = "haproxy")]
+    nginx: Option<PathBuf>,
+    /// Check the backends of this HAProxy config instead, with HAProxy's limits (tune.bufsize,
+    /// timeout server, ...), naming HAProxy's directives in the fixes.
+    #[arg(long, value_name = "FILE")]
+    haproxy: Option<PathBuf>,
 }
 
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub(crate) struct DoctorReport {
     pub(crate) config: String,
+    /// Whose config and limits: `gatehouse`, `nginx` or `HAProxy`.
+    pub(crate) proxy: &'static str,
+    /// The names of the limits, for the text report.
+    #[serde(skip)]
+    pub(crate) naming: Arc<crate::naming::Naming>,
     pub(crate) upstreams: Vec<PoolReport>,
     /// Problems of the config itself, found without sending a request.
     pub(crate) smells: Vec<String>,
@@ -69,11 +83,25 @@ pub(crate) struct Summary {
 /// 0 when every server is healthy, 1 otherwise (or when the config is invalid, or a route
 /// sends requests to an upstream without servers).
 pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
-    let Some(loaded) = crate::cli::load_or_explain(
-        path,
-        "gatehouse doctor: the config has errors (above); fix them first, `gatehouse check` lists them too",
-    ) else {
-        return ExitCode::FAILURE;
+    let foreign = match (&args.nginx, &args.haproxy) {
+        (Some(file), _) => Some((crate::import::Proxy::Nginx, file)),
+        (None, Some(file)) => Some((crate::import::Proxy::Haproxy, file)),
+        (None, None) => None,
+    };
+    let (loaded, naming) = match foreign {
+        Some((proxy, file)) => match foreign_config(proxy, file) {
+            Some(found) => found,
+            None => return ExitCode::FAILURE,
+        },
+        None => {
+            let Some(loaded) = crate::cli::load_or_explain(
+                path,
+                "gatehouse doctor: the config has errors (above); fix them first, `gatehouse check` lists them too",
+            ) else {
+                return ExitCode::FAILURE;
+            };
+            (loaded, crate::naming::Naming::Gatehouse)
+        }
     };
     // The socket table is read once, before the runtime starts: it may run `ss`.
     let listeners = ports::listening();
@@ -88,7 +116,7 @@ pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let report = runtime.block_on(examine(&loaded, &listeners, args.wait));
+    let report = runtime.block_on(examine(&loaded, &listeners, args.wait, Arc::new(naming)));
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),
@@ -104,11 +132,65 @@ pub(crate) fn run(path: Option<&Path>, args: &DoctorArgs) -> ExitCode {
     }
 }
 
-async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration) -> DoctorReport {
+/// A foreign config as the doctor checks it: imported into a gatehouse config in memory, with
+/// the foreign proxy's limits put in place of gatehouse's (even where gatehouse's own bounds
+/// would refuse them, such as nginx's 4k buffer), and the names of the directives that set them.
+fn foreign_config(
+    proxy: crate::import::Proxy,
+    file: &Path,
+) -> Option<(Loaded, crate::naming::Naming)> {
+    use crate::import::{Mode, convert};
+    let who = proxy.name();
+    let imported = match convert(proxy, file, None, Mode::Doctor) {
+        Ok(imported) => imported,
+        Err(err) => {
+            eprintln!("gatehouse doctor: the {who} config cannot be read: {err}");
+            return None;
+        }
+    };
+    let mut loaded = match gatehouse_config::parse(&file.display().to_string(), &imported.toml) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for diagnostic in &errors.diagnostics {
+                eprintln!("{diagnostic}");
+            }
+            eprintln!(
+                "gatehouse doctor: the {who} config does not convert into one gatehouse can check (above; `gatehouse import` shows the conversion)"
+            );
+            return None;
+        }
+    };
+    for upstream in &mut loaded.config.upstreams {
+        if let Some(limits) = imported.limits.get(&upstream.name) {
+            upstream.connect_timeout = limits.connect_timeout.value;
+            upstream.response_timeout = limits.response_timeout.value;
+            upstream.read_timeout = limits.read_timeout.value;
+            upstream.send_timeout = limits.send_timeout.value;
+            upstream.max_response_header_size = limits.max_response_header_size.value;
+        }
+    }
+    // The import's own words (about listeners, routes) are not the doctor's business.
+    loaded.warnings.clear();
+    let naming = crate::naming::Naming::Foreign {
+        proxy: who,
+        pools: imported.limits,
+    };
+    Some((loaded, naming))
+}
+
+async fn examine(
+    loaded: &Loaded,
+    listeners: &[ports::Listener],
+    wait: Duration,
+    naming: Arc<crate::naming::Naming>,
+) -> DoctorReport {
     let config = &loaded.config;
     let dns = Dns::new(&config.dns);
     let mut smells: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
-    smells.extend(listener_smells(config));
+    if matches!(*naming, crate::naming::Naming::Gatehouse) {
+        // A foreign config's listeners belong to the proxy that runs it.
+        smells.extend(listener_smells(config));
+    }
 
     let mut upstreams = Vec::new();
     for upstream in &config.upstreams {
@@ -122,6 +204,7 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
             dns: &dns,
             listeners,
             wait,
+            naming: Arc::clone(&naming),
         };
         let checks = upstream
             .servers
@@ -142,6 +225,8 @@ async fn examine(loaded: &Loaded, listeners: &[ports::Listener], wait: Duration)
     let summary = summarize(&upstreams, smells.len());
     DoctorReport {
         config: config.source.clone(),
+        proxy: naming.proxy(),
+        naming: Arc::clone(&naming),
         upstreams,
         smells,
         summary,

@@ -6,12 +6,23 @@ use std::time::SystemTime;
 
 use super::DoctorReport;
 use super::check::{ServerReport, TlsStep};
+use crate::naming::Key;
+
+/// What the limits are called in this report (gatehouse's keys, or a foreign proxy's).
+struct Names {
+    response_timeout: String,
+    header_limit: String,
+}
 
 pub(crate) fn text(report: &DoctorReport) -> String {
     let mut out = String::new();
+    let limits = match report.proxy {
+        "gatehouse" => String::new(),
+        proxy => format!(", with {proxy}'s limits and defaults"),
+    };
     let _ = writeln!(
         out,
-        "gatehouse doctor: {} ({} upstream(s), {} server(s))",
+        "gatehouse doctor: {}{limits} ({} upstream(s), {} server(s))",
         report.config,
         report.upstreams.len(),
         report.summary.servers
@@ -26,8 +37,12 @@ pub(crate) fn text(report: &DoctorReport) -> String {
         if let Some(problem) = &pool.problem {
             let _ = writeln!(out, "  FAIL  {problem}");
         }
+        let names = Names {
+            response_timeout: report.naming.short(&pool.name, Key::ResponseTimeout),
+            header_limit: report.naming.short(&pool.name, Key::MaxResponseHeaderSize),
+        };
         for server in &pool.servers {
-            server_block(&mut out, server);
+            server_block(&mut out, server, &names);
         }
     }
     if !report.smells.is_empty() {
@@ -93,7 +108,7 @@ fn tls_lines(out: &mut String, tls: &TlsStep) {
     }
 }
 
-fn server_block(out: &mut String, server: &ServerReport) {
+fn server_block(out: &mut String, server: &ServerReport, names: &Names) {
     let verdict = &server.verdict;
     let headline = match (verdict.healthy, verdict.kind, verdict.status) {
         (true, _, _) => format!("ok    {}", verdict.summary),
@@ -131,19 +146,23 @@ fn server_block(out: &mut String, server: &ServerReport) {
         if let Some(ms) = http.first_byte_ms {
             let _ = write!(
                 line,
-                " in {ms:.1} ms (response_timeout {:.0} ms)",
-                http.response_timeout_ms
+                " in {ms:.1} ms ({} {:.0} ms)",
+                names.response_timeout, http.response_timeout_ms
             );
         }
         if let Some(ms) = http.late_first_byte_ms {
             let _ = write!(
                 line,
-                " answered after {ms:.1} ms (response_timeout {:.0} ms)",
-                http.response_timeout_ms
+                " answered after {ms:.1} ms ({} {:.0} ms)",
+                names.response_timeout, http.response_timeout_ms
             );
         }
         if let Some(bytes) = http.header_bytes {
-            let _ = write!(line, ", headers {bytes} B (limit {} B)", http.header_limit);
+            let _ = write!(
+                line,
+                ", headers {bytes} B ({} {} B)",
+                names.header_limit, http.header_limit
+            );
         }
         if let Some(seconds) = http.keep_alive_timeout_s {
             let _ = write!(line, ", keeps idle connections {seconds} s");

@@ -56,7 +56,13 @@ fn config(addr: SocketAddr, ca: Option<&TestCa>, edit: impl FnOnce(&mut Loaded))
 }
 
 async fn doctor(loaded: &Loaded) -> DoctorReport {
-    examine(loaded, &[], Duration::from_secs(3)).await
+    examine(
+        loaded,
+        &[],
+        Duration::from_secs(3),
+        std::sync::Arc::default(),
+    )
+    .await
 }
 
 fn only_server(report: &DoctorReport) -> &ServerReport {

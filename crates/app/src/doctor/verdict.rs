@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::check::{Facts, HttpStep, TlsDiagnosis};
 use super::ports::PortHint;
 use crate::advice;
+use crate::naming::Key;
 use crate::probe::tlsdiag::{self, CertProblem};
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,53 +96,77 @@ pub(crate) fn answered(status: StatusCode, health: Option<&HealthCheck>, facts: 
                     }
                 })
                 .collect();
+            let naming = &facts.naming;
             Verdict::unhealthy(
                 format!("{request} answered {status}, not {}", expected.join(", ")),
                 format!(
-                    "the server fails its health check, so gatehouse takes it out of rotation; with every server of upstream {} out, requests get 503 destination_unavailable",
-                    facts.pool
+                    "the server fails its health check, so {} takes it out of rotation; with every server of {} out, requests get 503{}",
+                    naming.proxy(),
+                    naming.pool_name(&facts.pool),
+                    if naming.proxy() == "gatehouse" {
+                        " destination_unavailable"
+                    } else {
+                        ""
+                    }
                 ),
                 format!(
-                    "make {request} answer {} (see the backend's logs), or correct upstream.{}.health.path / expect_status",
+                    "make {request} answer {} (see the backend's logs), or correct {}",
                     expected.join(", "),
-                    facts.pool
+                    naming.health_keys(&facts.pool)
                 ),
             )
         }
-        None if status.is_server_error() => Verdict::unhealthy(
-            format!("{request} answered {status}"),
-            format!(
-                "the backend is up but failing; gatehouse passes its {code} on unchanged (Proxy-Status: received-status={code})"
+        None if status.is_server_error() => match facts.naming.proxy() {
+            "gatehouse" => Verdict::unhealthy(
+                format!("{request} answered {status}"),
+                format!(
+                    "the backend is up but failing; gatehouse passes its {code} on unchanged (Proxy-Status: received-status={code})"
+                ),
+                format!(
+                    "see the backend's logs; add [upstream.{}.health] so that a failing server is taken out of rotation",
+                    facts.pool
+                ),
             ),
-            format!(
-                "see the backend's logs; add [upstream.{}.health] so that a failing server is taken out of rotation",
-                facts.pool
+            proxy => Verdict::unhealthy(
+                format!("{request} answered {status}"),
+                format!("the backend is up but failing; {proxy} passes its {code} on unchanged"),
+                "see the backend's logs".to_owned(),
             ),
-        ),
+        },
         None => Verdict::healthy(format!("{request} answered {status}")),
     }
 }
 
 /// Warnings for a healthy server that is close to a limit.
-pub(crate) fn latency_warnings(step: &HttpStep, settings: &ConnSettings) -> Vec<String> {
+pub(crate) fn latency_warnings(
+    step: &HttpStep,
+    settings: &ConnSettings,
+    facts: &Facts,
+) -> Vec<String> {
     let mut warnings = Vec::new();
+    let name = |key| facts.naming.short(&facts.pool, key);
     if let Some(ms) = step.first_byte_ms {
         let limit = settings.response_timeout.as_secs_f64() * 1000.0;
         if ms > limit / 2.0 {
             warnings.push(format!(
-                "answered in {ms:.1} ms, more than half of response_timeout ({}): a slower moment gives 504 http_response_timeout",
+                "answered in {ms:.1} ms, more than half of {} ({}): a slower moment gives 504 http_response_timeout",
+                name(Key::ResponseTimeout),
                 human(settings.response_timeout)
             ));
         }
     }
-    if let Some(seconds) = step.keep_alive_timeout_s {
+    // How gatehouse's pool reuses connections; other proxies have their own rules.
+    if let Some(seconds) = step.keep_alive_timeout_s
+        && facts.naming.proxy() == "gatehouse"
+    {
         warnings.extend(keep_alive_warning(Duration::from_secs(seconds)));
     }
     if let Some(bytes) = step.header_bytes
         && bytes * 4 > step.header_limit * 3
     {
         warnings.push(format!(
-            "the response headers are {bytes} bytes, over 3/4 of max_response_header_size ({} bytes)",
+            "the response headers are {bytes} bytes, over 3/4 of {} ({} bytes)",
+            name(Key::MaxResponseHeaderSize),
             step.header_limit
         ));
     }
@@ -178,7 +203,8 @@ fn keep_alive_warning(announced: Duration) -> Option<String> {
 /// The root cause and the fix for a failure, as specific as the facts allow.
 fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
     let pool = &facts.pool;
-    let servers_key = format!("upstream.{pool}.servers");
+    let naming = &facts.naming;
+    let servers_key = naming.servers(pool);
     let at = facts
         .address
         .map_or_else(|| facts.server.clone(), |a| a.to_string());
@@ -189,17 +215,21 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             .map_or_else(|| "?".to_owned(), |s| human(pick(s)))
     };
     match failure.kind {
-        FailureKind::DnsError => (failure.details.clone(), advice::fix(failure.kind, pool)),
+        FailureKind::DnsError => (
+            failure.details.clone(),
+            advice::fix(failure.kind, pool, naming),
+        ),
         FailureKind::DnsTimeout => (
             format!("the DNS resolver did not answer: {}", failure.details),
-            advice::fix(failure.kind, pool),
+            advice::fix(failure.kind, pool, naming),
         ),
-        FailureKind::DestinationIpProhibited => {
-            (failure.details.clone(), advice::fix(failure.kind, pool))
-        }
+        FailureKind::DestinationIpProhibited => (
+            failure.details.clone(),
+            advice::fix(failure.kind, pool, naming),
+        ),
         FailureKind::DestinationIpUnroutable => (
             format!("there is no network route to {at}: {}", failure.details),
-            advice::fix(failure.kind, pool),
+            advice::fix(failure.kind, pool, naming),
         ),
         FailureKind::ConnectionRefused => refused(facts, &at, &servers_key),
         FailureKind::ConnectionTimeout => {
@@ -211,10 +241,11 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             } else {
                 (
                     format!(
-                        "connect to {at} did not complete within connect_timeout ({}): a firewall drops the packets, or the host is down",
+                        "connect to {at} did not complete within {} ({}): a firewall drops the packets, or the host is down",
+                        naming.short(pool, Key::ConnectTimeout),
                         setting(|s| s.connect_timeout)
                     ),
-                    advice::fix(failure.kind, pool),
+                    advice::fix(failure.kind, pool, naming),
                 )
             }
         }
@@ -236,11 +267,11 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
                 "{at} accepted the connection but closed it without answering {}",
                 facts.request
             ),
-            advice::fix(failure.kind, pool),
+            advice::fix(failure.kind, pool, naming),
         ),
         FailureKind::HttpProtocolError => (
             format!("{at} does not answer in HTTP/1.x: {}", failure.details),
-            advice::fix(failure.kind, pool),
+            advice::fix(failure.kind, pool, naming),
         ),
         FailureKind::HttpResponseHeaderSectionSize => {
             let limit = facts
@@ -250,20 +281,22 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             match facts.header_bytes {
                 Some(size) => (
                     format!(
-                        "the response headers of {} are {size} bytes, more than max_response_header_size ({limit} bytes)",
-                        facts.request
+                        "the response headers of {} are {size} bytes, more than {} ({limit} bytes)",
+                        facts.request,
+                        naming.short(pool, Key::MaxResponseHeaderSize)
                     ),
                     format!(
-                        "raise upstream.{pool}.max_response_header_size to at least {}KiB, or make the app send smaller headers (often a large Set-Cookie)",
-                        size.div_ceil(1024) + 1
+                        "{}, or make the app send smaller headers (often a large Set-Cookie)",
+                        naming.header_fix(pool, size)
                     ),
                 ),
                 None => (
                     format!(
-                        "the response headers of {} are larger than max_response_header_size ({limit} bytes)",
-                        facts.request
+                        "the response headers of {} are larger than {} ({limit} bytes)",
+                        facts.request,
+                        naming.short(pool, Key::MaxResponseHeaderSize)
                     ),
-                    advice::fix(failure.kind, pool),
+                    advice::fix(failure.kind, pool, naming),
                 ),
             }
         }
@@ -272,28 +305,32 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
             match facts.late_first_byte {
                 Some(took) => (
                     format!(
-                        "{at} answered {} after {}, later than response_timeout ({timeout})",
+                        "{at} answered {} after {}, later than {} ({timeout})",
                         facts.request,
-                        human_ms(took)
+                        human_ms(took),
+                        naming.short(pool, Key::ResponseTimeout)
                     ),
                     format!(
-                        "raise upstream.{pool}.response_timeout above {} or speed up the handler",
+                        "raise {} above {} or speed up the handler",
+                        naming.key(pool, Key::ResponseTimeout),
                         human_ms(took)
                     ),
                 ),
                 None => (
                     format!(
-                        "{at} accepted the connection but did not answer {} within {} (response_timeout is {timeout})",
+                        "{at} accepted the connection but did not answer {} within {} ({} is {timeout})",
                         facts.request,
-                        human(facts.waited)
+                        human(facts.waited),
+                        naming.short(pool, Key::ResponseTimeout)
                     ),
                     "the backend is hung or overloaded: see its logs, its worker pool, its own upstreams (database?)".to_owned(),
                 ),
             }
         }
-        FailureKind::ConnectionReadTimeout => {
-            (failure.details.clone(), advice::fix(failure.kind, pool))
-        }
+        FailureKind::ConnectionReadTimeout => (
+            failure.details.clone(),
+            advice::fix(failure.kind, pool, naming),
+        ),
         FailureKind::TlsProtocolError
         | FailureKind::TlsCertificateError
         | FailureKind::TlsAlertReceived => match &facts.tls {
@@ -320,9 +357,10 @@ fn explain(failure: &Failure, facts: &Facts) -> (String, String) {
         | FailureKind::ProxyInternalResponse
         | FailureKind::ProxyInternalError
         | FailureKind::ProxyConfigurationError
-        | FailureKind::ProxyLoopDetected => {
-            (failure.details.clone(), advice::fix(failure.kind, pool))
-        }
+        | FailureKind::ProxyLoopDetected => (
+            failure.details.clone(),
+            advice::fix(failure.kind, pool, naming),
+        ),
     }
 }
 
@@ -564,7 +602,7 @@ fn refused(facts: &Facts, at: &str, servers_key: &str) -> (String, String) {
             };
             (
                 cause,
-                advice::fix(FailureKind::ConnectionRefused, &facts.pool),
+                advice::fix(FailureKind::ConnectionRefused, &facts.pool, &facts.naming),
             )
         }
     }

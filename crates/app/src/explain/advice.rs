@@ -21,7 +21,7 @@ pub(crate) fn advise(source: Source, kind: FailureKind, server: &str) -> Advice 
             let pool = server.split('/').next().unwrap_or(server);
             return Advice {
                 directives: gatehouse_keys(kind),
-                fix: crate::advice::fix(kind, pool),
+                fix: crate::advice::fix(kind, pool, &crate::naming::Naming::Gatehouse),
             };
         }
     };
