@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use gatehouse_config::IpNet;
 use http::HeaderMap;
 
-use crate::forward::X_FORWARDED_FOR;
+// Its own name constant: `forward` sits in the same layer.
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// Whether `ip` is in one of the blocks.
 pub fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {

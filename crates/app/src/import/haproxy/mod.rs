@@ -24,7 +24,7 @@ const NO_TIMEOUT: Duration = Duration::from_secs(30);
 const BUILT_IN: &[(&str, &str)] = &[
     (
         "option forwardfor",
-        "gatehouse appends the client address to X-Forwarded-For",
+        "gatehouse sets X-Forwarded-For: it extends the list of a peer in server.trusted_proxies and replaces the one any other client sent",
     ),
     (
         "option http-server-close",

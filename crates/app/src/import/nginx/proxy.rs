@@ -387,9 +387,9 @@ impl<'a> Cx<'a> {
                     Some("gatehouse passes the client's Host on")
                 }
                 ("x-real-ip", "$remote_addr") => Some("gatehouse sets X-Real-IP"),
-                ("x-forwarded-for", "$proxy_add_x_forwarded_for" | "$remote_addr") => {
-                    Some("gatehouse appends the client address to X-Forwarded-For")
-                }
+                ("x-forwarded-for", "$proxy_add_x_forwarded_for" | "$remote_addr") => Some(
+                    "gatehouse sets X-Forwarded-For: it extends the list of a peer in server.trusted_proxies and replaces the one any other client sent",
+                ),
                 ("x-forwarded-proto", "$scheme") => Some("gatehouse sets X-Forwarded-Proto"),
                 ("x-forwarded-host", "$host" | "$http_host") => {
                     Some("gatehouse sets X-Forwarded-Host")
