@@ -1,6 +1,7 @@
 //! Slow drips: a request body trickled below `min_request_body_rate` gets 408 and its
 //! connection closed; a client reading a response below `min_response_rate` is disconnected.
-//! Both only after `min_rate_grace`, and both logged with their own reason.
+//! Both only after `min_rate_grace`, and both logged with their own reason. A client that takes
+//! nothing for `client_write_timeout` is disconnected, rate or not.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -97,6 +98,40 @@ fn a_request_body_above_the_rate_goes_through() {
     assert_eq!(got[0].body.len(), 400);
 }
 
+/// Reads what is left until the connection ends (or stays silent for 10 s); the byte count.
+fn drain(stream: &mut TcpStream) -> usize {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return received,
+            Ok(n) => received += n,
+        }
+    }
+}
+
+/// The response was cut short, with a log line of `reason` saying `why`, and the access record
+/// of `request_id` says the client went away.
+fn assert_cut_off(
+    gh: &Gatehouse,
+    (received, size): (usize, usize),
+    reason: &str,
+    why: &str,
+    request_id: &str,
+) {
+    assert!(received < size, "the whole body arrived: {received} bytes");
+    let line = gh.wait_for_log(
+        |l| l["fields"]["reason"] == reason || l["reason"] == reason,
+        Duration::from_secs(5),
+    );
+    assert!(line.to_string().contains(why), "{line}");
+    let record = gh.access_log(request_id);
+    assert_eq!(record["client_aborted"], true, "{record}");
+}
+
 #[test]
 fn a_client_reading_the_response_too_slowly_is_disconnected() {
     // More than the socket buffers on both sides hold, so writing it has to wait for the client.
@@ -109,29 +144,14 @@ fn a_client_reading_the_response_too_slowly_is_disconnected() {
         .unwrap();
     // Read nothing for a while, then drain what is left: the connection must have been cut.
     std::thread::sleep(Duration::from_secs(4));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut received = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => received += n,
-        }
-    }
-    assert!(received < size, "the whole body arrived: {received} bytes");
-    let line = gh.wait_for_log(
-        |l| l["fields"]["reason"] == "slow_reader" || l["reason"] == "slow_reader",
-        Duration::from_secs(5),
+    let received = drain(&mut stream);
+    assert_cut_off(
+        &gh,
+        (received, size),
+        "slow_reader",
+        "below min_response_rate (1000 B/s)",
+        "slow-reader",
     );
-    assert!(
-        line.to_string()
-            .contains("below min_response_rate (1000 B/s)"),
-        "{line}"
-    );
-    let record = gh.access_log("slow-reader");
-    assert_eq!(record["client_aborted"], true, "{record}");
 }
 
 #[test]
@@ -156,16 +176,32 @@ fn a_tls_client_reading_the_response_too_slowly_is_disconnected() {
     .unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let received = conn.drain(Duration::from_secs(10));
-    assert!(received < size, "the whole body arrived: {received} bytes");
-    let line = gh.wait_for_log(
-        |l| l["fields"]["reason"] == "slow_reader" || l["reason"] == "slow_reader",
-        Duration::from_secs(5),
+    assert_cut_off(
+        &gh,
+        (received, size),
+        "slow_reader",
+        "below min_response_rate (1000 B/s)",
+        "slow-tls-reader",
     );
-    assert!(
-        line.to_string()
-            .contains("below min_response_rate (1000 B/s)"),
-        "{line}"
+}
+
+#[test]
+fn a_client_that_takes_nothing_for_client_write_timeout_is_disconnected() {
+    // No minimum rate: only the stall timeout (nginx's send_timeout) applies.
+    let size = 48 << 20;
+    let upstream = Upstream::serve(Reply::ok(vec![b'y'; size]));
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_write_timeout", "2s"));
+    let mut stream = TcpStream::connect(gh.addr()).unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: pace.test\r\nX-Request-Id: stalled-reader\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let received = drain(&mut stream);
+    assert_cut_off(
+        &gh,
+        (received, size),
+        "write_timeout",
+        "client took no byte of the response for 2s (client_write_timeout)",
+        "stalled-reader",
     );
-    let record = gh.access_log("slow-tls-reader");
-    assert_eq!(record["client_aborted"], true, "{record}");
 }

@@ -91,6 +91,9 @@ pub struct ServerConfig {
     pub min_response_rate: u32,
     /// How long a body may trickle before the minimum rates apply. Default 5s.
     pub min_rate_grace: Duration,
+    /// `client_write_timeout`: a client that takes no byte of a response for this long (one
+    /// write waiting the whole time, like nginx's `send_timeout`) is disconnected. Default 60s.
+    pub client_write_timeout: Duration,
     /// A client must send a complete request header section within this time (408 otherwise);
     /// also how long an idle keep-alive connection is kept. Default 30s.
     pub client_header_timeout: Duration,

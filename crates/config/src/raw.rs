@@ -57,6 +57,7 @@ pub(crate) struct RawServer {
     pub(crate) min_request_body_rate: Option<Spanned<i64>>,
     pub(crate) min_response_rate: Option<Spanned<i64>>,
     pub(crate) min_rate_grace: Option<Spanned<String>>,
+    pub(crate) client_write_timeout: Option<Spanned<String>>,
     pub(crate) max_request_header_size: Option<Spanned<RawSize>>,
     pub(crate) max_uri_length: Option<Spanned<RawSize>>,
     pub(crate) log_format: Option<Spanned<String>>,

@@ -86,6 +86,11 @@ const SERVER: &[Field] = &[
     field("min_response_rate", Kind::Int, "min_response_rate = 240"),
     field("min_rate_grace", Kind::Str, r#"min_rate_grace = "5s""#),
     field(
+        "client_write_timeout",
+        Kind::Str,
+        r#"client_write_timeout = "60s""#,
+    ),
+    field(
         "max_request_header_size",
         Kind::Size,
         r#"max_request_header_size = "64KiB""#,

@@ -25,7 +25,7 @@ use http::HeaderValue;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::http1::pace::{MinRate, WriteWait};
+use crate::http1::pace::{WriteLimit, WriteWait};
 
 /// Bytes kept of what arrived since the last write: enough for any request head gatehouse
 /// accepts in full (hyper's buffer limit is twice `max_request_header_size`, at most 2 MiB).
@@ -92,17 +92,18 @@ impl ClientActivity {
 pub struct ClientIo<S = TcpStream> {
     inner: S,
     activity: Arc<ClientActivity>,
-    /// `min_response_rate`: a client taking what is written slower than this is cut off.
-    rate: MinRate,
+    /// `min_response_rate` and `client_write_timeout`: a client taking what is written
+    /// slower than the rate, or not at all for the timeout, is cut off.
+    limit: WriteLimit,
     wait: WriteWait,
 }
 
 impl<S> ClientIo<S> {
-    pub fn new(inner: S, activity: Arc<ClientActivity>, rate: MinRate) -> Self {
+    pub fn new(inner: S, activity: Arc<ClientActivity>, limit: WriteLimit) -> Self {
         Self {
             inner,
             activity,
-            rate,
+            limit,
             wait: WriteWait::default(),
         }
     }
@@ -123,8 +124,8 @@ impl<S> ClientIo<S> {
             Poll::Ready(Err(_)) => return polled,
             Poll::Pending => {}
         }
-        let error = ready!(self.wait.poll_waiting(cx, &self.rate));
-        tracing::info!(client = ?self.activity.client_ip, reason = "slow_reader", error = %error, "client disconnected: reading the response too slowly");
+        let error = ready!(self.wait.poll_waiting(cx, &self.limit));
+        tracing::info!(client = ?self.activity.client_ip, reason = error.reason(), error = %error, "client disconnected: reading the response too slowly");
         Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, error)))
     }
 

@@ -41,6 +41,8 @@ use upstream::upstream;
 const DEFAULT_NAME: &str = "gatehouse";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's `send_timeout`.
+const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MIN_DATA_RATE: u32 = 240;
 /// Off by default: the kernel reports a socket writable again only once a third of its send
@@ -270,6 +272,12 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
             raw.min_rate_grace,
             "server.min_rate_grace",
             DEFAULT_MIN_RATE_GRACE,
+        ),
+        client_write_timeout: timeout(
+            sink,
+            raw.client_write_timeout,
+            "server.client_write_timeout",
+            DEFAULT_CLIENT_WRITE_TIMEOUT,
         ),
         max_request_header_size: size(
             sink,

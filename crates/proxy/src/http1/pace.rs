@@ -115,6 +115,28 @@ impl RateGuard {
     }
 }
 
+/// What a write to a client must achieve: a minimum rate (`min_response_rate`, off by
+/// default) and, always, some progress within `stall` (`client_write_timeout`, like nginx's
+/// `send_timeout`): a client that takes no byte of a response for that long is cut off, and the
+/// upstream connection feeding it let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimit {
+    pub rate: MinRate,
+    /// Zero = none.
+    pub stall: Duration,
+}
+
+impl WriteLimit {
+    pub const OFF: Self = Self {
+        rate: MinRate::OFF,
+        stall: Duration::ZERO,
+    };
+
+    fn is_off(&self) -> bool {
+        (self.rate.bytes_per_second == 0 || self.rate.grace.is_zero()) && self.stall.is_zero()
+    }
+}
+
 /// Watches how fast a client takes what is written to it, counting only while writes wait for
 /// it. Bytes a socket's buffers accept without a wait say nothing about the client (its first
 /// megabytes go at memory speed), and a credit earned then must not carry a stalled client
@@ -148,23 +170,34 @@ impl WriteWait {
     }
 
     /// The write cannot go on: ready with the failure once a window of waiting has passed
-    /// with too few bytes taken in it.
-    pub fn poll_waiting(&mut self, cx: &mut Context<'_>, rate: &MinRate) -> Poll<SlowReader> {
-        if rate.bytes_per_second == 0 || rate.grace.is_zero() {
+    /// with too few bytes taken in it, or once this one wait has lasted `limit.stall`.
+    pub fn poll_waiting(&mut self, cx: &mut Context<'_>, limit: &WriteLimit) -> Poll<SlowReader> {
+        if limit.is_off() {
             return Poll::Pending;
         }
+        let rate = &limit.rate;
+        let rated = rate.bytes_per_second != 0 && !rate.grace.is_zero();
         loop {
             let now = Instant::now();
             let since = *self.since.get_or_insert(now);
-            let deadline = since + rate.grace.saturating_sub(self.blocked);
-            if now >= deadline {
+            let stall_deadline = (!limit.stall.is_zero()).then(|| since + limit.stall);
+            if stall_deadline.is_some_and(|at| now >= at) {
+                self.blocked = Duration::ZERO;
+                self.taken = 0;
+                self.since = None;
+                return Poll::Ready(SlowReader::Stalled(limit.stall));
+            }
+            let rate_deadline = rated.then(|| since + rate.grace.saturating_sub(self.blocked));
+            if let Some(deadline) = rate_deadline
+                && now >= deadline
+            {
                 let needed = f64::from(rate.bytes_per_second) * rate.grace.as_secs_f64();
                 if (self.taken as f64) < needed {
                     let taken = self.taken;
                     self.blocked = Duration::ZERO;
                     self.taken = 0;
                     self.since = None;
-                    return Poll::Ready(SlowReader {
+                    return Poll::Ready(SlowReader::BelowRate {
                         taken,
                         window: rate.grace,
                         min_rate: rate.bytes_per_second,
@@ -176,6 +209,12 @@ impl WriteWait {
                 self.since = Some(now);
                 continue;
             }
+            let deadline = match (rate_deadline, stall_deadline) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(at), None) | (None, Some(at)) => at,
+                // Not reached: `is_off` said one of them is set.
+                (None, None) => return Poll::Pending,
+            };
             let sleep = self
                 .sleep
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -189,13 +228,27 @@ impl WriteWait {
 
 /// The error a response ends with when the client reads it too slowly.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "client read the response too slowly: it took {taken} bytes in {window:?} of waiting, below min_response_rate ({min_rate} B/s)"
-)]
-pub struct SlowReader {
-    pub taken: u64,
-    pub window: Duration,
-    pub min_rate: u32,
+pub enum SlowReader {
+    #[error(
+        "client read the response too slowly: it took {taken} bytes in {window:?} of waiting, below min_response_rate ({min_rate} B/s)"
+    )]
+    BelowRate {
+        taken: u64,
+        window: Duration,
+        min_rate: u32,
+    },
+    #[error("client took no byte of the response for {0:?} (client_write_timeout)")]
+    Stalled(Duration),
+}
+
+impl SlowReader {
+    /// The `reason` of the log line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BelowRate { .. } => "slow_reader",
+            Self::Stalled(_) => "write_timeout",
+        }
+    }
 }
 
 /// Whether `err` ended a response because the client read too slowly.
@@ -203,36 +256,41 @@ pub fn is_slow_reader(err: &io::Error) -> bool {
     err.get_ref().is_some_and(|inner| inner.is::<SlowReader>())
 }
 
-/// Writes a response under a minimum rate.
+/// Writes a response under a [`WriteLimit`].
 #[derive(Debug)]
 pub(super) struct WritePace {
-    rate: MinRate,
+    limit: WriteLimit,
     wait: WriteWait,
 }
 
 impl WritePace {
-    pub(super) fn new(rate: MinRate) -> Self {
+    pub(super) fn new(limit: WriteLimit) -> Self {
         Self {
-            rate,
+            limit,
             wait: WriteWait::default(),
         }
     }
 
     /// Writes every part, failing with [`SlowReader`] when the client takes too long.
     pub(super) async fn write(&mut self, shared: &Shared, parts: &mut [&[u8]]) -> io::Result<()> {
-        if self.rate.bytes_per_second == 0 {
+        if self.limit.is_off() {
             return shared.write_all(parts).await;
         }
-        let Self { rate, wait } = self;
+        let Self { limit, wait } = self;
         let mut write = std::pin::pin!(shared.write_all(parts));
         std::future::poll_fn(|cx| {
             let before = shared.written();
             let polled = write.as_mut().poll(cx);
-            wait.progress(usize::try_from(shared.written() - before).unwrap_or(usize::MAX));
+            let moved = usize::try_from(shared.written() - before).unwrap_or(usize::MAX);
+            // A poll that moved nothing and is still waiting is not progress: the wait (and
+            // the stall timeout) goes on.
+            if moved > 0 || polled.is_ready() {
+                wait.progress(moved);
+            }
             match polled {
                 Poll::Ready(result) => Poll::Ready(result),
                 Poll::Pending => wait
-                    .poll_waiting(cx, rate)
+                    .poll_waiting(cx, limit)
                     .map(|slow| Err(io::Error::new(io::ErrorKind::TimedOut, slow))),
             }
         })
@@ -243,6 +301,44 @@ impl WritePace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limit(rate: MinRate) -> WriteLimit {
+        WriteLimit {
+            rate,
+            stall: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_waits_the_whole_stall_timeout_is_cut_off_even_with_no_rate() {
+        let limit = WriteLimit {
+            rate: MinRate::OFF,
+            stall: Duration::from_secs(60),
+        };
+        let mut wait = WriteWait::default();
+        // Progress now and then keeps it going, however slow.
+        for _ in 0..5 {
+            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit));
+            assert!(
+                tokio::time::timeout(Duration::from_secs(59), waiting)
+                    .await
+                    .is_err()
+            );
+            wait.progress(1);
+        }
+        let started = Instant::now();
+        let cut = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert!(matches!(cut, SlowReader::Stalled(_)), "{cut:?}");
+        // Without a stall timeout or a rate nothing is ever cut off.
+        let mut idle = WriteWait::default();
+        let never = std::future::poll_fn(|cx| idle.poll_waiting(cx, &WriteLimit::OFF));
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), never)
+                .await
+                .is_err()
+        );
+    }
 
     fn rate(bytes_per_second: u32, grace_ms: u64) -> MinRate {
         MinRate {
@@ -312,9 +408,12 @@ mod tests {
         // Megabytes the socket buffers took at once earn nothing.
         wait.progress(4 << 20);
         let started = Instant::now();
-        let slow = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate)).await;
+        let slow = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit(rate))).await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));
-        assert_eq!(slow.taken, 0);
+        assert!(
+            matches!(slow, SlowReader::BelowRate { taken: 0, .. }),
+            "{slow:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -323,7 +422,7 @@ mod tests {
         let mut wait = WriteWait::default();
         // 40 bytes every 300 ms after a wait: 133 B/s.
         for _ in 0..40 {
-            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit(rate)));
             assert!(
                 tokio::time::timeout(Duration::from_millis(300), waiting)
                     .await
@@ -340,7 +439,7 @@ mod tests {
         // 20 bytes every 500 ms after a wait: 40 B/s.
         let mut cut = None;
         for step in 0..40 {
-            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+            let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit(rate)));
             match tokio::time::timeout(Duration::from_millis(500), waiting).await {
                 Ok(slow) => {
                     cut = Some((step, slow));
@@ -351,7 +450,10 @@ mod tests {
         }
         let (step, slow) = cut.expect("cut off");
         assert!(step <= 2, "at the end of the first window: step {step}");
-        assert!(slow.taken < 100);
+        assert!(
+            matches!(slow, SlowReader::BelowRate { taken, .. } if taken < 100),
+            "{slow:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -359,7 +461,7 @@ mod tests {
         let rate = rate(240, 5000);
         let mut wait = WriteWait::default();
         // A flush waits briefly (TLS), then completes: the socket wrapper reports progress(0).
-        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit(rate)));
         assert!(
             tokio::time::timeout(Duration::from_millis(100), waiting)
                 .await
@@ -370,7 +472,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         // The next response: a small write goes at once, then a write waits briefly.
         wait.progress(300);
-        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &rate));
+        let waiting = std::future::poll_fn(|cx| wait.poll_waiting(cx, &limit(rate)));
         let cut = tokio::time::timeout(Duration::from_millis(50), waiting).await;
         assert!(
             cut.is_err(),

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use super::body::RequestBody;
 use super::head::{self, Framing, Head, HeadError};
 use super::io::{Shared, Upgraded};
-use super::pace::{self, MinRate, WritePace};
+use super::pace::{self, WriteLimit, WritePace};
 use super::write::{self, BodyFraming, RequestFacts};
 
 /// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
@@ -41,8 +41,9 @@ pub struct Settings {
     pub header_timeout: Duration,
     /// Largest request head read.
     pub max_head: usize,
-    /// A client taking a response slower than this is disconnected.
-    pub min_response_rate: MinRate,
+    /// A client taking a response slower than this, or not at all for too long, is
+    /// disconnected.
+    pub response_write: WriteLimit,
 }
 
 /// Answers the requests of one connection.
@@ -97,7 +98,7 @@ pub async fn serve<H: Handler>(
             Ok(head) => head,
             Err(HeadEnd::Quiet) => return,
             Err(HeadEnd::Refused(error)) => {
-                Box::pin(refuse(&shared, handler, error, settings.min_response_rate)).await;
+                Box::pin(refuse(&shared, handler, error, settings.response_write)).await;
                 return;
             }
         };
@@ -119,14 +120,14 @@ pub async fn serve<H: Handler>(
 }
 
 /// Answers a head that cannot be served, then closes.
-async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError, rate: MinRate) {
+async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError, limit: WriteLimit) {
     let response = handler.reject(error);
     let facts = RequestFacts {
         method: &Method::GET,
         version: Version::HTTP_11,
     };
     // A client that sent requests without reading the answers may have filled its buffers.
-    let mut pace = WritePace::new(rate);
+    let mut pace = WritePace::new(limit);
     if write_response(shared, response, facts, false, &mut pace)
         .await
         .is_ok()
@@ -180,7 +181,7 @@ async fn exchange<H: Handler>(
             .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
         tx
     });
-    let mut pace = WritePace::new(settings.min_response_rate);
+    let mut pace = WritePace::new(settings.response_write);
     let response = {
         let mut call = pin!(handler.call(Request::from_parts(parts, body)));
         let mut continue_owed = expect_continue && lent;
@@ -225,7 +226,11 @@ async fn exchange<H: Handler>(
         Err(err) if pace::is_slow_reader(&err) => {
             // The response (and the upstream connection feeding it) is dropped with the
             // connection; the access record says client_aborted.
-            tracing::info!(reason = "slow_reader", error = %err, "client disconnected: reading the response too slowly");
+            let reason = err
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<pace::SlowReader>())
+                .map_or("slow_reader", pace::SlowReader::reason);
+            tracing::info!(reason, error = %err, "client disconnected: reading the response too slowly");
             return false;
         }
         Err(err) => {

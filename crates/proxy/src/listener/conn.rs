@@ -231,10 +231,7 @@ impl Conn {
         let settings = http1::Settings {
             header_timeout: server.client_header_timeout,
             max_head: head_limit(server),
-            min_response_rate: http1::pace::MinRate {
-                bytes_per_second: server.min_response_rate,
-                grace: server.min_rate_grace,
-            },
+            response_write: response_write(server),
         };
         let handler = Http1Handler {
             client,
@@ -267,11 +264,11 @@ impl Conn {
             Protocol::Http2 => 0,
         };
         let activity = Arc::new(ClientActivity::new(client, local, head_limit, https));
-        let min_response_rate = http1::pace::MinRate {
-            bytes_per_second: server.min_response_rate,
-            grace: server.min_rate_grace,
-        };
-        let io = TokioIo::new(ClientIo::new(io, Arc::clone(&activity), min_response_rate));
+        let io = TokioIo::new(ClientIo::new(
+            io,
+            Arc::clone(&activity),
+            response_write(server),
+        ));
         let service_activity = Arc::clone(&activity);
         let streams = Arc::new(Streams::default());
         let service_streams = Arc::clone(&streams);
@@ -313,6 +310,17 @@ impl Conn {
         if let Some(Err(err)) = result {
             on_connection_error(&err, protocol, client, &snapshot, &activity);
         }
+    }
+}
+
+/// What a write to the client must achieve (`min_response_rate`, `client_write_timeout`).
+fn response_write(server: &ServerConfig) -> http1::pace::WriteLimit {
+    http1::pace::WriteLimit {
+        rate: http1::pace::MinRate {
+            bytes_per_second: server.min_response_rate,
+            grace: server.min_rate_grace,
+        },
+        stall: server.client_write_timeout,
     }
 }
 
@@ -728,7 +736,7 @@ mod tests {
         let settings = http1::Settings {
             header_timeout: Duration::from_secs(1),
             max_head: 16 * 1024,
-            min_response_rate: http1::pace::MinRate::OFF,
+            response_write: http1::pace::WriteLimit::OFF,
         };
         let serve = http1::serve(stream, &handler, settings, &mut shutdown);
         let size = std::mem::size_of_val(&serve);
