@@ -160,6 +160,7 @@ mod tests {
             retry_non_idempotent: false,
             cache: None,
             maintenance: None,
+            limit: None,
         }
     }
 

@@ -26,6 +26,7 @@ use crate::values;
 mod caching;
 mod fields;
 mod health;
+mod limits;
 mod logs;
 mod routes;
 mod tls;
@@ -74,6 +75,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
     let robots = caching::robots(raw.robots, sink);
     let maintenance =
         caching::maintenance(raw.maintenance.as_ref(), "maintenance", None, base, sink);
+    let limits = limits::limits(raw.limits, sink);
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
         .iter()
@@ -103,6 +105,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         cache,
         robots,
         maintenance,
+        limits,
         routes,
         upstreams,
     }
