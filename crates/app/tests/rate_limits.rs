@@ -67,8 +67,16 @@ fn assert_rate_limited(response: &RawResponse, retry_after: &str, policy: &str) 
         (429, true),
         "{response:#?}"
     );
-    assert_eq!(response.header("retry-after"), Some(retry_after), "{response:#?}");
-    assert_eq!(response.header("ratelimit-policy"), Some(policy), "{response:#?}");
+    assert_eq!(
+        response.header("retry-after"),
+        Some(retry_after),
+        "{response:#?}"
+    );
+    assert_eq!(
+        response.header("ratelimit-policy"),
+        Some(policy),
+        "{response:#?}"
+    );
     assert_eq!(
         response.header("ratelimit"),
         Some(format!("\"default\";r=0;t={retry_after}").as_str()),
@@ -156,7 +164,11 @@ fn a_burst_then_429_with_retry_after_ratelimit_fields_and_a_negotiated_body() {
         metric(
             &gh,
             "gatehouse_requests_total",
-            &[("route", "/limited"), ("status", "429"), ("failure", "rate_limited")]
+            &[
+                ("route", "/limited"),
+                ("status", "429"),
+                ("failure", "rate_limited")
+            ]
         ),
         4.0
     );
@@ -203,7 +215,11 @@ fn header_and_cookie_keys_count_each_client_apart_and_fall_back_to_the_address()
     assert_eq!(allowed(Req::get("/web").header("Cookie", "session=s2")), 2);
     assert_eq!(allowed(Req::get("/web").header("Cookie", "session=s1")), 0);
     assert_eq!(allowed(Req::get("/web").header("Cookie", "theme=dark")), 2);
-    assert_eq!(allowed(Req::get("/web")), 0, "same address as the line before");
+    assert_eq!(
+        allowed(Req::get("/web")),
+        0,
+        "same address as the line before"
+    );
 }
 
 #[test]
@@ -226,7 +242,10 @@ fn max_concurrent_refuses_a_clients_extra_request_until_one_finishes() {
     let refused = Req::get("/third").send(addr);
     assert_eq!(refused.status, 429, "{refused:#?}");
     assert_eq!(refused.header("retry-after"), Some("1"));
-    assert!(refused.header("ratelimit").is_none(), "no rate on this route");
+    assert!(
+        refused.header("ratelimit").is_none(),
+        "no rate on this route"
+    );
     let access = gh.access_log(refused.request_id());
     assert_eq!(access["failure"], "concurrency_limited", "{access}");
     for handle in slow {
@@ -370,10 +389,7 @@ fn redis_stopped_fails_open_and_a_restarted_redis_limits_again() {
 fn with_fail_closed_a_stopped_redis_means_503_with_its_own_reason() {
     let mut redis = RedisServer::start();
     let origin = Upstream::hello();
-    let gh = Gatehouse::start(
-        bin(),
-        &redis_config(origin.addr(), &redis, "closed").toml(),
-    );
+    let gh = Gatehouse::start(bin(), &redis_config(origin.addr(), &redis, "closed").toml());
     wait_store(&gh, true);
     assert_eq!(Req::get("/limited").send(gh.addr()).status, 200);
     redis.stop();
@@ -383,7 +399,11 @@ fn with_fail_closed_a_stopped_redis_means_503_with_its_own_reason() {
         .send(gh.addr());
     assert_eq!(response.status, 503, "{response:#?}");
     let member = response.proxy_status().last().clone();
-    assert_eq!(member.error(), Some("proxy_internal_response"), "{member:?}");
+    assert_eq!(
+        member.error(),
+        Some("proxy_internal_response"),
+        "{member:?}"
+    );
     assert_eq!(response.json()["status"], 503);
     let access = gh.access_log(response.request_id());
     assert_eq!(access["failure"], "limit_store_unavailable", "{access}");

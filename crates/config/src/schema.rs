@@ -206,11 +206,7 @@ const ROUTE_CACHE: &[Field] = &[
 ];
 
 const LIMITS: &[Field] = &[
-    field(
-        "store",
-        Kind::Str,
-        r#"store = "redis://127.0.0.1:6379/0""#,
-    ),
+    field("store", Kind::Str, r#"store = "redis://127.0.0.1:6379/0""#),
     field("timeout", Kind::Str, r#"timeout = "50ms""#),
     field("fail", Kind::Str, r#"fail = "open""#),
     field("max_keys", Kind::Int, "max_keys = 100000"),

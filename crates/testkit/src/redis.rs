@@ -57,14 +57,19 @@ impl RedisServer {
             .arg(self.dir.path())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().unwrap_or_else(|e| panic!("{e}"))))
+            .stdout(Stdio::from(
+                log.try_clone().unwrap_or_else(|e| panic!("{e}")),
+            ))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self.command(&["PING"]).is_some_and(|r| r.starts_with("+PONG")) {
+            if self
+                .command(&["PING"])
+                .is_some_and(|r| r.starts_with("+PONG"))
+            {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {

@@ -47,7 +47,10 @@ fn every_limit_key_is_read() {
 #[test]
 fn burst_defaults_to_the_rate_and_period_to_a_second() {
     let c = ok(&format!("{ROUTE}[route.limit]\nrate = 7\n{UPSTREAM}")).config;
-    let limit = c.routes[0].limit.clone().unwrap_or_else(|| panic!("no limit"));
+    let limit = c.routes[0]
+        .limit
+        .clone()
+        .unwrap_or_else(|| panic!("no limit"));
     assert_eq!(
         limit.rate,
         Some(RateLimit {
@@ -63,11 +66,23 @@ fn burst_defaults_to_the_rate_and_period_to_a_second() {
 #[test]
 fn bad_limit_values_are_errors_at_their_line() {
     let d = one_error(&format!("{ROUTE}[route.limit]\nrate = 0\n{UPSTREAM}"));
-    at(&d, 4, 8, "route[0].limit.rate", "0 would refuse every request");
+    at(
+        &d,
+        4,
+        8,
+        "route[0].limit.rate",
+        "0 would refuse every request",
+    );
     let d = one_error(&format!(
         "{ROUTE}[route.limit]\nrate = 5\nburst = 0\n{UPSTREAM}"
     ));
-    at(&d, 5, 9, "route[0].limit.burst", "0 would refuse every request");
+    at(
+        &d,
+        5,
+        9,
+        "route[0].limit.burst",
+        "0 would refuse every request",
+    );
     let d = one_error(&format!(
         "{ROUTE}[route.limit]\nrate = 5\nkey = \"query:k\"\n{UPSTREAM}"
     ));
@@ -76,14 +91,36 @@ fn bad_limit_values_are_errors_at_their_line() {
         "{ROUTE}[route.limit]\nrate = 5\nperiod = \"0s\"\n{UPSTREAM}"
     ));
     at(&d, 5, 10, "route[0].limit.period", "is zero");
-    let d = one_error(&format!("{ROUTE}[route.limit]\nkey = \"client\"\n{UPSTREAM}"));
-    at(&d, 3, 1, "route[0].limit", "neither rate nor max_concurrent");
+    let d = one_error(&format!(
+        "{ROUTE}[route.limit]\nkey = \"client\"\n{UPSTREAM}"
+    ));
+    at(
+        &d,
+        3,
+        1,
+        "route[0].limit",
+        "neither rate nor max_concurrent",
+    );
     let d = one_error(&format!("[limits]\nstore = \"redis://cache:port\"\n{TAIL}"));
     at(&d, 2, 9, "limits.store", "is not a port number");
     let d = one_error(&format!("[limits]\nstore = \"mysql://db\"\n{TAIL}"));
-    at(&d, 2, 9, "limits.store", "neither \"memory\" nor a redis:// URL");
+    at(
+        &d,
+        2,
+        9,
+        "limits.store",
+        "neither \"memory\" nor a redis:// URL",
+    );
     let d = one_error(&format!("[limits]\nfail = \"maybe\"\n{TAIL}"));
-    at(&d, 2, 8, "limits.fail", "is not one of \"open\", \"closed\"");
-    let d = one_error(&format!("{ROUTE}[route.limit]\nrate = 5\nwindow = 3\n{UPSTREAM}"));
+    at(
+        &d,
+        2,
+        8,
+        "limits.fail",
+        "is not one of \"open\", \"closed\"",
+    );
+    let d = one_error(&format!(
+        "{ROUTE}[route.limit]\nrate = 5\nwindow = 3\n{UPSTREAM}"
+    ));
     at(&d, 5, 1, "route[0].limit.window", "unknown key");
 }

@@ -162,9 +162,9 @@ pub(crate) fn limit_key(text: &str) -> Result<LimitKey, Bad> {
         return Err(bad(format!("{text:?} is not a key source")));
     };
     let token = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     match source {
         "header" if token => Ok(LimitKey::Header(name.to_ascii_lowercase())),
         "cookie" if token => Ok(LimitKey::Cookie(name.to_owned())),
@@ -208,7 +208,8 @@ pub(crate) fn store(text: &str) -> Result<LimitStore, Bad> {
         None => (None, None),
         Some(info) => {
             let (user, password) = info.split_once(':').unwrap_or((info, ""));
-            let user = percent_decode(user).ok_or_else(|| bad("bad %-escape in the user".into()))?;
+            let user =
+                percent_decode(user).ok_or_else(|| bad("bad %-escape in the user".into()))?;
             let password = percent_decode(password)
                 .ok_or_else(|| bad("bad %-escape in the password".into()))?;
             (

@@ -38,8 +38,7 @@ impl Default for Concurrency {
 
 impl Concurrency {
     fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, HashMap<Key, u32>> {
-        let index =
-            usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or_default();
+        let index = usize::try_from(self.hasher.hash_one(key) % SHARDS as u64).unwrap_or_default();
         self.shards[index]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

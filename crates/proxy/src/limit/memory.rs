@@ -56,8 +56,8 @@ impl MemoryStore {
     }
 
     fn decide_at(&self, gcra: Gcra, id: u64, key: &str, now: u64) -> Verdict {
-        let shard_index = usize::try_from(self.hasher.hash_one((id, key)) % SHARDS as u64)
-            .unwrap_or_default();
+        let shard_index =
+            usize::try_from(self.hasher.hash_one((id, key)) % SHARDS as u64).unwrap_or_default();
         let per_shard = (self.max_keys.load(Ordering::Relaxed) / SHARDS).max(1);
         let mut shard = self.shards[shard_index]
             .lock()
@@ -155,7 +155,10 @@ mod tests {
             store.decide_at(g, 1, &format!("new-{i}"), later);
         }
         assert!(
-            matches!(store.decide_at(slow, 2, "kept", later), Verdict::Deny { .. }),
+            matches!(
+                store.decide_at(slow, 2, "kept", later),
+                Verdict::Deny { .. }
+            ),
             "the counting key was evicted before expired ones"
         );
     }

@@ -69,8 +69,13 @@ pub struct LimitId(pub u64);
 /// The outcome of the rate limit for one request.
 #[derive(Debug)]
 pub enum RateOutcome {
-    Allowed { remaining: u64, reset: u64 },
-    Refused { retry_after: u64 },
+    Allowed {
+        remaining: u64,
+        reset: u64,
+    },
+    Refused {
+        retry_after: u64,
+    },
     /// The store gave no answer: the caller fails open or closed.
     StoreFailed(StoreError),
 }
@@ -148,7 +153,10 @@ impl InForce {
                 match store.decide(redis_key, gcra, self.timeout).await {
                     Ok(verdict) => verdict,
                     Err(error) => {
-                        store.health.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        store
+                            .health
+                            .failed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         return RateOutcome::StoreFailed(error);
                     }
                 }
@@ -312,10 +320,7 @@ mod tests {
             client_key(&LimitKey::Cookie("session".into()), &h, ip),
             "k:s3cr3t"
         );
-        assert_eq!(
-            client_key(&LimitKey::Cookie("other".into()), &h, ip),
-            "k:2"
-        );
+        assert_eq!(client_key(&LimitKey::Cookie("other".into()), &h, ip), "k:2");
         assert_eq!(
             client_key(&LimitKey::Header("x-missing".into()), &h, ip),
             "c:192.0.2.7"
@@ -345,8 +350,14 @@ mod tests {
             key: LimitKey::Client,
             max_concurrent: None,
         };
-        assert_eq!(LimitId::of("/api", &limit(5)), LimitId::of("/api", &limit(5)));
-        assert_ne!(LimitId::of("/api", &limit(5)), LimitId::of("/api", &limit(6)));
+        assert_eq!(
+            LimitId::of("/api", &limit(5)),
+            LimitId::of("/api", &limit(5))
+        );
+        assert_ne!(
+            LimitId::of("/api", &limit(5)),
+            LimitId::of("/api", &limit(6))
+        );
         assert_ne!(LimitId::of("/api", &limit(5)), LimitId::of("/", &limit(5)));
     }
 

@@ -13,8 +13,8 @@
 //! every second, so the status page and `gatehouse_limit_store_up` follow the server.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use gatehouse_config::RedisAddress;
@@ -132,7 +132,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("gcra", &self.gcra).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("gcra", &self.gcra)
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,7 +160,12 @@ impl RedisStore {
     }
 
     /// Decides one request of `key`, waiting at most `timeout`.
-    pub async fn decide(&self, key: Vec<u8>, gcra: Gcra, timeout: Duration) -> Result<Verdict, StoreError> {
+    pub async fn decide(
+        &self,
+        key: Vec<u8>,
+        gcra: Gcra,
+        timeout: Duration,
+    ) -> Result<Verdict, StoreError> {
         if !self.health.is_up() {
             return Err(StoreError::Unreachable);
         }
@@ -256,9 +263,13 @@ impl Connection {
         }
         if address.db != 0 {
             let db = address.db.to_string();
-            conn.expect_ok(&[b"SELECT", db.as_bytes()], "SELECT").await?;
+            conn.expect_ok(&[b"SELECT", db.as_bytes()], "SELECT")
+                .await?;
         }
-        match conn.command(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()]).await? {
+        match conn
+            .command(&[b"SCRIPT", b"LOAD", SCRIPT.as_bytes()])
+            .await?
+        {
             Reply::Bulk(Some(sha)) => conn.sha = String::from_utf8_lossy(&sha).into_owned(),
             other => return Err(format!("SCRIPT LOAD answered {other:?}")),
         }
@@ -408,7 +419,10 @@ pub fn verdict(reply: &Reply) -> Option<Verdict> {
     let a = u64::try_from(*a).ok()?;
     let reset = u64::try_from(*reset).ok()?;
     match allowed {
-        1 => Some(Verdict::Allow { remaining: a, reset }),
+        1 => Some(Verdict::Allow {
+            remaining: a,
+            reset,
+        }),
         0 => Some(Verdict::Deny {
             retry_after: a,
             reset,
@@ -426,11 +440,17 @@ mod tests {
         let array = |items: Vec<Reply>| Reply::Array(Some(items));
         assert_eq!(
             verdict(&array(vec![Reply::Int(1), Reply::Int(4), Reply::Int(6)])),
-            Some(Verdict::Allow { remaining: 4, reset: 6 })
+            Some(Verdict::Allow {
+                remaining: 4,
+                reset: 6
+            })
         );
         assert_eq!(
             verdict(&array(vec![Reply::Int(0), Reply::Int(2), Reply::Int(9)])),
-            Some(Verdict::Deny { retry_after: 2, reset: 9 })
+            Some(Verdict::Deny {
+                retry_after: 2,
+                reset: 9
+            })
         );
         for bad in [
             Reply::Error("ERR".into()),

@@ -104,7 +104,9 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)
             }
             Ok(Some((Reply::Array(Some(items)), at)))
         }
-        other => Err(ProtocolError(format!("unknown reply type byte 0x{other:02x}"))),
+        other => Err(ProtocolError(format!(
+            "unknown reply type byte 0x{other:02x}"
+        ))),
     }
 }
 
@@ -145,28 +147,36 @@ mod tests {
     fn every_reply_type() {
         let cases: &[(&[u8], Reply)] = &[
             (b"+OK\r\n", Reply::Status("OK".into())),
-            (b"-NOSCRIPT No matching script\r\n", Reply::Error("NOSCRIPT No matching script".into())),
+            (
+                b"-NOSCRIPT No matching script\r\n",
+                Reply::Error("NOSCRIPT No matching script".into()),
+            ),
             (b":-42\r\n", Reply::Int(-42)),
             (b"$3\r\na\r\n\r\n", Reply::Bulk(Some(b"a\r\n".to_vec()))),
             (b"$-1\r\n", Reply::Bulk(None)),
             (b"*-1\r\n", Reply::Array(None)),
             (
                 b"*3\r\n:1\r\n:0\r\n$0\r\n\r\n",
-                Reply::Array(Some(vec![Reply::Int(1), Reply::Int(0), Reply::Bulk(Some(vec![]))])),
+                Reply::Array(Some(vec![
+                    Reply::Int(1),
+                    Reply::Int(0),
+                    Reply::Bulk(Some(vec![])),
+                ])),
             ),
         ];
         for (bytes, reply) in cases {
-            assert_eq!(parse(bytes).unwrap(), Some((reply.clone(), bytes.len())), "{bytes:?}");
+            assert_eq!(
+                parse(bytes).unwrap(),
+                Some((reply.clone(), bytes.len())),
+                "{bytes:?}"
+            );
             // Every prefix is incomplete, never an error or a wrong reply.
             for cut in 0..bytes.len() {
                 assert_eq!(parse(&bytes[..cut]).unwrap(), None, "{:?}", &bytes[..cut]);
             }
         }
         // Two pipelined replies: the first and its length.
-        assert_eq!(
-            parse(b":1\r\n:2\r\n").unwrap(),
-            Some((Reply::Int(1), 4))
-        );
+        assert_eq!(parse(b":1\r\n:2\r\n").unwrap(), Some((Reply::Int(1), 4)));
     }
 
     #[test]
@@ -187,7 +197,11 @@ mod tests {
             deep.as_bytes(),
             long_line.as_bytes(),
         ] {
-            assert!(parse(bad).is_err(), "{:?} was accepted", String::from_utf8_lossy(bad));
+            assert!(
+                parse(bad).is_err(),
+                "{:?} was accepted",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

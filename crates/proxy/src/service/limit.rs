@@ -60,7 +60,9 @@ impl Pipeline<'_> {
                 metrics.rate_limited(routed.label, "concurrency");
                 let mut failure = Failure::client(
                     StatusCode::TOO_MANY_REQUESTS,
-                    format!("{client} has {max} requests open on this route; max_concurrent is {max}"),
+                    format!(
+                        "{client} has {max} requests open on this route; max_concurrent is {max}"
+                    ),
                 );
                 failure.params.reason = Some("concurrency_limited");
                 failure.params.retry_after = Some(1);

@@ -116,7 +116,10 @@ impl Snapshot {
             maintenance: Arc::clone(&lasting.maintenance),
             limits: lasting.limits.in_force(
                 &config.limits,
-                config.routes.iter().any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some())),
+                config
+                    .routes
+                    .iter()
+                    .any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some())),
             ),
             config,
         }
