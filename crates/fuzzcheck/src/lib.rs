@@ -17,11 +17,13 @@
 //! | `cache_control` | `Cache-Control` parsing (`cache::policy::CacheControl`) |
 //! | `cache_policy` | RFC 9111 rules over received fields (`cache::policy`, `cache::serve`) |
 //! | `router` | host and path matching (`router`) |
+//! | `redis_reply` | replies of the rate limits' Redis store (`limit::resp`, `limit::redis`) |
 
 mod cache;
 mod config;
 mod http1;
 mod negotiate;
+mod redis;
 mod router;
 mod status;
 
@@ -29,6 +31,7 @@ pub use cache::{cache_control, cache_policy};
 pub use config::config;
 pub use http1::{http1_chunked, http1_request_head, http1_response_head};
 pub use negotiate::accept;
+pub use redis::redis_reply;
 pub use router::router;
 pub use status::{cache_status, proxy_status};
 
@@ -47,6 +50,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cache_control", cache_control),
     ("cache_policy", cache_policy),
     ("router", router),
+    ("redis_reply", redis_reply),
 ];
 
 /// The check of the target named `name`.
