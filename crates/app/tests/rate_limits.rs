@@ -413,3 +413,44 @@ fn with_fail_closed_a_stopped_redis_means_503_with_its_own_reason() {
     wait_store(&gh, true);
     assert_eq!(Req::get("/limited").send(gh.addr()).status, 200);
 }
+
+#[test]
+fn a_frozen_redis_times_out_within_limits_timeout_and_requests_go_on() {
+    let redis = RedisServer::start();
+    let origin = Upstream::hello();
+    let config = redis_config(origin.addr(), &redis, "open").section("limits", "timeout", "100ms");
+    let gh = Gatehouse::start(bin(), &config.toml());
+    wait_store(&gh, true);
+    for _ in 0..2 {
+        assert_eq!(Req::get("/limited").send(gh.addr()).status, 200);
+    }
+
+    redis.pause();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = Req::get("/limited").send(gh.addr());
+        assert_eq!(response.status, 200, "fail open: {response:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a frozen store held a request for {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        metric(
+            &gh,
+            "gatehouse_limit_store_errors_total",
+            &[("reason", "timeout")]
+        ) >= 1.0
+    );
+
+    redis.resume();
+    wait_store(&gh, true);
+    // The counters are still there. A decision written before its caller gave up may still
+    // have been counted by the server once it went on: 2 or 3 of the 5 are left.
+    let allowed = (0..6)
+        .filter(|_| Req::get("/limited").send(gh.addr()).status == 200)
+        .count();
+    assert!((2..=3).contains(&allowed), "{allowed}");
+    assert_eq!(Req::get("/limited").send(gh.addr()).status, 429);
+}

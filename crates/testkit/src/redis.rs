@@ -97,6 +97,7 @@ impl RedisServer {
     /// Kills the server (SIGKILL, by its PID) and waits for it: the store is gone.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server is killed all the same (SIGKILL needs no CONT).
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -106,6 +107,29 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and are accepted, but nothing is
+    /// answered, like a server stuck or overloaded.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("redis-server is not running"));
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("kill {signal} {pid}: {e}"));
+        assert!(status.success(), "kill {signal} {pid}: {status}");
     }
 
     pub fn pid(&self) -> Option<u32> {

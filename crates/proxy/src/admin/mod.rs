@@ -171,12 +171,7 @@ fn scrape_state(snapshot: &Snapshot, open_connections: usize) -> ScrapeState {
 
 /// The limits' store and whether it answers, when a route has a rate limit.
 fn limit_store(snapshot: &Snapshot) -> Option<(String, bool)> {
-    let limited = snapshot
-        .config
-        .routes
-        .iter()
-        .any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some()));
-    if !limited {
+    if !snapshot.limits.in_use {
         return None;
     }
     Some(match snapshot.limits.redis() {

@@ -401,12 +401,7 @@ tr[data-state=down],tr[data-state=unusable]{background:#fff5f5}tr[data-state=eje
 
 /// The rate limits' store, when a route has a rate limit.
 fn limit_store(snapshot: &Snapshot) -> Option<LimitStoreStatus> {
-    let limited = snapshot
-        .config
-        .routes
-        .iter()
-        .any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some()));
-    if !limited {
+    if !snapshot.limits.in_use {
         return None;
     }
     let limits = &snapshot.limits;

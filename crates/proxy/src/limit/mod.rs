@@ -48,6 +48,8 @@ pub struct Limits {
 /// What one snapshot limits with.
 #[derive(Debug, Clone)]
 pub struct InForce {
+    /// Some route has a rate limit (else the store is not even connected to).
+    pub in_use: bool,
     store: Store,
     pub timeout: Duration,
     pub fail: LimitFail,
@@ -120,6 +122,7 @@ impl Limits {
             _ => Store::Memory,
         };
         InForce {
+            in_use: used,
             store,
             timeout: config.timeout,
             fail: config.fail,

@@ -28,7 +28,10 @@ use super::resp::{self, Reply};
 /// GCRA (see `gcra.rs`, which does the same in Rust) on the server's clock, in microseconds.
 /// `KEYS[1]`: the key; `ARGV`: interval, tolerance. Returns `{allowed, remaining or retry
 /// after, reset}`. The TAT is written with `%.0f`: Lua's own number format would round it.
-pub const SCRIPT: &str = r"local t = redis.call('TIME')
+/// `replicate_commands` lets Redis 3.2 to 4 write after reading `TIME` (from 5 on, and in
+/// Valkey, it is the default and the call a no-op).
+pub const SCRIPT: &str = r"if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
