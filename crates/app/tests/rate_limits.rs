@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 
 use gatehouse_testkit::metrics::{parse_samples, sum};
 use gatehouse_testkit::{
-    Behavior, Config, Gatehouse, RawConn, RawResponse, RedisServer, Reply, Req, Upstream,
+    Behavior, Config, Gatehouse, Param, RawConn, RawResponse, RedisServer, Reply, Req, Upstream,
 };
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
-/// `/limited` with `rate`, `period` and `burst`, `/free` without a limit, an admin listener.
+/// `/limited` with `rate`, `period` and `burst`, `/free` without a limit, an admin listener;
+/// two workers, so that one limit is seen to hold across them.
 fn limited_config(origin: SocketAddr, rate: i64, period: &str, burst: i64) -> Config {
     Config::new()
         .server("admin", "127.0.0.1:0")
+        .server("workers", 2)
         .upstream("app", [origin])
         .route(None, "/free", "app")
         .route(None, "/limited", "app")
@@ -85,6 +87,11 @@ fn assert_rate_limited(response: &RawResponse, retry_after: &str, policy: &str) 
     assert_eq!(response.header("cache-control"), Some("no-store"));
     let member = response.proxy_status().last().clone();
     assert_eq!(member.error(), Some("http_request_error"), "{member:?}");
+    assert_eq!(
+        member.param("status-code"),
+        Some(&Param::Integer(429)),
+        "{member:?}"
+    );
     assert!(
         response.header("connection").is_none(),
         "a 429 keeps the connection: {response:#?}"
