@@ -38,6 +38,42 @@ fn metric(gh: &Gatehouse, name: &str, labels: &[(&str, &str)]) -> f64 {
     sum(&parse_samples(&scrape.text()), name, labels).0
 }
 
+/// `promtool check metrics` (Debian package `prometheus`, installed by `.ci/run`) on a scrape,
+/// killed after 30 s.
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool (Debian package prometheus) cannot run: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(scrape.as_bytes())
+            .unwrap_or_else(|e| panic!("promtool stdin: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("promtool took more than 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("promtool: {e}"));
+    assert!(
+        output.status.success(),
+        "promtool check metrics refused the scrape:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn status_json(gh: &Gatehouse) -> serde_json::Value {
     let status = Req::get("/status.json").send(gh.admin_addr());
     assert_eq!(status.status, 200, "{status:#?}");
@@ -183,6 +219,7 @@ fn a_burst_then_429_with_retry_after_ratelimit_fields_and_a_negotiated_body() {
         metric(&gh, "gatehouse_limit_store_up", &[("store", "memory")]),
         1.0
     );
+    promtool_accepts(&Req::get("/metrics").send(gh.admin_addr()).text());
 }
 
 #[test]
@@ -364,6 +401,7 @@ fn redis_stopped_fails_open_and_a_restarted_redis_limits_again() {
         metric(&gh, "gatehouse_limit_store_up", &[("store", &redis.url())]),
         0.0
     );
+    promtool_accepts(&Req::get("/metrics").send(gh.admin_addr()).text());
     let page = Req::get("/status").send(gh.admin_addr()).text();
     assert!(
         page.contains("data-state=\"unreachable\""),
