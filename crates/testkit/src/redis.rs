@@ -18,6 +18,10 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: TempFile,
+    /// More `redis-server` arguments (e.g. `--requirepass`).
+    extra: Vec<String>,
+    /// `AUTH` sent before each [`RedisServer::command`].
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -33,10 +37,19 @@ impl RedisServer {
 
     /// Starts a server on a free loopback port and waits until it answers `PING`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that wants `AUTH password` (`--requirepass`).
+    pub fn start_with(password: Option<&str>) -> Self {
         let mut server = Self {
             child: None,
             port: free_port(),
             dir: TempFile::dir("redis"),
+            extra: password
+                .map(|p| vec!["--requirepass".to_owned(), p.to_owned()])
+                .unwrap_or_default(),
+            password: password.map(str::to_owned),
         };
         server.spawn();
         server
@@ -55,6 +68,7 @@ impl RedisServer {
             .args(["--appendonly", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::from(
@@ -66,10 +80,7 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if self
-                .command(&["PING"])
-                .is_some_and(|r| r.starts_with("+PONG"))
-            {
+            if self.command(&["PING"]).is_some_and(|r| r.contains("+PONG")) {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
@@ -136,20 +147,40 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Sends one command (inline form) and returns the raw reply, or `None` when the server
-    /// does not answer within a second.
+    /// Sends one command on a new connection (after `AUTH` when the server wants a password)
+    /// and returns the raw reply (the `AUTH` reply first), or `None` when the server does not
+    /// answer within a second.
     pub fn command(&self, args: &[&str]) -> Option<String> {
         let mut stream =
             TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        let mut request = String::new();
+        let mut encode = |args: &[&str]| {
+            request.push_str(&format!("*{}\r\n", args.len()));
+            for arg in args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
+        };
+        if let Some(password) = &self.password {
+            encode(&["AUTH", password]);
         }
+        encode(args);
         stream.write_all(request.as_bytes()).ok()?;
-        let mut reply = vec![0u8; 64 * 1024];
-        let n = stream.read(&mut reply).ok()?;
-        (n > 0).then(|| String::from_utf8_lossy(&reply[..n]).into_owned())
+        let mut reply = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        // Until a reply to each command sent has arrived (one line each suffices here).
+        let wanted = 1 + usize::from(self.password.is_some());
+        while reply.iter().filter(|b| **b == b'\n').count() < wanted
+            && std::time::Instant::now() < deadline
+        {
+            let n = stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        (!reply.is_empty()).then(|| String::from_utf8_lossy(&reply).into_owned())
     }
 
     /// The server's log (stdout and stderr).

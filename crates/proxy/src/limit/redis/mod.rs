@@ -435,35 +435,4 @@ pub fn verdict(reply: &Reply) -> Option<Verdict> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn script_replies_become_verdicts_and_anything_else_is_an_error() {
-        let array = |items: Vec<Reply>| Reply::Array(Some(items));
-        assert_eq!(
-            verdict(&array(vec![Reply::Int(1), Reply::Int(4), Reply::Int(6)])),
-            Some(Verdict::Allow {
-                remaining: 4,
-                reset: 6
-            })
-        );
-        assert_eq!(
-            verdict(&array(vec![Reply::Int(0), Reply::Int(2), Reply::Int(9)])),
-            Some(Verdict::Deny {
-                retry_after: 2,
-                reset: 9
-            })
-        );
-        for bad in [
-            Reply::Error("ERR".into()),
-            array(vec![Reply::Int(1), Reply::Int(4)]),
-            array(vec![Reply::Int(2), Reply::Int(4), Reply::Int(6)]),
-            array(vec![Reply::Int(1), Reply::Int(-4), Reply::Int(6)]),
-            array(vec![Reply::Int(1), Reply::Bulk(None), Reply::Int(6)]),
-            Reply::Array(None),
-        ] {
-            assert_eq!(verdict(&bad), None, "{bad:?}");
-        }
-    }
-}
+mod tests;
