@@ -499,3 +499,47 @@ fn a_frozen_redis_times_out_within_limits_timeout_and_requests_go_on() {
     assert!((2..=3).contains(&allowed), "{allowed}");
     assert_eq!(Req::get("/limited").send(gh.addr()).status, 429);
 }
+
+#[test]
+fn a_reload_moves_the_counters_to_redis_and_back() {
+    let redis = RedisServer::start();
+    let origin = Upstream::hello();
+    let memory = limited_config(origin.addr(), 5, "1m", 5);
+    let gh = Gatehouse::start(bin(), &memory.toml());
+    for _ in 0..5 {
+        assert_eq!(Req::get("/limited").send(gh.addr()).status, 200);
+    }
+    assert_eq!(Req::get("/limited").send(gh.addr()).status, 429);
+    assert_eq!(status_json(&gh)["limit_store"]["store"], "memory");
+
+    // To Redis: its counters start empty there, and the keys are written there.
+    gh.rewrite_config(&redis_config(origin.addr(), &redis, "open").toml());
+    gh.reload()
+        .unwrap_or_else(|e| panic!("reload refused: {e}"));
+    wait_store(&gh, true);
+    for _ in 0..5 {
+        assert_eq!(Req::get("/limited").send(gh.addr()).status, 200);
+    }
+    assert_eq!(Req::get("/limited").send(gh.addr()).status, 429);
+    let keys = redis
+        .command(&["KEYS", "gatehouse:limit:*"])
+        .unwrap_or_default();
+    assert!(keys.starts_with("*1\r\n"), "one key in Redis: {keys:?}");
+
+    // Back to memory: what this instance counted there is still there.
+    gh.rewrite_config(&memory.toml());
+    gh.reload()
+        .unwrap_or_else(|e| panic!("reload refused: {e}"));
+    assert_eq!(status_json(&gh)["limit_store"]["store"], "memory");
+    assert_eq!(Req::get("/limited").send(gh.addr()).status, 429);
+    // And gatehouse's connection to Redis is closed: only the one asking is left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let clients = redis.command(&["CLIENT", "LIST"]).unwrap_or_default();
+        if clients.matches(" addr=").count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still connected: {clients}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -98,16 +98,17 @@ impl Limits {
     }
 
     /// The store and settings `config` names; the Redis connection is made here (its task on
-    /// the current runtime) unless the one in use already goes to that server. Keys the memory
-    /// store holds are bounded by `max_keys` from now on.
+    /// the current runtime) unless the one in use already goes to that server. A store no
+    /// longer named is let go: its connection closes once the last snapshot using it is gone.
+    /// Keys the memory store holds are bounded by `max_keys` from now on.
     pub fn in_force(&self, config: &LimitsConfig, used: bool) -> InForce {
         self.memory.set_max_keys(config.max_keys);
+        let mut redis = self
+            .redis
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let store = match &config.store {
             LimitStore::Redis(address) if used => {
-                let mut redis = self
-                    .redis
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let store = match &*redis {
                     Some(store) if store.address == *address => Arc::clone(store),
                     _ => {
@@ -119,8 +120,12 @@ impl Limits {
                 };
                 Store::Redis(store)
             }
-            _ => Store::Memory,
+            _ => {
+                *redis = None;
+                Store::Memory
+            }
         };
+        drop(redis);
         InForce {
             in_use: used,
             store,
