@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) robots: RawRobots,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
+    #[serde(default)]
+    pub(crate) limits: RawLimits,
     /// `[[route]]` tables in file order.
     #[serde(default)]
     pub(crate) route: Vec<Spanned<RawRoute>>,
@@ -134,6 +136,27 @@ pub(crate) struct RawRouteCache {
     pub(crate) stale_if_error: Option<Spanned<String>>,
 }
 
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub(crate) store: Option<Spanned<String>>,
+    pub(crate) timeout: Option<Spanned<String>>,
+    pub(crate) fail: Option<Spanned<String>>,
+    pub(crate) max_keys: Option<Spanned<i64>>,
+}
+
+/// `[route.limit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRouteLimit {
+    pub(crate) rate: Option<Spanned<i64>>,
+    pub(crate) period: Option<Spanned<String>>,
+    pub(crate) burst: Option<Spanned<i64>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) max_concurrent: Option<Spanned<i64>>,
+}
+
 /// `[dns]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +176,7 @@ pub(crate) struct RawRoute {
     pub(crate) retry_non_idempotent: Option<Spanned<bool>>,
     pub(crate) cache: Option<Spanned<RawRouteCache>>,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
+    pub(crate) limit: Option<Spanned<RawRouteLimit>>,
 }
 
 /// One `[upstream.NAME]`.

@@ -223,6 +223,21 @@ const ROUTE_CACHE: &[Field] = &[
     field("stale_if_error", Kind::Str, r#"stale_if_error = "1d""#),
 ];
 
+const LIMITS: &[Field] = &[
+    field("store", Kind::Str, r#"store = "redis://127.0.0.1:6379/0""#),
+    field("timeout", Kind::Str, r#"timeout = "50ms""#),
+    field("fail", Kind::Str, r#"fail = "open""#),
+    field("max_keys", Kind::Int, "max_keys = 100000"),
+];
+
+const ROUTE_LIMIT: &[Field] = &[
+    field("rate", Kind::Int, "rate = 100"),
+    field("period", Kind::Str, r#"period = "1m""#),
+    field("burst", Kind::Int, "burst = 20"),
+    field("key", Kind::Str, r#"key = "header:X-Api-Key""#),
+    field("max_concurrent", Kind::Int, "max_concurrent = 10"),
+];
+
 const ROUTE: &[Field] = &[
     field("host", Kind::Str, r#"host = "example.com""#),
     field("path", Kind::Str, r#"path = "/api""#),
@@ -238,6 +253,7 @@ const ROUTE: &[Field] = &[
         Kind::Table(MAINTENANCE),
         "[route.maintenance]",
     ),
+    field("limit", Kind::Table(ROUTE_LIMIT), "[route.limit]"),
 ];
 
 const SERVER_ENTRY: &[Field] = &[
@@ -353,6 +369,7 @@ const ROOT: &[Field] = &[
     field("cache", Kind::Table(CACHE), "[cache]"),
     field("robots", Kind::Table(ROBOTS), "[robots]"),
     field("maintenance", Kind::Table(MAINTENANCE), "[maintenance]"),
+    field("limits", Kind::Table(LIMITS), "[limits]"),
     field(
         "route",
         Kind::TableArray(ROUTE),

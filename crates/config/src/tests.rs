@@ -13,6 +13,7 @@ use crate::*;
 mod admin;
 mod cache;
 mod diagnostics;
+mod limits;
 mod logs;
 mod pool_diagnostics;
 mod pools;
@@ -89,6 +90,7 @@ fn default_config_parses() {
             retry_non_idempotent: false,
             cache: None,
             maintenance: None,
+            limit: None,
         }]
     );
     assert_eq!(c.upstreams.len(), 1);

@@ -18,12 +18,14 @@
 //! | `cache_policy` | RFC 9111 rules over received fields (`cache::policy`, `cache::serve`) |
 //! | `router` | host and path matching (`router`) |
 //! | `proxy_protocol` | PROXY protocol v1/v2 headers of `proxy_protocol` listeners (`proxy_protocol`) |
+//! | `redis_reply` | replies of the rate limits' Redis store (`limit::resp`, `limit::redis`) |
 
 mod cache;
 mod config;
 mod http1;
 mod negotiate;
 mod proxy_protocol;
+mod redis;
 mod router;
 mod status;
 
@@ -32,6 +34,7 @@ pub use config::config;
 pub use http1::{http1_chunked, http1_request_head, http1_response_head};
 pub use negotiate::accept;
 pub use proxy_protocol::proxy_protocol;
+pub use redis::redis_reply;
 pub use router::router;
 pub use status::{cache_status, proxy_status};
 
@@ -51,6 +54,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cache_policy", cache_policy),
     ("router", router),
     ("proxy_protocol", proxy_protocol),
+    ("redis_reply", redis_reply),
 ];
 
 /// The check of the target named `name`.

@@ -11,7 +11,8 @@
 //! 0. [`http1`] (the HTTP/1.1 engine), [`failure`] and [`workers`] (per-core runtimes):
 //!    nothing of the pipeline;
 //! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_pace`],
-//!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`];
+//!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`],
+//!    [`limit`];
 //! 2. [`upstream`]: pools, connections, health;
 //! 3. [`body`] (the response body) and [`tunnel`];
 //! 4. [`respond`] (error pages) and [`snapshot`] (the config in force);
@@ -28,6 +29,7 @@ pub mod client_pace;
 pub mod failure;
 pub mod forward;
 pub mod http1;
+pub mod limit;
 pub mod listener;
 pub mod maintenance;
 pub mod observe;

@@ -6,7 +6,9 @@
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
 //! but not `/apiary` (a prefix ending in `/` matches anything under it).
 
-use gatehouse_config::{HostMatch, MaintenanceConfig, RouteCache, RouteConfig};
+use gatehouse_config::{HostMatch, MaintenanceConfig, RouteCache, RouteConfig, RouteLimit};
+
+use crate::limit::LimitId;
 
 /// A compiled route table.
 #[derive(Debug)]
@@ -25,6 +27,7 @@ struct CompiledRoute {
     retry_non_idempotent: bool,
     cache: Option<RouteCache>,
     maintenance: Option<MaintenanceConfig>,
+    limit: Option<(RouteLimit, LimitId)>,
 }
 
 /// The outcome of routing a request.
@@ -38,6 +41,8 @@ pub struct Routed<'a> {
     pub cache: Option<&'a RouteCache>,
     /// `[route.maintenance]`, when the route has its own.
     pub maintenance: Option<&'a MaintenanceConfig>,
+    /// `[route.limit]` and the limit's identity (see [`LimitId`]).
+    pub limit: Option<&'a (RouteLimit, LimitId)>,
 }
 
 impl Router {
@@ -53,7 +58,11 @@ impl Router {
                     Some(HostMatch::Suffix(s)) => format!("*{s}"),
                     None => String::new(),
                 };
-                let label = format!("{host}{}", route.path).into();
+                let label: std::sync::Arc<str> = format!("{host}{}", route.path).into();
+                let limit = route
+                    .limit
+                    .as_ref()
+                    .map(|limit| (limit.clone(), LimitId::of(&label, limit)));
                 Some((
                     order,
                     CompiledRoute {
@@ -64,6 +73,7 @@ impl Router {
                         retry_non_idempotent: route.retry_non_idempotent,
                         cache: route.cache.clone(),
                         maintenance: route.maintenance.clone(),
+                        limit,
                     },
                 ))
             })
@@ -95,6 +105,7 @@ impl Router {
                 retry_non_idempotent: route.retry_non_idempotent,
                 cache: route.cache.as_ref(),
                 maintenance: route.maintenance.as_ref(),
+                limit: route.limit.as_ref(),
             })
     }
 }
@@ -160,6 +171,7 @@ mod tests {
             retry_non_idempotent: false,
             cache: None,
             maintenance: None,
+            limit: None,
         }
     }
 

@@ -12,6 +12,8 @@
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
 //! - [`peers`]: real nginx and HAProxy started by a test (logs to explain, configs to check).
+//! - [`RedisServer`]: a real `redis-server` on a free loopback port, stopped and restarted by
+//!   the test (the store of shared rate limits).
 //! - [`metrics`]: samples of a Prometheus text-format scrape.
 //! - [`tls`]: a CA and certificates made for a test (rcgen), and rustls configurations using them.
 //! - [`ProxyStatus`]: an RFC 9209 `Proxy-Status` parser (RFC 8941 list via `sfv`).
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod peers;
 mod proxy_status;
 mod record;
+mod redis;
 mod temp;
 pub mod tls;
 pub mod tls_origin;
@@ -38,6 +41,7 @@ pub use dns::{DnsAnswer, MockDns};
 pub use gatehouse::{Config, Gatehouse, Observed, Server};
 pub use http1::{Framing, Headers};
 pub use proxy_status::{Member, Param, ProxyStatus};
+pub use redis::RedisServer;
 pub use temp::TempFile;
 pub use upstream::{Behavior, FullBacklog, RecordedRequest, Reply, Upstream, big_header_response};
 

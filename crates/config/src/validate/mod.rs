@@ -27,6 +27,7 @@ mod caching;
 mod edge;
 mod fields;
 mod health;
+mod limits;
 mod logs;
 mod routes;
 mod tls;
@@ -77,6 +78,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
     let robots = caching::robots(raw.robots, sink);
     let maintenance =
         caching::maintenance(raw.maintenance.as_ref(), "maintenance", None, base, sink);
+    let limits = limits::limits(raw.limits, sink);
     let upstreams: Vec<UpstreamConfig> = raw
         .upstream
         .iter()
@@ -106,6 +108,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         cache,
         robots,
         maintenance,
+        limits,
         routes,
         upstreams,
     }

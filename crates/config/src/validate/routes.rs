@@ -61,6 +61,10 @@ pub(super) fn routes(
                 sink,
             )
         });
+        let limit = route
+            .limit
+            .as_ref()
+            .and_then(|l| super::limits::route_limit(l, &format!("route[{i}].limit"), sink));
         let (Ok(host), true) = (host, path_ok) else {
             continue;
         };
@@ -90,6 +94,7 @@ pub(super) fn routes(
                     .is_some_and(|b| *b.get_ref()),
                 cache,
                 maintenance: route_maintenance,
+                limit,
             });
         }
     }

@@ -165,7 +165,19 @@ fn scrape_state(snapshot: &Snapshot, open_connections: usize) -> ScrapeState {
             disk_entries: usage.disk_entries,
             disk_bytes: usage.disk_bytes,
         },
+        limit_store: limit_store(snapshot),
     }
+}
+
+/// The limits' store and whether it answers, when a route has a rate limit.
+fn limit_store(snapshot: &Snapshot) -> Option<(String, bool)> {
+    if !snapshot.limits.in_use {
+        return None;
+    }
+    Some(match snapshot.limits.redis() {
+        Some((address, health)) => (address, health.is_up()),
+        None => ("memory".to_owned(), true),
+    })
 }
 
 fn bearer_matches(authorization: Option<&HeaderValue>, token: &str) -> bool {

@@ -29,7 +29,26 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     pub routes: Vec<RouteStatus>,
     pub pools: Vec<PoolStatus>,
+    /// The store of the rate limits' counters; `None` when no route has a rate limit.
+    pub limit_store: Option<LimitStoreStatus>,
     pub recent_failures: Vec<RecentFailure>,
+}
+
+/// The rate limits' store: where, whether it answers, and what a failed decision does.
+#[derive(Debug, Serialize)]
+pub struct LimitStoreStatus {
+    /// `memory`, or the `redis://host:port/db` address (never the password).
+    pub store: String,
+    pub up: bool,
+    /// `open` or `closed` (`limits.fail`).
+    pub fail: &'static str,
+    /// Decisions the store did not answer, since start.
+    pub failed_decisions: u64,
+    pub last_error: Option<String>,
+    /// RFC 3339, UTC.
+    pub last_error_at: Option<String>,
+    /// Keys in the memory store (its counters; with Redis, only `max_concurrent` is local).
+    pub memory_keys: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +179,7 @@ impl StatusReport {
                 .as_secs(),
             routes,
             pools,
+            limit_store: limit_store(snapshot),
             recent_failures: observer.recent.newest_first(),
         }
     }
@@ -189,6 +209,7 @@ impl StatusReport {
         );
         self.routes_html(&mut page);
         self.pools_html(&mut page);
+        self.limit_store_html(&mut page);
         self.failures_html(&mut page);
         page.push_str("</body>\n</html>\n");
         page
@@ -220,6 +241,35 @@ impl StatusReport {
             );
         }
         page.push_str("</tbody>\n</table>\n</section>\n");
+    }
+
+    fn limit_store_html(&self, page: &mut String) {
+        let Some(store) = &self.limit_store else {
+            return;
+        };
+        let (class, state) = if store.up {
+            ("good", "up")
+        } else {
+            ("bad", "unreachable")
+        };
+        let _ = writeln!(
+            page,
+            "<section><h2>Rate limit store</h2>\n<table id=\"limit-store\">\n<thead><tr><th>store</th>\
+             <th>state</th><th>when it fails</th><th class=\"num\">failed decisions</th><th>last error</th>\
+             <th class=\"num\">keys in memory</th></tr></thead>\n<tbody>\n\
+             <tr class=\"limit-store\" data-state=\"{state}\"><td><code>{address}</code></td>\
+             <td><span class=\"{class}\">{state}</span></td><td>fail {fail}</td>\
+             <td class=\"num\">{failed}</td><td>{error}</td><td class=\"num\">{keys}</td></tr>\n\
+             </tbody>\n</table>\n</section>",
+            address = escape_html(&store.store),
+            fail = store.fail,
+            failed = store.failed_decisions,
+            error = match (&store.last_error, &store.last_error_at) {
+                (Some(error), Some(at)) => format!("{} ({})", escape_html(error), escape_html(at)),
+                _ => "—".to_owned(),
+            },
+            keys = store.memory_keys,
+        );
     }
 
     fn pools_html(&self, page: &mut String) {
@@ -348,6 +398,42 @@ th{background:#f6f8fa;font-weight:600}.num{text-align:right;font-variant-numeric
 code{font:12.5px ui-monospace,monospace}.time,.answered{white-space:nowrap}small{color:#6a737d}\
 .state{font-weight:600}.healthy,.good{color:#1a7f37}.down,.bad{color:#cf222e}.ejected,.warn{color:#9a6700}\
 tr[data-state=down],tr[data-state=unusable]{background:#fff5f5}tr[data-state=ejected]{background:#fffbe6}";
+
+/// The rate limits' store, when a route has a rate limit.
+fn limit_store(snapshot: &Snapshot) -> Option<LimitStoreStatus> {
+    if !snapshot.limits.in_use {
+        return None;
+    }
+    let limits = &snapshot.limits;
+    let fail = match limits.fail {
+        gatehouse_config::LimitFail::Open => "open",
+        gatehouse_config::LimitFail::Closed => "closed",
+    };
+    let memory_keys = limits.memory_keys();
+    Some(match limits.redis() {
+        Some((address, health)) => {
+            let last = health.last_error();
+            LimitStoreStatus {
+                store: address,
+                up: health.is_up(),
+                fail,
+                failed_decisions: health.failed.load(std::sync::atomic::Ordering::Relaxed),
+                last_error_at: last.as_ref().map(|(at, _)| rfc3339(*at)),
+                last_error: last.map(|(_, error)| error),
+                memory_keys,
+            }
+        }
+        None => LimitStoreStatus {
+            store: "memory".to_owned(),
+            up: true,
+            fail,
+            failed_decisions: 0,
+            last_error: None,
+            last_error_at: None,
+            memory_keys,
+        },
+    })
+}
 
 #[cfg(test)]
 mod tests {

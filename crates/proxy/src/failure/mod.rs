@@ -576,6 +576,11 @@ pub struct FailureParams {
     /// `proxy_internal_response`: the configured `Retry-After` in seconds (maintenance mode),
     /// instead of the kind's own.
     pub retry_after: Option<u64>,
+    /// A refusal by policy with a name of its own (`rate_limited`, `concurrency_limited`,
+    /// `limit_store_unavailable`): the access log's `failure` field and the metric label say
+    /// it instead of the kind's token, and no warning line is written per request (the access
+    /// record and the counters tell).
+    pub reason: Option<&'static str>,
 }
 
 /// One classified failure: the kind plus the facts that the log line and `details` report.
@@ -629,6 +634,18 @@ impl Failure {
         self.params
             .retry_after
             .or(self.kind.retry_after_secs().map(u64::from))
+    }
+
+    /// What the access log and the request metric call this failure: its own reason, or
+    /// the kind's token.
+    pub fn log_name(&self) -> &'static str {
+        self.params.reason.unwrap_or(self.kind.token())
+    }
+
+    /// Whether the downstream connection closes after the error response. A refusal by
+    /// policy (429) leaves the connection's framing intact, unlike a malformed request.
+    pub fn closes_client_connection(&self) -> bool {
+        self.kind.closes_client_connection() && self.params.reason.is_none()
     }
 
     /// The status of the generated response.

@@ -53,6 +53,18 @@ pub struct AccessRecord {
     pub version: Option<Version>,
     pub referer: Option<HeaderValue>,
     pub user_agent: Option<HeaderValue>,
+    /// Held until the record is written or dropped, i.e. until the response ended: the
+    /// request's `max_concurrent` slot.
+    pub in_flight: Option<InFlightHold>,
+}
+
+/// Something a request holds while its response lasts (released on drop).
+pub struct InFlightHold(pub Box<dyn Send + Sync>);
+
+impl std::fmt::Debug for InFlightHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlightHold")
+    }
 }
 
 impl AccessRecord {
@@ -86,6 +98,7 @@ impl AccessRecord {
             version: None,
             referer: None,
             user_agent: None,
+            in_flight: None,
         }
     }
 

@@ -58,6 +58,9 @@ pub struct Metrics {
     stale_served: IntCounterVec,
     cache_bytes: IntGaugeVec,
     cache_entries: IntGaugeVec,
+    rate_limited: IntCounterVec,
+    limit_store_errors: IntCounterVec,
+    limit_store_up: IntGaugeVec,
     /// One scrape at a time: the state gauges are cleared and refilled for each.
     scraping: Mutex<()>,
 }
@@ -242,6 +245,24 @@ impl Metrics {
             "gatehouse_open_connections",
             "Client connections open now.",
         );
+        let rate_limited = counter_vec(
+            &registry,
+            "gatehouse_rate_limited_total",
+            "Requests refused with 429 by a route's limit, by route and limit (rate or concurrency).",
+            &["route", "limit"],
+        );
+        let limit_store_errors = counter_vec(
+            &registry,
+            "gatehouse_limit_store_errors_total",
+            "Rate-limit decisions the store did not answer (the request then went on or got 503, as limits.fail says), by reason (unreachable, timeout, reply).",
+            &["reason"],
+        );
+        let limit_store_up = gauge_vec(
+            &registry,
+            "gatehouse_limit_store_up",
+            "1 when the store of the rate limits' counters answers (always 1 for memory), 0 when it is unreachable.",
+            &["store"],
+        );
         for outcome in ["ok", "refused"] {
             reloads.with_label_values(&[outcome]);
         }
@@ -274,6 +295,9 @@ impl Metrics {
             stale_served,
             cache_bytes,
             cache_entries,
+            rate_limited,
+            limit_store_errors,
+            limit_store_up,
             scraping: Mutex::new(()),
         };
         metrics.config_taken(true);
@@ -323,6 +347,16 @@ impl Metrics {
         self.stale_served
             .with_label_values(&[route, source, reason])
             .inc();
+    }
+
+    /// A request refused by a route's `limit` (`rate` or `concurrency`).
+    pub fn rate_limited(&self, route: &str, limit: &str) {
+        self.rate_limited.with_label_values(&[route, limit]).inc();
+    }
+
+    /// A rate-limit decision the store did not answer.
+    pub fn limit_store_error(&self, reason: &str) {
+        self.limit_store_errors.with_label_values(&[reason]).inc();
     }
 
     pub fn retry(&self, pool: &str) {
@@ -431,6 +465,12 @@ impl Metrics {
                 .set(healthy);
             self.servers.with_label_values(&[&*pool.name]).set(total);
         }
+        self.limit_store_up.reset();
+        if let Some((store, up)) = &state.limit_store {
+            self.limit_store_up
+                .with_label_values(&[store.as_str()])
+                .set(i64::from(*up));
+        }
         let usage = &state.cache;
         let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.cache_bytes
@@ -511,6 +551,9 @@ pub struct ScrapeState {
     pub open_connections: usize,
     pub pools: Vec<PoolGauges>,
     pub cache: CacheGauges,
+    /// The limits' store (`memory` or its redis:// address) and whether it answers; `None`
+    /// when no route has a rate limit.
+    pub limit_store: Option<(String, bool)>,
 }
 
 /// One pool's servers, as the gauges show them.

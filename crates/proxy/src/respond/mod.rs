@@ -72,7 +72,7 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     if let Some(seconds) = failure.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if failure.kind.closes_client_connection() {
+    if failure.closes_client_connection() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response

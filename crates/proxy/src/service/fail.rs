@@ -59,7 +59,7 @@ impl Pipeline<'_> {
         head_only: bool,
         next_hop: Option<&str>,
     ) -> Response<ProxyBody> {
-        if self.record.attempts == 0 {
+        if self.record.attempts == 0 && failure.params.reason.is_none() {
             // Failures before any attempt (routing, request checks) have not been logged yet.
             self.snapshot.observer.failure(
                 failure,
@@ -81,7 +81,7 @@ impl Pipeline<'_> {
         );
         let mut record = self.take_record();
         record.status = response.status().as_u16();
-        record.failure = Some(failure.kind.token());
+        record.failure = Some(failure.log_name());
         self.snapshot.observer.finished(record);
         response
     }

@@ -1,7 +1,8 @@
 //! The request pipeline, as named phases in plain code, one file each:
 //!
 //! 1. `check.rs`: check the request (limits, loops; an upgrade's client side taken);
-//! 2. `route.rs`: route, then what answers without an upstream (maintenance, `caching.rs`);
+//! 2. `route.rs`: route; `limit.rs`: the route's rate and concurrency limits; then what
+//!    answers without an upstream (maintenance, `caching.rs`);
 //! 3. `pick.rs`: pick a server (the pool's members, balancing, the retry budget);
 //! 4. `outgoing.rs`: the request as it is forwarded, kept for a retry;
 //! 5. `attempt.rs`: attempt (connect, send, read the head), then another server while allowed;
@@ -23,6 +24,7 @@ mod attempt;
 mod caching;
 mod check;
 mod fail;
+mod limit;
 mod outgoing;
 mod pick;
 mod respond;
@@ -146,6 +148,18 @@ impl Pipeline<'_> {
         req: Request<ClientBody>,
         activity: &ClientActivity,
     ) -> Response<ProxyBody> {
+        let mut fields = limit::LimitFields::default();
+        let mut response = self.run_phases(req, activity, &mut fields).await;
+        fields.apply(response.headers_mut());
+        response
+    }
+
+    async fn run_phases(
+        &mut self,
+        req: Request<ClientBody>,
+        activity: &ClientActivity,
+        limit_fields: &mut limit::LimitFields,
+    ) -> Response<ProxyBody> {
         #[cfg(feature = "test-hooks")]
         if req.headers().contains_key("x-gatehouse-test-panic") {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
@@ -162,6 +176,13 @@ impl Pipeline<'_> {
             Ok(routed) => routed,
             Err(failure) => return self.fail(&failure, head_only, None),
         };
+        match self.limit(&routed, &parts).await {
+            Ok(fields) => *limit_fields = fields,
+            Err(refusal) => {
+                *limit_fields = refusal.fields;
+                return self.fail(&refusal.failure, head_only, None);
+            }
+        }
         if let Some(answer) = self
             .answer_locally(&routed, &mut parts, upgrade.is_some(), head_only)
             .await

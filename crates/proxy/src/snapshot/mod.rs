@@ -14,6 +14,7 @@ use http::HeaderValue;
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
+use crate::limit::{InForce, Limits};
 use crate::maintenance::MaintenanceSwitch;
 use crate::observe::Observer;
 use crate::router::Router;
@@ -31,7 +32,8 @@ pub mod tls;
 pub type Current = Arc<ArcSwap<Snapshot>>;
 
 /// What lives for the whole process and every snapshot shares: server health, the observer,
-/// the cache, the robots.txt guard and the maintenance switches. A reload keeps them.
+/// the cache, the robots.txt guard, the maintenance switches and the limits' counters. A
+/// reload keeps them.
 #[derive(Debug, Clone)]
 pub struct Lasting {
     pub registry: Arc<StateRegistry>,
@@ -39,6 +41,7 @@ pub struct Lasting {
     pub cache: Arc<Cache>,
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
+    pub limits: Arc<Limits>,
 }
 
 impl Lasting {
@@ -51,6 +54,7 @@ impl Lasting {
             cache: Arc::new(Cache::in_memory(cache_memory, max_object)),
             robots: Arc::new(RobotsGuard::in_memory()),
             maintenance: Arc::new(MaintenanceSwitch::default()),
+            limits: Arc::new(Limits::default()),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
+    /// The limits' store and settings (`[limits]`); their counters are process-wide.
+    pub limits: InForce,
 }
 
 impl Snapshot {
@@ -114,6 +120,13 @@ impl Snapshot {
             cache: Arc::clone(&lasting.cache),
             robots: Arc::clone(&lasting.robots),
             maintenance: Arc::clone(&lasting.maintenance),
+            limits: lasting.limits.in_force(
+                &config.limits,
+                config
+                    .routes
+                    .iter()
+                    .any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some())),
+            ),
             config,
         }
     }
