@@ -239,7 +239,8 @@ fn nginx_single_proxy_pass_site() {
     assert_mapped(&report, &format!("{main}:26"), "response_timeout");
     assert_unmapped(&report, &format!("{main}:2"), "worker_processes");
     assert_unmapped(&report, &format!("{main}:13"), "gzip on");
-    assert_unmapped(&report, &format!("{main}:14"), "client_max_body_size");
+    assert_mapped(&report, &format!("{main}:14"), "max_request_body_size");
+    assert!(toml.contains("max_request_body_size = \"10MiB\""), "{toml}");
     assert_difference(&report, "nginx waits 60s for a connection");
 }
 

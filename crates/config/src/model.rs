@@ -99,6 +99,10 @@ pub struct ServerConfig {
     /// A client must send a complete request header section within this time (408 otherwise);
     /// also how long an idle keep-alive connection is kept. Default 30s.
     pub client_header_timeout: Duration,
+    /// `max_request_body_size`: a request body larger than this gets 413 (from its
+    /// `Content-Length` before anything is forwarded, or once a chunked body passes it). A
+    /// route's own value overrides it. Default 0 = no limit.
+    pub max_request_body_size: u64,
     /// Largest request header section accepted (431 above). Default 64 KiB; between 8 KiB (hyper's
     /// smallest buffer) and 1 MiB.
     pub max_request_header_size: usize,
@@ -432,6 +436,8 @@ pub struct RouteConfig {
     /// Retry non-idempotent requests (POST, PATCH, ...) even after they may have reached the
     /// server. Default false (RFC 9110 §9.2.2).
     pub retry_non_idempotent: bool,
+    /// `max_request_body_size` for this route (0 = no limit); `None` = the server's.
+    pub max_request_body_size: Option<u64>,
     /// `[route.cache]`; `None` = this route's responses are not stored.
     pub cache: Option<RouteCache>,
     /// `[route.maintenance]` with `[maintenance]`'s values where it sets none. `None` = the route

@@ -61,6 +61,7 @@ pub(crate) struct RawServer {
     pub(crate) min_rate_grace: Option<Spanned<String>>,
     pub(crate) client_write_timeout: Option<Spanned<String>>,
     pub(crate) max_request_header_size: Option<Spanned<RawSize>>,
+    pub(crate) max_request_body_size: Option<Spanned<RawSize>>,
     pub(crate) max_uri_length: Option<Spanned<RawSize>>,
     pub(crate) log_format: Option<Spanned<String>>,
     pub(crate) log_level: Option<Spanned<String>>,
@@ -174,6 +175,7 @@ pub(crate) struct RawRoute {
     /// Required; `Option` so a missing one is a diagnostic, not a serde error.
     pub(crate) upstream: Option<Spanned<String>>,
     pub(crate) retry_non_idempotent: Option<Spanned<bool>>,
+    pub(crate) max_request_body_size: Option<Spanned<RawSize>>,
     pub(crate) cache: Option<Spanned<RawRouteCache>>,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
     pub(crate) limit: Option<Spanned<RawRouteLimit>>,

@@ -96,6 +96,11 @@ const SERVER: &[Field] = &[
         r#"max_request_header_size = "64KiB""#,
     ),
     field("max_uri_length", Kind::Size, r#"max_uri_length = "8KiB""#),
+    field(
+        "max_request_body_size",
+        Kind::Size,
+        r#"max_request_body_size = "10MiB""#,
+    ),
     field("log_format", Kind::Str, r#"log_format = "text""#),
     field("log_level", Kind::Str, r#"log_level = "info""#),
     field("access_log", Kind::Bool, "access_log = true"),
@@ -246,6 +251,11 @@ const ROUTE: &[Field] = &[
         "retry_non_idempotent",
         Kind::Bool,
         "retry_non_idempotent = true",
+    ),
+    field(
+        "max_request_body_size",
+        Kind::Size,
+        r#"max_request_body_size = "100MiB""#,
     ),
     field("cache", Kind::Table(ROUTE_CACHE), "[route.cache]"),
     field(

@@ -88,6 +88,7 @@ fn default_config_parses() {
             path: "/".into(),
             upstream: "app".into(),
             retry_non_idempotent: false,
+            max_request_body_size: None,
             cache: None,
             maintenance: None,
             limit: None,

@@ -43,6 +43,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             path: path(u)?,
             upstream: (*u.choose(UPSTREAMS)?).to_owned(),
             retry_non_idempotent: u.arbitrary()?,
+            max_request_body_size: None,
             cache: None,
             maintenance: None,
             limit: None,

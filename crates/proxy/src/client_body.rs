@@ -191,6 +191,8 @@ pub struct RequestBody {
     pace: ClientPace,
     idle: IdleTimer,
     rate: RateGuard,
+    /// Body bytes read from the client so far (for `max_request_body_size`).
+    received: u64,
     sent: Option<oneshot::Sender<()>>,
 }
 
@@ -203,6 +205,7 @@ impl RequestBody {
             pace: ClientPace::idle_only(Duration::ZERO),
             idle: IdleTimer::default(),
             rate: RateGuard::default(),
+            received: 0,
             sent: None,
         }
     }
@@ -217,6 +220,7 @@ impl RequestBody {
                 pace,
                 idle: IdleTimer::default(),
                 rate: RateGuard::default(),
+                received: 0,
                 sent: Some(tx),
             },
             rx,
@@ -257,6 +261,11 @@ impl Body for RequestBody {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.disarm();
                 let len = frame.data_ref().map_or(0, Bytes::len);
+                this.received += len as u64;
+                if this.pace.max_bytes > 0 && this.received > this.pace.max_bytes {
+                    let failure = client_pace::too_large(this.pace.max_bytes, None);
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
                 if let Err(slow) = this.rate.moved(len, &this.pace.min_rate) {
                     let failure = client_pace::too_slow(slow);
                     return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));

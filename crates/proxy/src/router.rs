@@ -25,6 +25,7 @@ struct CompiledRoute {
     /// The route as written, for logs (`host/path`).
     label: std::sync::Arc<str>,
     retry_non_idempotent: bool,
+    max_request_body_size: Option<u64>,
     cache: Option<RouteCache>,
     maintenance: Option<MaintenanceConfig>,
     limit: Option<(RouteLimit, LimitId)>,
@@ -37,6 +38,8 @@ pub struct Routed<'a> {
     pub label: &'a std::sync::Arc<str>,
     /// The route lets non-idempotent requests be retried after they reached a server.
     pub retry_non_idempotent: bool,
+    /// The route's own `max_request_body_size` (0 = no limit); `None` = the server's.
+    pub max_request_body_size: Option<u64>,
     /// `[route.cache]`: the route stores responses.
     pub cache: Option<&'a RouteCache>,
     /// `[route.maintenance]`, when the route has its own.
@@ -71,6 +74,7 @@ impl Router {
                         upstream,
                         label,
                         retry_non_idempotent: route.retry_non_idempotent,
+                        max_request_body_size: route.max_request_body_size,
                         cache: route.cache.clone(),
                         maintenance: route.maintenance.clone(),
                         limit,
@@ -103,6 +107,7 @@ impl Router {
                 upstream: route.upstream,
                 label: &route.label,
                 retry_non_idempotent: route.retry_non_idempotent,
+                max_request_body_size: route.max_request_body_size,
                 cache: route.cache.as_ref(),
                 maintenance: route.maintenance.as_ref(),
                 limit: route.limit.as_ref(),
@@ -169,6 +174,7 @@ mod tests {
             path: path.to_owned(),
             upstream: upstream.to_owned(),
             retry_non_idempotent: false,
+            max_request_body_size: None,
             cache: None,
             maintenance: None,
             limit: None,

@@ -12,6 +12,7 @@ pub(crate) struct Out {
     pub(crate) redirect_https: Vec<String>,
     pub(crate) client_header_timeout: Option<String>,
     pub(crate) max_request_header_size: Option<String>,
+    pub(crate) max_request_body_size: Option<String>,
     pub(crate) routes: Vec<RouteOut>,
     pub(crate) upstreams: BTreeMap<String, UpstreamOut>,
 }
@@ -106,6 +107,9 @@ impl Out {
         }
         if let Some(s) = &self.max_request_header_size {
             let _ = writeln!(out, "max_request_header_size = {}", q(s));
+        }
+        if let Some(s) = &self.max_request_body_size {
+            let _ = writeln!(out, "max_request_body_size = {}", q(s));
         }
         for tls in &self.tls {
             out.push_str("\n[[server.tls]]\n");

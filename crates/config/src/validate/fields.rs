@@ -141,6 +141,9 @@ pub(super) fn size(
     to_usize(size_within(sink, raw, key, default, min, MAX_HEADER_SIZE))
 }
 
+/// The largest `max_request_body_size` (1 TiB): more is certainly a typo.
+pub(super) const MAX_BODY_SIZE: u64 = 1 << 40;
+
 /// A size in `min..=max`; `default` when absent or invalid.
 pub(super) fn size_within(
     sink: &mut Sink<'_>,

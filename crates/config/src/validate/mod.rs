@@ -282,6 +282,14 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
             "server.client_write_timeout",
             DEFAULT_CLIENT_WRITE_TIMEOUT,
         ),
+        max_request_body_size: fields::size_within(
+            sink,
+            raw.max_request_body_size,
+            "server.max_request_body_size",
+            0,
+            0,
+            fields::MAX_BODY_SIZE,
+        ),
         max_request_header_size: size(
             sink,
             raw.max_request_header_size,

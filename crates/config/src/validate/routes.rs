@@ -92,6 +92,16 @@ pub(super) fn routes(
                     .retry_non_idempotent
                     .as_ref()
                     .is_some_and(|b| *b.get_ref()),
+                max_request_body_size: route.max_request_body_size.clone().map(|raw| {
+                    super::fields::size_within(
+                        sink,
+                        Some(raw),
+                        &format!("route[{i}].max_request_body_size"),
+                        0,
+                        0,
+                        super::fields::MAX_BODY_SIZE,
+                    )
+                }),
                 cache,
                 maintenance: route_maintenance,
                 limit,

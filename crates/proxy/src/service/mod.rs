@@ -199,12 +199,25 @@ impl Pipeline<'_> {
         let replayable =
             (parts.method.is_idempotent() || routed.retry_non_idempotent) && upgrade.is_none();
         let server = &self.snapshot.config.server;
+        let max_bytes = routed
+            .max_request_body_size
+            .unwrap_or(server.max_request_body_size);
+        // A body announced too large is refused before anything is read or forwarded (and
+        // before `100 Continue`, which goes out only when the body is first read).
+        if max_bytes > 0
+            && let Some(length) = outgoing::declared_length(&parts.headers)
+            && length > max_bytes
+        {
+            let failure = crate::client_pace::too_large(max_bytes, Some(length));
+            return self.fail(&failure, head_only, None);
+        }
         let pace = crate::client_pace::ClientPace {
             idle_timeout: server.client_header_timeout,
             min_rate: crate::client_pace::MinRate {
                 bytes_per_second: server.min_request_body_rate,
                 grace: server.min_rate_grace,
             },
+            max_bytes,
         };
         let outgoing =
             match Outgoing::prepare(parts, body, &pool.config.retry, replayable, pace).await {

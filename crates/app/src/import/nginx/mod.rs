@@ -254,11 +254,25 @@ impl<'a> Cx<'a> {
                 "server.tls.min_version",
                 "gatehouse speaks TLS 1.2 and 1.3 only (min_version \"1.2\", the default, or \"1.3\")",
             ),
-            "client_max_body_size" => self.report.unmapped(
-                at,
-                d.text(),
-                "gatehouse has no request body size limit: bodies of any size are passed on",
-            ),
+            "client_max_body_size" => match units::nginx_size(d.arg(0)) {
+                Some(_) if self.out.max_request_body_size.is_some() => self.report.unmapped(
+                    at,
+                    d.text(),
+                    "gatehouse takes one server-wide max_request_body_size (a route may set its own); the first one stands",
+                ),
+                Some(bytes) => {
+                    self.out.max_request_body_size = Some(units::size(bytes));
+                    self.report.map_note(
+                        at,
+                        d.text(),
+                        "server.max_request_body_size",
+                        "a larger body gets 413, as in nginx; 0 means no limit in both",
+                    );
+                }
+                None => self
+                    .report
+                    .unmapped(at, d.text(), "not a size gatehouse can use"),
+            },
             name => match BUILT_IN.iter().find(|(n, _)| *n == name) {
                 Some((_, how)) => self.report.map_note(at, d.text(), "(built in)", *how),
                 None => self.report.unmapped(
@@ -588,6 +602,12 @@ impl<'a> Cx<'a> {
         }
         for addr in self.tls.keys() {
             self.plain.remove(addr);
+        }
+        if self.out.max_request_body_size.is_none() && matches!(self.mode, Mode::Import) {
+            self.report.differ(
+                "client_max_body_size".to_owned(),
+                "not set: nginx refuses request bodies over 1m with 413; gatehouse has no limit unless server.max_request_body_size is set".to_owned(),
+            );
         }
         match self.mode {
             Mode::Doctor => self.out.listen = vec!["127.0.0.1:0".to_owned()],
