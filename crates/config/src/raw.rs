@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) robots: RawRobots,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
+    pub(crate) compress: Option<Spanned<RawCompress>>,
     /// `[[route]]` tables in file order.
     #[serde(default)]
     pub(crate) route: Vec<Spanned<RawRoute>>,
@@ -120,6 +121,20 @@ pub(crate) struct RawMaintenance {
     pub(crate) page: Option<Spanned<String>>,
 }
 
+/// `[compress]` and `[route.compress]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompress {
+    pub(crate) enabled: Option<Spanned<bool>>,
+    pub(crate) encodings: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) min_size: Option<Spanned<RawSize>>,
+    pub(crate) types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) gzip_level: Option<Spanned<i64>>,
+    pub(crate) brotli_level: Option<Spanned<i64>>,
+    pub(crate) zstd_level: Option<Spanned<i64>>,
+    pub(crate) decompress: Option<Spanned<bool>>,
+}
+
 /// `[route.cache]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +162,7 @@ pub(crate) struct RawRoute {
     pub(crate) retry_non_idempotent: Option<Spanned<bool>>,
     pub(crate) cache: Option<Spanned<RawRouteCache>>,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
+    pub(crate) compress: Option<Spanned<RawCompress>>,
 }
 
 /// One `[upstream.NAME]`.

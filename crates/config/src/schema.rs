@@ -205,6 +205,25 @@ const ROUTE_CACHE: &[Field] = &[
     field("stale_if_error", Kind::Str, r#"stale_if_error = "1d""#),
 ];
 
+const COMPRESS: &[Field] = &[
+    field("enabled", Kind::Bool, "enabled = true"),
+    field(
+        "encodings",
+        Kind::StrList,
+        r#"encodings = ["zstd", "br", "gzip"]"#,
+    ),
+    field("min_size", Kind::Size, r#"min_size = "1KiB""#),
+    field(
+        "types",
+        Kind::StrList,
+        r#"types = ["text/*", "application/json"]"#,
+    ),
+    field("gzip_level", Kind::Int, "gzip_level = 5"),
+    field("brotli_level", Kind::Int, "brotli_level = 4"),
+    field("zstd_level", Kind::Int, "zstd_level = 3"),
+    field("decompress", Kind::Bool, "decompress = true"),
+];
+
 const ROUTE: &[Field] = &[
     field("host", Kind::Str, r#"host = "example.com""#),
     field("path", Kind::Str, r#"path = "/api""#),
@@ -220,6 +239,7 @@ const ROUTE: &[Field] = &[
         Kind::Table(MAINTENANCE),
         "[route.maintenance]",
     ),
+    field("compress", Kind::Table(COMPRESS), "[route.compress]"),
 ];
 
 const SERVER_ENTRY: &[Field] = &[
@@ -330,6 +350,7 @@ const ROOT: &[Field] = &[
     field("cache", Kind::Table(CACHE), "[cache]"),
     field("robots", Kind::Table(ROBOTS), "[robots]"),
     field("maintenance", Kind::Table(MAINTENANCE), "[maintenance]"),
+    field("compress", Kind::Table(COMPRESS), "[compress]"),
     field(
         "route",
         Kind::TableArray(ROUTE),

@@ -12,6 +12,7 @@ use crate::*;
 
 mod admin;
 mod cache;
+mod compress;
 mod diagnostics;
 mod logs;
 mod pool_diagnostics;
@@ -89,6 +90,7 @@ fn default_config_parses() {
             retry_non_idempotent: false,
             cache: None,
             maintenance: None,
+            compress: None,
         }]
     );
     assert_eq!(c.upstreams.len(), 1);

@@ -45,6 +45,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             retry_non_idempotent: u.arbitrary()?,
             cache: None,
             maintenance: None,
+            compress: None,
         });
     }
     let index = |name: &str| UPSTREAMS[..2].iter().position(|u| *u == name);

@@ -9,9 +9,10 @@ use toml::Spanned;
 
 use super::DEFAULT_ROUTE_PATH;
 use super::caching;
+use super::compress::compress as route_compress;
 use super::fields::parse_at;
 use crate::diag::Sink;
-use crate::model::{HostMatch, MaintenanceConfig, RouteConfig};
+use crate::model::{CompressConfig, HostMatch, MaintenanceConfig, RouteConfig};
 use crate::raw::{RawRoute, RawUpstream};
 use crate::values;
 
@@ -19,6 +20,7 @@ pub(super) fn routes(
     raw: &[Spanned<RawRoute>],
     upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
     maintenance: &MaintenanceConfig,
+    compress: &CompressConfig,
     base: &Path,
     sink: &mut Sink<'_>,
 ) -> Vec<RouteConfig> {
@@ -61,6 +63,10 @@ pub(super) fn routes(
                 sink,
             )
         });
+        let route_compress = route
+            .compress
+            .as_ref()
+            .map(|c| route_compress(c, &format!("route[{i}].compress"), compress, sink));
         let (Ok(host), true) = (host, path_ok) else {
             continue;
         };
@@ -90,6 +96,7 @@ pub(super) fn routes(
                     .is_some_and(|b| *b.get_ref()),
                 cache,
                 maintenance: route_maintenance,
+                compress: route_compress,
             });
         }
     }
