@@ -20,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::cache::capture::Capture;
+use crate::compress::body::CodedBody;
 use crate::client_body::IdleTimer;
 use crate::failure::classify;
 pub use crate::failure::marker::BoxError;
@@ -41,6 +42,8 @@ pub enum ProxyBody {
     /// A body gatehouse generated (error pages, admin endpoints); `None` once sent.
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// Either of the others, compressed or decompressed on its way out.
+    Coded(Box<CodedBody>),
 }
 
 impl ProxyBody {
@@ -65,6 +68,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Self::Coded(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -72,6 +76,7 @@ impl Body for ProxyBody {
         match self {
             Self::Full(bytes) => bytes.is_none(),
             Self::Upstream(body) => body.is_end_stream(),
+            Self::Coded(body) => body.is_end_stream(),
         }
     }
 
@@ -79,6 +84,7 @@ impl Body for ProxyBody {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Upstream(body) => body.size_hint(),
+            Self::Coded(body) => body.size_hint(),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_pace`],
 //!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`];
 //! 2. [`upstream`]: pools, connections, health;
-//! 3. [`body`] (the response body) and [`tunnel`];
+//! 3. [`body`] (the response body), [`compress`] (its coding on the way out) and [`tunnel`];
 //! 4. [`respond`] (error pages) and [`snapshot`] (the config in force);
 //! 5. [`service`]: the pipeline;
 //! 6. [`listener`], then [`admin`], then [`server`].
@@ -24,6 +24,7 @@ pub mod cache;
 pub mod client_body;
 pub mod client_io;
 pub mod client_pace;
+pub mod compress;
 pub mod failure;
 pub mod forward;
 pub mod http1;

@@ -6,7 +6,7 @@
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
 //! but not `/apiary` (a prefix ending in `/` matches anything under it).
 
-use gatehouse_config::{HostMatch, MaintenanceConfig, RouteCache, RouteConfig};
+use gatehouse_config::{CompressConfig, HostMatch, MaintenanceConfig, RouteCache, RouteConfig};
 
 /// A compiled route table.
 #[derive(Debug)]
@@ -25,6 +25,7 @@ struct CompiledRoute {
     retry_non_idempotent: bool,
     cache: Option<RouteCache>,
     maintenance: Option<MaintenanceConfig>,
+    compress: Option<CompressConfig>,
 }
 
 /// The outcome of routing a request.
@@ -38,6 +39,8 @@ pub struct Routed<'a> {
     pub cache: Option<&'a RouteCache>,
     /// `[route.maintenance]`, when the route has its own.
     pub maintenance: Option<&'a MaintenanceConfig>,
+    /// `[route.compress]`, when the route has its own (else `[compress]` applies).
+    pub compress: Option<&'a CompressConfig>,
 }
 
 impl Router {
@@ -64,6 +67,7 @@ impl Router {
                         retry_non_idempotent: route.retry_non_idempotent,
                         cache: route.cache.clone(),
                         maintenance: route.maintenance.clone(),
+                        compress: route.compress.clone(),
                     },
                 ))
             })
@@ -95,6 +99,7 @@ impl Router {
                 retry_non_idempotent: route.retry_non_idempotent,
                 cache: route.cache.as_ref(),
                 maintenance: route.maintenance.as_ref(),
+                compress: route.compress.as_ref(),
             })
     }
 }
@@ -160,6 +165,7 @@ mod tests {
             retry_non_idempotent: false,
             cache: None,
             maintenance: None,
+            compress: None,
         }
     }
 
