@@ -125,3 +125,21 @@ fn unknown_keys_and_wrong_types_are_errors() {
     let d = one_error(&format!("[compress]\nenabled = \"yes\"\n{TAIL}"));
     assert_eq!((d.line, d.key.as_str()), (2, "compress.enabled"), "{d}");
 }
+
+#[test]
+fn the_documented_example_is_valid() {
+    const DOC: &str = include_str!("../../../../docs/configuration.md");
+    let block = DOC
+        .split("## `[compress]`")
+        .nth(1)
+        .and_then(|rest| rest.split("```toml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .unwrap_or_else(|| panic!("docs/configuration.md has no toml block under [compress]"));
+    let loaded = ok(&format!(
+        "{block}[[route]]\nupstream = \"files\"\n[upstream.files]\nservers = [\"127.0.0.1:3000\"]\n"
+    ));
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    let c = loaded.config;
+    assert!(c.compress.enabled);
+    assert!(!c.routes[0].compress.as_ref().is_some_and(|z| z.enabled));
+}

@@ -145,7 +145,8 @@ fn decide_plain(
             vary: false,
         };
     }
-    if declared_length(headers).is_some_and(|length| length < config.min_size) {
+    // An empty body stays empty, whatever `min_size` says.
+    if declared_length(headers).is_some_and(|length| length < config.min_size.max(1)) {
         return Decision::Skip {
             reason: Skip::Small,
             vary: false,
