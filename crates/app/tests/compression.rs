@@ -34,7 +34,9 @@ fn page(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut i = 0u64;
     while out.len() < len {
-        out.extend_from_slice(format!("<p>line {i}: the quick brown fox {}</p>\n", i % 13).as_bytes());
+        out.extend_from_slice(
+            format!("<p>line {i}: the quick brown fox {}</p>\n", i % 13).as_bytes(),
+        );
         i += 1;
     }
     out.truncate(len);
@@ -56,7 +58,10 @@ fn send(gh: &Gatehouse, req: &Req) -> RawResponse {
 }
 
 fn get_with(gh: &Gatehouse, target: &str, accept_encoding: &str) -> RawResponse {
-    send(gh, &Req::get(target).header("Accept-Encoding", accept_encoding))
+    send(
+        gh,
+        &Req::get(target).header("Accept-Encoding", accept_encoding),
+    )
 }
 
 /// The body decoded from `coding` (as named by `Content-Encoding`).
@@ -106,13 +111,24 @@ fn zstd_encode(data: &[u8]) -> Vec<u8> {
 /// Asserts the response is `original` coded with `coding`, with the fields that go with it.
 fn assert_coded(response: &RawResponse, coding: &str, original: &[u8]) {
     assert_eq!(response.status, 200, "{response:#?}");
-    assert_eq!(response.header("content-encoding"), Some(coding), "{response:#?}");
+    assert_eq!(
+        response.header("content-encoding"),
+        Some(coding),
+        "{response:#?}"
+    );
     assert_eq!(response.header("content-length"), None, "{response:#?}");
     assert_eq!(response.header("vary"), Some("Accept-Encoding"));
     assert_eq!(response.header("etag"), Some("W/\"v1\""));
-    assert!(response.body.len() < original.len() / 2, "{coding}: {} bytes", response.body.len());
+    assert!(
+        response.body.len() < original.len() / 2,
+        "{coding}: {} bytes",
+        response.body.len()
+    );
     let decoded = decode(coding, &response.body);
-    assert!(decoded == original, "{coding}: the decoded body differs from the original");
+    assert!(
+        decoded == original,
+        "{coding}: the decoded body differs from the original"
+    );
 }
 
 /// Asserts the response is the upstream's, untouched.
@@ -140,11 +156,21 @@ fn each_coding_decodes_to_the_original_byte_for_byte() {
     // The real curl: it asks for every coding it knows and decodes what it gets.
     let url = format!("http://{}/page", gh.addr());
     let run = curl(&["--compressed", &url]);
-    assert_eq!((run.exit_code, run.status()), (Some(0), 200), "{}", run.stderr);
+    assert_eq!(
+        (run.exit_code, run.status()),
+        (Some(0), 200),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.headers().get("content-encoding"), Some("zstd"));
     assert!(run.body == body, "curl --compressed decoded something else");
     for coding in ["gzip", "br", "zstd"] {
-        let run = curl(&["--compressed", "-H", &format!("Accept-Encoding: {coding}"), &url]);
+        let run = curl(&[
+            "--compressed",
+            "-H",
+            &format!("Accept-Encoding: {coding}"),
+            &url,
+        ]);
         assert_eq!(run.exit_code, Some(0), "{}", run.stderr);
         assert_eq!(run.headers().get("content-encoding"), Some(coding));
         assert!(run.body == body, "curl decoded {coding} to something else");
@@ -180,7 +206,11 @@ fn q_values_and_the_configured_order_choose_the_coding() {
             Some(coding) => assert_coded(&response, coding, &body),
             None => {
                 assert_plain(&response, &body);
-                assert_eq!(response.header("vary"), Some("Accept-Encoding"), "{accept:?}");
+                assert_eq!(
+                    response.header("vary"),
+                    Some("Accept-Encoding"),
+                    "{accept:?}"
+                );
                 assert_eq!(response.header("etag"), Some("\"v1\""), "{accept:?}");
             }
         }
@@ -191,7 +221,8 @@ fn q_values_and_the_configured_order_choose_the_coding() {
     assert_eq!(plain.header("content-length"), Some("20000"));
 
     // The server's order decides among codings of equal weight.
-    let gh = start(&compressing(&origin).route_section("compress", "encodings", vec!["gzip", "br"]));
+    let gh =
+        start(&compressing(&origin).route_section("compress", "encodings", vec!["gzip", "br"]));
     assert_coded(&get_with(&gh, "/", "zstd, br, gzip"), "gzip", &body);
     assert_coded(&get_with(&gh, "/", "zstd, br"), "br", &body);
     assert_plain(&get_with(&gh, "/", "zstd"), &body);
@@ -257,7 +288,10 @@ fn responses_that_are_never_compressed() {
 
     let encoded = get_with(&gh, "/encoded", all);
     assert_eq!(encoded.header("content-encoding"), Some("gzip"));
-    assert!(encoded.body == coded_body, "an encoded body was coded again");
+    assert!(
+        encoded.body == coded_body,
+        "an encoded body was coded again"
+    );
 
     let partial = get_with(&gh, "/partial", all);
     assert_eq!(partial.status, 206);
@@ -278,7 +312,10 @@ fn responses_that_are_never_compressed() {
     assert_eq!(small.header("content-length"), Some("255"));
 
     let empty = get_with(&gh, "/empty", all);
-    assert_eq!((empty.status, empty.header("content-encoding")), (204, None));
+    assert_eq!(
+        (empty.status, empty.header("content-encoding")),
+        (204, None)
+    );
     let not_modified = get_with(&gh, "/not-modified", all);
     assert_eq!(
         (not_modified.status, not_modified.header("content-encoding")),
@@ -310,9 +347,15 @@ fn responses_that_are_never_compressed() {
 
 #[test]
 fn gatehouse_error_pages_are_sent_as_they_are() {
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let gh = start(&Config::proxy_to([closed]).route_section("compress", "min_size", 0));
-    let response = send(&gh, &Req::get("/").header("Accept-Encoding", "gzip, br, zstd"));
+    let response = send(
+        &gh,
+        &Req::get("/").header("Accept-Encoding", "gzip, br, zstd"),
+    );
     assert_eq!(response.status, 502);
     assert_eq!(response.header("content-encoding"), None);
     assert!(response.text().contains("502"), "{}", response.text());
@@ -330,10 +373,16 @@ fn vary_is_merged_and_a_strong_etag_made_weak() {
     let gh = start(&compressing(&origin));
     let coded = get_with(&gh, "/", "gzip");
     assert_eq!(coded.header("content-encoding"), Some("gzip"));
-    assert_eq!(coded.headers.get_all("vary"), vec!["Origin, Accept-Encoding"]);
+    assert_eq!(
+        coded.headers.get_all("vary"),
+        vec!["Origin, Accept-Encoding"]
+    );
     assert_eq!(coded.header("etag"), Some("W/\"abc\""));
     let plain = send(&gh, &Req::get("/"));
-    assert_eq!(plain.headers.get_all("vary"), vec!["Origin, Accept-Encoding"]);
+    assert_eq!(
+        plain.headers.get_all("vary"),
+        vec!["Origin, Accept-Encoding"]
+    );
     assert_eq!(plain.header("etag"), Some("\"abc\""));
 
     // A weak ETag stays as it is; a Vary that names Accept-Encoding already is not repeated.
@@ -518,7 +567,14 @@ fn server_sent_events_stream_through_every_coding() {
         let origin = event_origin(wait);
         let gh = start(&Config::proxy_to([origin]).route_section("compress", "min_size", 0));
         let mut child = Command::new("curl")
-            .args(["-sSN", "--max-time", "20", "--compressed", "-D", "/dev/stderr"])
+            .args([
+                "-sSN",
+                "--max-time",
+                "20",
+                "--compressed",
+                "-D",
+                "/dev/stderr",
+            ])
             .args(["-H", &format!("Accept-Encoding: {coding}")])
             .arg(format!("http://{}/events", gh.addr()))
             .stdout(Stdio::piped())
@@ -546,10 +602,16 @@ fn server_sent_events_stream_through_every_coding() {
         assert_eq!(rest.concat(), "\ndata: two\n\n", "{coding}");
         let status = child.wait().unwrap();
         let mut head = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut head).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut head)
+            .unwrap();
         assert!(status.success(), "{coding}: {head}");
         assert!(
-            head.to_ascii_lowercase().contains(&format!("content-encoding: {coding}")),
+            head.to_ascii_lowercase()
+                .contains(&format!("content-encoding: {coding}")),
             "{coding}: {head}"
         );
     }
@@ -573,7 +635,8 @@ fn stream_big(mut stream: TcpStream, total: usize) {
     {
         let warm = read_head(&mut stream).starts_with("GET /warm");
         let total = if warm { 1024 * 1024 } else { total };
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
         if stream.write_all(head.as_bytes()).is_err() {
             return;
         }
@@ -633,8 +696,18 @@ fn a_64_mib_body_is_compressed_with_flat_memory() {
     let origin = big_origin(TOTAL);
     let gh = start(&Config::proxy_to([origin]).route_section("compress", "min_size", 0));
     // Warm up: the runtime, the connections and a zstd encoder have been allocated once.
-    let warm = curl(&["--compressed", "-H", "Accept-Encoding: zstd", &format!("http://{}/warm", gh.addr())]);
-    assert_eq!((warm.exit_code, warm.body.len()), (Some(0), 1024 * 1024), "{}", warm.stderr);
+    let warm = curl(&[
+        "--compressed",
+        "-H",
+        "Accept-Encoding: zstd",
+        &format!("http://{}/warm", gh.addr()),
+    ]);
+    assert_eq!(
+        (warm.exit_code, warm.body.len()),
+        (Some(0), 1024 * 1024),
+        "{}",
+        warm.stderr
+    );
     let (hwm_before, rss_before) = memory_kib(gh.pid());
 
     let out = gatehouse_testkit::TempFile::new("gatehouse-big", ".txt");
@@ -649,11 +722,18 @@ fn a_64_mib_body_is_compressed_with_flat_memory() {
         .unwrap();
     let (hwm_after, rss_after) = memory_kib(gh.pid());
     let written = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{written} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{written} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let mut fields = written.split_whitespace();
     let downloaded: usize = fields.next().unwrap().parse().unwrap();
     assert_eq!(fields.next(), Some("200"));
-    assert!(downloaded < TOTAL / 4, "only {downloaded} of {TOTAL} saved by compression");
+    assert!(
+        downloaded < TOTAL / 4,
+        "only {downloaded} of {TOTAL} saved by compression"
+    );
 
     let received = std::fs::read(out.path()).unwrap();
     assert_eq!(received.len(), TOTAL);
@@ -684,12 +764,10 @@ fn h2c_and_tls_responses_are_compressed_too() {
     let leaf = ca.leaf(&["c.test"]);
     let (cert, key) = leaf.write_pem();
     let ca_pem = ca.write_pem();
-    let gh = start(
-        &compressing(&origin).server(
-            "tls",
-            tls_listeners([TlsListener::new(["127.0.0.1:0"]).certificate(cert.path(), key.path())]),
-        ),
-    );
+    let gh = start(&compressing(&origin).server(
+        "tls",
+        tls_listeners([TlsListener::new(["127.0.0.1:0"]).certificate(cert.path(), key.path())]),
+    ));
     for coding in ["gzip", "br", "zstd"] {
         let h2 = curl_any(&[
             "--http2-prior-knowledge",
@@ -698,7 +776,11 @@ fn h2c_and_tls_responses_are_compressed_too() {
             &format!("Accept-Encoding: {coding}"),
             &format!("http://{}/h2", gh.addr()),
         ]);
-        assert_eq!((h2.exit_code, h2.http_version.as_str(), h2.status), (Some(0), "2", 200), "{h2:#?}");
+        assert_eq!(
+            (h2.exit_code, h2.http_version.as_str(), h2.status),
+            (Some(0), "2", 200),
+            "{h2:#?}"
+        );
         assert_eq!(h2.headers.get("content-encoding"), Some(coding));
         assert_eq!(h2.headers.get("content-length"), None);
         assert!(h2.body == body, "h2c {coding}: decoded body differs");
@@ -717,7 +799,11 @@ fn h2c_and_tls_responses_are_compressed_too() {
             &url,
         ]);
         assert_eq!((run.exit_code, run.status), (Some(0), 200), "{run:#?}");
-        assert_eq!(run.headers.get("content-encoding"), Some("zstd"), "{version}");
+        assert_eq!(
+            run.headers.get("content-encoding"),
+            Some("zstd"),
+            "{version}"
+        );
         assert!(run.body == body, "TLS {version}: decoded body differs");
     }
 }
@@ -751,7 +837,9 @@ fn metrics_count_bytes_per_encoding_and_skips_by_reason() {
     let origin = html_origin(&body);
     origin.set_route(
         "/png",
-        gatehouse_testkit::Behavior::Serve(Reply::ok(body.clone()).header("Content-Type", "image/png")),
+        gatehouse_testkit::Behavior::Serve(
+            Reply::ok(body.clone()).header("Content-Type", "image/png"),
+        ),
     );
     let gh = start(&compressing(&origin).server("admin", "127.0.0.1:0"));
     let mut wire = 0;
@@ -761,7 +849,10 @@ fn metrics_count_bytes_per_encoding_and_skips_by_reason() {
     let br = get_with(&gh, "/a", "br").body.len();
     let _ = send(&gh, &Req::get("/a"));
     let _ = get_with(&gh, "/png", "gzip");
-    let _ = send(&gh, &Req::new("HEAD", "/a").header("Accept-Encoding", "gzip"));
+    let _ = send(
+        &gh,
+        &Req::new("HEAD", "/a").header("Accept-Encoding", "gzip"),
+    );
 
     let scrape = Req::get("/metrics").send(gh.admin_addr());
     let samples = parse_samples(&scrape.text());
@@ -771,21 +862,54 @@ fn metrics_count_bytes_per_encoding_and_skips_by_reason() {
         all.extend_from_slice(labels);
         sum(&samples, name, &all).0
     };
-    assert_eq!(count("gatehouse_compressed_responses_total", &[("encoding", "gzip")]), 2.0);
-    assert_eq!(count("gatehouse_compressed_responses_total", &[("encoding", "br")]), 1.0);
     assert_eq!(
-        count("gatehouse_compress_bytes_total", &[("encoding", "gzip"), ("side", "in")]),
+        count(
+            "gatehouse_compressed_responses_total",
+            &[("encoding", "gzip")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        count(
+            "gatehouse_compressed_responses_total",
+            &[("encoding", "br")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "gatehouse_compress_bytes_total",
+            &[("encoding", "gzip"), ("side", "in")]
+        ),
         2.0 * body.len() as f64
     );
     assert_eq!(
-        count("gatehouse_compress_bytes_total", &[("encoding", "gzip"), ("side", "out")]),
+        count(
+            "gatehouse_compress_bytes_total",
+            &[("encoding", "gzip"), ("side", "out")]
+        ),
         wire as f64
     );
     assert_eq!(
-        count("gatehouse_compress_bytes_total", &[("encoding", "br"), ("side", "out")]),
+        count(
+            "gatehouse_compress_bytes_total",
+            &[("encoding", "br"), ("side", "out")]
+        ),
         br as f64
     );
-    assert_eq!(count("gatehouse_compress_skipped_total", &[("reason", "not_accepted")]), 1.0);
-    assert_eq!(count("gatehouse_compress_skipped_total", &[("reason", "type")]), 1.0);
-    assert_eq!(count("gatehouse_compress_skipped_total", &[("reason", "head")]), 1.0);
+    assert_eq!(
+        count(
+            "gatehouse_compress_skipped_total",
+            &[("reason", "not_accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count("gatehouse_compress_skipped_total", &[("reason", "type")]),
+        1.0
+    );
+    assert_eq!(
+        count("gatehouse_compress_skipped_total", &[("reason", "head")]),
+        1.0
+    );
 }

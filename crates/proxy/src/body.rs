@@ -20,8 +20,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::cache::capture::Capture;
-use crate::compress::body::CodedBody;
 use crate::client_body::IdleTimer;
+use crate::compress::body::CodedBody;
 use crate::failure::classify;
 pub use crate::failure::marker::BoxError;
 use crate::failure::{Failure, FailureKind, Phase};

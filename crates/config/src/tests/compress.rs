@@ -47,22 +47,34 @@ fn every_key_is_read_and_a_route_inherits_what_it_does_not_set() {
     assert_eq!(z.types, vec!["text/html", "application/*+json"]);
     assert_eq!((z.gzip_level, z.brotli_level, z.zstd_level), (9, 11, 19));
     assert!(z.decompress);
-    let route = c.routes[0].compress.as_ref().unwrap_or_else(|| panic!("no compress"));
+    let route = c.routes[0]
+        .compress
+        .as_ref()
+        .unwrap_or_else(|| panic!("no compress"));
     assert!(route.enabled);
     assert_eq!(route.encodings, vec![Encoding::Brotli]);
     assert_eq!(route.min_size, 0);
     assert_eq!(route.types, z.types);
     assert_eq!(route.gzip_level, 9);
     assert!(route.decompress);
-    let off = c.routes[1].compress.as_ref().unwrap_or_else(|| panic!("no compress"));
+    let off = c.routes[1]
+        .compress
+        .as_ref()
+        .unwrap_or_else(|| panic!("no compress"));
     assert!(!off.enabled);
 }
 
 #[test]
 fn a_route_table_alone_switches_that_route_on() {
-    let c = ok(&format!("{ROUTE}[route.compress]\ngzip_level = 1\n{UPSTREAM}")).config;
+    let c = ok(&format!(
+        "{ROUTE}[route.compress]\ngzip_level = 1\n{UPSTREAM}"
+    ))
+    .config;
     assert!(!c.compress.enabled);
-    let route = c.routes[0].compress.as_ref().unwrap_or_else(|| panic!("no compress"));
+    let route = c.routes[0]
+        .compress
+        .as_ref()
+        .unwrap_or_else(|| panic!("no compress"));
     assert!(route.enabled);
     assert_eq!(route.gzip_level, 1);
     assert_eq!(route.min_size, 1024);
@@ -70,12 +82,18 @@ fn a_route_table_alone_switches_that_route_on() {
 
 #[test]
 fn an_unknown_encoding_is_an_error_at_its_line() {
-    let d = one_error(&format!("[compress]\nencodings = [\"gzip\", \"brotli\"]\n{TAIL}"));
+    let d = one_error(&format!(
+        "[compress]\nencodings = [\"gzip\", \"brotli\"]\n{TAIL}"
+    ));
     at(&d, 2, 22, "compress.encodings", "not an encoding");
     assert!(d.fix.contains("\"br\""), "{d}");
-    let d = one_error(&format!("{ROUTE}[route.compress]\nencodings = [\"deflate\"]\n{UPSTREAM}"));
+    let d = one_error(&format!(
+        "{ROUTE}[route.compress]\nencodings = [\"deflate\"]\n{UPSTREAM}"
+    ));
     at(&d, 4, 14, "route[0].compress.encodings", "not an encoding");
-    let d = one_error(&format!("[compress]\nencodings = [\"gzip\", \"gzip\"]\n{TAIL}"));
+    let d = one_error(&format!(
+        "[compress]\nencodings = [\"gzip\", \"gzip\"]\n{TAIL}"
+    ));
     at(&d, 2, 22, "compress.encodings", "twice");
     let d = one_error(&format!("[compress]\nencodings = []\n{TAIL}"));
     at(&d, 2, 13, "compress.encodings", "empty");
@@ -96,7 +114,9 @@ fn bad_types_are_errors_at_their_line() {
         at(&d, 2, 10, "compress.types", why);
     }
     // Every bad entry is reported, not just the first.
-    let all = diags(&format!("[compress]\ntypes = [\"a\", \"text/css\", \"b\"]\n{TAIL}"));
+    let all = diags(&format!(
+        "[compress]\ntypes = [\"a\", \"text/css\", \"b\"]\n{TAIL}"
+    ));
     assert_eq!(all.iter().filter(|d| d.is_error()).count(), 2);
 }
 
@@ -112,7 +132,13 @@ fn levels_out_of_range_are_errors() {
         ("zstd_level", "20", 14),
     ] {
         let d = one_error(&format!("[compress]\n{key} = {value}\n{TAIL}"));
-        at(&d, 2, column, &format!("compress.{key}"), "outside the allowed range");
+        at(
+            &d,
+            2,
+            column,
+            &format!("compress.{key}"),
+            "outside the allowed range",
+        );
     }
     let d = one_error(&format!("[compress]\nmin_size = -1\n{TAIL}"));
     at(&d, 2, 12, "compress.min_size", "negative");

@@ -84,7 +84,14 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         Some(table) => compress::compress(table, "compress", &compress::off(), sink),
         None => compress::off(),
     };
-    let routes = routes(&raw.route, &raw.upstream, &maintenance, &compress, base, sink);
+    let routes = routes(
+        &raw.route,
+        &raw.upstream,
+        &maintenance,
+        &compress,
+        base,
+        sink,
+    );
     for (name, up) in &raw.upstream {
         let used = raw.route.iter().any(|r| {
             r.get_ref()

@@ -104,7 +104,10 @@ impl CodedBody {
         Some(Frame::data(Bytes::from(bytes)))
     }
 
-    fn poll_encode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_encode(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if self.inner_done {
                 // The encoder was finished when the inner body ended; trailers close the body.
@@ -177,7 +180,10 @@ impl CodedBody {
         }
     }
 
-    fn poll_decode(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_decode(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             let Coder::Decode(state) = &mut self.coder else {
                 return self.failed("the decoder is gone".into());

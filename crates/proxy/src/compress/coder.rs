@@ -236,11 +236,22 @@ impl GzipDecoder {
                 let read = (8 - self.held.len()).min(input.len());
                 self.held.extend_from_slice(&input[..read]);
                 if self.held.len() == 8 {
-                    let crc = u32::from_le_bytes([self.held[0], self.held[1], self.held[2], self.held[3]]);
-                    let size =
-                        u32::from_le_bytes([self.held[4], self.held[5], self.held[6], self.held[7]]);
+                    let crc = u32::from_le_bytes([
+                        self.held[0],
+                        self.held[1],
+                        self.held[2],
+                        self.held[3],
+                    ]);
+                    let size = u32::from_le_bytes([
+                        self.held[4],
+                        self.held[5],
+                        self.held[6],
+                        self.held[7],
+                    ]);
                     if crc != self.crc.sum() || size != self.crc.amount() {
-                        return Err(corrupt("gzip trailer does not match the data (CRC or length)"));
+                        return Err(corrupt(
+                            "gzip trailer does not match the data (CRC or length)",
+                        ));
                     }
                     self.held.clear();
                     self.state = GzipState::Done;
@@ -249,7 +260,10 @@ impl GzipDecoder {
             }
             GzipState::Done => {
                 if input.is_empty() {
-                    return Ok(Step { read: 0, written: 0 });
+                    return Ok(Step {
+                        read: 0,
+                        written: 0,
+                    });
                 }
                 // Another member follows (RFC 1952 §2.2): decoded as a continuation.
                 self.inflate.reset(false);
@@ -286,7 +300,10 @@ fn gzip_header_len(held: &[u8]) -> io::Result<Option<usize>> {
     }
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
-            match held.get(at..).and_then(|rest| rest.iter().position(|&b| b == 0)) {
+            match held
+                .get(at..)
+                .and_then(|rest| rest.iter().position(|&b| b == 0))
+            {
                 Some(zero) => at += zero + 1,
                 None => return Ok(None),
             }
@@ -325,7 +342,10 @@ impl BrotliDecoder {
     fn decode(&mut self, input: &[u8], output: &mut [u8]) -> io::Result<Step> {
         if self.ended {
             if input.is_empty() {
-                return Ok(Step { read: 0, written: 0 });
+                return Ok(Step {
+                    read: 0,
+                    written: 0,
+                });
             }
             return Err(corrupt("data after the end of the brotli stream"));
         }
@@ -371,7 +391,10 @@ impl ZstdDecoder {
     fn decode(&mut self, input: &[u8], output: &mut [u8]) -> io::Result<Step> {
         use zstd::stream::raw::Operation as _;
         if input.is_empty() && self.ended {
-            return Ok(Step { read: 0, written: 0 });
+            return Ok(Step {
+                read: 0,
+                written: 0,
+            });
         }
         let status = self.inner.run_on_buffers(input, output)?;
         if status.bytes_read > 0 || status.bytes_written > 0 {
@@ -419,7 +442,11 @@ mod tests {
             }
         }
         coded.extend(encoder.finish().unwrap());
-        assert!(coded.len() < data.len() / 4, "{encoding:?}: {}", coded.len());
+        assert!(
+            coded.len() < data.len() / 4,
+            "{encoding:?}: {}",
+            coded.len()
+        );
 
         let mut decoder = Decoder::new(encoding).unwrap();
         let mut out = Vec::new();

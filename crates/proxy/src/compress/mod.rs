@@ -88,7 +88,10 @@ pub enum Decision {
     Decode(Encoding),
     /// Sent as it is; `vary` when another client could have had it coded (then the response
     /// still says `Vary: Accept-Encoding`, for caches between gatehouse and the client).
-    Skip { reason: Skip, vary: bool },
+    Skip {
+        reason: Skip,
+        vary: bool,
+    },
 }
 
 /// Decides what to do with a response of `status` with `headers` for `request`.
@@ -199,7 +202,10 @@ pub fn apply(
                 )))
             }
             Err(err) => {
-                tracing::warn!(encoding = encoding.token(), "could not start the encoder: {err}");
+                tracing::warn!(
+                    encoding = encoding.token(),
+                    "could not start the encoder: {err}"
+                );
                 body
             }
         },
@@ -218,7 +224,10 @@ pub fn apply(
                 )))
             }
             Err(err) => {
-                tracing::warn!(encoding = encoding.token(), "could not start the decoder: {err}");
+                tracing::warn!(
+                    encoding = encoding.token(),
+                    "could not start the decoder: {err}"
+                );
                 body
             }
         },
@@ -288,17 +297,19 @@ fn content_coding(headers: &HeaderMap) -> Option<Coding> {
         return Some(Coding::Other);
     }
     let text = first.to_str().ok().map(str::trim)?;
-    Some(if text.eq_ignore_ascii_case("identity") || text.is_empty() {
-        Coding::Identity
-    } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
-        Coding::Known(Encoding::Gzip)
-    } else if text.eq_ignore_ascii_case("br") {
-        Coding::Known(Encoding::Brotli)
-    } else if text.eq_ignore_ascii_case("zstd") {
-        Coding::Known(Encoding::Zstd)
-    } else {
-        Coding::Other
-    })
+    Some(
+        if text.eq_ignore_ascii_case("identity") || text.is_empty() {
+            Coding::Identity
+        } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+            Coding::Known(Encoding::Gzip)
+        } else if text.eq_ignore_ascii_case("br") {
+            Coding::Known(Encoding::Brotli)
+        } else if text.eq_ignore_ascii_case("zstd") {
+            Coding::Known(Encoding::Zstd)
+        } else {
+            Coding::Other
+        },
+    )
 }
 
 /// `Cache-Control: no-transform` among the response's directives.

@@ -64,20 +64,20 @@ impl Accepted {
             }
             // A member whose q cannot be read is ignored rather than guessed at.
             let Some(q) = q else { continue };
-            let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")
-            {
-                &mut self.gzip
-            } else if coding.eq_ignore_ascii_case("br") {
-                &mut self.br
-            } else if coding.eq_ignore_ascii_case("zstd") {
-                &mut self.zstd
-            } else if coding.eq_ignore_ascii_case("identity") {
-                &mut self.identity
-            } else if coding == "*" {
-                &mut self.star
-            } else {
-                continue;
-            };
+            let slot =
+                if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                    &mut self.gzip
+                } else if coding.eq_ignore_ascii_case("br") {
+                    &mut self.br
+                } else if coding.eq_ignore_ascii_case("zstd") {
+                    &mut self.zstd
+                } else if coding.eq_ignore_ascii_case("identity") {
+                    &mut self.identity
+                } else if coding == "*" {
+                    &mut self.star
+                } else {
+                    continue;
+                };
             // Listed twice: the higher weight counts.
             *slot = Some(slot.map_or(q, |old| old.max(q)));
         }
@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(Accepted::parse("gzip, br, zstd").choose(ALL), Some(Zstd));
         assert_eq!(Accepted::parse("gzip, br").choose(ALL), Some(Brotli));
         assert_eq!(Accepted::parse("gzip").choose(ALL), Some(Gzip));
-        assert_eq!(Accepted::parse("gzip, br").choose(&[Gzip, Brotli]), Some(Gzip));
+        assert_eq!(
+            Accepted::parse("gzip, br").choose(&[Gzip, Brotli]),
+            Some(Gzip)
+        );
     }
 
     #[test]
@@ -179,11 +182,17 @@ mod tests {
 
     #[test]
     fn q_zero_excludes() {
-        assert_eq!(Accepted::parse("zstd;q=0, br;q=0, gzip").choose(ALL), Some(Gzip));
+        assert_eq!(
+            Accepted::parse("zstd;q=0, br;q=0, gzip").choose(ALL),
+            Some(Gzip)
+        );
         assert_eq!(Accepted::parse("gzip;q=0").choose(ALL), None);
         assert_eq!(Accepted::parse("*;q=0").choose(ALL), None);
         assert_eq!(Accepted::parse("*, br;q=0").choose(ALL), Some(Zstd));
-        assert_eq!(Accepted::parse("*, zstd;q=0, br;q=0").choose(ALL), Some(Gzip));
+        assert_eq!(
+            Accepted::parse("*, zstd;q=0, br;q=0").choose(ALL),
+            Some(Gzip)
+        );
     }
 
     #[test]
@@ -193,7 +202,10 @@ mod tests {
         assert_eq!(Accepted::parse("").choose(ALL), None);
         // The client prefers the plain response to gzip.
         assert_eq!(Accepted::parse("gzip;q=0.5, identity").choose(ALL), None);
-        assert_eq!(Accepted::parse("gzip, identity;q=0").choose(ALL), Some(Gzip));
+        assert_eq!(
+            Accepted::parse("gzip, identity;q=0").choose(ALL),
+            Some(Gzip)
+        );
         let refuses = Accepted::parse("gzip, identity;q=0");
         assert_eq!(refuses.identity_weight(), 0);
         assert_eq!(Accepted::parse("*;q=0").identity_weight(), 0);
@@ -213,7 +225,10 @@ mod tests {
     fn several_lines_and_case() {
         let mut headers = HeaderMap::new();
         headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static("GZIP"));
-        headers.append(header::ACCEPT_ENCODING, HeaderValue::from_static("Br;Q=0.5"));
+        headers.append(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("Br;Q=0.5"),
+        );
         let accepted = Accepted::from_headers(&headers);
         assert_eq!(accepted.weight(Gzip), 1000);
         assert_eq!(accepted.weight(Brotli), 500);

@@ -57,7 +57,12 @@ fn compresses_with_the_negotiated_encoding() {
     );
     // Any status with a body: an upstream's 404 page too.
     assert_eq!(
-        decide(&config(), &request(Some("zstd")), StatusCode::NOT_FOUND, &html()),
+        decide(
+            &config(),
+            &request(Some("zstd")),
+            StatusCode::NOT_FOUND,
+            &html()
+        ),
         Decision::Encode(Zstd)
     );
 }
@@ -70,7 +75,10 @@ fn never_cases() {
         &http::Method::HEAD,
         &headers(&[("accept-encoding", "gzip")]),
     );
-    assert_eq!(decide(&c, &head, StatusCode::OK, &html()), skipped(Skip::Head));
+    assert_eq!(
+        decide(&c, &head, StatusCode::OK, &html()),
+        skipped(Skip::Head)
+    );
     for status in [
         StatusCode::SWITCHING_PROTOCOLS,
         StatusCode::NO_CONTENT,
@@ -102,7 +110,10 @@ fn never_cases() {
         skipped(Skip::Type)
     );
     let small = headers(&[("content-type", "text/html"), ("content-length", "1023")]);
-    assert_eq!(decide(&c, &gzip, StatusCode::OK, &small), skipped(Skip::Small));
+    assert_eq!(
+        decide(&c, &gzip, StatusCode::OK, &small),
+        skipped(Skip::Small)
+    );
     let exact = headers(&[("content-type", "text/html"), ("content-length", "1024")]);
     assert_eq!(
         decide(&c, &gzip, StatusCode::OK, &exact),
@@ -126,7 +137,10 @@ fn not_accepted_still_varies() {
 
 #[test]
 fn identity_coding_counts_as_none() {
-    let fields = headers(&[("content-type", "text/html"), ("content-encoding", "identity")]);
+    let fields = headers(&[
+        ("content-type", "text/html"),
+        ("content-encoding", "identity"),
+    ]);
     assert_eq!(
         decide(&config(), &request(Some("gzip")), StatusCode::OK, &fields),
         Decision::Encode(Gzip)
@@ -169,7 +183,10 @@ fn decompress_only_when_configured_and_not_accepted() {
         skipped(Skip::Encoded)
     );
     // no-transform forbids decoding too.
-    let kept = headers(&[("content-encoding", "zstd"), ("cache-control", "no-transform")]);
+    let kept = headers(&[
+        ("content-encoding", "zstd"),
+        ("cache-control", "no-transform"),
+    ]);
     assert_eq!(
         decide(&c, &request(None), StatusCode::OK, &kept),
         skipped(Skip::NoTransform)

@@ -41,10 +41,15 @@ mod tests {
     use super::*;
 
     fn patterns() -> Vec<String> {
-        ["text/*", "application/json", "application/*+json", "image/svg+xml"]
-            .iter()
-            .map(|&s| s.to_owned())
-            .collect()
+        [
+            "text/*",
+            "application/json",
+            "application/*+json",
+            "image/svg+xml",
+        ]
+        .iter()
+        .map(|&s| s.to_owned())
+        .collect()
     }
 
     fn matches(content_type: &str) -> bool {

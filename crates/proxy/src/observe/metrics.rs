@@ -361,7 +361,9 @@ impl Metrics {
 
     /// An upstream response decoded from `encoding`; returns its byte counters (in, out).
     pub fn decompressed(&self, route: &str, encoding: &str) -> (IntCounter, IntCounter) {
-        self.decompressed.with_label_values(&[route, encoding]).inc();
+        self.decompressed
+            .with_label_values(&[route, encoding])
+            .inc();
         (
             self.decompress_bytes
                 .with_label_values(&[route, encoding, "in"]),
