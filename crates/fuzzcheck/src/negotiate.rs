@@ -80,9 +80,15 @@ pub fn accept_encoding(data: &[u8]) {
     };
     let weight = accepted.weight(winner);
     assert!(weight > 0, "{winner:?} chosen with q=0");
-    assert!(weight >= accepted.identity_weight(), "{winner:?} below identity");
+    assert!(
+        weight >= accepted.identity_weight(),
+        "{winner:?} below identity"
+    );
     for other in offered {
-        assert!(accepted.weight(other) <= weight, "{other:?} weighs more than {winner:?}");
+        assert!(
+            accepted.weight(other) <= weight,
+            "{other:?} weighs more than {winner:?}"
+        );
     }
     assert_eq!(accepted.choose(&[winner]), Some(winner));
     let reversed = [Gzip, Brotli, Zstd];
