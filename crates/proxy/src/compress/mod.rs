@@ -32,6 +32,8 @@ pub use types::type_matches;
 pub struct CompressRequest {
     /// A HEAD request: its response has no body to code.
     pub head: bool,
+    /// The request says `Cache-Control: no-transform` (RFC 9111 §5.2.1.6).
+    pub no_transform: bool,
     pub accepted: Accepted,
 }
 
@@ -39,6 +41,7 @@ impl CompressRequest {
     pub fn new(method: &http::Method, headers: &HeaderMap) -> Self {
         Self {
             head: method == http::Method::HEAD,
+            no_transform: no_transform(headers),
             accepted: Accepted::from_headers(headers),
         }
     }
@@ -53,7 +56,8 @@ pub enum Skip {
     Status,
     /// 206, or a `Content-Range`: the bytes are a range of the unencoded representation.
     Partial,
-    /// `Cache-Control: no-transform` (RFC 9110 §7.7; RFC 9111 §5.2.2.6).
+    /// `Cache-Control: no-transform` in the response or the request (RFC 9110 §7.7; RFC 9111
+    /// §5.2.1.6 and §5.2.2.6).
     NoTransform,
     /// Already has a `Content-Encoding` (and it is not decoded for this client).
     Encoded,
@@ -114,7 +118,7 @@ pub fn decide(
     if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(header::CONTENT_RANGE) {
         return skip(Skip::Partial, false);
     }
-    if no_transform(headers) {
+    if request.no_transform || no_transform(headers) {
         return skip(Skip::NoTransform, false);
     }
     if let Some(coding) = content_coding(headers) {
@@ -312,7 +316,7 @@ fn content_coding(headers: &HeaderMap) -> Option<Coding> {
     )
 }
 
-/// `Cache-Control: no-transform` among the response's directives.
+/// `Cache-Control: no-transform` among the directives of a request or a response.
 fn no_transform(headers: &HeaderMap) -> bool {
     headers.get_all(header::CACHE_CONTROL).iter().any(|value| {
         value.to_str().is_ok_and(|text| {

@@ -98,6 +98,17 @@ fn never_cases() {
         decide(&c, &gzip, StatusCode::OK, &no_transform),
         skipped(Skip::NoTransform)
     );
+    let asks = CompressRequest::new(
+        &http::Method::GET,
+        &headers(&[
+            ("accept-encoding", "gzip"),
+            ("cache-control", "no-transform"),
+        ]),
+    );
+    assert_eq!(
+        decide(&c, &asks, StatusCode::OK, &html()),
+        skipped(Skip::NoTransform)
+    );
     let encoded = headers(&[("content-type", "text/html"), ("content-encoding", "br")]);
     assert_eq!(
         decide(&c, &gzip, StatusCode::OK, &encoded),
