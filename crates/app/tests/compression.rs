@@ -754,6 +754,39 @@ fn a_64_mib_body_is_compressed_with_flat_memory() {
     );
 }
 
+#[test]
+fn a_decompressed_bomb_streams_with_flat_memory() {
+    // 256 MiB of zeros is a few KiB of zstd: decoded a buffer at a time, never all at once.
+    const TOTAL: u64 = 256 * 1024 * 1024;
+    let bomb = zstd::stream::encode_all(std::io::repeat(0).take(TOTAL), 3).unwrap();
+    assert!(bomb.len() < 64 * 1024, "{}", bomb.len());
+    let origin = Upstream::serve(
+        Reply::ok(bomb)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Encoding", "zstd"),
+    );
+    let gh = start(&compressing(&origin).route_section("compress", "decompress", true));
+    let url = format!("http://{}/bomb", gh.addr());
+    let warm = curl(&["-H", "Accept-Encoding: identity", &url]);
+    assert_eq!(warm.exit_code, Some(0), "{}", warm.stderr);
+    let (hwm_before, _) = memory_kib(gh.pid());
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "120", "-o", "/dev/null"])
+        .args(["-w", "%{size_download} %{http_code}", &url])
+        .output()
+        .unwrap();
+    let (hwm_after, _) = memory_kib(gh.pid());
+    let written = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{written}");
+    assert_eq!(written, format!("{TOTAL} 200"));
+    let grew = hwm_after.saturating_sub(hwm_before);
+    eprintln!("256 MiB decoded: gatehouse VmHWM {hwm_before} -> {hwm_after} KiB");
+    assert!(
+        grew < 8 * 1024,
+        "peak memory grew by {grew} KiB decoding 256 MiB"
+    );
+}
+
 // --- HTTP/2 and TLS ---
 
 #[test]
