@@ -178,6 +178,38 @@ fn each_coding_decodes_to_the_original_byte_for_byte() {
 }
 
 #[test]
+fn an_http10_client_gets_the_coded_body_until_the_connection_closes() {
+    let body = page(30_000);
+    let origin = html_origin(&body);
+    let gh = start(&compressing(&origin));
+    let response = gatehouse_testkit::send_raw(
+        gh.addr(),
+        b"GET /old HTTP/1.0\r\nHost: app.test\r\nAccept-Encoding: gzip\r\n\r\n",
+    )
+    .expect("a response");
+    // The raw client calls an until-close body "closed" whatever it holds; the gzip trailer
+    // (CRC and length, checked when decoding) is what shows it is whole.
+    assert_eq!(response.framing, gatehouse_testkit::Framing::UntilClose);
+    assert_eq!(response.header("connection"), Some("close"));
+    assert_coded(&response, "gzip", &body);
+}
+
+#[test]
+fn a_reload_switches_compression_on_and_off() {
+    let body = page(10_000);
+    let origin = html_origin(&body);
+    let plain = Config::proxy_to([origin.addr()]);
+    let gh = start(&plain);
+    assert_plain(&get_with(&gh, "/", "gzip"), &body);
+    gh.rewrite_config(&compressing(&origin).toml());
+    gh.reload().expect("the reload is taken");
+    assert_coded(&get_with(&gh, "/", "gzip"), "gzip", &body);
+    gh.rewrite_config(&plain.toml());
+    gh.reload().expect("the reload is taken");
+    assert_plain(&get_with(&gh, "/", "gzip"), &body);
+}
+
+#[test]
 fn q_values_and_the_configured_order_choose_the_coding() {
     let body = page(20_000);
     let origin = html_origin(&body);
