@@ -10,7 +10,6 @@
 
 use std::io::{self, Write as _};
 
-use brotli::enc::BrotliEncoderParams;
 use flate2::{Crc, Decompress, FlushDecompress};
 use gatehouse_config::{CompressConfig, Encoding};
 
@@ -47,18 +46,12 @@ impl Encoder {
                 Vec::new(),
                 flate2::Compression::new(config.gzip_level),
             )),
-            Encoding::Brotli => {
-                let params = BrotliEncoderParams {
-                    quality: i32::try_from(config.brotli_level).unwrap_or(4),
-                    lgwin: BROTLI_WINDOW_LOG as i32,
-                    ..BrotliEncoderParams::default()
-                };
-                Self::Brotli(Box::new(brotli::CompressorWriter::with_params(
-                    Vec::new(),
-                    16 * 1024,
-                    &params,
-                )))
-            }
+            Encoding::Brotli => Self::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                16 * 1024,
+                config.brotli_level,
+                BROTLI_WINDOW_LOG,
+            ))),
             Encoding::Zstd => {
                 let level = i32::try_from(config.zstd_level).unwrap_or(3);
                 let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level)?;
