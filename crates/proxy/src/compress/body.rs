@@ -70,6 +70,8 @@ pub struct CodedBody {
     counters: Counters,
     /// The inner body has ended (its end was seen).
     inner_done: bool,
+    /// Bytes the inner body gave (an empty body needs no decoding: it stays empty).
+    received: u64,
     /// The coder has taken bytes that it has not flushed yet.
     unflushed: bool,
     /// Trailers of the inner body, sent after the coded data.
@@ -85,6 +87,7 @@ impl CodedBody {
             coder,
             counters,
             inner_done: false,
+            received: 0,
             unflushed: false,
             trailers: None,
             done: false,
@@ -208,7 +211,7 @@ impl CodedBody {
                     return Poll::Ready(Some(Ok(Frame::data(frame))));
                 }
                 if self.inner_done {
-                    if !pending.is_empty() || !decoder.ended() {
+                    if self.received > 0 && (!pending.is_empty() || !decoder.ended()) {
                         let why = if pending.is_empty() {
                             "the compressed body ended early (truncated)"
                         } else {
@@ -230,6 +233,7 @@ impl CodedBody {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
                         self.counters.input.inc_by(data.len() as u64);
+                        self.received += data.len() as u64;
                         if let Coder::Decode(state) = &mut self.coder {
                             state.pending = data;
                         }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::body::ProxyBody;
 use Encoding::{Brotli, Gzip, Zstd};
 
 fn config() -> CompressConfig {
@@ -240,4 +241,92 @@ fn coded_headers_weaken_etag_and_drop_length() {
     let mut weak = headers(&[("etag", "W/\"abc\"")]);
     coded_headers(&mut weak);
     assert_eq!(weak[header::ETAG], "W/\"abc\"");
+}
+
+// === the body ===
+
+fn counters() -> Counters {
+    Counters {
+        input: prometheus::IntCounter::new("input", "test").unwrap(),
+        output: prometheus::IntCounter::new("output", "test").unwrap(),
+    }
+}
+
+async fn collect(body: CodedBody) -> Result<Vec<u8>, crate::body::BoxError> {
+    use http_body_util::BodyExt as _;
+    Ok(body.collect().await?.to_bytes().to_vec())
+}
+
+fn text() -> Vec<u8> {
+    (0..20_000u32)
+        .flat_map(|i| format!("row {i}\n").into_bytes())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_body_encodes_and_decodes_back() {
+    for encoding in [Gzip, Brotli, Zstd] {
+        let counters = counters();
+        let coded = CodedBody::new(
+            ProxyBody::full(text()),
+            Coder::encode(Encoder::new(encoding, &config()).unwrap()),
+            counters.clone(),
+        );
+        let coded = collect(coded).await.unwrap();
+        assert_eq!(counters.input.get(), text().len() as u64);
+        assert_eq!(counters.output.get(), coded.len() as u64);
+        assert!(coded.len() < text().len() / 3, "{encoding:?}");
+        let decoded = CodedBody::new(
+            ProxyBody::full(coded),
+            Coder::decode(Decoder::new(encoding).unwrap()),
+            super::body::Counters {
+                input: counters.input.clone(),
+                output: counters.output.clone(),
+            },
+        );
+        assert!(collect(decoded).await.unwrap() == text(), "{encoding:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_coded_body_decodes_to_nothing() {
+    for encoding in [Gzip, Brotli, Zstd] {
+        let decoded = CodedBody::new(
+            ProxyBody::empty(),
+            Coder::decode(Decoder::new(encoding).unwrap()),
+            counters(),
+        );
+        assert_eq!(collect(decoded).await.unwrap(), Vec::<u8>::new());
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_or_corrupt_body_fails() {
+    for encoding in [Gzip, Brotli, Zstd] {
+        let coded = collect(CodedBody::new(
+            ProxyBody::full(text()),
+            Coder::encode(Encoder::new(encoding, &config()).unwrap()),
+            counters(),
+        ))
+        .await
+        .unwrap();
+        let half = coded[..coded.len() / 2].to_vec();
+        let truncated = CodedBody::new(
+            ProxyBody::full(half),
+            Coder::decode(Decoder::new(encoding).unwrap()),
+            counters(),
+        );
+        assert!(collect(truncated).await.is_err(), "{encoding:?} truncated");
+        let mut extra = coded.clone();
+        extra.extend_from_slice(b"trailing garbage");
+        let trailing = CodedBody::new(
+            ProxyBody::full(extra),
+            Coder::decode(Decoder::new(encoding).unwrap()),
+            counters(),
+        );
+        assert!(
+            collect(trailing).await.is_err(),
+            "{encoding:?} trailing data"
+        );
+    }
 }
