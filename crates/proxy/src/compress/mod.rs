@@ -188,31 +188,33 @@ pub fn apply(
             metrics.compress_skipped(route, reason.label());
             body
         }
-        Decision::Encode(encoding) => match Encoder::new(encoding, config) {
-            Ok(encoder) => {
-                coded_headers(headers);
-                headers.insert(
-                    header::CONTENT_ENCODING,
-                    HeaderValue::from_static(encoding.token()),
-                );
-                let counters = metrics.compressed(route, encoding.token());
-                ProxyBody::Coded(Box::new(CodedBody::new(
-                    body,
-                    Coder::encode(encoder),
-                    Counters {
-                        input: counters.0,
-                        output: counters.1,
-                    },
-                )))
+        Decision::Encode(encoding) => {
+            match Encoder::new(encoding, config, declared_length(headers)) {
+                Ok(encoder) => {
+                    coded_headers(headers);
+                    headers.insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(encoding.token()),
+                    );
+                    let counters = metrics.compressed(route, encoding.token());
+                    ProxyBody::Coded(Box::new(CodedBody::new(
+                        body,
+                        Coder::encode(encoder),
+                        Counters {
+                            input: counters.0,
+                            output: counters.1,
+                        },
+                    )))
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        encoding = encoding.token(),
+                        "could not start the encoder: {err}"
+                    );
+                    body
+                }
             }
-            Err(err) => {
-                tracing::warn!(
-                    encoding = encoding.token(),
-                    "could not start the encoder: {err}"
-                );
-                body
-            }
-        },
+        }
         Decision::Decode(encoding) => match Decoder::new(encoding) {
             Ok(decoder) => {
                 coded_headers(headers);

@@ -269,7 +269,7 @@ async fn a_body_encodes_and_decodes_back() {
         let counters = counters();
         let coded = CodedBody::new(
             ProxyBody::full(text()),
-            Coder::encode(Encoder::new(encoding, &config()).unwrap()),
+            Coder::encode(Encoder::new(encoding, &config(), None).unwrap()),
             counters.clone(),
         );
         let coded = collect(coded).await.unwrap();
@@ -305,7 +305,7 @@ async fn a_truncated_or_corrupt_body_fails() {
     for encoding in [Gzip, Brotli, Zstd] {
         let coded = collect(CodedBody::new(
             ProxyBody::full(text()),
-            Coder::encode(Encoder::new(encoding, &config()).unwrap()),
+            Coder::encode(Encoder::new(encoding, &config(), None).unwrap()),
             counters(),
         ))
         .await
