@@ -21,6 +21,9 @@ use gatehouse_config::{CompressConfig, Encoding};
 const MAX_WINDOW_LOG: u32 = 18;
 /// The smallest window both allow.
 const MIN_WINDOW_LOG: u32 = 10;
+/// The largest zstd window a body to decode may ask for: 2^23 = 8 MiB, the limit of the zstd
+/// content coding (RFC 9659 §3); a frame that asks for more is refused, not given the memory.
+const ZSTD_DECODE_WINDOW_LOG_MAX: u32 = 23;
 /// A gzip header with names and comments larger than this is not one an upstream means.
 const MAX_GZIP_HEADER: usize = 64 * 1024;
 
@@ -157,10 +160,16 @@ impl Decoder {
         Ok(match encoding {
             Encoding::Gzip => Self::Gzip(Box::default()),
             Encoding::Brotli => Self::Brotli(Box::default()),
-            Encoding::Zstd => Self::Zstd(ZstdDecoder {
-                inner: zstd::stream::raw::Decoder::new()?,
-                ended: false,
-            }),
+            Encoding::Zstd => {
+                let mut inner = zstd::stream::raw::Decoder::new()?;
+                inner.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(
+                    ZSTD_DECODE_WINDOW_LOG_MAX,
+                ))?;
+                Self::Zstd(ZstdDecoder {
+                    inner,
+                    ended: false,
+                })
+            }
         })
     }
 
@@ -594,6 +603,25 @@ mod tests {
             }
         }
         assert!(failed || !brotli.ended());
+    }
+
+    #[test]
+    fn a_zstd_window_above_8_mib_is_refused() {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(24).unwrap();
+        encoder.write_all(&sample()).unwrap();
+        let coded = encoder.finish().unwrap();
+        let mut buffer = vec![0; 1024];
+        let mut decoder = Decoder::new(Encoding::Zstd).unwrap();
+        assert!(decoder.decode(&coded, &mut buffer).is_err());
+        // 8 MiB is taken.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(23).unwrap();
+        encoder.write_all(b"fits").unwrap();
+        let coded = encoder.finish().unwrap();
+        let mut decoder = Decoder::new(Encoding::Zstd).unwrap();
+        let step = decoder.decode(&coded, &mut buffer).unwrap();
+        assert_eq!(&buffer[..step.written], b"fits");
     }
 
     #[test]
