@@ -148,6 +148,13 @@ fn each_coding_decodes_to_the_original_byte_for_byte() {
         let response = get_with(&gh, "/page", coding);
         assert_coded(&response, coding, &body);
         assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+        // The access record is written once the coded body ended; it counts the upstream's bytes.
+        let record = gh.access_log(response.request_id());
+        assert_eq!(
+            (&record["status"], &record["failure"], &record["bytes"]),
+            (&200.into(), &"-".into(), &body.len().into()),
+            "{record}"
+        );
     }
     // The upstream saw the client's Accept-Encoding as it was sent.
     let seen = origin.requests();
@@ -555,6 +562,7 @@ fn decompress_decodes_for_clients_that_do_not_accept_the_coding_only_when_config
     );
     let broken = Req::get("/broken").send(on.addr());
     assert!(!broken.complete, "{broken:#?}");
+    on.expect_aborted(&broken, "http_response_content_coding");
 }
 
 // --- streaming ---

@@ -55,6 +55,24 @@ impl ProxyBody {
     pub fn empty() -> Self {
         Self::Full(None)
     }
+
+    /// The layer that wraps this body (compression) finishes the exchange: an upstream body
+    /// that ends waits for [`ProxyBody::release`] before it writes its access record, so that
+    /// a failure found above it (a compressed body that does not decode) is recorded as its
+    /// own, and the record's times cover the whole response.
+    pub fn hold_completion(&mut self) {
+        if let Self::Upstream(body) = self {
+            body.hold = true;
+        }
+    }
+
+    /// Finishes a held upstream body (see [`ProxyBody::hold_completion`]): complete, or failed
+    /// with `failure` (recorded, its connection closed).
+    pub fn release(&mut self, failure: Option<&Failure>) {
+        if let Self::Upstream(body) = self {
+            body.complete(failure);
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -123,6 +141,10 @@ pub struct UpstreamBody {
     read_timeout: Duration,
     idle: IdleTimer,
     finish: Option<Box<Finish>>,
+    /// Completion waits for the wrapping body (see [`ProxyBody::hold_completion`]).
+    hold: bool,
+    /// The body ended well while `hold`: it gives no more frames, and completes on release.
+    ended: bool,
 }
 
 impl UpstreamBody {
@@ -133,6 +155,17 @@ impl UpstreamBody {
             read_timeout,
             idle: IdleTimer::default(),
             finish: Some(Box::new(finish)),
+            hold: false,
+            ended: false,
+        }
+    }
+
+    /// The body ended well: complete now, or once released when held.
+    fn ended_well(&mut self) {
+        if self.hold {
+            self.ended = true;
+        } else {
+            self.complete(None);
         }
     }
 
@@ -212,19 +245,19 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.finish.is_none() {
+        if this.finish.is_none() || this.ended {
             return Poll::Ready(None);
         }
         match this.first.take() {
             Some(Peeked::Frame(frame)) => {
                 this.passing(&frame);
                 if this.inner.is_end_stream() {
-                    this.complete(None);
+                    this.ended_well();
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
             Some(Peeked::End) => {
-                this.complete(None);
+                this.ended_well();
                 return Poll::Ready(None);
             }
             None => {}
@@ -234,12 +267,12 @@ impl Body for UpstreamBody {
                 this.idle.disarm();
                 this.passing(&frame);
                 if this.inner.is_end_stream() {
-                    this.complete(None);
+                    this.ended_well();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                this.complete(None);
+                this.ended_well();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(err))) => {
@@ -262,7 +295,7 @@ impl Body for UpstreamBody {
         match &self.first {
             Some(Peeked::Frame(_)) => false,
             Some(Peeked::End) => true,
-            None => self.finish.is_none() || self.inner.is_end_stream(),
+            None => self.finish.is_none() || self.ended || self.inner.is_end_stream(),
         }
     }
 
@@ -289,6 +322,13 @@ impl Drop for UpstreamBody {
         let Some(finish) = self.finish.as_mut() else {
             return;
         };
+        if self.ended {
+            // Read whole, but the wrapping body was not finished: the client went away while
+            // the rest of the (compressed) response was on its way. The connection is reusable.
+            finish.record.client_aborted = true;
+            self.complete(None);
+            return;
+        }
         let ended = match self.first {
             Some(Peeked::End) => true,
             Some(Peeked::Frame(_)) => false,

@@ -13,15 +13,11 @@ use http_body::{Body, Frame, SizeHint};
 use prometheus::IntCounter;
 
 use super::coder::{Decoder, Encoder};
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{AbortedResponse, BoxError, ProxyBody};
+use crate::failure::{Failure, FailureKind, Phase};
 
 /// How much a decoder writes per frame.
 const DECODE_BUFFER: usize = 32 * 1024;
-
-/// The body's coding has failed; the response is aborted (it cannot end cleanly once sent).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CodingFailed(String);
 
 /// Byte counters for one response's coding: what went into the coder, what came out.
 #[derive(Debug, Clone)]
@@ -81,7 +77,8 @@ pub struct CodedBody {
 }
 
 impl CodedBody {
-    pub(crate) fn new(inner: ProxyBody, coder: Coder, counters: Counters) -> Self {
+    pub(crate) fn new(mut inner: ProxyBody, coder: Coder, counters: Counters) -> Self {
+        inner.hold_completion();
         Self {
             inner,
             coder,
@@ -94,9 +91,25 @@ impl CodedBody {
         }
     }
 
+    /// The coding failed: the response is aborted (it cannot end cleanly once sent). A body
+    /// that does not decode is the upstream's fault (`http_response_content_coding`), recorded
+    /// as its body's failure; an encoder that fails is gatehouse's own.
     fn failed(&mut self, why: String) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.done = true;
-        Poll::Ready(Some(Err(Box::new(CodingFailed(why)))))
+        let kind = match self.coder {
+            Coder::Decode(_) => FailureKind::HttpResponseContentCoding,
+            Coder::Encode(_) => FailureKind::ProxyInternalError,
+        };
+        let failure = Failure::new(kind, Phase::ReadingResponseBody, why);
+        self.inner.release(Some(&failure));
+        Poll::Ready(Some(Err(Box::new(AbortedResponse(failure)))))
+    }
+
+    /// Everything was sent: the upstream's exchange is complete (its record written).
+    fn finished(&mut self) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.done = true;
+        self.inner.release(None);
+        Poll::Ready(self.trailers.take().map(Ok))
     }
 
     fn out(&self, bytes: Vec<u8>) -> Option<Frame<Bytes>> {
@@ -114,8 +127,7 @@ impl CodedBody {
         loop {
             if self.inner_done {
                 // The encoder was finished when the inner body ended; trailers close the body.
-                self.done = true;
-                return Poll::Ready(self.trailers.take().map(Ok));
+                return self.finished();
             }
             match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
@@ -219,8 +231,7 @@ impl CodedBody {
                         };
                         return self.failed(why.into());
                     }
-                    self.done = true;
-                    return Poll::Ready(self.trailers.take().map(Ok));
+                    return self.finished();
                 }
                 if step.read == 0 && !pending.is_empty() {
                     return self.failed("the decoder made no progress".into());
