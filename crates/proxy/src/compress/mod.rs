@@ -7,6 +7,13 @@
 //! `Vary: Accept-Encoding`, a weak `ETag`, no `Content-Length`), and the metrics. The coding of
 //! the body is [`body::CodedBody`]; the codings themselves are in `coder`.
 //!
+//! The codings are the codec crates driven directly, one body frame at a time: flate2 (gzip on
+//! miniz_oxide, pure Rust), brotli (pure Rust) and zstd (the C library, built by `cc`); 14 small
+//! crates in all. `async-compression` would wrap the same codecs behind `AsyncRead`/`AsyncWrite`,
+//! which needs stream adapters around a body and hides the two things this module must control:
+//! a flush exactly when the upstream pauses (so events are not held back), and decoding into a
+//! fixed buffer (so a small compressed frame cannot expand into memory all at once).
+//!
 //! What it does not own: gatehouse's own error pages are never compressed (the pipeline does
 //! not ask for them: they are small and a failure path stays simple), and it never touches
 //! the request that goes upstream (its `Accept-Encoding` is forwarded as the client sent it).
