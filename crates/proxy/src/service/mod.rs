@@ -7,7 +7,7 @@
 //! 5. `attempt.rs`: attempt (connect, send, read the head), then another server while allowed;
 //! 6. `respond.rs`: respond (forward the upstream's response, or switch protocols);
 //! 7. `fail.rs`: log and fail (render the failure, emit the access record);
-//! 8. on the way out, [`compress::apply`](crate::compress::apply): the response compressed (or
+//! 8. on the way out, [`compress::apply`]: the response compressed (or
 //!    decoded) for this client, on a route that compresses; never a generated one.
 //!
 //! `Pipeline::run` reads as that list. Every failure on the way becomes one [`Failure`],
