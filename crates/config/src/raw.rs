@@ -31,6 +31,7 @@ pub(crate) struct RawConfig {
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
     #[serde(default)]
     pub(crate) limits: RawLimits,
+    pub(crate) compress: Option<Spanned<RawCompress>>,
     /// `[[route]]` tables in file order.
     #[serde(default)]
     pub(crate) route: Vec<Spanned<RawRoute>>,
@@ -129,6 +130,20 @@ pub(crate) struct RawMaintenance {
     pub(crate) page: Option<Spanned<String>>,
 }
 
+/// `[compress]` and `[route.compress]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompress {
+    pub(crate) enabled: Option<Spanned<bool>>,
+    pub(crate) encodings: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) min_size: Option<Spanned<RawSize>>,
+    pub(crate) types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) gzip_level: Option<Spanned<i64>>,
+    pub(crate) brotli_level: Option<Spanned<i64>>,
+    pub(crate) zstd_level: Option<Spanned<i64>>,
+    pub(crate) decompress: Option<Spanned<bool>>,
+}
+
 /// `[route.cache]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,6 +194,7 @@ pub(crate) struct RawRoute {
     pub(crate) cache: Option<Spanned<RawRouteCache>>,
     pub(crate) maintenance: Option<Spanned<RawMaintenance>>,
     pub(crate) limit: Option<Spanned<RawRouteLimit>>,
+    pub(crate) compress: Option<Spanned<RawCompress>>,
 }
 
 /// One `[upstream.NAME]`.

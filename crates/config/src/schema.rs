@@ -243,6 +243,25 @@ const ROUTE_LIMIT: &[Field] = &[
     field("max_concurrent", Kind::Int, "max_concurrent = 10"),
 ];
 
+const COMPRESS: &[Field] = &[
+    field("enabled", Kind::Bool, "enabled = true"),
+    field(
+        "encodings",
+        Kind::StrList,
+        r#"encodings = ["zstd", "br", "gzip"]"#,
+    ),
+    field("min_size", Kind::Size, r#"min_size = "1KiB""#),
+    field(
+        "types",
+        Kind::StrList,
+        r#"types = ["text/*", "application/json"]"#,
+    ),
+    field("gzip_level", Kind::Int, "gzip_level = 5"),
+    field("brotli_level", Kind::Int, "brotli_level = 4"),
+    field("zstd_level", Kind::Int, "zstd_level = 3"),
+    field("decompress", Kind::Bool, "decompress = true"),
+];
+
 const ROUTE: &[Field] = &[
     field("host", Kind::Str, r#"host = "example.com""#),
     field("path", Kind::Str, r#"path = "/api""#),
@@ -264,6 +283,7 @@ const ROUTE: &[Field] = &[
         "[route.maintenance]",
     ),
     field("limit", Kind::Table(ROUTE_LIMIT), "[route.limit]"),
+    field("compress", Kind::Table(COMPRESS), "[route.compress]"),
 ];
 
 const SERVER_ENTRY: &[Field] = &[
@@ -380,6 +400,7 @@ const ROOT: &[Field] = &[
     field("robots", Kind::Table(ROBOTS), "[robots]"),
     field("maintenance", Kind::Table(MAINTENANCE), "[maintenance]"),
     field("limits", Kind::Table(LIMITS), "[limits]"),
+    field("compress", Kind::Table(COMPRESS), "[compress]"),
     field(
         "route",
         Kind::TableArray(ROUTE),

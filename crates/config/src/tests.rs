@@ -12,6 +12,7 @@ use crate::*;
 
 mod admin;
 mod cache;
+mod compress;
 mod diagnostics;
 mod limits;
 mod logs;
@@ -92,6 +93,7 @@ fn default_config_parses() {
             cache: None,
             maintenance: None,
             limit: None,
+            compress: None,
         }]
     );
     assert_eq!(c.upstreams.len(), 1);

@@ -32,7 +32,7 @@ mod status;
 pub use cache::{cache_control, cache_policy};
 pub use config::config;
 pub use http1::{http1_chunked, http1_request_head, http1_response_head};
-pub use negotiate::accept;
+pub use negotiate::{accept, accept_encoding};
 pub use proxy_protocol::proxy_protocol;
 pub use redis::redis_reply;
 pub use router::router;
@@ -48,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("http1_response_head", http1_response_head),
     ("config", config),
     ("accept", accept),
+    ("accept_encoding", accept_encoding),
     ("proxy_status", proxy_status),
     ("cache_status", cache_status),
     ("cache_control", cache_control),

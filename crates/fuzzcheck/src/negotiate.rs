@@ -54,3 +54,44 @@ pub fn accept(data: &[u8]) {
         }
     }
 }
+
+/// The input is a request's `Accept-Encoding` lines (see `header_values`).
+///
+/// Checked: reading never panics; the choice is the same every time; a chosen coding is
+/// acceptable (q > 0), weighs at least as much as every other one offered and at least as much
+/// as identity; offered alone it is still chosen; offered in the reverse order, the choice
+/// weighs the same.
+pub fn accept_encoding(data: &[u8]) {
+    use gatehouse_config::Encoding::{Brotli, Gzip, Zstd};
+    use gatehouse_proxy::compress::Accepted;
+    let Some(values) = crate::header_values(data) else {
+        return;
+    };
+    let mut headers = http::HeaderMap::new();
+    for value in values {
+        headers.append(http::header::ACCEPT_ENCODING, value);
+    }
+    let accepted = Accepted::from_headers(&headers);
+    let offered = [Zstd, Brotli, Gzip];
+    let choice = accepted.choose(&offered);
+    assert_eq!(accepted.choose(&offered), choice);
+    let Some(winner) = choice else {
+        return;
+    };
+    let weight = accepted.weight(winner);
+    assert!(weight > 0, "{winner:?} chosen with q=0");
+    assert!(
+        weight >= accepted.identity_weight(),
+        "{winner:?} below identity"
+    );
+    for other in offered {
+        assert!(
+            accepted.weight(other) <= weight,
+            "{other:?} weighs more than {winner:?}"
+        );
+    }
+    assert_eq!(accepted.choose(&[winner]), Some(winner));
+    let reversed = [Gzip, Brotli, Zstd];
+    let again = accepted.choose(&reversed);
+    assert_eq!(again.map(|e| accepted.weight(e)), Some(weight));
+}

@@ -47,6 +47,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             cache: None,
             maintenance: None,
             limit: None,
+            compress: None,
         });
     }
     let index = |name: &str| UPSTREAMS[..2].iter().position(|u| *u == name);

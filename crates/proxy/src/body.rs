@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 
 use crate::cache::capture::Capture;
 use crate::client_body::IdleTimer;
+use crate::compress::body::CodedBody;
 use crate::failure::classify;
 pub use crate::failure::marker::BoxError;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -41,6 +42,8 @@ pub enum ProxyBody {
     /// A body gatehouse generated (error pages, admin endpoints); `None` once sent.
     Full(Option<Bytes>),
     Upstream(UpstreamBody),
+    /// Either of the others, compressed or decompressed on its way out.
+    Coded(Box<CodedBody>),
 }
 
 impl ProxyBody {
@@ -51,6 +54,24 @@ impl ProxyBody {
 
     pub fn empty() -> Self {
         Self::Full(None)
+    }
+
+    /// The layer that wraps this body (compression) finishes the exchange: an upstream body
+    /// that ends waits for [`ProxyBody::release`] before it writes its access record, so that
+    /// a failure found above it (a compressed body that does not decode) is recorded as its
+    /// own, and the record's times cover the whole response.
+    pub fn hold_completion(&mut self) {
+        if let Self::Upstream(body) = self {
+            body.hold = true;
+        }
+    }
+
+    /// Finishes a held upstream body (see [`ProxyBody::hold_completion`]): complete, or failed
+    /// with `failure` (recorded, its connection closed).
+    pub fn release(&mut self, failure: Option<&Failure>) {
+        if let Self::Upstream(body) = self {
+            body.complete(failure);
+        }
     }
 }
 
@@ -65,6 +86,7 @@ impl Body for ProxyBody {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Self::Coded(body) => Pin::new(&mut **body).poll_frame(cx),
         }
     }
 
@@ -72,6 +94,7 @@ impl Body for ProxyBody {
         match self {
             Self::Full(bytes) => bytes.is_none(),
             Self::Upstream(body) => body.is_end_stream(),
+            Self::Coded(body) => body.is_end_stream(),
         }
     }
 
@@ -79,6 +102,7 @@ impl Body for ProxyBody {
         match self {
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
             Self::Upstream(body) => body.size_hint(),
+            Self::Coded(body) => body.size_hint(),
         }
     }
 }
@@ -117,6 +141,10 @@ pub struct UpstreamBody {
     read_timeout: Duration,
     idle: IdleTimer,
     finish: Option<Box<Finish>>,
+    /// Completion waits for the wrapping body (see [`ProxyBody::hold_completion`]).
+    hold: bool,
+    /// The body ended well while `hold`: it gives no more frames, and completes on release.
+    ended: bool,
 }
 
 impl UpstreamBody {
@@ -127,6 +155,17 @@ impl UpstreamBody {
             read_timeout,
             idle: IdleTimer::default(),
             finish: Some(Box::new(finish)),
+            hold: false,
+            ended: false,
+        }
+    }
+
+    /// The body ended well: complete now, or once released when held.
+    fn ended_well(&mut self) {
+        if self.hold {
+            self.ended = true;
+        } else {
+            self.complete(None);
         }
     }
 
@@ -206,19 +245,19 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.finish.is_none() {
+        if this.finish.is_none() || this.ended {
             return Poll::Ready(None);
         }
         match this.first.take() {
             Some(Peeked::Frame(frame)) => {
                 this.passing(&frame);
                 if this.inner.is_end_stream() {
-                    this.complete(None);
+                    this.ended_well();
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
             Some(Peeked::End) => {
-                this.complete(None);
+                this.ended_well();
                 return Poll::Ready(None);
             }
             None => {}
@@ -228,12 +267,12 @@ impl Body for UpstreamBody {
                 this.idle.disarm();
                 this.passing(&frame);
                 if this.inner.is_end_stream() {
-                    this.complete(None);
+                    this.ended_well();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(None) => {
-                this.complete(None);
+                this.ended_well();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(err))) => {
@@ -256,7 +295,7 @@ impl Body for UpstreamBody {
         match &self.first {
             Some(Peeked::Frame(_)) => false,
             Some(Peeked::End) => true,
-            None => self.finish.is_none() || self.inner.is_end_stream(),
+            None => self.finish.is_none() || self.ended || self.inner.is_end_stream(),
         }
     }
 
@@ -283,6 +322,13 @@ impl Drop for UpstreamBody {
         let Some(finish) = self.finish.as_mut() else {
             return;
         };
+        if self.ended {
+            // Read whole, but the wrapping body was not finished: the client went away while
+            // the rest of the (compressed) response was on its way. The connection is reusable.
+            finish.record.client_aborted = true;
+            self.complete(None);
+            return;
+        }
         let ended = match self.first {
             Some(Peeked::End) => true,
             Some(Peeked::Frame(_)) => false,

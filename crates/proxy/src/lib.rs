@@ -14,7 +14,7 @@
 //!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`],
 //!    [`limit`];
 //! 2. [`upstream`]: pools, connections, health;
-//! 3. [`body`] (the response body) and [`tunnel`];
+//! 3. [`body`] (the response body), [`compress`] (its coding on the way out) and [`tunnel`];
 //! 4. [`respond`] (error pages) and [`snapshot`] (the config in force);
 //! 5. [`service`]: the pipeline;
 //! 6. [`listener`], then [`admin`], then [`server`].
@@ -26,6 +26,7 @@ pub mod client_addr;
 pub mod client_body;
 pub mod client_io;
 pub mod client_pace;
+pub mod compress;
 pub mod failure;
 pub mod forward;
 pub mod http1;

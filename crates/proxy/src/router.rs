@@ -6,7 +6,9 @@
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
 //! but not `/apiary` (a prefix ending in `/` matches anything under it).
 
-use gatehouse_config::{HostMatch, MaintenanceConfig, RouteCache, RouteConfig, RouteLimit};
+use gatehouse_config::{
+    CompressConfig, HostMatch, MaintenanceConfig, RouteCache, RouteConfig, RouteLimit,
+};
 
 use crate::limit::LimitId;
 
@@ -29,6 +31,7 @@ struct CompiledRoute {
     cache: Option<RouteCache>,
     maintenance: Option<MaintenanceConfig>,
     limit: Option<(RouteLimit, LimitId)>,
+    compress: Option<CompressConfig>,
 }
 
 /// The outcome of routing a request.
@@ -46,6 +49,8 @@ pub struct Routed<'a> {
     pub maintenance: Option<&'a MaintenanceConfig>,
     /// `[route.limit]` and the limit's identity (see [`LimitId`]).
     pub limit: Option<&'a (RouteLimit, LimitId)>,
+    /// `[route.compress]`, when the route has its own (else `[compress]` applies).
+    pub compress: Option<&'a CompressConfig>,
 }
 
 impl Router {
@@ -78,6 +83,7 @@ impl Router {
                         cache: route.cache.clone(),
                         maintenance: route.maintenance.clone(),
                         limit,
+                        compress: route.compress.clone(),
                     },
                 ))
             })
@@ -111,6 +117,7 @@ impl Router {
                 cache: route.cache.as_ref(),
                 maintenance: route.maintenance.as_ref(),
                 limit: route.limit.as_ref(),
+                compress: route.compress.as_ref(),
             })
     }
 }
@@ -178,6 +185,7 @@ mod tests {
             cache: None,
             maintenance: None,
             limit: None,
+            compress: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::raw::{RawConfig, RawDns, RawServer};
 use crate::values;
 
 mod caching;
+mod compress;
 mod edge;
 mod fields;
 mod health;
@@ -84,7 +85,18 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         .iter()
         .map(|(name, up)| upstream(name, up, base, sink))
         .collect();
-    let routes = routes(&raw.route, &raw.upstream, &maintenance, base, sink);
+    let compress = match &raw.compress {
+        Some(table) => compress::compress(table, "compress", &compress::off(), sink),
+        None => compress::off(),
+    };
+    let routes = routes(
+        &raw.route,
+        &raw.upstream,
+        &maintenance,
+        &compress,
+        base,
+        sink,
+    );
     for (name, up) in &raw.upstream {
         let used = raw.route.iter().any(|r| {
             r.get_ref()
@@ -109,6 +121,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         robots,
         maintenance,
         limits,
+        compress,
         routes,
         upstreams,
     }

@@ -9,9 +9,10 @@ use toml::Spanned;
 
 use super::DEFAULT_ROUTE_PATH;
 use super::caching;
+use super::compress::compress as route_compress;
 use super::fields::parse_at;
 use crate::diag::Sink;
-use crate::model::{HostMatch, MaintenanceConfig, RouteConfig};
+use crate::model::{CompressConfig, HostMatch, MaintenanceConfig, RouteConfig};
 use crate::raw::{RawRoute, RawUpstream};
 use crate::values;
 
@@ -19,6 +20,7 @@ pub(super) fn routes(
     raw: &[Spanned<RawRoute>],
     upstreams: &BTreeMap<String, Spanned<RawUpstream>>,
     maintenance: &MaintenanceConfig,
+    compress: &CompressConfig,
     base: &Path,
     sink: &mut Sink<'_>,
 ) -> Vec<RouteConfig> {
@@ -65,6 +67,10 @@ pub(super) fn routes(
             .limit
             .as_ref()
             .and_then(|l| super::limits::route_limit(l, &format!("route[{i}].limit"), sink));
+        let route_compress = route
+            .compress
+            .as_ref()
+            .map(|c| route_compress(c, &format!("route[{i}].compress"), compress, sink));
         let (Ok(host), true) = (host, path_ok) else {
             continue;
         };
@@ -105,6 +111,7 @@ pub(super) fn routes(
                 cache,
                 maintenance: route_maintenance,
                 limit,
+                compress: route_compress,
             });
         }
     }

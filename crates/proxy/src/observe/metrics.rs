@@ -61,6 +61,11 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     limit_store_errors: IntCounterVec,
     limit_store_up: IntGaugeVec,
+    compressed: IntCounterVec,
+    decompressed: IntCounterVec,
+    compress_skipped: IntCounterVec,
+    compress_bytes: IntCounterVec,
+    decompress_bytes: IntCounterVec,
     /// One scrape at a time: the state gauges are cleared and refilled for each.
     scraping: Mutex<()>,
 }
@@ -188,6 +193,36 @@ impl Metrics {
             "Stored keys, by tier (memory or disk).",
             &["tier"],
         );
+        let compressed = counter_vec(
+            &registry,
+            "gatehouse_compressed_responses_total",
+            "Responses gatehouse compressed, by route and encoding (gzip, br, zstd).",
+            &["route", "encoding"],
+        );
+        let decompressed = counter_vec(
+            &registry,
+            "gatehouse_decompressed_responses_total",
+            "Compressed upstream responses gatehouse decoded for a client that does not accept their encoding (decompress = true), by route and encoding.",
+            &["route", "encoding"],
+        );
+        let compress_skipped = counter_vec(
+            &registry,
+            "gatehouse_compress_skipped_total",
+            "Responses on compressing routes sent as they came, by route and reason: head, status (1xx, 204, 304), partial (206), no_transform, encoded (already has a Content-Encoding), type, small (below min_size), not_accepted.",
+            &["route", "reason"],
+        );
+        let compress_bytes = counter_vec(
+            &registry,
+            "gatehouse_compress_bytes_total",
+            "Bytes through the compressor, by route, encoding and side: in (the upstream's body) and out (sent); the ratio is out / in.",
+            &["route", "encoding", "side"],
+        );
+        let decompress_bytes = counter_vec(
+            &registry,
+            "gatehouse_decompress_bytes_total",
+            "Bytes through the decompressor, by route, encoding and side: in (the upstream's compressed body) and out (sent).",
+            &["route", "encoding", "side"],
+        );
         let tunnels_open = gauge_vec(
             &registry,
             "gatehouse_tunnels_open",
@@ -298,6 +333,11 @@ impl Metrics {
             rate_limited,
             limit_store_errors,
             limit_store_up,
+            compressed,
+            decompressed,
+            compress_skipped,
+            compress_bytes,
+            decompress_bytes,
             scraping: Mutex::new(()),
         };
         metrics.config_taken(true);
@@ -340,6 +380,37 @@ impl Metrics {
     pub fn cache_result(&self, route: &str, result: &str) {
         self.cache_requests
             .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// A response compressed with `encoding`; returns its byte counters (in, out).
+    pub fn compressed(&self, route: &str, encoding: &str) -> (IntCounter, IntCounter) {
+        self.compressed.with_label_values(&[route, encoding]).inc();
+        (
+            self.compress_bytes
+                .with_label_values(&[route, encoding, "in"]),
+            self.compress_bytes
+                .with_label_values(&[route, encoding, "out"]),
+        )
+    }
+
+    /// An upstream response decoded from `encoding`; returns its byte counters (in, out).
+    pub fn decompressed(&self, route: &str, encoding: &str) -> (IntCounter, IntCounter) {
+        self.decompressed
+            .with_label_values(&[route, encoding])
+            .inc();
+        (
+            self.decompress_bytes
+                .with_label_values(&[route, encoding, "in"]),
+            self.decompress_bytes
+                .with_label_values(&[route, encoding, "out"]),
+        )
+    }
+
+    /// A response on a compressing route sent as it came, and why.
+    pub fn compress_skipped(&self, route: &str, reason: &str) {
+        self.compress_skipped
+            .with_label_values(&[route, reason])
             .inc();
     }
 

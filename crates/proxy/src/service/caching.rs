@@ -98,6 +98,8 @@ impl Pipeline<'_> {
         settings: &MaintenanceConfig,
         head_only: bool,
     ) -> Response<ProxyBody> {
+        // The maintenance page is gatehouse's own answer: sent as it is.
+        self.compress = None;
         if let Some(response) = self.robots_copy(None, head_only, "maintenance") {
             return response;
         }

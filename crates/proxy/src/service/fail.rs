@@ -59,6 +59,8 @@ impl Pipeline<'_> {
         head_only: bool,
         next_hop: Option<&str>,
     ) -> Response<ProxyBody> {
+        // gatehouse's own error pages are sent as they are (see `compress`).
+        self.compress = None;
         if self.record.attempts == 0 && failure.params.reason.is_none() {
             // Failures before any attempt (routing, request checks) have not been logged yet.
             self.snapshot.observer.failure(

@@ -7,7 +7,9 @@
 //! 4. `outgoing.rs`: the request as it is forwarded, kept for a retry;
 //! 5. `attempt.rs`: attempt (connect, send, read the head), then another server while allowed;
 //! 6. `respond.rs`: respond (forward the upstream's response, or switch protocols);
-//! 7. `fail.rs`: log and fail (render the failure, emit the access record).
+//! 7. `fail.rs`: log and fail (render the failure, emit the access record);
+//! 8. on the way out, [`compress::apply`]: the response compressed (or
+//!    decoded) for this client, on a route that compresses; never a generated one.
 //!
 //! `Pipeline::run` reads as that list. Every failure on the way becomes one [`Failure`],
 //! answered in one place (`Pipeline::fail`). The access record is emitted when the response is
@@ -42,11 +44,13 @@ use crate::body::ProxyBody;
 use crate::client_addr;
 use crate::client_body::{ClientBody, ClientUpgrade};
 use crate::client_io::ClientActivity;
+use crate::compress::{self, CompressRequest};
 #[cfg(doc)]
 use crate::failure::Failure;
 use crate::observe::access_log::AccessRecord;
 use crate::snapshot::Snapshot;
 use caching::CacheRequest;
+use gatehouse_config::CompressConfig;
 use outgoing::Outgoing;
 
 /// Handles one request from `peer` (the connection's client, after any PROXY header). Never
@@ -81,6 +85,7 @@ pub async fn handle(
     )
     .with_request_facts(&snapshot.observer.access, &req);
     let accept = req.headers().get(header::ACCEPT).cloned();
+    let compress_request = CompressRequest::new(req.method(), req.headers());
     let mut pipeline = Pipeline {
         snapshot: &snapshot,
         client,
@@ -94,8 +99,20 @@ pub async fn handle(
         robots_learn: false,
         upgrade: None,
         interim: None,
+        compress: None,
     };
-    pipeline.run(req, activity).await
+    let response = pipeline.run(req, activity).await;
+    // Last, on the way out: the cache and the access record dealt in the upstream's response.
+    match pipeline.compress.take() {
+        Some((config, route)) => compress::apply(
+            config,
+            &compress_request,
+            response,
+            &snapshot.observer.metrics,
+            &route,
+        ),
+        None => response,
+    }
 }
 
 struct Pipeline<'a> {
@@ -121,6 +138,9 @@ struct Pipeline<'a> {
     /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
     /// engine (hyper's server cannot send them).
     interim: Option<crate::http1::Interim>,
+    /// The route's compression settings and label, when it compresses; cleared for a response
+    /// gatehouse generates (its error pages are sent as they are).
+    compress: Option<(&'a CompressConfig, Arc<str>)>,
 }
 
 /// What an upgrade request needs once the upstream has answered.

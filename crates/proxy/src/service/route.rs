@@ -36,6 +36,10 @@ impl<'a> Pipeline<'a> {
         self.record.route = Some(Arc::clone(routed.label));
         let pool = Arc::clone(&snapshot.upstreams[routed.upstream]);
         self.record.pool = Some(Arc::clone(&pool.name));
+        let compress = routed.compress.unwrap_or(&snapshot.config.compress);
+        if compress.enabled {
+            self.compress = Some((compress, Arc::clone(routed.label)));
+        }
         if !upgrade && caching::is_robots_request(parts) {
             self.robots_host = Some(caching::keyed_host(parts));
             self.robots_learn = caching::may_learn_robots(parts);
