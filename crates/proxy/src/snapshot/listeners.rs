@@ -179,6 +179,7 @@ mod tests {
         TlsListener {
             listen: listen.iter().map(|a| addr(a)).collect(),
             certificates: vec![tls::tests::Ca::new().leaf(&["a.test"])],
+            acme: false,
             min_version: TlsVersion::Tls12,
             proxy_protocol: false,
         }

@@ -199,6 +199,7 @@ pub(super) mod tests {
         TlsListener {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             certificates,
+            acme: false,
             min_version,
             proxy_protocol: false,
         }
