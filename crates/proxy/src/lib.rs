@@ -10,7 +10,7 @@
 //!
 //! 0. [`http1`] (the HTTP/1.1 engine), [`failure`] and [`workers`] (per-core runtimes):
 //!    nothing of the pipeline;
-//! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_pace`],
+//! 1. [`acme`] (certificates obtained through ACME, and the task obtaining them), [`observe`] (logs, metrics, recent failures; fed plain records), [`client_pace`],
 //!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`];
 //! 2. [`upstream`]: pools, connections, health;
 //! 3. [`body`] (the response body) and [`tunnel`];
@@ -18,6 +18,7 @@
 //! 5. [`service`]: the pipeline;
 //! 6. [`listener`], then [`admin`], then [`server`].
 
+pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod cache;
