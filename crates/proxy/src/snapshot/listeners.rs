@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use gatehouse_config::ServerConfig;
 
+use crate::acme::AcmeState;
+
 use super::tls::{self, TlsSetupError};
 
 /// What one listening address serves.
@@ -78,7 +80,7 @@ pub struct Listeners {
 impl Listeners {
     /// Builds each TLS listener's rustls configuration (shared by the addresses of one
     /// `[[server.tls]]`). Fails without side effects, so a reload can be refused whole.
-    pub fn build(server: &ServerConfig) -> Result<Self, ListenerError> {
+    pub fn build(server: &ServerConfig, acme: &Arc<AcmeState>) -> Result<Self, ListenerError> {
         let mut listeners = Self::default();
         for addr in &server.listen {
             let key = listeners.push(*addr, ListenerKind::Plain);
@@ -86,7 +88,7 @@ impl Listeners {
         }
         for entry in &server.tls {
             let config =
-                tls::server_config(entry, &server.http2).map_err(|source| ListenerError::Tls {
+                tls::server_config(entry, &server.http2, acme).map_err(|source| ListenerError::Tls {
                     source: Box::new(source),
                     addr: entry
                         .listen
@@ -190,7 +192,7 @@ mod tests {
         let mut server = server(r#"["127.0.0.1:0", "127.0.0.1:8080"]"#);
         server.tls = vec![tls_on(&["127.0.0.1:0"])];
         server.redirect_https = vec![addr("127.0.0.1:0")];
-        let listeners = Listeners::build(&server).unwrap();
+        let listeners = Listeners::build(&server, &Arc::default()).unwrap();
         let kinds: Vec<(String, &str)> = listeners
             .iter()
             .map(|(key, kind)| (key.to_string(), kind.protocol()))
@@ -226,11 +228,11 @@ mod tests {
             tls_on(&["127.0.0.1:8443", "127.0.0.1:9443"]),
             tls_on(&["127.0.0.1:0"]),
         ];
-        let listeners = Listeners::build(&server).unwrap();
+        let listeners = Listeners::build(&server, &Arc::default()).unwrap();
         assert_eq!(listeners.https_port(), Some(8443), "as configured");
 
         server.tls = vec![tls_on(&["127.0.0.1:0"])];
-        let mut listeners = Listeners::build(&server).unwrap();
+        let mut listeners = Listeners::build(&server, &Arc::default()).unwrap();
         assert_eq!(listeners.https_port(), Some(0), "not bound yet");
         listeners.bound(|key| (key.nth == 1).then(|| addr("127.0.0.1:40443")));
         assert_eq!(
@@ -240,7 +242,7 @@ mod tests {
         );
 
         server.tls = Vec::new();
-        assert_eq!(Listeners::build(&server).unwrap().https_port(), None);
+        assert_eq!(Listeners::build(&server, &Arc::default()).unwrap().https_port(), None);
     }
 
     #[test]
@@ -249,7 +251,7 @@ mod tests {
         let mut broken = tls_on(&["127.0.0.1:8443"]);
         broken.certificates[0].key = tls_on(&["127.0.0.1:1"]).certificates[0].key.clone();
         server.tls = vec![broken];
-        let err = Listeners::build(&server).unwrap_err();
+        let err = Listeners::build(&server, &Arc::default()).unwrap_err();
         assert!(err.to_string().contains("127.0.0.1:8443"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use http::HeaderValue;
 
+use crate::acme::AcmeState;
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
@@ -39,6 +40,8 @@ pub struct Lasting {
     pub cache: Arc<Cache>,
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
+    /// Certificates obtained through ACME and the challenges being answered.
+    pub acme: Arc<AcmeState>,
 }
 
 impl Lasting {
@@ -51,6 +54,7 @@ impl Lasting {
             cache: Arc::new(Cache::in_memory(cache_memory, max_object)),
             robots: Arc::new(RobotsGuard::in_memory()),
             maintenance: Arc::new(MaintenanceSwitch::default()),
+            acme: Arc::new(AcmeState::default()),
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
+    /// ACME certificates and open challenges (process-wide).
+    pub acme: Arc<AcmeState>,
 }
 
 impl Snapshot {
@@ -114,6 +120,7 @@ impl Snapshot {
             cache: Arc::clone(&lasting.cache),
             robots: Arc::clone(&lasting.robots),
             maintenance: Arc::clone(&lasting.maintenance),
+            acme: Arc::clone(&lasting.acme),
             config,
         }
     }

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use gatehouse_config::{Http2Config, TlsCertificate, TlsListener, TlsVersion};
+
+use crate::acme::{ALPN_ACME_TLS, AcmeState};
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -41,12 +43,20 @@ pub enum TlsSetupError {
 /// Each call makes a new ticket key, so tickets issued before a reload are not accepted after it
 /// (those clients do one full handshake): a resumed session never outlives the certificate
 /// that authenticated it.
+///
+/// With `acme = true` the certificates obtained through ACME (read from `acme` on every
+/// handshake) serve the names no file certificate covers, and ALPN `acme-tls/1` is offered for
+/// TLS-ALPN-01 (RFC 8737).
 pub fn server_config(
     listener: &TlsListener,
     http2: &Http2Config,
+    acme: &Arc<AcmeState>,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let resolver = SniResolver::new(&listener.certificates, &provider)?;
+    let mut resolver = SniResolver::new(&listener.certificates, &provider)?;
+    if listener.acme {
+        resolver.acme = Some(Arc::clone(acme));
+    }
     let versions: &[&'static rustls::SupportedProtocolVersion] = match listener.min_version {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -56,6 +66,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn(http2.enabled);
+    if listener.acme {
+        config.alpn_protocols.push(ALPN_ACME_TLS.to_vec());
+    }
     // The session cache (TLS 1.2 session ids) is rustls's default in-memory one.
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
@@ -82,6 +95,9 @@ struct SniResolver {
     exact: HashMap<String, usize>,
     /// Lowercase suffix of `*.suffix` → index in `keys`.
     wildcard: HashMap<String, usize>,
+    /// With `acme = true`: the certificates obtained through ACME and open TLS-ALPN-01
+    /// challenges.
+    acme: Option<Arc<AcmeState>>,
 }
 
 impl SniResolver {
@@ -93,6 +109,7 @@ impl SniResolver {
             keys: Vec::with_capacity(certificates.len()),
             exact: HashMap::new(),
             wildcard: HashMap::new(),
+            acme: None,
         };
         for (index, certificate) in certificates.iter().enumerate() {
             let key = CertifiedKey::from_der(
@@ -115,32 +132,53 @@ impl SniResolver {
                 .or_insert(index);
             }
         }
-        if resolver.keys.is_empty() {
-            // The config crate never lets a listener without certificates through.
-            return Err(TlsSetupError::Rustls(rustls::Error::General(
-                "a TLS listener has no certificate".to_owned(),
-            )));
-        }
+        // A listener without certificate files (acme = true) serves only what ACME obtains.
         Ok(resolver)
     }
 
-    /// The index of the certificate for `name`.
+    /// The index of the file certificate for `name`.
     fn pick(&self, name: Option<&str>) -> usize {
-        let Some(name) = name else { return 0 };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        self.pick_named(name).unwrap_or(0)
+    }
+
+    /// The index of the file certificate covering `name`, exactly or by wildcard.
+    fn pick_named(&self, name: Option<&str>) -> Option<usize> {
+        let name = name?.trim_end_matches('.').to_ascii_lowercase();
         if let Some(&index) = self.exact.get(&name) {
-            return index;
+            return Some(index);
         }
         name.split_once('.')
             .and_then(|(_, suffix)| self.wildcard.get(suffix))
             .copied()
-            .unwrap_or(0)
     }
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.keys.get(self.pick(hello.server_name())).cloned()
+        let name = hello.server_name();
+        let Some(acme) = &self.acme else {
+            return self.keys.get(self.pick(name)).cloned();
+        };
+        // RFC 8737 §3: a validation handshake offers `acme-tls/1` alone and gets the
+        // challenge certificate, or no handshake at all.
+        let validating = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ALPN_ACME_TLS));
+        if validating {
+            return name.and_then(|n| acme.tls_alpn01(n));
+        }
+        // A file certificate naming the host exactly wins, then ACME's, then a file wildcard.
+        let lower = name.map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(index) = lower.as_ref().and_then(|n| self.exact.get(n)) {
+            return self.keys.get(*index).cloned();
+        }
+        if let Some(key) = name.and_then(|n| acme.cert_for(n)) {
+            return Some(key);
+        }
+        if let Some(index) = self.pick_named(name) {
+            return self.keys.get(index).cloned();
+        }
+        self.keys.first().cloned().or_else(|| acme.any_cert())
     }
 }
 
@@ -193,6 +231,10 @@ pub(super) mod tests {
 
     fn resolver(certificates: &[TlsCertificate]) -> SniResolver {
         SniResolver::new(certificates, &rustls::crypto::ring::default_provider()).unwrap()
+    }
+
+    fn no_acme() -> Arc<AcmeState> {
+        Arc::new(AcmeState::default())
     }
 
     fn listener(certificates: Vec<TlsCertificate>, min_version: TlsVersion) -> TlsListener {
@@ -288,6 +330,7 @@ pub(super) mod tests {
         let server = server_config(
             &listener(vec![a.clone(), b.clone()], TlsVersion::Tls12),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         let client = ca.client(&[b"h2", b"http/1.1"], rustls::DEFAULT_VERSIONS);
@@ -307,6 +350,7 @@ pub(super) mod tests {
         let server = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls12),
             &http2(false),
+            &no_acme(),
         )
         .unwrap();
         assert_eq!(server.alpn_protocols, [b"http/1.1".to_vec()]);
@@ -322,6 +366,7 @@ pub(super) mod tests {
         let lenient = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls12),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         assert!(lenient.ticketer.enabled(), "TLS 1.3 tickets are issued");
@@ -333,6 +378,7 @@ pub(super) mod tests {
         let strict = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls13),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         handshake(strict, tls12_only, "a.test")
@@ -346,7 +392,12 @@ pub(super) mod tests {
         let mut broken = ca.leaf(&["a.test"]);
         broken.key = ca.leaf(&["other.test"]).key;
         let err =
-            server_config(&listener(vec![broken], TlsVersion::Tls12), &http2(true)).unwrap_err();
+            server_config(
+            &listener(vec![broken], TlsVersion::Tls12),
+            &http2(true),
+            &no_acme(),
+        )
+        .unwrap_err();
         assert!(matches!(err, TlsSetupError::Certificate { .. }), "{err}");
         assert!(err.to_string().contains("a.test.pem"), "{err}");
     }
