@@ -11,6 +11,7 @@
 //! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
+//! - [`pebble`]: a real ACME server (Debian's pebble) with its DNS server, for automatic HTTPS.
 //! - [`peers`]: real nginx and HAProxy started by a test (logs to explain, configs to check).
 //! - [`metrics`]: samples of a Prometheus text-format scrape.
 //! - [`tls`]: a CA and certificates made for a test (rcgen), and rustls configurations using them.
@@ -24,6 +25,7 @@ mod http1;
 pub mod https;
 pub mod metrics;
 pub mod peers;
+pub mod pebble;
 mod proxy_status;
 mod record;
 mod temp;
