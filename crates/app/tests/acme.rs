@@ -140,3 +140,147 @@ fn tls_alpn01_issuance_serves_a_chain_pebbles_root_verifies() {
         .any(|l| l["message"] == "answered an ACME TLS-ALPN-01 validation");
     assert!(validated, "the TLS listener answered the validation");
 }
+
+/// Whether gatehouse logged `message` (exactly).
+fn logged(gatehouse: &Gatehouse, message: &str) -> bool {
+    gatehouse.logs().iter().any(|l| l["message"] == message)
+}
+
+fn wait_for_log(gatehouse: &Gatehouse, message: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !logged(gatehouse, message) {
+        assert!(
+            Instant::now() < deadline,
+            "{message:?} not logged within {timeout:?}: {:#?}",
+            acme_logs(gatehouse)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_without_a_restart_or_a_failed_request() {
+    let upstream = Upstream::hello();
+    let ports = Ports::new();
+    // Renewed once a third is left: about 8 s after issuance.
+    let pebble = ports.pebble(Some(Duration::from_secs(12)));
+    let gatehouse = start(&config(&ports, &pebble, &upstream, "tls-alpn-01"));
+    let root = pebble.root();
+    let first = wait_for_certificate(&gatehouse, ports.https, &root, "a.test", None, ISSUANCE);
+    let issued = Instant::now();
+    // Requests keep being answered while the certificate is swapped.
+    let https = ports.https;
+    let load_root = root.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let load = std::thread::spawn(move || {
+        let mut statuses = Vec::new();
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            statuses.push(get(https, &load_root, "a.test"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        statuses
+    });
+    let second = wait_for_certificate(
+        &gatehouse,
+        ports.https,
+        &root,
+        "a.test",
+        Some(&first),
+        Duration::from_secs(30),
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.join().unwrap_or_default();
+    assert_ne!(first, second);
+    assert!(
+        issued.elapsed() >= Duration::from_secs(5),
+        "renewed after {:?}, not at two thirds of 12 s",
+        issued.elapsed()
+    );
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| *s == 200),
+        "{statuses:?}"
+    );
+    assert_eq!(pebble.orders(), 2);
+}
+
+#[test]
+fn a_ca_that_goes_away_is_retried_with_backoff_while_the_old_certificate_serves() {
+    let upstream = Upstream::hello();
+    let ports = Ports::new();
+    // Renewal falls due about 20 s after issuance.
+    let mut pebble = ports.pebble(Some(Duration::from_secs(30)));
+    let gatehouse = start(&config(&ports, &pebble, &upstream, "http-01"));
+    let old_root = pebble.root();
+    let first = wait_for_certificate(&gatehouse, ports.https, &old_root, "a.test", None, ISSUANCE);
+    pebble.stop();
+    wait_for_log(
+        &gatehouse,
+        "ACME order failed; the certificate in service (if any) keeps serving",
+        Duration::from_secs(40),
+    );
+    let failure = gatehouse
+        .logs()
+        .into_iter()
+        .find(|l| {
+            l["message"] == "ACME order failed; the certificate in service (if any) keeps serving"
+        })
+        .unwrap_or_default();
+    assert!(
+        failure["retry_in_s"].as_u64().is_some_and(|s| s >= 5),
+        "{failure}"
+    );
+    assert!(
+        failure["current_expires_in_s"].as_u64().is_some(),
+        "{failure}"
+    );
+    // The old certificate still serves.
+    let leaf = wait_for_certificate(&gatehouse, ports.https, &old_root, "a.test", None, ISSUANCE);
+    assert_eq!(leaf, first);
+    assert_eq!(get(ports.https, &old_root, "a.test"), 200);
+    // The CA comes back (with a new root, and without the account): the next try succeeds.
+    pebble.start_pebble();
+    let new_root = pebble.root();
+    wait_for_certificate(
+        &gatehouse,
+        ports.https,
+        &new_root,
+        "a.test",
+        None,
+        Duration::from_secs(40),
+    );
+    assert_eq!(get(ports.https, &new_root, "a.test"), 200);
+}
+
+#[test]
+fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
+    let upstream = Upstream::hello();
+    let ports = Ports::new();
+    let pebble = ports.pebble(None);
+    let state = TempFile::dir("gatehouse-acme-shared");
+    let state_dir = state.path().display().to_string();
+    let first_config =
+        config(&ports, &pebble, &upstream, "http-01").server("state_dir", state_dir.clone());
+    // The second instance has its own listeners, which pebble never reaches: it must take the
+    // first's certificate, or have its HTTP-01 answer served by the first.
+    let other = Ports::new();
+    let second_config =
+        config(&other, &pebble, &upstream, "http-01").server("state_dir", state_dir);
+    let first = start(&first_config);
+    let second = start(&second_config);
+    let root = pebble.root();
+    let a = wait_for_certificate(&first, ports.https, &root, "a.test", None, ISSUANCE);
+    let b = wait_for_certificate(&second, other.https, &root, "a.test", None, ISSUANCE);
+    assert_eq!(a, b, "one certificate for both");
+    assert_eq!(pebble.orders(), 1, "{:#?}", pebble.lines());
+    drop(second);
+    let stopped = first.stop();
+    assert!(stopped.success() || stopped.code().is_some());
+    // A restart serves the kept certificate: no new order.
+    let again = start(&first_config);
+    let c = wait_for_certificate(&again, ports.https, &root, "a.test", None, ISSUANCE);
+    assert_eq!(c, a);
+    assert!(logged(&again, "ACME certificate loaded from state_dir"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pebble.orders(), 1);
+}

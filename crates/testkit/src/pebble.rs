@@ -101,7 +101,9 @@ impl Pebble {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start pebble-challtestsrv (apt-get install pebble): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start pebble-challtestsrv (apt-get install pebble): {e}")
+            });
         self.challtestsrv = Some(child);
     }
 
@@ -121,8 +123,14 @@ impl Pebble {
             .unwrap_or_else(|e| panic!("cannot start pebble (apt-get install pebble): {e}"));
         let before = self.lines().len();
         for out in [
-            child.stdout.take().map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|o| Box::new(o) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|e| Box::new(e) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -130,7 +138,9 @@ impl Pebble {
             let log = Arc::clone(&self.log);
             std::thread::spawn(move || {
                 for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    log.lock().unwrap_or_else(PoisonError::into_inner).push(line);
+                    log.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(line);
                 }
             });
         }

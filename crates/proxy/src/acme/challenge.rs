@@ -19,8 +19,8 @@ pub fn tls_alpn01_cert(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, S
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     // Not `CertifiedKey::from_der`: its key check parses the certificate with webpki, which
     // refuses the critical acmeIdentifier extension it does not know.
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der)
-        .map_err(|e| e.to_string())?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|e| e.to_string())?;
     Ok(Arc::new(CertifiedKey::new(
         vec![cert.der().clone()],
         signing_key,

@@ -13,7 +13,8 @@
 //! does not build responses (see `crate::listener`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -62,6 +63,9 @@ pub struct AcmeState {
     http01: Mutex<HashMap<String, String>>,
     tls_alpn01: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     progress: Mutex<Progress>,
+    /// `state_dir/acme/http-01`: HTTP-01 answers written for every instance sharing the
+    /// directory, so the one the CA reaches answers whichever ordered. Set by the task.
+    shared_http01: OnceLock<PathBuf>,
 }
 
 // === impl AcmeState ===
@@ -102,17 +106,44 @@ impl AcmeState {
         });
     }
 
-    /// The key authorization for an HTTP-01 `token`, while its challenge is open.
+    /// The key authorization for an HTTP-01 `token`, while its challenge is open here or at
+    /// another instance sharing `state_dir`.
     pub fn http01(&self, token: &str) -> Option<String> {
-        lock(&self.http01).get(token).cloned()
+        if let Some(answer) = lock(&self.http01).get(token) {
+            return Some(answer.clone());
+        }
+        // Tokens are base64url (RFC 8555 §8.3); anything else never names a file.
+        let valid = !token.is_empty()
+            && token.len() <= 128
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let dir = self.shared_http01.get().filter(|_| valid)?;
+        let bytes = store::read_small(&dir.join(token)).ok()??;
+        String::from_utf8(bytes).ok()
     }
 
     pub fn set_http01(&self, token: &str, key_authorization: &str) {
         lock(&self.http01).insert(token.to_owned(), key_authorization.to_owned());
+        if let Some(dir) = self.shared_http01.get() {
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|()| store::write_atomic(&dir.join(token), key_authorization.as_bytes()));
+            if let Err(e) = written {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot share an HTTP-01 answer in state_dir; only this instance answers it");
+            }
+        }
     }
 
     pub fn clear_http01(&self, token: &str) {
         lock(&self.http01).remove(token);
+        if let Some(dir) = self.shared_http01.get() {
+            let _ = std::fs::remove_file(dir.join(token));
+        }
+    }
+
+    /// Where HTTP-01 answers are shared (`state_dir/acme/http-01`); the first call wins.
+    pub fn share_http01_in(&self, dir: PathBuf) {
+        let _ = self.shared_http01.set(dir);
     }
 
     /// The TLS-ALPN-01 certificate for `name`, while its challenge is open.

@@ -70,11 +70,13 @@ impl OrderError {
 /// kept (0600). `fresh` forgets the kept one first.
 pub async fn account(config: &AcmeConfig, dir: &Path, fresh: bool) -> Result<Account, OrderError> {
     let path = store::account_path(dir, &config.directory);
-    let builder = || match &config.ca_file {
-        Some(ca) => Account::builder_with_root(ca),
-        None => Account::builder(),
-    }
-    .map_err(|e| OrderError::new("ACME HTTP client", &e));
+    let builder = || {
+        match &config.ca_file {
+            Some(ca) => Account::builder_with_root(ca),
+            None => Account::builder(),
+        }
+        .map_err(|e| OrderError::new("ACME HTTP client", &e))
+    };
     if !fresh
         && let Ok(Some(bytes)) = store::read_small(&path)
         && let Ok(credentials) = serde_json::from_slice::<AccountCredentials>(&bytes)
@@ -97,7 +99,9 @@ pub async fn account(config: &AcmeConfig, dir: &Path, fresh: bool) -> Result<Acc
             None,
         )
         .await
-        .map_err(|e| OrderError::new(&format!("creating an account at {}", config.directory), &e))?;
+        .map_err(|e| {
+            OrderError::new(&format!("creating an account at {}", config.directory), &e)
+        })?;
     let json = serde_json::to_vec(&credentials)
         .map_err(|e| OrderError::plain(format!("account credentials: {e}")))?;
     store::write_atomic(&path, &json)
@@ -208,7 +212,9 @@ async fn answer_and_finish(
             .error
             .as_ref()
             .map_or_else(|| format!("{status:?}"), ToString::to_string);
-        return Err(OrderError::plain(format!("the CA did not validate: {detail}")));
+        return Err(OrderError::plain(format!(
+            "the CA did not validate: {detail}"
+        )));
     }
     let key_pem = order
         .finalize()
@@ -223,5 +229,7 @@ async fn answer_and_finish(
 
 /// Seconds until `t` (zero when past), for logs.
 pub fn secs_until(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::now()).unwrap_or_default().as_secs()
+    t.duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .as_secs()
 }

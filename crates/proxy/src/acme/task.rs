@@ -39,13 +39,21 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut fresh_account = false;
     let mut following = false;
+    state.share_http01_in(state_dir.join("acme").join("http-01"));
     loop {
         let current = config.borrow_and_update().clone();
         let wait = match current {
             None => None,
             Some(cfg) => Some(
-                step(&state, &cfg, &state_dir, &mut failures, &mut fresh_account, &mut following)
-                    .await,
+                step(
+                    &state,
+                    &cfg,
+                    &state_dir,
+                    &mut failures,
+                    &mut fresh_account,
+                    &mut following,
+                )
+                .await,
             ),
         };
         let sleep = async {
@@ -87,13 +95,18 @@ async fn step(
             state.install(kept);
         }
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "the kept ACME certificate cannot be used; ordering a new one"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the kept ACME certificate cannot be used; ordering a new one")
+        }
     }
     if let Some((renew, _)) = served_for(state, cfg)
         && renew > now
     {
         *following = false;
-        let wait = renew.duration_since(now).unwrap_or_default().min(IDLE_CHECK);
+        let wait = renew
+            .duration_since(now)
+            .unwrap_or_default()
+            .min(IDLE_CHECK);
         state.update_progress(|p| p.next_attempt = Some(now + wait));
         return wait;
     }
@@ -163,7 +176,15 @@ async fn obtain(
     fresh_account: bool,
 ) -> Result<SystemTime, OrderError> {
     let account = order::account(cfg, dir, fresh_account).await?;
-    let (chain, key) = order::issue(&account, cfg, state).await?;
+    let (chain, key) = match order::issue(&account, cfg, state).await {
+        // The CA forgot the account (a test CA restarted, or it was deactivated): a new one.
+        Err(e) if e.account_gone => {
+            tracing::warn!(error = %e, "the CA no longer knows the ACME account; creating a new one");
+            let account = order::account(cfg, dir, true).await?;
+            order::issue(&account, cfg, state).await?
+        }
+        issued => issued?,
+    };
     let text = store::cert_file(&chain, &key);
     let obtained = store::parse(text.as_bytes())
         .map_err(|e| OrderError::plain_message(format!("the issued certificate: {e}")))?;
@@ -198,9 +219,7 @@ fn record_cert(state: &AcmeState, cfg: &AcmeConfig, not_after: SystemTime) {
 fn backoff(failures: &mut u32, err: Option<&OrderError>) -> Duration {
     *failures = failures.saturating_add(1);
     let exp = failures.saturating_sub(1).min(20);
-    let base = FIRST_BACKOFF
-        .saturating_mul(1u32 << exp)
-        .min(MAX_BACKOFF);
+    let base = FIRST_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
     let wait = jitter(base);
     let floor = match err {
         Some(e) if e.rate_limited => e.retry_after.unwrap_or(RATE_LIMIT_BACKOFF),
