@@ -350,7 +350,11 @@ const ACME: &[Field] = &[
         r#"directory = "https://acme-v02.api.letsencrypt.org/directory""#,
     ),
     field("email", Kind::Str, r#"email = "ops@example.com""#),
-    field("ca_file", Kind::Str, r#"ca_file = "/etc/gatehouse/acme-ca.pem""#),
+    field(
+        "ca_file",
+        Kind::Str,
+        r#"ca_file = "/etc/gatehouse/acme-ca.pem""#,
+    ),
     field(
         "challenges",
         Kind::StrList,

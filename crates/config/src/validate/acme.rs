@@ -19,7 +19,8 @@ use crate::raw::{RawAcme, RawRoute, RawTlsListener};
 /// Let's Encrypt's production directory, the default.
 pub(super) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Let's Encrypt's staging directory (`directory = "letsencrypt-staging"`).
-pub(super) const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+pub(super) const LETS_ENCRYPT_STAGING: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
 /// A CA file of roots is a few KiB.
 const MAX_CA_FILE: u64 = 1024 * 1024;
 
@@ -54,10 +55,7 @@ pub(super) fn acme(
     let table = raw.map_or(&empty, Spanned::get_ref);
     let directory = directory(table.directory.as_ref(), sink);
     let email = table.email.as_ref().and_then(|e| email(e, sink));
-    let ca_file = table
-        .ca_file
-        .as_ref()
-        .and_then(|c| ca_file(c, base, sink));
+    let ca_file = table.ca_file.as_ref().and_then(|c| ca_file(c, base, sink));
     let challenges = challenges(table.challenges.as_ref(), sink);
     let domains = match &table.domains {
         Some(list) => listed_domains(list, sink),
@@ -132,11 +130,7 @@ fn email(raw: &Spanned<String>, sink: &mut Sink<'_>) -> Option<String> {
     None
 }
 
-fn ca_file(
-    raw: &Spanned<String>,
-    base: &Path,
-    sink: &mut Sink<'_>,
-) -> Option<std::path::PathBuf> {
+fn ca_file(raw: &Spanned<String>, base: &Path, sink: &mut Sink<'_>) -> Option<std::path::PathBuf> {
     let path = base.join(raw.get_ref());
     let problem = match super::read_bounded(&path, MAX_CA_FILE) {
         Err(e) => format!("cannot read {}: {e}", path.display()),
@@ -155,7 +149,10 @@ fn ca_file(
     None
 }
 
-fn challenges(raw: Option<&Spanned<Vec<Spanned<String>>>>, sink: &mut Sink<'_>) -> Vec<AcmeChallenge> {
+fn challenges(
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    sink: &mut Sink<'_>,
+) -> Vec<AcmeChallenge> {
     const ALL: [AcmeChallenge; 2] = [AcmeChallenge::TlsAlpn01, AcmeChallenge::Http01];
     let Some(raw) = raw else {
         return ALL.to_vec();
@@ -235,7 +232,9 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

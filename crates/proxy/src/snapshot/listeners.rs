@@ -87,8 +87,8 @@ impl Listeners {
             listeners.expect_proxy_header(key, server.proxy_protocol);
         }
         for entry in &server.tls {
-            let config =
-                tls::server_config(entry, &server.http2, acme).map_err(|source| ListenerError::Tls {
+            let config = tls::server_config(entry, &server.http2, acme).map_err(|source| {
+                ListenerError::Tls {
                     source: Box::new(source),
                     addr: entry
                         .listen
@@ -96,7 +96,8 @@ impl Listeners {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
-                })?;
+                }
+            })?;
             for addr in &entry.listen {
                 let key = listeners.push(*addr, ListenerKind::Tls(Arc::clone(&config)));
                 listeners.first_tls.get_or_insert(key);
@@ -242,7 +243,12 @@ mod tests {
         );
 
         server.tls = Vec::new();
-        assert_eq!(Listeners::build(&server, &Arc::default()).unwrap().https_port(), None);
+        assert_eq!(
+            Listeners::build(&server, &Arc::default())
+                .unwrap()
+                .https_port(),
+            None
+        );
     }
 
     #[test]

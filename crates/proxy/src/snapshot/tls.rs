@@ -391,8 +391,7 @@ pub(super) mod tests {
         let ca = Ca::new();
         let mut broken = ca.leaf(&["a.test"]);
         broken.key = ca.leaf(&["other.test"]).key;
-        let err =
-            server_config(
+        let err = server_config(
             &listener(vec![broken], TlsVersion::Tls12),
             &http2(true),
             &no_acme(),
