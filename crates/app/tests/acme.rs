@@ -113,11 +113,38 @@ fn http01_issuance_serves_a_chain_pebbles_root_verifies() {
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let pebble = ports.pebble(None);
-    let gatehouse = start(&config(&ports, &pebble, &upstream, "http-01"));
+    let gatehouse =
+        start(&config(&ports, &pebble, &upstream, "http-01").server("admin", "127.0.0.1:0"));
     let root = pebble.root();
     wait_for_certificate(&gatehouse, ports.https, &root, "a.test", None, ISSUANCE);
     assert_eq!(get(ports.https, &root, "a.test"), 200);
     assert_eq!(pebble.orders(), 1);
+    // Its expiry is a metric and a row of the status page.
+    let admin = gatehouse.admin_addr();
+    let metrics = gatehouse_testkit::send_raw(
+        admin,
+        b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("/metrics: {e:?}"));
+    let samples = gatehouse_testkit::metrics::parse_samples(&metrics.text());
+    let (left, count) = gatehouse_testkit::metrics::sum(
+        &samples,
+        "gatehouse_certificate_expiry_seconds",
+        &[("name", "a.test"), ("source", "acme")],
+    );
+    assert_eq!(count, 1, "{}", metrics.text());
+    assert!(
+        left > 86_400.0,
+        "pebble's default lifetime is years: {left}"
+    );
+    let status = gatehouse_testkit::send_raw(
+        admin,
+        b"GET /status.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("/status.json: {e:?}"));
+    let report = status.json();
+    assert_eq!(report["certificates"][0]["name"], "a.test", "{report}");
+    assert_eq!(report["certificates"][0]["source"], "acme");
     let answered = gatehouse
         .logs()
         .iter()

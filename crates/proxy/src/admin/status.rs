@@ -29,6 +29,8 @@ pub struct StatusReport {
     pub uptime_seconds: u64,
     pub routes: Vec<RouteStatus>,
     pub pools: Vec<PoolStatus>,
+    /// What each TLS listener serves, and how long it has left.
+    pub certificates: Vec<super::certificates::CertificateStatus>,
     pub recent_failures: Vec<RecentFailure>,
 }
 
@@ -160,6 +162,7 @@ impl StatusReport {
                 .as_secs(),
             routes,
             pools,
+            certificates: super::certificates::collect(snapshot),
             recent_failures: observer.recent.newest_first(),
         }
     }
@@ -189,6 +192,7 @@ impl StatusReport {
         );
         self.routes_html(&mut page);
         self.pools_html(&mut page);
+        super::certificates::html(&self.certificates, &mut page);
         self.failures_html(&mut page);
         page.push_str("</body>\n</html>\n");
         page
