@@ -168,6 +168,24 @@ fn tls_alpn01_issuance_serves_a_chain_pebbles_root_verifies() {
     assert!(validated, "the TLS listener answered the validation");
 }
 
+/// `gatehouse doctor --json`'s config findings for `config`, as one text.
+fn doctor_smells(config: &Config) -> String {
+    let file = TempFile::with_contents("gatehouse-acme-doctor", ".toml", config.toml().as_bytes());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("-c")
+        .arg(file.path())
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap_or_else(|e| panic!("gatehouse doctor: {e}"));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json: {e}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    report["smells"].to_string()
+}
+
 /// Whether gatehouse logged `message` (exactly).
 fn logged(gatehouse: &Gatehouse, message: &str) -> bool {
     gatehouse.logs().iter().any(|l| l["message"] == message)
@@ -293,6 +311,10 @@ fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
     let other = Ports::new();
     let second_config =
         config(&other, &pebble, &upstream, "http-01").server("state_dir", state_dir);
+    assert!(
+        doctor_smells(&first_config).contains("acme: no certificate for a.test"),
+        "doctor tells there is no certificate yet"
+    );
     let first = start(&first_config);
     let second = start(&second_config);
     let root = pebble.root();
@@ -300,6 +322,11 @@ fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
     let b = wait_for_certificate(&second, other.https, &root, "a.test", None, ISSUANCE);
     assert_eq!(a, b, "one certificate for both");
     assert_eq!(pebble.orders(), 1, "{:#?}", pebble.lines());
+    let smells = doctor_smells(&first_config);
+    assert!(
+        !smells.contains("\"acme: "),
+        "a fresh certificate is no finding: {smells}"
+    );
     drop(second);
     let stopped = first.stop();
     assert!(stopped.success() || stopped.code().is_some());
