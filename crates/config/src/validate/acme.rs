@@ -64,7 +64,12 @@ pub(super) fn acme(
             route_domains(routes)
         }
     };
-    if domains.is_empty() {
+    // Listed names that were all refused are reported each at its own line already.
+    let listed = table
+        .domains
+        .as_ref()
+        .is_some_and(|l| !l.get_ref().is_empty());
+    if domains.is_empty() && !listed {
         sink.error(
             Some(listener.span()),
             format!("server.tls[{index}].acme"),
