@@ -70,18 +70,17 @@ fn wait_for_certificate(
     timeout: Duration,
 ) -> CertificateDer<'static> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::new();
     loop {
-        match Https::new(root, name).connect(addr) {
+        let last = match Https::new(root, name).connect(addr) {
             Ok(conn) => {
                 let leaf = conn.peer_certificate();
                 if other_than != Some(&leaf) {
                     return leaf;
                 }
-                last = "still the previous certificate".to_owned();
+                "still the previous certificate".to_owned()
             }
-            Err(e) => last = e.to_string(),
-        }
+            Err(e) => e.to_string(),
+        };
         assert!(
             Instant::now() < deadline,
             "no certificate for {name} verified by pebble's root within {timeout:?}: {last}\ngatehouse: {:#?}",

@@ -183,6 +183,10 @@ impl ResolvesServerCert for SniResolver {
 }
 
 #[cfg(test)]
+#[path = "tls/acme_tests.rs"]
+mod acme_tests;
+
+#[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use gatehouse_testkit::tls::TestCa;
@@ -198,7 +202,14 @@ pub(super) mod tests {
         }
 
         pub(in crate::snapshot) fn leaf(&self, names: &[&str]) -> TlsCertificate {
-            let cert = self.0.leaf(names);
+            Self::from_test_cert(&self.0.leaf(names), names)
+        }
+
+        /// `cert` as the config model holds a loaded certificate file for `names`.
+        pub(in crate::snapshot) fn from_test_cert(
+            cert: &gatehouse_testkit::tls::TestCert,
+            names: &[&str],
+        ) -> TlsCertificate {
             TlsCertificate {
                 cert_path: format!("{}.pem", names[0]).into(),
                 key_path: format!("{}.key", names[0]).into(),
