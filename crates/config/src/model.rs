@@ -117,7 +117,8 @@ pub struct ServerConfig {
     /// Where `combined` and `json` access lines go (like `log_file`). `None` = stdout, the
     /// default. Only with a format other than `log`. Taken at start only.
     pub access_log_file: Option<PathBuf>,
-    /// Where gatehouse keeps what must survive a restart (the robots.txt guard's copies).
+    /// Where gatehouse keeps what must survive a restart (the robots.txt guard's copies, the
+    /// ACME account and certificates under `acme/`).
     /// `None` = the default location, chosen at start: `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`), else `$XDG_STATE_HOME/gatehouse`, else `~/.local/state/gatehouse`.
     /// A relative path is resolved against the config file's directory. Taken at start only.
