@@ -314,8 +314,21 @@ fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
         doctor_smells(&first_config).contains("acme: no certificate for a.test"),
         "doctor tells there is no certificate yet"
     );
+    // An instance elsewhere holds the order lock: neither orders, both wait for it.
+    let lock_dir = state.path().join("acme");
+    std::fs::create_dir_all(&lock_dir).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let lock = std::fs::File::create(lock_dir.join("order.lock"))
+        .unwrap_or_else(|e| panic!("lock file: {e}"));
+    lock.try_lock().unwrap_or_else(|e| panic!("lock: {e}"));
     let first = start(&first_config);
     let second = start(&second_config);
+    let waiting = "another gatehouse sharing state_dir is ordering; waiting for its certificate";
+    wait_for_log(&first, waiting, Duration::from_secs(10));
+    wait_for_log(&second, waiting, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pebble.orders(), 0, "nobody orders while the lock is held");
+    // Released: both race for it, one orders.
+    drop(lock);
     let root = pebble.root();
     let a = wait_for_certificate(&first, ports.https, &root, "a.test", None, ISSUANCE);
     let b = wait_for_certificate(&second, other.https, &root, "a.test", None, ISSUANCE);
@@ -333,7 +346,47 @@ fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
     let again = start(&first_config);
     let c = wait_for_certificate(&again, ports.https, &root, "a.test", None, ISSUANCE);
     assert_eq!(c, a);
-    assert!(logged(&again, "ACME certificate loaded from state_dir"));
+    wait_for_log(
+        &again,
+        "ACME certificate loaded from state_dir",
+        Duration::from_secs(5),
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(pebble.orders(), 1);
+}
+
+#[test]
+fn a_reload_turns_acme_on_and_a_new_domain_is_ordered_at_once() {
+    let upstream = Upstream::hello();
+    let ports = Ports::new();
+    let pebble = ports.pebble(None);
+    let ca = gatehouse_testkit::tls::TestCa::new("file certificate CA");
+    let file = ca.leaf(&["a.test"]);
+    let (cert, key) = file.write_pem();
+    let listener = TlsListener::new([ports.https]).certificate(cert.path(), key.path());
+    let base = config(&ports, &pebble, &upstream, "tls-alpn-01");
+    let gatehouse = start(
+        &base
+            .clone()
+            .server("tls", tls_listeners([listener.clone()])),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pebble.orders(), 0, "no acme = true, no order");
+    // acme = true by reload: b.test (no file certificate) is ordered with a.test.
+    let with_acme = base
+        .route(Some("b.test"), "/", "app")
+        .server("tls", tls_listeners([listener.acme()]));
+    gatehouse.rewrite_config(&with_acme.toml());
+    gatehouse
+        .reload()
+        .unwrap_or_else(|refused| panic!("reload refused: {refused}"));
+    let root = pebble.root();
+    wait_for_certificate(&gatehouse, ports.https, &root, "b.test", None, ISSUANCE);
+    assert_eq!(pebble.orders(), 1);
+    // a.test keeps its file certificate: a file certificate naming a host exactly wins.
+    let leaf = Https::new(&ca.cert_der(), "a.test")
+        .connect(ports.https)
+        .unwrap_or_else(|e| panic!("a.test: {e}"))
+        .peer_certificate();
+    assert_eq!(leaf, file.der);
 }
