@@ -278,6 +278,12 @@ fn a_ca_that_goes_away_is_retried_with_backoff_while_the_old_certificate_serves(
         failure["current_expires_in_s"].as_u64().is_some(),
         "{failure}"
     );
+    // Seconds from its end (the last week), so also the near-expiry warning.
+    wait_for_log(
+        &gatehouse,
+        "the ACME certificate expires soon and could not be renewed; clients will refuse it once it has expired",
+        Duration::from_secs(5),
+    );
     // The old certificate still serves.
     let leaf = wait_for_certificate(&gatehouse, ports.https, &old_root, "a.test", None, ISSUANCE);
     assert_eq!(leaf, first);

@@ -158,6 +158,15 @@ async fn step(
                 current_expires_in_s = left,
                 "ACME order failed; the certificate in service (if any) keeps serving"
             );
+            if let Some((renew, end)) = served_for(state, cfg)
+                && near_expiry(renew, end)
+            {
+                tracing::warn!(
+                    domains = ?cfg.domains,
+                    expires_in_s = order::secs_until(end),
+                    "the ACME certificate expires soon and could not be renewed; clients will refuse it once it has expired"
+                );
+            }
             state.update_progress(|p| {
                 p.last_error = Some(err.message.clone());
                 p.failures = *failures;
@@ -206,6 +215,13 @@ fn served_for(state: &AcmeState, cfg: &AcmeConfig) -> Option<(SystemTime, System
         .find(|c| c.names.first() == Some(first) || c.names.contains(first))
         .filter(|c| cfg.domains.iter().all(|d| c.names.contains(d)))
         .map(|c| (store::renew_at(c), c.not_after))
+}
+
+/// Within the last sixth of its lifetime (half of the renewal window gone), or 7 days.
+fn near_expiry(renew: SystemTime, end: SystemTime) -> bool {
+    let window = end.duration_since(renew).unwrap_or_default();
+    let left = end.duration_since(SystemTime::now()).unwrap_or_default();
+    left <= window / 2 || left <= Duration::from_secs(7 * 86_400)
 }
 
 fn record_cert(state: &AcmeState, cfg: &AcmeConfig, not_after: SystemTime) {
