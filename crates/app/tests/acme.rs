@@ -4,8 +4,10 @@
 //! keeps serving) and comes back; two instances sharing `state_dir` ordering once; a kept
 //! certificate loaded at start without a new order.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use gatehouse_testkit::https::{Https, TlsListener, free_addr, tls_listeners};
@@ -215,11 +217,11 @@ fn a_short_lived_certificate_is_renewed_without_a_restart_or_a_failed_request() 
     // Requests keep being answered while the certificate is swapped.
     let https = ports.https;
     let load_root = root.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = std::sync::Arc::clone(&stop);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
     let load = std::thread::spawn(move || {
         let mut statuses = Vec::new();
-        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+        while !stopped.load(Ordering::Relaxed) {
             statuses.push(get(https, &load_root, "a.test"));
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -233,7 +235,7 @@ fn a_short_lived_certificate_is_renewed_without_a_restart_or_a_failed_request() 
         Some(&first),
         Duration::from_secs(30),
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let statuses = load.join().unwrap_or_default();
     assert_ne!(first, second);
     assert!(
@@ -248,28 +250,97 @@ fn a_short_lived_certificate_is_renewed_without_a_restart_or_a_failed_request() 
     assert_eq!(pebble.orders(), 2);
 }
 
+/// A TCP relay in front of gatehouse's redirect listener for pebble's HTTP-01 validations:
+/// while `hold` is set, a validation's connection is accepted and left waiting, so the order
+/// stays in flight at the CA for as long as the test wants.
+struct Relay {
+    addr: SocketAddr,
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e}"));
+        let (hold, held) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (hold_flag, held_count) = (Arc::clone(&hold), Arc::clone(&held));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (hold, held) = (Arc::clone(&hold_flag), Arc::clone(&held_count));
+                std::thread::spawn(move || {
+                    if hold.load(Ordering::SeqCst) {
+                        held.fetch_add(1, Ordering::SeqCst);
+                        while hold.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(to) else {
+                        return;
+                    };
+                    let (Ok(mut client_read), Ok(mut server_write)) =
+                        (client.try_clone(), server.try_clone())
+                    else {
+                        return;
+                    };
+                    let up = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_read, &mut server_write);
+                    });
+                    let (mut server_read, mut client_write) = (server, client);
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = up.join();
+                });
+            }
+        });
+        Self { addr, hold, held }
+    }
+}
+
 #[test]
-fn a_ca_that_goes_away_is_retried_with_backoff_while_the_old_certificate_serves() {
+fn a_ca_that_goes_away_mid_order_is_retried_with_backoff_while_the_old_certificate_serves() {
     let upstream = Upstream::hello();
     let ports = Ports::new();
+    let relay = Relay::start(ports.redirect);
     // Renewal falls due about 20 s after issuance.
-    let mut pebble = ports.pebble(Some(Duration::from_secs(30)));
+    let mut pebble = Pebble::start(PebbleOptions {
+        http_port: relay.addr.port(),
+        tls_port: ports.https.port(),
+        validity: Some(Duration::from_secs(30)),
+    });
     let gatehouse = start(&config(&ports, &pebble, &upstream, "http-01"));
     let old_root = pebble.root();
     let first = wait_for_certificate(&gatehouse, ports.https, &old_root, "a.test", None, ISSUANCE);
+    // The renewal's validation is held at the relay: the order is in flight when pebble stops.
+    relay.hold.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while relay.held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no renewal validation: {:#?}",
+            acme_logs(&gatehouse)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     pebble.stop();
-    wait_for_log(
-        &gatehouse,
-        "ACME order failed; the certificate in service (if any) keeps serving",
-        Duration::from_secs(40),
-    );
+    let failed = "ACME order failed; the certificate in service (if any) keeps serving";
+    wait_for_log(&gatehouse, failed, Duration::from_secs(40));
     let failure = gatehouse
         .logs()
         .into_iter()
-        .find(|l| {
-            l["message"] == "ACME order failed; the certificate in service (if any) keeps serving"
-        })
+        .find(|l| l["message"] == failed)
         .unwrap_or_default();
+    assert!(
+        failure["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("waiting for validation")),
+        "the order failed in flight: {failure}"
+    );
     assert!(
         failure["retry_in_s"].as_u64().is_some_and(|s| s >= 5),
         "{failure}"
@@ -289,6 +360,7 @@ fn a_ca_that_goes_away_is_retried_with_backoff_while_the_old_certificate_serves(
     assert_eq!(leaf, first);
     assert_eq!(get(ports.https, &old_root, "a.test"), 200);
     // The CA comes back (with a new root, and without the account): the next try succeeds.
+    relay.hold.store(false, Ordering::SeqCst);
     pebble.start_pebble();
     let new_root = pebble.root();
     wait_for_certificate(
