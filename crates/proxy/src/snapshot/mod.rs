@@ -25,6 +25,7 @@ use crate::upstream::pool::{self, Pool};
 use listeners::Listeners;
 
 pub mod listeners;
+mod sni;
 pub mod tls;
 
 /// The snapshot in force, swapped whole by a reload. Connections and requests `load_full` it
