@@ -344,6 +344,23 @@ fn check_refuses_proxy_protocol_without_trusted_proxies_and_bad_blocks() {
         stderr.contains(":2:") && stderr.contains("trusted_proxies is empty"),
         "{stderr}"
     );
+    // The same for a TLS listener's own proxy_protocol.
+    let tls = gatehouse_testkit::TempFile::with_contents(
+        "edge-check-tls",
+        ".toml",
+        b"[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\nproxy_protocol = true\n\n[[route]]\nupstream = \"app\"\n\n[upstream.app]\nservers = [\"127.0.0.1:3000\"]\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("check")
+        .arg("-c")
+        .arg(tls.path())
+        .output()
+        .expect("run check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":3:") && stderr.contains("server.tls[0].proxy_protocol"),
+        "{stderr}"
+    );
 }
 
 // --- PROXY protocol to upstreams ---

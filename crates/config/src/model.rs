@@ -32,6 +32,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[compress]`: response compression for every route (a route's own table overrides it).
     pub compress: CompressConfig,
+    /// `[acme]`: automatic certificates. `Some` exactly when a `[[server.tls]]` has `acme = true`.
+    pub acme: Option<AcmeConfig>,
     /// Routes in file order. The router picks the most specific match (see `proxy::router`).
     pub routes: Vec<RouteConfig>,
     /// Upstream pools, sorted by name.
@@ -126,7 +128,8 @@ pub struct ServerConfig {
     /// Where `combined` and `json` access lines go (like `log_file`). `None` = stdout, the
     /// default. Only with a format other than `log`. Taken at start only.
     pub access_log_file: Option<PathBuf>,
-    /// Where gatehouse keeps what must survive a restart (the robots.txt guard's copies).
+    /// Where gatehouse keeps what must survive a restart (the robots.txt guard's copies, the
+    /// ACME account and certificates under `acme/`).
     /// `None` = the default location, chosen at start: `$STATE_DIRECTORY` (systemd's
     /// `StateDirectory=`), else `$XDG_STATE_HOME/gatehouse`, else `~/.local/state/gatehouse`.
     /// A relative path is resolved against the config file's directory. Taken at start only.
@@ -157,13 +160,53 @@ pub struct TlsListener {
     pub listen: Vec<SocketAddr>,
     /// `cert`/`key` first, then each `certificates` entry, in file order. Chosen by the SNI name
     /// the client sends (exact names before wildcards); the first when it sends none or one no
-    /// certificate covers. Never empty.
+    /// certificate covers. Never empty unless `acme` is on.
     pub certificates: Vec<TlsCertificate>,
+    /// `acme`: also serve the certificates obtained through ACME (see [`AcmeConfig`]); a file
+    /// certificate naming the same host is preferred. Default false.
+    pub acme: bool,
     /// `min_version`: the oldest TLS version accepted, `"1.2"` (the default) or `"1.3"`.
     pub min_version: TlsVersion,
     /// `proxy_protocol`: a PROXY protocol header (v1 or v2) comes before the TLS handshake, from
     /// a peer in `server.trusted_proxies`. Default false.
     pub proxy_protocol: bool,
+}
+
+/// `[acme]`: certificates obtained and renewed from an ACME (RFC 8555) certificate authority.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcmeConfig {
+    /// `directory`: the CA's directory URL. Default Let's Encrypt production;
+    /// `"letsencrypt-staging"` names its staging directory.
+    pub directory: String,
+    /// `email`: the account's contact (`mailto:`), for the CA's expiry notices. Default none.
+    pub email: Option<String>,
+    /// `ca_file`: PEM roots the directory's HTTPS certificate is checked against (a private CA
+    /// such as a test one). Default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// `challenges`: the challenge types tried, in order. Default `tls-alpn-01`, `http-01`.
+    pub challenges: Vec<AcmeChallenge>,
+    /// `domains`: the names one certificate is ordered for, lowercase. Default: every route's
+    /// exact `host`, in file order. Never empty.
+    pub domains: Vec<String>,
+}
+
+/// An ACME challenge type gatehouse answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// RFC 8737: a self-signed certificate on the TLS listeners (ALPN `acme-tls/1`).
+    TlsAlpn01,
+    /// RFC 8555 §8.3: `/.well-known/acme-challenge/TOKEN` on the plain and redirect listeners.
+    Http01,
+}
+
+impl AcmeChallenge {
+    /// The name in the config and in RFC 8555's registry.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AcmeChallenge::TlsAlpn01 => "tls-alpn-01",
+            AcmeChallenge::Http01 => "http-01",
+        }
+    }
 }
 
 /// A TLS protocol version.

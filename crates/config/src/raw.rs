@@ -32,6 +32,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) limits: RawLimits,
     pub(crate) compress: Option<Spanned<RawCompress>>,
+    pub(crate) acme: Option<Spanned<RawAcme>>,
     /// `[[route]]` tables in file order.
     #[serde(default)]
     pub(crate) route: Vec<Spanned<RawRoute>>,
@@ -91,6 +92,18 @@ pub(crate) struct RawTlsListener {
     pub(crate) certificates: Option<Vec<Spanned<RawCertPair>>>,
     pub(crate) min_version: Option<Spanned<String>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    pub(crate) acme: Option<Spanned<bool>>,
+}
+
+/// `[acme]`: how certificates for `acme = true` listeners are obtained.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcme {
+    pub(crate) directory: Option<Spanned<String>>,
+    pub(crate) email: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) challenges: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) domains: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// One element of `[[server.tls]]`'s `certificates`: `{ cert = "...", key = "..." }`.

@@ -168,6 +168,7 @@ const CERT_PAIR: &[Field] = &[
 
 const TLS_LISTENER: &[Field] = &[
     field("listen", Kind::StrList, r#"listen = ["0.0.0.0:443"]"#),
+    field("acme", Kind::Bool, "acme = true"),
     field("proxy_protocol", Kind::Bool, "proxy_protocol = true"),
     field(
         "cert",
@@ -393,8 +394,29 @@ const UPSTREAM: &[Field] = &[
     field("retry", Kind::Table(RETRY), "[upstream.NAME.retry]"),
 ];
 
+const ACME: &[Field] = &[
+    field(
+        "directory",
+        Kind::Str,
+        r#"directory = "https://acme-v02.api.letsencrypt.org/directory""#,
+    ),
+    field("email", Kind::Str, r#"email = "ops@example.com""#),
+    field(
+        "ca_file",
+        Kind::Str,
+        r#"ca_file = "/etc/gatehouse/acme-ca.pem""#,
+    ),
+    field(
+        "challenges",
+        Kind::StrList,
+        r#"challenges = ["tls-alpn-01", "http-01"]"#,
+    ),
+    field("domains", Kind::StrList, r#"domains = ["example.com"]"#),
+];
+
 const ROOT: &[Field] = &[
     field("server", Kind::Table(SERVER), "[server]"),
+    field("acme", Kind::Table(ACME), "[acme]"),
     field("dns", Kind::Table(DNS), "[dns]"),
     field("cache", Kind::Table(CACHE), "[cache]"),
     field("robots", Kind::Table(ROBOTS), "[robots]"),

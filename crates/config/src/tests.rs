@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::*;
 
+mod acme;
 mod admin;
 mod cache;
 mod compress;

@@ -10,15 +10,16 @@
 //!
 //! 0. [`http1`] (the HTTP/1.1 engine), [`failure`] and [`workers`] (per-core runtimes):
 //!    nothing of the pipeline;
-//! 1. [`observe`] (logs, metrics, recent failures; fed plain records), [`client_pace`],
-//!    [`client_body`], [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`],
-//!    [`limit`];
+//! 1. [`acme`] (certificates obtained through ACME, and the task obtaining them), [`observe`]
+//!    (logs, metrics, recent failures; fed plain records), [`client_pace`], [`client_body`],
+//!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`], [`limit`];
 //! 2. [`upstream`]: pools, connections, health;
 //! 3. [`body`] (the response body), [`compress`] (its coding on the way out) and [`tunnel`];
 //! 4. [`respond`] (error pages) and [`snapshot`] (the config in force);
 //! 5. [`service`]: the pipeline;
 //! 6. [`listener`], then [`admin`], then [`server`].
 
+pub mod acme;
 pub mod admin;
 pub mod body;
 pub mod cache;

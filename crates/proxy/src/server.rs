@@ -12,6 +12,7 @@ use gatehouse_config::Config;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::acme::AcmeState;
 use crate::admin::{self, ReloadRequest};
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
@@ -101,6 +102,8 @@ pub struct Running {
     /// The per-core workers that accept and serve connections; without them, the runtime
     /// that started gatehouse does.
     workers: Option<Workers>,
+    /// The `[acme]` in force, watched by the ACME task.
+    acme_config: watch::Sender<Option<gatehouse_config::AcmeConfig>>,
 }
 
 /// A proxy listener's accept loop and the switch that closes it.
@@ -149,7 +152,8 @@ impl Running {
         workers: Option<Workers>,
     ) -> Result<Self, StartupError> {
         let per_listener = workers.as_ref().map_or(1, Workers::len);
-        let mut listeners = Listeners::build(&config.server)?;
+        let acme = Arc::new(AcmeState::default());
+        let mut listeners = Listeners::build(&config.server, &acme)?;
         let mut bound = Vec::new();
         for (key, _) in listeners.iter() {
             bound.push((key, bind(key.addr, per_listener)?));
@@ -159,8 +163,15 @@ impl Running {
             None => None,
         };
         let drain_timeout = config.server.drain_timeout;
-        let lasting = lasting(&config, observer).await?;
+        let mut lasting = lasting(&config, observer).await?;
+        lasting.acme = acme;
         let started = StartedWith::of(&config);
+        let (acme_config, acme_watch) = watch::channel(config.acme.clone());
+        let acme_dir = config
+            .server
+            .state_dir
+            .clone()
+            .unwrap_or_else(crate::cache::robots::default_state_dir);
         listeners.bound(|key| bound_addr(&bound, key));
         let snapshot = Arc::new(Snapshot::build(config, &lasting, listeners));
         snapshot.start_tasks();
@@ -179,7 +190,15 @@ impl Running {
             drain_timeout,
             reload_requests: Mutex::new(Some(reload_requests)),
             workers,
+            acme_config,
         };
+        // Started even without `[acme]`: a reload may turn it on.
+        tokio::spawn(crate::acme::task::run(
+            Arc::clone(&running.lasting.acme),
+            acme_watch,
+            acme_dir,
+            running.shutdown.subscribe(),
+        ));
         tokio::spawn(crate::observe::rates::sample_rates(
             Arc::downgrade(&running.lasting.observer),
             running.shutdown.subscribe(),
@@ -288,7 +307,7 @@ impl Running {
     /// ejection state carry over by address. `drain_timeout`, `workers` and `admin` take
     /// effect at the next start.
     pub async fn reload(&self, config: Config) -> Result<Reloaded, StartupError> {
-        let mut listeners = Listeners::build(&config.server)?;
+        let mut listeners = Listeners::build(&config.server, &self.lasting.acme)?;
         let wanted: Vec<ListenerKey> = listeners.iter().map(|(key, _)| key).collect();
         let open: HashMap<ListenerKey, SocketAddr> = self
             .lock_listeners()
@@ -301,6 +320,11 @@ impl Running {
             bound.push((*key, bind(key.addr, per_listener)?));
         }
         listeners.bound(|key| open.get(&key).copied().or_else(|| bound_addr(&bound, key)));
+        self.acme_config.send_if_modified(|acme| {
+            let changed = *acme != config.acme;
+            acme.clone_from(&config.acme);
+            changed
+        });
         let snapshot = Arc::new(Snapshot::build(config, &self.lasting, listeners));
         snapshot.start_tasks();
         let old = self.current.swap(Arc::clone(&snapshot));

@@ -435,6 +435,13 @@ impl TlsListener {
         self
     }
 
+    /// Also serves certificates obtained through ACME (`acme = true`).
+    #[must_use]
+    pub fn acme(mut self) -> Self {
+        self.table.insert("acme".to_owned(), true.into());
+        self
+    }
+
     /// Sets `min_version` ("1.2" or "1.3").
     #[must_use]
     pub fn min_version(mut self, version: &str) -> Self {

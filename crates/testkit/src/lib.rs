@@ -11,6 +11,7 @@
 //! - [`Req`], [`RawConn`], [`RawResponse`]: a raw HTTP/1.1 client that tells a complete response
 //!   from a truncated one; [`curl()`] runs the real `curl`.
 //! - [`TempFile`]: a unique temp file, removed on drop.
+//! - [`pebble`]: a real ACME server (Debian's pebble) with its DNS server, for automatic HTTPS.
 //! - [`peers`]: real nginx and HAProxy started by a test (logs to explain, configs to check).
 //! - [`RedisServer`]: a real `redis-server` on a free loopback port, stopped and restarted by
 //!   the test (the store of shared rate limits).
@@ -25,6 +26,7 @@ mod gatehouse;
 mod http1;
 pub mod https;
 pub mod metrics;
+pub mod pebble;
 pub mod peers;
 mod proxy_status;
 mod record;

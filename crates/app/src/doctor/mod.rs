@@ -1,8 +1,10 @@
 //! `gatehouse doctor`: walks every upstream of a config the way an operator debugs a 502 (DNS,
 //! TCP connect, the TLS handshake for a server reached over TLS, one HTTP request to the health
 //! path with the proxy's own limits) and names, per server, the failure kind a request would
-//! meet, its likely root cause and the fix; plus the config's own smells.
+//! meet, its likely root cause and the fix; plus the config's own smells (and, with `acme`,
+//! the state of the certificate kept in `state_dir`).
 
+mod acme;
 mod check;
 mod ports;
 mod report;
@@ -190,6 +192,7 @@ async fn examine(
     if matches!(*naming, crate::naming::Naming::Gatehouse) {
         // A foreign config's listeners belong to the proxy that runs it.
         smells.extend(listener_smells(config));
+        smells.extend(acme::acme_smells(config));
     }
 
     let mut upstreams = Vec::new();

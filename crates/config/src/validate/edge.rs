@@ -3,7 +3,9 @@
 
 use crate::diag::Sink;
 use crate::model::IpNet;
-use crate::raw::RawServer;
+use toml::Spanned;
+
+use crate::raw::{RawServer, RawTlsListener};
 
 use super::upstream::ip_nets;
 
@@ -14,7 +16,11 @@ pub(super) struct Edge {
     pub(super) forwarded: bool,
 }
 
-pub(super) fn edge(raw: &RawServer, sink: &mut Sink<'_>) -> Edge {
+pub(super) fn edge(
+    raw: &RawServer,
+    raw_tls: Option<&[Spanned<RawTlsListener>]>,
+    sink: &mut Sink<'_>,
+) -> Edge {
     let trusted_proxies = ip_nets(
         raw.trusted_proxies.as_deref(),
         "server.trusted_proxies",
@@ -45,13 +51,17 @@ pub(super) fn edge(raw: &RawServer, sink: &mut Sink<'_>) -> Edge {
     // such a listener would be refused.
     if trusted_proxies.is_empty() {
         let plain = raw.proxy_protocol.as_ref().filter(|on| *on.get_ref());
-        let tls = raw.tls.iter().flatten().enumerate().filter_map(|(i, t)| {
-            t.get_ref()
-                .proxy_protocol
-                .as_ref()
-                .filter(|on| *on.get_ref())
-                .map(|on| (format!("server.tls[{i}].proxy_protocol"), on.span()))
-        });
+        let tls = raw_tls
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.get_ref()
+                    .proxy_protocol
+                    .as_ref()
+                    .filter(|on| *on.get_ref())
+                    .map(|on| (format!("server.tls[{i}].proxy_protocol"), on.span()))
+            });
         let listeners = plain
             .map(|on| ("server.proxy_protocol".to_owned(), on.span()))
             .into_iter()

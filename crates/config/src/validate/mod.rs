@@ -23,6 +23,7 @@ use crate::model::{Config, DnsConfig, LogFormat, ProxyStatusMode, ServerConfig, 
 use crate::raw::{RawConfig, RawDns, RawServer};
 use crate::values;
 
+mod acme;
 mod caching;
 mod compress;
 mod edge;
@@ -71,9 +72,10 @@ const MAX_HEADER_SIZE: u64 = MIB;
 
 /// Builds the model from `raw`, pushing every problem into `sink`. The returned config is only
 /// meaningful if `sink` holds no errors afterwards.
-pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Config {
+pub(crate) fn validate(mut raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Config {
     let base = config_dir(source);
-    let server = server(raw.server, base, sink);
+    let raw_tls = raw.server.tls.take();
+    let server = server(raw.server, raw_tls.as_deref(), base, sink);
     let dns = dns(raw.dns, sink);
     let cache = caching::cache(raw.cache, base, sink);
     let robots = caching::robots(raw.robots, sink);
@@ -94,6 +96,15 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         &raw.upstream,
         &maintenance,
         &compress,
+        base,
+        sink,
+    );
+    let acme = acme::acme(
+        raw.acme.as_ref(),
+        raw_tls.as_deref(),
+        &raw.route,
+        &server,
+        &routes,
         base,
         sink,
     );
@@ -122,6 +133,7 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
         maintenance,
         limits,
         compress,
+        acme,
         routes,
         upstreams,
     }
@@ -129,9 +141,14 @@ pub(crate) fn validate(raw: RawConfig, source: &str, sink: &mut Sink<'_>) -> Con
 
 // === [server] ===
 
-fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> ServerConfig {
+fn server(
+    raw: RawServer,
+    raw_tls: Option<&[Spanned<crate::raw::RawTlsListener>]>,
+    base: &std::path::Path,
+    sink: &mut Sink<'_>,
+) -> ServerConfig {
     let http2 = tls::http2(&raw, sink);
-    let edge = edge::edge(&raw, sink);
+    let edge = edge::edge(&raw, raw_tls, sink);
     let name = match raw.name {
         None => DEFAULT_NAME.to_owned(),
         Some(name) if name.get_ref().is_empty() => {
@@ -156,13 +173,13 @@ fn server(raw: RawServer, base: &std::path::Path, sink: &mut Sink<'_>) -> Server
     };
     let mut claimed = Listeners::default();
     // `listen = []` is fine when HTTPS or redirect listeners accept the traffic.
-    let has_other_listeners = raw.tls.as_ref().is_some_and(|t| !t.is_empty())
+    let has_other_listeners = raw_tls.is_some_and(|t| !t.is_empty())
         || raw
             .redirect_https
             .as_ref()
             .is_some_and(|r| !r.get_ref().is_empty());
     let listen = listen(raw.listen, has_other_listeners, &mut claimed, sink);
-    let tls_listeners = tls::listeners(raw.tls.as_deref(), base, sink, &mut claimed);
+    let tls_listeners = tls::listeners(raw_tls, base, sink, &mut claimed);
     let redirect_https = raw
         .redirect_https
         .as_ref()

@@ -146,12 +146,13 @@ fn listener(
             }
         }
     }
-    if !written {
+    let acme = entry.acme.as_ref().is_some_and(|on| *on.get_ref());
+    if !written && !acme {
         sink.error(
             Some(raw.span()),
             format!("{prefix}.cert"),
             "this [[server.tls]] has no certificate",
-            "add cert = \"/etc/gatehouse/example.com.pem\" and key = \"/etc/gatehouse/example.com.key\" (PEM files), or certificates = [{ cert = \"...\", key = \"...\" }]",
+            "add cert = \"/etc/gatehouse/example.com.pem\" and key = \"/etc/gatehouse/example.com.key\" (PEM files), or certificates = [{ cert = \"...\", key = \"...\" }], or acme = true to obtain them automatically",
         );
     }
     duplicate_names(&certificates, &loaded, sink);
@@ -163,13 +164,14 @@ fn listener(
         TlsVersion::Tls12,
         &[("1.2", TlsVersion::Tls12), ("1.3", TlsVersion::Tls13)],
     );
-    if certificates.is_empty() {
+    if certificates.is_empty() && (written || !acme) {
         // Reported above: a broken or missing certificate.
         return None;
     }
     Some(TlsListener {
         listen,
         certificates,
+        acme,
         min_version,
         proxy_protocol: entry
             .proxy_protocol

@@ -24,6 +24,7 @@ use crate::observe::metrics::{self, CacheGauges, PoolGauges, ScrapeState, Server
 use crate::snapshot::{Current, Snapshot};
 use status::StatusReport;
 
+pub mod certificates;
 pub mod status;
 
 /// The outcome of a reload, as `POST /reload` answers it.
@@ -99,13 +100,16 @@ impl Admin {
         match path {
             // Ready once listeners are bound and a config is loaded, which is when this runs.
             "/live" | "/ready" => text(StatusCode::OK, "ok\n"),
-            "/metrics" => with_type(
-                snapshot
+            "/metrics" => {
+                let mut text = snapshot
                     .observer
                     .metrics
-                    .render(&scrape_state(&snapshot, self.connections.open())),
-                metrics::CONTENT_TYPE,
-            ),
+                    .render(&scrape_state(&snapshot, self.connections.open()));
+                text.push_str(&certificates::metrics_text(&certificates::collect(
+                    &snapshot,
+                )));
+                with_type(text, metrics::CONTENT_TYPE)
+            }
             "/status" => with_type(
                 StatusReport::build(&snapshot).to_html(),
                 "text/html; charset=utf-8",

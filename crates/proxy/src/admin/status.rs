@@ -31,6 +31,8 @@ pub struct StatusReport {
     pub pools: Vec<PoolStatus>,
     /// The store of the rate limits' counters; `None` when no route has a rate limit.
     pub limit_store: Option<LimitStoreStatus>,
+    /// What each TLS listener serves, and how long it has left.
+    pub certificates: Vec<super::certificates::CertificateStatus>,
     pub recent_failures: Vec<RecentFailure>,
 }
 
@@ -180,6 +182,7 @@ impl StatusReport {
             routes,
             pools,
             limit_store: limit_store(snapshot),
+            certificates: super::certificates::collect(snapshot),
             recent_failures: observer.recent.newest_first(),
         }
     }
@@ -210,6 +213,7 @@ impl StatusReport {
         self.routes_html(&mut page);
         self.pools_html(&mut page);
         self.limit_store_html(&mut page);
+        super::certificates::html(&self.certificates, &mut page);
         self.failures_html(&mut page);
         page.push_str("</body>\n</html>\n");
         page

@@ -207,6 +207,11 @@ impl Conn {
             }
         };
         let protocol = match stream.get_ref().1.alpn_protocol() {
+            // RFC 8737 §3: a TLS-ALPN-01 validation ends with the handshake.
+            Some(crate::acme::ALPN_ACME_TLS) => {
+                tracing::info!(client = %self.client, "answered an ACME TLS-ALPN-01 validation");
+                return;
+            }
             Some(b"h2") => Protocol::Http2,
             _ => Protocol::Http1,
         };
@@ -280,9 +285,12 @@ impl Conn {
             let snapshot = current.load_full();
             let activity = Arc::clone(&service_activity);
             async move {
-                let response = match handler {
-                    Handler::Proxy => handle_isolated(snapshot, client, activity, req).await,
-                    Handler::Redirect => redirect::answer(&snapshot, client, &req),
+                let response = match (super::challenge::http01(&snapshot, &req), handler) {
+                    (Some(answer), _) => answer,
+                    (None, Handler::Proxy) => {
+                        handle_isolated(snapshot, client, activity, req).await
+                    }
+                    (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
                 };
                 Ok::<_, Infallible>(response.map(|body| Counted { body, _open: open }))
             }
@@ -351,6 +359,9 @@ impl http1::Handler for Http1Handler {
         let req = request.map(ClientBody::Http1);
         let snapshot = self.current.load_full();
         let client = self.client;
+        if let Some(response) = super::challenge::http01(&snapshot, &req) {
+            return Either::Right(std::future::ready(response));
+        }
         match self.handler {
             Handler::Proxy => {
                 let activity = Arc::clone(&self.activity);

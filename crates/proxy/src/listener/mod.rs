@@ -5,8 +5,9 @@
 //! the snapshot in force ([`Listeners`](crate::snapshot::listeners::Listeners), built with the snapshot, TLS configuration included),
 //! so a reload can swap certificates, or turn a plain listener into a TLS one, without touching
 //! the socket; a connection keeps what it was accepted as. Serving a connection is `conn`'s
-//! job, the HTTPS redirect `redirect`'s.
+//! job, the HTTPS redirect `redirect`'s, ACME's HTTP-01 answers `challenge`'s.
 
+mod challenge;
 mod conn;
 mod proxy_header;
 mod redirect;

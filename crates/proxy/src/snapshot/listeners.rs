@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use gatehouse_config::ServerConfig;
 
+use crate::acme::AcmeState;
+
 use super::tls::{self, TlsSetupError};
 
 /// What one listening address serves.
@@ -78,15 +80,15 @@ pub struct Listeners {
 impl Listeners {
     /// Builds each TLS listener's rustls configuration (shared by the addresses of one
     /// `[[server.tls]]`). Fails without side effects, so a reload can be refused whole.
-    pub fn build(server: &ServerConfig) -> Result<Self, ListenerError> {
+    pub fn build(server: &ServerConfig, acme: &Arc<AcmeState>) -> Result<Self, ListenerError> {
         let mut listeners = Self::default();
         for addr in &server.listen {
             let key = listeners.push(*addr, ListenerKind::Plain);
             listeners.expect_proxy_header(key, server.proxy_protocol);
         }
         for entry in &server.tls {
-            let config =
-                tls::server_config(entry, &server.http2).map_err(|source| ListenerError::Tls {
+            let config = tls::server_config(entry, &server.http2, acme).map_err(|source| {
+                ListenerError::Tls {
                     source: Box::new(source),
                     addr: entry
                         .listen
@@ -94,7 +96,8 @@ impl Listeners {
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
-                })?;
+                }
+            })?;
             for addr in &entry.listen {
                 let key = listeners.push(*addr, ListenerKind::Tls(Arc::clone(&config)));
                 listeners.first_tls.get_or_insert(key);
@@ -179,6 +182,7 @@ mod tests {
         TlsListener {
             listen: listen.iter().map(|a| addr(a)).collect(),
             certificates: vec![tls::tests::Ca::new().leaf(&["a.test"])],
+            acme: false,
             min_version: TlsVersion::Tls12,
             proxy_protocol: false,
         }
@@ -189,7 +193,7 @@ mod tests {
         let mut server = server(r#"["127.0.0.1:0", "127.0.0.1:8080"]"#);
         server.tls = vec![tls_on(&["127.0.0.1:0"])];
         server.redirect_https = vec![addr("127.0.0.1:0")];
-        let listeners = Listeners::build(&server).unwrap();
+        let listeners = Listeners::build(&server, &Arc::default()).unwrap();
         let kinds: Vec<(String, &str)> = listeners
             .iter()
             .map(|(key, kind)| (key.to_string(), kind.protocol()))
@@ -225,11 +229,11 @@ mod tests {
             tls_on(&["127.0.0.1:8443", "127.0.0.1:9443"]),
             tls_on(&["127.0.0.1:0"]),
         ];
-        let listeners = Listeners::build(&server).unwrap();
+        let listeners = Listeners::build(&server, &Arc::default()).unwrap();
         assert_eq!(listeners.https_port(), Some(8443), "as configured");
 
         server.tls = vec![tls_on(&["127.0.0.1:0"])];
-        let mut listeners = Listeners::build(&server).unwrap();
+        let mut listeners = Listeners::build(&server, &Arc::default()).unwrap();
         assert_eq!(listeners.https_port(), Some(0), "not bound yet");
         listeners.bound(|key| (key.nth == 1).then(|| addr("127.0.0.1:40443")));
         assert_eq!(
@@ -239,7 +243,12 @@ mod tests {
         );
 
         server.tls = Vec::new();
-        assert_eq!(Listeners::build(&server).unwrap().https_port(), None);
+        assert_eq!(
+            Listeners::build(&server, &Arc::default())
+                .unwrap()
+                .https_port(),
+            None
+        );
     }
 
     #[test]
@@ -248,7 +257,7 @@ mod tests {
         let mut broken = tls_on(&["127.0.0.1:8443"]);
         broken.certificates[0].key = tls_on(&["127.0.0.1:1"]).certificates[0].key.clone();
         server.tls = vec![broken];
-        let err = Listeners::build(&server).unwrap_err();
+        let err = Listeners::build(&server, &Arc::default()).unwrap_err();
         assert!(err.to_string().contains("127.0.0.1:8443"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use gatehouse_config::Config;
 use http::HeaderValue;
 
+use crate::acme::AcmeState;
 use crate::cache::robots::RobotsGuard;
 use crate::cache::store::Cache;
 use crate::failure::proxy_status::ProxyStatusWriter;
@@ -25,6 +26,7 @@ use crate::upstream::pool::{self, Pool};
 use listeners::Listeners;
 
 pub mod listeners;
+mod sni;
 pub mod tls;
 
 /// The snapshot in force, swapped whole by a reload. Connections and requests `load_full` it
@@ -42,6 +44,8 @@ pub struct Lasting {
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
     pub limits: Arc<Limits>,
+    /// Certificates obtained through ACME and the challenges being answered.
+    pub acme: Arc<AcmeState>,
 }
 
 impl Lasting {
@@ -55,6 +59,7 @@ impl Lasting {
             robots: Arc::new(RobotsGuard::in_memory()),
             maintenance: Arc::new(MaintenanceSwitch::default()),
             limits: Arc::new(Limits::default()),
+            acme: Arc::new(AcmeState::default()),
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct Snapshot {
     pub maintenance: Arc<MaintenanceSwitch>,
     /// The limits' store and settings (`[limits]`); their counters are process-wide.
     pub limits: InForce,
+    /// ACME certificates and open challenges (process-wide).
+    pub acme: Arc<AcmeState>,
 }
 
 impl Snapshot {
@@ -127,6 +134,7 @@ impl Snapshot {
                     .iter()
                     .any(|r| r.limit.as_ref().is_some_and(|l| l.rate.is_some())),
             ),
+            acme: Arc::clone(&lasting.acme),
             config,
         }
     }

@@ -1,19 +1,20 @@
-//! TLS towards clients: the rustls server configuration of one `[[server.tls]]` entry, and the
-//! certificate it presents, chosen by the name the client asks for (SNI).
+//! TLS towards clients: the rustls server configuration of one `[[server.tls]]` entry, with
+//! the certificate it presents chosen by the name the client asks for (SNI, see `sni`).
 //!
 //! The certificates arrive loaded and checked (the config crate reads the PEM files and refuses a
 //! key that is not its certificate's); this module only turns them into rustls objects. It does
 //! not accept connections (see `crate::listener`) and does not decide what an address serves
 //! (see [`Listeners`](super::listeners::Listeners)).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use gatehouse_config::{Http2Config, TlsCertificate, TlsListener, TlsVersion};
+#[cfg(test)]
+use gatehouse_config::TlsCertificate;
+use gatehouse_config::{Http2Config, TlsListener, TlsVersion};
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+
+use super::sni::SniResolver;
+use crate::acme::{ALPN_ACME_TLS, AcmeState};
 
 /// ALPN protocol ids (RFC 7301; "h2" from RFC 9113 §3.2).
 const ALPN_H2: &[u8] = b"h2";
@@ -41,12 +42,20 @@ pub enum TlsSetupError {
 /// Each call makes a new ticket key, so tickets issued before a reload are not accepted after it
 /// (those clients do one full handshake): a resumed session never outlives the certificate
 /// that authenticated it.
+///
+/// With `acme = true` the certificates obtained through ACME (read from `acme` on every
+/// handshake) serve the names no file certificate covers, and ALPN `acme-tls/1` is offered for
+/// TLS-ALPN-01 (RFC 8737).
 pub fn server_config(
     listener: &TlsListener,
     http2: &Http2Config,
+    acme: &Arc<AcmeState>,
 ) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let resolver = SniResolver::new(&listener.certificates, &provider)?;
+    let mut resolver = SniResolver::new(&listener.certificates, &provider)?;
+    if listener.acme {
+        resolver.acme = Some(Arc::clone(acme));
+    }
     let versions: &[&'static rustls::SupportedProtocolVersion] = match listener.min_version {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -56,6 +65,9 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = alpn(http2.enabled);
+    if listener.acme {
+        config.alpn_protocols.push(ALPN_ACME_TLS.to_vec());
+    }
     // The session cache (TLS 1.2 session ids) is rustls's default in-memory one.
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     Ok(Arc::new(config))
@@ -70,79 +82,9 @@ fn alpn(http2: bool) -> Vec<Vec<u8>> {
     }
 }
 
-// === SniResolver ===
-
-/// Picks a listener's certificate by the client's SNI name: an exact name first, then a
-/// `*.suffix` wildcard covering one label (RFC 6125 §6.4.3), else the first certificate (also
-/// for clients that send no name, e.g. those connecting by IP address).
-#[derive(Debug)]
-struct SniResolver {
-    keys: Vec<Arc<CertifiedKey>>,
-    /// Lowercase name → index in `keys`; the first certificate naming it wins.
-    exact: HashMap<String, usize>,
-    /// Lowercase suffix of `*.suffix` → index in `keys`.
-    wildcard: HashMap<String, usize>,
-}
-
-impl SniResolver {
-    fn new(
-        certificates: &[TlsCertificate],
-        provider: &CryptoProvider,
-    ) -> Result<Self, TlsSetupError> {
-        let mut resolver = Self {
-            keys: Vec::with_capacity(certificates.len()),
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
-        };
-        for (index, certificate) in certificates.iter().enumerate() {
-            let key = CertifiedKey::from_der(
-                certificate.chain.clone(),
-                certificate.key.clone_key(),
-                provider,
-            )
-            .map_err(|source| TlsSetupError::Certificate {
-                cert: certificate.cert_path.clone(),
-                key: certificate.key_path.clone(),
-                source,
-            })?;
-            resolver.keys.push(Arc::new(key));
-            for name in &certificate.names {
-                let name = name.to_ascii_lowercase();
-                match name.strip_prefix("*.") {
-                    Some(suffix) => resolver.wildcard.entry(suffix.to_owned()),
-                    None => resolver.exact.entry(name),
-                }
-                .or_insert(index);
-            }
-        }
-        if resolver.keys.is_empty() {
-            // The config crate never lets a listener without certificates through.
-            return Err(TlsSetupError::Rustls(rustls::Error::General(
-                "a TLS listener has no certificate".to_owned(),
-            )));
-        }
-        Ok(resolver)
-    }
-
-    /// The index of the certificate for `name`.
-    fn pick(&self, name: Option<&str>) -> usize {
-        let Some(name) = name else { return 0 };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(&index) = self.exact.get(&name) {
-            return index;
-        }
-        name.split_once('.')
-            .and_then(|(_, suffix)| self.wildcard.get(suffix))
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.keys.get(self.pick(hello.server_name())).cloned()
-    }
-}
+#[cfg(test)]
+#[path = "tls/acme_tests.rs"]
+mod acme_tests;
 
 #[cfg(test)]
 pub(super) mod tests {
@@ -160,7 +102,14 @@ pub(super) mod tests {
         }
 
         pub(in crate::snapshot) fn leaf(&self, names: &[&str]) -> TlsCertificate {
-            let cert = self.0.leaf(names);
+            Self::from_test_cert(&self.0.leaf(names), names)
+        }
+
+        /// `cert` as the config model holds a loaded certificate file for `names`.
+        pub(in crate::snapshot) fn from_test_cert(
+            cert: &gatehouse_testkit::tls::TestCert,
+            names: &[&str],
+        ) -> TlsCertificate {
             TlsCertificate {
                 cert_path: format!("{}.pem", names[0]).into(),
                 key_path: format!("{}.key", names[0]).into(),
@@ -195,10 +144,15 @@ pub(super) mod tests {
         SniResolver::new(certificates, &rustls::crypto::ring::default_provider()).unwrap()
     }
 
+    fn no_acme() -> Arc<AcmeState> {
+        Arc::new(AcmeState::default())
+    }
+
     fn listener(certificates: Vec<TlsCertificate>, min_version: TlsVersion) -> TlsListener {
         TlsListener {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             certificates,
+            acme: false,
             min_version,
             proxy_protocol: false,
         }
@@ -287,6 +241,7 @@ pub(super) mod tests {
         let server = server_config(
             &listener(vec![a.clone(), b.clone()], TlsVersion::Tls12),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         let client = ca.client(&[b"h2", b"http/1.1"], rustls::DEFAULT_VERSIONS);
@@ -306,6 +261,7 @@ pub(super) mod tests {
         let server = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls12),
             &http2(false),
+            &no_acme(),
         )
         .unwrap();
         assert_eq!(server.alpn_protocols, [b"http/1.1".to_vec()]);
@@ -321,6 +277,7 @@ pub(super) mod tests {
         let lenient = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls12),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         assert!(lenient.ticketer.enabled(), "TLS 1.3 tickets are issued");
@@ -332,6 +289,7 @@ pub(super) mod tests {
         let strict = server_config(
             &listener(vec![ca.leaf(&["a.test"])], TlsVersion::Tls13),
             &http2(true),
+            &no_acme(),
         )
         .unwrap();
         handshake(strict, tls12_only, "a.test")
@@ -344,8 +302,12 @@ pub(super) mod tests {
         let ca = Ca::new();
         let mut broken = ca.leaf(&["a.test"]);
         broken.key = ca.leaf(&["other.test"]).key;
-        let err =
-            server_config(&listener(vec![broken], TlsVersion::Tls12), &http2(true)).unwrap_err();
+        let err = server_config(
+            &listener(vec![broken], TlsVersion::Tls12),
+            &http2(true),
+            &no_acme(),
+        )
+        .unwrap_err();
         assert!(matches!(err, TlsSetupError::Certificate { .. }), "{err}");
         assert!(err.to_string().contains("a.test.pem"), "{err}");
     }
