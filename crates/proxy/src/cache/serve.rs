@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::entry::StoredResponse;
-use super::policy;
+use super::{policy, range};
 
 /// One `Cache-Status` member (RFC 9211 §2): the cache's name and what it did.
 #[derive(Debug, Clone, Default)]
@@ -71,16 +71,70 @@ pub fn ttl_secs(freshness: policy::Freshness) -> i64 {
 }
 
 /// The response for a stored copy: its status, header fields and body, with `Age` set, or a 304
-/// when the client's own conditional matches it. The body is whole (empty for a 304 or `HEAD`);
-/// the pipeline wraps it into the body it sends.
+/// when the client's own conditional matches it, or a 206 / 416 for its `Range` (a stored 200
+/// only, GET only, and only when `If-Range` allows it: RFC 9110 §14, §13.1.5). The body is
+/// whole (empty for a 304 or `HEAD`); the pipeline wraps it into the body it sends. `hidden` is
+/// a field of the stored response that is not sent on (gatehouse's own targeted field).
 pub fn from_stored(
     entry: &StoredResponse,
     age: Duration,
     request: &HeaderMap,
     head_only: bool,
+    hidden: Option<&HeaderName>,
 ) -> Response<Bytes> {
+    let mut response = whole_or_range(entry, request, head_only);
+    let headers = response.headers_mut();
+    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    if let Some(hidden) = hidden {
+        headers.remove(hidden);
+    }
+    response
+}
+
+fn whole_or_range(entry: &StoredResponse, request: &HeaderMap, head_only: bool) -> Response<Bytes> {
     let not_modified =
         entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
+    if !not_modified
+        && !head_only
+        && entry.status == StatusCode::OK
+        && request.contains_key(header::RANGE)
+        && range::if_range_allows(request, &entry.headers)
+    {
+        let length = entry.body.len() as u64;
+        match range::parse(request, length) {
+            range::RangeRequest::Whole => {}
+            range::RangeRequest::Unsatisfiable => {
+                let mut headers = entry.headers.clone();
+                strip_representation(&mut headers);
+                headers.insert(header::CONTENT_RANGE, range::unsatisfied_range(length));
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+                return build(StatusCode::RANGE_NOT_SATISFIABLE, headers, Bytes::new());
+            }
+            range::RangeRequest::Ranges(ranges) => {
+                let mut headers = entry.headers.clone();
+                let body = if let [(first, last)] = ranges[..] {
+                    headers.insert(
+                        header::CONTENT_RANGE,
+                        range::content_range(first, last, length),
+                    );
+                    entry.body.slice(range::slice(first, last))
+                } else {
+                    let boundary = format!("gatehouse-{}", crate::service::new_request_id());
+                    let content_type = entry.headers.get(header::CONTENT_TYPE);
+                    let body = range::multipart(&entry.body, &ranges, content_type, &boundary);
+                    headers.remove(header::CONTENT_RANGE);
+                    if let Ok(value) =
+                        HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+                    {
+                        headers.insert(header::CONTENT_TYPE, value);
+                    }
+                    body
+                };
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                return build(StatusCode::PARTIAL_CONTENT, headers, body);
+            }
+        }
+    }
     let (status, mut headers, body) = if not_modified {
         (
             StatusCode::NOT_MODIFIED,
@@ -95,10 +149,28 @@ pub fn from_stored(
     if !not_modified {
         // The stored body is whole; its length is known even if it came chunked.
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+        if status == StatusCode::OK && !headers.contains_key(header::ACCEPT_RANGES) {
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
     }
-    headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    build(status, headers, body)
+}
+
+fn build(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Bytes> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
+}
+
+/// A 416 describes no representation: the body's own fields go (RFC 9110 §15.5.17).
+fn strip_representation(headers: &mut HeaderMap) {
+    for name in [
+        header::CONTENT_TYPE,
+        header::CONTENT_ENCODING,
+        header::CONTENT_LANGUAGE,
+        header::CONTENT_LOCATION,
+    ] {
+        headers.remove(name);
+    }
 }

@@ -83,6 +83,7 @@ pub async fn handle(
     let accept = req.headers().get(header::ACCEPT).cloned();
     let mut pipeline = Pipeline {
         snapshot: &snapshot,
+        shared: Arc::clone(&snapshot),
         client,
         peer_trusted,
         local: activity.local,
@@ -100,6 +101,9 @@ pub async fn handle(
 
 struct Pipeline<'a> {
     snapshot: &'a Snapshot,
+    /// The same snapshot, for work the request starts in the background (a cache
+    /// revalidation, stale-while-revalidate).
+    shared: Arc<Snapshot>,
     /// The client: the connection's peer, or the address a trusted peer forwarded for.
     client: SocketAddr,
     /// The connection's peer is one of `trusted_proxies` (its forwarding fields are believed).
