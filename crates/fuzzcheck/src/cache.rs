@@ -391,7 +391,7 @@ fn check_from_stored(entry: &StoredResponse, age: Duration, request: &HeaderMap,
     let ranged = !not_modified
         && !head_only
         && entry.status == StatusCode::OK
-        && range::if_range_allows(request, &entry.headers)
+        && range::if_range_allows(request, &entry.headers, entry.response_time)
         && range::parse(request, entry.body.len() as u64) != range::RangeRequest::Whole;
     if ranged {
         match range::parse(request, entry.body.len() as u64) {

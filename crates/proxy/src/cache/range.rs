@@ -4,6 +4,8 @@
 //!
 //! Pure functions over `http` types; nothing here reads the clock or does I/O.
 
+use std::time::SystemTime;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 
@@ -112,8 +114,9 @@ fn digits(text: &[u8]) -> Option<u64> {
 /// `response`: true without `If-Range`; with an entity-tag, only when it is strong and equals
 /// the response's strong `ETag`; with an HTTP-date, only when it equals the response's
 /// `Last-Modified` exactly and that is a strong validator (at least one second before its
-/// `Date`, §8.8.2.2). Anything else, or an invalid value, means "send it all".
-pub fn if_range_allows(request: &HeaderMap, response: &HeaderMap) -> bool {
+/// `Date`, §8.8.2.2; a response without `Date` is dated `received`, when the cache got it, as
+/// §6.6.1 has a recipient do). Anything else, or an invalid value, means "send it all".
+pub fn if_range_allows(request: &HeaderMap, response: &HeaderMap, received: SystemTime) -> bool {
     let Some(condition) = request.get(header::IF_RANGE) else {
         return true;
     };
@@ -141,13 +144,14 @@ pub fn if_range_allows(request: &HeaderMap, response: &HeaderMap) -> bool {
     ) else {
         return false;
     };
-    let strong = response
-        .get(header::DATE)
-        .and_then(|v| parse(v.as_bytes()))
-        .is_some_and(|date| {
-            date.duration_since(modified)
-                .is_ok_and(|gap| gap.as_secs() >= 1)
-        });
+    let date = match response.get(header::DATE) {
+        Some(date) => parse(date.as_bytes()),
+        None => Some(received),
+    };
+    let strong = date.is_some_and(|date| {
+        date.duration_since(modified)
+            .is_ok_and(|gap| gap.as_secs() >= 1)
+    });
     strong && since == modified
 }
 
@@ -313,7 +317,7 @@ mod tests {
             headers.insert(header::RANGE, value.clone());
             headers.insert(header::IF_RANGE, value);
             let _ = parse(&headers, 10);
-            let _ = if_range_allows(&headers, &headers);
+            let _ = if_range_allows(&headers, &headers, SystemTime::UNIX_EPOCH);
         }
     }
 
@@ -324,33 +328,47 @@ mod tests {
             ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
             ("date", "Tue, 02 Jan 2024 00:00:00 GMT"),
         ]);
-        assert!(if_range_allows(&HeaderMap::new(), &response));
+        assert!(if_range_allows(
+            &HeaderMap::new(),
+            &response,
+            SystemTime::UNIX_EPOCH
+        ));
         assert!(if_range_allows(
             &fields(&[("if-range", "\"v1\"")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         assert!(!if_range_allows(
             &fields(&[("if-range", "\"v2\"")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         assert!(!if_range_allows(
             &fields(&[("if-range", "W/\"v1\"")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         assert!(if_range_allows(
             &fields(&[("if-range", "Mon, 01 Jan 2024 00:00:00 GMT")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         assert!(!if_range_allows(
             &fields(&[("if-range", "Mon, 01 Jan 2024 00:00:01 GMT")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         assert!(!if_range_allows(
             &fields(&[("if-range", "soon")]),
-            &response
+            &response,
+            SystemTime::UNIX_EPOCH
         ));
         let weak = fields(&[("etag", "W/\"v1\"")]);
-        assert!(!if_range_allows(&fields(&[("if-range", "\"v1\"")]), &weak));
+        assert!(!if_range_allows(
+            &fields(&[("if-range", "\"v1\"")]),
+            &weak,
+            SystemTime::UNIX_EPOCH
+        ));
         // A Last-Modified equal to Date is a weak validator.
         let same_second = fields(&[
             ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
@@ -358,8 +376,22 @@ mod tests {
         ]);
         assert!(!if_range_allows(
             &fields(&[("if-range", "Mon, 01 Jan 2024 00:00:00 GMT")]),
-            &same_second
+            &same_second,
+            SystemTime::UNIX_EPOCH
         ));
+    }
+
+    #[test]
+    fn without_date_the_time_received_dates_the_response() {
+        let response = fields(&[("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT")]);
+        let asked = fields(&[("if-range", "Mon, 01 Jan 2024 00:00:00 GMT")]);
+        let modified = httpdate::parse_http_date("Mon, 01 Jan 2024 00:00:00 GMT").expect("date");
+        let later = modified + std::time::Duration::from_secs(60);
+        assert!(if_range_allows(&asked, &response, later));
+        assert!(
+            !if_range_allows(&asked, &response, modified),
+            "weak: same second"
+        );
     }
 
     #[test]

@@ -98,7 +98,7 @@ fn whole_or_range(entry: &StoredResponse, request: &HeaderMap, head_only: bool) 
         && !head_only
         && entry.status == StatusCode::OK
         && request.contains_key(header::RANGE)
-        && range::if_range_allows(request, &entry.headers)
+        && range::if_range_allows(request, &entry.headers, entry.response_time)
     {
         let length = entry.body.len() as u64;
         match range::parse(request, length) {
