@@ -30,6 +30,7 @@ pub fn cache_control(data: &[u8]) {
         return;
     };
     let cc = CacheControl::parse(&fields(header::CACHE_CONTROL, &values));
+    targeted_and_neighbours(&values);
     for delta in [
         cc.max_age,
         cc.s_maxage,
@@ -92,6 +93,48 @@ pub fn cache_control(data: &[u8]) {
     ];
     for (directive, set) in flags {
         assert_eq!(set, listed(directive), "{directive} in {names:?}");
+    }
+}
+
+/// The same lines as a targeted field (RFC 9213), `Age`, `Range`/`If-Range` and a preference
+/// list: none of their parsers panics, and what they return stays in range. A targeted field
+/// that parses outranks `Cache-Control`; preference normalisation is idempotent.
+fn targeted_and_neighbours(values: &[HeaderValue]) {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let targeted = fields(cdn.clone(), values);
+    if let Some(cc) = policy::targeted_directives(&targeted, &cdn) {
+        for delta in [
+            cc.max_age,
+            cc.s_maxage,
+            cc.stale_if_error,
+            cc.stale_while_revalidate,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(delta <= DELTA_SECONDS_MAX, "{delta} in {cc:?}");
+        }
+        assert_eq!(policy::response_directives(&targeted, &[cdn]), cc);
+    }
+    if let Ok(Some(age)) = policy::age_field(&fields(header::AGE, values)) {
+        assert!(age <= DELTA_SECONDS_MAX);
+    }
+    let mut ranged = fields(header::RANGE, values);
+    for value in values {
+        ranged.append(header::IF_RANGE, value.clone());
+    }
+    for length in [0, 1, 7, 1 << 20, u64::MAX] {
+        if let range::RangeRequest::Ranges(ranges) = range::parse(&ranged, length) {
+            assert!(!ranges.is_empty() && ranges.len() <= range::MAX_RANGES);
+            for (first, last) in ranges {
+                assert!(first <= last && last < length, "{first}-{last} of {length}");
+            }
+        }
+    }
+    let _ = range::if_range_allows(&ranged, &ranged, UNIX_EPOCH);
+    for value in values {
+        let once = policy::normalised_preferences(value.as_bytes());
+        assert_eq!(policy::normalised_preferences(&once), once, "{value:?}");
     }
 }
 

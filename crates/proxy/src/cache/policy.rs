@@ -643,7 +643,7 @@ const MAX_PREFERENCES: usize = 64;
 
 /// `Accept-Encoding` / `Accept-Language` in canonical form (RFC 9110 §12.5.3, §12.5.4): each
 /// element's coding or language range lowercased (both are case-insensitive), whitespace
-/// dropped, its weight rewritten without trailing zeros (`q=0.50` is `q=0.5`, `q=1.000` is no
+/// and elements without one dropped, its weight rewritten without trailing zeros (`q=0.50` is `q=0.5`, `q=1.000` is no
 /// weight), other parameters dropped (the grammar has none), duplicates dropped (the first
 /// wins), then sorted by weight (highest first) and name. An element with an invalid weight is
 /// kept as written. Order among elements is not a preference in either field once weights are
@@ -661,6 +661,9 @@ pub fn normalised_preferences(value: &[u8]) -> Vec<u8> {
             .unwrap_or_default()
             .trim_ascii()
             .to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
         let mut weight = Some(1000);
         for param in parts {
             let param = param.trim_ascii();
@@ -1697,11 +1700,12 @@ mod tests {
             b"a;q=99999999999999999999",
             b"\"a,b\";q=0.5",
             b"\xff\xfe;q=0.5",
+            b", ;, =, ?c",
             long.as_bytes(),
         ];
         for input in inputs {
             let once = normalised_preferences(input);
-            let _ = normalised_preferences(&once);
+            assert_eq!(normalised_preferences(&once), once, "{input:?}");
         }
     }
 
