@@ -174,3 +174,110 @@ fn strip_representation(headers: &mut HeaderMap) {
         headers.remove(name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn stored() -> StoredResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.insert(header::ETAG, HeaderValue::from_static("\"e\""));
+        headers.insert(
+            "gatehouse-cache-control",
+            HeaderValue::from_static("max-age=9"),
+        );
+        StoredResponse {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(b"0123456789"),
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            varied: Vec::new(),
+        }
+    }
+
+    fn asking(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_range_of_a_stored_copy_is_206_and_an_impossible_one_416() {
+        let entry = stored();
+        let partial = from_stored(
+            &entry,
+            Duration::ZERO,
+            &asking(&[("range", "bytes=2-3")]),
+            false,
+            None,
+        );
+        assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(&partial.body()[..], b"23");
+        assert_eq!(partial.headers()[header::CONTENT_RANGE], "bytes 2-3/10");
+        assert_eq!(partial.headers()[header::CONTENT_LENGTH], "2");
+        let refused = from_stored(
+            &entry,
+            Duration::ZERO,
+            &asking(&[("range", "bytes=10-")]),
+            false,
+            None,
+        );
+        assert_eq!(refused.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(refused.headers()[header::CONTENT_RANGE], "bytes */10");
+        assert!(refused.headers().get(header::CONTENT_TYPE).is_none());
+        assert!(refused.body().is_empty());
+    }
+
+    #[test]
+    fn head_not_modified_and_if_range_come_before_the_range() {
+        let entry = stored();
+        let head = from_stored(
+            &entry,
+            Duration::ZERO,
+            &asking(&[("range", "bytes=2-3")]),
+            true,
+            None,
+        );
+        assert_eq!(head.status(), StatusCode::OK);
+        assert_eq!(head.headers()[header::ACCEPT_RANGES], "bytes");
+        let not_modified = from_stored(
+            &entry,
+            Duration::ZERO,
+            &asking(&[("range", "bytes=2-3"), ("if-none-match", "\"e\"")]),
+            false,
+            None,
+        );
+        assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+        let changed = from_stored(
+            &entry,
+            Duration::ZERO,
+            &asking(&[("range", "bytes=2-3"), ("if-range", "\"other\"")]),
+            false,
+            None,
+        );
+        assert_eq!(changed.status(), StatusCode::OK);
+        assert_eq!(changed.body().len(), 10);
+    }
+
+    #[test]
+    fn the_hidden_field_is_removed_and_age_set() {
+        let hidden = HeaderName::from_static("gatehouse-cache-control");
+        let served = from_stored(
+            &stored(),
+            Duration::from_secs(7),
+            &HeaderMap::new(),
+            false,
+            Some(&hidden),
+        );
+        assert!(served.headers().get(&hidden).is_none());
+        assert_eq!(served.headers()[header::AGE], "7");
+        let kept = from_stored(&stored(), Duration::ZERO, &HeaderMap::new(), false, None);
+        assert!(kept.headers().get(&hidden).is_some());
+    }
+}
