@@ -43,7 +43,7 @@ fn cdn_cache_control_outranks_cache_control_and_is_forwarded() {
     let first = get(&gh, "/cdn");
     assert_eq!(
         first.cache_status(),
-        "gatehouse; fwd=miss; fwd-status=200; stored"
+        "gatehouse; fwd=miss; fwd-status=200; stored; detail=\"cdn-cache-control\""
     );
     // It targets every CDN on the way: the next one may need it.
     assert_eq!(first.header("cdn-cache-control"), Some("max-age=60"));
@@ -117,7 +117,11 @@ fn gatehouse_cache_control_outranks_both_and_is_not_forwarded() {
             .header("Gatehouse-Cache-Control", "max-age=60"),
     );
     let gh = start(&caching(&origin));
-    get(&gh, "/own");
+    let first = get(&gh, "/own");
+    assert_eq!(
+        first.cache_status(),
+        "gatehouse; fwd=miss; fwd-status=200; stored; detail=\"targeted-field\""
+    );
     let hit = get(&gh, "/own");
     assert!(hit.cache_status().starts_with("gatehouse; hit"), "{hit:#?}");
     assert_eq!(hit.header("gatehouse-cache-control"), None, "{hit:#?}");
@@ -138,7 +142,10 @@ fn the_targeted_field_is_configurable_and_can_be_forwarded() {
             .section("cache", "forward_targeted_field", true),
     );
     let first = get(&gh, "/e");
-    assert!(first.cache_status().ends_with("stored"), "{first:#?}");
+    assert!(
+        first.cache_status().ends_with("stored; detail=\"targeted-field\""),
+        "{first:#?}"
+    );
     assert_eq!(first.header("edge-control"), Some("max-age=60"));
     let hit = get(&gh, "/e");
     assert!(hit.cache_status().contains("hit"));

@@ -369,6 +369,17 @@ pub fn response_directives(headers: &HeaderMap, targets: &[HeaderName]) -> Cache
         .unwrap_or_else(|| CacheControl::parse(headers))
 }
 
+/// The first of `targets` whose directives apply to the response (see
+/// [`response_directives`]); `None` when `Cache-Control` decides.
+pub fn governing_target<'t>(
+    headers: &HeaderMap,
+    targets: &'t [HeaderName],
+) -> Option<&'t HeaderName> {
+    targets
+        .iter()
+        .find(|name| targeted_directives(headers, name).is_some())
+}
+
 /// The directives of the targeted field `name` (RFC 9213 §2.1): a Structured Field Dictionary
 /// (RFC 8941), all field lines combined. `None` when absent or not a valid Dictionary (the
 /// field is then ignored, §2.1). Directive names are the dictionary's keys (lowercase by SF

@@ -371,9 +371,9 @@ impl Pipeline<'_> {
         req.extensions_mut()
             .insert(Revalidation(Arc::new(std::sync::Mutex::new(Some(guard)))));
         let snapshot = Arc::clone(&self.shared);
-        let (client, local) = (self.client, self.local);
+        let (client, local, https) = (self.client, self.local, self.https);
         tokio::spawn(async move {
-            let activity = crate::client_io::ClientActivity::new(client, local, 0, false);
+            let activity = crate::client_io::ClientActivity::new(client, local, 0, https);
             let response = super::handle(snapshot, client, &activity, req).await;
             let _ = http_body_util::BodyExt::collect(response.into_body()).await;
         });
@@ -651,6 +651,14 @@ impl Pipeline<'_> {
             match storable {
                 Ok(varied) if request.may_store => {
                     report.stored = true;
+                    // Which field decided, when it was not Cache-Control (RFC 9213).
+                    report.detail = policy::governing_target(headers, targets).map(|name| {
+                        if name == "cdn-cache-control" {
+                            "cdn-cache-control"
+                        } else {
+                            "targeted-field"
+                        }
+                    });
                     let head = StoredResponse {
                         status,
                         headers: headers.clone(),
