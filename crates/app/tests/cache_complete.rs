@@ -143,7 +143,9 @@ fn the_targeted_field_is_configurable_and_can_be_forwarded() {
     );
     let first = get(&gh, "/e");
     assert!(
-        first.cache_status().ends_with("stored; detail=\"targeted-field\""),
+        first
+            .cache_status()
+            .ends_with("stored; detail=\"targeted-field\""),
         "{first:#?}"
     );
     assert_eq!(first.header("edge-control"), Some("max-age=60"));
@@ -294,6 +296,45 @@ fn inside_the_window_the_stale_copy_answers_at_once_and_one_request_revalidates(
         Duration::from_secs(5),
     );
     assert_eq!(background["upstream_status"], 200, "{background}");
+}
+
+#[test]
+fn a_stale_hit_adds_no_request_while_another_fetch_of_the_key_is_in_flight() {
+    let origin = Upstream::serve(
+        Reply::ok("en-1")
+            .header("Cache-Control", "max-age=1, stale-while-revalidate=30")
+            .header("Vary", "Accept-Language"),
+    );
+    let gh = start(&caching(&origin));
+    let in_language =
+        |language: &str| send(&gh, &Req::get("/lang").header("Accept-Language", language));
+    assert_eq!(in_language("en").text(), "en-1");
+    std::thread::sleep(Duration::from_millis(2100));
+    origin.set_behavior(Behavior::Delay(
+        Duration::from_millis(1500),
+        Reply::ok("any-2")
+            .header("Cache-Control", "max-age=60")
+            .header("Vary", "Accept-Language"),
+    ));
+    let addr = gh.addr();
+    // A miss for another variant fetches the key (it holds the key's fill) ...
+    let miss =
+        std::thread::spawn(move || Req::get("/lang").header("Accept-Language", "de").send(addr));
+    origin.wait_for_requests(2, Duration::from_secs(5));
+    // ... so the stale English copy answers at once and starts no revalidation of its own.
+    let stale = in_language("en");
+    assert_eq!(stale.text(), "en-1");
+    assert!(
+        stale.cache_status().contains("stale-while-revalidate"),
+        "{stale:#?}"
+    );
+    let miss = miss.join().unwrap_or_else(|_| panic!("the miss panicked"));
+    assert_eq!(miss.text(), "any-2");
+    assert_eq!(origin.requests().len(), 2, "{:#?}", origin.requests());
+    // Once it is done, the next stale hit revalidates.
+    let stale = in_language("en");
+    assert_eq!(stale.text(), "en-1");
+    origin.wait_for_requests(3, Duration::from_secs(5));
 }
 
 #[test]
