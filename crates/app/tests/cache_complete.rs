@@ -358,6 +358,44 @@ fn outside_the_window_a_stale_copy_is_a_normal_miss() {
 }
 
 #[test]
+fn a_revalidation_answered_with_no_store_drops_the_stale_copy() {
+    let origin = Upstream::serve(
+        Reply::ok("v1").header("Cache-Control", "max-age=1, stale-while-revalidate=30"),
+    );
+    let gh = start(&caching(&origin));
+    get(&gh, "/gone");
+    std::thread::sleep(Duration::from_millis(2100));
+    origin.set_behavior(Behavior::Serve(
+        Reply::ok("v2").header("Cache-Control", "no-store"),
+    ));
+    // The client's own no-store does not travel with the background request.
+    let stale = send(&gh, &Req::get("/gone").header("Cache-Control", "no-store"));
+    assert_eq!(stale.text(), "v1");
+    let revalidation = &origin.wait_for_requests(2, Duration::from_secs(5))[1];
+    assert_eq!(
+        revalidation.header("cache-control"),
+        None,
+        "{revalidation:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = get(&gh, "/gone");
+        if response.text() == "v2" {
+            assert!(
+                response.cache_status().contains("fwd=miss"),
+                "{response:#?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy stayed: {response:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn must_revalidate_forbids_stale_while_revalidate() {
     let origin = Upstream::serve(Reply::ok("v1").header(
         "Cache-Control",

@@ -354,6 +354,10 @@ impl Pipeline<'_> {
             header::IF_UNMODIFIED_SINCE,
             header::IF_RANGE,
             header::RANGE,
+            // The client's own directives (a reload's no-cache, a no-store) are not the
+            // cache's: the revalidation is made for everyone.
+            header::CACHE_CONTROL,
+            header::PRAGMA,
         ] {
             headers.remove(name);
         }
@@ -693,6 +697,12 @@ impl Pipeline<'_> {
                 Err(reason) => {
                     report.detail = Some(reason);
                     self.record.cache = Some("uncacheable");
+                    // The origin answered the background revalidation with something that may
+                    // not be kept (no-store now, say): the stale copy is obsolete, and serving
+                    // it on would start a revalidation per request.
+                    if request.background {
+                        self.snapshot.cache.invalidate(&request.key);
+                    }
                 }
             }
             cache_status = report.header(&self.snapshot.config.server.name);
