@@ -218,8 +218,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -444,5 +447,27 @@ mod tests {
         assert!(!bearer_matches(Some(&header("Basic s3cret")), "s3cret"));
         assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
+    }
+
+    #[test]
+    fn purge_urls_become_cache_keys() {
+        assert_eq!(
+            cache_key_of("http://Example.COM/a?b=1").as_deref(),
+            Some("example.com/a?b=1")
+        );
+        assert_eq!(cache_key_of("https://h:8080").as_deref(), Some("h:8080/"));
+        assert_eq!(cache_key_of("h/static/").as_deref(), Some("h/static/"));
+        for bad in ["", "/path", "http:///x", "a b/c", "u@h/x", "h?x"] {
+            assert_eq!(cache_key_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_rejects_what_is_not_utf8_or_not_hex() {
+        assert_eq!(percent_decode("a%2Fb%20c+d").as_deref(), Some("a/b c+d"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        for bad in ["%", "%2", "%zz", "%ff", "%C3", "%%41", "%+1", "%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
     }
 }
