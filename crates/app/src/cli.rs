@@ -1,4 +1,4 @@
-//! The commands: `run` (the default), `check`, `reload`, `probe` and `doctor`.
+//! The commands: `run` (the default), `check`, `reload`, `purge`, `probe` and `doctor`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +30,10 @@ pub(crate) enum Command {
     /// Ask the running gatehouse (found through the config's `admin` address) to reload its
     /// config, like SIGHUP; prints whether it was taken or why not.
     Reload,
+    /// Ask the running gatehouse (through the config's `admin` address) to drop cached
+    /// responses: one URL, every URL under a prefix, or every response carrying a tag
+    /// (`Surrogate-Key` / `Cache-Tag`), from memory and the disk store.
+    Purge(crate::purge::PurgeArgs),
     /// Check URLs: status, timing of each phase, redirects, Proxy-Status decoded into words.
     Probe(crate::probe::ProbeArgs),
     /// Check every upstream server of a config the way an operator debugs a 502, and name the

@@ -10,6 +10,7 @@ mod import;
 mod logging;
 mod naming;
 mod probe;
+mod purge;
 mod reload;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         cli::Command::Run => cli::run(cli.config.as_deref()),
         cli::Command::Check => cli::check(cli.config.as_deref()),
         cli::Command::Reload => reload::run(cli.config.as_deref()),
+        cli::Command::Purge(args) => purge::run(cli.config.as_deref(), &args),
         cli::Command::Probe(args) => probe::run(args),
         cli::Command::Doctor(args) => doctor::run(cli.config.as_deref(), &args),
         cli::Command::Explain(args) => explain::run(&args),

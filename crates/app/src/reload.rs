@@ -40,7 +40,7 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
         }
     };
     let token = loaded.config.server.admin_token.as_deref();
-    match runtime.block_on(ask(admin, token)) {
+    match runtime.block_on(ask(admin, token, "/reload")) {
         Ok((status, text)) => {
             print!("{text}");
             if status == StatusCode::OK {
@@ -56,9 +56,12 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
     }
 }
 
-async fn ask(
+/// Sends `POST path` to the admin listener at `admin` (with the bearer `token`, if any) and
+/// returns the answer's status and text. Also used by `gatehouse purge`.
+pub(crate) async fn ask(
     admin: std::net::SocketAddr,
     token: Option<&str>,
+    path: &str,
 ) -> Result<(StatusCode, String), String> {
     let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(admin))
         .await
@@ -71,7 +74,8 @@ async fn ask(
         .map_err(|failure| failure.to_string())?;
     let mut request = Request::new(RequestBody::empty());
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = http::Uri::from_static("/reload");
+    *request.uri_mut() =
+        http::Uri::try_from(path).map_err(|err| format!("cannot ask for {path:?}: {err}"))?;
     if let Ok(host) = header::HeaderValue::from_str(&admin.to_string()) {
         request.headers_mut().insert(header::HOST, host);
     }

@@ -275,6 +275,16 @@ pub struct CacheConfig {
     /// How long requests for a key whose response is being fetched wait for it (request
     /// coalescing) before going to the upstream themselves. Default 5s.
     pub lock_timeout: Duration,
+    /// gatehouse's own targeted cache-control field (RFC 9213), lowercase; it outranks
+    /// `CDN-Cache-Control` and `Cache-Control`. Default `gatehouse-cache-control`; `None`
+    /// (`targeted_field = ""`) = none.
+    pub targeted_field: Option<String>,
+    /// Obey `CDN-Cache-Control` (RFC 9213 §3) over `Cache-Control`. Default true.
+    pub cdn_cache_control: bool,
+    /// Send `targeted_field` on to the client. Default false: it is addressed to this cache
+    /// alone, and no cache downstream obeys it. (`CDN-Cache-Control` is always forwarded: it
+    /// addresses every CDN on the way, and another may follow.)
+    pub forward_targeted_field: bool,
 }
 
 /// `[robots]`

@@ -124,6 +124,9 @@ pub(crate) struct RawCache {
     pub(crate) disk_path: Option<Spanned<String>>,
     pub(crate) disk_size: Option<Spanned<RawSize>>,
     pub(crate) lock_timeout: Option<Spanned<String>>,
+    pub(crate) targeted_field: Option<Spanned<String>>,
+    pub(crate) cdn_cache_control: Option<Spanned<bool>>,
+    pub(crate) forward_targeted_field: Option<Spanned<bool>>,
 }
 
 /// `[robots]`: the robots.txt guard.

@@ -207,6 +207,17 @@ const CACHE: &[Field] = &[
     ),
     field("disk_size", Kind::Size, r#"disk_size = "1GiB""#),
     field("lock_timeout", Kind::Str, r#"lock_timeout = "5s""#),
+    field(
+        "targeted_field",
+        Kind::Str,
+        r#"targeted_field = "Gatehouse-Cache-Control""#,
+    ),
+    field("cdn_cache_control", Kind::Bool, "cdn_cache_control = true"),
+    field(
+        "forward_targeted_field",
+        Kind::Bool,
+        "forward_targeted_field = false",
+    ),
 ];
 
 const ROBOTS: &[Field] = &[

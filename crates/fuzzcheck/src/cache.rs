@@ -7,7 +7,7 @@ use arbitrary::Unstructured;
 use bytes::Bytes;
 use gatehouse_proxy::cache::entry::StoredResponse;
 use gatehouse_proxy::cache::policy::{self, CacheControl, Freshness, NotStorable};
-use gatehouse_proxy::cache::serve;
+use gatehouse_proxy::cache::{range, serve};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
@@ -30,6 +30,7 @@ pub fn cache_control(data: &[u8]) {
         return;
     };
     let cc = CacheControl::parse(&fields(header::CACHE_CONTROL, &values));
+    targeted_and_neighbours(&values);
     for delta in [
         cc.max_age,
         cc.s_maxage,
@@ -92,6 +93,48 @@ pub fn cache_control(data: &[u8]) {
     ];
     for (directive, set) in flags {
         assert_eq!(set, listed(directive), "{directive} in {names:?}");
+    }
+}
+
+/// The same lines as a targeted field (RFC 9213), `Age`, `Range`/`If-Range` and a preference
+/// list: none of their parsers panics, and what they return stays in range. A targeted field
+/// that parses outranks `Cache-Control`; preference normalisation is idempotent.
+fn targeted_and_neighbours(values: &[HeaderValue]) {
+    let cdn = HeaderName::from_static("cdn-cache-control");
+    let targeted = fields(cdn.clone(), values);
+    if let Some(cc) = policy::targeted_directives(&targeted, &cdn) {
+        for delta in [
+            cc.max_age,
+            cc.s_maxage,
+            cc.stale_if_error,
+            cc.stale_while_revalidate,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(delta <= DELTA_SECONDS_MAX, "{delta} in {cc:?}");
+        }
+        assert_eq!(policy::response_directives(&targeted, &[cdn]), cc);
+    }
+    if let Ok(Some(age)) = policy::age_field(&fields(header::AGE, values)) {
+        assert!(age <= DELTA_SECONDS_MAX);
+    }
+    let mut ranged = fields(header::RANGE, values);
+    for value in values {
+        ranged.append(header::IF_RANGE, value.clone());
+    }
+    for length in [0, 1, 7, 1 << 20, u64::MAX] {
+        if let range::RangeRequest::Ranges(ranges) = range::parse(&ranged, length) {
+            assert!(!ranges.is_empty() && ranges.len() <= range::MAX_RANGES);
+            for (first, last) in ranges {
+                assert!(first <= last && last < length, "{first}-{last} of {length}");
+            }
+        }
+    }
+    let _ = range::if_range_allows(&ranged, &ranged, UNIX_EPOCH);
+    for value in values {
+        let once = policy::normalised_preferences(value.as_bytes());
+        assert_eq!(policy::normalised_preferences(&once), once, "{value:?}");
     }
 }
 
@@ -213,7 +256,7 @@ fn run_policy(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let request_cc = CacheControl::parse(&request);
     let cc = CacheControl::parse(&response);
     let varied = policy::varied_values(&response, &request);
-    let verdict = policy::storable(&method, &request, status, &response, keep);
+    let verdict = policy::storable(&method, &request, status, &response, keep, &[]);
     check_storable(
         &method,
         &request,
@@ -227,7 +270,7 @@ fn run_policy(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         assert!(varied.is_some(), "stored with Vary: * {response:?}");
     }
 
-    let lifetime = policy::freshness_lifetime(status, &response, response_time, cap);
+    let lifetime = policy::freshness_lifetime(status, &response, response_time, cap, &[]);
     if let Some(seconds) = cc.s_maxage.or(cc.max_age) {
         assert_eq!(lifetime, Duration::from_secs(seconds));
     } else if !response.contains_key(header::EXPIRES) {
@@ -270,7 +313,7 @@ fn run_policy(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             "the storing request does not select its variant"
         );
     }
-    assert_eq!(policy::must_revalidate_each_use(&entry), cc.no_cache);
+    assert_eq!(policy::must_revalidate_each_use(&entry, &[]), cc.no_cache);
 
     let conditional = policy::conditional_headers(&entry);
     assert_eq!(policy::has_validator(&entry), !conditional.is_empty());
@@ -287,11 +330,11 @@ fn run_policy(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     ];
     let (short, long) = (windows[0].min(windows[1]), windows[0].max(windows[1]));
     let route = Duration::from_secs(u.int_in_range(0..=DELTA_SECONDS_MAX)?);
-    if policy::stale_if_error_allows(&entry, long, route) {
-        assert!(policy::stale_if_error_allows(&entry, short, route));
+    if policy::stale_if_error_allows(&entry, long, route, &[]) {
+        assert!(policy::stale_if_error_allows(&entry, short, route, &[]));
     }
-    if policy::stale_if_error_allows(&entry, route, short) {
-        assert!(policy::stale_if_error_allows(&entry, route, long));
+    if policy::stale_if_error_allows(&entry, route, short, &[]) {
+        assert!(policy::stale_if_error_allows(&entry, route, long, &[]));
     }
 
     let not_modified = header_map(u, RESPONSE_NAMES)?;
@@ -380,7 +423,7 @@ fn check_freshen(entry: &StoredResponse, not_modified: &HeaderMap, later: System
 }
 
 fn check_from_stored(entry: &StoredResponse, age: Duration, request: &HeaderMap, head_only: bool) {
-    let response = serve::from_stored(entry, age, request, head_only);
+    let response = serve::from_stored(entry, age, request, head_only, None);
     let not_modified =
         entry.status == StatusCode::OK && policy::not_modified_for(request, &entry.headers);
     let headers = response.headers();
@@ -388,6 +431,30 @@ fn check_from_stored(entry: &StoredResponse, age: Duration, request: &HeaderMap,
         headers.get(header::AGE).and_then(|v| v.to_str().ok()),
         Some(age.as_secs().to_string().as_str())
     );
+    let ranged = !not_modified
+        && !head_only
+        && entry.status == StatusCode::OK
+        && range::if_range_allows(request, &entry.headers, entry.response_time)
+        && range::parse(request, entry.body.len() as u64) != range::RangeRequest::Whole;
+    if ranged {
+        match range::parse(request, entry.body.len() as u64) {
+            range::RangeRequest::Unsatisfiable => {
+                assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+                assert!(response.body().is_empty());
+            }
+            range::RangeRequest::Ranges(ranges) => {
+                assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+                if let [(first, last)] = ranges[..] {
+                    assert_eq!(
+                        response.body(),
+                        &entry.body.slice(range::slice(first, last))
+                    );
+                }
+            }
+            range::RangeRequest::Whole => unreachable!("checked above"),
+        }
+        return;
+    }
     if not_modified {
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
         assert!(response.body().is_empty());

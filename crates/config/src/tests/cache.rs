@@ -196,3 +196,37 @@ fn a_route_maintenance_table_inherits_what_it_does_not_set() {
     assert_eq!(inherited.content_type, "application/json");
     let _ = std::fs::remove_file(page);
 }
+
+#[test]
+fn targeted_fields_default_to_gatehouse_s_own_then_cdn_cache_control() {
+    let c = ok(TAIL).config;
+    assert_eq!(
+        c.cache.targeted_field.as_deref(),
+        Some("gatehouse-cache-control")
+    );
+    assert!(c.cache.cdn_cache_control);
+    assert!(!c.cache.forward_targeted_field);
+    let c = ok(&format!(
+        "[cache]\ntargeted_field = \"Edge-Control\"\ncdn_cache_control = false\n\
+         forward_targeted_field = true\n{TAIL}"
+    ))
+    .config;
+    assert_eq!(c.cache.targeted_field.as_deref(), Some("edge-control"));
+    assert!(!c.cache.cdn_cache_control);
+    assert!(c.cache.forward_targeted_field);
+    let c = ok(&format!("[cache]\ntargeted_field = \"\"\n{TAIL}")).config;
+    assert_eq!(c.cache.targeted_field, None);
+}
+
+#[test]
+fn a_targeted_field_that_is_no_field_name_or_not_our_own_is_an_error() {
+    for (value, message) in [
+        ("Edge Control", "is not a header field name"),
+        ("x:y", "is not a header field name"),
+        ("Cache-Control", "is not a field of gatehouse's own"),
+        ("cdn-cache-control", "is not a field of gatehouse's own"),
+    ] {
+        let d = one_error(&format!("[cache]\ntargeted_field = \"{value}\"\n{TAIL}"));
+        at(&d, 2, 18, "cache.targeted_field", message);
+    }
+}

@@ -24,6 +24,7 @@ const DEFAULT_CACHE_MEMORY: u64 = 64 * MIB;
 const DEFAULT_MAX_OBJECT_SIZE: u64 = 8 * MIB;
 const DEFAULT_DISK_SIZE: u64 = GIB;
 const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_TARGETED_FIELD: &str = "gatehouse-cache-control";
 const DEFAULT_ROBOTS_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(300);
 const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(24 * 3600);
@@ -82,7 +83,43 @@ pub(super) fn cache(raw: RawCache, base: &Path, sink: &mut Sink<'_>) -> CacheCon
             "cache.lock_timeout",
             DEFAULT_LOCK_TIMEOUT,
         ),
+        targeted_field: targeted_field(raw.targeted_field, sink),
+        cdn_cache_control: raw.cdn_cache_control.is_none_or(Spanned::into_inner),
+        forward_targeted_field: raw.forward_targeted_field.is_some_and(Spanned::into_inner),
     }
+}
+
+/// `cache.targeted_field`: a field name (RFC 9110 §5.1 token), lowercased; empty = none.
+fn targeted_field(raw: Option<Spanned<String>>, sink: &mut Sink<'_>) -> Option<String> {
+    let Some(raw) = raw else {
+        return Some(DEFAULT_TARGETED_FIELD.to_owned());
+    };
+    let span = raw.span();
+    let name = raw.into_inner();
+    if name.is_empty() {
+        return None;
+    }
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let lower = name.to_ascii_lowercase();
+    if !lower.bytes().all(tchar) {
+        sink.error(
+            Some(span),
+            "cache.targeted_field",
+            format!("{name:?} is not a header field name"),
+            "write a field name such as \"Gatehouse-Cache-Control\", or \"\" for none",
+        );
+        return None;
+    }
+    if matches!(lower.as_str(), "cache-control" | "cdn-cache-control") {
+        sink.error(
+            Some(span),
+            "cache.targeted_field",
+            format!("{name:?} is not a field of gatehouse's own"),
+            "CDN-Cache-Control is set by cdn_cache_control; pick a name of your own, e.g. \"Gatehouse-Cache-Control\"",
+        );
+        return None;
+    }
+    Some(lower)
 }
 
 pub(super) fn robots(raw: RawRobots, sink: &mut Sink<'_>) -> RobotsConfig {

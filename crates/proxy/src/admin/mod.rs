@@ -1,7 +1,8 @@
 //! The admin listener: `/live`, `/ready`, `/metrics` (Prometheus), `/status` (the status
 //! page), `/status.json`, `POST /reload` (what `gatehouse reload` calls), and `/maintenance`
 //! (`GET` shows it; `POST /maintenance/on`, `/off` or `/config`, optionally `?route=LABEL`,
-//! switches it). Bound to
+//! switches it), `POST /cache/purge?url=URL|prefix=URL|tag=VALUE` (what `gatehouse purge`
+//! calls). Bound to
 //! loopback by the default config; it never serves proxied traffic. With `admin_token` set,
 //! every endpoint but `/live` and `/ready` wants `Authorization: Bearer <token>`.
 
@@ -94,6 +95,9 @@ impl Admin {
         if let Some(action) = path.strip_prefix("/maintenance/") {
             return switch_maintenance(&snapshot, req, action);
         }
+        if path == "/cache/purge" {
+            return purge(&snapshot, req).await;
+        }
         if !matches!(*req.method(), Method::GET | Method::HEAD) {
             return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
         }
@@ -127,11 +131,116 @@ impl Admin {
     }
 }
 
+/// `POST /cache/purge?url=URL`, `?prefix=URL` or `?tag=VALUE` (exactly one): drops what it
+/// names from the cache, memory and disk, and answers `{"purged": N}` (N keys). A URL is
+/// absolute (`http://example.com/path?query`) or host and target (`example.com/path`); its
+/// host is matched as requests send it (port included when they send one).
+async fn purge(snapshot: &Snapshot, req: &Request<Incoming>) -> Response<ProxyBody> {
+    use crate::cache::store::Purge;
+    if req.method() != Method::POST {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST /cache/purge?url=URL (or ?prefix=URL, ?tag=VALUE), or `gatehouse purge`\n",
+        );
+    }
+    let mut asked = Vec::new();
+    for pair in req.uri().query().unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(value) = percent_decode(value).filter(|v| !v.is_empty()) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("{name}: the value is empty or not valid percent-encoded UTF-8\n"),
+            );
+        };
+        asked.push(match name {
+            "url" => match cache_key_of(&value) {
+                Some(key) => Purge::Key(key),
+                None => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "url: write http://host/path or host/path\n",
+                    );
+                }
+            },
+            "prefix" => match cache_key_of(&value) {
+                Some(key) => Purge::Prefix(key),
+                None => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "prefix: write http://host/path or host/path\n",
+                    );
+                }
+            },
+            "tag" => Purge::Tag(value),
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unknown parameter {name:?}; use url, prefix or tag\n"),
+                );
+            }
+        });
+    }
+    let [what] = &asked[..] else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "name exactly one of ?url=URL, ?prefix=URL, ?tag=VALUE\n",
+        );
+    };
+    let purged = snapshot.cache.purge(what).await;
+    let (kind, value) = match what {
+        Purge::Key(key) => ("url", key),
+        Purge::Prefix(key) => ("prefix", key),
+        Purge::Tag(tag) => ("tag", tag),
+    };
+    tracing::info!(target: "gatehouse::cache", kind, value = %value, purged, "cache purged");
+    let mut answer = serde_json::json!({ "purged": purged, kind: value }).to_string();
+    answer.push('\n');
+    with_type(answer, "application/json")
+}
+
+/// The cache key for `http://host/target`, `https://...` or `host/target`: lowercase host
+/// (with its port, if written), then the target (`/` when none).
+fn cache_key_of(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let (host, target) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if host.is_empty() || host.contains(['?', '#', ' ', '@']) {
+        return None;
+    }
+    Some(format!("{}{target}", host.to_ascii_lowercase()))
+}
+
+/// `%XX` decoded (`+` is kept: these are URLs, not form fields); `None` when invalid.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn index(snapshot: &Snapshot) -> Response<ProxyBody> {
     text(
         StatusCode::OK,
         &format!(
-            "{} admin: /status /status.json /metrics /live /ready /maintenance, POST /reload, POST /maintenance/on|off|config[?route=LABEL]\nconfig: {}\n",
+            "{} admin: /status /status.json /metrics /live /ready /maintenance, POST /reload, POST /maintenance/on|off|config[?route=LABEL], POST /cache/purge?url=|prefix=|tag=\nconfig: {}\n",
             snapshot.config.server.name, snapshot.config.source
         ),
     )
@@ -342,5 +451,27 @@ mod tests {
         assert!(!bearer_matches(Some(&header("Basic s3cret")), "s3cret"));
         assert!(!bearer_matches(Some(&header("s3cret")), "s3cret"));
         assert!(!bearer_matches(None, "s3cret"));
+    }
+
+    #[test]
+    fn purge_urls_become_cache_keys() {
+        assert_eq!(
+            cache_key_of("http://Example.COM/a?b=1").as_deref(),
+            Some("example.com/a?b=1")
+        );
+        assert_eq!(cache_key_of("https://h:8080").as_deref(), Some("h:8080/"));
+        assert_eq!(cache_key_of("h/static/").as_deref(), Some("h/static/"));
+        for bad in ["", "/path", "http:///x", "a b/c", "u@h/x", "h?x"] {
+            assert_eq!(cache_key_of(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_rejects_what_is_not_utf8_or_not_hex() {
+        assert_eq!(percent_decode("a%2Fb%20c+d").as_deref(), Some("a/b c+d"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        for bad in ["%", "%2", "%zz", "%ff", "%C3", "%%41", "%+1", "%-1"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //!   coalescing.
 //! - [`capture`]: copies a response body as it streams, to store it once complete.
 //! - [`serve`]: responses made from a stored copy, and the `Cache-Status` header.
+//! - [`range`]: `Range` requests answered from a stored copy.
 //! - [`robots`]: the robots.txt guard.
 //!
 //! The request pipeline's use of all this is in `service::caching`.
@@ -16,6 +17,7 @@ pub mod capture;
 pub mod disk;
 pub mod entry;
 pub mod policy;
+pub mod range;
 pub mod robots;
 pub mod serve;
 pub mod store;

@@ -104,6 +104,8 @@ pub enum NotStorable {
     NoFreshness,
     /// A partial response (206, or a `Content-Range` field).
     Partial,
+    /// An `Age` field that is not a non-negative integer (RFC 9111 §5.1: ignore the response).
+    InvalidAge,
 }
 
 impl NotStorable {
@@ -119,6 +121,7 @@ impl NotStorable {
             Self::VaryStar => "vary-star",
             Self::NoFreshness => "no-freshness",
             Self::Partial => "partial",
+            Self::InvalidAge => "invalid-age",
         }
     }
 }
@@ -132,7 +135,9 @@ impl fmt::Display for NotStorable {
 /// Whether a response may be stored by gatehouse's shared cache (RFC 9111 §3).
 ///
 /// `method` is the request's method (only GET is stored; HEAD never stores a body), `request`
-/// and `response` the header fields, `status` the response's status. Checked in this order:
+/// and `response` the header fields, `status` the response's status. The response's directives
+/// come from the first of `targets` it carries validly (RFC 9213), else its `Cache-Control`
+/// (see [`response_directives`]). Checked in this order:
 ///
 /// - method other than GET => [`NotStorable::Method`];
 /// - `no-store` in the request, or in the response => [`NotStorable::NoStore`] (a response's
@@ -146,6 +151,8 @@ impl fmt::Display for NotStorable {
 ///   almost always meant for one user, and serving it to others leaks sessions;
 /// - `Vary: *` => [`NotStorable::VaryStar`];
 /// - 206 or a `Content-Range` field => [`NotStorable::Partial`] (ranges are not combined);
+/// - an `Age` whose first member is not a non-negative integer => [`NotStorable::InvalidAge`]
+///   (RFC 9111 §5.1: "a cache SHOULD ignore the response");
 /// - 1xx, 304, 600 and above, or `must-understand` with a status gatehouse does not know the
 ///   caching rules of => [`NotStorable::Status`];
 /// - then a response with explicit freshness (`max-age`, `s-maxage`, `Expires`) is storable;
@@ -161,12 +168,13 @@ pub fn storable(
     status: StatusCode,
     response: &HeaderMap,
     keep_without_freshness: bool,
+    targets: &[HeaderName],
 ) -> Result<(), NotStorable> {
     if method != Method::GET {
         return Err(NotStorable::Method);
     }
     let request_cc = CacheControl::parse(request);
-    let cc = CacheControl::parse(response);
+    let cc = response_directives(response, targets);
     if request_cc.no_store || (cc.no_store && !(cc.must_understand && understood(status))) {
         return Err(NotStorable::NoStore);
     }
@@ -186,6 +194,9 @@ pub fn storable(
     }
     if status == StatusCode::PARTIAL_CONTENT || response.contains_key(header::CONTENT_RANGE) {
         return Err(NotStorable::Partial);
+    }
+    if age_field(response).is_err() {
+        return Err(NotStorable::InvalidAge);
     }
     if status.is_informational()
         || status == StatusCode::NOT_MODIFIED
@@ -215,14 +226,16 @@ pub fn storable(
 /// `max-age`, else `Expires` minus `Date` (a missing or invalid `Date` reads as
 /// `response_time`; an invalid `Expires` gives 0), else the heuristic (§4.2.2): 10 % of
 /// `Date` minus `Last-Modified`, at most `heuristic_cap`, for heuristically cacheable statuses
-/// only (others get 0). `response_time` is when the response head arrived.
+/// only (others get 0). `response_time` is when the response head arrived. The directives are
+/// the targeted field's when one of `targets` applies (RFC 9213 §2.3).
 pub fn freshness_lifetime(
     status: StatusCode,
     response: &HeaderMap,
     response_time: SystemTime,
     heuristic_cap: Duration,
+    targets: &[HeaderName],
 ) -> Duration {
-    let cc = CacheControl::parse(response);
+    let cc = response_directives(response, targets);
     if let Some(seconds) = cc.s_maxage.or(cc.max_age) {
         return Duration::from_secs(seconds);
     }
@@ -244,10 +257,9 @@ pub fn freshness_lifetime(
 ///
 /// Reads `Age` and `Date` from `entry.headers`, so the store must keep the upstream's `Age`.
 pub fn current_age(entry: &StoredResponse, now: SystemTime) -> Duration {
-    let age_value = entry
-        .headers
-        .get(header::AGE)
-        .and_then(|value| delta_seconds(value.as_bytes().trim_ascii()))
+    let age_value = age_field(&entry.headers)
+        .ok()
+        .flatten()
         .map_or(Duration::ZERO, Duration::from_secs);
     let date = http_date(&entry.headers, &header::DATE).unwrap_or(entry.response_time);
     let apparent_age = since(entry.response_time, date);
@@ -288,8 +300,9 @@ pub fn stale_if_error_allows(
     entry: &StoredResponse,
     stale_for: Duration,
     route_default: Duration,
+    targets: &[HeaderName],
 ) -> bool {
-    let cc = CacheControl::parse(&entry.headers);
+    let cc = response_directives(&entry.headers, targets);
     if let Some(window) = cc.stale_if_error {
         return stale_for <= Duration::from_secs(window);
     }
@@ -301,8 +314,110 @@ pub fn stale_if_error_allows(
 
 /// Whether a stored response must be revalidated before every use, even when fresh: its
 /// `no-cache` (the qualified form `no-cache="field"` counts too, see [`CacheControl`]).
-pub fn must_revalidate_each_use(entry: &StoredResponse) -> bool {
-    CacheControl::parse(&entry.headers).no_cache
+pub fn must_revalidate_each_use(entry: &StoredResponse, targets: &[HeaderName]) -> bool {
+    response_directives(&entry.headers, targets).no_cache
+}
+
+/// Whether a copy stale by `stale_for` may answer at once while one request revalidates it in
+/// the background (RFC 5861 §3): `stale_for` must be within the response's own
+/// `stale-while-revalidate`. `must-revalidate`, `proxy-revalidate` and `no-cache` forbid it
+/// (RFC 9111 §4.2.4); the `proxy-revalidate` that `s-maxage` implies does not, since the
+/// directive is the origin's explicit permission (`s-maxage=60, stale-while-revalidate=30` is
+/// the usual way to ask a CDN for it).
+pub fn stale_while_revalidate_allows(
+    entry: &StoredResponse,
+    stale_for: Duration,
+    targets: &[HeaderName],
+) -> bool {
+    let cc = response_directives(&entry.headers, targets);
+    if cc.must_revalidate || cc.proxy_revalidate || cc.no_cache {
+        return false;
+    }
+    cc.stale_while_revalidate
+        .is_some_and(|window| stale_for <= Duration::from_secs(window))
+}
+
+/// The `Age` field (RFC 9111 §5.1): `Ok(None)` when absent, `Ok(Some(seconds))` (clamped to
+/// 2^31) when its first member is a non-negative integer, `Err` when that member is anything
+/// else (`1a`, `-1`, `1.5`, empty). Several field lines, or a list, count as one list whose
+/// first member is used, as §5.1 says.
+pub fn age_field(headers: &HeaderMap) -> Result<Option<u64>, InvalidAge> {
+    let mut lines = headers.get_all(header::AGE).iter();
+    let Some(first_line) = lines.next() else {
+        return Ok(None);
+    };
+    let bytes = first_line.as_bytes();
+    let first = bytes
+        .split(|&b| b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    delta_seconds(first).map(Some).ok_or(InvalidAge)
+}
+
+/// An `Age` field that is not a non-negative integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidAge;
+
+/// The cache directives of a response for gatehouse (RFC 9213 §2.2): those of the first of
+/// `targets` (in order of precedence) that the response carries with a valid value, else its
+/// `Cache-Control`. When a targeted field applies, `Cache-Control` is ignored entirely.
+pub fn response_directives(headers: &HeaderMap, targets: &[HeaderName]) -> CacheControl {
+    targets
+        .iter()
+        .find_map(|name| targeted_directives(headers, name))
+        .unwrap_or_else(|| CacheControl::parse(headers))
+}
+
+/// The first of `targets` whose directives apply to the response (see
+/// [`response_directives`]); `None` when `Cache-Control` decides.
+pub fn governing_target<'t>(
+    headers: &HeaderMap,
+    targets: &'t [HeaderName],
+) -> Option<&'t HeaderName> {
+    targets
+        .iter()
+        .find(|name| targeted_directives(headers, name).is_some())
+}
+
+/// The directives of the targeted field `name` (RFC 9213 §2.1): a Structured Field Dictionary
+/// (RFC 8941), all field lines combined. `None` when absent or not a valid Dictionary (the
+/// field is then ignored, §2.1). Directive names are the dictionary's keys (lowercase by SF
+/// syntax); `max-age` and `s-maxage` need a non-negative Integer (anything else reads as 0,
+/// i.e. stale, like a malformed `Cache-Control` `max-age`); the other delta-seconds
+/// directives are ignored when not a non-negative Integer; every other directive counts when
+/// present with any value but Boolean false.
+pub fn targeted_directives(headers: &HeaderMap, name: &HeaderName) -> Option<CacheControl> {
+    let value = combined(headers, name)?;
+    let dictionary: sfv::Dictionary = sfv::Parser::new(value.as_bytes()).parse().ok()?;
+    let mut cc = CacheControl::default();
+    for (key, entry) in &dictionary {
+        let item = match entry {
+            sfv::ListEntry::Item(item) => Some(&item.bare_item),
+            sfv::ListEntry::InnerList(_) => None,
+        };
+        let present = !matches!(item, Some(sfv::BareItem::Boolean(false)));
+        let seconds = item
+            .and_then(sfv::BareItem::as_integer)
+            .map(i64::from)
+            .and_then(|n| u64::try_from(n).ok())
+            .map(|n| n.min(DELTA_SECONDS_MAX));
+        match key.as_str() {
+            "no-store" => cc.no_store |= present,
+            "no-cache" => cc.no_cache |= present,
+            "private" => cc.private |= present,
+            "public" => cc.public |= present,
+            "must-revalidate" => cc.must_revalidate |= present,
+            "proxy-revalidate" => cc.proxy_revalidate |= present,
+            "must-understand" => cc.must_understand |= present,
+            "max-age" => cc.max_age = Some(seconds.unwrap_or(0)),
+            "s-maxage" => cc.s_maxage = Some(seconds.unwrap_or(0)),
+            "stale-if-error" => cc.stale_if_error = seconds,
+            "stale-while-revalidate" => cc.stale_while_revalidate = seconds,
+            _ => {}
+        }
+    }
+    Some(cc)
 }
 
 /// The request field values a response's `Vary` names, taken from `request`, to keep in
@@ -524,13 +639,97 @@ fn combined(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
 }
 
 /// A field value with the whitespace around its list elements removed and empty elements
-/// dropped; lowercased for `Accept-Encoding` (its codings are case-insensitive).
+/// dropped. `Accept-Encoding` and `Accept-Language` are put in a canonical form (see
+/// [`normalised_preferences`]), so that equivalent requests select the same variant.
 fn normalised(name: &HeaderName, value: &[u8]) -> Vec<u8> {
-    let mut normal = split_list(value).join(&b","[..]);
-    if name == header::ACCEPT_ENCODING {
-        normal.make_ascii_lowercase();
+    if name == header::ACCEPT_ENCODING || name == header::ACCEPT_LANGUAGE {
+        return normalised_preferences(value);
     }
-    normal
+    split_list(value).join(&b","[..])
+}
+
+/// The most elements a preference list is normalised for; a longer one is compared as written
+/// (lowercased), so that a hostile request cannot make every lookup sort a huge list.
+const MAX_PREFERENCES: usize = 64;
+
+/// `Accept-Encoding` / `Accept-Language` in canonical form (RFC 9110 §12.5.3, §12.5.4): each
+/// element's coding or language range lowercased (both are case-insensitive), whitespace
+/// and elements without one dropped, its weight rewritten without trailing zeros (`q=0.50` is `q=0.5`, `q=1.000` is no
+/// weight), other parameters dropped (the grammar has none), duplicates dropped (the first
+/// wins), then sorted by weight (highest first) and name. An element with an invalid weight is
+/// kept as written. Order among elements is not a preference in either field once weights are
+/// equal, so `gzip, br` and `br, gzip` are the same request.
+pub fn normalised_preferences(value: &[u8]) -> Vec<u8> {
+    let elements = split_list(value);
+    if elements.len() > MAX_PREFERENCES {
+        return value.to_ascii_lowercase();
+    }
+    let mut parsed: Vec<(u16, Vec<u8>)> = Vec::with_capacity(elements.len());
+    for element in elements {
+        let mut parts = element.split(|&b| b == b';');
+        let name = parts
+            .next()
+            .unwrap_or_default()
+            .trim_ascii()
+            .to_ascii_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        let mut weight = Some(1000);
+        for param in parts {
+            let param = param.trim_ascii();
+            if let Some(q) = param
+                .strip_prefix(b"q=")
+                .or_else(|| param.strip_prefix(b"Q="))
+            {
+                weight = qvalue(q.trim_ascii());
+            }
+        }
+        let Some(weight) = weight else {
+            parsed.push((0, element.to_ascii_lowercase()));
+            continue;
+        };
+        if parsed.iter().any(|(_, seen)| *seen == name) {
+            continue;
+        }
+        parsed.push((weight, name));
+    }
+    parsed.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let mut out = Vec::with_capacity(value.len());
+    for (i, (weight, name)) in parsed.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(name);
+        if *weight < 1000 && !name.contains(&b';') {
+            let text = format!("{:.3}", f64::from(*weight) / 1000.0);
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            out.extend_from_slice(b";q=");
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
+}
+
+/// An RFC 9110 §12.4.2 qvalue in thousandths: `0`, `0.5`, `1`, `1.000`; `None` when invalid.
+fn qvalue(text: &[u8]) -> Option<u16> {
+    let (whole, fraction) = match text.iter().position(|&b| b == b'.') {
+        Some(dot) => (&text[..dot], &text[dot + 1..]),
+        None => (text, &b""[..]),
+    };
+    if fraction.len() > 3 || !fraction.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        let digit = fraction.get(i).map_or(0, |d| u16::from(d - b'0'));
+        thousandths = thousandths * 10 + digit;
+    }
+    match whole {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 /// The list elements (RFC 9110 §5.6.1) of every field line of `name`.
@@ -739,6 +938,7 @@ mod tests {
             StatusCode::from_u16(status).expect("test status"),
             &headers(response),
             false,
+            &[],
         )
     }
 
@@ -750,6 +950,7 @@ mod tests {
             &headers(response),
             at(response_time),
             CAP,
+            &[],
         )
     }
 
@@ -889,6 +1090,7 @@ mod tests {
                 StatusCode::OK,
                 &headers(&[("cache-control", "max-age=60")]),
                 true,
+                &[],
             );
             assert_eq!(result, Err(NotStorable::Method), "{method}");
         }
@@ -1140,6 +1342,7 @@ mod tests {
                 StatusCode::from_u16(status).expect("test status"),
                 &headers(response),
                 true,
+                &[],
             )
         };
         assert_eq!(keep(200, &[("etag", "\"a\"")]), Ok(()));
@@ -1331,19 +1534,19 @@ mod tests {
     #[test]
     fn stale_if_error_route_default() {
         let stored = entry(&[("cache-control", "max-age=60")], 0, 0);
-        assert!(stale_if_error_allows(&stored, secs(100), secs(300)));
-        assert!(stale_if_error_allows(&stored, secs(300), secs(300)));
-        assert!(!stale_if_error_allows(&stored, secs(301), secs(300)));
-        assert!(!stale_if_error_allows(&stored, secs(1), secs(0)));
+        assert!(stale_if_error_allows(&stored, secs(100), secs(300), &[]));
+        assert!(stale_if_error_allows(&stored, secs(300), secs(300), &[]));
+        assert!(!stale_if_error_allows(&stored, secs(301), secs(300), &[]));
+        assert!(!stale_if_error_allows(&stored, secs(1), secs(0), &[]));
     }
 
     #[test]
     fn stale_if_error_from_response_overrides_route_default() {
         let stored = entry(&[("cache-control", "max-age=60, stale-if-error=30")], 0, 0);
-        assert!(stale_if_error_allows(&stored, secs(30), secs(300)));
-        assert!(!stale_if_error_allows(&stored, secs(31), secs(300)));
+        assert!(stale_if_error_allows(&stored, secs(30), secs(300), &[]));
+        assert!(!stale_if_error_allows(&stored, secs(31), secs(300), &[]));
         let longer = entry(&[("cache-control", "max-age=60, stale-if-error=600")], 0, 0);
-        assert!(stale_if_error_allows(&longer, secs(500), secs(0)));
+        assert!(stale_if_error_allows(&longer, secs(500), secs(0), &[]));
     }
 
     #[test]
@@ -1357,17 +1560,17 @@ mod tests {
             let value = format!("max-age=60, {directive}");
             let stored = entry(&[("cache-control", &value)], 0, 0);
             assert!(
-                !stale_if_error_allows(&stored, secs(1), secs(300)),
+                !stale_if_error_allows(&stored, secs(1), secs(300), &[]),
                 "{directive}"
             );
             let with_sie = format!("{value}, stale-if-error=100");
             let stored = entry(&[("cache-control", &with_sie)], 0, 0);
             assert!(
-                stale_if_error_allows(&stored, secs(100), secs(0)),
+                stale_if_error_allows(&stored, secs(100), secs(0), &[]),
                 "{directive}"
             );
             assert!(
-                !stale_if_error_allows(&stored, secs(101), secs(300)),
+                !stale_if_error_allows(&stored, secs(101), secs(300), &[]),
                 "{directive}"
             );
         }
@@ -1375,22 +1578,19 @@ mod tests {
 
     #[test]
     fn revalidate_each_use() {
-        assert!(must_revalidate_each_use(&entry(
-            &[("cache-control", "no-cache, max-age=60")],
-            0,
-            0
-        )));
-        assert!(must_revalidate_each_use(&entry(
-            &[("cache-control", r#"no-cache="set-cookie""#)],
-            0,
-            0
-        )));
-        assert!(!must_revalidate_each_use(&entry(
-            &[("cache-control", "must-revalidate, max-age=60")],
-            0,
-            0
-        )));
-        assert!(!must_revalidate_each_use(&entry(&[], 0, 0)));
+        assert!(must_revalidate_each_use(
+            &entry(&[("cache-control", "no-cache, max-age=60")], 0, 0),
+            &[]
+        ));
+        assert!(must_revalidate_each_use(
+            &entry(&[("cache-control", r#"no-cache="set-cookie""#)], 0, 0),
+            &[]
+        ));
+        assert!(!must_revalidate_each_use(
+            &entry(&[("cache-control", "must-revalidate, max-age=60")], 0, 0),
+            &[]
+        ));
+        assert!(!must_revalidate_each_use(&entry(&[], 0, 0), &[]));
     }
 
     // --- Vary ---
@@ -1449,8 +1649,266 @@ mod tests {
         assert!(selects(&stored, &headers(&[("accept-language", "en")])));
         assert!(!selects(&stored, &headers(&[("accept-language", "de")])));
         assert!(!selects(&stored, &HeaderMap::new()));
-        // Case matters for other fields than Accept-Encoding.
-        assert!(!selects(&stored, &headers(&[("accept-language", "EN")])));
+        // Language ranges are case-insensitive (RFC 4647 §2); other fields' case matters.
+        assert!(selects(&stored, &headers(&[("accept-language", "EN")])));
+        let other = varied_entry("x-flag", &[("x-flag", "on")]);
+        assert!(!selects(&other, &headers(&[("x-flag", "ON")])));
+    }
+
+    #[test]
+    fn preference_lists_normalise_order_case_whitespace_and_weights() {
+        let n = |v: &str| String::from_utf8(normalised_preferences(v.as_bytes())).expect("ascii");
+        assert_eq!(n("gzip, br"), "br,gzip");
+        assert_eq!(n("BR ,GZip"), "br,gzip");
+        assert_eq!(n("gzip;q=1.0, br;q=0.50"), "gzip,br;q=0.5");
+        assert_eq!(n("br;q=0.5,gzip;Q=1"), "gzip,br;q=0.5");
+        assert_eq!(n("identity;q=0, *;q=0.001"), "*;q=0.001,identity;q=0");
+        assert_eq!(
+            n("de-DE, en;q=0.8 , fr ; q=0.800"),
+            "de-de,en;q=0.8,fr;q=0.8"
+        );
+        assert_eq!(n("en, en;q=0.1"), "en");
+        // Invalid weights are kept as written (lowercased), never made equal to valid ones.
+        assert_eq!(n("en;q=2"), "en;q=2");
+        assert_ne!(n("en;q=1.5"), n("en"));
+        let stored = varied_entry(
+            "accept-language, accept-encoding",
+            &[
+                ("accept-language", "en-US,de;q=0.5"),
+                ("accept-encoding", "gzip, br"),
+            ],
+        );
+        assert!(selects(
+            &stored,
+            &headers(&[
+                ("accept-language", "de;q=0.500 , EN-us"),
+                ("accept-encoding", "br,GZIP"),
+            ])
+        ));
+        assert!(!selects(
+            &stored,
+            &headers(&[
+                ("accept-language", "de, en-US;q=0.5"),
+                ("accept-encoding", "br,gzip"),
+            ])
+        ));
+    }
+
+    #[test]
+    fn preference_normalisation_survives_hostile_input() {
+        let long = "a;q=0.5,".repeat(10_000);
+        let inputs: Vec<&[u8]> = vec![
+            b"",
+            b",,,",
+            b";;;",
+            b"q=",
+            b";q=",
+            b"a;q=",
+            b"a;q=.",
+            b"a;q=0.",
+            b"a;q=0.1234",
+            b"a;q=-1",
+            b"a;q=99999999999999999999",
+            b"\"a,b\";q=0.5",
+            b"\xff\xfe;q=0.5",
+            b", ;, =, ?c",
+            long.as_bytes(),
+        ];
+        for input in inputs {
+            let once = normalised_preferences(input);
+            assert_eq!(normalised_preferences(&once), once, "{input:?}");
+        }
+    }
+
+    // --- Age (RFC 9111 §5.1) ---
+
+    #[test]
+    fn age_field_is_the_first_member_and_digits_only() {
+        let age = |lines: &[&str]| {
+            let fields: Vec<(&str, &str)> = lines.iter().map(|l| ("age", *l)).collect();
+            age_field(&headers(&fields))
+        };
+        assert_eq!(age(&[]), Ok(None));
+        assert_eq!(age(&["10"]), Ok(Some(10)));
+        assert_eq!(age(&[" 7 "]), Ok(Some(7)));
+        assert_eq!(age(&["3, 9"]), Ok(Some(3)));
+        assert_eq!(age(&["4", "8"]), Ok(Some(4)));
+        assert_eq!(age(&["99999999999999999999"]), Ok(Some(1 << 31)));
+        for bad in ["1a", "-1", "1.5", "", "+1", "0x10", "ten", "1 2", ", 5"] {
+            assert_eq!(age(&[bad]), Err(InvalidAge), "{bad:?}");
+        }
+        assert_eq!(age(&["x", "5"]), Err(InvalidAge));
+    }
+
+    #[test]
+    fn a_response_with_an_invalid_age_is_not_stored() {
+        for bad in ["1a", "-1", "1.5"] {
+            assert_eq!(
+                get_storable(&[], 200, &[("cache-control", "max-age=60"), ("age", bad)]),
+                Err(NotStorable::InvalidAge),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            get_storable(
+                &[],
+                200,
+                &[("cache-control", "max-age=60"), ("age", "5, 6")]
+            ),
+            Ok(())
+        );
+    }
+
+    // --- Targeted cache control (RFC 9213) ---
+
+    fn cdn() -> HeaderName {
+        HeaderName::from_static("cdn-cache-control")
+    }
+
+    fn own() -> HeaderName {
+        HeaderName::from_static("gatehouse-cache-control")
+    }
+
+    #[test]
+    fn targeted_field_outranks_cache_control() {
+        let targets = [own(), cdn()];
+        let response = headers(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=600"),
+        ]);
+        let cc = response_directives(&response, &targets);
+        assert_eq!(cc.max_age, Some(600));
+        assert!(
+            !cc.no_store,
+            "Cache-Control is ignored once a targeted field applies"
+        );
+        let response = headers(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=600"),
+            ("gatehouse-cache-control", "no-store"),
+        ]);
+        assert!(response_directives(&response, &targets).no_store);
+        // Without targets, only Cache-Control counts.
+        assert_eq!(response_directives(&response, &[]).max_age, Some(60));
+        assert_eq!(
+            storable(
+                &Method::GET,
+                &HeaderMap::new(),
+                StatusCode::OK,
+                &response,
+                false,
+                &targets
+            ),
+            Err(NotStorable::NoStore)
+        );
+        assert_eq!(
+            freshness_lifetime(StatusCode::OK, &response, at(0), CAP, &[cdn()]),
+            secs(600)
+        );
+    }
+
+    #[test]
+    fn targeted_directives_parse_as_a_dictionary() {
+        let parse =
+            |value: &str| targeted_directives(&headers(&[("cdn-cache-control", value)]), &cdn());
+        let cc = parse("max-age=60, s-maxage=30, private, no-cache, stale-while-revalidate=5")
+            .expect("valid");
+        assert_eq!((cc.max_age, cc.s_maxage), (Some(60), Some(30)));
+        assert!(cc.private && cc.no_cache);
+        assert_eq!(cc.stale_while_revalidate, Some(5));
+        assert!(!parse("no-store=?0").expect("valid").no_store);
+        assert_eq!(parse("max-age=-5").expect("valid").max_age, Some(0));
+        assert_eq!(parse("max-age=1.5").expect("valid").max_age, Some(0));
+        assert_eq!(parse("max-age=\"60\"").expect("valid").max_age, Some(0));
+        assert_eq!(
+            parse("stale-if-error=abc").expect("valid").stale_if_error,
+            None
+        );
+        // Not a Structured Field Dictionary: ignored, the next field applies.
+        for invalid in [
+            "max-age=60;",
+            "Max-Age=60",
+            "max-age=60,,",
+            "max-age=(1",
+            "=1",
+            "max-age=60 x",
+        ] {
+            assert_eq!(parse(invalid), None, "{invalid}");
+        }
+        let fallback = headers(&[
+            ("cdn-cache-control", "Max-Age=600"),
+            ("cache-control", "max-age=5"),
+        ]);
+        assert_eq!(response_directives(&fallback, &[cdn()]).max_age, Some(5));
+        // Several lines are one dictionary.
+        let lines = headers(&[
+            ("cdn-cache-control", "max-age=9"),
+            ("cdn-cache-control", "no-cache"),
+        ]);
+        let cc = response_directives(&lines, &[cdn()]);
+        assert!(cc.no_cache);
+        assert_eq!(cc.max_age, Some(9));
+    }
+
+    #[test]
+    fn targeted_parsing_survives_hostile_input() {
+        let long = "a=1,".repeat(20_000);
+        for value in [
+            "max-age=99999999999999999",
+            "max-age=-999999999999999",
+            "max-age=?1",
+            "max-age=:AAAA:",
+            "max-age=@1",
+            "max-age=%\"x\"",
+            "no-store=(a b c)",
+            long.as_str(),
+        ] {
+            let _ = targeted_directives(&headers(&[("cdn-cache-control", value)]), &cdn());
+        }
+        let mut bytes: Vec<u8> = (0x20..=0xffu8).collect();
+        bytes.retain(|b| *b != 0x7f);
+        let mut map = HeaderMap::new();
+        map.insert(
+            cdn(),
+            HeaderValue::from_bytes(&bytes).expect("visible bytes"),
+        );
+        assert_eq!(targeted_directives(&map, &cdn()), None);
+    }
+
+    #[test]
+    fn stale_while_revalidate_window() {
+        let stored = entry(
+            &[("cache-control", "max-age=1, stale-while-revalidate=30")],
+            0,
+            0,
+        );
+        assert!(stale_while_revalidate_allows(&stored, secs(30), &[]));
+        assert!(!stale_while_revalidate_allows(&stored, secs(31), &[]));
+        let cdn_style = entry(
+            &[("cache-control", "s-maxage=1, stale-while-revalidate=30")],
+            0,
+            0,
+        );
+        assert!(stale_while_revalidate_allows(&cdn_style, secs(10), &[]));
+        for forbidding in ["must-revalidate", "proxy-revalidate", "no-cache"] {
+            let stored = entry(
+                &[(
+                    "cache-control",
+                    &format!("max-age=1, stale-while-revalidate=30, {forbidding}"),
+                )],
+                0,
+                0,
+            );
+            assert!(
+                !stale_while_revalidate_allows(&stored, secs(1), &[]),
+                "{forbidding}"
+            );
+        }
+        assert!(!stale_while_revalidate_allows(
+            &entry(&[("cache-control", "max-age=1")], 0, 0),
+            secs(0),
+            &[]
+        ));
     }
 
     #[test]
@@ -1483,7 +1941,8 @@ mod tests {
             &stored,
             &headers(&[("accept-encoding", "GZIP, Br")])
         ));
-        assert!(!selects(
+        // Order is not a preference once weights are equal (RFC 9110 §12.5.3).
+        assert!(selects(
             &stored,
             &headers(&[("accept-encoding", "br, gzip")])
         ));

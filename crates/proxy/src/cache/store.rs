@@ -245,6 +245,66 @@ impl Cache {
         }
     }
 
+    /// Drops every key `what` selects, in memory and on disk, and returns how many keys went.
+    /// The disk file is scanned on the blocking pool; keys found there are kept out of memory
+    /// while they are removed (as [`Cache::invalidate`] does).
+    pub async fn purge(&self, what: &Purge) -> u64 {
+        let mut purged: HashSet<String> = HashSet::new();
+        let in_memory: Vec<Arc<str>> = self
+            .memory
+            .iter()
+            .filter(|(key, variants)| what.selects(key, &variants.entries))
+            .map(|(key, _)| key)
+            .collect();
+        for key in in_memory {
+            self.memory.remove(&*key);
+            purged.insert(key.to_string());
+        }
+        if let Some(disk) = &self.disk {
+            let disk = Arc::clone(disk);
+            let removing = Arc::clone(&self.removing);
+            let what = what.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                let entries = match disk.entries() {
+                    Ok(entries) => entries,
+                    Err(err) => {
+                        tracing::warn!(target: "gatehouse::cache", error = %err, "cache file scan for a purge failed");
+                        return Vec::new();
+                    }
+                };
+                let mut found = Vec::new();
+                for (key, variants) in entries {
+                    let variants: Vec<Arc<StoredResponse>> =
+                        variants.into_iter().map(Arc::new).collect();
+                    if !what.selects(&key, &variants) {
+                        continue;
+                    }
+                    removing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.clone());
+                    if let Err(err) = disk.remove(&key) {
+                        tracing::warn!(target: "gatehouse::cache", error = %err, "cache file remove failed");
+                    }
+                    removing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&key);
+                    found.push(key);
+                }
+                found
+            })
+            .await
+            .unwrap_or_default();
+            for key in found {
+                // A lookup may have brought it back to memory while the file was scanned.
+                self.memory.remove(key.as_str());
+                purged.insert(key);
+            }
+        }
+        purged.len() as u64
+    }
+
     /// Reserves `bytes` for a body being copied; false when copies in flight would exceed
     /// the memory size.
     pub fn reserve_capture(&self, bytes: u64) -> bool {
@@ -299,6 +359,44 @@ impl Cache {
             disk_bytes: self.disk.as_ref().map_or(0, |d| d.bytes()),
         }
     }
+}
+
+/// What a purge drops (the admin listener's `POST /cache/purge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// One URL: its cache key (host, port included when not the default, and request target).
+    Key(String),
+    /// Every key starting with this (host and path prefix).
+    Prefix(String),
+    /// Every key with a variant whose response lists this value in `Surrogate-Key`
+    /// (space-separated, Fastly's and Varnish's convention) or `Cache-Tag` (comma-separated,
+    /// Cloudflare's). Compared exactly.
+    Tag(String),
+}
+
+impl Purge {
+    fn selects(&self, key: &str, variants: &[Arc<StoredResponse>]) -> bool {
+        match self {
+            Self::Key(wanted) => key == wanted,
+            Self::Prefix(prefix) => key.starts_with(prefix.as_str()),
+            Self::Tag(tag) => variants.iter().any(|entry| has_tag(&entry.headers, tag)),
+        }
+    }
+}
+
+/// Whether a response is tagged `tag` by its `Surrogate-Key` or `Cache-Tag` fields.
+pub fn has_tag(headers: &HeaderMap, tag: &str) -> bool {
+    if tag.is_empty() {
+        return false;
+    }
+    let listed = |name: &str, separator: fn(char) -> bool| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| value.split(separator).any(|item| item.trim() == tag))
+    };
+    listed("surrogate-key", char::is_whitespace) || listed("cache-tag", |c| c == ',')
 }
 
 /// How full the cache is.
@@ -395,6 +493,54 @@ mod tests {
             matches!(cache.begin_fill("h/x"), Fill::Leader(_)),
             "the key is free again"
         );
+    }
+
+    fn tagged(tags: &[(&'static str, &'static str)]) -> StoredResponse {
+        let mut stored = entry(None, "t");
+        stored.headers.remove("vary");
+        stored.varied.clear();
+        for (name, value) in tags {
+            stored
+                .headers
+                .append(*name, HeaderValue::from_static(value));
+        }
+        stored
+    }
+
+    #[tokio::test]
+    async fn purge_by_key_prefix_and_tag() {
+        let cache = Cache::in_memory(1 << 20, 1 << 16);
+        cache.insert("h/a", tagged(&[("surrogate-key", "red  blue")]));
+        cache.insert("h/b", tagged(&[("cache-tag", "green, blue")]));
+        cache.insert("h/c/1", tagged(&[]));
+        cache.insert("h/c/2", tagged(&[]));
+        cache.insert("g/a", tagged(&[("surrogate-key", "bluest")]));
+        let none = HeaderMap::new();
+        assert_eq!(cache.purge(&Purge::Key("h/zzz".into())).await, 0);
+        assert_eq!(cache.purge(&Purge::Key("h/c/1".into())).await, 1);
+        assert!(cache.lookup("h/c/1", &none).await.is_none());
+        assert!(cache.lookup("h/c/2", &none).await.is_some());
+        assert_eq!(cache.purge(&Purge::Tag("blue".into())).await, 2);
+        assert!(cache.lookup("h/a", &none).await.is_none());
+        assert!(cache.lookup("h/b", &none).await.is_none());
+        assert!(
+            cache.lookup("g/a", &none).await.is_some(),
+            "bluest is not blue"
+        );
+        assert_eq!(cache.purge(&Purge::Prefix("h/".into())).await, 1);
+        assert!(cache.lookup("g/a", &none).await.is_some());
+        assert_eq!(cache.usage().memory_entries, 1);
+    }
+
+    #[test]
+    fn tags_are_list_members_not_substrings() {
+        let stored = tagged(&[("surrogate-key", "a b"), ("cache-tag", "c,d ,e")]);
+        for tag in ["a", "b", "c", "d", "e"] {
+            assert!(has_tag(&stored.headers, tag), "{tag}");
+        }
+        for tag in ["", "ab", "a b", "c,d", " "] {
+            assert!(!has_tag(&stored.headers, tag), "{tag:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -172,7 +172,7 @@ impl Metrics {
         let cache_requests = counter_vec(
             &registry,
             "gatehouse_cache_requests_total",
-            "Requests on caching routes by what the cache did: hit, miss, expired, revalidated, stale, uncacheable, bypass, maintenance.",
+            "Requests on caching routes by what the cache did: hit, miss, expired, revalidated, stale, stale-revalidate (a stale copy served while it is revalidated), background (that revalidation), uncacheable, bypass, maintenance.",
             &["route", "result"],
         );
         let stale_served = counter_vec(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gatehouse_config::{CacheMode, MaintenanceConfig, RouteCache};
-use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 
 use super::Pipeline;
 use crate::body::ProxyBody;
@@ -50,6 +50,23 @@ pub(super) struct CacheRequest {
     request_headers: HeaderMap,
     request_time: SystemTime,
     collapsed: bool,
+    /// A background revalidation (stale-while-revalidate) made by gatehouse, not a client.
+    background: bool,
+}
+
+/// Marks the request gatehouse sends itself to revalidate a copy it served stale
+/// (stale-while-revalidate, RFC 5861 §3), and carries the fill guard that makes other misses of
+/// the key wait for it. A request extension: no client can send one.
+#[derive(Debug, Clone)]
+struct Revalidation(Arc<std::sync::Mutex<Option<FillGuard>>>);
+
+impl Revalidation {
+    fn take(&self) -> Option<FillGuard> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// Why the origin is taken as failed, for a stale copy.
@@ -166,7 +183,12 @@ impl Pipeline<'_> {
             request_headers: HeaderMap::new(),
             request_time: SystemTime::now(),
             collapsed: false,
+            background: false,
         };
+        let background = parts
+            .extensions
+            .remove::<Revalidation>()
+            .and_then(|revalidation| revalidation.take());
         if !readable {
             self.record.cache = Some("bypass");
             self.cache = Some(request);
@@ -176,10 +198,18 @@ impl Pipeline<'_> {
             let cache = Arc::clone(&self.snapshot.cache);
             request.stored = cache.lookup(&request.key, &parts.headers).await;
             request.looked_up = true;
-            if let Some(response) = self.fresh_hit(&request, &parts.headers, head_only) {
+            if let Some(guard) = background {
+                // gatehouse's own revalidation: it holds the key's fill already, and always
+                // goes upstream.
+                request.fill = Some(guard);
+                request.background = true;
+                self.record.cache = Some("background");
+            } else if let Some(response) = self.fresh_hit(&request, &parts.headers, head_only) {
+                return Some(response);
+            } else if let Some(response) = self.stale_while_revalidate(&request, parts, head_only) {
                 return Some(response);
             }
-            if *method == Method::GET {
+            if *method == Method::GET && !request.background {
                 match cache.begin_fill(&request.key) {
                     Fill::Leader(guard) => request.fill = Some(guard),
                     Fill::Follower(waiting) => {
@@ -234,14 +264,17 @@ impl Pipeline<'_> {
     ) -> Option<Response<ProxyBody>> {
         let stored = request.stored.as_ref()?;
         let now = SystemTime::now();
+        let targets = &self.snapshot.cache_targets;
         let lifetime = policy::freshness_lifetime(
             stored.status,
             &stored.headers,
             stored.response_time,
             HEURISTIC_CAP,
+            targets,
         );
         let freshness = policy::freshness(stored, lifetime, now);
-        if !matches!(freshness, Freshness::Fresh { .. }) || policy::must_revalidate_each_use(stored)
+        if !matches!(freshness, Freshness::Fresh { .. })
+            || policy::must_revalidate_each_use(stored, targets)
         {
             return None;
         }
@@ -250,6 +283,7 @@ impl Pipeline<'_> {
             policy::current_age(stored, now),
             client_headers,
             head_only,
+            self.snapshot.cache_hidden.as_ref(),
         );
         let status = CacheStatus {
             hit: true,
@@ -259,6 +293,96 @@ impl Pipeline<'_> {
         };
         self.finish_from_cache(&mut response, &status, "hit");
         Some(response)
+    }
+
+    /// A stale copy within its `stale-while-revalidate` window (RFC 5861 §3) answers at once,
+    /// and one background request revalidates it. When another request is already fetching
+    /// the key (a miss, or the revalidation another stale hit started), none is added.
+    fn stale_while_revalidate(
+        &mut self,
+        request: &CacheRequest,
+        parts: &http::request::Parts,
+        head_only: bool,
+    ) -> Option<Response<ProxyBody>> {
+        let stored = request.stored.as_ref()?;
+        let now = SystemTime::now();
+        let targets = &self.snapshot.cache_targets;
+        let lifetime = policy::freshness_lifetime(
+            stored.status,
+            &stored.headers,
+            stored.response_time,
+            HEURISTIC_CAP,
+            targets,
+        );
+        let freshness = policy::freshness(stored, lifetime, now);
+        let Freshness::Stale { stale_for } = freshness else {
+            return None;
+        };
+        if !policy::stale_while_revalidate_allows(stored, stale_for, targets) {
+            return None;
+        }
+        if let Fill::Leader(guard) = self.snapshot.cache.begin_fill(&request.key) {
+            self.spawn_revalidation(parts, guard);
+        }
+        // RFC 5861: a stale response is visibly stale, so Age is at least 1.
+        let age = policy::current_age(stored, now).max(Duration::from_secs(1));
+        let mut response = from_stored(
+            stored,
+            age,
+            &parts.headers,
+            head_only,
+            self.snapshot.cache_hidden.as_ref(),
+        );
+        let status = CacheStatus {
+            hit: true,
+            ttl: Some(serve::ttl_secs(freshness)),
+            detail: Some("stale-while-revalidate"),
+            ..CacheStatus::default()
+        };
+        self.finish_from_cache(&mut response, &status, "stale-revalidate");
+        Some(response)
+    }
+
+    /// Sends the request that revalidates a copy served stale, in the background, through the
+    /// whole pipeline (routing, limits, retries, storing) as a GET with the client's fields but
+    /// none of its conditionals or ranges. Its response body is read to the end so that the
+    /// copy is stored; its access-log line says `cache=background`.
+    fn spawn_revalidation(&self, parts: &http::request::Parts, guard: FillGuard) {
+        let mut headers = parts.headers.clone();
+        for name in [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+            header::IF_RANGE,
+            header::RANGE,
+            // The client's own directives (a reload's no-cache, a no-store) are not the
+            // cache's: the revalidation is made for everyone.
+            header::CACHE_CONTROL,
+            header::PRAGMA,
+        ] {
+            headers.remove(name);
+        }
+        headers.remove(forward::X_REQUEST_ID);
+        let body = crate::client_body::ClientBody::Http1(crate::http1::RequestBody::empty());
+        let Ok(mut req) = Request::builder()
+            .method(Method::GET)
+            .uri(parts.uri.clone())
+            .version(parts.version)
+            .body(body)
+        else {
+            return;
+        };
+        *req.headers_mut() = headers;
+        req.extensions_mut()
+            .insert(Revalidation(Arc::new(std::sync::Mutex::new(Some(guard)))));
+        let snapshot = Arc::clone(&self.shared);
+        let (client, local, https) = (self.client, self.local, self.https);
+        tokio::spawn(async move {
+            let activity = crate::client_io::ClientActivity::new(client, local, 0, https);
+            let response = super::handle(snapshot, client, &activity, req).await;
+            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        });
     }
 
     /// Adds gatehouse's headers to a response made from the cache and writes its access record.
@@ -333,22 +457,24 @@ impl Pipeline<'_> {
         let stored = Arc::clone(request.stored.as_ref()?);
         let window = request.settings.stale_if_error;
         let now = SystemTime::now();
+        let targets = &self.snapshot.cache_targets;
         let lifetime = policy::freshness_lifetime(
             stored.status,
             &stored.headers,
             stored.response_time,
             HEURISTIC_CAP,
+            targets,
         );
         let freshness = policy::freshness(&stored, lifetime, now);
         let allowed = match freshness {
             // A fresh copy (stale_if_error mode never serves hits) may stand in, unless it
             // must be revalidated before each use (no-cache) and allows no stale use itself.
             Freshness::Fresh { .. } => {
-                !policy::must_revalidate_each_use(&stored)
-                    || policy::stale_if_error_allows(&stored, Duration::ZERO, window)
+                !policy::must_revalidate_each_use(&stored, targets)
+                    || policy::stale_if_error_allows(&stored, Duration::ZERO, window, targets)
             }
             Freshness::Stale { stale_for } => {
-                policy::stale_if_error_allows(&stored, stale_for, window)
+                policy::stale_if_error_allows(&stored, stale_for, window, targets)
             }
         };
         if !allowed {
@@ -356,7 +482,13 @@ impl Pipeline<'_> {
         }
         // RFC 5861 §4: a stale response should be visibly stale, so Age is at least 1.
         let age = policy::current_age(&stored, now).max(Duration::from_secs(1));
-        let mut response = from_stored(&stored, age, &HeaderMap::new(), head_only);
+        let mut response = from_stored(
+            &stored,
+            age,
+            &HeaderMap::new(),
+            head_only,
+            self.snapshot.cache_hidden.as_ref(),
+        );
         self.add_failure_status(&mut response, failed);
         let status = CacheStatus {
             fwd: Some("stale"),
@@ -397,7 +529,7 @@ impl Pipeline<'_> {
             .duration_since(copy.response_time)
             .unwrap_or_default()
             .max(Duration::from_secs(1));
-        let mut response = from_stored(&copy, age, &HeaderMap::new(), head_only);
+        let mut response = from_stored(&copy, age, &HeaderMap::new(), head_only, None);
         if let Some(failed) = failed {
             self.add_failure_status(&mut response, failed);
             self.note_origin_failure(failed);
@@ -502,22 +634,37 @@ impl Pipeline<'_> {
             } else {
                 Method::HEAD
             };
-            let storable =
-                policy::storable(&method, &request.request_headers, status, headers, true)
-                    .map_err(policy::NotStorable::as_str)
-                    .and_then(
-                        |()| match policy::varied_values(headers, &request.request_headers) {
-                            Some(varied) => Ok(varied),
-                            None => Err("vary-star"),
-                        },
-                    )
-                    .and_then(|varied| match content_length {
-                        Some(length) if length > limit => Err("too-large"),
-                        _ => Ok(varied),
-                    });
+            let targets = &self.snapshot.cache_targets;
+            let storable = policy::storable(
+                &method,
+                &request.request_headers,
+                status,
+                headers,
+                true,
+                targets,
+            )
+            .map_err(policy::NotStorable::as_str)
+            .and_then(
+                |()| match policy::varied_values(headers, &request.request_headers) {
+                    Some(varied) => Ok(varied),
+                    None => Err("vary-star"),
+                },
+            )
+            .and_then(|varied| match content_length {
+                Some(length) if length > limit => Err("too-large"),
+                _ => Ok(varied),
+            });
             match storable {
                 Ok(varied) if request.may_store => {
                     report.stored = true;
+                    // Which field decided, when it was not Cache-Control (RFC 9213).
+                    report.detail = policy::governing_target(headers, targets).map(|name| {
+                        if name == "cdn-cache-control" {
+                            "cdn-cache-control"
+                        } else {
+                            "targeted-field"
+                        }
+                    });
                     let head = StoredResponse {
                         status,
                         headers: headers.clone(),
@@ -528,7 +675,8 @@ impl Pipeline<'_> {
                     };
                     // A copy that will not be fresh answers no waiting request: they are let go
                     // now rather than after its whole body.
-                    let fresh_for = policy::freshness_lifetime(status, headers, now, HEURISTIC_CAP);
+                    let fresh_for =
+                        policy::freshness_lifetime(status, headers, now, HEURISTIC_CAP, targets);
                     let fill = if fresh_for.is_zero() {
                         None
                     } else {
@@ -539,7 +687,9 @@ impl Pipeline<'_> {
                             .into_cache(Arc::clone(&self.snapshot.cache), Arc::clone(&request.key))
                             .releasing(fill),
                     );
-                    self.record.cache = Some(if request.revalidating {
+                    self.record.cache = Some(if request.background {
+                        "background"
+                    } else if request.revalidating {
                         "expired"
                     } else {
                         "miss"
@@ -549,6 +699,12 @@ impl Pipeline<'_> {
                 Err(reason) => {
                     report.detail = Some(reason);
                     self.record.cache = Some("uncacheable");
+                    // The origin answered the background revalidation with something that may
+                    // not be kept (no-store now, say): the stale copy is obsolete, and serving
+                    // it on would start a revalidation per request.
+                    if request.background {
+                        self.snapshot.cache.invalidate(&request.key);
+                    }
                 }
             }
             cache_status = report.header(&self.snapshot.config.server.name);
@@ -605,6 +761,7 @@ impl Pipeline<'_> {
         let fresh = policy::freshen(stored, not_modified, request.request_time, now);
         // The 304's fields are merged in: they may make the copy one that must not be shared
         // (a Set-Cookie, private, no-store). This client gets it; the cache lets it go.
+        let targets = &self.snapshot.cache_targets;
         let keep = request.may_store
             && policy::storable(
                 &Method::GET,
@@ -612,6 +769,7 @@ impl Pipeline<'_> {
                 fresh.status,
                 &fresh.headers,
                 true,
+                targets,
             )
             .is_ok();
         let lifetime = policy::freshness_lifetime(
@@ -619,6 +777,7 @@ impl Pipeline<'_> {
             &fresh.headers,
             fresh.response_time,
             HEURISTIC_CAP,
+            targets,
         );
         let freshness = policy::freshness(&fresh, lifetime, now);
         let mut response = from_stored(
@@ -626,6 +785,7 @@ impl Pipeline<'_> {
             policy::current_age(&fresh, now),
             &request.request_headers,
             head_only,
+            self.snapshot.cache_hidden.as_ref(),
         );
         if keep {
             self.snapshot.cache.insert(&request.key, fresh);
@@ -646,7 +806,11 @@ impl Pipeline<'_> {
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response.headers_mut().insert(forward::X_REQUEST_ID, id);
         }
-        self.record.cache = Some("revalidated");
+        self.record.cache = Some(if request.background {
+            "background"
+        } else {
+            "revalidated"
+        });
         self.record.body_bytes = http_body::Body::size_hint(response.body())
             .exact()
             .unwrap_or(0);
@@ -683,6 +847,7 @@ fn from_stored(
     age: Duration,
     request: &HeaderMap,
     head_only: bool,
+    hidden: Option<&HeaderName>,
 ) -> Response<ProxyBody> {
-    serve::from_stored(entry, age, request, head_only).map(ProxyBody::full)
+    serve::from_stored(entry, age, request, head_only, hidden).map(ProxyBody::full)
 }

@@ -88,6 +88,8 @@ pub async fn handle(
     let compress_request = CompressRequest::new(req.method(), req.headers());
     let mut pipeline = Pipeline {
         snapshot: &snapshot,
+        shared: Arc::clone(&snapshot),
+        https: activity.https,
         client,
         peer_trusted,
         local: activity.local,
@@ -117,6 +119,11 @@ pub async fn handle(
 
 struct Pipeline<'a> {
     snapshot: &'a Snapshot,
+    /// The same snapshot, for work the request starts in the background (a cache
+    /// revalidation, stale-while-revalidate).
+    shared: Arc<Snapshot>,
+    /// The client's connection is TLS (a background revalidation forwards as it would).
+    https: bool,
     /// The client: the connection's peer, or the address a trusted peer forwarded for.
     client: SocketAddr,
     /// The connection's peer is one of `trusted_proxies` (its forwarding fields are believed).

@@ -173,6 +173,13 @@ impl Pipeline<'_> {
             if let Some(value) = cache_status {
                 parts.headers.append("cache-status", value);
             }
+            // gatehouse's own targeted field is addressed to this cache: the stored copy keeps
+            // it (its directives are read from there), the client does not get it.
+            if self.cache.is_some()
+                && let Some(hidden) = &self.snapshot.cache_hidden
+            {
+                parts.headers.remove(hidden);
+            }
         }
         if status.is_server_error()
             && let Some(member) = self.proxy_status().for_received_status(

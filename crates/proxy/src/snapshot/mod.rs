@@ -83,10 +83,28 @@ pub struct Snapshot {
     pub cache: Arc<Cache>,
     pub robots: Arc<RobotsGuard>,
     pub maintenance: Arc<MaintenanceSwitch>,
+    /// The targeted cache-control fields the cache obeys, highest precedence first
+    /// (RFC 9213): `cache.targeted_field`, then `CDN-Cache-Control`.
+    pub cache_targets: Vec<http::HeaderName>,
+    /// `cache.targeted_field` when it is not forwarded (`forward_targeted_field = false`): removed
+    /// from responses on caching routes.
+    pub cache_hidden: Option<http::HeaderName>,
     /// The limits' store and settings (`[limits]`); their counters are process-wide.
     pub limits: InForce,
     /// ACME certificates and open challenges (process-wide).
     pub acme: Arc<AcmeState>,
+}
+
+/// The targeted fields of `[cache]`, in order of precedence.
+fn cache_targets(cache: &gatehouse_config::CacheConfig) -> Vec<http::HeaderName> {
+    let own = cache
+        .targeted_field
+        .as_deref()
+        .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
+    let cdn = cache
+        .cdn_cache_control
+        .then(|| http::HeaderName::from_static("cdn-cache-control"));
+    own.into_iter().chain(cdn).collect()
 }
 
 impl Snapshot {
@@ -127,6 +145,13 @@ impl Snapshot {
             cache: Arc::clone(&lasting.cache),
             robots: Arc::clone(&lasting.robots),
             maintenance: Arc::clone(&lasting.maintenance),
+            cache_targets: cache_targets(&config.cache),
+            cache_hidden: config
+                .cache
+                .targeted_field
+                .as_deref()
+                .filter(|_| !config.cache.forward_targeted_field)
+                .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok()),
             limits: lasting.limits.in_force(
                 &config.limits,
                 config
