@@ -22,6 +22,17 @@ fn start(config: &Config) -> Gatehouse {
     Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
 }
 
+/// One test at a time: pebble needs fixed ports, picked free and released before pebble and
+/// gatehouse bind them, and tests picking ports side by side could pick the same one (a test
+/// then talks to another test's pebble). A failed test must not block the others: the lock
+/// is taken back from a poisoned mutex.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The listeners pebble validates against, fixed before pebble starts.
 struct Ports {
     https: SocketAddr,
@@ -111,6 +122,7 @@ fn get(addr: SocketAddr, root: &CertificateDer<'static>, name: &str) -> u16 {
 
 #[test]
 fn http01_issuance_serves_a_chain_pebbles_root_verifies() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let pebble = ports.pebble(None);
@@ -155,6 +167,7 @@ fn http01_issuance_serves_a_chain_pebbles_root_verifies() {
 
 #[test]
 fn tls_alpn01_issuance_serves_a_chain_pebbles_root_verifies() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let pebble = ports.pebble(None);
@@ -206,6 +219,7 @@ fn wait_for_log(gatehouse: &Gatehouse, message: &str, timeout: Duration) {
 
 #[test]
 fn a_short_lived_certificate_is_renewed_without_a_restart_or_a_failed_request() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     // Renewed once a third is left: about 8 s after issuance.
@@ -304,6 +318,7 @@ impl Relay {
 
 #[test]
 fn a_ca_that_goes_away_mid_order_is_retried_with_backoff_while_the_old_certificate_serves() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let relay = Relay::start(ports.redirect);
@@ -376,6 +391,7 @@ fn a_ca_that_goes_away_mid_order_is_retried_with_backoff_while_the_old_certifica
 
 #[test]
 fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let pebble = ports.pebble(None);
@@ -435,6 +451,7 @@ fn instances_sharing_state_dir_order_once_and_a_restart_orders_nothing() {
 
 #[test]
 fn a_reload_turns_acme_on_and_a_new_domain_is_ordered_at_once() {
+    let _serial = serial();
     let upstream = Upstream::hello();
     let ports = Ports::new();
     let pebble = ports.pebble(None);
