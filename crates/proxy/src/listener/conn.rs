@@ -12,51 +12,39 @@
 //! length or final chunk, and resets an HTTP/2 stream with RST_STREAM(INTERNAL_ERROR). Proxy-Status
 //! is deliberately not sent as a trailer there: on HTTP/2 a trailer section carries END_STREAM,
 //! which would make the truncated body look complete to the client.
+//!
+//! Beside it: `sniff` tells h2c from HTTP/1.1, `h2_streams` counts HTTP/2 streams for the idle
+//! watch, `settings` reads the limits and builds hyper's connections, `isolate` isolates panics
+//! and logs connections that ended with an error.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use futures_util::future::Either;
-use gatehouse_config::ServerConfig;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper::server::conn::{http1 as hyper_http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use super::h2_streams::{Counted, IdleWatch, OpenStream, Streams};
+use super::isolate::{handle_isolated, log_unparsed_request, on_connection_error};
+use super::settings::{head_limit, http1_builder, http2_builder, response_write};
+use super::sniff::sniff;
 use super::{proxy_header, redirect};
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
 use crate::client_io::{ClientActivity, ClientIo};
-use crate::failure::{Failure, FailureKind, Phase};
+use crate::failure::Failure;
 use crate::http1;
-use crate::observe::access_log::{AccessRecord, AttemptContext};
 use crate::respond::{self, ErrorContext};
-use crate::service;
 use crate::snapshot::listeners::ListenerKind;
 use crate::snapshot::{Current, Snapshot};
-
-/// The HTTP/2 connection preface (RFC 9113 §3.4) an h2c client with prior knowledge opens with.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// How long to wait before looking again when only part of the preface has arrived.
-const PEEK_PAUSE: Duration = Duration::from_millis(5);
-/// Streams a client may open and cancel before gatehouse has accepted them (the "rapid reset"
-/// attack, CVE-2023-44487); beyond this the connection gets GOAWAY. h2's default.
-const MAX_PENDING_ACCEPT_RESETS: usize = 20;
-/// Streams gatehouse may have to reset because the client broke the protocol on them, before
-/// the connection gets GOAWAY: a client provoking resets on purpose cannot make the server do
-/// unbounded work either. hyper's default.
-const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 /// What answers the requests of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +56,7 @@ enum Handler {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
+pub(super) enum Protocol {
     Http1,
     Http2,
 }
@@ -321,26 +309,6 @@ impl Conn {
     }
 }
 
-/// What a write to the client must achieve (`min_response_rate`, `client_write_timeout`).
-fn response_write(server: &ServerConfig) -> http1::pace::WriteLimit {
-    http1::pace::WriteLimit {
-        rate: http1::pace::MinRate {
-            bytes_per_second: server.min_response_rate,
-            grace: server.min_rate_grace,
-        },
-        stall: server.client_write_timeout,
-    }
-}
-
-/// The largest request head read. It sits above gatehouse's own limits, so that requests
-/// between the two get the pipeline's 414/431 with the limit's name; only far larger ones are
-/// refused while reading.
-fn head_limit(server: &ServerConfig) -> usize {
-    (server.max_request_header_size * 2)
-        .max(server.max_uri_length * 2)
-        .max(16 * 1024)
-}
-
 /// The pipeline (or the redirect) behind gatehouse's HTTP/1.1 engine.
 struct Http1Handler {
     client: SocketAddr,
@@ -391,40 +359,6 @@ impl http1::Handler for Http1Handler {
     }
 }
 
-fn http1_builder(server: &ServerConfig, max_buf: usize) -> hyper_http1::Builder {
-    let mut builder = hyper_http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        // Also the idle keep-alive limit: hyper starts it whenever it waits for a request head.
-        .header_read_timeout(server.client_header_timeout)
-        // hyper's buffer limit sits above gatehouse's own limits (see `max_buf`). hyper's
-        // default of 100 header fields is kept (above 100 it heap-allocates its parse arrays
-        // for every request).
-        .max_buf_size(max_buf);
-    builder
-}
-
-fn http2_builder(server: &ServerConfig) -> http2::Builder<TokioExecutor> {
-    let settings = &server.http2;
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .initial_stream_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window)
-        // Announced in SETTINGS (RFC 9113 §6.5.2). Twice gatehouse's own limit, as hyper's
-        // HTTP/1.1 buffer is: a header section between the two gets gatehouse's full 431 (with
-        // its body and access record) from the service's check; only far larger ones get the
-        // h2 layer's bare 431 (h2 also counts 32 bytes per field, gatehouse 4).
-        .max_header_list_size(
-            u32::try_from(server.max_request_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
-        )
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
-        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
-    builder
-}
-
 /// Drives a connection to its end; on shutdown (or, for HTTP/2, when idle) asks it to finish
 /// gracefully: HTTP/1.1 closes after the response in progress, HTTP/2 sends GOAWAY and lets
 /// open streams finish. `None` when an HTTP/2 connection was dropped because its client,
@@ -455,259 +389,15 @@ async fn drive<C: Future>(
     }
 }
 
-// === HTTP/2 streams and idleness ===
-
-/// The streams (requests) of one connection: how many are open now, how many were opened.
-#[derive(Debug, Default)]
-struct Streams {
-    open: AtomicUsize,
-    opened: AtomicU64,
-}
-
-/// One open stream's place in [`Streams`], held by its request and then by its response
-/// body until hyper is done with it (sent completely, or reset).
-#[derive(Debug)]
-struct OpenStream(Arc<Streams>);
-
-impl OpenStream {
-    fn new(streams: &Arc<Streams>) -> Self {
-        streams.open.fetch_add(1, Ordering::Relaxed);
-        streams.opened.fetch_add(1, Ordering::Relaxed);
-        Self(Arc::clone(streams))
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A response body that keeps its HTTP/2 stream counted as open (HTTP/1.1: no count).
-#[derive(Debug)]
-struct Counted {
-    body: ProxyBody,
-    _open: Option<OpenStream>,
-}
-
-impl http_body::Body for Counted {
-    type Data = bytes::Bytes;
-    type Error = crate::body::BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        // An error passed up here (a failure after the head went out) is what makes hyper
-        // reset an HTTP/2 stream with RST_STREAM(INTERNAL_ERROR), or cut an HTTP/1.1 response
-        // short. No Proxy-Status trailer is sent instead: a trailer section ends the stream
-        // (END_STREAM) and would make the truncated body look complete.
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
-}
-
-/// HTTP/1.1's idle keep-alive limit (`client_header_timeout`) for HTTP/2, where hyper has
-/// none: a connection that had no stream open and opened none for a whole period gets GOAWAY,
-/// as nginx and Envoy close idle HTTP/2 connections. Client frames such as PINGs do not count
-/// as activity.
-struct IdleWatch<'a> {
-    streams: &'a Streams,
-    interval: Interval,
-    last_opened: u64,
-}
-
-impl<'a> IdleWatch<'a> {
-    fn new(streams: &'a Streams, period: Duration) -> Self {
-        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-        // After a stall, a whole period still passes between GOAWAY and dropping the
-        // connection (no burst of catch-up ticks).
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Self {
-            streams,
-            interval,
-            last_opened: streams.opened.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Resolves at the end of an idle period; never without a watch.
-    async fn idle(watch: &mut Option<IdleWatch<'_>>) {
-        let Some(watch) = watch else {
-            return std::future::pending().await;
-        };
-        loop {
-            watch.interval.tick().await;
-            let opened = watch.streams.opened.load(Ordering::Relaxed);
-            let idle =
-                opened == watch.last_opened && watch.streams.open.load(Ordering::Relaxed) == 0;
-            watch.last_opened = opened;
-            if idle {
-                return;
-            }
-        }
-    }
-}
-
 /// Resolves when gatehouse begins to shut down.
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Waits for the client's first bytes and tells an HTTP/2 connection preface from anything
-/// else, which is served as HTTP/1.1. It peeks, so the bytes stay for hyper. `None` when the
-/// client sent nothing within `timeout` (or closed): such a connection is closed silently, as
-/// an idle keep-alive one would be.
-async fn sniff(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            Ok(_) | Err(_) => return None,
-        };
-        if buf[..n] != H2_PREFACE[..n] {
-            return Some(Protocol::Http1);
-        }
-        if n == H2_PREFACE.len() {
-            return Some(Protocol::Http2);
-        }
-        // Only part of the preface so far. A peek would return the same bytes at once (the
-        // socket stays readable), so pause before looking again.
-        if Instant::now() + PEEK_PAUSE >= deadline {
-            return None;
-        }
-        tokio::time::sleep(PEEK_PAUSE).await;
-    }
-}
-
-/// Runs the pipeline, answering a panic with 500 `proxy_internal_error`.
-async fn handle_isolated(
-    snapshot: Arc<Snapshot>,
-    client: SocketAddr,
-    activity: Arc<ClientActivity>,
-    req: Request<ClientBody>,
-) -> Response<ProxyBody> {
-    let head_only = req.method() == http::Method::HEAD;
-    let accept = req.headers().get(http::header::ACCEPT).cloned();
-    let handled = std::panic::AssertUnwindSafe(service::handle(
-        Arc::clone(&snapshot),
-        client,
-        &activity,
-        req,
-    ))
-    .catch_unwind()
-    .await;
-    match handled {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            let failure = Failure::new(
-                FailureKind::ProxyInternalError,
-                Phase::Internal,
-                format!("panic: {message}"),
-            );
-            let request_id = service::new_request_id();
-            snapshot
-                .observer
-                .failure(&failure, &AttemptContext::before_any_attempt(&request_id));
-            respond::render(
-                &failure,
-                &ErrorContext {
-                    request_id: &request_id,
-                    accept: accept.as_ref(),
-                    head_only,
-                    next_hop: None,
-                    proxy_status: &snapshot.proxy_status,
-                },
-            )
-        }
-    }
-}
-
-/// hyper ended the connection with an error: log it. A TLS client that stalled part-way
-/// through a request head is logged as a 408; the connection is only closed (no response can be
-/// written around hyper's TLS session).
-fn on_connection_error(
-    err: &hyper::Error,
-    protocol: Protocol,
-    client: SocketAddr,
-    snapshot: &Snapshot,
-    activity: &ClientActivity,
-) {
-    if protocol == Protocol::Http2 {
-        // Stream-level failures are answered per stream; what ends a whole HTTP/2 connection
-        // (a GOAWAY for a protocol error, a reset socket) has no request to log.
-        tracing::debug!(%client, error = %crate::failure::classify::describe(err), "HTTP/2 client connection ended with an error");
-        return;
-    }
-    if err.is_timeout() {
-        if !activity.request_in_progress() {
-            return; // an idle keep-alive connection: closing it is normal
-        }
-        let failure = Failure::client(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "client did not send a complete request header section within client_header_timeout ({:?})",
-                snapshot.config.server.client_header_timeout
-            ),
-        );
-        log_unparsed_request(&failure, client, snapshot);
-        return;
-    }
-    if err.is_parse() || err.is_parse_too_large() {
-        // hyper has answered 400/414/431 itself (a bare response); the log lines are ours.
-        let status = if err.is_parse_too_large() {
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let failure = Failure::client(
-            status,
-            format!(
-                "unparseable request: {}",
-                crate::failure::classify::describe(err)
-            ),
-        );
-        log_unparsed_request(&failure, client, snapshot);
-        return;
-    }
-    tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
-}
-
-/// The failure warning and access record for a request that never became a `Request`
-/// (method and target unknown, logged as `-`). Returns the request id used.
-fn log_unparsed_request(failure: &Failure, client: SocketAddr, snapshot: &Snapshot) -> String {
-    let request_id = service::new_request_id();
-    snapshot
-        .observer
-        .failure(failure, &AttemptContext::before_any_attempt(&request_id));
-    let method = http::Method::from_bytes(b"-").unwrap_or_default();
-    let mut record = AccessRecord::new(
-        snapshot.config.server.access_log,
-        client,
-        request_id.as_str().into(),
-        method,
-        "-".to_owned(),
-    );
-    record.status = failure.status().as_u16();
-    record.failure = Some(failure.kind.token());
-    snapshot.observer.finished(record);
-    request_id
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// An idle connection's task holds the engine's future between requests: each exchange's

@@ -9,8 +9,12 @@
 
 mod challenge;
 mod conn;
+mod h2_streams;
+mod isolate;
 mod proxy_header;
 mod redirect;
+mod settings;
+mod sniff;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

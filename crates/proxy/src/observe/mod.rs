@@ -11,6 +11,7 @@
 //! [`Transition`]), and `/metrics` hands it the state gauges as a
 //! [`ScrapeState`](metrics::ScrapeState).
 
+mod access_format;
 pub mod access_log;
 pub mod log_file;
 pub mod metrics;

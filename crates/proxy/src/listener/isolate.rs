@@ -1,0 +1,141 @@
+//! Panic isolation for one request (answered 500 `proxy_internal_error`), and logging of
+//! connections that ended with an error, including requests that never parsed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use http::{Request, Response, StatusCode};
+
+use super::conn::Protocol;
+use crate::body::ProxyBody;
+use crate::client_body::ClientBody;
+use crate::client_io::ClientActivity;
+use crate::failure::{Failure, FailureKind, Phase};
+use crate::observe::access_log::{AccessRecord, AttemptContext};
+use crate::respond::{self, ErrorContext};
+use crate::service;
+use crate::snapshot::Snapshot;
+
+/// Runs the pipeline, answering a panic with 500 `proxy_internal_error`.
+pub(super) async fn handle_isolated(
+    snapshot: Arc<Snapshot>,
+    client: SocketAddr,
+    activity: Arc<ClientActivity>,
+    req: Request<ClientBody>,
+) -> Response<ProxyBody> {
+    let head_only = req.method() == http::Method::HEAD;
+    let accept = req.headers().get(http::header::ACCEPT).cloned();
+    let handled = std::panic::AssertUnwindSafe(service::handle(
+        Arc::clone(&snapshot),
+        client,
+        &activity,
+        req,
+    ))
+    .catch_unwind()
+    .await;
+    match handled {
+        Ok(response) => response,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            let failure = Failure::new(
+                FailureKind::ProxyInternalError,
+                Phase::Internal,
+                format!("panic: {message}"),
+            );
+            let request_id = service::new_request_id();
+            snapshot
+                .observer
+                .failure(&failure, &AttemptContext::before_any_attempt(&request_id));
+            respond::render(
+                &failure,
+                &ErrorContext {
+                    request_id: &request_id,
+                    accept: accept.as_ref(),
+                    head_only,
+                    next_hop: None,
+                    proxy_status: &snapshot.proxy_status,
+                },
+            )
+        }
+    }
+}
+
+/// hyper ended the connection with an error: log it. A TLS client that stalled part-way
+/// through a request head is logged as a 408; the connection is only closed (no response can be
+/// written around hyper's TLS session).
+pub(super) fn on_connection_error(
+    err: &hyper::Error,
+    protocol: Protocol,
+    client: SocketAddr,
+    snapshot: &Snapshot,
+    activity: &ClientActivity,
+) {
+    if protocol == Protocol::Http2 {
+        // Stream-level failures are answered per stream; what ends a whole HTTP/2 connection
+        // (a GOAWAY for a protocol error, a reset socket) has no request to log.
+        tracing::debug!(%client, error = %crate::failure::classify::describe(err), "HTTP/2 client connection ended with an error");
+        return;
+    }
+    if err.is_timeout() {
+        if !activity.request_in_progress() {
+            return; // an idle keep-alive connection: closing it is normal
+        }
+        let failure = Failure::client(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "client did not send a complete request header section within client_header_timeout ({:?})",
+                snapshot.config.server.client_header_timeout
+            ),
+        );
+        log_unparsed_request(&failure, client, snapshot);
+        return;
+    }
+    if err.is_parse() || err.is_parse_too_large() {
+        // hyper has answered 400/414/431 itself (a bare response); the log lines are ours.
+        let status = if err.is_parse_too_large() {
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let failure = Failure::client(
+            status,
+            format!(
+                "unparseable request: {}",
+                crate::failure::classify::describe(err)
+            ),
+        );
+        log_unparsed_request(&failure, client, snapshot);
+        return;
+    }
+    tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
+}
+
+/// The failure warning and access record for a request that never became a `Request`
+/// (method and target unknown, logged as `-`). Returns the request id used.
+pub(super) fn log_unparsed_request(
+    failure: &Failure,
+    client: SocketAddr,
+    snapshot: &Snapshot,
+) -> String {
+    let request_id = service::new_request_id();
+    snapshot
+        .observer
+        .failure(failure, &AttemptContext::before_any_attempt(&request_id));
+    let method = http::Method::from_bytes(b"-").unwrap_or_default();
+    let mut record = AccessRecord::new(
+        snapshot.config.server.access_log,
+        client,
+        request_id.as_str().into(),
+        method,
+        "-".to_owned(),
+    );
+    record.status = failure.status().as_u16();
+    record.failure = Some(failure.kind.token());
+    snapshot.observer.finished(record);
+    request_id
+}
