@@ -111,6 +111,15 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// An empty report on `file`, a config of `proxy` (`nginx`, `HAProxy`).
+    pub(crate) fn new(file: &Path, proxy: &str) -> Self {
+        Self {
+            source: file.display().to_string(),
+            proxy: proxy.to_owned(),
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn map(&mut self, at: impl ToString, directive: String, key: impl Into<String>) {
         self.mapped.push(Mapped {
             at: at.to_string(),
@@ -204,6 +213,18 @@ impl Report {
             }
         }
         out
+    }
+}
+
+/// Where no listener could be imported (`what`: the foreign proxy's directive for one, `listen`
+/// or `bind`): gatehouse listens on 127.0.0.1:8080, and the report says so.
+fn fallback_listener(out: &mut out::Out, report: &mut Report, what: &str) {
+    if out.listen.is_empty() && out.tls.is_empty() && out.redirect_https.is_empty() {
+        out.listen = vec!["127.0.0.1:8080".to_owned()];
+        report.differ(
+            "listeners",
+            format!("no {what} could be imported: gatehouse listens on 127.0.0.1:8080"),
+        );
     }
 }
 
