@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use http::StatusCode;
-
 /// What to drop: exactly one of the three.
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
@@ -51,44 +49,13 @@ fn encode(value: &str) -> String {
 
 /// 0 when the running gatehouse purged (even nothing), 1 when it could not be asked or refused.
 pub(crate) fn run(path: Option<&Path>, args: &PurgeArgs) -> ExitCode {
-    let Some(loaded) = crate::cli::load_or_explain(
+    crate::reload::post(
         path,
-        "gatehouse purge: not sent: the config has errors (above), so the admin address is not known",
-    ) else {
-        return ExitCode::FAILURE;
-    };
-    let Some(admin) = loaded.config.server.admin else {
-        eprintln!(
-            "gatehouse purge: {} has no `server.admin` address to reach the running gatehouse",
-            loaded.config.source
-        );
-        return ExitCode::FAILURE;
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gatehouse purge: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let token = loaded.config.server.admin_token.as_deref();
-    match runtime.block_on(crate::reload::ask(admin, token, &args.path())) {
-        Ok((status, text)) => {
-            print!("{text}");
-            if status == StatusCode::OK {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(why) => {
-            eprintln!("gatehouse purge: {why}");
-            ExitCode::FAILURE
-        }
-    }
+        "purge",
+        &args.path(),
+        "so the admin address is not known",
+        "",
+    )
 }
 
 #[cfg(test)]

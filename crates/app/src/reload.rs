@@ -16,15 +16,35 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// 0 when the running gatehouse took the config, 1 when it refused it or could not be asked.
 pub(crate) fn run(path: Option<&Path>) -> ExitCode {
+    post(
+        path,
+        "reload",
+        "/reload",
+        "the running gatehouse would refuse it",
+        "; send it SIGHUP instead (kill -HUP <pid>)",
+    )
+}
+
+/// A command that asks the running instance something: loads the config at `path` for its
+/// admin address and token, sends `POST admin_path`, prints the answer. 0 on a 200, 1 when
+/// the config has errors, names no admin listener, or the answer is not a 200. `refused` says
+/// why a config with errors is not sent; `no_admin_hint` follows the missing-address message.
+pub(crate) fn post(
+    path: Option<&Path>,
+    command: &str,
+    admin_path: &str,
+    refused: &str,
+    no_admin_hint: &str,
+) -> ExitCode {
     let Some(loaded) = crate::cli::load_or_explain(
         path,
-        "gatehouse reload: not sent: the config has errors (above), the running gatehouse would refuse it",
+        &format!("gatehouse {command}: not sent: the config has errors (above), {refused}"),
     ) else {
         return ExitCode::FAILURE;
     };
     let Some(admin) = loaded.config.server.admin else {
         eprintln!(
-            "gatehouse reload: {} has no `server.admin` address to reach the running gatehouse; send it SIGHUP instead (kill -HUP <pid>)",
+            "gatehouse {command}: {} has no `server.admin` address to reach the running gatehouse{no_admin_hint}",
             loaded.config.source
         );
         return ExitCode::FAILURE;
@@ -35,12 +55,12 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("gatehouse reload: cannot start the async runtime: {err}");
+            eprintln!("gatehouse {command}: cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
     let token = loaded.config.server.admin_token.as_deref();
-    match runtime.block_on(ask(admin, token, "/reload")) {
+    match runtime.block_on(ask(admin, token, admin_path)) {
         Ok((status, text)) => {
             print!("{text}");
             if status == StatusCode::OK {
@@ -50,15 +70,15 @@ pub(crate) fn run(path: Option<&Path>) -> ExitCode {
             }
         }
         Err(why) => {
-            eprintln!("gatehouse reload: {why}");
+            eprintln!("gatehouse {command}: {why}");
             ExitCode::FAILURE
         }
     }
 }
 
 /// Sends `POST path` to the admin listener at `admin` (with the bearer `token`, if any) and
-/// returns the answer's status and text. Also used by `gatehouse purge`.
-pub(crate) async fn ask(
+/// returns the answer's status and text.
+async fn ask(
     admin: std::net::SocketAddr,
     token: Option<&str>,
     path: &str,
