@@ -13,6 +13,7 @@
 
 mod backend;
 mod load;
+mod reply;
 mod report;
 mod wire;
 
