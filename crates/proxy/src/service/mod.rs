@@ -85,10 +85,12 @@ pub async fn handle(
     )
     .with_request_facts(&snapshot.observer.access, &req);
     let accept = req.headers().get(header::ACCEPT).cloned();
-    let compress_request = CompressRequest::new(req.method(), req.headers());
+    // Read only where some route compresses: else Accept-Encoding is never looked at.
+    let compress_request = snapshot
+        .compresses
+        .then(|| CompressRequest::new(req.method(), req.headers()));
     let mut pipeline = Pipeline {
         snapshot: &snapshot,
-        shared: Arc::clone(&snapshot),
         https: activity.https,
         client,
         peer_trusted,
@@ -105,23 +107,22 @@ pub async fn handle(
     };
     let response = pipeline.run(req, activity).await;
     // Last, on the way out: the cache and the access record dealt in the upstream's response.
-    match pipeline.compress.take() {
-        Some((config, route)) => compress::apply(
+    match (pipeline.compress.take(), &compress_request) {
+        (Some((config, route)), Some(compress_request)) => compress::apply(
             config,
-            &compress_request,
+            compress_request,
             response,
             &snapshot.observer.metrics,
             &route,
         ),
-        None => response,
+        _ => response,
     }
 }
 
 struct Pipeline<'a> {
-    snapshot: &'a Snapshot,
-    /// The same snapshot, for work the request starts in the background (a cache
-    /// revalidation, stale-while-revalidate).
-    shared: Arc<Snapshot>,
+    /// Shared, so work the request starts in the background (a cache revalidation,
+    /// stale-while-revalidate) can keep it.
+    snapshot: &'a Arc<Snapshot>,
     /// The client's connection is TLS (a background revalidation forwards as it would).
     https: bool,
     /// The client: the connection's peer, or the address a trusted peer forwarded for.

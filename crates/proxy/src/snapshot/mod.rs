@@ -75,6 +75,8 @@ pub struct Snapshot {
     pub proxy_status: ProxyStatusWriter,
     /// The `full` writer, for clients in `proxy_status_full_for`.
     pub proxy_status_full: ProxyStatusWriter,
+    /// `[compress]` or some `[route.compress]` is on: requests' `Accept-Encoding` is read.
+    pub compresses: bool,
     /// `1.1 <name>`, appended to `Via`.
     pub via: HeaderValue,
     /// Metrics, recent failures and rates; the same for every snapshot of the process.
@@ -140,6 +142,11 @@ impl Snapshot {
                 &config.server.name,
                 gatehouse_config::ProxyStatusMode::Full,
             ),
+            compresses: config.compress.enabled
+                || config
+                    .routes
+                    .iter()
+                    .any(|route| route.compress.as_ref().is_some_and(|c| c.enabled)),
             via,
             observer: Arc::clone(observer),
             cache: Arc::clone(&lasting.cache),

@@ -105,7 +105,7 @@ impl Pipeline<'_> {
         *req.headers_mut() = headers;
         req.extensions_mut()
             .insert(Revalidation(Arc::new(std::sync::Mutex::new(Some(guard)))));
-        let snapshot = Arc::clone(&self.shared);
+        let snapshot = Arc::clone(self.snapshot);
         let (client, local, https) = (self.client, self.local, self.https);
         tokio::spawn(async move {
             let activity = crate::client_io::ClientActivity::new(client, local, 0, https);
