@@ -17,7 +17,9 @@ fn start(config: &Config) -> Gatehouse {
 fn paced(upstream: &Upstream) -> Config {
     Config::proxy_to([upstream.addr()])
         .server("min_request_body_rate", 100)
-        .server("min_response_rate", 1000)
+        // High enough that a client taking nothing is below it once the bytes the socket
+        // buffers took at once (a few hundred KB) no longer cover the wait.
+        .server("min_response_rate", 400_000)
         .server("min_rate_grace", "1s")
 }
 
@@ -149,7 +151,7 @@ fn a_client_reading_the_response_too_slowly_is_disconnected() {
         &gh,
         (received, size),
         "slow_reader",
-        "below min_response_rate (1000 B/s)",
+        "below min_response_rate (400000 B/s)",
         "slow-reader",
     );
 }
@@ -180,7 +182,7 @@ fn a_tls_client_reading_the_response_too_slowly_is_disconnected() {
         &gh,
         (received, size),
         "slow_reader",
-        "below min_response_rate (1000 B/s)",
+        "below min_response_rate (400000 B/s)",
         "slow-tls-reader",
     );
 }
@@ -204,4 +206,48 @@ fn a_client_that_takes_nothing_for_client_write_timeout_is_disconnected() {
         "client took no byte of the response for 2s (client_write_timeout)",
         "stalled-reader",
     );
+}
+
+#[test]
+fn a_client_reading_in_bursts_above_the_rate_is_never_cut_off() {
+    // The defaults (240 B/s after 5 s). TCP shows a slowly reading client's progress in bursts
+    // (its receive window reopens in steps), with silences longer than the grace; a client
+    // reading 32 KB/s is far above the rate and must keep its response.
+    let size = 48 << 20;
+    let upstream = Upstream::serve(Reply::ok(vec![b'y'; size]));
+    let gh = start(
+        &Config::proxy_to([upstream.addr()])
+            .server("min_response_rate", 240)
+            .server("min_rate_grace", "5s"),
+    );
+    let mut stream = TcpStream::connect(gh.addr()).unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: pace.test\r\nX-Request-Id: bursty-reader\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 32 * 1024];
+    while started.elapsed() < Duration::from_secs(14) {
+        // 32 KiB a second, read at once then nothing.
+        let mut second = 0;
+        while second < buf.len() {
+            match stream.read(&mut buf[second..]) {
+                Ok(0) => panic!("cut off after {received} bytes, {:?}", started.elapsed()),
+                Ok(n) => second += n,
+                Err(err) => panic!("read failed after {received} bytes: {err}"),
+            }
+        }
+        received += second;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        !gh.logs()
+            .iter()
+            .any(|l| l.to_string().contains("slow_reader")),
+        "a client far above the rate was taken for a slow reader"
+    );
+    assert!(received >= 12 * 32 * 1024, "{received}");
 }

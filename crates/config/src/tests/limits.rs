@@ -124,3 +124,17 @@ fn bad_limit_values_are_errors_at_their_line() {
     ));
     at(&d, 5, 1, "route[0].limit.window", "unknown key");
 }
+
+#[test]
+fn client_data_rates_are_on_by_default() {
+    // Kestrel's defaults: 240 B/s both ways after a 5 s grace; nginx's send_timeout.
+    let server = ok(TAIL).config.server;
+    assert_eq!(server.min_request_body_rate, 240);
+    assert_eq!(server.min_response_rate, 240);
+    assert_eq!(server.min_rate_grace, Duration::from_secs(5));
+    assert_eq!(server.client_write_timeout, Duration::from_secs(60));
+    let off = ok(&format!("[server]\nmin_response_rate = 0\n{TAIL}"))
+        .config
+        .server;
+    assert_eq!(off.min_response_rate, 0);
+}

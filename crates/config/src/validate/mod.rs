@@ -48,10 +48,8 @@ const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MIN_DATA_RATE: u32 = 240;
-/// Off by default: the kernel reports a socket writable again only once a third of its send
-/// buffer has drained (megabytes, with autotuning), so a client reading steadily at tens of
-/// KB/s can look stalled for longer than a window; see `http1::pace`.
-const DEFAULT_MIN_RESPONSE_RATE: u32 = 0;
+/// Kestrel's `MinResponseDataRate`.
+const DEFAULT_MIN_RESPONSE_RATE: u32 = 240;
 const DEFAULT_MIN_RATE_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_REQUEST_HEADER_SIZE: u64 = 64 * KIB;
 const DEFAULT_MAX_URI_LENGTH: u64 = 8 * KIB;

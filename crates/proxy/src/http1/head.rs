@@ -11,6 +11,9 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 
+/// How many fields `forward::request_headers` may add.
+const FORWARDING_FIELDS: usize = 8;
+
 /// Fields accepted in one head (hyper's default; nginx and HAProxy allow about as many).
 pub const MAX_HEADERS: usize = 100;
 /// `http::Uri` cannot hold a longer target.
@@ -133,7 +136,9 @@ fn build(
     }
     let uri = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len))
         .map_err(|err| HeadError::bad(format!("invalid request target: {err}")))?;
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for the fields a forwarded request gains (X-Forwarded-*, X-Real-IP, Via,
+    // X-Request-Id): else the map grows, and rehashes, on the way upstream.
+    let mut headers = HeaderMap::with_capacity(spans.len() + FORWARDING_FIELDS);
     let mut framing = Framing::Empty;
     let mut content_length: Option<u64> = None;
     let mut chunked_last = None;
