@@ -41,6 +41,15 @@ pub struct ClientActivity {
     pub https: bool,
     /// The address the client reached gatehouse on (for a PROXY header sent upstream).
     pub local: SocketAddr,
+    /// What was read since the last write, on connections hyper serves; `None` on gatehouse's
+    /// own engine, which sees its heads itself (and whose idle connections should not carry
+    /// this).
+    reads: Option<Box<Reads>>,
+}
+
+/// The bytes read since the last write, kept for what hyper does not tell.
+#[derive(Debug)]
+struct Reads {
     read: AtomicU64,
     read_at_last_write: AtomicU64,
     /// Bytes read since the last write, up to `head_limit`.
@@ -49,29 +58,44 @@ pub struct ClientActivity {
 }
 
 impl ClientActivity {
-    pub fn new(client: SocketAddr, local: SocketAddr, head_limit: usize, https: bool) -> Self {
+    pub fn new(client: SocketAddr, local: SocketAddr, https: bool) -> Self {
         Self {
             https,
             local,
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            reads: None,
+        }
+    }
+
+    /// Also keeps what is read between writes (for a connection hyper serves): up to
+    /// `head_limit` bytes of it (0: only counts).
+    #[must_use]
+    pub fn watching_reads(mut self, head_limit: usize) -> Self {
+        self.reads = Some(Box::new(Reads {
             read: AtomicU64::new(0),
             read_at_last_write: AtomicU64::new(0),
             since_write: Mutex::new(Vec::new()),
             head_limit: head_limit.min(HEAD_KEEP),
-        }
+        }));
+        self
     }
 
     /// Bytes of a request arrived after the last response bytes went out.
     pub fn request_in_progress(&self) -> bool {
-        self.read.load(Ordering::Relaxed) > self.read_at_last_write.load(Ordering::Relaxed)
+        self.reads.as_ref().is_some_and(|reads| {
+            reads.read.load(Ordering::Relaxed) > reads.read_at_last_write.load(Ordering::Relaxed)
+        })
     }
 
     /// Whether the request head received since the last response carries both
     /// `Transfer-Encoding` and `Content-Length`. Only the first head is examined; a pipelined
     /// request behind it is not (hyper still frames it by Transfer-Encoding alone).
     pub fn head_has_te_and_cl(&self) -> bool {
-        let bytes = self.since_write.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(reads) = &self.reads else {
+            return false;
+        };
+        let bytes = reads.since_write.lock().unwrap_or_else(|e| e.into_inner());
         let mut headers = [httparse::EMPTY_HEADER; 256];
         let mut request = httparse::Request::new(&mut headers);
         if request.parse(&bytes).is_err() {
@@ -130,27 +154,22 @@ impl<S> ClientIo<S> {
     }
 
     fn on_read(&self, bytes: &[u8]) {
-        self.activity
-            .read
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let mut kept = self
-            .activity
-            .since_write
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let room = self.activity.head_limit.saturating_sub(kept.len());
+        let Some(reads) = &self.activity.reads else {
+            return;
+        };
+        reads.read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let mut kept = reads.since_write.lock().unwrap_or_else(|e| e.into_inner());
+        let room = reads.head_limit.saturating_sub(kept.len());
         kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
     fn on_write(&self) {
-        let read = self.activity.read.load(Ordering::Relaxed);
-        if self
-            .activity
-            .read_at_last_write
-            .swap(read, Ordering::Relaxed)
-            != read
-        {
-            self.activity
+        let Some(reads) = &self.activity.reads else {
+            return;
+        };
+        let read = reads.read.load(Ordering::Relaxed);
+        if reads.read_at_last_write.swap(read, Ordering::Relaxed) != read {
+            reads
                 .since_write
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -85,37 +85,46 @@ enum HeadEnd {
 }
 
 /// Serves `stream` until the connection ends.
-pub async fn serve<H: Handler>(
+///
+/// Not an `async fn`: an async fn keeps its arguments twice in its state (as received, and
+/// moved into its body), and this state is what every idle connection holds.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in the state an idle connection holds"
+)]
+pub fn serve<H: Handler>(
     stream: TcpStream,
-    handler: &H,
+    handler: H,
     settings: Settings,
-    shutdown: &mut watch::Receiver<bool>,
-) {
+    mut shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> {
     let shared = Shared::new(stream);
-    let mut buf = BytesMut::new();
-    loop {
-        let head = match read_head(&shared, &mut buf, settings, shutdown).await {
-            Ok(head) => head,
-            Err(HeadEnd::Quiet) => return,
-            Err(HeadEnd::Refused(error)) => {
-                Box::pin(refuse(&shared, handler, error, settings.response_write)).await;
+    async move {
+        let mut buf = BytesMut::new();
+        let refused = loop {
+            // The head is taken out of the result in a statement of its own: a value the
+            // statement still held across the exchange's await would stay in the state an idle
+            // connection keeps.
+            let head = match read_head(&shared, &mut buf, settings, &mut shutdown).await {
+                Ok(head) => head,
+                Err(HeadEnd::Quiet) => return,
+                Err(HeadEnd::Refused(error)) => break error,
+            };
+            // Boxed: the state of an exchange is allocated while it runs, not held by an idle
+            // connection's task.
+            let stopping = &shutdown;
+            let exchange = Box::pin(exchange(
+                &shared, &handler, head, &mut buf, settings, stopping,
+            ));
+            if !exchange.await {
                 return;
             }
+            if buf.is_empty() {
+                // Nothing buffered: the buffer is released while the connection waits.
+                buf = BytesMut::new();
+            }
         };
-        // Boxed: the state of an exchange is allocated while it runs, not held by an idle
-        // connection's task.
-        let stopping = &*shutdown;
-        if !Box::pin(exchange(
-            &shared, handler, head, &mut buf, settings, stopping,
-        ))
-        .await
-        {
-            return;
-        }
-        if buf.is_empty() {
-            // Nothing buffered: the buffer is released while the connection waits.
-            buf = BytesMut::new();
-        }
+        Box::pin(refuse(&shared, &handler, refused, settings.response_write)).await;
     }
 }
 
@@ -267,59 +276,88 @@ async fn exchange<H: Handler>(
     framed
 }
 
+/// What ended a wait for the next bytes of a head.
+enum HeadWait {
+    Readable,
+    Closed,
+    Deadline,
+    Stopping,
+}
+
 /// Reads until a whole head is buffered and parses it.
-async fn read_head(
-    shared: &Shared,
-    buf: &mut BytesMut,
+///
+/// The wait is polled by hand rather than with `select!`: an idle connection waits here, and
+/// the socket's readiness needs no future of its own this way.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in the state an idle connection holds"
+)]
+fn read_head<'a>(
+    shared: &'a Shared,
+    buf: &'a mut BytesMut,
     settings: Settings,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Head, HeadEnd> {
-    let mut deadline = pin!(tokio::time::sleep_until(
-        Instant::now() + settings.header_timeout
-    ));
-    loop {
-        if !buf.is_empty() {
-            match head::parse(buf, settings.max_head) {
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err(error) => return Err(HeadEnd::Refused(error)),
-            }
-        }
-        tokio::select! {
-            biased;
-            ready = shared.stream.readable() => {
-                if ready.is_err() {
-                    return Err(HeadEnd::Quiet);
+    shutdown: &'a mut watch::Receiver<bool>,
+) -> impl Future<Output = Result<Head, HeadEnd>> + 'a {
+    async move {
+        let mut deadline = pin!(tokio::time::sleep_until(
+            Instant::now() + settings.header_timeout
+        ));
+        let mut stopping = pin!(stopping(shutdown));
+        loop {
+            if !buf.is_empty() {
+                match head::parse(buf, settings.max_head) {
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(error) => return Err(HeadEnd::Refused(error)),
                 }
             }
-            () = &mut deadline => {
-                if buf.is_empty() {
-                    return Err(HeadEnd::Quiet); // an idle keep-alive connection: closed
+            let idle = buf.is_empty();
+            let woke = std::future::poll_fn(|cx| {
+                match shared.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(HeadWait::Readable),
+                    Poll::Ready(Err(_)) => return Poll::Ready(HeadWait::Closed),
+                    Poll::Pending => {}
                 }
-                return Err(HeadEnd::Refused(HeadError {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    reason: format!(
-                        "client did not send a complete request header section within client_header_timeout ({:?})",
-                        settings.header_timeout
-                    ),
-                }));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(HeadWait::Deadline);
+                }
+                // Draining closes only connections with no request under way.
+                if idle && stopping.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(HeadWait::Stopping);
+                }
+                Poll::Pending
+            })
+            .await;
+            match woke {
+                HeadWait::Readable => {}
+                HeadWait::Closed | HeadWait::Stopping => return Err(HeadEnd::Quiet),
+                // An idle keep-alive connection: closed.
+                HeadWait::Deadline if idle => return Err(HeadEnd::Quiet),
+                HeadWait::Deadline => {
+                    return Err(HeadEnd::Refused(HeadError {
+                        status: StatusCode::REQUEST_TIMEOUT,
+                        reason: format!(
+                            "client did not send a complete request header section within client_header_timeout ({:?})",
+                            settings.header_timeout
+                        ),
+                    }));
+                }
             }
-            () = stopping(shutdown), if buf.is_empty() => return Err(HeadEnd::Quiet),
-        }
-        let read = if buf.is_empty() {
-            read_first(&shared.stream, buf)
-        } else {
-            if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
-                let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
-                buf.reserve(grow);
+            let read = if buf.is_empty() {
+                read_first(&shared.stream, buf)
+            } else {
+                if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
+                    let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
+                    buf.reserve(grow);
+                }
+                shared.stream.try_read_buf(buf)
+            };
+            match read {
+                Ok(0) => return Err(HeadEnd::Quiet),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Err(HeadEnd::Quiet),
             }
-            shared.stream.try_read_buf(buf)
-        };
-        match read {
-            Ok(0) => return Err(HeadEnd::Quiet),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Err(HeadEnd::Quiet),
         }
     }
 }
@@ -334,8 +372,14 @@ fn read_first(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Resolves once gatehouse drains (or its shutdown signal is gone). Written with `changed`
+/// rather than `wait_for`, whose future is twice the size: every idle connection holds one.
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Writes a response; `Ok(true)` when the connection is still framed for another request.

@@ -86,90 +86,103 @@ pub(super) struct Accepted {
     pub(super) proxy_header: bool,
 }
 
-/// Serves one accepted connection as its listener's `kind` says.
-pub(super) async fn serve(
+/// Serves one accepted connection as its listener's `kind` says. (Not an `async fn`, which
+/// would keep its arguments twice in the state every connection's task holds.)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in the state every connection's task holds"
+)]
+pub(super) fn serve(
     accepted: Accepted,
     snapshot: Arc<Snapshot>,
     current: Current,
     shutdown: watch::Receiver<bool>,
-) {
-    let Accepted {
-        mut stream,
-        peer,
-        kind,
-        proxy_header,
-    } = accepted;
-    let _ = stream.set_nodelay(true);
-    if !response_write(&snapshot.config.server).is_off() {
-        // Best effort: without it progress shows later, as it did before the option existed.
-        let _ = socket2::SockRef::from(&stream)
-            .set_tcp_notsent_lowat(crate::http1::pace::NOTSENT_LOWAT);
-    }
-    let client = if proxy_header {
-        let server = &snapshot.config.server;
-        let taken = Box::pin(proxy_header::take(
-            &mut stream,
+    guard: super::ConnGuard,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // Counts the connection as open until this future ends (or is dropped).
+        let _guard = guard;
+        let Accepted {
+            mut stream,
             peer,
-            &server.trusted_proxies,
-            server.client_header_timeout,
-        ))
-        .await;
-        match taken {
-            Ok(client) => client,
-            Err(refused) => {
-                // Scanners and misconfigured balancers: debug level; the metric shows a trend.
-                tracing::debug!(peer = %peer, reason = refused.reason(), detail = ?refused, "connection closed: no acceptable PROXY protocol header");
-                snapshot
-                    .observer
-                    .metrics
-                    .proxy_protocol_refused(refused.reason());
-                return;
+            kind,
+            proxy_header,
+        } = accepted;
+        let _ = stream.set_nodelay(true);
+        if !response_write(&snapshot.config.server).is_off() {
+            // Best effort: without it progress shows later, as it did before the option existed.
+            let _ = socket2::SockRef::from(&stream)
+                .set_tcp_notsent_lowat(crate::http1::pace::NOTSENT_LOWAT);
+        }
+        let client = if proxy_header {
+            let server = &snapshot.config.server;
+            let taken = Box::pin(proxy_header::take(
+                &mut stream,
+                peer,
+                &server.trusted_proxies,
+                server.client_header_timeout,
+            ))
+            .await;
+            match taken {
+                Ok(client) => client,
+                Err(refused) => {
+                    // Scanners and misconfigured balancers: debug level; the metric shows a trend.
+                    tracing::debug!(peer = %peer, reason = refused.reason(), detail = ?refused, "connection closed: no acceptable PROXY protocol header");
+                    snapshot
+                        .observer
+                        .metrics
+                        .proxy_protocol_refused(refused.reason());
+                    return;
+                }
             }
+        } else {
+            peer
+        };
+        let local = stream.local_addr().unwrap_or(peer);
+        let mut conn = Conn {
+            client,
+            local,
+            handler: Handler::Proxy,
+            https: false,
+            snapshot,
+            current,
+            shutdown,
+        };
+        // Each path is boxed: the connection's task then holds only what its own path needs
+        // (an idle plain HTTP/1.1 connection does not carry room for a TLS session, HTTP/2 state,
+        // or the h2c sniffing it went through).
+        match kind {
+            ListenerKind::Plain | ListenerKind::RedirectHttps => {
+                if matches!(kind, ListenerKind::RedirectHttps) {
+                    conn.handler = Handler::Redirect;
+                }
+                let protocol = if conn.snapshot.config.server.http2.enabled {
+                    match Box::pin(conn.sniff(&stream)).await {
+                        Some(protocol) => protocol,
+                        // Nothing arrived, or draining: closed like an idle keep-alive connection.
+                        None => return,
+                    }
+                } else {
+                    Protocol::Http1
+                };
+                match protocol {
+                    Protocol::Http1 => Box::pin(conn.http1(stream)).await,
+                    Protocol::Http2 => Box::pin(conn.http(stream, protocol)).await,
+                }
+            }
+            ListenerKind::Tls(config) => Box::pin(conn.tls(stream, config)).await,
         }
-    } else {
-        peer
-    };
-    let local = stream.local_addr().unwrap_or(peer);
-    let mut conn = Conn {
-        client,
-        local,
-        handler: Handler::Proxy,
-        https: false,
-        snapshot,
-        current,
-        shutdown,
-    };
-    // Each path is boxed: the connection's task then holds only what its own path needs
-    // (an idle plain HTTP/1.1 connection does not carry room for a TLS session or HTTP/2 state).
-    match kind {
-        ListenerKind::Plain => Box::pin(conn.plain(stream)).await,
-        ListenerKind::RedirectHttps => {
-            conn.handler = Handler::Redirect;
-            Box::pin(conn.plain(stream)).await;
-        }
-        ListenerKind::Tls(config) => Box::pin(conn.tls(stream, config)).await,
     }
 }
 
 impl Conn {
-    async fn plain(mut self, stream: TcpStream) {
-        let server = &self.snapshot.config.server;
-        let protocol = if server.http2.enabled {
-            let timeout = server.client_header_timeout;
-            let sniffed = tokio::select! {
-                sniffed = sniff(&stream, timeout) => sniffed,
-                () = stopping(&mut self.shutdown) => return,
-            };
-            let Some(protocol) = sniffed else {
-                return; // nothing arrived: an idle connection, closed like an idle keep-alive
-            };
-            protocol
-        } else {
-            Protocol::Http1
-        };
-        match protocol {
-            Protocol::Http1 => self.http1(stream).await,
-            Protocol::Http2 => Box::pin(self.http(stream, protocol)).await,
+    /// HTTP/1.1 or h2c (prior knowledge) on a plain listener; `None` when the client sent
+    /// nothing in time or gatehouse is draining.
+    async fn sniff(&mut self, stream: &TcpStream) -> Option<Protocol> {
+        let timeout = self.snapshot.config.server.client_header_timeout;
+        tokio::select! {
+            sniffed = sniff(stream, timeout) => sniffed,
+            () = stopping(&mut self.shutdown) => None,
         }
     }
 
@@ -214,8 +227,9 @@ impl Conn {
         self.http(stream, protocol).await;
     }
 
-    /// Plain HTTP/1.1, served by gatehouse's own engine.
-    async fn http1(self, stream: TcpStream) {
+    /// Plain HTTP/1.1, served by gatehouse's own engine. (The engine's future is what an idle
+    /// connection holds, so this adds no state of its own around it.)
+    fn http1(self, stream: TcpStream) -> impl Future<Output = ()> + Send {
         let Self {
             client,
             local,
@@ -223,7 +237,7 @@ impl Conn {
             https,
             snapshot,
             current,
-            mut shutdown,
+            shutdown,
         } = self;
         let server = &snapshot.config.server;
         let settings = http1::Settings {
@@ -235,9 +249,9 @@ impl Conn {
             client,
             handler,
             current,
-            activity: Arc::new(ClientActivity::new(client, local, 0, https)),
+            activity: Arc::new(ClientActivity::new(client, local, https)),
         };
-        http1::serve(stream, &handler, settings, &mut shutdown).await;
+        http1::serve(stream, handler, settings, shutdown)
     }
 
     /// hyper: HTTP/2, and HTTP/1.1 over TLS.
@@ -261,7 +275,8 @@ impl Conn {
             Protocol::Http1 => max_buf,
             Protocol::Http2 => 0,
         };
-        let activity = Arc::new(ClientActivity::new(client, local, head_limit, https));
+        let activity =
+            Arc::new(ClientActivity::new(client, local, https).watching_reads(head_limit));
         let io = TokioIo::new(ClientIo::new(
             io,
             Arc::clone(&activity),
@@ -436,18 +451,18 @@ mod tests {
             client: addr,
             handler: Handler::Proxy,
             current: Arc::new(arc_swap::ArcSwap::from(Arc::clone(&snapshot))),
-            activity: Arc::new(ClientActivity::new(addr, addr, 0, false)),
+            activity: Arc::new(ClientActivity::new(addr, addr, false)),
         };
-        let (_stop, mut shutdown) = watch::channel(false);
+        let (_stop, shutdown) = watch::channel(false);
         let settings = http1::Settings {
             header_timeout: Duration::from_secs(1),
             max_head: 16 * 1024,
             response_write: http1::pace::WriteLimit::OFF,
         };
-        let serve = http1::serve(stream, &handler, settings, &mut shutdown);
+        let serve = http1::serve(stream, handler, settings, shutdown);
         let size = std::mem::size_of_val(&serve);
         assert!(
-            size <= 1280,
+            size <= 640,
             "the HTTP/1.1 connection future is {size} bytes"
         );
     }

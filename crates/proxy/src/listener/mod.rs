@@ -102,16 +102,15 @@ pub async fn accept_loop(
                 let guard = ConnGuard::new(&tracker);
                 let current = Arc::clone(&current);
                 let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    let accepted = conn::Accepted {
-                        stream,
-                        peer: client,
-                        kind,
-                        proxy_header,
-                    };
-                    conn::serve(accepted, snapshot, current, shutdown).await;
-                    drop(guard);
-                });
+                let accepted = conn::Accepted {
+                    stream,
+                    peer: client,
+                    kind,
+                    proxy_header,
+                };
+                // The connection's future is the task: a wrapping `async` block would hold it
+                // twice (as captured and as awaited).
+                tokio::spawn(conn::serve(accepted, snapshot, current, shutdown, guard));
             }
             Err(err) => {
                 // EMFILE and friends: back off briefly instead of spinning.

@@ -108,7 +108,7 @@ impl Pipeline<'_> {
         let snapshot = Arc::clone(self.snapshot);
         let (client, local, https) = (self.client, self.local, self.https);
         tokio::spawn(async move {
-            let activity = crate::client_io::ClientActivity::new(client, local, 0, https);
+            let activity = crate::client_io::ClientActivity::new(client, local, https);
             let response = crate::service::handle(snapshot, client, &activity, req).await;
             let _ = http_body_util::BodyExt::collect(response.into_body()).await;
         });
