@@ -527,3 +527,90 @@ fn an_empty_chunked_body_over_h2c_is_complete_not_aborted() {
     assert_eq!(record["client_aborted"], false, "{record}");
     assert_eq!(record["status"], 200, "{record}");
 }
+
+/// A client can stop taking one stream (never a WINDOW_UPDATE for it) while its connection
+/// goes on: `client_write_timeout` then applies to the stream, whose upstream connection is let
+/// go, and the rest of the connection keeps working.
+#[test]
+fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_timeout() {
+    const FRAME_WINDOW_UPDATE: u8 = 0x8;
+    const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+    // Far more than the socket buffers and hyper's buffers hold.
+    let upstream = Upstream::serve(gatehouse_testkit::Reply::ok(vec![b'y'; 48 << 20]));
+    let gh = start(&Config::proxy_to([upstream.addr()]).server("client_write_timeout", "2s"));
+    let mut conn = h2_connection(gh.addr());
+    conn.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Streams get a 1 KiB window; the connection's is opened wide, so only the stream stalls.
+    let mut setting = SETTINGS_INITIAL_WINDOW_SIZE.to_be_bytes().to_vec();
+    setting.extend_from_slice(&1024u32.to_be_bytes());
+    conn.write_all(&frame(FRAME_SETTINGS, 0, &setting)).unwrap();
+    conn.write_all(&frame(FRAME_WINDOW_UPDATE, 0, &(1u32 << 30).to_be_bytes()))
+        .unwrap();
+    conn.write_all(&get_request(1, "stall.test")).unwrap();
+    let started = Instant::now();
+    let mut data = 0usize;
+    let mut held_at_one_second = None;
+    let mut pinged = false;
+    let mut pong = false;
+    while started.elapsed() < Duration::from_secs(15) && !pong {
+        if held_at_one_second.is_none() && started.elapsed() >= Duration::from_secs(1) {
+            held_at_one_second = Some(upstream.in_flight());
+        }
+        let released = gh
+            .logs()
+            .iter()
+            .any(|l| l.to_string().contains("took nothing of a stream"));
+        if released && !pinged {
+            // The connection itself goes on.
+            conn.write_all(&frame(FRAME_PING, 0, b"stalled!")).unwrap();
+            pinged = true;
+        }
+        let mut head = [0u8; 9];
+        match conn.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(err) => panic!("the connection ended: {err}"),
+        }
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.read_exact(&mut payload).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        match head[3] {
+            0x0 => data += len,
+            FRAME_SETTINGS if head[4] & 0x1 == 0 => {
+                conn.write_all(&frame(FRAME_SETTINGS, 0x1, &[])).unwrap();
+            }
+            FRAME_PING if head[4] & 0x1 == 1 => pong = payload == b"stalled!",
+            _ => {}
+        }
+    }
+    assert_eq!(held_at_one_second, Some(1), "the upstream was sending");
+    assert!(
+        pong,
+        "the stall was never released, or the connection stopped answering"
+    );
+    assert!(data <= 1024, "{data} bytes of a 1 KiB window");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while upstream.in_flight() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        upstream.in_flight(),
+        0,
+        "the upstream connection is still held"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "released before client_write_timeout"
+    );
+}

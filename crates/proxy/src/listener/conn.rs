@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::h2_streams::{Counted, IdleWatch, OpenStream, Streams};
+use super::h2_streams::{Counted, IdleWatch, OpenStream, StallWatch, Streams};
 use super::isolate::{handle_isolated, log_unparsed_request, on_connection_error};
 use super::settings::{head_limit, http1_builder, http2_builder, response_write};
 use super::sniff::sniff;
@@ -300,7 +300,10 @@ impl Conn {
                     }
                     (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
                 };
-                Ok::<_, Infallible>(response.map(|body| Counted { body, _open: open }))
+                Ok::<_, Infallible>(response.map(|body| match open {
+                    Some(open) => Counted::http2(body, open),
+                    None => Counted::http1(body),
+                }))
             }
         });
         let result = match protocol {
@@ -309,7 +312,7 @@ impl Conn {
                 let conn = http1_builder(server, max_buf)
                     .serve_connection(io, service)
                     .with_upgrades();
-                drive(pin!(conn), &mut shutdown, None, |conn| {
+                drive(pin!(conn), &mut shutdown, None, None, |conn| {
                     conn.graceful_shutdown();
                 })
                 .await
@@ -317,7 +320,8 @@ impl Conn {
             Protocol::Http2 => {
                 let conn = http2_builder(server).serve_connection(io, service);
                 let idle = IdleWatch::new(&streams, server.client_header_timeout);
-                drive(pin!(conn), &mut shutdown, Some(idle), |conn| {
+                let stall = StallWatch::new(&streams, server.client_write_timeout);
+                drive(pin!(conn), &mut shutdown, Some(idle), stall, |conn| {
                     conn.graceful_shutdown();
                 })
                 .await
@@ -388,6 +392,7 @@ async fn drive<C: Future>(
     mut conn: Pin<&mut C>,
     shutdown: &mut watch::Receiver<bool>,
     mut idle: Option<IdleWatch<'_>>,
+    mut stall: Option<StallWatch<'_>>,
     graceful: impl Fn(Pin<&mut C>),
 ) -> Option<C::Output> {
     let mut closing = false;
@@ -405,6 +410,7 @@ async fn drive<C: Future>(
                 graceful(conn.as_mut());
                 closing = true;
             }
+            () = StallWatch::run(&mut stall) => {}
         }
     }
 }
