@@ -18,8 +18,8 @@ fn paced(upstream: &Upstream) -> Config {
     Config::proxy_to([upstream.addr()])
         .server("min_request_body_rate", 100)
         // High enough that a client taking nothing is below it once the bytes the socket
-        // buffers took at once (a few hundred KB) no longer cover the wait.
-        .server("min_response_rate", 400_000)
+        // buffers took at once (a few MB over loopback) no longer cover the wait.
+        .server("min_response_rate", 10_000_000)
         .server("min_rate_grace", "1s")
 }
 
@@ -151,7 +151,7 @@ fn a_client_reading_the_response_too_slowly_is_disconnected() {
         &gh,
         (received, size),
         "slow_reader",
-        "below min_response_rate (400000 B/s)",
+        "below min_response_rate (10000000 B/s)",
         "slow-reader",
     );
 }
@@ -182,7 +182,7 @@ fn a_tls_client_reading_the_response_too_slowly_is_disconnected() {
         &gh,
         (received, size),
         "slow_reader",
-        "below min_response_rate (400000 B/s)",
+        "below min_response_rate (10000000 B/s)",
         "slow-tls-reader",
     );
 }

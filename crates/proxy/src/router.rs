@@ -6,6 +6,8 @@
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
 //! but not `/apiary` (a prefix ending in `/` matches anything under it).
 
+use std::borrow::Cow;
+
 use gatehouse_config::{
     CompressConfig, HostMatch, MaintenanceConfig, RouteCache, RouteConfig, RouteLimit,
 };
@@ -154,21 +156,27 @@ fn path_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// The request's host for routing: `Host` (or the absolute-form authority), lowercase, without
-/// port and trailing dot.
-pub fn request_host(req: &http::request::Parts) -> Option<String> {
+/// port and trailing dot. Borrowed from the request when it is already in that form (the usual
+/// case: this runs on every request).
+pub fn request_host(req: &http::request::Parts) -> Option<Cow<'_, str>> {
     let raw = req
         .headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(http::uri::Authority::as_str))?;
-    let without_port = if raw.starts_with('[') {
-        raw.split(']').next().map(|h| format!("{h}]"))?
+    let host: Cow<'_, str> = if raw.starts_with('[') {
+        match raw.find(']') {
+            Some(end) => Cow::Borrowed(&raw[..=end]),
+            None => Cow::Owned(format!("{raw}]")),
+        }
     } else {
-        raw.rsplit_once(':')
-            .map_or(raw, |(host, _)| host)
-            .to_owned()
+        Cow::Borrowed(raw.rsplit_once(':').map_or(raw, |(host, _)| host))
     };
-    Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+    let trimmed = host.trim_end_matches('.');
+    if trimmed.len() == host.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(host);
+    }
+    Some(Cow::Owned(trimmed.to_ascii_lowercase()))
 }
 
 #[cfg(test)]

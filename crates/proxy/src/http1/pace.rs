@@ -115,14 +115,6 @@ impl RateGuard {
     }
 }
 
-/// The most bytes a client socket keeps queued but not yet sent (`TCP_NOTSENT_LOWAT`), set on
-/// every client connection whose writes are watched. Without it the kernel queues megabytes
-/// (an autotuned send buffer) and reports the socket writable only once about a third of them
-/// drained, so a client reading at tens of KB/s shows no progress for longer than a stall
-/// timeout. With it, progress shows about every write's worth of bytes. Measured on a 1 GiB
-/// download over loopback: throughput and CPU unchanged within noise at 128 KiB.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
-
 /// What a write to a client must achieve: a minimum rate (`min_response_rate`, off by
 /// default) and, always, some progress within `stall` (`client_write_timeout`, like nginx's
 /// `send_timeout`): a client that takes no byte of a response for that long is cut off, and the
@@ -140,7 +132,7 @@ impl WriteLimit {
         stall: Duration::ZERO,
     };
 
-    pub fn is_off(&self) -> bool {
+    fn is_off(&self) -> bool {
         (self.rate.bytes_per_second == 0 || self.rate.grace.is_zero()) && self.stall.is_zero()
     }
 }
@@ -148,13 +140,14 @@ impl WriteLimit {
 /// Watches how fast a client takes what is written to it, counting only while writes wait for
 /// it, as Kestrel's `MinResponseDataRate` does: the time spent waiting may not exceed what the
 /// bytes written so far earn at the rate (or `grace`, whichever is longer). A client is only
-/// seen to take bytes when a waiting write goes on, and TCP makes that bursty: a receiver
-/// reopens its window in steps of up to a sixteenth of its receive buffer, and the kernel
-/// reports our socket writable only once enough has drained. A windowed measure ("so many bytes
-/// in every five seconds") cuts off clients reading steadily at tens of KB/s between bursts;
-/// the average over the whole wait does not. The listener bounds the bytes queued unsent with
-/// `TCP_NOTSENT_LOWAT`, so the bytes counted are close to what the client took. A client that
-/// takes nothing at all is cut off by `stall` (`client_write_timeout`) however much it earned.
+/// seen to take bytes when a waiting write goes on, and TCP makes that bursty: the kernel
+/// reports a socket writable again only once about a third of its send buffer has drained
+/// (megabytes, with autotuning), and a receiver reopens its window in steps. A windowed measure
+/// ("so many bytes in every five seconds") cuts off clients reading steadily at tens of KB/s
+/// between bursts; the average over the whole wait does not, since each burst earns what it
+/// took. The bytes the socket buffers took at once count too (they are what lets a proxy be
+/// done with a response early), so a client that takes nothing at all is cut off by `stall`
+/// (`client_write_timeout`) unless the rate is high.
 #[derive(Debug, Default)]
 pub struct WriteWait {
     /// Bytes written, whether or not they had to wait.

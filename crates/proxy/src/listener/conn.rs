@@ -109,11 +109,6 @@ pub(super) fn serve(
             proxy_header,
         } = accepted;
         let _ = stream.set_nodelay(true);
-        if !response_write(&snapshot.config.server).is_off() {
-            // Best effort: without it progress shows later, as it did before the option existed.
-            let _ = socket2::SockRef::from(&stream)
-                .set_tcp_notsent_lowat(crate::http1::pace::NOTSENT_LOWAT);
-        }
         let client = if proxy_header {
             let server = &snapshot.config.server;
             let taken = Box::pin(proxy_header::take(
