@@ -71,7 +71,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         builder = builder.header(http::header::HOST, raw.as_str());
     }
     let host = match builder.body(()) {
-        Ok(request) => request_host(&request.into_parts().0),
+        Ok(request) => request_host(&request.into_parts().0).map(std::borrow::Cow::into_owned),
         Err(_) => None,
     };
     if let Some(host) = &host {
