@@ -7,7 +7,7 @@
 # Environment:
 #   KILL_EVERY=60     seconds between backend kills (±5 s); the first one 30 s in
 #   MIN_RESPONSE_RATE unset: gatehouse's default; a number: server.min_response_rate for the run
-#                     (240 shows the slow-reader finding of docs/soak.md)
+#                     (0 turns it off; the default is 240 B/s)
 #   KEEP_TMP=0        1: keep the temp dir (config, logs, outcomes, samples) even after a pass
 #                     (it is always kept after a failure)
 #

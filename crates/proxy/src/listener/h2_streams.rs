@@ -19,6 +19,9 @@ pub(super) struct Streams {
     opened: AtomicU64,
     /// The response bodies being sent, for the stall watch.
     sending: Mutex<Vec<Weak<Mutex<Sending>>>>,
+    /// A body was added to an empty `sending`: the stall watch, asleep while there is none,
+    /// starts looking again.
+    first_sending: tokio::sync::Notify,
 }
 
 /// One open stream's place in [`Streams`], held by its request and then by its response
@@ -84,8 +87,12 @@ impl Counted {
         // Bodies already sent are forgotten on the way (the list stays as long as the streams
         // open at once).
         watched.retain(|weak| weak.strong_count() > 0);
+        let first = watched.is_empty();
         watched.push(Arc::downgrade(&sending));
         drop(watched);
+        if first {
+            streams.first_sending.notify_one();
+        }
         Self {
             body: Held::Watched(sending),
             _open: Some(open),
@@ -163,7 +170,7 @@ struct StreamStalled;
 pub(super) struct StallWatch<'a> {
     streams: &'a Streams,
     timeout: Duration,
-    interval: Interval,
+    period: Duration,
 }
 
 impl<'a> StallWatch<'a> {
@@ -172,28 +179,29 @@ impl<'a> StallWatch<'a> {
         if timeout.is_zero() {
             return None;
         }
-        let period = timeout.min(Duration::from_secs(1));
-        let mut interval = tokio::time::interval_at(Instant::now() + period, period);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Some(Self {
             streams,
             timeout,
-            interval,
+            period: timeout.min(Duration::from_secs(1)),
         })
     }
 
-    /// Sweeps the stalled streams once a period; never resolves.
+    /// Sweeps the stalled streams once a period while responses are being sent, and sleeps
+    /// while none is (an idle connection costs no wake-ups); never resolves.
     pub(super) async fn run(watch: &mut Option<StallWatch<'_>>) {
         let Some(watch) = watch else {
             return std::future::pending().await;
         };
         loop {
-            watch.interval.tick().await;
-            watch.sweep();
+            if watch.sweep() == 0 {
+                watch.streams.first_sending.notified().await;
+            }
+            tokio::time::sleep(watch.period).await;
         }
     }
 
-    fn sweep(&self) {
+    /// Lets go of the stalled streams; how many responses are still being sent.
+    fn sweep(&self) -> usize {
         let watched: Vec<Arc<Mutex<Sending>>> = {
             let mut sending = self
                 .streams
@@ -204,6 +212,7 @@ impl<'a> StallWatch<'a> {
             sending.iter().filter_map(Weak::upgrade).collect()
         };
         let now = Instant::now();
+        let watched_count = watched.len();
         for sending in watched {
             let released = {
                 let mut sending = sending.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,6 +234,7 @@ impl<'a> StallWatch<'a> {
                 );
             }
         }
+        watched_count
     }
 }
 
