@@ -191,7 +191,12 @@ fn assert_outcome(run: &Run, report: &Value, healthy: u64, kinds: Value) {
 
 /// A config whose only upstream `app` has these servers and checks `GET /ping`.
 fn pinging<S: ToString>(servers: impl IntoIterator<Item = S>) -> Config {
-    Config::proxy_to(servers).health("app", "path", PING)
+    Config::proxy_to(servers)
+        .health("app", "path", PING)
+        // Not the default 127.0.0.1:8080: doctor checks that its listen address is free by
+        // binding it, and two doctors running at once (parallel tests) would each see the
+        // other's check as the port in use.
+        .server("listen", vec!["127.0.0.1:0".to_owned()])
 }
 
 /// A loopback port nothing listens on (bound, then released).
@@ -720,7 +725,9 @@ fn tcp_only_health_check_does_not_judge_the_status() {
     // backend answering 404 on `/` stays in rotation and its 404s reach the client as they
     // are. The doctor must not call it a failed health check.
     let upstream = Upstream::serve(Reply::new(404, "no such page"));
-    let config = Config::proxy_to([upstream.addr()]).health("app", "interval", "5s");
+    let config = Config::proxy_to([upstream.addr()])
+        .health("app", "interval", "5s")
+        .server("listen", vec!["127.0.0.1:0".to_owned()]);
     let (run, report) = doctor_json(&config, &[]);
     let server = only_server(&report);
     assert_eq!(server["http"]["status"], 404, "{server:#}");
