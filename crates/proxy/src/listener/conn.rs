@@ -32,7 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::h2_streams::{Counted, IdleWatch, OpenStream, StallWatch, Streams};
+use super::h2_stall::{Counted, StallWatch};
+use super::h2_streams::{IdleWatch, OpenStream, Streams};
 use super::isolate::{handle_isolated, log_unparsed_request, on_connection_error};
 use super::settings::{head_limit, http1_builder, http2_builder, response_write};
 use super::sniff::sniff;
