@@ -15,6 +15,7 @@ mod backend;
 mod load;
 mod reply;
 mod report;
+mod report_input;
 mod wire;
 
 use std::net::SocketAddr;

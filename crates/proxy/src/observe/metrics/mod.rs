@@ -7,23 +7,21 @@
 //! being reported. Failure labels use the same kind tokens as
 //! `Proxy-Status`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::failure::FailureKind;
+use define::{counter_vec, gauge, gauge_vec, histogram_vec, register};
+
+mod define;
+mod scrape;
+
+pub use scrape::{CacheGauges, PoolGauges, ScrapeState, ServerGauges};
 
 /// The content type of a scrape.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
-
-/// Latency buckets in seconds, 1 ms to 60 s.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
 
 /// Every metric gatehouse exports. Lives as long as the process, across reloads.
 #[derive(Debug)]
@@ -505,68 +503,6 @@ impl Metrics {
             .inc();
         self.config_taken(taken);
     }
-
-    /// One scrape: the state gauges refilled from `state`, then everything encoded.
-    pub fn render(&self, state: &ScrapeState) -> String {
-        let _one_at_a_time = self
-            .scraping
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.open_connections
-            .set(i64::try_from(state.open_connections).unwrap_or(i64::MAX));
-        self.server_healthy.reset();
-        self.server_in_flight.reset();
-        self.healthy_servers.reset();
-        self.servers.reset();
-        for pool in &state.pools {
-            let mut total = 0;
-            let mut healthy = 0;
-            for server in &pool.servers {
-                total += 1;
-                healthy += i64::from(server.available);
-                self.server_healthy
-                    .with_label_values(&[&*pool.name, &server.label])
-                    .set(i64::from(server.available));
-                self.server_in_flight
-                    .with_label_values(&[&*pool.name, &server.label])
-                    .set(i64::from(server.in_flight));
-            }
-            self.healthy_servers
-                .with_label_values(&[&*pool.name])
-                .set(healthy);
-            self.servers.with_label_values(&[&*pool.name]).set(total);
-        }
-        self.limit_store_up.reset();
-        if let Some((store, up)) = &state.limit_store {
-            self.limit_store_up
-                .with_label_values(&[store.as_str()])
-                .set(i64::from(*up));
-        }
-        let usage = &state.cache;
-        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        self.cache_bytes
-            .with_label_values(&["memory"])
-            .set(as_gauge(usage.memory_bytes));
-        self.cache_bytes
-            .with_label_values(&["disk"])
-            .set(as_gauge(usage.disk_bytes));
-        self.cache_entries
-            .with_label_values(&["memory"])
-            .set(as_gauge(usage.memory_entries));
-        self.cache_entries
-            .with_label_values(&["disk"])
-            .set(as_gauge(usage.disk_entries));
-        self.encode()
-    }
-
-    /// Everything, in the text format (state gauges as last filled).
-    pub fn encode(&self) -> String {
-        let mut out = Vec::new();
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %err, "metrics could not be encoded");
-        }
-        String::from_utf8(out).unwrap_or_default()
-    }
 }
 
 impl Default for Metrics {
@@ -575,82 +511,5 @@ impl Default for Metrics {
     }
 }
 
-// Definitions are static; registering can fail only on a duplicate name, a programming error
-// that the unit tests below catch.
-
-fn register(registry: &Registry, collector: impl prometheus::core::Collector + 'static) {
-    if let Err(err) = registry.register(Box::new(collector)) {
-        unreachable!("metric registered twice: {err}");
-    }
-}
-
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let vec = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
-    register(registry, vec.clone());
-    vec
-}
-
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let vec = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
-    register(registry, vec.clone());
-    vec
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let gauge = IntGauge::new(name, help)
-        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
-    register(registry, gauge.clone());
-    gauge
-}
-
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(SECONDS_BUCKETS.to_vec());
-    let vec = HistogramVec::new(opts, labels)
-        .unwrap_or_else(|err| unreachable!("static metric definition {name}: {err}"));
-    register(registry, vec.clone());
-    vec
-}
-
-// === ScrapeState ===
-
-/// What the state gauges show at one scrape, read from the snapshot in force by whoever serves
-/// `/metrics` (the admin listener), so that metrics know nothing of pools or the cache.
-#[derive(Debug, Default)]
-pub struct ScrapeState {
-    pub open_connections: usize,
-    pub pools: Vec<PoolGauges>,
-    pub cache: CacheGauges,
-    /// The limits' store (`memory` or its redis:// address) and whether it answers; `None`
-    /// when no route has a rate limit.
-    pub limit_store: Option<(String, bool)>,
-}
-
-/// One pool's servers, as the gauges show them.
-#[derive(Debug)]
-pub struct PoolGauges {
-    pub name: Arc<str>,
-    pub servers: Vec<ServerGauges>,
-}
-
-/// One server: whether it may take requests now, and its requests in flight.
-#[derive(Debug)]
-pub struct ServerGauges {
-    pub label: String,
-    pub available: bool,
-    pub in_flight: u32,
-}
-
-/// How full the cache is (entries and bytes, in memory and on disk).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CacheGauges {
-    pub memory_entries: u64,
-    pub memory_bytes: u64,
-    pub disk_entries: u64,
-    pub disk_bytes: u64,
-}
-
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;
