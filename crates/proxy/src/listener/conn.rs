@@ -14,7 +14,7 @@
 //! which would make the truncated body look complete to the client.
 //!
 //! Beside it: `sniff` tells h2c from HTTP/1.1, `h2_streams` counts HTTP/2 streams for the idle
-//! watch, `settings` reads the limits and builds hyper's connections, `isolate` isolates panics
+//! watch, `h2_stall` wraps the response bodies and lets go of stalled HTTP/2 streams, `settings` reads the limits and builds hyper's connections, `isolate` isolates panics
 //! and logs connections that ended with an error.
 
 use std::convert::Infallible;

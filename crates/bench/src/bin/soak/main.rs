@@ -6,7 +6,8 @@
 //!   see `load.rs`.
 //! - `--mode report`: classifies the outcomes with the proxy's access log and the script's
 //!   chaos log, compares RSS and fds at the end with the start, prints the verdict and exits 1
-//!   on a lost request or growth, see `report.rs`.
+//!   on a lost request or growth, see `report.rs` (its inputs parsed in
+//!   `report_input.rs`).
 //!
 //! std only and thread-per-connection, like the other bench tools: nothing is shared with the
 //! proxy under test.
