@@ -256,20 +256,22 @@ fn a_failure_after_the_headers_resets_the_http2_stream() {
         "curl must see a stream reset, not a complete response: {run:#?}"
     );
 
-    // The frames: the response head went out, then the stream was reset (no END_STREAM, no
-    // trailer that would pass for a complete body).
+    // The frames: the stream was reset (no END_STREAM, no trailer that would pass for a
+    // complete body). The response head goes out before the reset when it was sent before the
+    // upstream's close was read; when the close came with the head, h2 drops the head still
+    // queued and the reset is all the client gets. Either way, never a complete response.
     let output = Command::new("nghttp")
         .args(["-nv", &url(gh.addr(), "/")])
         .output()
         .expect("nghttp (Debian package nghttp2-client)");
     let text = String::from_utf8_lossy(&output.stdout);
-    let status = text
-        .find(":status: 200")
-        .unwrap_or_else(|| panic!("no head: {text}"));
     let reset = text
         .find("recv RST_STREAM frame")
         .unwrap_or_else(|| panic!("no RST_STREAM: {text}"));
-    assert!(status < reset, "{text}");
+    if let Some(status) = text.find(":status: ") {
+        assert!(status < reset, "{text}");
+        assert!(text[status..].starts_with(":status: 200"), "{text}");
+    }
     assert!(
         text[reset..].contains("error_code=INTERNAL_ERROR(0x02)"),
         "{text}"

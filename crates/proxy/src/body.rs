@@ -17,15 +17,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::cache::capture::Capture;
 use crate::client_body::IdleTimer;
 use crate::compress::body::CodedBody;
-use crate::failure::classify;
 pub use crate::failure::marker::BoxError;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext};
+use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease};
 
@@ -135,7 +134,7 @@ pub enum Peeked {
 /// The upstream's response body on its way downstream.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    inner: Incoming,
+    inner: UpstreamIncoming,
     /// Read ahead (see [`UpstreamBody::starting_with`]); given out before `inner` is polled.
     first: Option<Peeked>,
     read_timeout: Duration,
@@ -148,7 +147,7 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, read_timeout: Duration, finish: Finish) -> Self {
+    pub fn new(inner: UpstreamIncoming, read_timeout: Duration, finish: Finish) -> Self {
         Self {
             inner,
             first: None,
@@ -194,7 +193,7 @@ impl UpstreamBody {
         };
         let Finish {
             mut record,
-            conn,
+            mut conn,
             lease,
             pool,
             members,
@@ -204,6 +203,10 @@ impl UpstreamBody {
         let server = &lease.server;
         match failure {
             None => {
+                // gatehouse's own client: the connection comes back from the body.
+                if let Some(own) = self.inner.reusable_conn() {
+                    conn.restore(own);
+                }
                 server.checkin(conn);
                 if let Some(capture) = capture {
                     capture.complete();
@@ -277,7 +280,7 @@ impl Body for UpstreamBody {
             }
             Poll::Ready(Some(Err(err))) => {
                 let chunked = this.finish.as_ref().is_some_and(|f| f.chunked);
-                this.fail(classify::response_body_error(&err, chunked))
+                this.fail(err.into_failure(chunked))
             }
             Poll::Pending => {
                 let timeout = this.read_timeout;

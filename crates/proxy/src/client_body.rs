@@ -235,6 +235,16 @@ impl RequestBody {
         }
     }
 
+    /// The bytes of a body read beforehand, taken out to go with the request head in one
+    /// write. A streaming body has none.
+    pub fn take_buffered(&mut self) -> Option<Bytes> {
+        let bytes = self.buffered.take()?;
+        if self.inner.is_none() {
+            self.finished();
+        }
+        Some(bytes)
+    }
+
     fn finished(&mut self) {
         if let Some(sent) = self.sent.take() {
             let _ = sent.send(());

@@ -64,16 +64,7 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
         );
     }
     if err.is_parse_too_large() {
-        let mut failure = Failure::new(
-            FailureKind::HttpResponseHeaderSectionSize,
-            Phase::ReadingResponseHeaders,
-            format!(
-                "response header section exceeds max_response_header_size ({} bytes received without the end of the headers)",
-                facts.response_bytes
-            ),
-        );
-        failure.params.header_section_size = Some(facts.response_bytes);
-        return failure;
+        return too_large(facts);
     }
     if err.is_parse() || err.is_parse_status() {
         return Failure::new(
@@ -83,34 +74,12 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
         );
     }
     let closed_early = facts.response_bytes == 0;
-    let stale = if facts.reused {
-        " (on a reused keep-alive connection)"
-    } else {
-        ""
-    };
     if err.is_incomplete_message() || err.is_closed() || err.is_canceled() || is_reset(chain) {
-        return if closed_early {
-            let mut failure = Failure::new(
-                FailureKind::ConnectionTerminated,
-                Phase::ReadingResponseHeaders,
-                format!(
-                    "upstream closed the connection before sending any response byte{stale}: {}",
-                    describe(err)
-                ),
-            );
+        let mut failure = closed(facts, &describe(err));
+        if closed_early {
             failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
-            failure
-        } else {
-            Failure::new(
-                FailureKind::HttpResponseIncomplete,
-                Phase::ReadingResponseHeaders,
-                format!(
-                    "upstream closed the connection after {} bytes of the response head: {}",
-                    facts.response_bytes,
-                    describe(err)
-                ),
-            )
-        };
+        }
+        return failure;
     }
     let phase = if closed_early {
         Phase::SendingRequest
@@ -119,6 +88,133 @@ pub fn response_head_error(err: &hyper::Error, facts: HeadFacts) -> Failure {
     };
     let mut failure = Failure::new(FailureKind::ConnectionTerminated, phase, describe(err));
     failure.os_error = io_error(chain).and_then(io::Error::raw_os_error);
+    failure
+}
+
+/// What went wrong on gatehouse's own HTTP/1.1 upstream connection before the response head
+/// was complete: the same kinds, phases and words as [`response_head_error`] gives hyper's.
+#[derive(Debug)]
+pub enum HeadError<'a> {
+    /// The connection ended (no error: a FIN).
+    Closed,
+    /// Reading failed.
+    Read(&'a io::Error),
+    /// Writing the request failed (a stall, a reset).
+    Write(&'a io::Error),
+    /// The head is not HTTP/1.x.
+    Parse(&'a str),
+    /// No end of the head within the limit (or more fields than are kept).
+    TooLarge,
+}
+
+/// A failure of gatehouse's own HTTP/1.1 client before the response head was complete.
+pub fn head_error(err: HeadError<'_>, facts: HeadFacts) -> Failure {
+    const CLOSED: &str = "connection closed before message completed";
+    match err {
+        HeadError::Write(io) => {
+            if let Some(stalled) = io.get_ref().and_then(|e| e.downcast_ref::<WriteStalled>()) {
+                return Failure::new(
+                    FailureKind::ConnectionWriteTimeout,
+                    Phase::SendingRequest,
+                    format!("upstream stopped reading the request: {stalled}"),
+                );
+            }
+            if is_reset(io) {
+                return closed(facts, &format!("error writing a body to connection: {io}"))
+                    .with_os_error(io);
+            }
+            let phase = if facts.response_bytes == 0 {
+                Phase::SendingRequest
+            } else {
+                Phase::ReadingResponseHeaders
+            };
+            Failure::new(FailureKind::ConnectionTerminated, phase, io.to_string()).with_os_error(io)
+        }
+        HeadError::Read(io) if is_reset(io) => closed(facts, &io.to_string()).with_os_error(io),
+        HeadError::Read(io) => {
+            let phase = if facts.response_bytes == 0 {
+                Phase::SendingRequest
+            } else {
+                Phase::ReadingResponseHeaders
+            };
+            Failure::new(FailureKind::ConnectionTerminated, phase, io.to_string()).with_os_error(io)
+        }
+        HeadError::Closed => closed(facts, CLOSED),
+        HeadError::Parse(why) => Failure::new(
+            FailureKind::HttpProtocolError,
+            Phase::ReadingResponseHeaders,
+            format!("invalid HTTP/1.x response head: {why}"),
+        ),
+        HeadError::TooLarge => too_large(facts),
+    }
+}
+
+/// The response head exceeded the size limit.
+fn too_large(facts: HeadFacts) -> Failure {
+    let mut failure = Failure::new(
+        FailureKind::HttpResponseHeaderSectionSize,
+        Phase::ReadingResponseHeaders,
+        format!(
+            "response header section exceeds max_response_header_size ({} bytes received without the end of the headers)",
+            facts.response_bytes
+        ),
+    );
+    failure.params.header_section_size = Some(facts.response_bytes);
+    failure
+}
+
+/// The connection closed (or was reset) before the response head was complete: nothing came
+/// back (`connection_terminated`), or part of the head did (`http_response_incomplete`).
+fn closed(facts: HeadFacts, why: &str) -> Failure {
+    if facts.response_bytes == 0 {
+        let stale = if facts.reused {
+            " (on a reused keep-alive connection)"
+        } else {
+            ""
+        };
+        Failure::new(
+            FailureKind::ConnectionTerminated,
+            Phase::ReadingResponseHeaders,
+            format!(
+                "upstream closed the connection before sending any response byte{stale}: {why}"
+            ),
+        )
+    } else {
+        Failure::new(
+            FailureKind::HttpResponseIncomplete,
+            Phase::ReadingResponseHeaders,
+            format!(
+                "upstream closed the connection after {} bytes of the response head: {why}",
+                facts.response_bytes
+            ),
+        )
+    }
+}
+
+/// A response body that broke off on gatehouse's own HTTP/1.1 client: the connection ended
+/// (`None`: a FIN) or failed before the body's end.
+pub fn body_ended_early(err: Option<&io::Error>) -> Failure {
+    let why = err.map_or_else(
+        || "connection closed before message completed".to_owned(),
+        ToString::to_string,
+    );
+    let mut failure = Failure::new(
+        FailureKind::HttpResponseIncomplete,
+        Phase::ReadingResponseBody,
+        format!("upstream closed the connection before the end of the response body: {why}"),
+    );
+    failure.os_error = err.and_then(io::Error::raw_os_error);
+    failure
+}
+
+/// A chunked response body that does not decode.
+pub fn body_transfer_coding(why: &dyn std::fmt::Display) -> Failure {
+    let mut failure = Failure::new(
+        FailureKind::HttpResponseTransferCoding,
+        Phase::ReadingResponseBody,
+        format!("invalid chunked encoding in the response body: {why}"),
+    );
+    failure.params.coding = Some("chunked".to_owned());
     failure
 }
 

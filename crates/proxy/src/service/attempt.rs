@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::Pipeline;
@@ -19,6 +18,7 @@ use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, RetryRule};
 use crate::observe::access_log::AttemptContext;
 use crate::upstream::connect::{ConnMode, connect_for};
+use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease, Protocol, Server};
 
@@ -33,7 +33,7 @@ const STALE_CLOSE_WINDOW: Duration = Duration::from_secs(1);
 
 /// The response head and connection of a successful attempt.
 pub(super) struct Attempt {
-    pub(super) response: Response<Incoming>,
+    pub(super) response: Response<UpstreamIncoming>,
     pub(super) conn: Conn,
 }
 
@@ -264,13 +264,13 @@ impl Pipeline<'_> {
                 conn.note_response(response.headers());
                 Ok(Attempt { response, conn })
             }
-            Some(Err(mut err)) => {
-                let unsent = err.take_message();
+            Some(Err(failed)) => {
                 let facts = HeadFacts {
                     response_bytes,
                     reused: conn.reused,
                 };
-                let failure = classify::response_head_error(err.error(), facts);
+                let failure = failed.failure(facts);
+                let unsent = failed.unsent;
                 // An HTTP/1.1 server closes an idle connection without a word, so a request
                 // written just then meets the close; an HTTP/2 server says GOAWAY first (its
                 // streams come back unsent), so a stream cut after it was sent is the server's.
@@ -358,6 +358,9 @@ impl Pipeline<'_> {
 /// come, hop-by-hop fields removed (RFC 9110 §15.2). They are never cached and never the
 /// request's status: only the final response is.
 fn relay_interim(request: &mut Request<RequestBody>, interim: crate::http1::Interim) {
+    // gatehouse's own client takes the handle from the extensions; hyper (upgrades, HTTP/2)
+    // calls back.
+    request.extensions_mut().insert(interim.clone());
     hyper::ext::on_informational(request, move |response| {
         let mut headers = response.headers().clone();
         crate::forward::strip_hop_by_hop(&mut headers);

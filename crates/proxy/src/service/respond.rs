@@ -9,7 +9,6 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 
 use super::attempt::Attempt;
@@ -23,6 +22,7 @@ use crate::failure::{Failure, FailureKind, Phase};
 use crate::forward;
 use crate::observe::access_log::AttemptContext;
 use crate::tunnel::{self, Tunnel};
+use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
 use crate::upstream::server::{Conn, Lease, Server};
 
@@ -278,7 +278,7 @@ impl Pipeline<'_> {
 /// upgrade was asked for, the 101 names another protocol, the hand-over failed or never came).
 async fn take_over(
     upgrade: Option<UpgradeRequest>,
-    response: &mut Response<Incoming>,
+    response: &mut Response<UpstreamIncoming>,
     limit: Duration,
 ) -> Result<(UpgradeRequest, HeaderValue, Upgraded), String> {
     let Some(upgrade) = upgrade else {
@@ -304,9 +304,9 @@ async fn take_over(
 /// The body's first frame when it is already at hand (the upstream's bytes came with its head):
 /// polled once, without waiting. A failure then is the attempt's, before anything was sent on.
 async fn first_frame(
-    mut body: Incoming,
+    mut body: UpstreamIncoming,
     chunked: bool,
-) -> Result<(Incoming, Option<Peeked>), Failure> {
+) -> Result<(UpstreamIncoming, Option<Peeked>), Failure> {
     if body.is_end_stream() {
         return Ok((body, None));
     }
@@ -315,6 +315,6 @@ async fn first_frame(
         Poll::Pending => Ok((body, None)),
         Poll::Ready(None) => Ok((body, Some(Peeked::End))),
         Poll::Ready(Some(Ok(frame))) => Ok((body, Some(Peeked::Frame(frame)))),
-        Poll::Ready(Some(Err(err))) => Err(classify::response_body_error(&err, chunked)),
+        Poll::Ready(Some(Err(err))) => Err(err.into_failure(chunked)),
     }
 }

@@ -22,7 +22,7 @@ use super::pool::Pool;
 use super::server::Server;
 use crate::client_body::RequestBody;
 use crate::failure::FailureKind;
-use crate::failure::classify::{self, HeadFacts};
+use crate::failure::classify::HeadFacts;
 use crate::observe::Observer;
 use crate::observe::transition::Transition;
 
@@ -102,7 +102,7 @@ pub async fn probe(server: &Server, check: &HealthCheck) -> CheckResult {
         HeaderValue::from_static("gatehouse-health-check"),
     );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    match tokio::time::timeout_at(deadline, conn.sender.send_request(request)).await {
+    match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await {
         Err(_) => fail(FailureKind::HttpResponseTimeout),
         Ok(Ok(response)) => {
             let status = response.status().as_u16();
@@ -116,12 +116,12 @@ pub async fn probe(server: &Server, check: &HealthCheck) -> CheckResult {
                 CheckResult::Fail(format!("status {status}"))
             }
         }
-        Ok(Err(err)) => {
+        Ok(Err(failed)) => {
             let facts = HeadFacts {
                 response_bytes: conn.stats.read(),
                 reused: false,
             };
-            fail(classify::response_head_error(&err, facts).kind)
+            fail(failed.failure(facts).kind)
         }
     }
 }

@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::h1::H1Conn;
 use super::h2::Multiplexed;
 use super::io::{ConnStats, Transport, UpstreamIo};
 use super::server::{Conn, ConnSettings, Reach, TlsTarget};
@@ -34,8 +35,8 @@ use crate::failure::{Failure, FailureKind, Phase};
 /// What a new connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnMode {
-    /// Ordinary requests; the connection goes back to the server's pool (HTTP/1.1) or is shared
-    /// (HTTP/2).
+    /// Ordinary requests; the connection goes back to the server's pool (HTTP/1.1, gatehouse's
+    /// own client) or is shared (HTTP/2).
     Pooled,
     /// One request that asks to switch protocols (WebSocket): always HTTP/1.1, with hyper's
     /// upgrade support, never pooled.
@@ -53,7 +54,8 @@ pub struct Opened {
     pub tls: Option<(TlsFacts, Duration)>,
 }
 
-/// Opens a new connection to `addr` and starts its hyper connection task. `settings` is a
+/// Opens a new connection to `addr`: gatehouse's own HTTP/1.1 client, or hyper's connection
+/// task for HTTP/2 and upgrades. `settings` is a
 /// server's [`ServerSettings`](super::server::ServerSettings) (`server.settings()`: TLS and
 /// HTTP/2 as configured) or bare [`ConnSettings`] (cleartext HTTP/1.1). Returns the connection
 /// with the time connecting took, TLS handshake included (the handshake alone is in
@@ -106,25 +108,25 @@ pub async fn connect_for<R: Reach + ?Sized>(
         );
         shared.stream(false)
     } else {
-        let (sender, stats) = match mode {
+        match mode {
             ConnMode::Pooled => {
-                handshake(
+                let (conn, stats) = H1Conn::new(
                     opened.transport,
                     conn_settings.send_timeout,
                     conn_settings.max_response_header_size,
-                )
-                .await?
+                );
+                Conn::own(conn, stats, addr, tls_handshake)
             }
             ConnMode::Upgrade => {
-                handshake_upgradable(
+                let (sender, stats) = handshake_upgradable(
                     opened.transport,
                     conn_settings.send_timeout,
                     conn_settings.max_response_header_size,
                 )
-                .await?
+                .await?;
+                Conn::http1(sender, stats, addr, tls_handshake)
             }
-        };
-        Conn::http1(sender, stats, addr, tls_handshake)
+        }
     };
     Ok((conn, connect_time))
 }

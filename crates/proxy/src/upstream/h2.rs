@@ -17,8 +17,9 @@ use tokio::time::Instant;
 
 use super::connect::H2Driver;
 use super::idle::POOL_IDLE_TIMEOUT as IDLE_TIMEOUT;
+use super::incoming::UpstreamIncoming;
 use super::io::ConnStats;
-use super::server::{Conn, Protocol, SendResult, Sender};
+use super::server::{Conn, Protocol, SendFailed, SendResult, Sender};
 use crate::client_body::RequestBody;
 
 /// An HTTP/2 connection shared by the requests of one server.
@@ -140,6 +141,8 @@ impl Stream {
                 stats.unwrite(1);
             }
             result
+                .map(|response| response.map(UpstreamIncoming::Hyper))
+                .map_err(SendFailed::from_hyper)
         })
     }
 
@@ -215,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::upstream::connect::{self, ConnMode};
-    use crate::upstream::server::{ConnSettings, ServerSettings};
+    use crate::upstream::server::{ConnSettings, SendError, ServerSettings};
 
     #[test]
     fn http2_requests_get_an_absolute_uri_from_host() {
@@ -322,7 +325,10 @@ mod tests {
         let Err(err) = result else {
             panic!("the stream was reset, yet a response came");
         };
-        (conn.stats.written() > before, err.into_error())
+        let SendError::Hyper(err) = err.error else {
+            panic!("an HTTP/2 stream failed outside hyper: {err:?}");
+        };
+        (conn.stats.written() > before, err)
     }
 
     #[tokio::test]

@@ -219,3 +219,38 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for UpstreamIo<S> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
+
+impl UpstreamIo<Transport> {
+    /// Reads into `buf`'s spare capacity (reserve first), counting the bytes. `Ok(0)` is the
+    /// end of the stream. TCP reads straight into the spare capacity; TLS (whose reader wants
+    /// an initialised slice) into zeroed room, which costs little beside the decryption.
+    pub fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        let n = match &mut self.inner {
+            Transport::Tcp(stream) => loop {
+                ready!(stream.poll_read_ready(cx))?;
+                match stream.try_read_buf(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) => return Poll::Ready(Err(err)),
+                    Ok(n) => break n,
+                }
+            },
+            Transport::Tls(stream) => {
+                let start = buf.len();
+                let room = buf.capacity() - start;
+                buf.resize(start + room.max(1), 0);
+                let mut read = ReadBuf::new(&mut buf[start..]);
+                let polled = Pin::new(stream.as_mut()).poll_read(cx, &mut read);
+                let n = read.filled().len();
+                buf.truncate(start + n);
+                ready!(polled)?;
+                n
+            }
+        };
+        self.stats.read.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
+    }
+}

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use gatehouse_config::{UpstreamConfig, UpstreamServer, UpstreamTls};
 use http::{Request, Response};
@@ -28,13 +29,16 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::connect::{self, ConnMode};
+use super::h1::{self, H1Conn};
 use super::h2::{Multiplexed, Stream};
 use super::health::ServerState;
 use super::idle::IdleStacks;
+use super::incoming::UpstreamIncoming;
 use super::io::ConnStats;
 use super::tls::TlsClients;
 use crate::client_body::RequestBody;
-use crate::failure::Failure;
+use crate::failure::classify::{self, HeadFacts};
+use crate::failure::{Failure, FailureKind, Phase};
 
 /// Idle connections kept per server when it has no `max_connections`. Above the concurrency a
 /// busy server sees (an HTTP/2 client multiplexing hundreds of streams onto HTTP/1.1
@@ -303,15 +307,34 @@ impl Conn {
         self.keep_alive = super::idle::keep_alive_timeout(headers);
     }
 
-    /// A new HTTP/1.1 connection.
+    /// A new HTTP/1.1 connection driven by hyper (upgrades, `gatehouse doctor`).
     pub fn http1(
         sender: http1::SendRequest<RequestBody>,
         stats: Arc<ConnStats>,
         peer: SocketAddr,
         tls_handshake: Option<Duration>,
     ) -> Self {
+        Self::with_sender(Sender::Http1(sender), stats, peer, tls_handshake)
+    }
+
+    /// A new pooled HTTP/1.1 connection of gatehouse's own client.
+    pub fn own(
+        conn: Box<H1Conn>,
+        stats: Arc<ConnStats>,
+        peer: SocketAddr,
+        tls_handshake: Option<Duration>,
+    ) -> Self {
+        Self::with_sender(Sender::Own(Some(conn)), stats, peer, tls_handshake)
+    }
+
+    fn with_sender(
+        sender: Sender,
+        stats: Arc<ConnStats>,
+        peer: SocketAddr,
+        tls_handshake: Option<Duration>,
+    ) -> Self {
         Self {
-            sender: Sender::Http1(sender),
+            sender,
             stats,
             peer,
             reused: false,
@@ -320,58 +343,139 @@ impl Conn {
             keep_alive: None,
         }
     }
+
+    /// Puts back the own client's connection after its response body ended well.
+    pub fn restore(&mut self, conn: Box<H1Conn>) {
+        self.sender = Sender::Own(Some(conn));
+    }
 }
 
-/// Sends requests on a connection: an HTTP/1.1 connection's, or an HTTP/2 stream's. The methods
-/// are hyper's, so the request path does not care which.
+/// Sends requests on a connection: an HTTP/1.1 connection's (gatehouse's own client, or
+/// hyper's for upgrades), or an HTTP/2 stream's, so the request path does not care which.
 #[derive(Debug)]
 pub enum Sender {
+    /// `None` while a request is on it (its response body holds the connection).
+    Own(Option<Box<H1Conn>>),
     Http1(http1::SendRequest<RequestBody>),
     Http2(Stream),
 }
 
 /// What sending a request resolves to.
-pub type SendResult = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>;
+pub type SendResult = Result<Response<UpstreamIncoming>, SendFailed>;
+
+/// A request that got no response head.
+#[derive(Debug)]
+pub struct SendFailed {
+    pub error: SendError,
+    /// The request, when none of it was sent: it may go again.
+    pub unsent: Option<Request<RequestBody>>,
+}
+
+/// Why a request got no response head.
+#[derive(Debug)]
+pub enum SendError {
+    /// Classified by the own client.
+    Own(Failure),
+    Hyper(hyper::Error),
+}
+
+impl SendFailed {
+    pub fn from_hyper(mut err: TrySendError<Request<RequestBody>>) -> Self {
+        let unsent = err.take_message();
+        Self {
+            error: SendError::Hyper(err.into_error()),
+            unsent,
+        }
+    }
+
+    /// The failure, classified with what was known about the connection.
+    pub fn failure(&self, facts: HeadFacts) -> Failure {
+        match &self.error {
+            SendError::Own(failure) => failure.clone(),
+            SendError::Hyper(err) => classify::response_head_error(err, facts),
+        }
+    }
+}
 
 impl Sender {
-    /// Sends a request; a request hyper did not start to send comes back in the error.
+    /// Sends a request; a request that did not start to go out comes back in the error.
+    // The error carries the request back, as hyper's does (hyper allows the lint too).
+    #[allow(clippy::result_large_err)]
     pub fn try_send_request(
         &mut self,
         request: Request<RequestBody>,
     ) -> impl Future<Output = SendResult> + use<> {
         match self {
-            Self::Http1(sender) => Either::Left(sender.try_send_request(request)),
-            Self::Http2(stream) => Either::Right(stream.try_send_request(request)),
+            Self::Own(slot) => match slot.take() {
+                Some(conn) => Either::Left(Either::Left(async move {
+                    h1::send(conn, request)
+                        .await
+                        .map(|response| response.map(UpstreamIncoming::Own))
+                        .map_err(|failed| SendFailed {
+                            error: SendError::Own(failed.failure),
+                            unsent: failed.unsent,
+                        })
+                })),
+                None => Either::Left(Either::Right(std::future::ready(Err(SendFailed {
+                    error: SendError::Own(Failure::new(
+                        FailureKind::ProxyInternalError,
+                        Phase::SendingRequest,
+                        "the connection is already carrying a request",
+                    )),
+                    unsent: Some(request),
+                })))),
+            },
+            Self::Http1(sender) => Either::Right(Either::Left(
+                sender.try_send_request(request).map(|result| {
+                    result
+                        .map(|response| response.map(UpstreamIncoming::Hyper))
+                        .map_err(SendFailed::from_hyper)
+                }),
+            )),
+            Self::Http2(stream) => Either::Right(Either::Right(stream.try_send_request(request))),
         }
     }
 
-    /// Sends a request (health checks, `gatehouse doctor`).
+    /// Sends a request on a connection hyper drives (`gatehouse doctor`); `None` for the own
+    /// client's (use [`Sender::try_send_request`]).
     pub fn send_request(
         &mut self,
         request: Request<RequestBody>,
-    ) -> impl Future<Output = Result<Response<Incoming>, hyper::Error>> + use<> {
+    ) -> Option<impl Future<Output = Result<Response<Incoming>, hyper::Error>> + use<>> {
         match self {
-            Self::Http1(sender) => Either::Left(sender.send_request(request)),
+            Self::Own(_) => None,
+            Self::Http1(sender) => Some(Either::Left(sender.send_request(request))),
             Self::Http2(stream) => {
                 let request = stream.prepare(request);
-                Either::Right(stream.sender.send_request(request))
+                Some(Either::Right(stream.sender.send_request(request)))
             }
         }
     }
 
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
         match self {
-            Self::Http1(sender) => sender.poll_ready(cx),
-            Self::Http2(stream) => stream.sender.poll_ready(cx),
+            Self::Own(conn) => Poll::Ready(match conn.as_mut() {
+                Some(conn) => {
+                    if conn.is_idle_usable() {
+                        Ok(())
+                    } else {
+                        Err(())
+                    }
+                }
+                None => Err(()),
+            }),
+            Self::Http1(sender) => sender.poll_ready(cx).map_err(drop),
+            Self::Http2(stream) => stream.sender.poll_ready(cx).map_err(drop),
         }
     }
 
-    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+    pub async fn ready(&mut self) -> Result<(), ()> {
         std::future::poll_fn(|cx| self.poll_ready(cx)).await
     }
 
     pub fn is_closed(&self) -> bool {
         match self {
+            Self::Own(conn) => conn.is_none(),
             Self::Http1(sender) => sender.is_closed(),
             Self::Http2(stream) => stream.sender.is_closed(),
         }
@@ -530,7 +634,9 @@ impl Server {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(Arc::clone(stream.connection())),
-                    Sender::Http1(_) => self.http1_only.store(true, Ordering::Relaxed),
+                    Sender::Own(_) | Sender::Http1(_) => {
+                        self.http1_only.store(true, Ordering::Relaxed);
+                    }
                 }
             }
             Err(failure) => *opening = Some((Instant::now(), failure.clone())),
@@ -558,7 +664,7 @@ impl Server {
     /// Returns a connection whose last response was read completely. An HTTP/2 stream just
     /// ends (dropped); its connection stays shared.
     pub fn checkin(&self, conn: Conn) {
-        if matches!(conn.sender, Sender::Http1(_))
+        if matches!(conn.sender, Sender::Own(_) | Sender::Http1(_))
             && !conn.sender.is_closed()
             && !self.sends_proxy_header()
         {
@@ -580,7 +686,7 @@ impl Server {
 }
 
 /// Polls the sender's readiness once without waiting.
-fn poll_ready_now(sender: &mut Sender) -> Poll<Result<(), hyper::Error>> {
+fn poll_ready_now(sender: &mut Sender) -> Poll<Result<(), ()>> {
     let waker = std::task::Waker::noop();
     let mut cx = std::task::Context::from_waker(waker);
     sender.poll_ready(&mut cx)

@@ -173,7 +173,10 @@ pub(super) async fn exchange(
 ) -> Result<StatusCode, Failure> {
     let request = health_request(path, host)?;
     let sent = Instant::now();
-    let mut send = std::pin::pin!(conn.sender.send_request(request));
+    let Some(send) = conn.sender.send_request(request) else {
+        return Err(hyper_only());
+    };
+    let mut send = std::pin::pin!(send);
     let Ok(response) = tokio::time::timeout(settings.response_timeout, &mut send).await else {
         // The proxy gives up here; the doctor waits on, to tell how slow the server is.
         let failure = classify::response_timeout(settings.response_timeout);
@@ -210,6 +213,16 @@ pub(super) async fn exchange(
     step.body_bytes =
         Some(drain_body(body, chunked, BODY_CHECK_LIMIT, settings.read_timeout, None).await?);
     Ok(status)
+}
+
+/// The doctor's connections are hyper's (it reads the reason phrase and TLS alerts from it);
+/// this is what a connection of the proxy's own client would say.
+fn hyper_only() -> Failure {
+    Failure::new(
+        FailureKind::ProxyInternalError,
+        Phase::SendingRequest,
+        "the doctor's check needs a connection driven by hyper",
+    )
 }
 
 /// `GET path` with `Host: host`, as the proxy sends it: over HTTP/2 the connection's stream
@@ -266,7 +279,7 @@ pub(super) async fn measure_headers(
     roomy.conn.max_response_header_size = MEASURE_HEADER_LIMIT;
     let mut conn = open(addr, &roomy).await.ok()?.conn;
     let request = health_request(path, host).ok()?;
-    let response = tokio::time::timeout(roomy.response_timeout, conn.sender.send_request(request))
+    let response = tokio::time::timeout(roomy.response_timeout, conn.sender.send_request(request)?)
         .await
         .ok()?
         .ok()?;
