@@ -19,6 +19,7 @@
 //! | `router` | host and path matching (`router`) |
 //! | `proxy_protocol` | PROXY protocol v1/v2 headers of `proxy_protocol` listeners (`proxy_protocol`) |
 //! | `redis_reply` | replies of the rate limits' Redis store (`limit::resp`, `limit::redis`) |
+//! | `upstream_response` | response heads read by the own upstream client, their framing (`upstream::h1::head`) |
 
 mod cache;
 mod config;
@@ -28,6 +29,7 @@ mod proxy_protocol;
 mod redis;
 mod router;
 mod status;
+mod upstream;
 
 pub use cache::{cache_control, cache_policy};
 pub use config::config;
@@ -37,6 +39,7 @@ pub use proxy_protocol::proxy_protocol;
 pub use redis::redis_reply;
 pub use router::router;
 pub use status::{cache_status, proxy_status};
+pub use upstream::upstream_response;
 
 /// A target's check: feeds it one input, panics when an invariant does not hold.
 pub type Check = fn(&[u8]);
@@ -56,6 +59,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("router", router),
     ("proxy_protocol", proxy_protocol),
     ("redis_reply", redis_reply),
+    ("upstream_response", upstream_response),
 ];
 
 /// The check of the target named `name`.

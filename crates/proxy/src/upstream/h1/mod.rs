@@ -17,6 +17,8 @@
 pub mod body;
 pub mod exchange;
 pub mod head;
+#[cfg(test)]
+mod tests;
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
