@@ -20,18 +20,42 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(connection) = headers.get(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
+    remove_connection_named(headers);
+    remove_where(headers, is_hop_by_hop);
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Removes the fields the `Connection` header names (RFC 9110 §7.6.1).
+fn remove_connection_named(headers: &mut HeaderMap) {
+    let Some(connection) = headers.get(header::CONNECTION).cloned() else {
+        return;
+    };
+    for token in connection.as_bytes().split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        // The usual options name no field (`close`) or one removed with the hop-by-hop ones
+        // anyway (`keep-alive`): no need to look them up.
+        if token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+}
+
+/// Removes every field whose name `doomed` picks. The names are found in one pass over the
+/// fields: a message usually carries none or one of them, and a hashed removal per possible
+/// name costs more than looking at the few fields there are.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let found: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name))
+        .cloned()
+        .collect();
+    for name in found {
         headers.remove(name);
     }
 }
@@ -152,8 +176,7 @@ pub struct Hop<'a> {
 /// `X-Forwarded-*`, `X-Real-IP` and `Forwarded` field is dropped and written afresh: a client
 /// must not be able to choose the address or scheme an application believes.
 pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
-    strip_hop_by_hop(headers);
-    headers.remove(header::EXPECT);
+    remove_connection_named(headers);
     let xff = if hop.trusted && headers.contains_key(&X_FORWARDED_FOR) {
         // Several X-Forwarded-For lines are one list; the combined value replaces them all.
         let mut list = String::new();
@@ -169,9 +192,12 @@ pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     } else {
         hop.peer_ip.clone()
     };
-    if !hop.trusted {
-        drop_forwarding_fields(headers);
-    }
+    // Hop-by-hop fields, Expect (answered here), and from an untrusted peer what it may have
+    // sent to pass for a proxy, all in one pass.
+    let trusted = hop.trusted;
+    remove_where(headers, |name| {
+        is_hop_by_hop(name) || name == header::EXPECT || (!trusted && is_spoofable(name))
+    });
     headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_REAL_IP, hop.client_ip.clone());
     if !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -191,19 +217,10 @@ pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     headers.insert(X_REQUEST_ID, hop.request_id.clone());
 }
 
-/// Removes what an untrusted client may have sent to pass for a proxy: `Forwarded`,
-/// `X-Real-IP` and every `X-Forwarded-*` (`-For`, `-Host`, `-Proto`, `-Port`, `-Prefix`, ...).
-fn drop_forwarding_fields(headers: &mut HeaderMap) {
-    let spoofable: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("x-forwarded-"))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        headers.remove(name);
-    }
-    headers.remove(FORWARDED);
-    headers.remove(X_REAL_IP);
+/// What an untrusted client may have sent to pass for a proxy: `Forwarded`, `X-Real-IP` and
+/// every `X-Forwarded-*` (`-For`, `-Host`, `-Proto`, `-Port`, `-Prefix`, ...).
+fn is_spoofable(name: &HeaderName) -> bool {
+    name == FORWARDED || name == X_REAL_IP || name.as_str().starts_with("x-forwarded-")
 }
 
 /// This hop's RFC 7239 element: `for` the peer (an IPv6 address quoted in brackets, §6),

@@ -116,10 +116,10 @@ impl Pipeline<'_> {
                 pool.settings.response_timeout
             };
             let fresh = std::mem::take(&mut tries.fresh_connection);
-            match self
-                .attempt(&server, request, sent, response_timeout, fresh)
-                .await
-            {
+            // Boxed: the attempt (the send and its connection) is the largest part of the
+            // request's future, and every future above it is moved whole when it starts; a
+            // pointer here keeps those moves small.
+            match Box::pin(self.attempt(&server, request, sent, response_timeout, fresh)).await {
                 Ok(attempt) => {
                     return self.respond(pool, members, lease, attempt, head_only).await;
                 }
@@ -218,10 +218,6 @@ impl Pipeline<'_> {
         fresh: bool,
     ) -> Result<Attempt, AttemptFailure> {
         let idempotent = request.method().is_idempotent();
-        let mut request = request;
-        if let Some(interim) = self.interim.clone() {
-            relay_interim(&mut request, interim);
-        }
         let mut conn = match self.open_connection(server, fresh, !idempotent).await {
             Ok(conn) => conn,
             Err(failure) => {
@@ -240,7 +236,7 @@ impl Pipeline<'_> {
         let mut sent = sent;
         let sending = tokio::time::Instant::now();
         let result = {
-            let mut send = pin!(conn.sender.try_send_request(request));
+            let mut send = pin!(conn.sender.try_send_request(request, self.interim.clone()));
             let mut early = None;
             if let Some(fully_sent) = sent.as_mut() {
                 // The response timeout starts once the whole request was handed over; an
@@ -352,18 +348,4 @@ impl Pipeline<'_> {
         self.record.connect = Some(connect_time);
         Ok(conn)
     }
-}
-
-/// Relays the upstream's interim responses (102, 103 Early Hints, ...) to the client as they
-/// come, hop-by-hop fields removed (RFC 9110 §15.2). They are never cached and never the
-/// request's status: only the final response is.
-fn relay_interim(request: &mut Request<RequestBody>, interim: crate::http1::Interim) {
-    // gatehouse's own client takes the handle from the extensions; hyper (upgrades, HTTP/2)
-    // calls back.
-    request.extensions_mut().insert(interim.clone());
-    hyper::ext::on_informational(request, move |response| {
-        let mut headers = response.headers().clone();
-        crate::forward::strip_hop_by_hop(&mut headers);
-        interim.send(response.status(), &headers);
-    });
 }

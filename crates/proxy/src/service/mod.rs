@@ -271,12 +271,22 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
             return id.into();
         }
     }
-    new_request_id().into()
+    let hex = request_id_hex();
+    // Hex digits are ASCII.
+    std::str::from_utf8(&hex)
+        .unwrap_or("0000000000000000")
+        .into()
 }
 
 /// 16 hex digits: a per-process random seed mixed with a counter (splitmix64), so ids are
 /// unique within a process and unpredictable across processes without a syscall per request.
 pub fn new_request_id() -> String {
+    String::from_utf8_lossy(&request_id_hex()).into_owned()
+}
+
+/// The digits of [`new_request_id`], written without formatting machinery or an allocation
+/// (one per request otherwise).
+fn request_id_hex() -> [u8; 16] {
     use std::hash::{BuildHasher, RandomState};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -289,5 +299,10 @@ pub fn new_request_id() -> String {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    format!("{z:016x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((z >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    digits
 }

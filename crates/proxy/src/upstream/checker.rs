@@ -102,7 +102,7 @@ pub async fn probe(server: &Server, check: &HealthCheck) -> CheckResult {
         HeaderValue::from_static("gatehouse-health-check"),
     );
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await {
+    match tokio::time::timeout_at(deadline, conn.sender.try_send_request(request, None)).await {
         Err(_) => fail(FailureKind::HttpResponseTimeout),
         Ok(Ok(response)) => {
             let status = response.status().as_u16();

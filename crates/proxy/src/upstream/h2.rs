@@ -317,7 +317,7 @@ mod tests {
         let before = conn.stats.written();
         let sent = tokio::time::timeout(
             Duration::from_secs(5),
-            conn.sender.try_send_request(request),
+            conn.sender.try_send_request(request, None),
         );
         let Ok(result) = sent.await else {
             panic!("no answer");

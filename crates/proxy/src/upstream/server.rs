@@ -39,6 +39,7 @@ use super::tls::TlsClients;
 use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase};
+use crate::http1::Interim;
 
 /// Idle connections kept per server when it has no `max_connections`. Above the concurrency a
 /// busy server sees (an HTTP/2 client multiplexing hundreds of streams onto HTTP/1.1
@@ -401,14 +402,22 @@ impl Sender {
     /// Sends a request; a request that did not start to go out comes back in the error.
     // The error carries the request back, as hyper's does (hyper allows the lint too).
     #[allow(clippy::result_large_err)]
+    ///
+    /// The upstream's interim responses (102, 103 Early Hints, ...) go to `interim` as they come,
+    /// hop-by-hop fields removed (RFC 9110 §15.2); they are never cached and never the request's
+    /// status, only the final response is.
     pub fn try_send_request(
         &mut self,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
+        interim: Option<Interim>,
     ) -> impl Future<Output = SendResult> + use<> {
+        if let (Some(interim), Self::Http1(_) | Self::Http2(_)) = (&interim, &*self) {
+            relay_interim(&mut request, interim.clone());
+        }
         match self {
             Self::Own(slot) => match slot.take() {
                 Some(conn) => Either::Left(Either::Left(async move {
-                    h1::send(conn, request)
+                    h1::send(conn, request, interim)
                         .await
                         .map(|response| response.map(UpstreamIncoming::Own))
                         .map_err(|failed| SendFailed {
@@ -683,6 +692,15 @@ impl Server {
             cap,
         );
     }
+}
+
+/// hyper calls back with each interim response.
+fn relay_interim(request: &mut Request<RequestBody>, interim: Interim) {
+    hyper::ext::on_informational(request, move |response| {
+        let mut headers = response.headers().clone();
+        crate::forward::strip_hop_by_hop(&mut headers);
+        interim.send(response.status(), &headers);
+    });
 }
 
 /// Polls the sender's readiness once without waiting.

@@ -32,12 +32,12 @@ enum Ended {
 
 /// Sends `request` on `conn` and reads the response head. The connection travels on in the
 /// response's body (and back to the pool once that ended well); on failure it is closed.
-/// Interim responses go to the request's [`Interim`] handle (an extension), when it has one.
+/// Interim responses go to `interim`, when the client can take them.
 pub async fn send(
     mut conn: Box<H1Conn>,
     mut request: Request<RequestBody>,
+    interim: Option<Interim>,
 ) -> Result<Response<ResponseBody>, SendFailed> {
-    let interim = request.extensions_mut().remove::<Interim>();
     let head_request = request.method() == Method::HEAD;
     let close_asked = head::asks_close(&request);
     let framing = head::request_framing(&mut request);

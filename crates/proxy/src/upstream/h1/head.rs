@@ -116,9 +116,16 @@ pub enum ParseError {
 /// Parses a response head at the start of `buf`. `Ok(None)`: not complete yet. A complete head
 /// is split off `buf`; the field values share its bytes (no copy).
 pub fn parse_response(buf: &mut BytesMut) -> Result<Option<Response<()>>, ParseError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    // Left uninitialised: zeroing 100 fields for every response costs more than parsing one.
+    let mut fields =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut fields,
+    );
+    let len = match parsing {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyFields),
@@ -135,15 +142,21 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<Response<()>>, ParseE
     // Where each field's name and value sit in the head, to slice them out once it is frozen.
     let base = buf.as_ptr() as usize;
     let count = parsed.headers.len();
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
     for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = field.name.as_ptr() as usize - base;
-        let value = field.value.as_ptr() as usize - base;
-        *span = (name, field.name.len(), value, field.value.len());
+        let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
+        *span = (
+            at(field.name.as_bytes()),
+            field.name.len() as u32,
+            at(field.value),
+            field.value.len() as u32,
+        );
     }
     let head: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count + ADDED_FIELDS);
     for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+        let (name_at, name_len) = (name_at as usize, name_len as usize);
+        let (value_at, value_len) = (value_at as usize, value_len as usize);
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
             .map_err(|_| ParseError::Invalid("invalid header name".to_owned()))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len))

@@ -96,11 +96,11 @@ async fn a_kept_alive_connection_carries_the_next_request() {
     )
     .await;
     let conn = connect(addr).await;
-    let mut response = send(conn, get("/a")).await.unwrap();
+    let mut response = send(conn, get("/a"), None).await.unwrap();
     assert_eq!(body_of(response.body_mut()).await, "first");
     let conn = response.body_mut().reusable_conn().expect("reusable");
     assert!(conn.reused());
-    let mut response = send(conn, get("/b")).await.unwrap();
+    let mut response = send(conn, get("/b"), None).await.unwrap();
     assert_eq!(body_of(response.body_mut()).await, "second");
     assert!(response.body_mut().reusable_conn().is_some());
 }
@@ -112,7 +112,7 @@ async fn interim_responses_are_skipped_and_the_final_one_returned() {
         Then::Drain,
     )
     .await;
-    let mut response = send(connect(addr).await, get("/")).await.unwrap();
+    let mut response = send(connect(addr).await, get("/"), None).await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.body_mut().reusable_conn().is_some());
 }
@@ -128,7 +128,10 @@ async fn an_answer_before_the_body_was_taken_comes_at_once() {
     .await;
     let mut request = Request::new(RequestBody::full(Bytes::from(vec![b'x'; 32 << 20])));
     *request.method_mut() = Method::POST;
-    let answer = tokio::time::timeout(Duration::from_secs(5), send(connect(addr).await, request));
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        send(connect(addr).await, request, None),
+    );
     let mut response = answer.await.expect("answered in time").unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Neither side lets the connection go on.
@@ -138,7 +141,7 @@ async fn an_answer_before_the_body_was_taken_comes_at_once() {
 #[tokio::test]
 async fn a_close_before_any_byte_is_connection_terminated_and_the_request_counts_as_sent() {
     let addr = server(vec![b""], Then::Close).await;
-    let failed = no_head(send(connect(addr).await, get("/")).await);
+    let failed = no_head(send(connect(addr).await, get("/"), None).await);
     assert_eq!(failed.failure.kind, FailureKind::ConnectionTerminated);
     assert!(
         failed
@@ -154,7 +157,7 @@ async fn a_close_before_any_byte_is_connection_terminated_and_the_request_counts
 #[tokio::test]
 async fn a_broken_head_and_an_oversized_one_are_classified() {
     let addr = server(vec![b"HTTP/1.1 2x0 OK\r\n\r\n"], Then::Close).await;
-    let failed = no_head(send(connect(addr).await, get("/")).await);
+    let failed = no_head(send(connect(addr).await, get("/"), None).await);
     assert_eq!(failed.failure.kind, FailureKind::HttpProtocolError);
 
     let big: &'static [u8] = Box::leak(
@@ -163,7 +166,7 @@ async fn a_broken_head_and_an_oversized_one_are_classified() {
             .into_boxed_slice(),
     );
     let addr = server(vec![big], Then::Drain).await;
-    let failed = no_head(send(connect(addr).await, get("/")).await);
+    let failed = no_head(send(connect(addr).await, get("/"), None).await);
     assert_eq!(
         failed.failure.kind,
         FailureKind::HttpResponseHeaderSectionSize
@@ -174,7 +177,7 @@ async fn a_broken_head_and_an_oversized_one_are_classified() {
         Then::Close,
     )
     .await;
-    let mut response = send(connect(addr).await, get("/")).await.unwrap();
+    let mut response = send(connect(addr).await, get("/"), None).await.unwrap();
     let mut error = None;
     while let Some(frame) = response.body_mut().frame().await {
         if let Err(failure) = frame {
@@ -194,7 +197,7 @@ async fn an_idle_connection_the_server_closed_is_not_usable() {
         Then::Close,
     )
     .await;
-    let mut response = send(connect(addr).await, get("/")).await.unwrap();
+    let mut response = send(connect(addr).await, get("/"), None).await.unwrap();
     let mut conn = response.body_mut().reusable_conn().expect("reusable");
     // The server closes after its reply; once the close reached the socket, the connection
     // must not be offered again.
