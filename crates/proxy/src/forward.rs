@@ -50,13 +50,24 @@ fn remove_connection_named(headers: &mut HeaderMap) {
 /// fields: a message usually carries none or one of them, and a hashed removal per possible
 /// name costs more than looking at the few fields there are.
 fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
-    let found: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(name))
-        .cloned()
-        .collect();
-    for name in found {
-        headers.remove(name);
+    // Up to four names found at a time are kept on the stack (no allocation); more, which is
+    // rare, take another pass.
+    loop {
+        let mut found: [Option<HeaderName>; 4] = Default::default();
+        let mut count = 0;
+        for name in headers.keys().filter(|name| doomed(name)) {
+            if count == found.len() {
+                break;
+            }
+            found[count] = Some(name.clone());
+            count += 1;
+        }
+        for name in found.into_iter().flatten() {
+            headers.remove(name);
+        }
+        if count < 4 {
+            return;
+        }
     }
 }
 
@@ -259,6 +270,27 @@ pub fn has_looped(headers: &HeaderMap, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removes_more_fields_than_one_pass_keeps() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "te",
+            "trailer",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "x-kept",
+        ] {
+            headers.insert(HeaderName::from_static(name), "1".parse().unwrap());
+        }
+        headers.insert(header::CONNECTION, "x-a, x-b".parse().unwrap());
+        headers.insert("x-a", "1".parse().unwrap());
+        headers.insert("x-b", "1".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
 
     #[test]
     fn strips_connection_named_fields() {
