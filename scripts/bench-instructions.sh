@@ -105,9 +105,9 @@ measure() {
         sleep 0.5
     done
     wrk -t1 -c8 -d3s "$url" >/dev/null 2>&1
-    callgrind_control -z "$GH_PID" >/dev/null
+    callgrind_control -z "$GH_PID" >/dev/null 2>&1
     out="$(wrk -t1 -c8 -d10s "$url" 2>&1)"
-    callgrind_control -d "$GH_PID" >/dev/null
+    callgrind_control -d "$GH_PID" >/dev/null 2>&1
     sleep 1
     requests="$(echo "$out" | awk '/requests in/ {print $1}')"
     # The dump taken after zeroing is the newest file.
