@@ -107,7 +107,11 @@ fn install(server: &ServerConfig, writer: LineQueue) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+        // The same text as the default field formatter, written faster (log_fields.rs).
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .fmt_fields(crate::log_fields::PlainFields)
+            .try_init(),
     };
     if let Err(err) = installed {
         eprintln!("gatehouse: logging not set up: {err}");

@@ -7,6 +7,7 @@ mod doctor;
 mod explain;
 mod foreign;
 mod import;
+mod log_fields;
 mod logging;
 mod naming;
 mod probe;

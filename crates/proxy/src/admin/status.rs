@@ -358,7 +358,7 @@ impl StatusReport {
                  <td><code>{kind}</code></td><td class=\"answered\">{answered}</td><td>{route}</td><td>{server}{attempt}</td>\
                  <td><code>{request_id}</code></td><td>{details}<br><small>{hint}</small></td></tr>",
                 kind = failure.kind,
-                time = escape_html(&failure.time.replacen('T', " ", 1)),
+                time = escape_html(&failure.time_text().replacen('T', " ", 1)),
                 answered = match failure.answered {
                     Some(status) if status < 400 && failure.status >= 500 => {
                         format!("<span class=\"good\">{status}</span> <small>after a retry</small>")

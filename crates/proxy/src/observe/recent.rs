@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::access_log::{AttemptContext, rfc3339};
 use crate::failure::Failure;
@@ -16,8 +16,10 @@ pub const KEPT: usize = 50;
 /// One failure as the status page lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RecentFailure {
-    /// RFC 3339, UTC, to the millisecond.
-    pub time: String,
+    /// When it happened; written as RFC 3339, UTC, to the millisecond, when the status page
+    /// asks (formatting it for every failure cost more than the rest of the entry).
+    #[serde(serialize_with = "as_rfc3339")]
+    pub time: SystemTime,
     pub kind: &'static str,
     /// The status this kind of failure answers with.
     pub status: u16,
@@ -36,7 +38,7 @@ pub struct RecentFailure {
 impl RecentFailure {
     pub fn new(failure: &Failure, ctx: &AttemptContext<'_>) -> Self {
         Self {
-            time: rfc3339(SystemTime::now()),
+            time: SystemTime::now(),
             kind: failure.kind.token(),
             status: failure.status().as_u16(),
             answered: None,
@@ -49,6 +51,15 @@ impl RecentFailure {
             request_id: ctx.request_id.to_owned(),
         }
     }
+
+    /// [`RecentFailure::time`] as RFC 3339.
+    pub fn time_text(&self) -> String {
+        rfc3339(self.time)
+    }
+}
+
+fn as_rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*time))
 }
 
 /// The last [`KEPT`] failures, newest last.
