@@ -226,8 +226,10 @@ fn fallback_authority(addr: SocketAddr, tls: Option<&TlsTarget>) -> Authority {
     })
 }
 
-/// Starts an HTTP/1.1 client connection over a connected stream (TCP, or TLS over TCP) with
-/// byte counters and the write-stall timeout, and spawns its connection task.
+/// Starts a hyper HTTP/1.1 client connection over a connected stream (TCP, or TLS over TCP)
+/// with byte counters and the write-stall timeout, and spawns its connection task: for the
+/// tools that read what only hyper reports (`gatehouse doctor`, `probe`, `reload`); pooled
+/// connections use gatehouse's own client (`upstream::h1`).
 pub async fn handshake<S>(
     stream: S,
     send_timeout: Duration,

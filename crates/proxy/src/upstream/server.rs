@@ -555,15 +555,17 @@ impl Server {
     /// A pooled connection that is ready for a request, if there is one: a stream on a shared
     /// HTTP/2 connection with room, else an idle HTTP/1.1 connection.
     ///
-    /// A connection checked in right after its response body ended may not be marked ready by
-    /// hyper yet (its connection task has not run since); waiting for that here, briefly,
+    /// An idle connection of gatehouse's own client is checked on the spot (one read attempt:
+    /// a close, an error or stray bytes retire it). One driven by hyper (an upgrade request
+    /// answered without a 101 leaves one) may not be marked ready yet right after its response
+    /// body ended (its connection task has not run since); waiting for that here, briefly,
     /// costs nothing in the common case and saves a task per request at check-in.
     ///
     /// `careful`: the request cannot be sent again if the connection turns out closed (not
     /// idempotent). A server that closes a connection right after a response (a max-requests
     /// limit, without `Connection: close`) has its FIN on the way or already in the socket
-    /// while hyper has not looked yet; yielding once lets the runtime poll its sockets and
-    /// hyper's connection task see the close before the request is written.
+    /// while nobody has looked yet; yielding once lets the runtime poll its sockets, so that
+    /// the check sees the close before the request is written.
     pub async fn checkout(&self, careful: bool) -> Option<Conn> {
         if self.sends_proxy_header() {
             return None;
