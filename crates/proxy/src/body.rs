@@ -24,9 +24,10 @@ use crate::compress::body::CodedBody;
 pub use crate::failure::marker::BoxError;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::observe::access_log::{AccessRecord, AttemptContext};
+use crate::upstream::conn::Conn;
 use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
-use crate::upstream::server::{Conn, Lease};
+use crate::upstream::server::Lease;
 
 /// A failure that aborted the downstream response after its headers were sent.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use gatehouse_config::HealthCheck;
 use gatehouse_proxy::failure::{Failure, FailureKind};
-use gatehouse_proxy::upstream::server::{ConnSettings, Protocol};
+use gatehouse_proxy::upstream::conn::Protocol;
+use gatehouse_proxy::upstream::server::ConnSettings;
 use http::StatusCode;
 use serde::Serialize;
 

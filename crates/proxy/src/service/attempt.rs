@@ -17,10 +17,11 @@ use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, RetryRule};
 use crate::observe::access_log::AttemptContext;
+use crate::upstream::conn::{Conn, Protocol};
 use crate::upstream::connect::{ConnMode, connect_for};
 use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
-use crate::upstream::server::{Conn, Lease, Protocol, Server};
+use crate::upstream::server::{Lease, Server};
 
 /// Kept-alive connections found closed that a request may step over without using up one of
 /// its `attempts` (each was the connection's fault, not the server's; after that they count

@@ -22,9 +22,10 @@ use crate::failure::{Failure, FailureKind, Phase};
 use crate::forward;
 use crate::observe::access_log::AttemptContext;
 use crate::tunnel::{self, Tunnel};
+use crate::upstream::conn::Conn;
 use crate::upstream::incoming::UpstreamIncoming;
 use crate::upstream::pool::{Members, Pool};
-use crate::upstream::server::{Conn, Lease, Server};
+use crate::upstream::server::{Lease, Server};
 
 impl Pipeline<'_> {
     /// Forwards the upstream's response: hop-by-hop fields removed, framing checked, our

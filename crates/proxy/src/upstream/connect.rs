@@ -24,10 +24,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::conn::Conn;
 use super::h1::H1Conn;
 use super::h2::Multiplexed;
 use super::io::{ConnStats, Transport, UpstreamIo};
-use super::server::{Conn, ConnSettings, Reach, TlsTarget};
+use super::server::{ConnSettings, Reach, TlsTarget};
 use super::tls::{self, TlsFacts};
 use crate::client_body::RequestBody;
 use crate::failure::{Failure, FailureKind, Phase};

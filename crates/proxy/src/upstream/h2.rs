@@ -15,11 +15,11 @@ use http::{Request, Uri, Version, header};
 use hyper::client::conn::http2;
 use tokio::time::Instant;
 
+use super::conn::{Conn, Protocol, SendFailed, SendResult, Sender};
 use super::connect::H2Driver;
 use super::idle::POOL_IDLE_TIMEOUT as IDLE_TIMEOUT;
 use super::incoming::UpstreamIncoming;
 use super::io::ConnStats;
-use super::server::{Conn, Protocol, SendFailed, SendResult, Sender};
 use crate::client_body::RequestBody;
 
 /// An HTTP/2 connection shared by the requests of one server.
@@ -217,8 +217,9 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
+    use crate::upstream::conn::SendError;
     use crate::upstream::connect::{self, ConnMode};
-    use crate::upstream::server::{ConnSettings, SendError, ServerSettings};
+    use crate::upstream::server::{ConnSettings, ServerSettings};
 
     #[test]
     fn http2_requests_get_an_absolute_uri_from_host() {

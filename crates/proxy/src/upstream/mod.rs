@@ -5,6 +5,7 @@
 pub mod balance;
 pub mod budget;
 pub mod checker;
+pub mod conn;
 pub mod connect;
 pub mod dns;
 pub mod h1;

@@ -7,39 +7,30 @@
 //! unread body) drops it, so a half-used connection is never reused.
 //!
 //! With `http2`, a server's requests share one HTTP/2 connection instead ([`Multiplexed`], in
-//! `h2.rs`): every request opens a stream on it ([`Stream`]); a second connection is opened only when the
+//! `h2.rs`): every request opens a stream on it (`h2::Stream`); a second connection is opened only when the
 //! first is closed, or full (the server's `SETTINGS_MAX_CONCURRENT_STREAMS`, as hyper reports
 //! it). A burst of first requests waits for one connect rather than opening one each
 //! ([`Server::connect`]).
+//!
+//! A connection checked out for one request, and sending on it, are in `conn.rs`.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
-use futures_util::future::Either;
 use gatehouse_config::{UpstreamConfig, UpstreamServer, UpstreamTls};
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::conn::{Conn, Sender, poll_ready_now};
 use super::connect::{self, ConnMode};
-use super::h1::{self, H1Conn};
-use super::h2::{Multiplexed, Stream};
+use super::h2::Multiplexed;
 use super::health::ServerState;
 use super::idle::IdleStacks;
-use super::incoming::UpstreamIncoming;
-use super::io::ConnStats;
 use super::tls::TlsClients;
-use crate::client_body::RequestBody;
-use crate::failure::classify::{self, HeadFacts};
-use crate::failure::{Failure, FailureKind, Phase};
-use crate::http1::Interim;
+use crate::failure::Failure;
 
 /// Idle connections kept per server when it has no `max_connections`. Above the concurrency a
 /// busy server sees (an HTTP/2 client multiplexing hundreds of streams onto HTTP/1.1
@@ -263,234 +254,6 @@ impl Drop for Lease {
     }
 }
 
-/// The application protocol of a connection, as an ALPN token (what Proxy-Status
-/// `next-protocol` names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Http1,
-    /// HTTP/2 over TLS.
-    H2,
-    /// HTTP/2 over cleartext TCP, prior knowledge.
-    H2c,
-}
-
-impl Protocol {
-    pub fn alpn(self) -> &'static str {
-        match self {
-            Self::Http1 => "http/1.1",
-            Self::H2 => "h2",
-            Self::H2c => "h2c",
-        }
-    }
-}
-
-/// A connection checked out for one request (for HTTP/2: a stream on a shared connection).
-#[derive(Debug)]
-pub struct Conn {
-    pub sender: Sender,
-    /// Byte counters for the retry decision: the connection's for HTTP/1.1, the request's own
-    /// for an HTTP/2 stream (see [`Stream::try_send_request`]).
-    pub stats: Arc<ConnStats>,
-    pub peer: SocketAddr,
-    /// Whether this connection served an earlier request (a failure on it may be a stale
-    /// keep-alive connection rather than a dead server).
-    pub reused: bool,
-    pub protocol: Protocol,
-    /// How long the TLS handshake took, when this request opened a TLS connection.
-    pub tls_handshake: Option<Duration>,
-    /// The idle timeout the server announced in its last response (`Keep-Alive: timeout=N`).
-    pub keep_alive: Option<Duration>,
-}
-
-impl Conn {
-    /// Takes note of what a response head says about reusing the connection.
-    pub fn note_response(&mut self, headers: &http::HeaderMap) {
-        self.keep_alive = super::idle::keep_alive_timeout(headers);
-    }
-
-    /// A new HTTP/1.1 connection driven by hyper (upgrades, `gatehouse doctor`).
-    pub fn http1(
-        sender: http1::SendRequest<RequestBody>,
-        stats: Arc<ConnStats>,
-        peer: SocketAddr,
-        tls_handshake: Option<Duration>,
-    ) -> Self {
-        Self::with_sender(Sender::Http1(sender), stats, peer, tls_handshake)
-    }
-
-    /// A new pooled HTTP/1.1 connection of gatehouse's own client.
-    pub fn own(
-        conn: Box<H1Conn>,
-        stats: Arc<ConnStats>,
-        peer: SocketAddr,
-        tls_handshake: Option<Duration>,
-    ) -> Self {
-        Self::with_sender(Sender::Own(Some(conn)), stats, peer, tls_handshake)
-    }
-
-    fn with_sender(
-        sender: Sender,
-        stats: Arc<ConnStats>,
-        peer: SocketAddr,
-        tls_handshake: Option<Duration>,
-    ) -> Self {
-        Self {
-            sender,
-            stats,
-            peer,
-            reused: false,
-            protocol: Protocol::Http1,
-            tls_handshake,
-            keep_alive: None,
-        }
-    }
-
-    /// Puts back the own client's connection after its response body ended well.
-    pub fn restore(&mut self, conn: Box<H1Conn>) {
-        self.sender = Sender::Own(Some(conn));
-    }
-}
-
-/// Sends requests on a connection: an HTTP/1.1 connection's (gatehouse's own client, or
-/// hyper's for upgrades), or an HTTP/2 stream's, so the request path does not care which.
-#[derive(Debug)]
-pub enum Sender {
-    /// `None` while a request is on it (its response body holds the connection).
-    Own(Option<Box<H1Conn>>),
-    Http1(http1::SendRequest<RequestBody>),
-    Http2(Stream),
-}
-
-/// What sending a request resolves to.
-pub type SendResult = Result<Response<UpstreamIncoming>, SendFailed>;
-
-/// A request that got no response head.
-#[derive(Debug)]
-pub struct SendFailed {
-    pub error: SendError,
-    /// The request, when none of it was sent: it may go again.
-    pub unsent: Option<Request<RequestBody>>,
-}
-
-/// Why a request got no response head.
-#[derive(Debug)]
-pub enum SendError {
-    /// Classified by the own client.
-    Own(Failure),
-    Hyper(hyper::Error),
-}
-
-impl SendFailed {
-    pub fn from_hyper(mut err: TrySendError<Request<RequestBody>>) -> Self {
-        let unsent = err.take_message();
-        Self {
-            error: SendError::Hyper(err.into_error()),
-            unsent,
-        }
-    }
-
-    /// The failure, classified with what was known about the connection.
-    pub fn failure(&self, facts: HeadFacts) -> Failure {
-        match &self.error {
-            SendError::Own(failure) => failure.clone(),
-            SendError::Hyper(err) => classify::response_head_error(err, facts),
-        }
-    }
-}
-
-impl Sender {
-    /// Sends a request; a request that did not start to go out comes back in the error.
-    // The error carries the request back, as hyper's does (hyper allows the lint too).
-    #[allow(clippy::result_large_err)]
-    ///
-    /// The upstream's interim responses (102, 103 Early Hints, ...) go to `interim` as they come,
-    /// hop-by-hop fields removed (RFC 9110 §15.2); they are never cached and never the request's
-    /// status, only the final response is.
-    pub fn try_send_request(
-        &mut self,
-        mut request: Request<RequestBody>,
-        interim: Option<Interim>,
-    ) -> impl Future<Output = SendResult> + use<> {
-        if let (Some(interim), Self::Http1(_) | Self::Http2(_)) = (&interim, &*self) {
-            relay_interim(&mut request, interim.clone());
-        }
-        match self {
-            Self::Own(slot) => match slot.take() {
-                Some(conn) => Either::Left(Either::Left(async move {
-                    h1::send(conn, request, interim)
-                        .await
-                        .map(|response| response.map(UpstreamIncoming::Own))
-                        .map_err(|failed| SendFailed {
-                            error: SendError::Own(failed.failure),
-                            unsent: failed.unsent,
-                        })
-                })),
-                None => Either::Left(Either::Right(std::future::ready(Err(SendFailed {
-                    error: SendError::Own(Failure::new(
-                        FailureKind::ProxyInternalError,
-                        Phase::SendingRequest,
-                        "the connection is already carrying a request",
-                    )),
-                    unsent: Some(request),
-                })))),
-            },
-            Self::Http1(sender) => Either::Right(Either::Left(
-                sender.try_send_request(request).map(|result| {
-                    result
-                        .map(|response| response.map(UpstreamIncoming::Hyper))
-                        .map_err(SendFailed::from_hyper)
-                }),
-            )),
-            Self::Http2(stream) => Either::Right(Either::Right(stream.try_send_request(request))),
-        }
-    }
-
-    /// Sends a request on a connection hyper drives (`gatehouse doctor`); `None` for the own
-    /// client's (use [`Sender::try_send_request`]).
-    pub fn send_request(
-        &mut self,
-        request: Request<RequestBody>,
-    ) -> Option<impl Future<Output = Result<Response<Incoming>, hyper::Error>> + use<>> {
-        match self {
-            Self::Own(_) => None,
-            Self::Http1(sender) => Some(Either::Left(sender.send_request(request))),
-            Self::Http2(stream) => {
-                let request = stream.prepare(request);
-                Some(Either::Right(stream.sender.send_request(request)))
-            }
-        }
-    }
-
-    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
-        match self {
-            Self::Own(conn) => Poll::Ready(match conn.as_mut() {
-                Some(conn) => {
-                    if conn.is_idle_usable() {
-                        Ok(())
-                    } else {
-                        Err(())
-                    }
-                }
-                None => Err(()),
-            }),
-            Self::Http1(sender) => sender.poll_ready(cx).map_err(drop),
-            Self::Http2(stream) => stream.sender.poll_ready(cx).map_err(drop),
-        }
-    }
-
-    pub async fn ready(&mut self) -> Result<(), ()> {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await
-    }
-
-    pub fn is_closed(&self) -> bool {
-        match self {
-            Self::Own(conn) => conn.is_none(),
-            Self::Http1(sender) => sender.is_closed(),
-            Self::Http2(stream) => stream.sender.is_closed(),
-        }
-    }
-}
-
 // === impl Server ===
 
 impl Server {
@@ -694,20 +457,4 @@ impl Server {
             cap,
         );
     }
-}
-
-/// hyper calls back with each interim response.
-fn relay_interim(request: &mut Request<RequestBody>, interim: Interim) {
-    hyper::ext::on_informational(request, move |response| {
-        let mut headers = response.headers().clone();
-        crate::forward::strip_hop_by_hop(&mut headers);
-        interim.send(response.status(), &headers);
-    });
-}
-
-/// Polls the sender's readiness once without waiting.
-fn poll_ready_now(sender: &mut Sender) -> Poll<Result<(), ()>> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    sender.poll_ready(&mut cx)
 }

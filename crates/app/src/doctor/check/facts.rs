@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_config::UpstreamConfig;
+use gatehouse_proxy::upstream::conn::Protocol;
 use gatehouse_proxy::upstream::dns::Dns;
-use gatehouse_proxy::upstream::server::{ConnSettings, Protocol};
+use gatehouse_proxy::upstream::server::ConnSettings;
 use gatehouse_proxy::upstream::tls;
 use serde::Serialize;
 

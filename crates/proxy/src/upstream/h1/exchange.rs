@@ -27,7 +27,9 @@ pub struct SendFailed {
 /// What ended the wait for the head.
 enum Ended {
     Head(Response<()>),
-    Failed(Failure),
+    /// The client's body failed: its own failure, already classified.
+    Client(Failure),
+    NoHead(Why),
 }
 
 /// Sends `request` on `conn` and reads the response head. The connection travels on in the
@@ -43,7 +45,11 @@ pub async fn send(
     let framing = head::request_framing(&mut request);
     conn.out.clear();
     head::encode_request(&mut conn.out.head, &request);
-    let facts_base = (conn.stats.read(), conn.stats.written(), conn.reused());
+    let before = Before {
+        read: conn.stats.read(),
+        written: conn.stats.written(),
+        reused: conn.reused(),
+    };
     let (parts, mut body) = request.into_parts();
     conn.sending = match framing {
         RequestFraming::None => Sending::Done,
@@ -65,25 +71,17 @@ pub async fn send(
         if conn.is_sending() && write_error.is_none() {
             match conn.poll_send(cx) {
                 Poll::Ready(Err(SendError::Body(failure))) => {
-                    return Poll::Ready(Ended::Failed(failure));
+                    return Poll::Ready(Ended::Client(failure));
                 }
                 Poll::Ready(Err(SendError::Io(err))) => write_error = Some(err),
                 Poll::Ready(Ok(())) | Poll::Pending => {}
             }
         }
-        let facts = HeadFacts {
-            response_bytes: conn.stats.read() - facts_base.0,
-            reused: facts_base.2,
-        };
-        if let Some(err) = &write_error
-            && err
-                .get_ref()
+        if let Some(stalled) = write_error.take_if(|err| {
+            err.get_ref()
                 .is_some_and(|e| e.is::<crate::failure::marker::WriteStalled>())
-        {
-            return Poll::Ready(Ended::Failed(classify::head_error(
-                HeadError::Write(err),
-                facts,
-            )));
+        }) {
+            return Poll::Ready(Ended::NoHead(Why::Write(stalled)));
         }
         loop {
             if !conn.buf.is_empty() {
@@ -94,100 +92,102 @@ pub async fn send(
                     }
                     Ok(Some(response)) => return Poll::Ready(Ended::Head(response)),
                     Ok(None) if conn.buf.len() >= conn.max_head => {
-                        return Poll::Ready(Ended::Failed(classify::head_error(
-                            HeadError::TooLarge,
-                            facts_now(&conn, facts_base),
-                        )));
+                        return Poll::Ready(Ended::NoHead(Why::TooLarge));
                     }
                     Ok(None) => {}
                     Err(ParseError::TooManyFields) => {
-                        return Poll::Ready(Ended::Failed(classify::head_error(
-                            HeadError::TooLarge,
-                            facts_now(&conn, facts_base),
-                        )));
+                        return Poll::Ready(Ended::NoHead(Why::TooLarge));
                     }
                     Err(ParseError::Invalid(why)) => {
-                        return Poll::Ready(Ended::Failed(classify::head_error(
-                            HeadError::Parse(&why),
-                            facts,
-                        )));
+                        return Poll::Ready(Ended::NoHead(Why::Parse(why)));
                     }
                 }
             }
             match conn.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
-                    let facts = facts_now(&conn, facts_base);
-                    let err = match &write_error {
-                        Some(err) => HeadError::Write(err),
-                        None => HeadError::Closed,
-                    };
-                    return Poll::Ready(Ended::Failed(classify::head_error(err, facts)));
+                    let why = write_error.take().map_or(Why::Closed, Why::Write);
+                    return Poll::Ready(Ended::NoHead(why));
                 }
                 Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(err)) => {
-                    let facts = facts_now(&conn, facts_base);
-                    return Poll::Ready(Ended::Failed(classify::head_error(
-                        HeadError::Read(&err),
-                        facts,
-                    )));
-                }
+                Poll::Ready(Err(err)) => return Poll::Ready(Ended::NoHead(Why::Read(err))),
+                // The request could not be written and nothing is there to read: the
+                // connection is gone.
                 Poll::Pending => {
-                    // The request could not be written and nothing is there to read: the
-                    // connection is gone.
-                    if let Some(err) = &write_error {
-                        let facts = facts_now(&conn, facts_base);
-                        return Poll::Ready(Ended::Failed(classify::head_error(
-                            HeadError::Write(err),
-                            facts,
-                        )));
-                    }
-                    return Poll::Pending;
+                    return match write_error.take() {
+                        Some(err) => Poll::Ready(Ended::NoHead(Why::Write(err))),
+                        None => Poll::Pending,
+                    };
                 }
             }
         }
     })
     .await;
-    match ended {
+    let failure = match ended {
         Ended::Head(response) => {
             let status = response.status();
-            let framing = match head::response_framing(head_request, status, response.headers()) {
-                Ok(framing) => framing,
-                Err(why) => {
-                    return Err(SendFailed {
-                        failure: classify::head_error(
-                            HeadError::Parse(&why),
-                            facts_now(&conn, facts_base),
-                        ),
-                        unsent: None,
-                    });
+            match head::response_framing(head_request, status, response.headers()) {
+                Ok(framing) => {
+                    let keep_alive = head::keeps_alive(&response) && !close_asked;
+                    let (parts, ()) = response.into_parts();
+                    return Ok(Response::from_parts(
+                        parts,
+                        ResponseBody::new(conn, framing, keep_alive),
+                    ));
                 }
-            };
-            let keep_alive = head::keeps_alive(&response) && !close_asked;
-            let (parts, ()) = response.into_parts();
-            Ok(Response::from_parts(
-                parts,
-                ResponseBody::new(conn, framing, keep_alive),
-            ))
+                Err(why) => classify::head_error(HeadError::Parse(&why), before.facts(&conn)),
+            }
         }
-        Ended::Failed(failure) => {
-            // Not a byte written: the request goes back whole (its body was never polled,
-            // or was read beforehand and is kept by the caller).
-            let unsent = (conn.stats.written() == facts_base.1).then(|| {
-                let body = match std::mem::replace(&mut conn.sending, Sending::Broken) {
-                    Sending::Body { body, .. } => body,
-                    Sending::Done | Sending::Broken => RequestBody::empty(),
-                };
-                Request::from_parts(parts, body)
-            });
-            Err(SendFailed { failure, unsent })
+        Ended::Client(failure) => failure,
+        Ended::NoHead(why) => classify::head_error(why.as_head_error(), before.facts(&conn)),
+    };
+    // Not a byte written: the request goes back whole (its body was never polled, or was read
+    // beforehand and is kept by the caller).
+    let unsent = (conn.stats.written() == before.written).then(|| {
+        let body = match std::mem::replace(&mut conn.sending, Sending::Broken) {
+            Sending::Body { body, .. } => body,
+            Sending::Done | Sending::Broken => RequestBody::empty(),
+        };
+        Request::from_parts(parts, body)
+    });
+    Err(SendFailed { failure, unsent })
+}
+
+/// The connection's counters before the request, and whether it had served others.
+#[derive(Clone, Copy)]
+struct Before {
+    read: u64,
+    written: u64,
+    reused: bool,
+}
+
+impl Before {
+    /// What the classifier needs to know now.
+    fn facts(&self, conn: &H1Conn) -> HeadFacts {
+        HeadFacts {
+            response_bytes: conn.stats.read() - self.read,
+            reused: self.reused,
         }
     }
 }
 
-fn facts_now(conn: &H1Conn, base: (u64, u64, bool)) -> HeadFacts {
-    HeadFacts {
-        response_bytes: conn.stats.read() - base.0,
-        reused: base.2,
+/// Why no response head came, until it is classified.
+enum Why {
+    Closed,
+    Read(io::Error),
+    Write(io::Error),
+    Parse(String),
+    TooLarge,
+}
+
+impl Why {
+    fn as_head_error(&self) -> HeadError<'_> {
+        match self {
+            Self::Closed => HeadError::Closed,
+            Self::Read(err) => HeadError::Read(err),
+            Self::Write(err) => HeadError::Write(err),
+            Self::Parse(why) => HeadError::Parse(why),
+            Self::TooLarge => HeadError::TooLarge,
+        }
     }
 }
 
