@@ -20,7 +20,6 @@ missing=()
 need valgrind || missing+=(valgrind)
 need nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 need wrk || missing+=(wrk)
-need curl || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "[bench-instructions] installing: ${missing[*]}" >&2
     sudo=()
@@ -33,32 +32,31 @@ if [ $# -eq 0 ]; then
     set -- "$ROOT/target/release/gatehouse"
 fi
 
-TMP="$(mktemp -d)"
-UP_PID=""
-GH_PID=""
-cleanup() {
-    [ -n "$GH_PID" ] && kill "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null
-    [ -n "$UP_PID" ] && kill "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+KEEP_TMP="${KEEP_TMP:-0}"
+log() { printf '[bench-instructions] %s\n' "$*" >&2; }
+die() { printf 'bench-instructions.sh: %s\n' "$*" >&2; exit 1; }
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-instructions.XXXXXX")"
+STARTED_PIDS=()
+# shellcheck source=SCRIPTDIR/lib/cleanup.sh disable=SC1091 # (followed with shellcheck -x)
+source "$ROOT/scripts/lib/cleanup.sh"
+# shellcheck source=SCRIPTDIR/lib/bench-common.sh disable=SC1091 # (followed with shellcheck -x)
+source "$ROOT/scripts/lib/bench-common.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UPSTREAM_PORT="$(free_port)"
-PROXY_PORT="$(free_port)"
-DEAD_PORT="$(free_port)"
+free_port UPSTREAM_PORT
+free_port PROXY_PORT
+free_port DEAD_PORT
 
-cat >"$TMP/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx.err;
-events { worker_connections 1024; }
+mkdir -p "$TMP/nginx"
+{
+    nginx_main_conf "$TMP/nginx" 1 1024
+    cat <<EOF
 http {
     access_log off;
+$(nginx_temp_paths "$TMP/nginx")
     server { listen 127.0.0.1:$UPSTREAM_PORT; location / { return 200 "ok\n"; } }
 }
 EOF
+} >"$TMP/nginx/nginx.conf"
 cat >"$TMP/gatehouse.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$PROXY_PORT"]
@@ -89,38 +87,39 @@ attempts = 1
 consecutive_failures = 0
 EOF
 
-"$NGINX" -c "$TMP/nginx.conf" -p "$TMP" >/dev/null 2>&1 &
-UP_PID=$!
+start_nginx "$TMP/nginx" "$TMP/nginx/nginx.conf"
+wait_for_port "$NGINX_PID" "$UPSTREAM_PORT" "$TMP/nginx/error.log"
 
-# Instructions per request of $1 on path $2.
+# Instructions per request of $1 on path $2, into IR_PER_REQUEST and REQUESTS (not via $(...):
+# the process started must be a child of this shell).
 measure() {
-    local bin="$1" path="$2" url out requests total
+    local bin="$1" path="$2" url out requests total pid
     url="http://127.0.0.1:$PROXY_PORT$path"
     rm -f "$TMP"/cg.out*
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
         "$bin" --config "$TMP/gatehouse.toml" >/dev/null 2>"$TMP/valgrind.err" &
-    GH_PID=$!
-    for _ in $(seq 120); do
-        curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" && break
-        sleep 0.5
-    done
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    # Under valgrind the start takes seconds: poll every 0.5 s (up to 50 s).
+    wait_for_port "$pid" "$PROXY_PORT" "$TMP/valgrind.err" 0.5
     wrk -t1 -c8 -d3s "$url" >/dev/null 2>&1
-    callgrind_control -z "$GH_PID" >/dev/null 2>&1
+    callgrind_control -z "$pid" >/dev/null 2>&1
     out="$(wrk -t1 -c8 -d10s "$url" 2>&1)"
-    callgrind_control -d "$GH_PID" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
     sleep 1
     requests="$(echo "$out" | awk '/requests in/ {print $1}')"
     # The dump taken after zeroing is the newest file.
     total="$(grep -h '^summary:' "$(ls -t "$TMP"/cg.out* | head -1)" | awk '{print $2}')"
-    kill "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null || true
-    GH_PID=""
-    echo "$((total / requests)) $requests"
+    stop_started "$pid"
+    IR_PER_REQUEST=$((total / requests))
+    REQUESTS=$requests
 }
 
 printf '%-50s %14s %14s\n' binary "keep-alive" "error path"
 for bin in "$@"; do
-    read -r ka ka_n < <(measure "$bin" /)
-    read -r err err_n < <(measure "$bin" /refused)
-    printf '%-50s %14s %14s\n' "$bin" "$ka Ir/req" "$err Ir/req"
-    echo "  ($ka_n and $err_n requests counted)"
+    measure "$bin" /
+    ka=$IR_PER_REQUEST ka_n=$REQUESTS
+    measure "$bin" /refused
+    printf '%-50s %14s %14s\n' "$bin" "$ka Ir/req" "$IR_PER_REQUEST Ir/req"
+    echo "  ($ka_n and $REQUESTS requests counted)"
 done
