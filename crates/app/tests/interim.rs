@@ -1,12 +1,14 @@
 //! Interim responses (RFC 9110 §15.2): a 1xx from the upstream is relayed to an HTTP/1.1
-//! client before the final response, hop-by-hop fields removed; never to an HTTP/1.0 client,
-//! never cached, never the request's status.
+//! client and to an HTTP/2 client (h2c and TLS) before the final response, hop-by-hop fields
+//! removed; never to an HTTP/1.0 client, never cached, never the request's status.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use gatehouse_testkit::https::{TlsListener, tls_listeners};
+use gatehouse_testkit::tls::TestCa;
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Upstream};
 
 const HINTS_THEN_OK: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nConnection: x-hop\r\nX-Hop: secret\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
@@ -112,4 +114,111 @@ fn an_early_hint_reaches_the_client_while_the_upstream_is_still_working() {
     let first = String::from_utf8_lossy(&buf[..n]);
     assert!(first.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{first}");
     assert!(!first.contains("200 OK"), "{first}");
+}
+
+/// The response heads curl received, as it prints them (`-D -`), for `args`.
+fn curl_heads(args: &[&str]) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-D", "-", "-o", "/dev/null"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn early_hints_and_processing_reach_an_http2_client_before_the_final_response() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let heads = curl_heads(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "X-Request-Id: hints-h2c",
+        &format!("http://{}/page", gh.addr()),
+    ]);
+    assert!(
+        heads.starts_with(
+            "HTTP/2 103 \r\nlink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/2 102 \r\n\r\nHTTP/2 200 \r\n"
+        ),
+        "{heads}"
+    );
+    assert!(!heads.to_ascii_lowercase().contains("x-hop"), "{heads}");
+    let record = gh.access_log("hints-h2c");
+    assert_eq!(record["status"], 200, "{record}");
+}
+
+#[test]
+fn early_hints_reach_an_http2_client_over_tls() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let ca = TestCa::new("hints CA");
+    let cert = ca.leaf(&["hints.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let ca_pem = ca.write_pem();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server(
+        "tls",
+        tls_listeners([
+            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
+        ]),
+    ));
+    let port = gh.https_addr().port();
+    let heads = curl_heads(&[
+        "--http2",
+        "--cacert",
+        &ca_pem.path().display().to_string(),
+        "--resolve",
+        &format!("hints.test:{port}:127.0.0.1"),
+        &format!("https://hints.test:{port}/page"),
+    ]);
+    assert!(
+        heads.starts_with("HTTP/2 103 \r\nlink: </style.css>; rel=preload; as=style\r\n\r\n"),
+        "{heads}"
+    );
+    assert!(heads.contains("\r\n\r\nHTTP/2 200 \r\n"), "{heads}");
+}
+
+/// An HTTP/2 client (the `h2` crate) sees the 103 while the upstream still works on the final
+/// response: the hint is relayed as it arrives, not held back until the final response.
+#[test]
+fn an_early_hint_reaches_an_http2_client_while_the_upstream_is_still_working() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let gh = start(&Config::proxy_to([addr]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{}/", gh.addr()))
+            .body(())
+            .unwrap();
+        let (mut response, _) = client.send_request(request, true).unwrap();
+        let hint = tokio::time::timeout(
+            Duration::from_millis(1000),
+            std::future::poll_fn(|cx| response.poll_informational(cx)),
+        )
+        .await
+        .expect("the hint arrives before the final response")
+        .expect("an informational response")
+        .unwrap();
+        assert_eq!(hint.status(), 103);
+        assert_eq!(hint.headers()["link"], "</a.js>; rel=preload");
+        let response = tokio::time::timeout(Duration::from_secs(5), response)
+            .await
+            .expect("the final response")
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
 }

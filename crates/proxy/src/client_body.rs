@@ -1,7 +1,8 @@
 //! What the pipeline receives from a client, whichever engine read it: gatehouse's own
-//! HTTP/1.1 engine (plain listeners) or hyper (TLS listeners, HTTP/2).
+//! HTTP/1.1 engine (plain listeners), its HTTP/2 engine, or hyper (HTTP/1.1 over TLS).
 //!
 //! - [`ClientBody`]: the request body, with client-side errors already turned into [`Failure`]s;
+//! - [`Interim`]: where the upstream's 1xx responses go to reach the client;
 //! - [`RequestBody`]: that body on its way upstream. Bounds how long the client may pause
 //!   (`client_header_timeout` doubles as the body idle timeout) and how slowly it may send
 //!   ([`ClientPace`]), tells the attempt when the
@@ -27,22 +28,41 @@ use tokio::time::{Instant, Sleep};
 use crate::client_pace::{self, ClientPace, RateGuard};
 use crate::failure::marker::{BoxError, DownstreamBodyError};
 use crate::failure::{Failure, classify};
-use crate::http1;
+use crate::{http1, http2};
 
 /// A request body from a client.
 #[derive(Debug)]
 pub enum ClientBody {
     Hyper(Incoming),
     Http1(http1::RequestBody),
+    Http2(http2::RequestBody),
 }
 
 impl ClientBody {
     /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
-    /// engine (hyper's server cannot send them).
-    pub fn interim(&self) -> Option<http1::Interim> {
+    /// engine, or an HTTP/2 client (hyper's HTTP/1.1 server, on TLS, cannot send them).
+    pub fn interim(&self) -> Option<Interim> {
         match self {
-            Self::Http1(body) => body.interim(),
+            Self::Http1(body) => body.interim().map(Interim::Http1),
+            Self::Http2(body) => Some(Interim::Http2(body.interim())),
             Self::Hyper(_) => None,
+        }
+    }
+}
+
+/// Relays the upstream's interim (1xx) responses to the client of one request.
+#[derive(Debug, Clone)]
+pub enum Interim {
+    Http1(http1::Interim),
+    Http2(http2::Interim),
+}
+
+impl Interim {
+    /// Relays `status` (102, 103, ...) with `headers`, hop-by-hop fields already removed.
+    pub fn send(&self, status: http::StatusCode, headers: &http::HeaderMap) {
+        match self {
+            Self::Http1(interim) => interim.send(status, headers),
+            Self::Http2(interim) => interim.send(status, headers),
         }
     }
 }
@@ -62,6 +82,9 @@ impl Body for ClientBody {
             Self::Http1(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|err| Failure::client(StatusCode::BAD_REQUEST, err.to_string())),
+            Self::Http2(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map_err(|err| classify::http2_request_body_error(&err)),
         }
     }
 
@@ -69,6 +92,7 @@ impl Body for ClientBody {
         match self {
             Self::Hyper(body) => body.is_end_stream(),
             Self::Http1(body) => body.is_end_stream(),
+            Self::Http2(body) => body.is_end_stream(),
         }
     }
 
@@ -76,6 +100,7 @@ impl Body for ClientBody {
         match self {
             Self::Hyper(body) => body.size_hint(),
             Self::Http1(body) => body.size_hint(),
+            Self::Http2(body) => body.size_hint(),
         }
     }
 }

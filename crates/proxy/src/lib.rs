@@ -8,8 +8,8 @@
 //! The modules form layers, and a module imports only from layers below its own (bottom
 //! first):
 //!
-//! 0. [`http1`] (the HTTP/1.1 engine), [`failure`] and [`workers`] (per-core runtimes):
-//!    nothing of the pipeline;
+//! 0. [`http1`] and [`http2`] (the client-side HTTP engines), [`date`], [`failure`] and
+//!    [`workers`] (per-core runtimes): nothing of the pipeline;
 //! 1. [`acme`] (certificates obtained through ACME, and the task obtaining them), [`observe`]
 //!    (logs, metrics, recent failures; fed plain records), [`client_pace`], [`client_body`],
 //!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`], [`limit`];
@@ -28,9 +28,11 @@ pub mod client_body;
 pub mod client_io;
 pub mod client_pace;
 pub mod compress;
+pub mod date;
 pub mod failure;
 pub mod forward;
 pub mod http1;
+pub mod http2;
 pub mod limit;
 pub mod listener;
 pub mod maintenance;

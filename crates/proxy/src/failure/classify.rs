@@ -314,6 +314,20 @@ pub fn request_body_error(err: &hyper::Error) -> Failure {
     Failure::client(StatusCode::BAD_REQUEST, format!("{why}: {}", describe(err)))
 }
 
+/// An HTTP/2 request body the client did not finish: it reset the stream, the connection
+/// went, or the body broke the protocol (h2 refuses DATA beyond the `Content-Length`, and an
+/// END_STREAM short of it).
+pub fn http2_request_body_error(err: &h2::Error) -> Failure {
+    let why = if err.is_reset() && err.is_remote() {
+        "the client reset the stream before sending the whole request body"
+    } else if err.is_reset() {
+        "the request body broke HTTP/2 framing (its length disagrees with Content-Length)"
+    } else {
+        "the client closed the connection before sending the whole request body"
+    };
+    Failure::client(StatusCode::BAD_REQUEST, format!("{why}: {err}"))
+}
+
 fn is_reset(err: &(dyn StdError + 'static)) -> bool {
     io_error(err).is_some_and(|e| {
         matches!(

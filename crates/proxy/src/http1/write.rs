@@ -1,10 +1,9 @@
 //! Response heads as HTTP/1.1 bytes, and how the body after them is framed (RFC 9112 §6).
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode, Version};
+
+use crate::date::with_date;
 
 /// How a response's body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,26 +151,6 @@ fn itoa_buf(mut n: u64) -> Digits {
         }
     }
     Digits { buf, start }
-}
-
-thread_local! {
-    /// The Date value, formatted once per second per thread.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
-}
-
-fn with_date(f: impl FnOnce(&[u8])) {
-    let now = SystemTime::now();
-    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if cached.0 != second {
-            let text = httpdate::fmt_http_date(now);
-            let n = text.len().min(29);
-            cached.1[..n].copy_from_slice(&text.as_bytes()[..n]);
-            cached.0 = second;
-        }
-        f(&cached.1);
-    });
 }
 
 #[cfg(test)]

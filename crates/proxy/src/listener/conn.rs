@@ -35,17 +35,17 @@ use tokio::sync::watch;
 use super::h2_stall::{Counted, StallWatch};
 use super::h2_streams::{IdleWatch, OpenStream, Streams};
 use super::isolate::{handle_isolated, log_unparsed_request, on_connection_error};
-use super::settings::{head_limit, http1_builder, http2_builder, response_write};
+use super::settings::{head_limit, http1_builder, http2_settings, response_write};
 use super::sniff::sniff;
 use super::{proxy_header, redirect};
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
 use crate::client_io::{ClientActivity, ClientIo};
 use crate::failure::Failure;
-use crate::http1;
 use crate::respond::{self, ErrorContext};
 use crate::snapshot::listeners::ListenerKind;
 use crate::snapshot::{Current, Snapshot};
+use crate::{http1, http2};
 
 /// What answers the requests of a connection.
 #[derive(Debug, Clone, Copy)]
@@ -163,7 +163,7 @@ pub(super) fn serve(
                 };
                 match protocol {
                     Protocol::Http1 => Box::pin(conn.http1(stream)).await,
-                    Protocol::Http2 => Box::pin(conn.http(stream, protocol)).await,
+                    Protocol::Http2 => Box::pin(conn.http2(stream)).await,
                 }
             }
             ListenerKind::Tls(config) => Box::pin(conn.tls(stream, config)).await,
@@ -218,9 +218,12 @@ impl Conn {
             _ => Protocol::Http1,
         };
         self.https = true;
-        // hyper serves TLS connections; a 408 cannot be written around its TLS session, so a
-        // stalled head just closes the connection there (as nginx does).
-        self.http(stream, protocol).await;
+        match protocol {
+            Protocol::Http2 => self.http2(stream).await,
+            // hyper serves HTTP/1.1 over TLS; a 408 cannot be written around its TLS session,
+            // so a stalled head just closes the connection there (as nginx does).
+            Protocol::Http1 => self.tls_http1(stream).await,
+        }
     }
 
     /// Plain HTTP/1.1, served by gatehouse's own engine. (The engine's future is what an idle
@@ -250,8 +253,48 @@ impl Conn {
         http1::serve(stream, handler, settings, shutdown)
     }
 
-    /// hyper: HTTP/2, and HTTP/1.1 over TLS.
-    async fn http<S>(self, io: S, protocol: Protocol)
+    /// HTTP/2 (h2c, or TLS with ALPN `h2`), served by gatehouse's own engine on `h2`.
+    async fn http2<S>(self, io: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            client,
+            local,
+            handler,
+            https,
+            snapshot,
+            current,
+            mut shutdown,
+        } = self;
+        let server = &snapshot.config.server;
+        // HTTP/2 frames are binary: there is no request head to watch.
+        let activity = Arc::new(ClientActivity::new(client, local, https).watching_reads(0));
+        let io = ClientIo::new(io, Arc::clone(&activity), response_write(server));
+        let streams = Arc::new(Streams::default());
+        let handler = Http2Handler {
+            client,
+            handler,
+            current,
+            activity,
+            streams: Arc::clone(&streams),
+        };
+        let conn = http2::Connection::new(io, handler, http2_settings(server));
+        let idle = IdleWatch::new(&streams, server.client_header_timeout);
+        let stall = StallWatch::new(&streams, server.client_write_timeout);
+        let result = drive(pin!(conn), &mut shutdown, Some(idle), stall, |conn| {
+            conn.graceful_shutdown();
+        })
+        .await;
+        if let Some(Err(err)) = result {
+            // Stream-level failures are answered per stream; what ends a whole HTTP/2
+            // connection (a GOAWAY for a protocol error, a reset socket) has no request to log.
+            tracing::debug!(%client, error = %err, "HTTP/2 client connection ended with an error");
+        }
+    }
+
+    /// HTTP/1.1 over TLS, served by hyper.
+    async fn tls_http1<S>(self, io: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -266,26 +309,15 @@ impl Conn {
         } = self;
         let server = &snapshot.config.server;
         let max_buf = head_limit(server);
-        // HTTP/2 frames are binary: there is no request head to keep.
-        let head_limit = match protocol {
-            Protocol::Http1 => max_buf,
-            Protocol::Http2 => 0,
-        };
-        let activity =
-            Arc::new(ClientActivity::new(client, local, https).watching_reads(head_limit));
+        let activity = Arc::new(ClientActivity::new(client, local, https).watching_reads(max_buf));
         let io = TokioIo::new(ClientIo::new(
             io,
             Arc::clone(&activity),
             response_write(server),
         ));
         let service_activity = Arc::clone(&activity);
-        let streams = Arc::new(Streams::default());
-        let service_streams = Arc::clone(&streams);
-        // Only HTTP/2's idle watch reads the stream counts; HTTP/1.1 requests skip them.
-        let count_streams = protocol == Protocol::Http2;
         let service = service_fn(move |req: Request<Incoming>| {
             let req = req.map(ClientBody::Hyper);
-            let open = count_streams.then(|| OpenStream::new(&service_streams));
             let snapshot = current.load_full();
             let activity = Arc::clone(&service_activity);
             async move {
@@ -296,35 +328,19 @@ impl Conn {
                     }
                     (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
                 };
-                Ok::<_, Infallible>(response.map(|body| match open {
-                    Some(open) => Counted::http2(body, open),
-                    None => Counted::http1(body),
-                }))
+                Ok::<_, Infallible>(response.map(Counted::http1))
             }
         });
-        let result = match protocol {
-            Protocol::Http1 => {
-                // With upgrades, so that `hyper::upgrade::on` works in the service (WebSocket).
-                let conn = http1_builder(server, max_buf)
-                    .serve_connection(io, service)
-                    .with_upgrades();
-                drive(pin!(conn), &mut shutdown, None, None, |conn| {
-                    conn.graceful_shutdown();
-                })
-                .await
-            }
-            Protocol::Http2 => {
-                let conn = http2_builder(server).serve_connection(io, service);
-                let idle = IdleWatch::new(&streams, server.client_header_timeout);
-                let stall = StallWatch::new(&streams, server.client_write_timeout);
-                drive(pin!(conn), &mut shutdown, Some(idle), stall, |conn| {
-                    conn.graceful_shutdown();
-                })
-                .await
-            }
-        };
+        // With upgrades, so that `hyper::upgrade::on` works in the service (WebSocket).
+        let conn = http1_builder(server, max_buf)
+            .serve_connection(io, service)
+            .with_upgrades();
+        let result = drive(pin!(conn), &mut shutdown, None, None, |conn| {
+            conn.graceful_shutdown();
+        })
+        .await;
         if let Some(Err(err)) = result {
-            on_connection_error(&err, protocol, client, &snapshot, &activity);
+            on_connection_error(&err, client, &snapshot, &activity);
         }
     }
 }
@@ -376,6 +392,40 @@ impl http1::Handler for Http1Handler {
                 proxy_status: &snapshot.proxy_status,
             },
         )
+    }
+}
+
+/// The pipeline (or the redirect) behind gatehouse's HTTP/2 engine. Each stream is counted
+/// open until its response body is done with, for the idle watch; the body is watched for
+/// stalls.
+struct Http2Handler {
+    client: SocketAddr,
+    handler: Handler,
+    current: Current,
+    activity: Arc<ClientActivity>,
+    streams: Arc<Streams>,
+}
+
+impl http2::Handler for Http2Handler {
+    type Body = Counted;
+
+    fn call(
+        &self,
+        request: Request<http2::RequestBody>,
+    ) -> impl Future<Output = Response<Counted>> + Send + 'static {
+        let req = request.map(ClientBody::Http2);
+        let open = OpenStream::new(&self.streams);
+        let snapshot = self.current.load_full();
+        let activity = Arc::clone(&self.activity);
+        let (client, handler) = (self.client, self.handler);
+        async move {
+            let response = match (super::challenge::http01(&snapshot, &req), handler) {
+                (Some(answer), _) => answer,
+                (None, Handler::Proxy) => handle_isolated(snapshot, client, activity, req).await,
+                (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
+            };
+            response.map(|body| Counted::http2(body, open))
+        }
     }
 }
 

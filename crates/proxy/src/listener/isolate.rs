@@ -7,7 +7,6 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use http::{Request, Response, StatusCode};
 
-use super::conn::Protocol;
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
 use crate::client_io::ClientActivity;
@@ -70,17 +69,10 @@ pub(super) async fn handle_isolated(
 /// written around hyper's TLS session).
 pub(super) fn on_connection_error(
     err: &hyper::Error,
-    protocol: Protocol,
     client: SocketAddr,
     snapshot: &Snapshot,
     activity: &ClientActivity,
 ) {
-    if protocol == Protocol::Http2 {
-        // Stream-level failures are answered per stream; what ends a whole HTTP/2 connection
-        // (a GOAWAY for a protocol error, a reset socket) has no request to log.
-        tracing::debug!(%client, error = %crate::failure::classify::describe(err), "HTTP/2 client connection ended with an error");
-        return;
-    }
     if err.is_timeout() {
         if !activity.request_in_progress() {
             return; // an idle keep-alive connection: closing it is normal

@@ -1,18 +1,18 @@
 //! A connection's limits as read from `[server]`: the request head and response write limits,
-//! and the hyper HTTP/1.1 and HTTP/2 builders configured with them.
+//! hyper's HTTP/1.1 builder (TLS) and the HTTP/2 engine's settings.
 
 use gatehouse_config::ServerConfig;
-use hyper::server::conn::{http1 as hyper_http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::server::conn::http1 as hyper_http1;
+use hyper_util::rt::TokioTimer;
 
-use crate::http1;
+use crate::{http1, http2};
 
 /// Streams a client may open and cancel before gatehouse has accepted them (the "rapid reset"
 /// attack, CVE-2023-44487); beyond this the connection gets GOAWAY. h2's default.
 const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// Streams gatehouse may have to reset because the client broke the protocol on them, before
 /// the connection gets GOAWAY: a client provoking resets on purpose cannot make the server do
-/// unbounded work either. hyper's default.
+/// unbounded work either. (hyper's default.)
 const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 
 /// What a write to the client must achieve (`min_response_rate`, `client_write_timeout`).
@@ -49,22 +49,19 @@ pub(super) fn http1_builder(server: &ServerConfig, max_buf: usize) -> hyper_http
     builder
 }
 
-pub(super) fn http2_builder(server: &ServerConfig) -> http2::Builder<TokioExecutor> {
+pub(super) fn http2_settings(server: &ServerConfig) -> http2::Settings {
     let settings = &server.http2;
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(settings.max_concurrent_streams)
-        .initial_stream_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window)
-        // Announced in SETTINGS (RFC 9113 §6.5.2). Twice gatehouse's own limit, as hyper's
-        // HTTP/1.1 buffer is: a header section between the two gets gatehouse's full 431 (with
-        // its body and access record) from the service's check; only far larger ones get the
-        // h2 layer's bare 431 (h2 also counts 32 bytes per field, gatehouse 4).
-        .max_header_list_size(
-            u32::try_from(server.max_request_header_size.saturating_mul(2)).unwrap_or(u32::MAX),
-        )
-        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
-        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
-    builder
+    http2::Settings {
+        max_concurrent_streams: settings.max_concurrent_streams,
+        stream_window: settings.stream_window,
+        connection_window: settings.connection_window,
+        // Announced in SETTINGS (RFC 9113 §6.5.2). Twice gatehouse's own limit, as the HTTP/1.1
+        // engines' head limit is: a header section between the two gets gatehouse's full 431
+        // (with its body and access record) from the service's check; only far larger ones get
+        // the h2 layer's bare 431 (h2 also counts 32 bytes per field, gatehouse 4).
+        max_header_list_size: u32::try_from(server.max_request_header_size.saturating_mul(2))
+            .unwrap_or(u32::MAX),
+        max_pending_accept_reset_streams: MAX_PENDING_ACCEPT_RESETS,
+        max_local_error_reset_streams: MAX_LOCAL_ERROR_RESETS,
+    }
 }

@@ -145,7 +145,7 @@ struct Pipeline<'a> {
     upgrade: Option<UpgradeRequest>,
     /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
     /// engine (hyper's server cannot send them).
-    interim: Option<crate::http1::Interim>,
+    interim: Option<crate::client_body::Interim>,
     /// The route's compression settings and label, when it compresses; cleared for a response
     /// gatehouse generates (its error pages are sent as they are).
     compress: Option<(&'a CompressConfig, Arc<str>)>,

@@ -18,10 +18,10 @@ use super::h1::{self, H1Conn};
 use super::h2::Stream;
 use super::incoming::UpstreamIncoming;
 use super::io::ConnStats;
+use crate::client_body::Interim;
 use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, Phase};
-use crate::http1::Interim;
 
 /// The application protocol of a connection, as an ALPN token (what Proxy-Status
 /// `next-protocol` names).

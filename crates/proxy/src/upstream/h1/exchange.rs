@@ -11,10 +11,10 @@ use http::{Method, Request, Response, StatusCode};
 use super::body::ResponseBody;
 use super::head::{self, ParseError, RequestFraming};
 use super::{H1Conn, SendError, Sending};
+use crate::client_body::Interim;
 use crate::client_body::RequestBody;
 use crate::failure::Failure;
 use crate::failure::classify::{self, HeadError, HeadFacts};
-use crate::http1::Interim;
 
 /// A request that did not get a response head.
 #[derive(Debug)]

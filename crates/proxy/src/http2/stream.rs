@@ -1,0 +1,235 @@
+//! One HTTP/2 stream on its own task: wait for the handler's response (a client's RST_STREAM
+//! meanwhile cancels it), send the head, then the body as the client's flow-control window
+//! allows. A body that fails after the head resets the stream with `INTERNAL_ERROR`, so the
+//! client sees the response was cut short (no END_STREAM, no trailers).
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use h2::SendStream;
+use http::Response;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http_body::Body;
+
+use super::interim::Interim;
+
+/// Fields that are about one HTTP/1.1 connection and have no place in HTTP/2
+/// (RFC 9113 §8.2.2); `Connection` and the fields it names go too.
+const CONNECTION_SPECIFIC: [HeaderName; 5] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+];
+
+/// Removes the fields an HTTP/2 response must not carry.
+pub(super) fn strip_connection_fields(headers: &mut HeaderMap) {
+    for name in &CONNECTION_SPECIFIC {
+        headers.remove(name);
+    }
+    if let Some(connection) = headers.remove(header::CONNECTION)
+        && let Ok(names) = connection.to_str()
+    {
+        for name in names.split(',') {
+            headers.remove(name.trim());
+        }
+    }
+}
+
+/// Answers one stream: `call` is the handler's future for its request, `reply` holds the
+/// stream's `SendResponse`.
+pub(super) async fn respond<F, B>(call: F, reply: Interim)
+where
+    F: Future<Output = Response<B>>,
+    B: Body<Data = Bytes> + Unpin,
+{
+    let response = {
+        let mut call = pin!(call);
+        let answered = poll_fn(|cx| {
+            if let Poll::Ready(response) = call.as_mut().poll(cx) {
+                return Poll::Ready(Some(response));
+            }
+            reply.poll_reset(cx).map(|reason| {
+                tracing::debug!(
+                    ?reason,
+                    "HTTP/2 stream reset by the client before its response"
+                );
+                None
+            })
+        })
+        .await;
+        // Dropping the handler's future cancels the request in progress.
+        match answered {
+            Some(response) => response,
+            None => return,
+        }
+    };
+    let Some(mut respond) = reply.take() else {
+        return;
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_connection_fields(&mut parts.headers);
+    if !parts.headers.contains_key(header::DATE) {
+        parts
+            .headers
+            .insert(header::DATE, crate::date::header_value());
+    }
+    if body.is_end_stream() {
+        if let Err(err) = respond.send_response(Response::from_parts(parts, ()), true) {
+            tracing::debug!(error = %err, "HTTP/2 response not sent");
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        }
+        return;
+    }
+    if let Some(length) = body.size_hint().exact() {
+        parts
+            .headers
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(length));
+    }
+    let send = match respond.send_response(Response::from_parts(parts, ()), false) {
+        Ok(send) => send,
+        Err(err) => {
+            tracing::debug!(error = %err, "HTTP/2 response not sent");
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return;
+        }
+    };
+    let mut pipe = Pipe {
+        body,
+        send,
+        waiting: None,
+    };
+    if let Err(why) = poll_fn(|cx| pipe.poll(cx)).await {
+        tracing::debug!(why, "HTTP/2 response body ended early");
+    }
+}
+
+/// A response body on its way into a stream.
+struct Pipe<B> {
+    body: B,
+    send: SendStream<Bytes>,
+    /// A DATA frame taken from the body, waiting for flow-control capacity, and whether it is
+    /// the last.
+    waiting: Option<(Bytes, bool)>,
+}
+
+impl<B> Pipe<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    /// Ready once the body was sent whole (`Ok`), or it ended otherwise: the client reset the
+    /// stream, the connection went, or the body failed (the stream is then reset).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+        loop {
+            // Watched while waiting for the body or for capacity: a client reset ends the
+            // wait, and dropping the body lets go of what feeds it.
+            if let Poll::Ready(reset) = self.send.poll_reset(cx) {
+                tracing::debug!(reason = ?reset.ok(), "HTTP/2 stream reset by the client");
+                return Poll::Ready(Err("reset by the client"));
+            }
+            if let Some((data, last)) = self.waiting.take() {
+                if self.send.capacity() == 0 {
+                    loop {
+                        match self.send.poll_capacity(cx) {
+                            Poll::Ready(Some(Ok(0))) => {}
+                            Poll::Ready(Some(Ok(_))) => break,
+                            Poll::Ready(Some(Err(_)) | None) => {
+                                return Poll::Ready(Err(
+                                    "stream closed while waiting for capacity",
+                                ));
+                            }
+                            Poll::Pending => {
+                                self.waiting = Some((data, last));
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                }
+                // h2 splits what exceeds the capacity and sends the rest as it comes.
+                if self.send.send_data(data, last).is_err() {
+                    return Poll::Ready(Err("stream closed"));
+                }
+                if last {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            // The next frame is read from the body only when the last was handed to h2: the
+            // body is not drained faster than the client takes it.
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let last = self.body.is_end_stream();
+                        if !data.has_remaining() {
+                            if self.send.send_data(data, last).is_err() {
+                                return Poll::Ready(Err("stream closed"));
+                            }
+                            if last {
+                                return Poll::Ready(Ok(()));
+                            }
+                            continue;
+                        }
+                        // A small claim on the connection window, not the whole frame: h2
+                        // raises it to what is buffered when the data is sent, and a claim
+                        // for the whole frame would pin window other streams could use.
+                        self.send.reserve_capacity(1);
+                        self.waiting = Some((data, last));
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            self.send.reserve_capacity(0);
+                            return Poll::Ready(
+                                self.send
+                                    .send_trailers(trailers)
+                                    .map_err(|_| "stream closed"),
+                            );
+                        }
+                    }
+                },
+                Some(Err(_)) => {
+                    self.send.send_reset(h2::Reason::INTERNAL_ERROR);
+                    return Poll::Ready(Err("the response body failed"));
+                }
+                None => {
+                    return Poll::Ready(
+                        self.send
+                            .send_data(Bytes::new(), true)
+                            .map_err(|_| "stream closed"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_specific_fields_and_those_connection_names_are_stripped() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "x-hop, Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("x-hop", "secret"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("link", "</a.css>; rel=preload"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        strip_connection_fields(&mut headers);
+        let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["link"]);
+    }
+}
