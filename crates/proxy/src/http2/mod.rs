@@ -22,3 +22,6 @@ mod stream;
 pub use body::RequestBody;
 pub use interim::Interim;
 pub use server::{Connection, Handler, Settings};
+
+#[cfg(test)]
+mod tests;
