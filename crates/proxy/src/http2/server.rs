@@ -140,7 +140,9 @@ where
                     let reply = Interim::new(respond);
                     let body = RequestBody::new(recv, length, reply.clone());
                     let call = this.handler.call(Request::from_parts(parts, body));
-                    tokio::spawn(stream::respond(call, reply));
+                    // Boxed before spawning: tokio moves a future through several calls on its way
+                    // into the task, and a pipeline's future is kilobytes; a box moves as a pointer.
+                    tokio::spawn(Box::pin(stream::Respond::new(call, reply)));
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! allows. A body that fails after the head resets the stream with `INTERNAL_ERROR`, so the
 //! client sees the response was cut short (no END_STREAM, no trailers).
 
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -12,6 +12,7 @@ use h2::SendStream;
 use http::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::Body;
+use pin_project_lite::pin_project;
 
 use super::interim::Interim;
 
@@ -39,37 +40,87 @@ pub(super) fn strip_connection_fields(headers: &mut HeaderMap) {
     }
 }
 
-/// Answers one stream: `call` is the handler's future for its request, `reply` holds the
-/// stream's `SendResponse`.
-pub(super) async fn respond<F, B>(call: F, reply: Interim)
+pin_project! {
+    /// Answers one stream: polls the handler's future for its response in place (a future
+    /// written as an `async fn` would hold it twice, as argument and as local, and every copy
+    /// of a pipeline's future costs), then sends the head and the body.
+    pub(super) struct Respond<F, B> {
+        reply: Interim,
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        /// Waiting for the handler; a client's RST_STREAM meanwhile drops its future, which
+        /// cancels the request in progress.
+        Waiting {
+            #[pin]
+            call: F,
+        },
+        Sending {
+            pipe: Pipe<B>,
+        },
+    }
+}
+
+impl<F, B> Respond<F, B> {
+    /// `call` is the handler's future for the stream's request; `reply` holds the stream's
+    /// `SendResponse`.
+    pub(super) fn new(call: F, reply: Interim) -> Self {
+        Self {
+            reply,
+            state: State::Waiting { call },
+        }
+    }
+}
+
+impl<F, B> Future for Respond<F, B>
 where
     F: Future<Output = Response<B>>,
     B: Body<Data = Bytes> + Unpin,
 {
-    let response = {
-        let mut call = pin!(call);
-        let answered = poll_fn(|cx| {
-            if let Poll::Ready(response) = call.as_mut().poll(cx) {
-                return Poll::Ready(Some(response));
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Waiting { call } => {
+                    let Poll::Ready(response) = call.poll(cx) else {
+                        if let Poll::Ready(reason) = this.reply.poll_reset(cx) {
+                            tracing::debug!(
+                                ?reason,
+                                "HTTP/2 stream reset by the client before its response"
+                            );
+                            return Poll::Ready(());
+                        }
+                        return Poll::Pending;
+                    };
+                    let Some(pipe) = send_head(this.reply, response) else {
+                        return Poll::Ready(());
+                    };
+                    this.state.set(State::Sending { pipe });
+                }
+                StateProj::Sending { pipe } => {
+                    if let Err(why) = ready!(pipe.poll(cx)) {
+                        tracing::debug!(why, "HTTP/2 response body ended early");
+                    }
+                    return Poll::Ready(());
+                }
             }
-            reply.poll_reset(cx).map(|reason| {
-                tracing::debug!(
-                    ?reason,
-                    "HTTP/2 stream reset by the client before its response"
-                );
-                None
-            })
-        })
-        .await;
-        // Dropping the handler's future cancels the request in progress.
-        match answered {
-            Some(response) => response,
-            None => return,
         }
-    };
-    let Some(mut respond) = reply.take() else {
-        return;
-    };
+    }
+}
+
+/// Sends the response head; the body's pipe when a body follows.
+fn send_head<B>(reply: &Interim, response: Response<B>) -> Option<Pipe<B>>
+where
+    B: Body<Data = Bytes>,
+{
+    let mut respond = reply.take()?;
     let (mut parts, body) = response.into_parts();
     strip_connection_fields(&mut parts.headers);
     if !parts.headers.contains_key(header::DATE) {
@@ -77,34 +128,25 @@ where
             .headers
             .insert(header::DATE, crate::date::header_value());
     }
-    if body.is_end_stream() {
-        if let Err(err) = respond.send_response(Response::from_parts(parts, ()), true) {
-            tracing::debug!(error = %err, "HTTP/2 response not sent");
-            respond.send_reset(h2::Reason::INTERNAL_ERROR);
-        }
-        return;
-    }
-    if let Some(length) = body.size_hint().exact() {
+    let last = body.is_end_stream();
+    if !last && let Some(length) = body.size_hint().exact() {
         parts
             .headers
             .entry(header::CONTENT_LENGTH)
             .or_insert_with(|| HeaderValue::from(length));
     }
-    let send = match respond.send_response(Response::from_parts(parts, ()), false) {
-        Ok(send) => send,
+    match respond.send_response(Response::from_parts(parts, ()), last) {
+        Ok(send) if !last => Some(Pipe {
+            body,
+            send,
+            waiting: None,
+        }),
+        Ok(_) => None,
         Err(err) => {
             tracing::debug!(error = %err, "HTTP/2 response not sent");
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
-            return;
+            None
         }
-    };
-    let mut pipe = Pipe {
-        body,
-        send,
-        waiting: None,
-    };
-    if let Err(why) = poll_fn(|cx| pipe.poll(cx)).await {
-        tracing::debug!(why, "HTTP/2 response body ended early");
     }
 }
 
