@@ -1,5 +1,5 @@
 //! Interim responses (RFC 9110 §15.2): a 1xx from the upstream is relayed to an HTTP/1.1
-//! client and to an HTTP/2 client (h2c and TLS) before the final response, hop-by-hop fields
+//! client and to an HTTP/2 client (plain and TLS) before the final response, hop-by-hop fields
 //! removed; never to an HTTP/1.0 client, never cached, never the request's status.
 
 use std::io::{Read, Write};
@@ -175,6 +175,36 @@ fn early_hints_reach_an_http2_client_over_tls() {
         "{heads}"
     );
     assert!(heads.contains("\r\n\r\nHTTP/2 200 \r\n"), "{heads}");
+}
+
+#[test]
+fn early_hints_reach_an_http11_client_over_tls() {
+    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
+    let ca = TestCa::new("hints CA");
+    let cert = ca.leaf(&["hints.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let ca_pem = ca.write_pem();
+    let gh = start(&Config::proxy_to([upstream.addr()]).server(
+        "tls",
+        tls_listeners([
+            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
+        ]),
+    ));
+    let port = gh.https_addr().port();
+    let heads = curl_heads(&[
+        "--http1.1",
+        "--cacert",
+        &ca_pem.path().display().to_string(),
+        "--resolve",
+        &format!("hints.test:{port}:127.0.0.1"),
+        &format!("https://hints.test:{port}/page"),
+    ]);
+    assert!(
+        heads.starts_with(
+            "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n"
+        ),
+        "{heads}"
+    );
 }
 
 /// An HTTP/2 client (the `h2` crate) sees the 103 while the upstream still works on the final

@@ -491,3 +491,60 @@ fn stalled_and_broken_handshakes_are_closed_and_counted() {
     assert_eq!(counted("timeout"), 1.0);
     assert_eq!(counted("error"), 1.0);
 }
+
+// --- HTTP/1.1 over TLS: gatehouse's own engine ---
+
+/// A TLS client that stops part-way through its request head gets a 408 on the TLS session,
+/// as a plain one does (nginx closes without an answer).
+#[test]
+fn a_request_head_stalled_over_tls_gets_a_408() {
+    let upstream = Upstream::hello();
+    let ca = TestCa::new("stall CA");
+    let cert = Cert::new(&ca, &["stall.test"]);
+    let gh = start(&with_tls(
+        Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"),
+        [tls("127.0.0.1:0", &[&cert])],
+    ));
+    let mut conn = Https::new(&ca.cert_der(), "stall.test")
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap();
+    let started = std::time::Instant::now();
+    conn.write_raw(b"GET / HTTP/1.1\r\nHost: stall.test\r\nX-Sl")
+        .unwrap();
+    let answer = conn.read_to_close(std::time::Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(upstream.requests().is_empty());
+}
+
+/// The request-smuggling shapes are refused over TLS as on plain listeners: a head with both
+/// Transfer-Encoding and Content-Length is a 400 and never reaches the upstream.
+#[test]
+fn transfer_encoding_with_content_length_over_tls_is_a_400() {
+    let upstream = Upstream::hello();
+    let ca = TestCa::new("smuggle CA");
+    let cert = Cert::new(&ca, &["smuggle.test"]);
+    let gh = start(&with_tls(
+        Config::proxy_to([upstream.addr()]),
+        [tls("127.0.0.1:0", &[&cert])],
+    ));
+    let mut conn = Https::new(&ca.cert_der(), "smuggle.test")
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap();
+    conn.write_raw(
+        b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: smuggle.test\r\n\r\n",
+    )
+    .unwrap();
+    let answer = conn.read_to_close(std::time::Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert!(upstream.requests().is_empty());
+}

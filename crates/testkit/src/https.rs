@@ -187,6 +187,20 @@ impl HttpsConn {
         self.stream.flush()
     }
 
+    /// Reads everything until the server closes or `timeout` passes without a byte; the
+    /// plaintext read.
+    pub fn read_to_close(&mut self, timeout: Duration) -> Vec<u8> {
+        let _ = self.stream.sock.set_read_timeout(Some(timeout));
+        let mut out = std::mem::take(&mut self.buf);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return out,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
     /// Reads and drops everything until the server closes or `timeout` passes without a byte;
     /// the number of plaintext bytes read.
     pub fn drain(&mut self, timeout: Duration) -> usize {

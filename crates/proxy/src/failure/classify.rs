@@ -298,25 +298,9 @@ pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Fai
     failure
 }
 
-/// A failure while reading the client's request body.
-pub fn request_body_error(err: &hyper::Error) -> Failure {
-    let chain: &(dyn StdError + 'static) = err;
-    let why = if io_error(chain).is_some_and(|e| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-        )
-    }) {
-        "invalid chunked encoding in the request body"
-    } else {
-        "the client closed the connection before sending the whole request body"
-    };
-    Failure::client(StatusCode::BAD_REQUEST, format!("{why}: {}", describe(err)))
-}
-
-/// An HTTP/2 request body the client did not finish: it reset the stream, the connection
-/// went, or the body broke the protocol (h2 refuses DATA beyond the `Content-Length`, and an
-/// END_STREAM short of it).
+/// A client's HTTP/2 request body that did not arrive whole: the client reset the stream, the
+/// connection went, or the body broke the protocol (h2 refuses DATA beyond the
+/// `Content-Length`, and an END_STREAM short of it).
 pub fn http2_request_body_error(err: &h2::Error) -> Failure {
     let why = if err.is_reset() && err.is_remote() {
         "the client reset the stream before sending the whole request body"

@@ -1,7 +1,7 @@
 //! The client's socket, shared by the connection loop and the request body it lends out.
 //!
-//! The body streams upstream from another task (the upstream connection's), so both hold the
-//! socket through an `Arc` and use tokio's `&TcpStream` readiness calls. They never read at the
+//! The body may stream upstream from another task (an upstream connection's), so both hold the
+//! socket through an `Arc` and use it through `&self` ([`Socket`]). They never read at the
 //! same time: the loop lends its buffer to the body and waits for it back
 //! ([`Shared::give_back`] / [`Shared::taken_back`]) before it reads again. Only the loop writes
 //! (`100 Continue` included: the body asks the loop for it).
@@ -14,8 +14,9 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use super::socket::Socket;
 
 /// What a request body hands back when it ends.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ pub struct Returned {
 /// One client connection's socket and the hand-over points between loop and body.
 #[derive(Debug)]
 pub struct Shared {
-    pub stream: TcpStream,
+    pub socket: Socket,
     returned: Mutex<Option<Returned>>,
     body_done: Notify,
     /// The body was polled while `100 Continue` is owed: the loop writes it.
@@ -42,9 +43,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(stream: TcpStream) -> Arc<Self> {
+    pub fn new(socket: Socket) -> Arc<Self> {
         Arc::new(Self {
-            stream,
+            socket,
             returned: Mutex::new(None),
             body_done: Notify::new(),
             continue_wanted: Notify::new(),
@@ -109,13 +110,7 @@ impl Shared {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                result => return Poll::Ready(result),
-            }
-        }
+        self.socket.poll_read_buf(cx, buf)
     }
 
     pub fn poll_write_vectored(
@@ -123,20 +118,13 @@ impl Shared {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Ok(n) => {
-                    self.written.fetch_add(n as u64, Ordering::Relaxed);
-                    return Poll::Ready(Ok(n));
-                }
-                result => return Poll::Ready(result),
-            }
-        }
+        let n = ready!(self.socket.poll_write_vectored(cx, bufs))?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(n))
     }
 
-    /// Writes all of `parts` (in as few system calls as the socket allows).
+    /// Writes all of `parts` (in as few system calls as the socket allows), and sends them:
+    /// over TLS nothing is left in the session.
     pub async fn write_all(&self, parts: &mut [&[u8]]) -> io::Result<()> {
         let mut first = 0;
         while first < parts.len() {
@@ -170,7 +158,7 @@ impl Shared {
                 }
             }
         }
-        Ok(())
+        std::future::poll_fn(|cx| self.socket.poll_flush(cx)).await
     }
 }
 
@@ -203,17 +191,9 @@ impl AsyncRead for Upgraded {
             this.pending.advance(n);
             return Poll::Ready(Ok(()));
         }
-        loop {
-            ready!(this.shared.stream.poll_read_ready(cx))?;
-            match this.shared.stream.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
+        let n = ready!(this.shared.socket.poll_read(cx, buf.initialize_unfilled()))?;
+        buf.advance(n);
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -238,12 +218,14 @@ impl AsyncWrite for Upgraded {
         true
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shared.socket.poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.shared.socket.poll_flush(cx))?;
         // A half-close (FIN): the other direction keeps flowing until the peer closes too.
-        Poll::Ready(socket2::SockRef::from(&self.shared.stream).shutdown(std::net::Shutdown::Write))
+        self.shared.socket.shutdown_write();
+        Poll::Ready(Ok(()))
     }
 }

@@ -1,4 +1,4 @@
-//! gatehouse's HTTP/1.1 server engine, for plain-text client connections: heads parsed with
+//! gatehouse's HTTP/1.1 server engine, for client connections plain and TLS: heads parsed with
 //! `httparse`, bodies framed and streamed on the request's own task, responses written with
 //! vectored writes. It knows nothing of the proxy pipeline: a [`server::Handler`] answers the
 //! requests and renders the refusals.
@@ -7,6 +7,7 @@
 //! - [`chunked`]: the chunked request body decoder;
 //! - [`body`]: the request body, read from the socket by whoever forwards it;
 //! - [`write`]: response heads and body framing;
+//! - [`socket`]: the transport, a TCP socket or a TLS session over one;
 //! - [`io`]: the socket shared by the loop and the body, and the stream after a `101`;
 //! - [`server`]: the connection loop (keep-alive, pipelining, 100-continue, 408, upgrades, drain).
 
@@ -17,6 +18,7 @@ mod interim;
 pub mod io;
 pub mod pace;
 pub mod server;
+pub mod socket;
 pub mod write;
 
 pub use body::{BodyError, RequestBody};
@@ -24,3 +26,4 @@ pub use head::HeadError;
 pub use interim::Interim;
 pub use io::Upgraded;
 pub use server::{Handler, OnUpgrade, Settings, serve};
+pub use socket::Socket;

@@ -5,7 +5,7 @@
 //! [`RateGuard`] measures a request body's bytes against the time spent waiting for the
 //! client, and only that time: waiting for the upstream, or for a connection, does not count
 //! (`client_pace`). [`WriteWait`] bounds each write to the client, for responses written by this
-//! engine ([`WritePace`]) and on connections hyper serves (`client_io`).
+//! engine ([`WritePace`]) and under HTTP/2 connections (`client_io`).
 
 use std::fmt;
 use std::future::Future;

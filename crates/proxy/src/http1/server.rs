@@ -17,7 +17,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -25,6 +24,7 @@ use super::body::RequestBody;
 use super::head::{self, Framing, Head, HeadError};
 use super::io::{Shared, Upgraded};
 use super::pace::{self, WriteLimit, WritePace};
+use super::socket::Socket;
 use super::write::{self, BodyFraming, RequestFacts};
 
 /// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
@@ -93,12 +93,12 @@ enum HeadEnd {
     reason = "an async fn would keep its arguments twice in the state an idle connection holds"
 )]
 pub fn serve<H: Handler>(
-    stream: TcpStream,
+    socket: Socket,
     handler: H,
     settings: Settings,
     mut shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> {
-    let shared = Shared::new(stream);
+    let shared = Shared::new(socket);
     async move {
         let mut buf = BytesMut::new();
         let refused = loop {
@@ -250,7 +250,7 @@ async fn exchange<H: Handler>(
     if lent && !framed && !shared.is_given_back() {
         // The body is still being read by whoever forwards it: the client gets its FIN now,
         // the socket closes once the body is dropped.
-        let _ = socket2::SockRef::from(&shared.stream).shutdown(std::net::Shutdown::Write);
+        shared.socket.shutdown_write();
         return false;
     }
     if lent {
@@ -278,7 +278,8 @@ async fn exchange<H: Handler>(
 
 /// What ended a wait for the next bytes of a head.
 enum HeadWait {
-    Readable,
+    /// Bytes were read.
+    Read,
     Closed,
     Deadline,
     Stopping,
@@ -313,9 +314,9 @@ fn read_head<'a>(
             }
             let idle = buf.is_empty();
             let woke = std::future::poll_fn(|cx| {
-                match shared.stream.poll_read_ready(cx) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(HeadWait::Readable),
-                    Poll::Ready(Err(_)) => return Poll::Ready(HeadWait::Closed),
+                match read_more(&shared.socket, cx, buf, settings.max_head) {
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(HeadWait::Closed),
+                    Poll::Ready(Ok(_)) => return Poll::Ready(HeadWait::Read),
                     Poll::Pending => {}
                 }
                 if deadline.as_mut().poll(cx).is_ready() {
@@ -329,7 +330,7 @@ fn read_head<'a>(
             })
             .await;
             match woke {
-                HeadWait::Readable => {}
+                HeadWait::Read => {}
                 HeadWait::Closed | HeadWait::Stopping => return Err(HeadEnd::Quiet),
                 // An idle keep-alive connection: closed.
                 HeadWait::Deadline if idle => return Err(HeadEnd::Quiet),
@@ -343,33 +344,30 @@ fn read_head<'a>(
                     }));
                 }
             }
-            let read = if buf.is_empty() {
-                read_first(&shared.stream, buf)
-            } else {
-                if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
-                    let grow = HEAD_BUFFER.max(buf.len()).min(settings.max_head + 1);
-                    buf.reserve(grow);
-                }
-                shared.stream.try_read_buf(buf)
-            };
-            match read {
-                Ok(0) => return Err(HeadEnd::Quiet),
-                Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(HeadEnd::Quiet),
-            }
         }
     }
 }
 
-/// The first read of a head, into the stack: a wake-up with nothing to read (readiness left
-/// over from the last request) allocates nothing, so an idle connection holds no buffer, and a
-/// small head takes only its own size.
-fn read_first(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let mut first = [0u8; 2048];
-    let n = stream.try_read(&mut first)?;
-    buf.extend_from_slice(&first[..n]);
-    Ok(n)
+/// Reads more of a head. The first read goes into the stack: a wake-up with nothing to read
+/// (readiness left over from the last request) allocates nothing, so an idle connection holds
+/// no buffer, and a small head takes only its own size.
+fn read_more(
+    socket: &Socket,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        let mut first = [0u8; 2048];
+        let n = std::task::ready!(socket.poll_read(cx, &mut first))?;
+        buf.extend_from_slice(&first[..n]);
+        return Poll::Ready(Ok(n));
+    }
+    if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
+        let grow = HEAD_BUFFER.max(buf.len()).min(max_head + 1);
+        buf.reserve(grow);
+    }
+    socket.poll_read_buf(cx, buf)
 }
 
 /// Resolves once gatehouse drains (or its shutdown signal is gone). Written with `changed`
@@ -504,7 +502,7 @@ where
 /// Half-closes, then reads and drops what the client still sends, for a bounded time, so that
 /// the answer is not destroyed by a reset from unread bytes (nginx's lingering close).
 async fn linger(shared: &Shared) {
-    let _ = socket2::SockRef::from(&shared.stream).shutdown(std::net::Shutdown::Write);
+    shared.socket.shutdown_write();
     let mut scratch = BytesMut::with_capacity(16 * 1024);
     let mut drained = 0;
     let _ = tokio::time::timeout(LINGER, async {

@@ -7,17 +7,18 @@
 //! HTTP/2 stream and flow-control limits, panic isolation (a panic in one request is answered
 //! 500 `proxy_internal_error` and touches no other request) and graceful drain on shutdown.
 //!
-//! A failure after a response's headers were sent ends its body with an error
-//! (`body::AbortedResponse`): hyper then closes an HTTP/1.1 connection short of the promised
-//! length or final chunk, and resets an HTTP/2 stream with RST_STREAM(INTERNAL_ERROR). Proxy-Status
-//! is deliberately not sent as a trailer there: on HTTP/2 a trailer section carries END_STREAM,
-//! which would make the truncated body look complete to the client.
+//! Both protocols are served by gatehouse's own engines ([`crate::http1`] over a plain socket
+//! or a TLS session, [`crate::http2`] on `h2`). A failure after a response's headers were sent
+//! ends its body with an error (`body::AbortedResponse`): the HTTP/1.1 engine then closes the
+//! connection short of the promised length or final chunk, and the HTTP/2 engine resets the
+//! stream with RST_STREAM(INTERNAL_ERROR). Proxy-Status is deliberately not sent as a trailer
+//! there: on HTTP/2 a trailer section carries END_STREAM, which would make the truncated body
+//! look complete to the client.
 //!
 //! Beside it: `sniff` tells h2c from HTTP/1.1, `h2_streams` counts HTTP/2 streams for the idle
-//! watch, `h2_stall` wraps the response bodies and lets go of stalled HTTP/2 streams, `settings` reads the limits and builds hyper's connections, `isolate` isolates panics
-//! and logs connections that ended with an error.
+//! watch, `h2_stall` wraps the response bodies and lets go of stalled HTTP/2 streams,
+//! `settings` reads the limits, `isolate` isolates panics and logs requests that never parsed.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -25,17 +26,14 @@ use std::sync::Arc;
 
 use futures_util::future::Either;
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::h2_stall::{Counted, StallWatch};
 use super::h2_streams::{IdleWatch, OpenStream, Streams};
-use super::isolate::{handle_isolated, log_unparsed_request, on_connection_error};
-use super::settings::{head_limit, http1_builder, http2_settings, response_write};
+use super::isolate::{handle_isolated, log_unparsed_request};
+use super::settings::{head_limit, http2_settings, response_write};
 use super::sniff::sniff;
 use super::{proxy_header, redirect};
 use crate::body::ProxyBody;
@@ -162,7 +160,7 @@ pub(super) fn serve(
                     Protocol::Http1
                 };
                 match protocol {
-                    Protocol::Http1 => Box::pin(conn.http1(stream)).await,
+                    Protocol::Http1 => Box::pin(conn.http1(stream.into())).await,
                     Protocol::Http2 => Box::pin(conn.http2(stream)).await,
                 }
             }
@@ -220,15 +218,13 @@ impl Conn {
         self.https = true;
         match protocol {
             Protocol::Http2 => self.http2(stream).await,
-            // hyper serves HTTP/1.1 over TLS; a 408 cannot be written around its TLS session,
-            // so a stalled head just closes the connection there (as nginx does).
-            Protocol::Http1 => self.tls_http1(stream).await,
+            Protocol::Http1 => self.http1(stream.into()).await,
         }
     }
 
-    /// Plain HTTP/1.1, served by gatehouse's own engine. (The engine's future is what an idle
-    /// connection holds, so this adds no state of its own around it.)
-    fn http1(self, stream: TcpStream) -> impl Future<Output = ()> + Send {
+    /// HTTP/1.1, plain or over TLS, served by gatehouse's own engine. (The engine's future is
+    /// what an idle connection holds, so this adds no state of its own around it.)
+    fn http1(self, socket: http1::Socket) -> impl Future<Output = ()> + Send {
         let Self {
             client,
             local,
@@ -250,7 +246,7 @@ impl Conn {
             current,
             activity: Arc::new(ClientActivity::new(client, local, https)),
         };
-        http1::serve(stream, handler, settings, shutdown)
+        http1::serve(socket, handler, settings, shutdown)
     }
 
     /// HTTP/2 (h2c, or TLS with ALPN `h2`), served by gatehouse's own engine on `h2`.
@@ -268,8 +264,7 @@ impl Conn {
             mut shutdown,
         } = self;
         let server = &snapshot.config.server;
-        // HTTP/2 frames are binary: there is no request head to watch.
-        let activity = Arc::new(ClientActivity::new(client, local, https).watching_reads(0));
+        let activity = Arc::new(ClientActivity::new(client, local, https));
         let io = ClientIo::new(io, Arc::clone(&activity), response_write(server));
         let streams = Arc::new(Streams::default());
         let handler = Http2Handler {
@@ -290,57 +285,6 @@ impl Conn {
             // Stream-level failures are answered per stream; what ends a whole HTTP/2
             // connection (a GOAWAY for a protocol error, a reset socket) has no request to log.
             tracing::debug!(%client, error = %err, "HTTP/2 client connection ended with an error");
-        }
-    }
-
-    /// HTTP/1.1 over TLS, served by hyper.
-    async fn tls_http1<S>(self, io: S)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let Self {
-            client,
-            local,
-            handler,
-            https,
-            snapshot,
-            current,
-            mut shutdown,
-        } = self;
-        let server = &snapshot.config.server;
-        let max_buf = head_limit(server);
-        let activity = Arc::new(ClientActivity::new(client, local, https).watching_reads(max_buf));
-        let io = TokioIo::new(ClientIo::new(
-            io,
-            Arc::clone(&activity),
-            response_write(server),
-        ));
-        let service_activity = Arc::clone(&activity);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let req = req.map(ClientBody::Hyper);
-            let snapshot = current.load_full();
-            let activity = Arc::clone(&service_activity);
-            async move {
-                let response = match (super::challenge::http01(&snapshot, &req), handler) {
-                    (Some(answer), _) => answer,
-                    (None, Handler::Proxy) => {
-                        handle_isolated(snapshot, client, activity, req).await
-                    }
-                    (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
-                };
-                Ok::<_, Infallible>(response.map(Counted::http1))
-            }
-        });
-        // With upgrades, so that `hyper::upgrade::on` works in the service (WebSocket).
-        let conn = http1_builder(server, max_buf)
-            .serve_connection(io, service)
-            .with_upgrades();
-        let result = drive(pin!(conn), &mut shutdown, None, None, |conn| {
-            conn.graceful_shutdown();
-        })
-        .await;
-        if let Some(Err(err)) = result {
-            on_connection_error(&err, client, &snapshot, &activity);
         }
     }
 }
@@ -511,7 +455,7 @@ mod tests {
             max_head: 16 * 1024,
             response_write: http1::pace::WriteLimit::OFF,
         };
-        let serve = http1::serve(stream, handler, settings, shutdown);
+        let serve = http1::serve(stream.into(), handler, settings, shutdown);
         let size = std::mem::size_of_val(&serve);
         assert!(
             size <= 640,

@@ -1,6 +1,6 @@
-//! The response bodies of a connection hyper serves, and the stall watch over its HTTP/2
-//! streams: `client_write_timeout` for a stream the client stops taking through flow control
-//! while the connection goes on.
+//! The response bodies of an HTTP/2 connection, and the stall watch over its streams:
+//! `client_write_timeout` for a stream the client stops taking through flow control while the
+//! connection goes on.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,39 +12,25 @@ use tokio::time::Instant;
 use super::h2_streams::{OpenStream, Streams};
 use crate::body::ProxyBody;
 
-/// A response body that keeps its HTTP/2 stream counted as open (HTTP/1.1: no count). Over
-/// HTTP/2 the body is shared with the connection's [`StallWatch`], which may take it away.
+/// A response body that keeps its HTTP/2 stream counted as open, shared with the connection's
+/// [`StallWatch`], which may take it away.
 #[derive(Debug)]
 pub(super) struct Counted {
-    body: Held,
-    _open: Option<OpenStream>,
+    sending: Arc<Mutex<Sending>>,
+    _open: OpenStream,
 }
 
-#[derive(Debug)]
-enum Held {
-    Own(ProxyBody),
-    Watched(Arc<Mutex<Sending>>),
-}
-
-/// An HTTP/2 response body and when its last frame went to hyper.
+/// An HTTP/2 response body and when its last frame went to the HTTP/2 engine.
 #[derive(Debug)]
 pub(super) struct Sending {
     /// `None` once the stall watch let go of it.
     body: Option<ProxyBody>,
-    /// A frame was handed to hyper at this time and hyper has not asked for the next one:
-    /// hyper asks only once the client's flow-control window has room again.
+    /// A frame was handed to the engine at this time and it has not asked for the next one: it
+    /// asks only once the client's flow-control window has room again.
     handed: Option<Instant>,
 }
 
 impl Counted {
-    /// An HTTP/1.1 response body.
-    pub(super) fn http1(body: ProxyBody) -> Self {
-        Self {
-            body: Held::Own(body),
-            _open: None,
-        }
-    }
-
     /// An HTTP/2 stream's response body, counted open in `streams` and watched for stalls.
     pub(super) fn http2(body: ProxyBody, open: OpenStream) -> Self {
         let sending = Arc::new(Mutex::new(Sending {
@@ -63,8 +49,8 @@ impl Counted {
             streams.first_sending.notify_one();
         }
         Self {
-            body: Held::Watched(sending),
-            _open: Some(open),
+            sending,
+            _open: open,
         }
     }
 }
@@ -77,50 +63,39 @@ impl http_body::Body for Counted {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        // An error passed up here (a failure after the head went out) is what makes hyper
-        // reset an HTTP/2 stream with RST_STREAM(INTERNAL_ERROR), or cut an HTTP/1.1 response
-        // short. No Proxy-Status trailer is sent instead: a trailer section ends the stream
-        // (END_STREAM) and would make the truncated body look complete.
-        match &mut self.get_mut().body {
-            Held::Own(body) => Pin::new(body).poll_frame(cx),
-            Held::Watched(sending) => {
-                let mut sending = sending.lock().unwrap_or_else(|e| e.into_inner());
-                sending.handed = None;
-                let Some(body) = sending.body.as_mut() else {
-                    return Poll::Ready(Some(Err(StreamStalled.into())));
-                };
-                let polled = Pin::new(body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(_))) = &polled {
-                    sending.handed = Some(Instant::now());
-                }
-                polled
-            }
+        // An error passed up here (a failure after the head went out) is what makes the engine
+        // reset the stream with RST_STREAM(INTERNAL_ERROR). No Proxy-Status trailer is sent
+        // instead: a trailer section ends the stream (END_STREAM) and would make the truncated
+        // body look complete.
+        let mut sending = self.sending.lock().unwrap_or_else(|e| e.into_inner());
+        sending.handed = None;
+        let Some(body) = sending.body.as_mut() else {
+            return Poll::Ready(Some(Err(StreamStalled.into())));
+        };
+        let polled = Pin::new(body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            sending.handed = Some(Instant::now());
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.body {
-            Held::Own(body) => body.is_end_stream(),
-            Held::Watched(sending) => sending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .body
-                .as_ref()
-                .is_some_and(http_body::Body::is_end_stream),
-        }
+        self.sending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .body
+            .as_ref()
+            .is_some_and(http_body::Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        match &self.body {
-            Held::Own(body) => body.size_hint(),
-            Held::Watched(sending) => sending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .body
-                .as_ref()
-                .map(http_body::Body::size_hint)
-                .unwrap_or_default(),
-        }
+        self.sending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .body
+            .as_ref()
+            .map(http_body::Body::size_hint)
+            .unwrap_or_default()
     }
 }
 

@@ -1,11 +1,11 @@
 //! Panic isolation for one request (answered 500 `proxy_internal_error`), and logging of
-//! connections that ended with an error, including requests that never parsed.
+//! requests that never parsed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::FutureExt as _;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 
 use crate::body::ProxyBody;
 use crate::client_body::ClientBody;
@@ -62,49 +62,6 @@ pub(super) async fn handle_isolated(
             )
         }
     }
-}
-
-/// hyper ended the connection with an error: log it. A TLS client that stalled part-way
-/// through a request head is logged as a 408; the connection is only closed (no response can be
-/// written around hyper's TLS session).
-pub(super) fn on_connection_error(
-    err: &hyper::Error,
-    client: SocketAddr,
-    snapshot: &Snapshot,
-    activity: &ClientActivity,
-) {
-    if err.is_timeout() {
-        if !activity.request_in_progress() {
-            return; // an idle keep-alive connection: closing it is normal
-        }
-        let failure = Failure::client(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "client did not send a complete request header section within client_header_timeout ({:?})",
-                snapshot.config.server.client_header_timeout
-            ),
-        );
-        log_unparsed_request(&failure, client, snapshot);
-        return;
-    }
-    if err.is_parse() || err.is_parse_too_large() {
-        // hyper has answered 400/414/431 itself (a bare response); the log lines are ours.
-        let status = if err.is_parse_too_large() {
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let failure = Failure::client(
-            status,
-            format!(
-                "unparseable request: {}",
-                crate::failure::classify::describe(err)
-            ),
-        );
-        log_unparsed_request(&failure, client, snapshot);
-        return;
-    }
-    tracing::debug!(%client, error = %crate::failure::classify::describe(err), "client connection ended with an error");
 }
 
 /// The failure warning and access record for a request that never became a `Request`

@@ -1,11 +1,8 @@
 //! A connection's limits as read from `[server]`: the request head and response write limits,
-//! hyper's HTTP/1.1 builder (TLS) and the HTTP/2 engine's settings.
-
-use gatehouse_config::ServerConfig;
-use hyper::server::conn::http1 as hyper_http1;
-use hyper_util::rt::TokioTimer;
+//! and the HTTP/2 engine's settings.
 
 use crate::{http1, http2};
+use gatehouse_config::ServerConfig;
 
 /// Streams a client may open and cancel before gatehouse has accepted them (the "rapid reset"
 /// attack, CVE-2023-44487); beyond this the connection gets GOAWAY. h2's default.
@@ -33,20 +30,6 @@ pub(super) fn head_limit(server: &ServerConfig) -> usize {
     (server.max_request_header_size * 2)
         .max(server.max_uri_length * 2)
         .max(16 * 1024)
-}
-
-pub(super) fn http1_builder(server: &ServerConfig, max_buf: usize) -> hyper_http1::Builder {
-    let mut builder = hyper_http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(true)
-        // Also the idle keep-alive limit: hyper starts it whenever it waits for a request head.
-        .header_read_timeout(server.client_header_timeout)
-        // hyper's buffer limit sits above gatehouse's own limits (see `max_buf`). hyper's
-        // default of 100 header fields is kept (above 100 it heap-allocates its parse arrays
-        // for every request).
-        .max_buf_size(max_buf);
-    builder
 }
 
 pub(super) fn http2_settings(server: &ServerConfig) -> http2::Settings {

@@ -8,7 +8,6 @@ use http::{Request, StatusCode, Version};
 
 use super::{Pipeline, UpgradeRequest};
 use crate::client_body::{ClientBody, ClientUpgrade};
-use crate::client_io::ClientActivity;
 use crate::failure::{Failure, FailureKind, Phase};
 use crate::forward;
 
@@ -75,13 +74,9 @@ fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
 }
 
 impl Pipeline<'_> {
-    /// Limits gatehouse applies itself, answered with the fitting 4xx (hyper answers only what it
-    /// cannot parse at all), and loop detection.
-    pub(super) fn check_request(
-        &self,
-        parts: &mut http::request::Parts,
-        activity: &ClientActivity,
-    ) -> Result<(), Failure> {
+    /// Limits gatehouse applies itself, answered with the fitting 4xx (the engines answer only
+    /// what they cannot parse at all), and loop detection.
+    pub(super) fn check_request(&self, parts: &mut http::request::Parts) -> Result<(), Failure> {
         let limits = &self.snapshot.config.server;
         let target_len = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > limits.max_uri_length {
@@ -139,7 +134,11 @@ impl Pipeline<'_> {
             return Err(failure);
         }
         // RFC 9112 §6.1: both framings at once is a smuggling vector; refuse, never forward.
-        if parts.headers.contains_key(header::TRANSFER_ENCODING) && activity.head_has_te_and_cl() {
+        // (The HTTP/1.1 engine refuses such a head before it is a request, and HTTP/2 has no
+        // Transfer-Encoding; this keeps the rule for any engine.)
+        if parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
             return Err(Failure::client(
                 StatusCode::BAD_REQUEST,
                 "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",

@@ -143,8 +143,7 @@ struct Pipeline<'a> {
     robots_learn: bool,
     /// The request asks to switch protocols (WebSocket), until its response decides.
     upgrade: Option<UpgradeRequest>,
-    /// Where the upstream's interim (1xx) responses go: an HTTP/1.1 client of gatehouse's own
-    /// engine (hyper's server cannot send them).
+    /// Where the upstream's interim (1xx) responses go (an HTTP/1.1 or HTTP/2 client).
     interim: Option<crate::client_body::Interim>,
     /// The route's compression settings and label, when it compresses; cleared for a response
     /// gatehouse generates (its error pages are sent as they are).
@@ -153,7 +152,7 @@ struct Pipeline<'a> {
 
 /// What an upgrade request needs once the upstream has answered.
 struct UpgradeRequest {
-    /// The client's side of the connection, handed over by hyper after a 101 is written.
+    /// The client's side of the connection, handed over by the engine after a 101 is written.
     client: ClientUpgrade,
     /// The `Upgrade` value forwarded (what the client asked for, `h2c` left out).
     protocols: HeaderValue,
@@ -196,7 +195,7 @@ impl Pipeline<'_> {
         self.interim = body.interim();
         let head_only = parts.method == Method::HEAD;
 
-        if let Err(failure) = self.check_request(&mut parts, activity) {
+        if let Err(failure) = self.check_request(&mut parts) {
             return self.fail(&failure, head_only, None);
         }
 

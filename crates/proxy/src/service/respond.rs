@@ -260,7 +260,7 @@ impl Pipeline<'_> {
         self.record.status = StatusCode::SWITCHING_PROTOCOLS.as_u16();
         let record = self.take_record();
         self.snapshot.observer.finished(record);
-        // The tunnel waits for hyper to write this 101 and hand the client connection over.
+        // The tunnel waits for the engine to write this 101 and hand the client connection over.
         tunnel::spawn(Tunnel {
             client: upgrade.client,
             upstream,

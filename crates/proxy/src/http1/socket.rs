@@ -1,0 +1,130 @@
+//! The transport under the HTTP/1.1 engine: a plain TCP socket, or a TLS session over one.
+//!
+//! Both are used through `&self`, from the connection's loop and from the task its request
+//! body streams upstream on. A plain socket needs no lock (tokio's `&TcpStream` readiness
+//! calls); a TLS session keeps state for both directions and sits behind a mutex held only for
+//! the length of one non-blocking call.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// A client connection's transport.
+#[derive(Debug)]
+pub enum Socket {
+    Plain(TcpStream),
+    /// Boxed: a plain connection does not carry room for a TLS session.
+    Tls(Box<Mutex<TlsStream<TcpStream>>>),
+}
+
+impl From<TcpStream> for Socket {
+    fn from(stream: TcpStream) -> Self {
+        Self::Plain(stream)
+    }
+}
+
+impl From<TlsStream<TcpStream>> for Socket {
+    fn from(stream: TlsStream<TcpStream>) -> Self {
+        Self::Tls(Box::new(Mutex::new(stream)))
+    }
+}
+
+fn lock(tls: &Mutex<TlsStream<TcpStream>>) -> MutexGuard<'_, TlsStream<TcpStream>> {
+    tls.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Socket {
+    /// Reads into `buf`'s spare capacity (reserve first). `Ok(0)` is the end of the stream.
+    pub fn poll_read_buf(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(stream) => loop {
+                ready!(stream.poll_read_ready(cx))?;
+                match stream.try_read_buf(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    result => return Poll::Ready(result),
+                }
+            },
+            // `read_buf` keeps no state between polls: dropping it after `Pending` loses
+            // nothing, and it fills the buffer's uninitialised spare capacity safely.
+            Self::Tls(tls) => pin!(lock(tls).read_buf(buf)).poll(cx),
+        }
+    }
+
+    /// Reads into `dst`. `Ok(0)` is the end of the stream (or an empty `dst`).
+    pub fn poll_read(&self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(stream) => loop {
+                ready!(stream.poll_read_ready(cx))?;
+                match stream.try_read(dst) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    result => return Poll::Ready(result),
+                }
+            },
+            Self::Tls(tls) => {
+                let mut read = ReadBuf::new(dst);
+                ready!(Pin::new(&mut *lock(tls)).poll_read(cx, &mut read))?;
+                Poll::Ready(Ok(read.filled().len()))
+            }
+        }
+    }
+
+    /// Writes some of `bufs`. Over TLS, what an earlier write left in the session goes out
+    /// first, so that no more than one write's worth waits there; [`Socket::poll_flush`] sends
+    /// the rest.
+    pub fn poll_write_vectored(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Self::Plain(stream) => loop {
+                ready!(stream.poll_write_ready(cx))?;
+                match stream.try_write_vectored(bufs) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    result => return Poll::Ready(result),
+                }
+            },
+            Self::Tls(tls) => {
+                let mut tls = lock(tls);
+                ready!(Pin::new(&mut *tls).poll_flush(cx))?;
+                Pin::new(&mut *tls).poll_write_vectored(cx, bufs)
+            }
+        }
+    }
+
+    /// Sends what a TLS session still holds (a plain socket holds nothing).
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Self::Plain(_) => Poll::Ready(Ok(())),
+            Self::Tls(tls) => Pin::new(&mut *lock(tls)).poll_flush(cx),
+        }
+    }
+
+    /// Half-closes: the client gets its FIN (over TLS after a `close_notify`, sent if the
+    /// socket takes it at once), and may go on sending until it closes too.
+    pub fn shutdown_write(&self) {
+        match self {
+            Self::Plain(stream) => {
+                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+            }
+            Self::Tls(tls) => {
+                let mut tls = lock(tls);
+                tls.get_mut().1.send_close_notify();
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let _ = Pin::new(&mut *tls).poll_flush(&mut cx);
+                let _ = socket2::SockRef::from(tls.get_ref().0).shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+}
