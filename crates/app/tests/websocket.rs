@@ -480,3 +480,55 @@ fn an_open_tunnel_holds_its_servers_connection_slot() {
     }
     assert_ne!(answer.status, 503, "the slot was not freed: {answer:#?}");
 }
+
+/// WebSocket over TLS (`wss://`): the HTTP/1.1 engine hands the TLS session to the tunnel after
+/// the 101, and messages both ways cross it whole.
+#[test]
+fn websocket_over_tls_echoes_messages() {
+    use gatehouse_testkit::https::{Https, TlsListener, tls_listeners};
+    use gatehouse_testkit::tls::TestCa;
+
+    let origin = WsOrigin::start();
+    let ca = TestCa::new("wss CA");
+    let cert = ca.leaf(&["app.test"]);
+    let (cert_pem, key_pem) = cert.write_pem();
+    let gh = start(Config::proxy_to([origin.addr()]).server(
+        "tls",
+        tls_listeners([
+            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
+        ]),
+    ));
+    let stream = Https::new(&ca.cert_der(), "app.test")
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap()
+        .into_stream();
+    let (mut ws, response) = tungstenite::client::client("wss://app.test/chat", stream)
+        .unwrap_or_else(|e| panic!("handshake through gatehouse over TLS: {e}"));
+    assert_eq!(response.status(), 101);
+    for message in [
+        Message::text("hello over tls"),
+        Message::binary(vec![9u8; 70_000]),
+        Message::text("y".repeat(200_000)),
+    ] {
+        ws.send(message.clone()).unwrap();
+        loop {
+            match ws.read() {
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Ok(answer) => {
+                    assert_eq!(answer, message);
+                    break;
+                }
+                Err(err) => panic!("no echo of {message:?}: {err}"),
+            }
+        }
+    }
+    ws.close(None).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+}

@@ -181,6 +181,11 @@ impl HttpsConn {
         self.stream.conn.protocol_version()
     }
 
+    /// The TLS stream itself (for a client that speaks over it, a WebSocket say).
+    pub fn into_stream(self) -> StreamOwned<ClientConnection, TcpStream> {
+        self.stream
+    }
+
     /// Writes raw bytes (a request head, say) without reading anything.
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)?;

@@ -24,6 +24,19 @@ pub enum Socket {
     Tls(Box<Mutex<TlsStream<TcpStream>>>),
 }
 
+impl Drop for Socket {
+    /// A TLS session ends with `close_notify` (RFC 8446 §6.1), sent if the socket takes it at
+    /// once: the client can tell the end from a truncation.
+    fn drop(&mut self) {
+        if let Self::Tls(tls) = self {
+            let mut tls = lock(tls);
+            tls.get_mut().1.send_close_notify();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = Pin::new(&mut *tls).poll_flush(&mut cx);
+        }
+    }
+}
+
 impl From<TcpStream> for Socket {
     fn from(stream: TcpStream) -> Self {
         Self::Plain(stream)
