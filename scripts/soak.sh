@@ -17,7 +17,9 @@
 # MINUTES: keep-alive GETs, a new connection per GET, POST uploads of 64 KiB to 1 MiB, request
 # bodies trickled at ~1 KB/s, responses read at 0.6 to 16 KB/s (up to 1 MiB) and at 32 to
 # 128 KB/s (5 to 8 MiB, more than the socket buffers hold), and WebSocket echo sessions: about
-# 200 requests a second. Meanwhile, once a second, it:
+# 200 requests a second; beside it, h2load keeps three side loads of about 20 requests a second
+# each for the whole run: HTTP/2 with prior knowledge (h2c), HTTP/2 over TLS and HTTP/1.1 over
+# TLS (a TLS listener with a self-signed certificate). Meanwhile, once a second, it:
 #   - every 10 s samples gatehouse's VmRSS, open fds, open connections and tunnels;
 #   - every 10 s reloads the config, alternating POST /reload and SIGHUP and alternating
 #     upstream.app.response_timeout between 10s and 11s, so that each reload swaps a snapshot;
@@ -27,7 +29,10 @@
 # classifies every failed request with gatehouse's access log and the kills, and compares the
 # median RSS and fds of the last 5 minutes with those of minutes 2-7. Exit status: 0 pass, 1 a
 # request was lost that a healthy server could have answered, RSS or fds grew, gatehouse
-# crashed, a reload failed, or gatehouse did not stop cleanly.
+# crashed, a reload failed, or gatehouse did not stop cleanly. The side loads' counts (requests,
+# failed, errored, status classes) are reported beside the verdict; a side load whose requests
+# did not all succeed fails the run only when more failed than backends were killed (a kill can
+# cut a response in flight on its stream).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,7 +90,14 @@ for i in 0 1 2; do
     BACKEND_PORTS[i]="$backend_port"
 done
 free_port LISTEN_PORT
+free_port TLS_PORT
 free_port ADMIN_PORT
+need_cmd() { command -v "$1" >/dev/null 2>&1 || die "$1 is needed (Debian: $2)"; }
+need_cmd h2load nghttp2-client
+need_cmd openssl openssl
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/tls-key.pem" -out "$TMP/tls-cert.pem" \
+    -days 2 -subj "/CN=soak.test" -addext "subjectAltName=DNS:soak.test" >/dev/null 2>&1 ||
+    die "openssl could not make the TLS listener's certificate"
 ADMIN="http://127.0.0.1:$ADMIN_PORT"
 
 start_backend() {
@@ -121,6 +133,11 @@ access_log_format = "json"
 access_log_file = "$TMP/access.log"
 state_dir = "$TMP/state"
 ${MIN_RESPONSE_RATE:+min_response_rate = $MIN_RESPONSE_RATE}
+
+[[server.tls]]
+listen = ["127.0.0.1:$TLS_PORT"]
+cert = "$TMP/tls-cert.pem"
+key = "$TMP/tls-key.pem"
 
 [[route]]
 path = "/"
@@ -197,6 +214,16 @@ reload() {
     --out "$TMP/outcomes.tsv" >"$TMP/load.out" 2>"$TMP/load.log" &
 LOAD_PID=$!
 STARTED_PIDS+=("$LOAD_PID")
+# The side loads: h2load, two clients of 10 requests a second each, for the whole run.
+SIDE_NAMES=(h2c h2-tls h1-tls)
+SIDE_ARGS=("http://127.0.0.1:$LISTEN_PORT/get?size=100" "https://127.0.0.1:$TLS_PORT/get?size=100" "--h1 https://127.0.0.1:$TLS_PORT/get?size=100")
+SIDE_PIDS=()
+for i in 0 1 2; do
+    # shellcheck disable=SC2086 # the arguments are split on purpose (--h1 URL)
+    h2load -c2 -m1 --rps 10 -D "$((MINUTES * 60))" ${SIDE_ARGS[i]} >"$TMP/side-${SIDE_NAMES[i]}.out" 2>&1 &
+    SIDE_PIDS[i]=$!
+    STARTED_PIDS+=("${SIDE_PIDS[i]}")
+done
 event load-start
 START_S="$(date +%s)"
 log "load running for $MINUTES min against gatehouse (pid $GH_PID) on 127.0.0.1:$LISTEN_PORT; backends on ports ${BACKEND_PORTS[*]}; temp dir $TMP"
@@ -241,6 +268,10 @@ done
 LOAD_RC=0
 wait "$LOAD_PID" || LOAD_RC=$?
 forget_pid "$LOAD_PID"
+for pid in "${SIDE_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+done
 event load-end
 sample
 [[ -z "$down" ]] || start_backend "$down"
@@ -269,6 +300,27 @@ FAILED=0
     grep -o '"failure":"[a-z_0-9]*"' "$TMP/access.log" | sort | uniq -c | sort -rn | sed 's/^ */  - /' || true
     echo
 } >"$TMP/report.md"
+KILLS="$(grep -c ' kill ' "$CHAOS" || true)"
+{
+    echo "Side loads (h2load, ~20 requests a second each; $KILLS backend kills in the run):"
+    echo
+    for name in "${SIDE_NAMES[@]}"; do
+        out="$TMP/side-$name.out"
+        requests="$(grep -m1 '^requests:' "$out" || echo 'requests: (no summary)')"
+        codes="$(grep -m1 '^status codes:' "$out" || echo 'status codes: (none)')"
+        echo "- $name: $requests; $codes"
+        total="$(awk '/^requests:/ { print $2 }' "$out")"
+        succeeded="$(awk '/^requests:/ { print $8 }' "$out")"
+        if [[ -z "$total" || -z "$succeeded" ]] || ((total == 0)); then
+            echo "FAIL: side load $name made no requests (see $out)"
+            FAILED=1
+        elif ((total - succeeded > KILLS)); then
+            echo "FAIL: side load $name lost $((total - succeeded)) requests, more than the $KILLS kills explain"
+            FAILED=1
+        fi
+    done
+    echo
+} >>"$TMP/report.md"
 "$SOAK" --mode report --outcomes "$TMP/outcomes.tsv" --access-log "$TMP/access.log" \
     --chaos "$CHAOS" --samples "$SAMPLES" --metrics "$TMP/metrics.txt" >>"$TMP/report.md" || FAILED=1
 if ((GH_RC != 0)); then
