@@ -7,7 +7,7 @@ use std::path::Path;
 
 use gatehouse_testkit::https::{Https, TlsListener, curl_any, free_addr, tls_listeners};
 use gatehouse_testkit::tls::{TestCa, TestCert};
-use gatehouse_testkit::{Config, Gatehouse, Req, TempFile, Upstream, send_raw};
+use gatehouse_testkit::{Behavior, Config, Gatehouse, Req, TempFile, Upstream, send_raw};
 
 fn start(config: &Config) -> Gatehouse {
     Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
@@ -547,4 +547,32 @@ fn transfer_encoding_with_content_length_over_tls_is_a_400() {
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
     assert!(upstream.requests().is_empty());
+}
+
+/// A response framed by the end of the connection (an HTTP/1.0 client, a body of unknown
+/// length) over TLS ends with `close_notify`: without it the client could not tell the end of
+/// the body from a truncation.
+#[test]
+fn a_tls_session_ends_with_close_notify() {
+    let upstream = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until close".to_vec(),
+    ));
+    let ca = TestCa::new("close CA");
+    let cert = Cert::new(&ca, &["close.test"]);
+    let gh = start(&with_tls(
+        Config::proxy_to([upstream.addr()]),
+        [tls("127.0.0.1:0", &[&cert])],
+    ));
+    let mut conn = Https::new(&ca.cert_der(), "close.test")
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap();
+    conn.write_raw(b"GET / HTTP/1.0\r\nHost: close.test\r\n\r\n")
+        .unwrap();
+    let answer = conn
+        .read_to_close_notify(std::time::Duration::from_secs(10))
+        .expect("the session ends with close_notify");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nbody until close"), "{text}");
 }

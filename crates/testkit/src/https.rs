@@ -206,6 +206,20 @@ impl HttpsConn {
         }
     }
 
+    /// Reads until the server ends the session; an error unless it ended with `close_notify`
+    /// (rustls reports a close without it as `UnexpectedEof`: a truncation attack looks so).
+    pub fn read_to_close_notify(&mut self, timeout: Duration) -> io::Result<Vec<u8>> {
+        self.stream.sock.set_read_timeout(Some(timeout))?;
+        let mut out = std::mem::take(&mut self.buf);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match self.stream.read(&mut buf)? {
+                0 => return Ok(out),
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
     /// Reads and drops everything until the server closes or `timeout` passes without a byte;
     /// the number of plaintext bytes read.
     pub fn drain(&mut self, timeout: Duration) -> usize {

@@ -223,9 +223,7 @@ impl AsyncWrite for Upgraded {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        ready!(self.shared.socket.poll_flush(cx))?;
         // A half-close (FIN): the other direction keeps flowing until the peer closes too.
-        self.shared.socket.shutdown_write();
-        Poll::Ready(Ok(()))
+        self.shared.socket.poll_shutdown(cx)
     }
 }

@@ -10,31 +10,63 @@ use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+/// How long a closing TLS session may take to send its `close_notify`.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A client connection's transport.
 #[derive(Debug)]
 pub enum Socket {
     Plain(TcpStream),
-    /// Boxed: a plain connection does not carry room for a TLS session.
-    Tls(Box<Mutex<TlsStream<TcpStream>>>),
+    Tls(TlsSocket),
 }
 
-impl Drop for Socket {
-    /// A TLS session ends with `close_notify` (RFC 8446 §6.1), sent if the socket takes it at
-    /// once: the client can tell the end from a truncation.
+/// A TLS session: boxed (a plain connection does not carry room for one), and `None` only
+/// once dropped (its close is then sent on a task of its own).
+#[derive(Debug)]
+pub struct TlsSocket(Option<Box<Mutex<TlsStream<TcpStream>>>>);
+
+impl Drop for TlsSocket {
+    /// A TLS session ends with `close_notify` (RFC 8446 §6.1), so that the client can tell the
+    /// end from a truncation (a response framed by the close, say). Sending it may have to wait
+    /// for the client to read: a task of its own does that, for [`CLOSE_WAIT`] at most.
     fn drop(&mut self) {
-        if let Self::Tls(tls) = self {
-            let mut tls = lock(tls);
-            tls.get_mut().1.send_close_notify();
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            let _ = Pin::new(&mut *tls).poll_flush(&mut cx);
+        let Some(tls) = self.0.take() else {
+            return;
+        };
+        let mut tls = tls.into_inner().unwrap_or_else(|e| e.into_inner());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_WAIT, tls.shutdown()).await;
+                });
+            }
+            // No runtime (a test's teardown): the alert goes only if the socket takes it now.
+            Err(_) => {
+                tls.get_mut().1.send_close_notify();
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let _ = Pin::new(&mut tls).poll_flush(&mut cx);
+            }
         }
     }
+}
+
+impl TlsSocket {
+    /// The session, locked; `None` once dropped.
+    fn lock(&self) -> Option<MutexGuard<'_, TlsStream<TcpStream>>> {
+        let tls = self.0.as_ref()?;
+        Some(tls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn closed() -> io::Error {
+    io::ErrorKind::NotConnected.into()
 }
 
 impl From<TcpStream> for Socket {
@@ -45,12 +77,8 @@ impl From<TcpStream> for Socket {
 
 impl From<TlsStream<TcpStream>> for Socket {
     fn from(stream: TlsStream<TcpStream>) -> Self {
-        Self::Tls(Box::new(Mutex::new(stream)))
+        Self::Tls(TlsSocket(Some(Box::new(Mutex::new(stream)))))
     }
-}
-
-fn lock(tls: &Mutex<TlsStream<TcpStream>>) -> MutexGuard<'_, TlsStream<TcpStream>> {
-    tls.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Socket {
@@ -70,7 +98,10 @@ impl Socket {
             },
             // `read_buf` keeps no state between polls: dropping it after `Pending` loses
             // nothing, and it fills the buffer's uninitialised spare capacity safely.
-            Self::Tls(tls) => pin!(lock(tls).read_buf(buf)).poll(cx),
+            Self::Tls(tls) => match tls.lock() {
+                Some(mut tls) => pin!(tls.read_buf(buf)).poll(cx),
+                None => Poll::Ready(Ok(0)),
+            },
         }
     }
 
@@ -85,8 +116,11 @@ impl Socket {
                 }
             },
             Self::Tls(tls) => {
+                let Some(mut tls) = tls.lock() else {
+                    return Poll::Ready(Ok(0));
+                };
                 let mut read = ReadBuf::new(dst);
-                ready!(Pin::new(&mut *lock(tls)).poll_read(cx, &mut read))?;
+                ready!(Pin::new(&mut *tls).poll_read(cx, &mut read))?;
                 Poll::Ready(Ok(read.filled().len()))
             }
         }
@@ -109,7 +143,9 @@ impl Socket {
                 }
             },
             Self::Tls(tls) => {
-                let mut tls = lock(tls);
+                let Some(mut tls) = tls.lock() else {
+                    return Poll::Ready(Err(closed()));
+                };
                 ready!(Pin::new(&mut *tls).poll_flush(cx))?;
                 Pin::new(&mut *tls).poll_write_vectored(cx, bufs)
             }
@@ -120,11 +156,26 @@ impl Socket {
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Self::Plain(_) => Poll::Ready(Ok(())),
-            Self::Tls(tls) => Pin::new(&mut *lock(tls)).poll_flush(cx),
+            Self::Tls(tls) => match tls.lock() {
+                Some(mut tls) => Pin::new(&mut *tls).poll_flush(cx),
+                None => Poll::Ready(Err(closed())),
+            },
         }
     }
 
-    /// Half-closes: the client gets its FIN (over TLS after a `close_notify`, sent if the
+    /// Half-closes once everything written was sent: over TLS after a `close_notify`.
+    pub fn poll_shutdown(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Self::Tls(tls) = self
+            && let Some(mut tls) = tls.lock()
+        {
+            tls.get_mut().1.send_close_notify();
+            ready!(Pin::new(&mut *tls).poll_flush(cx))?;
+        }
+        self.shutdown_write();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Half-closes now: the client gets its FIN (over TLS after a `close_notify`, sent if the
     /// socket takes it at once), and may go on sending until it closes too.
     pub fn shutdown_write(&self) {
         match self {
@@ -132,7 +183,9 @@ impl Socket {
                 let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
             }
             Self::Tls(tls) => {
-                let mut tls = lock(tls);
+                let Some(mut tls) = tls.lock() else {
+                    return;
+                };
                 tls.get_mut().1.send_close_notify();
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 let _ = Pin::new(&mut *tls).poll_flush(&mut cx);

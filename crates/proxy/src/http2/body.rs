@@ -20,12 +20,20 @@ pub struct RequestBody {
     content_length: Option<u64>,
     /// The DATA frames have ended; trailers (if any) come next.
     data_done: bool,
+    /// The client waits for `100 Continue` before it sends the body.
+    expect_continue: bool,
     interim: Interim,
 }
 
 impl RequestBody {
-    pub(super) fn new(recv: h2::RecvStream, content_length: Option<u64>, interim: Interim) -> Self {
+    pub(super) fn new(
+        recv: h2::RecvStream,
+        content_length: Option<u64>,
+        expect_continue: bool,
+        interim: Interim,
+    ) -> Self {
         Self {
+            expect_continue: expect_continue && !recv.is_end_stream(),
             recv,
             content_length,
             data_done: false,
@@ -54,6 +62,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
         let this = self.get_mut();
+        if this.expect_continue {
+            this.expect_continue = false;
+            this.interim.send_continue();
+        }
         if !this.data_done {
             match ready!(this.recv.poll_data(cx)) {
                 Some(Ok(data)) => {

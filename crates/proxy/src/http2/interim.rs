@@ -48,6 +48,16 @@ impl Interim {
         }
     }
 
+    /// `100 Continue`: the client waits for it before it sends a body it announced with
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1); sent when the body is first asked for.
+    pub(super) fn send_continue(&self) {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::CONTINUE;
+        if let Some(respond) = self.lock().as_mut() {
+            let _ = respond.send_informational(response);
+        }
+    }
+
     /// The `SendResponse` for the final response; `None` if it was already taken.
     pub(super) fn take(&self) -> Option<SendResponse<Bytes>> {
         self.lock().take()

@@ -112,6 +112,14 @@ fn content_length(request: &Request<h2::RecvStream>) -> Option<u64> {
     values.next().is_none().then_some(first)
 }
 
+/// The request asks for `100 Continue` before its body.
+fn expects_continue(request: &Request<h2::RecvStream>) -> bool {
+    request
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 impl<T, H> Future for Connection<T, H>
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -136,9 +144,10 @@ where
                     };
                     let (request, respond) = accepted?;
                     let length = content_length(&request);
+                    let expect_continue = expects_continue(&request);
                     let (parts, recv) = request.into_parts();
                     let reply = Interim::new(respond);
-                    let body = RequestBody::new(recv, length, reply.clone());
+                    let body = RequestBody::new(recv, length, expect_continue, reply.clone());
                     let call = this.handler.call(Request::from_parts(parts, body));
                     // Boxed before spawning: tokio moves a future through several calls on its way
                     // into the task, and a pipeline's future is kilobytes; a box moves as a pointer.

@@ -95,6 +95,9 @@ where
                                 ?reason,
                                 "HTTP/2 stream reset by the client before its response"
                             );
+                            // A 1xx that arrives later (a handle outlives this future) has
+                            // no stream left to go on.
+                            drop(this.reply.take());
                             return Poll::Ready(());
                         }
                         return Poll::Pending;

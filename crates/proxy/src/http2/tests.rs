@@ -304,3 +304,38 @@ async fn graceful_shutdown_lets_the_open_stream_finish_then_ends() {
         .unwrap();
     assert!(ended.is_ok(), "{ended:?}");
 }
+
+#[tokio::test]
+async fn expect_continue_gets_its_100_when_the_body_is_first_asked_for() {
+    let (addr, _stop, _end) = serve(|request: Request<RequestBody>| {
+        Box::pin(async move {
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            Response::new(
+                Full::new(body)
+                    .map_err(|never: Infallible| match never {})
+                    .boxed(),
+            )
+        })
+    })
+    .await;
+    let mut client = client(addr).await;
+    let request = Request::post("http://test/up")
+        .header("expect", "100-continue")
+        .body(())
+        .unwrap();
+    let (mut response, mut send) = client.send_request(request, false).unwrap();
+    let continued = tokio::time::timeout(
+        Duration::from_secs(5),
+        std::future::poll_fn(|cx| response.poll_informational(cx)),
+    )
+    .await
+    .expect("100 Continue before the body is sent")
+    .expect("an informational response")
+    .unwrap();
+    assert_eq!(continued.status(), StatusCode::CONTINUE);
+    send.send_data(Bytes::from_static(b"the body"), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    let mut body = response.into_body();
+    assert_eq!(read_body(&mut body).await.unwrap(), b"the body");
+}
