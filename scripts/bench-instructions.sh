@@ -9,8 +9,9 @@
 #
 # For each binary: gatehouse under callgrind (workers = 1, no access log) in front of an nginx
 # `return 200` upstream; 3 s of `wrk -t1 -c8` to warm up, counters zeroed, 10 s counted; then
-# the same for the error path (an upstream port where nothing listens, one attempt). Prints
-# instructions per request for both. Give two binaries (say, builds of two commits) to compare
+# the same for the error path (an upstream port where nothing listens, one attempt), then HTTP/2
+# with prior knowledge (h2c: `h2load -c8 -m10`, 2,000 requests to warm up, 20,000 counted).
+# Prints instructions per request for the three. Give two binaries (say, builds of two commits) to compare
 # them in one run.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ missing=()
 need valgrind || missing+=(valgrind)
 need nginx || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 need wrk || missing+=(wrk)
+need h2load || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "[bench-instructions] installing: ${missing[*]}" >&2
     sudo=()
@@ -90,10 +92,11 @@ EOF
 start_nginx "$TMP/nginx" "$TMP/nginx/nginx.conf"
 wait_for_port "$NGINX_PID" "$UPSTREAM_PORT" "$TMP/nginx/error.log"
 
-# Instructions per request of $1 on path $2, into IR_PER_REQUEST and REQUESTS (not via $(...):
-# the process started must be a child of this shell).
+# Instructions per request of $1 on path $2 (with $3 = h2c: over HTTP/2 with prior knowledge),
+# into IR_PER_REQUEST and REQUESTS (not via $(...): the process started must be a child of this
+# shell).
 measure() {
-    local bin="$1" path="$2" url out requests total pid
+    local bin="$1" path="$2" protocol="${3:-http1}" url out requests total pid
     url="http://127.0.0.1:$PROXY_PORT$path"
     rm -f "$TMP"/cg.out*
     valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
@@ -102,12 +105,21 @@ measure() {
     STARTED_PIDS+=("$pid")
     # Under valgrind the start takes seconds: poll every 0.5 s (up to 50 s).
     wait_for_port "$pid" "$PROXY_PORT" "$TMP/valgrind.err" 0.5
-    wrk -t1 -c8 -d3s "$url" >/dev/null 2>&1
-    callgrind_control -z "$pid" >/dev/null 2>&1
-    out="$(wrk -t1 -c8 -d10s "$url" 2>&1)"
-    callgrind_control -d "$pid" >/dev/null 2>&1
-    sleep 1
-    requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+    if [[ "$protocol" == h2c ]]; then
+        h2load -c8 -m10 -n 2000 "$url" >/dev/null 2>&1
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        out="$(h2load -c8 -m10 -n 20000 "$url" 2>&1)"
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        sleep 1
+        requests="$(echo "$out" | awk '/^requests:/ {print $8}')"
+    else
+        wrk -t1 -c8 -d3s "$url" >/dev/null 2>&1
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        out="$(wrk -t1 -c8 -d10s "$url" 2>&1)"
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        sleep 1
+        requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+    fi
     # The dump taken after zeroing is the newest file.
     total="$(grep -h '^summary:' "$(ls -t "$TMP"/cg.out* | head -1)" | awk '{print $2}')"
     stop_started "$pid"
@@ -115,11 +127,13 @@ measure() {
     REQUESTS=$requests
 }
 
-printf '%-50s %14s %14s\n' binary "keep-alive" "error path"
+printf '%-50s %14s %14s %14s\n' binary "keep-alive" "error path" "h2c"
 for bin in "$@"; do
     measure "$bin" /
     ka=$IR_PER_REQUEST ka_n=$REQUESTS
     measure "$bin" /refused
-    printf '%-50s %14s %14s\n' "$bin" "$ka Ir/req" "$IR_PER_REQUEST Ir/req"
-    echo "  ($ka_n and $REQUESTS requests counted)"
+    err=$IR_PER_REQUEST err_n=$REQUESTS
+    measure "$bin" / h2c
+    printf '%-50s %14s %14s %14s\n' "$bin" "$ka Ir/req" "$err Ir/req" "$IR_PER_REQUEST Ir/req"
+    echo "  ($ka_n, $err_n and $REQUESTS requests counted)"
 done
