@@ -537,7 +537,7 @@ fn an_empty_chunked_body_over_h2c_is_complete_not_aborted() {
 fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_timeout() {
     const FRAME_WINDOW_UPDATE: u8 = 0x8;
     const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-    // Far more than the socket buffers and hyper's buffers hold.
+    // Far more than the socket buffers and h2's send buffer hold.
     let upstream = Upstream::serve(gatehouse_testkit::Reply::ok(vec![b'y'; 48 << 20]));
     let gh = start(&Config::proxy_to([upstream.addr()]).server("client_write_timeout", "2s"));
     let mut conn = h2_connection(gh.addr());
@@ -555,6 +555,7 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
     let mut held_at_one_second = None;
     let mut pinged = false;
     let mut pong = false;
+    let mut reset = None;
     while started.elapsed() < Duration::from_secs(15) && !pong {
         if held_at_one_second.is_none() && started.elapsed() >= Duration::from_secs(1) {
             held_at_one_second = Some(upstream.in_flight());
@@ -593,9 +594,16 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
                 conn.write_all(&frame(FRAME_SETTINGS, 0x1, &[])).unwrap();
             }
             FRAME_PING if head[4] & 0x1 == 1 => pong = payload == b"stalled!",
+            // RST_STREAM on stream 1, with its error code.
+            0x3 if head[5..9] == [0, 0, 0, 1] && payload.len() == 4 => {
+                reset = Some(u32::from_be_bytes([
+                    payload[0], payload[1], payload[2], payload[3],
+                ]));
+            }
             _ => {}
         }
     }
+    assert_eq!(reset, Some(0x8), "the stalled stream is reset with CANCEL");
     assert_eq!(held_at_one_second, Some(1), "the upstream was sending");
     assert!(
         pong,

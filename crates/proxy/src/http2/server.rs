@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -33,6 +34,9 @@ pub struct Settings {
     /// Streams gatehouse may reset for the client's protocol errors before the connection is
     /// closed (CVE-2024-27316-like floods).
     pub max_local_error_reset_streams: usize,
+    /// How long a stream's response may wait for the client's flow-control window before the
+    /// stream is reset (`None`: as long as the connection lives).
+    pub stream_write_timeout: Option<Duration>,
 }
 
 /// Answers the requests of one connection.
@@ -51,6 +55,7 @@ pub trait Handler: Send + Sync + Unpin + 'static {
 pub struct Connection<T, H> {
     state: State<T>,
     handler: H,
+    stream_write_timeout: Option<Duration>,
     /// Shutdown was asked for before the handshake completed.
     close_pending: bool,
 }
@@ -87,6 +92,7 @@ where
         Self {
             state: State::Handshaking(builder.handshake(io)),
             handler,
+            stream_write_timeout: settings.stream_write_timeout,
             close_pending: false,
         }
     }
@@ -151,7 +157,11 @@ where
                     let call = this.handler.call(Request::from_parts(parts, body));
                     // Boxed before spawning: tokio moves a future through several calls on its way
                     // into the task, and a pipeline's future is kilobytes; a box moves as a pointer.
-                    tokio::spawn(Box::pin(stream::Respond::new(call, reply)));
+                    tokio::spawn(Box::pin(stream::Respond::new(
+                        call,
+                        reply,
+                        this.stream_write_timeout,
+                    )));
                 }
             }
         }

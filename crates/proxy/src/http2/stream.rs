@@ -1,11 +1,15 @@
 //! One HTTP/2 stream on its own task: wait for the handler's response (a client's RST_STREAM
 //! meanwhile cancels it), send the head, then the body as the client's flow-control window
 //! allows. A body that fails after the head resets the stream with `INTERNAL_ERROR`, so the
-//! client sees the response was cut short (no END_STREAM, no trailers).
+//! client sees the response was cut short (no END_STREAM, no trailers). A client that leaves a
+//! stream's window shut for the stream write timeout (while the connection goes on, so the
+//! connection's own write timeout never fires) gets the stream reset with `CANCEL`, and the
+//! response's body, with the upstream connection feeding it, is let go.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use h2::SendStream;
@@ -13,6 +17,7 @@ use http::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 
 use super::interim::Interim;
 
@@ -46,6 +51,7 @@ pin_project! {
     /// of a pipeline's future costs), then sends the head and the body.
     pub(super) struct Respond<F, B> {
         reply: Interim,
+        write_timeout: Option<Duration>,
         #[pin]
         state: State<F, B>,
     }
@@ -69,9 +75,10 @@ pin_project! {
 impl<F, B> Respond<F, B> {
     /// `call` is the handler's future for the stream's request; `reply` holds the stream's
     /// `SendResponse`.
-    pub(super) fn new(call: F, reply: Interim) -> Self {
+    pub(super) fn new(call: F, reply: Interim, write_timeout: Option<Duration>) -> Self {
         Self {
             reply,
+            write_timeout,
             state: State::Waiting { call },
         }
     }
@@ -102,7 +109,7 @@ where
                         }
                         return Poll::Pending;
                     };
-                    let Some(pipe) = send_head(this.reply, response) else {
+                    let Some(pipe) = send_head(this.reply, response, *this.write_timeout) else {
                         return Poll::Ready(());
                     };
                     this.state.set(State::Sending { pipe });
@@ -119,7 +126,11 @@ where
 }
 
 /// Sends the response head; the body's pipe when a body follows.
-fn send_head<B>(reply: &Interim, response: Response<B>) -> Option<Pipe<B>>
+fn send_head<B>(
+    reply: &Interim,
+    response: Response<B>,
+    write_timeout: Option<Duration>,
+) -> Option<Pipe<B>>
 where
     B: Body<Data = Bytes>,
 {
@@ -143,6 +154,8 @@ where
             body,
             send,
             waiting: None,
+            write_timeout,
+            stalled: None,
         }),
         Ok(_) => None,
         Err(err) => {
@@ -153,6 +166,27 @@ where
     }
 }
 
+impl<B> Pipe<B> {
+    /// While a frame waits for the client's window: `Pending`, or, once the wait outlasted the
+    /// write timeout, the stream reset and the pipe ended.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), &'static str>> {
+        let Some(timeout) = self.write_timeout else {
+            return Poll::Pending;
+        };
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        ready!(stalled.as_mut().poll(cx));
+        self.send.send_reset(h2::Reason::CANCEL);
+        tracing::info!(
+            reason = "write_timeout",
+            ?timeout,
+            "HTTP/2 client took nothing of a stream for client_write_timeout (flow control): its upstream connection was let go"
+        );
+        Poll::Ready(Err("the client's window stayed shut"))
+    }
+}
+
 /// A response body on its way into a stream.
 struct Pipe<B> {
     body: B,
@@ -160,6 +194,9 @@ struct Pipe<B> {
     /// A DATA frame taken from the body, waiting for flow-control capacity, and whether it is
     /// the last.
     waiting: Option<(Bytes, bool)>,
+    write_timeout: Option<Duration>,
+    /// Armed while a frame waits for capacity: when the wait began plus `write_timeout`.
+    stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> Pipe<B>
@@ -189,11 +226,12 @@ where
                             }
                             Poll::Pending => {
                                 self.waiting = Some((data, last));
-                                return Poll::Pending;
+                                return self.poll_stalled(cx);
                             }
                         }
                     }
                 }
+                self.stalled = None;
                 // h2 splits what exceeds the capacity and sends the rest as it comes.
                 if self.send.send_data(data, last).is_err() {
                     return Poll::Ready(Err("stream closed"));

@@ -52,6 +52,7 @@ const SETTINGS: Settings = Settings {
     max_header_list_size: 16 * 1024,
     max_pending_accept_reset_streams: 20,
     max_local_error_reset_streams: 1024,
+    stream_write_timeout: Some(Duration::from_secs(60)),
 };
 
 /// Serves one connection with `answer`; the sender asks for a graceful shutdown; the receiver

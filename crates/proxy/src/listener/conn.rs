@@ -16,7 +16,7 @@
 //! look complete to the client.
 //!
 //! Beside it: `sniff` tells h2c from HTTP/1.1, `h2_streams` counts HTTP/2 streams for the idle
-//! watch, `h2_stall` wraps the response bodies and lets go of stalled HTTP/2 streams,
+//! watch, `h2_body` keeps a stream counted while its response body is sent,
 //! `settings` reads the limits, `isolate` isolates panics and logs requests that never parsed.
 
 use std::future::Future;
@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::h2_stall::{Counted, StallWatch};
+use super::h2_body::Counted;
 use super::h2_streams::{IdleWatch, OpenStream, Streams};
 use super::isolate::{handle_isolated, log_unparsed_request};
 use super::settings::{head_limit, http2_settings, response_write};
@@ -276,8 +276,7 @@ impl Conn {
         };
         let conn = http2::Connection::new(io, handler, http2_settings(server));
         let idle = IdleWatch::new(&streams, server.client_header_timeout);
-        let stall = StallWatch::new(&streams, server.client_write_timeout);
-        let result = drive(pin!(conn), &mut shutdown, Some(idle), stall, |conn| {
+        let result = drive(pin!(conn), &mut shutdown, Some(idle), |conn| {
             conn.graceful_shutdown();
         })
         .await;
@@ -340,8 +339,7 @@ impl http1::Handler for Http1Handler {
 }
 
 /// The pipeline (or the redirect) behind gatehouse's HTTP/2 engine. Each stream is counted
-/// open until its response body is done with, for the idle watch; the body is watched for
-/// stalls.
+/// open until its response body is done with, for the idle watch.
 struct Http2Handler {
     client: SocketAddr,
     handler: Handler,
@@ -382,7 +380,6 @@ async fn drive<C: Future>(
     mut conn: Pin<&mut C>,
     shutdown: &mut watch::Receiver<bool>,
     mut idle: Option<IdleWatch<'_>>,
-    mut stall: Option<StallWatch<'_>>,
     graceful: impl Fn(Pin<&mut C>),
 ) -> Option<C::Output> {
     let mut closing = false;
@@ -400,7 +397,6 @@ async fn drive<C: Future>(
                 graceful(conn.as_mut());
                 closing = true;
             }
-            () = StallWatch::run(&mut stall) => {}
         }
     }
 }

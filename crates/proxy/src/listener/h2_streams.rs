@@ -1,29 +1,22 @@
 //! Counting a connection's open HTTP/2 streams, and the idle watch that sends GOAWAY to a
-//! connection that had none open for a whole period. (The streams' response bodies and the
-//! stall watch are in `h2_stall.rs`.)
+//! connection that had none open for a whole period. (The streams' response bodies, which keep
+//! them counted, are in `h2_body.rs`.)
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-
-use super::h2_stall::Sending;
 
 /// The streams (requests) of one connection: how many are open now, how many were opened.
 #[derive(Debug, Default)]
 pub(super) struct Streams {
     open: AtomicUsize,
     opened: AtomicU64,
-    /// The response bodies being sent, for the stall watch.
-    pub(super) sending: Mutex<Vec<Weak<Mutex<Sending>>>>,
-    /// A body was added to an empty `sending`: the stall watch, asleep while there is none,
-    /// starts looking again.
-    pub(super) first_sending: tokio::sync::Notify,
 }
 
 /// One open stream's place in [`Streams`], held by its request and then by its response
-/// body until hyper is done with it (sent completely, or reset).
+/// body until the engine is done with it (sent completely, or reset).
 #[derive(Debug)]
 pub(super) struct OpenStream(pub(super) Arc<Streams>);
 

@@ -9,7 +9,7 @@
 
 mod challenge;
 mod conn;
-mod h2_stall;
+mod h2_body;
 mod h2_streams;
 mod isolate;
 mod proxy_header;

@@ -46,5 +46,10 @@ pub(super) fn http2_settings(server: &ServerConfig) -> http2::Settings {
             .unwrap_or(u32::MAX),
         max_pending_accept_reset_streams: MAX_PENDING_ACCEPT_RESETS,
         max_local_error_reset_streams: MAX_LOCAL_ERROR_RESETS,
+        // A client can stop taking one stream by never opening its window while the
+        // connection goes on, and so hold that stream's upstream connection: the write timeout
+        // applies to each stream too.
+        stream_write_timeout: (!server.client_write_timeout.is_zero())
+            .then_some(server.client_write_timeout),
     }
 }
