@@ -298,7 +298,10 @@ struct Forward {
 
 /// The client's `X-Request-Id` when it is a sane token (1-128 of `A-Za-z0-9._:-`), else a new one.
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(id) = headers
+        .get(&crate::forward::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
         let valid = !id.is_empty()
             && id.len() <= 128
             && id
