@@ -154,6 +154,11 @@ pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+// Names used on every request (or every error response) are parsed once, here: a `&str` name
+// is parsed and checked again on every lookup or insert.
+pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 

@@ -8,13 +8,17 @@ use gatehouse_config::ProxyStatusMode;
 use http::HeaderValue;
 use sfv::{Integer, ItemSerializer, KeyRef, RefBareItem, StringRef, Token, TokenRef};
 
-use super::Failure;
+use super::{Failure, FailureKind, FailureParams};
 
 /// Builds this proxy's Proxy-Status members. Created once per config snapshot.
 #[derive(Debug, Clone)]
 pub struct ProxyStatusWriter {
     name: Token,
     mode: ProxyStatusMode,
+    /// Each kind's member with no parameter but `error`, made once: most failures say no more
+    /// (a refused connection, a timeout), and serialising a member costs more than the rest of
+    /// the error response.
+    bare: Vec<(FailureKind, Option<HeaderValue>)>,
 }
 
 impl ProxyStatusWriter {
@@ -23,7 +27,11 @@ impl ProxyStatusWriter {
     pub fn new(name: &str, mode: ProxyStatusMode) -> Self {
         let name = Token::from_string(name.to_owned())
             .unwrap_or_else(|_| Token::from_string("gatehouse".to_owned()).expect("valid token"));
-        Self { name, mode }
+        let bare = FailureKind::ALL
+            .iter()
+            .map(|&kind| (kind, bare_member(&name, kind)))
+            .collect();
+        Self { name, mode, bare }
     }
 
     pub fn mode(&self) -> ProxyStatusMode {
@@ -36,11 +44,34 @@ impl ProxyStatusWriter {
             return None;
         }
         let full = self.mode == ProxyStatusMode::Full;
+        let params = &failure.params;
+        // Named one by one (no `..`): a parameter added later must be told apart here too.
+        let FailureParams {
+            rcode,
+            status_code,
+            header_section_size,
+            coding,
+            alert_id,
+            alert_message,
+            retry_after: _,
+            reason: _,
+        } = &**params;
+        let says_more = rcode.is_some()
+            || status_code.is_some()
+            || header_section_size.is_some()
+            || coding.is_some()
+            || alert_id.is_some()
+            || alert_message.is_some()
+            || (full && (next_hop.is_some() || !failure.details.is_empty()));
+        if !says_more
+            && let Some((_, member)) = self.bare.iter().find(|(kind, _)| *kind == failure.kind)
+        {
+            return member.clone();
+        }
         let error = TokenRef::from_str(failure.kind.token()).ok()?;
         let mut ser = ItemSerializer::new()
             .bare_item(&*self.name)
             .parameter(key("error"), error);
-        let params = &failure.params;
         if let Some(rcode) = params.rcode {
             ser = ser.parameter(key("rcode"), string(rcode));
         }
@@ -105,6 +136,15 @@ impl ProxyStatusWriter {
     }
 }
 
+/// `kind`'s member with `error` its only parameter, serialised as `for_failure` does.
+fn bare_member(name: &Token, kind: FailureKind) -> Option<HeaderValue> {
+    let error = TokenRef::from_str(kind.token()).ok()?;
+    let ser = ItemSerializer::new()
+        .bare_item(&**name)
+        .parameter(key("error"), error);
+    HeaderValue::from_str(&ser.finish()).ok()
+}
+
 fn key(name: &'static str) -> &'static KeyRef {
     KeyRef::from_str(name).expect("parameter names here are valid sf-keys")
 }
@@ -156,6 +196,32 @@ mod tests {
             value,
             r#"edge;error=connection_refused;next-hop="app/10.0.0.5:3000";details="refused ?\"x\"""#
         );
+    }
+
+    /// The members made ahead are what serialising each gives (minimal mode leaves out what
+    /// only full mode tells).
+    #[test]
+    fn bare_members_are_the_serialised_ones() {
+        let cases = [
+            (
+                ProxyStatusMode::Minimal,
+                "details",
+                Some("app/10.0.0.5:3000"),
+            ),
+            (ProxyStatusMode::Full, "", None),
+        ];
+        for (mode, details, next_hop) in cases {
+            let writer = ProxyStatusWriter::new("edge", mode);
+            for kind in FailureKind::ALL {
+                let failure = Failure::new(kind, Phase::Connecting, details);
+                let value = writer.for_failure(&failure, next_hop);
+                let expected = format!("edge;error={}", kind.token());
+                assert_eq!(
+                    value.as_ref().map(HeaderValue::as_bytes),
+                    Some(expected.as_bytes())
+                );
+            }
+        }
     }
 
     #[test]

@@ -147,6 +147,11 @@ async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError, limi
 
 /// One request and its response. `true` when the connection may carry another request, with
 /// what arrived after this one in `buf`.
+///
+/// Its state is what `serve` boxes (and copies into the box) for every request, so what lives
+/// across its awaits is kept small: the request is built in `prepare`, the handler's future runs
+/// in `call` (only the await of `call` holds it), and the response lives only while it is
+/// written.
 async fn exchange<H: Handler>(
     shared: &Arc<Shared>,
     handler: &H,
@@ -155,82 +160,38 @@ async fn exchange<H: Handler>(
     settings: Settings,
     shutdown: &watch::Receiver<bool>,
 ) -> bool {
-    let Head {
-        mut parts,
-        framing,
+    let Prepared {
+        request,
+        method,
+        version,
         keep_alive,
+        lent,
         expect_continue,
         upgrade,
-    } = head;
-    let method = parts.method.clone();
-    let version = parts.version;
-    let (body, lent) = match framing {
-        Framing::Empty => (RequestBody::empty(), false),
-        Framing::Length(length) => {
-            let lent = std::mem::take(buf);
-            let body = RequestBody::length(Arc::clone(shared), lent, length, expect_continue);
-            (body, true)
-        }
-        Framing::Chunked => {
-            let lent = std::mem::take(buf);
-            let body = RequestBody::chunked(Arc::clone(shared), lent, expect_continue);
-            (body, true)
-        }
-    };
-    let interim = (version == Version::HTTP_11).then(|| {
-        // Anything a finished request's handle queued late is not this request's.
-        drop(shared.take_interim());
-        super::Interim(Arc::clone(shared))
-    });
-    let body = body.with_interim(interim);
-    let upgrade = upgrade.then(|| {
-        let (tx, rx) = oneshot::channel();
-        parts
-            .extensions
-            .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
-        tx
-    });
+    } = prepare(shared, head, buf);
     let mut pace = WritePace::new(settings.response_write);
-    let response = {
-        let mut call = pin!(handler.call(Request::from_parts(parts, body)));
-        let mut continue_owed = expect_continue && lent;
-        loop {
-            tokio::select! {
-                biased;
-                response = &mut call => break response,
-                () = shared.continue_wanted.notified(), if continue_owed => {
-                    continue_owed = false;
-                    if pace.write(shared, &mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
-                        return false;
-                    }
-                }
-                () = shared.interim_ready.notified() => {
-                    let interim = shared.take_interim();
-                    if pace.write(shared, &mut [&interim]).await.is_err() {
-                        return false;
-                    }
-                }
-            }
-        }
+    let (switching, written) = {
+        let Some(response) =
+            call(shared, handler, request, expect_continue && lent, &mut pace).await
+        else {
+            return false;
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        // An answer that comes before the request body was read (an early 413, say) closes the
+        // connection, and says so: the rest of the body cannot be told from a next request.
+        let body_pending = lent && shared.given_back_complete() != Some(true);
+        let keep_alive = keep_alive
+            && !body_pending
+            && !*shutdown.borrow()
+            && !write::asks_close(response.headers());
+        let facts = RequestFacts {
+            method: &method,
+            version,
+        };
+        let written = write_response(shared, response, facts, keep_alive, &mut pace).await;
+        (switching, written)
     };
-    // Interim responses that came with the final one (the same read upstream) still go first.
-    let interim = shared.take_interim();
-    if !interim.is_empty() && pace.write(shared, &mut [&interim]).await.is_err() {
-        return false;
-    }
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    // An answer that comes before the request body was read (an early 413, say) closes the
-    // connection, and says so: the rest of the body cannot be told from a next request.
-    let body_pending = lent && shared.given_back_complete() != Some(true);
-    let keep_alive = keep_alive
-        && !body_pending
-        && !*shutdown.borrow()
-        && !write::asks_close(response.headers());
-    let facts = RequestFacts {
-        method: &method,
-        version,
-    };
-    let framed = match write_response(shared, response, facts, keep_alive, &mut pace).await {
+    let framed = match written {
         Ok(framed) => framed,
         Err(err) if pace::is_slow_reader(&err) => {
             // The response (and the upstream connection feeding it) is dropped with the
@@ -274,6 +235,105 @@ async fn exchange<H: Handler>(
         return false;
     }
     framed
+}
+
+/// A parsed head made into the request the handler gets, and what the exchange keeps of it.
+struct Prepared {
+    request: Request<RequestBody>,
+    method: Method,
+    version: Version,
+    keep_alive: bool,
+    /// The request body reads from the connection (`buf` was lent to it).
+    lent: bool,
+    expect_continue: bool,
+    /// Where the connection goes if the response switches protocols.
+    upgrade: Option<oneshot::Sender<Upgraded>>,
+}
+
+/// The request for `head`, its body reading what follows the head in `buf`. (Not part of
+/// `exchange`'s body: the head's parts would stay in its state across every await.)
+fn prepare(shared: &Arc<Shared>, head: Head, buf: &mut BytesMut) -> Prepared {
+    let Head {
+        mut parts,
+        framing,
+        keep_alive,
+        expect_continue,
+        upgrade,
+    } = head;
+    let method = parts.method.clone();
+    let version = parts.version;
+    let (body, lent) = match framing {
+        Framing::Empty => (RequestBody::empty(), false),
+        Framing::Length(length) => {
+            let lent = std::mem::take(buf);
+            let body = RequestBody::length(Arc::clone(shared), lent, length, expect_continue);
+            (body, true)
+        }
+        Framing::Chunked => {
+            let lent = std::mem::take(buf);
+            let body = RequestBody::chunked(Arc::clone(shared), lent, expect_continue);
+            (body, true)
+        }
+    };
+    let interim = (version == Version::HTTP_11).then(|| {
+        // Anything a finished request's handle queued late is not this request's.
+        drop(shared.take_interim());
+        super::Interim(Arc::clone(shared))
+    });
+    let body = body.with_interim(interim);
+    let upgrade = upgrade.then(|| {
+        let (tx, rx) = oneshot::channel();
+        parts
+            .extensions
+            .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        tx
+    });
+    Prepared {
+        request: Request::from_parts(parts, body),
+        method,
+        version,
+        keep_alive,
+        lent,
+        expect_continue,
+        upgrade,
+    }
+}
+
+/// The handler's response, with the interim responses written while it runs (`100 Continue`
+/// when the body is first read, and those the handler queues) and those that came with it.
+/// `None` when the client could not be written to.
+async fn call<H: Handler>(
+    shared: &Shared,
+    handler: &H,
+    request: Request<RequestBody>,
+    mut continue_owed: bool,
+    pace: &mut WritePace,
+) -> Option<Response<H::Body>> {
+    let mut call = pin!(handler.call(request));
+    let response = loop {
+        tokio::select! {
+            biased;
+            response = &mut call => break response,
+            () = shared.continue_wanted.notified(), if continue_owed => {
+                continue_owed = false;
+                if pace.write(shared, &mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
+                    return None;
+                }
+            }
+            () = shared.interim_ready.notified() => {
+                let interim = shared.take_interim();
+                if pace.write(shared, &mut [&interim]).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    };
+    // Interim responses that came with the final one (the same read upstream) still go first.
+    let interim = shared.take_interim();
+    if !interim.is_empty() && pace.write(shared, &mut [&interim]).await.is_err() {
+        return None;
+    }
+    Some(response)
 }
 
 /// What ended a wait for the next bytes of a head.

@@ -64,10 +64,10 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
-        headers.insert("x-request-id", id);
+        headers.insert(crate::forward::X_REQUEST_ID, id);
     }
     if let Some(member) = ctx.proxy_status.for_failure(failure, ctx.next_hop) {
-        headers.append("proxy-status", member);
+        headers.append(crate::forward::PROXY_STATUS, member);
     }
     if let Some(seconds) = failure.retry_after() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

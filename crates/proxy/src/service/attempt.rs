@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tokio::sync::oneshot;
 
 use super::Pipeline;
-use super::outgoing::Outgoing;
+use super::outgoing::{Outgoing, Taken};
 use super::pick::{Pick, Tries};
 use crate::body::ProxyBody;
 use crate::client_body::RequestBody;
@@ -57,6 +57,9 @@ struct AttemptFailure {
     /// The request, when the attempt failed before it was handed over (connect failed, or
     /// hyper gave it back unsent).
     unsent: Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)>,
+    /// The header fields of a request that was sent, when another attempt may send it again
+    /// ([`Taken::keep_head`]).
+    head: Option<http::HeaderMap>,
 }
 
 /// Whether failures.md allows another server after this failure: any method when nothing
@@ -98,7 +101,7 @@ impl Pipeline<'_> {
                 }
                 Pick::Stop => break,
             };
-            let Some((request, sent)) = outgoing.take() else {
+            let Some(taken) = outgoing.take() else {
                 break;
             };
             let server = Arc::clone(&lease.server);
@@ -120,7 +123,7 @@ impl Pipeline<'_> {
             // Boxed: the attempt (the send and its connection) is the largest part of the
             // request's future, and every future above it is moved whole when it starts; a
             // pointer here keeps those moves small.
-            match Box::pin(self.attempt(&server, request, sent, response_timeout, fresh)).await {
+            match Box::pin(self.attempt(&server, taken, response_timeout, fresh)).await {
                 Ok(attempt) => {
                     return self.respond(pool, members, lease, attempt, head_only).await;
                 }
@@ -156,6 +159,9 @@ impl Pipeline<'_> {
         let server = Arc::clone(&lease.server);
         if let Some(unsent) = failed.unsent.take() {
             outgoing.give_back(unsent);
+        }
+        if let Some(head) = failed.head.take() {
+            outgoing.give_back_head(head);
         }
         // Only when the request can go again, in time: otherwise it is an ordinary failure,
         // reported and answered as one.
@@ -213,11 +219,15 @@ impl Pipeline<'_> {
     async fn attempt(
         &mut self,
         server: &Arc<Server>,
-        request: Request<RequestBody>,
-        sent: Option<oneshot::Receiver<()>>,
+        taken: Taken,
         response_timeout: Duration,
         fresh: bool,
     ) -> Result<Attempt, AttemptFailure> {
+        let Taken {
+            request,
+            sent,
+            keep_head,
+        } = taken;
         let idempotent = request.method().is_idempotent();
         let mut conn = match self.open_connection(server, fresh, !idempotent).await {
             Ok(conn) => conn,
@@ -229,6 +239,7 @@ impl Pipeline<'_> {
                     stale_connection: false,
                     cut_short: false,
                     unsent: Some((request, sent)),
+                    head: None,
                 });
             }
         };
@@ -236,8 +247,14 @@ impl Pipeline<'_> {
         let written_before = conn.stats.written();
         let mut sent = sent;
         let sending = tokio::time::Instant::now();
+        let mut head = None;
         let result = {
-            let mut send = pin!(conn.sender.try_send_request(request, self.interim.clone()));
+            let mut send = pin!(conn.sender.try_send_request_keeping(
+                request,
+                self.interim.clone(),
+                keep_head,
+                &mut head,
+            ));
             let mut early = None;
             if let Some(fully_sent) = sent.as_mut() {
                 // The response timeout starts once the whole request was handed over; an
@@ -267,7 +284,13 @@ impl Pipeline<'_> {
                     reused: conn.reused,
                 };
                 let failure = failed.failure(facts);
-                let unsent = failed.unsent;
+                // An unsent request goes again with the fields it was sent with.
+                let unsent = failed.unsent.map(|mut request| {
+                    if let Some(head) = head.take() {
+                        *request.headers_mut() = head;
+                    }
+                    request
+                });
                 // An HTTP/1.1 server closes an idle connection without a word, so a request
                 // written just then meets the close; an HTTP/2 server says GOAWAY first (its
                 // streams come back unsent), so a stream cut after it was sent is the server's.
@@ -292,6 +315,7 @@ impl Pipeline<'_> {
                     cut_short: false,
                     // An unsent body comes back with its "fully sent" signal, unfired.
                     unsent: unsent.map(|request| (request, sent)),
+                    head,
                 })
             }
             None => Err(AttemptFailure {
@@ -301,6 +325,7 @@ impl Pipeline<'_> {
                 stale_connection: false,
                 cut_short: response_timeout < server.settings().response_timeout,
                 unsent: None,
+                head,
             }),
         }
     }

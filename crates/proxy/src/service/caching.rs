@@ -115,7 +115,7 @@ impl Pipeline<'_> {
     ) {
         let headers = response.headers_mut();
         if let Some(value) = status.header(&self.snapshot.config.server.name) {
-            headers.append("cache-status", value);
+            headers.append(crate::forward::CACHE_STATUS, value);
         }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             headers.insert(forward::X_REQUEST_ID, id);

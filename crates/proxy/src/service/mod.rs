@@ -11,7 +11,7 @@
 //! 8. on the way out, [`compress::apply`]: the response compressed (or
 //!    decoded) for this client, on a route that compresses; never a generated one.
 //!
-//! `Pipeline::run` reads as that list. Every failure on the way becomes one [`Failure`],
+//! `handle` reads as that list. Every failure on the way becomes one [`Failure`],
 //! answered in one place (`Pipeline::fail`). The access record is emitted when the response is
 //! finished: by `fail` for generated responses, by the response body
 //! ([`UpstreamBody`](crate::body::UpstreamBody)) for proxied ones, and by `respond` when a `101`
@@ -32,6 +32,7 @@ mod pick;
 mod respond;
 mod route;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,67 +56,96 @@ use outgoing::Outgoing;
 
 /// Handles one request from `peer` (the connection's client, after any PROXY header). Never
 /// fails: every error becomes a response here.
-pub async fn handle(
+///
+/// Not an `async fn`: an async fn keeps its arguments twice in its state (as received, and
+/// moved into its body), and this state is part of every request's future, which the HTTP/1.1
+/// engine moves into a box of its own. (All of the work stays inside the future, where a panic
+/// is isolated.)
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in every request's future"
+)]
+pub fn handle(
     snapshot: Arc<Snapshot>,
     peer: SocketAddr,
     activity: &ClientActivity,
     req: Request<ClientBody>,
-) -> Response<ProxyBody> {
-    let trusted = &snapshot.config.server.trusted_proxies;
-    let peer_trusted = !trusted.is_empty() && client_addr::is_trusted(trusted, peer.ip());
-    let client = if peer_trusted {
-        client_addr::resolve(peer, req.headers(), trusted)
-    } else {
-        peer
-    };
-    let request_id = request_id(req.headers());
-    let access_log = snapshot.config.server.access_log;
-    // The target is copied only when it will be logged.
-    let target = match req.uri().path_and_query() {
-        Some(pq) if access_log => pq.to_string(),
-        _ if access_log => req.uri().to_string(),
-        _ => String::new(),
-    };
-    let record = AccessRecord::new(
-        access_log,
-        client,
-        request_id.clone(),
-        req.method().clone(),
-        target,
-    )
-    .with_request_facts(&snapshot.observer.access, &req);
-    let accept = req.headers().get(header::ACCEPT).cloned();
-    // Read only where some route compresses: else Accept-Encoding is never looked at.
-    let compress_request = snapshot
-        .compresses
-        .then(|| CompressRequest::new(req.method(), req.headers()));
-    let mut pipeline = Pipeline {
-        snapshot: &snapshot,
-        https: activity.https,
-        client,
-        peer_trusted,
-        local: activity.local,
-        request_id,
-        record,
-        accept,
-        cache: None,
-        robots_host: None,
-        robots_learn: false,
-        upgrade: None,
-        interim: None,
-        compress: None,
-    };
-    let response = pipeline.run(req, activity).await;
-    // Last, on the way out: the cache and the access record dealt in the upstream's response.
-    match (pipeline.compress.take(), &compress_request) {
-        (Some((config, route)), Some(compress_request)) => compress::apply(
-            config,
-            compress_request,
-            response,
-            &snapshot.observer.metrics,
-            &route,
-        ),
-        _ => response,
+) -> impl Future<Output = Response<ProxyBody>> + Send + '_ {
+    async move {
+        let trusted = &snapshot.config.server.trusted_proxies;
+        let peer_trusted = !trusted.is_empty() && client_addr::is_trusted(trusted, peer.ip());
+        let client = if peer_trusted {
+            client_addr::resolve(peer, req.headers(), trusted)
+        } else {
+            peer
+        };
+        let request_id = request_id(req.headers());
+        let access_log = snapshot.config.server.access_log;
+        // The target is copied only when it will be logged.
+        let target = match req.uri().path_and_query() {
+            Some(pq) if access_log => pq.to_string(),
+            _ if access_log => req.uri().to_string(),
+            _ => String::new(),
+        };
+        let record = AccessRecord::new(
+            access_log,
+            client,
+            request_id.clone(),
+            req.method().clone(),
+            target,
+        )
+        .with_request_facts(&snapshot.observer.access, &req);
+        let accept = req.headers().get(header::ACCEPT).cloned();
+        // Read only where some route compresses: else Accept-Encoding is never looked at.
+        let compress_request = snapshot
+            .compresses
+            .then(|| CompressRequest::new(req.method(), req.headers()));
+        let mut pipeline = Pipeline {
+            snapshot: &snapshot,
+            https: activity.https,
+            client,
+            peer_trusted,
+            local: activity.local,
+            request_id,
+            record,
+            accept,
+            cache: None,
+            robots_host: None,
+            robots_learn: false,
+            upgrade: None,
+            interim: None,
+            compress: None,
+        };
+        // The phases in order; each may end the request with its response. (Run here rather
+        // than in a method of their own: a future per level would hold the request again.)
+        let mut fields = limit::LimitFields::default();
+        let prepared = pipeline.before_forward(req, activity, &mut fields).await;
+        let mut response = match prepared {
+            Ok(Forward {
+                pool,
+                members,
+                hash_key,
+                outgoing,
+                head_only,
+            }) => {
+                pipeline
+                    .forward(pool, members, hash_key, outgoing, head_only)
+                    .await
+            }
+            Err(answer) => answer,
+        };
+        fields.apply(response.headers_mut());
+        // Last, on the way out: the cache and the access record dealt in the upstream's response.
+        match (pipeline.compress.take(), &compress_request) {
+            (Some((config, route)), Some(compress_request)) => compress::apply(
+                config,
+                compress_request,
+                response,
+                &snapshot.observer.metrics,
+                &route,
+            ),
+            _ => response,
+        }
     }
 }
 
@@ -169,24 +199,18 @@ impl Pipeline<'_> {
         }
     }
 
-    /// The phases in order; each may end the request with its response.
-    async fn run(
-        &mut self,
-        req: Request<ClientBody>,
-        activity: &ClientActivity,
-    ) -> Response<ProxyBody> {
-        let mut fields = limit::LimitFields::default();
-        let mut response = self.run_phases(req, activity, &mut fields).await;
-        fields.apply(response.headers_mut());
-        response
-    }
-
-    async fn run_phases(
+    /// The phases up to the attempts: the request checked, routed, limited, answered here if it
+    /// can be, its servers found and its outgoing form prepared; `Err` with the answer when a
+    /// phase ended the request.
+    ///
+    /// A future of its own: what these phases keep across their awaits (the request's parts,
+    /// its route) then takes no room in the state the attempts run in.
+    async fn before_forward(
         &mut self,
         req: Request<ClientBody>,
         activity: &ClientActivity,
         limit_fields: &mut limit::LimitFields,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Forward, Response<ProxyBody>> {
         #[cfg(feature = "test-hooks")]
         if req.headers().contains_key("x-gatehouse-test-panic") {
             panic!("panic requested by the x-gatehouse-test-panic test hook");
@@ -196,25 +220,25 @@ impl Pipeline<'_> {
         let head_only = parts.method == Method::HEAD;
 
         if let Err(failure) = self.check_request(&mut parts) {
-            return self.fail(&failure, head_only, None);
+            return Err(self.fail(&failure, head_only, None));
         }
 
         let (routed, pool) = match self.route(&parts, upgrade.is_some()) {
             Ok(routed) => routed,
-            Err(failure) => return self.fail(&failure, head_only, None),
+            Err(failure) => return Err(self.fail(&failure, head_only, None)),
         };
         match self.limit(&routed, &parts).await {
             Ok(fields) => *limit_fields = fields,
             Err(refusal) => {
                 *limit_fields = refusal.fields;
-                return self.fail(&refusal.failure, head_only, None);
+                return Err(self.fail(&refusal.failure, head_only, None));
             }
         }
         if let Some(answer) = self
             .answer_locally(&routed, &mut parts, upgrade.is_some(), head_only)
             .await
         {
-            return answer;
+            return Err(answer);
         }
 
         let (members, hash_key) = self.candidates(&pool, &parts).await;
@@ -236,7 +260,7 @@ impl Pipeline<'_> {
             && length > max_bytes
         {
             let failure = crate::client_pace::too_large(max_bytes, Some(length));
-            return self.fail(&failure, head_only, None);
+            return Err(self.fail(&failure, head_only, None));
         }
         let pace = crate::client_pace::ClientPace {
             idle_timeout: server.client_header_timeout,
@@ -249,18 +273,34 @@ impl Pipeline<'_> {
         let outgoing =
             match Outgoing::prepare(parts, body, &pool.config.retry, replayable, pace).await {
                 Ok(outgoing) => outgoing,
-                Err(failure) => return self.fail(&failure, head_only, None),
+                Err(failure) => return Err(self.fail(&failure, head_only, None)),
             };
         self.upgrade = upgrade;
-
-        self.forward(pool, members, hash_key, outgoing, head_only)
-            .await
+        Ok(Forward {
+            pool,
+            members,
+            hash_key,
+            outgoing,
+            head_only,
+        })
     }
+}
+
+/// A request ready for its attempts, as [`Pipeline::before_forward`] leaves it.
+struct Forward {
+    pool: Arc<crate::upstream::pool::Pool>,
+    members: Arc<crate::upstream::pool::Members>,
+    hash_key: Option<u64>,
+    outgoing: Outgoing,
+    head_only: bool,
 }
 
 /// The client's `X-Request-Id` when it is a sane token (1-128 of `A-Za-z0-9._:-`), else a new one.
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+    if let Some(id) = headers
+        .get(&crate::forward::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+    {
         let valid = !id.is_empty()
             && id.len() <= 128
             && id

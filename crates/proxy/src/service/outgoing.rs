@@ -20,10 +20,13 @@ use crate::forward;
 const REPLAY_BUFFER: u64 = 64 * 1024;
 
 /// The request as it is forwarded, kept so that it can be sent to another server.
+///
+/// Each attempt takes the header fields; one that fails gives them back (see
+/// [`Taken::keep_head`]), so a request is not copied for every attempt.
 pub(super) struct Outgoing {
     parts: http::request::Parts,
     body: OutgoingBody,
-    /// Whether a later attempt may need the head again (else the first attempt takes it).
+    /// Whether a later attempt may need the head again after one sent it.
     keep_copy: bool,
     /// Whether the request may be sent again after it may have reached a server.
     pub(super) replayable: bool,
@@ -49,7 +52,7 @@ impl Outgoing {
     }
 
     /// The request for the next attempt, or `None` when its body was spent on an earlier one.
-    pub(super) fn take(&mut self) -> Option<(Request<RequestBody>, Option<oneshot::Receiver<()>>)> {
+    pub(super) fn take(&mut self) -> Option<Taken> {
         let (body, sent) = match &mut self.body {
             OutgoingBody::Full(bytes) => (RequestBody::full(bytes.clone()), None),
             OutgoingBody::Streaming(body) => {
@@ -61,12 +64,12 @@ impl Outgoing {
         *request.method_mut() = self.parts.method.clone();
         *request.uri_mut() = self.parts.uri.clone();
         *request.version_mut() = self.parts.version;
-        *request.headers_mut() = if self.keep_copy {
-            self.parts.headers.clone()
-        } else {
-            std::mem::take(&mut self.parts.headers)
-        };
-        Some((request, sent))
+        *request.headers_mut() = std::mem::take(&mut self.parts.headers);
+        Some(Taken {
+            request,
+            sent,
+            keep_head: self.keep_copy,
+        })
     }
 
     /// A request that was never sent comes back for the next attempt.
@@ -75,13 +78,28 @@ impl Outgoing {
         (request, sent): (Request<RequestBody>, Option<oneshot::Receiver<()>>),
     ) {
         let (parts, body) = request.into_parts();
-        if !self.keep_copy {
-            self.parts.headers = parts.headers;
-        }
+        self.parts.headers = parts.headers;
         if let (OutgoingBody::Streaming(slot @ None), Some(sent)) = (&mut self.body, sent) {
             *slot = Some((body, sent));
         }
     }
+
+    /// The header fields of a request that was sent, kept by its attempt (`keep_head`), come
+    /// back for the next attempt.
+    pub(super) fn give_back_head(&mut self, head: http::HeaderMap) {
+        self.parts.headers = head;
+    }
+}
+
+/// A request taken for an attempt.
+pub(super) struct Taken {
+    pub(super) request: Request<RequestBody>,
+    /// Fires once the whole body was handed over (a streamed body).
+    pub(super) sent: Option<oneshot::Receiver<()>>,
+    /// A later attempt may need the request again even after this one sent it: the attempt
+    /// keeps its header fields as they were taken and hands them back if it fails (unsent, in
+    /// the request; sent, with [`Outgoing::give_back_head`]).
+    pub(super) keep_head: bool,
 }
 
 impl Outgoing {

@@ -172,7 +172,7 @@ impl Pipeline<'_> {
             let (planned, cache_status) = self.plan_store(status, &parts.headers, length);
             capture = planned;
             if let Some(value) = cache_status {
-                parts.headers.append("cache-status", value);
+                parts.headers.append(forward::CACHE_STATUS, value);
             }
             // gatehouse's own targeted field is addressed to this cache: the stored copy keeps
             // it (its directives are read from there), the client does not get it.
@@ -189,7 +189,7 @@ impl Pipeline<'_> {
                 conn.protocol.alpn(),
             )
         {
-            parts.headers.append("proxy-status", member);
+            parts.headers.append(forward::PROXY_STATUS, member);
         }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             parts.headers.insert(forward::X_REQUEST_ID, id);

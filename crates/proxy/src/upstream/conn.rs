@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::Either;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
 
@@ -203,6 +203,45 @@ impl Sender {
             )),
             Self::Http2(stream) => Either::Right(Either::Right(stream.try_send_request(request))),
         }
+    }
+
+    /// [`Sender::try_send_request`], and with `keep_head` the request's header fields as they
+    /// were sent, in `head`, for a request that may have to be sent again. They are handed back
+    /// at once when the connection is done with them before the send starts (gatehouse's own
+    /// client encodes the head of a request without a body here, and leaves its fields as they
+    /// are), and are copied only for any other request. A request that comes back unsent after
+    /// its fields were handed back has none: they are the ones in `head`.
+    ///
+    /// (`head` is filled in place rather than returned beside the future, which would then be
+    /// moved once more before it is pinned.)
+    pub fn try_send_request_keeping(
+        &mut self,
+        mut request: Request<RequestBody>,
+        interim: Option<Interim>,
+        keep_head: bool,
+        head: &mut Option<HeaderMap>,
+    ) -> impl Future<Output = SendResult> + use<> {
+        if !keep_head {
+            return Either::Right(self.try_send_request(request, interim));
+        }
+        if let Self::Own(slot) = self
+            && h1::head::framing_keeps_fields(&request)
+            && let Some(mut conn) = slot.take()
+        {
+            let started = h1::exchange::start(&mut conn, &mut request);
+            *head = Some(std::mem::take(request.headers_mut()));
+            return Either::Left(async move {
+                h1::exchange::send_started(conn, started, request, interim)
+                    .await
+                    .map(|response| response.map(UpstreamIncoming::Own))
+                    .map_err(|failed| SendFailed {
+                        error: SendError::Own(failed.failure),
+                        unsent: failed.unsent,
+                    })
+            });
+        }
+        *head = Some(request.headers().clone());
+        Either::Right(self.try_send_request(request, interim))
     }
 
     /// Sends a request on a connection hyper drives (`gatehouse doctor`); `None` for the own

@@ -8,6 +8,7 @@
 //! cleartext they speak HTTP/2 with prior knowledge (h2c). Upgrade connections are always
 //! HTTP/1.1 (ALPN `http/1.1` only), since a protocol switch needs an HTTP/1.1 connection.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -393,5 +394,62 @@ pub fn classify_connect_error(addr: SocketAddr, err: &io::Error) -> Failure {
             _ => FailureKind::ProxyInternalError,
         },
     };
-    Failure::new(kind, Phase::Connecting, format!("connect to {addr}: {err}")).with_os_error(err)
+    Failure::new(kind, Phase::Connecting, connect_error_details(addr, err)).with_os_error(err)
+}
+
+/// `connect to {addr}: {err}`. The text of an OS error depends only on its code, and a server
+/// that refuses connections refuses many in a row: the text last made on this thread is used
+/// again when the address and the code are the same (formatting it, the OS's message looked up,
+/// costs more than the rest of the failure's handling).
+fn connect_error_details(addr: SocketAddr, err: &io::Error) -> String {
+    thread_local! {
+        static LAST: RefCell<Option<(SocketAddr, i32, String)>> = const { RefCell::new(None) };
+    }
+    let format = || format!("connect to {addr}: {err}");
+    let Some(code) = err.raw_os_error() else {
+        return format();
+    };
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return format();
+        };
+        if let Some((last_addr, last_code, text)) = last.as_ref()
+            && *last_addr == addr
+            && *last_code == code
+        {
+            return text.clone();
+        }
+        let text = format();
+        *last = Some((addr, code, text.clone()));
+        text
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A text used again is the one formatting makes; another address or code gets its own.
+    #[test]
+    fn connect_error_details_are_their_formatting() {
+        let a = SocketAddr::from(([127, 0, 0, 1], 1));
+        let b = SocketAddr::from(([127, 0, 0, 1], 2));
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        let unreachable = io::Error::from_raw_os_error(libc::ENETUNREACH);
+        let other = io::Error::other("no route");
+        for (addr, err) in [
+            (a, &refused),
+            (a, &refused),
+            (b, &refused),
+            (b, &unreachable),
+            (b, &other),
+            (b, &unreachable),
+            (a, &unreachable),
+        ] {
+            assert_eq!(
+                connect_error_details(addr, err),
+                format!("connect to {addr}: {err}")
+            );
+        }
+    }
 }

@@ -28,7 +28,7 @@ pub const HINT_MARGIN: Duration = Duration::from_secs(1);
 /// The idle timeout a response announces in `Keep-Alive: timeout=N` (seconds), if any.
 pub fn keep_alive_timeout(headers: &HeaderMap) -> Option<Duration> {
     headers
-        .get_all("keep-alive")
+        .get_all(&crate::forward::KEEP_ALIVE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))

@@ -166,7 +166,9 @@ impl Pipeline<'_> {
                 .for_received_status(status.as_u16(), next_hop, protocol),
         };
         if let Some(member) = member {
-            response.headers_mut().append("proxy-status", member);
+            response
+                .headers_mut()
+                .append(crate::forward::PROXY_STATUS, member);
         }
     }
 

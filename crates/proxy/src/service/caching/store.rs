@@ -222,7 +222,9 @@ impl Pipeline<'_> {
             ..CacheStatus::default()
         };
         if let Some(value) = status.header(&self.snapshot.config.server.name) {
-            response.headers_mut().append("cache-status", value);
+            response
+                .headers_mut()
+                .append(crate::forward::CACHE_STATUS, value);
         }
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response.headers_mut().insert(forward::X_REQUEST_ID, id);

@@ -40,11 +40,46 @@ pub async fn send(
     mut request: Request<RequestBody>,
     interim: Option<Interim>,
 ) -> Result<Response<ResponseBody>, SendFailed> {
+    let started = start(&mut conn, &mut request);
+    send_started(conn, started, request, interim).await
+}
+
+/// What [`start`] learnt of a request whose head it encoded.
+#[derive(Debug)]
+pub struct Started {
+    head_request: bool,
+    close_asked: bool,
+    framing: RequestFraming,
+}
+
+/// The first step of [`send`], done at once: the request's framing settled and its head
+/// encoded into the connection's output. The request's header fields are not read after this.
+pub fn start(conn: &mut H1Conn, request: &mut Request<RequestBody>) -> Started {
     let head_request = request.method() == Method::HEAD;
-    let close_asked = head::asks_close(&request);
-    let framing = head::request_framing(&mut request);
+    let close_asked = head::asks_close(request);
+    let framing = head::request_framing(request);
     conn.out.clear();
-    head::encode_request(&mut conn.out.head, &request);
+    head::encode_request(&mut conn.out.head, request);
+    Started {
+        head_request,
+        close_asked,
+        framing,
+    }
+}
+
+/// The rest of [`send`], for a request [`start`] began on `conn`. A request that comes back
+/// unsent has the header fields it has now.
+pub async fn send_started(
+    mut conn: Box<H1Conn>,
+    started: Started,
+    request: Request<RequestBody>,
+    interim: Option<Interim>,
+) -> Result<Response<ResponseBody>, SendFailed> {
+    let Started {
+        head_request,
+        close_asked,
+        framing,
+    } = started;
     let before = Before {
         read: conn.stats.read(),
         written: conn.stats.written(),

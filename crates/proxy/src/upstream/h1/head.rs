@@ -68,6 +68,12 @@ pub fn request_framing(request: &mut Request<RequestBody>) -> RequestFraming {
     RequestFraming::Chunked
 }
 
+/// Whether [`request_framing`] will leave the request's header fields as they are, known
+/// before it runs: a request without a body and without Transfer-Encoding (most GETs).
+pub fn framing_keeps_fields(request: &Request<RequestBody>) -> bool {
+    request.body().is_end_stream() && !request.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
 fn ends_in_chunked(value: &HeaderValue) -> bool {
     value
         .as_bytes()
