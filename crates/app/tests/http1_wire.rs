@@ -934,3 +934,37 @@ fn idle_keep_alive_connections_hold_about_one_fd_each() {
         assert_ok(&Req::get("/").send_on(conn), "hello");
     }
 }
+
+/// A client that goes away while gatehouse waits for the upstream's answer: the upstream
+/// request is dropped at once (its connection closed), not held until the upstream answers or
+/// `response_timeout` passes (nginx gives up on it too, and logs 499).
+#[test]
+fn a_client_that_closes_while_the_upstream_works_lets_go_of_the_upstream() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        // Never answers; reports when gatehouse closes the connection.
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let started = Instant::now();
+        let closed = matches!(conn.read(&mut buf), Ok(0) | Err(_))
+            && started.elapsed() < Duration::from_secs(19);
+        let _ = closed_tx.send((closed, started.elapsed()));
+    });
+    let gh = start(&Config::proxy_to([addr]).upstream_setting("app", "response_timeout", "30s"));
+    let mut client = TcpStream::connect(gh.addr()).unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(client);
+    let (closed, after) = closed_rx
+        .recv_timeout(Duration::from_secs(25))
+        .expect("the upstream thread reports");
+    assert!(closed, "the upstream connection was held for {after:?}");
+    assert!(after < Duration::from_secs(5), "released after {after:?}");
+}

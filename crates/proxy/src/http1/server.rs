@@ -171,8 +171,20 @@ async fn exchange<H: Handler>(
     } = prepare(shared, head, buf);
     let mut pace = WritePace::new(settings.response_write);
     let (switching, written) = {
-        let Some(response) =
-            call(shared, handler, request, expect_continue && lent, &mut pace).await
+        // While no body is being read, the loop watches the socket for the client going away.
+        let watch = (!lent).then_some(ClientWatch {
+            buf: &mut *buf,
+            limit: settings.max_head,
+        });
+        let Some(response) = call(
+            shared,
+            handler,
+            request,
+            expect_continue && lent,
+            watch,
+            &mut pace,
+        )
+        .await
         else {
             return false;
         };
@@ -299,21 +311,47 @@ fn prepare(shared: &Arc<Shared>, head: Head, buf: &mut BytesMut) -> Prepared {
     }
 }
 
+/// The connection's buffer while the handler works on a request without a body to read: what
+/// the client sends meanwhile (a pipelined request) is kept in it, up to `limit`.
+struct ClientWatch<'a> {
+    buf: &'a mut BytesMut,
+    limit: usize,
+}
+
+impl ClientWatch<'_> {
+    /// Reads what the client sends: `Ok(0)` once it closed (or half-closed) the connection.
+    async fn read(&mut self, shared: &Shared) -> io::Result<usize> {
+        self.buf
+            .reserve(HEAD_BUFFER.min(self.limit.saturating_sub(self.buf.len()) + 1));
+        std::future::poll_fn(|cx| shared.socket.poll_read_buf(cx, self.buf)).await
+    }
+}
+
 /// The handler's response, with the interim responses written while it runs (`100 Continue`
 /// when the body is first read, and those the handler queues) and those that came with it.
-/// `None` when the client could not be written to.
+/// `None` when the client could not be written to, or went away while the handler worked
+/// (the handler's future is dropped, which lets go of the upstream request, as nginx does
+/// with a client that closes early, and hyper did).
 async fn call<H: Handler>(
     shared: &Shared,
     handler: &H,
     request: Request<RequestBody>,
     mut continue_owed: bool,
+    mut watch: Option<ClientWatch<'_>>,
     pace: &mut WritePace,
 ) -> Option<Response<H::Body>> {
     let mut call = pin!(handler.call(request));
     let response = loop {
+        let watching = watch.as_ref().is_some_and(|w| w.buf.len() < w.limit);
         tokio::select! {
             biased;
             response = &mut call => break response,
+            read = async { watch.as_mut()?.read(shared).await.ok() }, if watching => {
+                if matches!(read, Some(0) | None) {
+                    tracing::debug!("client closed the connection while its request was in progress: the request is dropped");
+                    return None;
+                }
+            }
             () = shared.continue_wanted.notified(), if continue_owed => {
                 continue_owed = false;
                 if pace.write(shared, &mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
