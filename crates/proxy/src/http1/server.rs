@@ -33,6 +33,9 @@ const HEAD_BUFFER: usize = 4096;
 /// unread does not reset the connection before the client has read the answer.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
+/// How long a request must be in progress before the socket is watched for the client going
+/// away (nginx notices at once; a second is soon enough to let go of an upstream request).
+const WATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Connection limits, from the server config.
 #[derive(Debug, Clone, Copy)]
@@ -320,7 +323,11 @@ struct ClientWatch<'a> {
 
 impl ClientWatch<'_> {
     /// Reads what the client sends: `Ok(0)` once it closed (or half-closed) the connection.
+    /// Only requests still in progress after [`WATCH_AFTER`] are watched: a read attempt is a
+    /// system call (and a buffer), which a quick answer need not pay for.
     async fn read(&mut self, shared: &Shared) -> io::Result<usize> {
+        // Boxed: the exchange's state, copied into its box for every request, stays small.
+        Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
         self.buf
             .reserve(HEAD_BUFFER.min(self.limit.saturating_sub(self.buf.len()) + 1));
         std::future::poll_fn(|cx| shared.socket.poll_read_buf(cx, self.buf)).await
