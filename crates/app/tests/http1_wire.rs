@@ -958,7 +958,7 @@ fn a_client_that_closes_while_the_upstream_works_lets_go_of_the_upstream() {
     let gh = start(&Config::proxy_to([addr]).upstream_setting("app", "response_timeout", "30s"));
     let mut client = TcpStream::connect(gh.addr()).unwrap();
     client
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: gone-1\r\n\r\n")
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     drop(client);
@@ -967,4 +967,9 @@ fn a_client_that_closes_while_the_upstream_works_lets_go_of_the_upstream() {
         .expect("the upstream thread reports");
     assert!(closed, "the upstream connection was held for {after:?}");
     assert!(after < Duration::from_secs(5), "released after {after:?}");
+    // The request still has its access record: the client closed it (nginx's 499).
+    let record = gh.access_log("gone-1");
+    assert_eq!(record["status"], 499, "{record}");
+    assert_eq!(record["client_aborted"], true, "{record}");
+    assert_eq!(record["path"], "/slow", "{record}");
 }

@@ -624,3 +624,32 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
         "released before client_write_timeout"
     );
 }
+
+/// A client that resets its stream while the upstream works: the request is cancelled with its
+/// upstream attempt, and its access record says the client closed it (status 499,
+/// `client_aborted`).
+#[test]
+fn a_stream_reset_while_the_upstream_works_is_recorded_as_client_closed() {
+    let upstream = Upstream::start(Behavior::Hang);
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{}/hang", gh.addr()))
+            .header("x-request-id", "reset-1")
+            .body(())
+            .unwrap();
+        let (_response, mut send) = client.send_request(request, false).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send.send_reset(h2::Reason::CANCEL);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    let record = gh.access_log("reset-1");
+    assert_eq!(record["status"], 499, "{record}");
+    assert_eq!(record["client_aborted"], true, "{record}");
+}

@@ -48,6 +48,7 @@ impl Pipeline<'_> {
             Method::GET,
             String::new(),
         );
+        self.recorded = true;
         std::mem::replace(&mut self.record, placeholder)
     }
 

@@ -108,6 +108,7 @@ pub fn handle(
             local: activity.local,
             request_id,
             record,
+            recorded: false,
             accept,
             cache: None,
             robots_host: None,
@@ -149,6 +150,25 @@ pub fn handle(
     }
 }
 
+/// A request dropped before its response was made: its client went away (an HTTP/2 stream
+/// reset, an HTTP/1.1 connection closed) and the request was cancelled with its upstream
+/// attempt. Its access record says so: status 499 (nginx's "client closed request"),
+/// `client_aborted`. (Not while a panic unwinds: the panic's own 500 is recorded.)
+impl Drop for Pipeline<'_> {
+    fn drop(&mut self) {
+        if self.recorded || std::thread::panicking() {
+            return;
+        }
+        let mut record = self.take_record();
+        record.status = CLIENT_CLOSED_REQUEST;
+        record.client_aborted = true;
+        self.snapshot.observer.finished(record);
+    }
+}
+
+/// The status an access record gives a request whose client left before the response.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 struct Pipeline<'a> {
     /// Shared, so work the request starts in the background (a cache revalidation,
     /// stale-while-revalidate) can keep it.
@@ -163,6 +183,8 @@ struct Pipeline<'a> {
     local: SocketAddr,
     request_id: Arc<str>,
     record: AccessRecord,
+    /// The access record was taken to be written (with the response, or by its body).
+    recorded: bool,
     /// The client's `Accept`, kept for rendering an error after the request went upstream.
     accept: Option<HeaderValue>,
     /// The cache's view of the request, on a route with `[route.cache]`.
