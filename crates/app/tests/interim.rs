@@ -148,8 +148,9 @@ fn early_hints_and_processing_reach_an_http2_client_before_the_final_response() 
     assert_eq!(record["status"], 200, "{record}");
 }
 
-#[test]
-fn early_hints_reach_an_http2_client_over_tls() {
+/// The response heads curl receives over TLS (`protocol`: `--http2` or `--http1.1`) from
+/// gatehouse in front of an upstream that sends 103 and 102 before its 200.
+fn hints_over_tls(protocol: &str) -> String {
     let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
     let ca = TestCa::new("hints CA");
     let cert = ca.leaf(&["hints.test"]);
@@ -162,14 +163,19 @@ fn early_hints_reach_an_http2_client_over_tls() {
         ]),
     ));
     let port = gh.https_addr().port();
-    let heads = curl_heads(&[
-        "--http2",
+    curl_heads(&[
+        protocol,
         "--cacert",
         &ca_pem.path().display().to_string(),
         "--resolve",
         &format!("hints.test:{port}:127.0.0.1"),
         &format!("https://hints.test:{port}/page"),
-    ]);
+    ])
+}
+
+#[test]
+fn early_hints_reach_an_http2_client_over_tls() {
+    let heads = hints_over_tls("--http2");
     assert!(
         heads.starts_with("HTTP/2 103 \r\nlink: </style.css>; rel=preload; as=style\r\n\r\n"),
         "{heads}"
@@ -179,26 +185,7 @@ fn early_hints_reach_an_http2_client_over_tls() {
 
 #[test]
 fn early_hints_reach_an_http11_client_over_tls() {
-    let upstream = Upstream::start(Behavior::RawThenClose(HINTS_THEN_OK.to_vec()));
-    let ca = TestCa::new("hints CA");
-    let cert = ca.leaf(&["hints.test"]);
-    let (cert_pem, key_pem) = cert.write_pem();
-    let ca_pem = ca.write_pem();
-    let gh = start(&Config::proxy_to([upstream.addr()]).server(
-        "tls",
-        tls_listeners([
-            TlsListener::new(["127.0.0.1:0"]).certificate(cert_pem.path(), key_pem.path()),
-        ]),
-    ));
-    let port = gh.https_addr().port();
-    let heads = curl_heads(&[
-        "--http1.1",
-        "--cacert",
-        &ca_pem.path().display().to_string(),
-        "--resolve",
-        &format!("hints.test:{port}:127.0.0.1"),
-        &format!("https://hints.test:{port}/page"),
-    ]);
+    let heads = hints_over_tls("--http1.1");
     assert!(
         heads.starts_with(
             "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload; as=style\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\n"

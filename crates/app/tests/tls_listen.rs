@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use gatehouse_testkit::https::{Https, TlsListener, curl_any, free_addr, tls_listeners};
+use gatehouse_testkit::https::{Https, HttpsConn, TlsListener, curl_any, free_addr, tls_listeners};
 use gatehouse_testkit::tls::{TestCa, TestCert};
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Req, TempFile, Upstream, send_raw};
 
@@ -494,21 +494,27 @@ fn stalled_and_broken_handshakes_are_closed_and_counted() {
 
 // --- HTTP/1.1 over TLS: gatehouse's own engine ---
 
+/// gatehouse with `config` and a TLS listener for `name`, and an HTTP/1.1 (ALPN) session with it.
+fn http11_over_tls(config: Config, name: &str) -> (Gatehouse, HttpsConn) {
+    let ca = TestCa::new("HTTP/1.1 over TLS CA");
+    let cert = Cert::new(&ca, &[name]);
+    let gh = start(&with_tls(config, [tls("127.0.0.1:0", &[&cert])]));
+    let conn = Https::new(&ca.cert_der(), name)
+        .alpn(&["http/1.1"])
+        .connect(gh.https_addr())
+        .unwrap();
+    (gh, conn)
+}
+
 /// A TLS client that stops part-way through its request head gets a 408 on the TLS session,
 /// as a plain one does (nginx closes without an answer).
 #[test]
 fn a_request_head_stalled_over_tls_gets_a_408() {
     let upstream = Upstream::hello();
-    let ca = TestCa::new("stall CA");
-    let cert = Cert::new(&ca, &["stall.test"]);
-    let gh = start(&with_tls(
+    let (_gh, mut conn) = http11_over_tls(
         Config::proxy_to([upstream.addr()]).server("client_header_timeout", "1s"),
-        [tls("127.0.0.1:0", &[&cert])],
-    ));
-    let mut conn = Https::new(&ca.cert_der(), "stall.test")
-        .alpn(&["http/1.1"])
-        .connect(gh.https_addr())
-        .unwrap();
+        "stall.test",
+    );
     let started = std::time::Instant::now();
     conn.write_raw(b"GET / HTTP/1.1\r\nHost: stall.test\r\nX-Sl")
         .unwrap();
@@ -528,16 +534,7 @@ fn a_request_head_stalled_over_tls_gets_a_408() {
 #[test]
 fn transfer_encoding_with_content_length_over_tls_is_a_400() {
     let upstream = Upstream::hello();
-    let ca = TestCa::new("smuggle CA");
-    let cert = Cert::new(&ca, &["smuggle.test"]);
-    let gh = start(&with_tls(
-        Config::proxy_to([upstream.addr()]),
-        [tls("127.0.0.1:0", &[&cert])],
-    ));
-    let mut conn = Https::new(&ca.cert_der(), "smuggle.test")
-        .alpn(&["http/1.1"])
-        .connect(gh.https_addr())
-        .unwrap();
+    let (_gh, mut conn) = http11_over_tls(Config::proxy_to([upstream.addr()]), "smuggle.test");
     conn.write_raw(
         b"POST / HTTP/1.1\r\nHost: smuggle.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: smuggle.test\r\n\r\n",
     )
@@ -557,16 +554,7 @@ fn a_tls_session_ends_with_close_notify() {
     let upstream = Upstream::start(Behavior::RawThenClose(
         b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nbody until close".to_vec(),
     ));
-    let ca = TestCa::new("close CA");
-    let cert = Cert::new(&ca, &["close.test"]);
-    let gh = start(&with_tls(
-        Config::proxy_to([upstream.addr()]),
-        [tls("127.0.0.1:0", &[&cert])],
-    ));
-    let mut conn = Https::new(&ca.cert_der(), "close.test")
-        .alpn(&["http/1.1"])
-        .connect(gh.https_addr())
-        .unwrap();
+    let (_gh, mut conn) = http11_over_tls(Config::proxy_to([upstream.addr()]), "close.test");
     conn.write_raw(b"GET / HTTP/1.0\r\nHost: close.test\r\n\r\n")
         .unwrap();
     let answer = conn

@@ -9,7 +9,8 @@
 //! - [`write`]: response heads and body framing;
 //! - [`socket`]: the transport, a TCP socket or a TLS session over one;
 //! - [`io`]: the socket shared by the loop and the body, and the stream after a `101`;
-//! - [`server`]: the connection loop (keep-alive, pipelining, 100-continue, 408, upgrades, drain).
+//! - [`server`]: the connection loop (keep-alive, pipelining, 100-continue, 408, upgrades, drain),
+//!   with `read_head` (waiting for and reading a head) and `send` (writing a response) beside it.
 
 pub mod body;
 pub mod chunked;
@@ -17,6 +18,8 @@ pub mod head;
 mod interim;
 pub mod io;
 pub mod pace;
+mod read_head;
+mod send;
 pub mod server;
 pub mod socket;
 pub mod write;

@@ -9,30 +9,24 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::sync::{oneshot, watch};
-use tokio::time::Instant;
 
 use super::body::RequestBody;
-use super::head::{self, Framing, Head, HeadError};
+use super::head::{Framing, Head, HeadError};
 use super::io::{Shared, Upgraded};
 use super::pace::{self, WriteLimit, WritePace};
+use super::read_head::{HEAD_BUFFER, HeadEnd, read_head};
+use super::send::{linger, write_response};
 use super::socket::Socket;
-use super::write::{self, BodyFraming, RequestFacts};
+use super::write::{self, RequestFacts};
 
-/// Read-buffer size for a new request head; it grows (doubling) up to the head limit.
-const HEAD_BUFFER: usize = 4096;
-/// How long unread request bytes are drained after a refusal, so that closing with them
-/// unread does not reset the connection before the client has read the answer.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 1024 * 1024;
 /// How long a request must be in progress before the socket is watched for the client going
 /// away (nginx notices at once; a second is soon enough to let go of an upstream request).
 const WATCH_AFTER: Duration = Duration::from_secs(1);
@@ -79,12 +73,6 @@ impl OnUpgrade {
             None => Err("the client connection was already taken over"),
         }
     }
-}
-
-enum HeadEnd {
-    /// Closed, idle, or stopping: close without a response.
-    Quiet,
-    Refused(HeadError),
 }
 
 /// Serves `stream` until the connection ends.
@@ -379,245 +367,4 @@ async fn call<H: Handler>(
         return None;
     }
     Some(response)
-}
-
-/// What ended a wait for the next bytes of a head.
-enum HeadWait {
-    /// Bytes were read.
-    Read,
-    Closed,
-    Deadline,
-    Stopping,
-}
-
-/// Reads until a whole head is buffered and parses it.
-///
-/// The wait is polled by hand rather than with `select!`: an idle connection waits here, and
-/// the socket's readiness needs no future of its own this way.
-#[allow(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice in the state an idle connection holds"
-)]
-fn read_head<'a>(
-    shared: &'a Shared,
-    buf: &'a mut BytesMut,
-    settings: Settings,
-    shutdown: &'a mut watch::Receiver<bool>,
-) -> impl Future<Output = Result<Head, HeadEnd>> + 'a {
-    async move {
-        let mut deadline = pin!(tokio::time::sleep_until(
-            Instant::now() + settings.header_timeout
-        ));
-        let mut stopping = pin!(stopping(shutdown));
-        loop {
-            if !buf.is_empty() {
-                match head::parse(buf, settings.max_head) {
-                    Ok(Some(head)) => return Ok(head),
-                    Ok(None) => {}
-                    Err(error) => return Err(HeadEnd::Refused(error)),
-                }
-            }
-            let idle = buf.is_empty();
-            let woke = std::future::poll_fn(|cx| {
-                match read_more(&shared.socket, cx, buf, settings.max_head) {
-                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(HeadWait::Closed),
-                    Poll::Ready(Ok(_)) => return Poll::Ready(HeadWait::Read),
-                    Poll::Pending => {}
-                }
-                if deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(HeadWait::Deadline);
-                }
-                // Draining closes only connections with no request under way.
-                if idle && stopping.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(HeadWait::Stopping);
-                }
-                Poll::Pending
-            })
-            .await;
-            match woke {
-                HeadWait::Read => {}
-                HeadWait::Closed | HeadWait::Stopping => return Err(HeadEnd::Quiet),
-                // An idle keep-alive connection: closed.
-                HeadWait::Deadline if idle => return Err(HeadEnd::Quiet),
-                HeadWait::Deadline => {
-                    return Err(HeadEnd::Refused(HeadError {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        reason: format!(
-                            "client did not send a complete request header section within client_header_timeout ({:?})",
-                            settings.header_timeout
-                        ),
-                    }));
-                }
-            }
-        }
-    }
-}
-
-/// Reads more of a head. The first read goes into the stack: a wake-up with nothing to read
-/// (readiness left over from the last request) allocates nothing, so an idle connection holds
-/// no buffer, and a small head takes only its own size.
-fn read_more(
-    socket: &Socket,
-    cx: &mut std::task::Context<'_>,
-    buf: &mut BytesMut,
-    max_head: usize,
-) -> Poll<io::Result<usize>> {
-    if buf.is_empty() {
-        let mut first = [0u8; 2048];
-        let n = std::task::ready!(socket.poll_read(cx, &mut first))?;
-        buf.extend_from_slice(&first[..n]);
-        return Poll::Ready(Ok(n));
-    }
-    if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
-        let grow = HEAD_BUFFER.max(buf.len()).min(max_head + 1);
-        buf.reserve(grow);
-    }
-    socket.poll_read_buf(cx, buf)
-}
-
-/// Resolves once gatehouse drains (or its shutdown signal is gone). Written with `changed`
-/// rather than `wait_for`, whose future is twice the size: every idle connection holds one.
-async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes a response; `Ok(true)` when the connection is still framed for another request.
-async fn write_response<B>(
-    shared: &Shared,
-    response: Response<B>,
-    request: RequestFacts<'_>,
-    keep_alive: bool,
-    pace: &mut WritePace,
-) -> io::Result<bool>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    let (parts, mut body) = response.into_parts();
-    let exact = if body.is_end_stream() {
-        Some(0)
-    } else {
-        body.size_hint().exact()
-    };
-    let framing = write::framing(request, parts.status, &parts.headers, exact);
-    let keep_alive = keep_alive && framing != BodyFraming::UntilClose;
-    let mut head = Vec::with_capacity(256 + parts.headers.len() * 32);
-    write::encode_head(
-        &mut head,
-        parts.status,
-        &parts.headers,
-        framing,
-        keep_alive,
-        request.version,
-    );
-    drop(parts);
-    if framing == BodyFraming::None {
-        pace.write(shared, &mut [&head]).await?;
-        return Ok(keep_alive);
-    }
-    let mut head = Some(head);
-    let mut sent: u64 = 0;
-    loop {
-        // The head goes out with the first body bytes when they are at hand, else on its own.
-        let polled =
-            std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await;
-        let frame = match polled {
-            Poll::Ready(frame) => frame,
-            Poll::Pending => {
-                if let Some(head) = head.take() {
-                    pace.write(shared, &mut [&head]).await?;
-                }
-                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-            }
-        };
-        let pending_head = head.take().unwrap_or_default();
-        let data = match frame {
-            None => {
-                let tail: &[u8] = if framing == BodyFraming::Chunked {
-                    b"0\r\n\r\n"
-                } else {
-                    b""
-                };
-                pace.write(shared, &mut [&pending_head, tail]).await?;
-                if let BodyFraming::Length(length) = framing
-                    && sent < length
-                {
-                    return Err(io::Error::other(format!(
-                        "response body ended after {sent} of {length} bytes"
-                    )));
-                }
-                return Ok(keep_alive);
-            }
-            Some(Err(_)) => {
-                // hyper's behaviour: the head (if not yet out) goes, then the connection closes
-                // short of the promised length or the last chunk, so the client sees the cut.
-                pace.write(shared, &mut [&pending_head]).await?;
-                return Err(io::Error::other("response body failed"));
-            }
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                Err(_trailers) => {
-                    pace.write(shared, &mut [&pending_head]).await?;
-                    continue;
-                }
-            },
-        };
-        let end = body.is_end_stream();
-        match framing {
-            BodyFraming::Chunked => {
-                let (line, n) = write::chunk_line(data.len());
-                let line: &[u8] = if data.is_empty() { b"" } else { &line[..n] };
-                let after: &[u8] = match (data.is_empty(), end) {
-                    (true, true) => b"0\r\n\r\n",
-                    (true, false) => b"",
-                    (false, true) => b"\r\n0\r\n\r\n",
-                    (false, false) => b"\r\n",
-                };
-                pace.write(shared, &mut [&pending_head, line, &data, after])
-                    .await?;
-            }
-            BodyFraming::Length(length) => {
-                let room = usize::try_from(length - sent).unwrap_or(usize::MAX);
-                if data.len() > room {
-                    pace.write(shared, &mut [&pending_head, &data[..room]])
-                        .await?;
-                    return Err(io::Error::other("response body longer than its length"));
-                }
-                pace.write(shared, &mut [&pending_head, &data]).await?;
-            }
-            BodyFraming::UntilClose | BodyFraming::None => {
-                pace.write(shared, &mut [&pending_head, &data]).await?;
-            }
-        }
-        sent += data.len() as u64;
-        if end {
-            if let BodyFraming::Length(length) = framing
-                && sent < length
-            {
-                return Err(io::Error::other("response body ended early"));
-            }
-            return Ok(keep_alive);
-        }
-    }
-}
-
-/// Half-closes, then reads and drops what the client still sends, for a bounded time, so that
-/// the answer is not destroyed by a reset from unread bytes (nginx's lingering close).
-async fn linger(shared: &Shared) {
-    shared.socket.shutdown_write();
-    let mut scratch = BytesMut::with_capacity(16 * 1024);
-    let mut drained = 0;
-    let _ = tokio::time::timeout(LINGER, async {
-        while drained < LINGER_BYTES {
-            scratch.clear();
-            match std::future::poll_fn(|cx| shared.poll_read_buf(cx, &mut scratch)).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => drained += n,
-            }
-        }
-    })
-    .await;
 }
