@@ -8,8 +8,8 @@
 //! The modules form layers, and a module imports only from layers below its own (bottom
 //! first):
 //!
-//! 0. [`http1`] and [`http2`] (the client-side HTTP engines), [`date`], [`failure`] and
-//!    [`workers`] (per-core runtimes): nothing of the pipeline;
+//! 0. [`http1`] and [`http2`] (the client-side HTTP engines), [`date`], [`tcp_read`],
+//!    [`failure`] and [`workers`] (per-core runtimes): nothing of the pipeline;
 //! 1. [`acme`] (certificates obtained through ACME, and the task obtaining them), [`observe`]
 //!    (logs, metrics, recent failures; fed plain records), [`client_pace`], [`client_body`],
 //!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`], [`limit`];
@@ -43,6 +43,7 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod snapshot;
+pub mod tcp_read;
 pub mod tunnel;
 pub mod upstream;
 pub mod workers;

@@ -89,13 +89,7 @@ impl Socket {
         buf: &mut BytesMut,
     ) -> Poll<io::Result<usize>> {
         match self {
-            Self::Plain(stream) => loop {
-                ready!(stream.poll_read_ready(cx))?;
-                match stream.try_read_buf(buf) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    result => return Poll::Ready(result),
-                }
-            },
+            Self::Plain(stream) => crate::tcp_read::poll_read_buf(stream, cx, buf),
             // `read_buf` keeps no state between polls: dropping it after `Pending` loses
             // nothing, and it fills the buffer's uninitialised spare capacity safely.
             Self::Tls(tls) => match tls.lock() {
@@ -108,13 +102,7 @@ impl Socket {
     /// Reads into `dst`. `Ok(0)` is the end of the stream (or an empty `dst`).
     pub fn poll_read(&self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<io::Result<usize>> {
         match self {
-            Self::Plain(stream) => loop {
-                ready!(stream.poll_read_ready(cx))?;
-                match stream.try_read(dst) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    result => return Poll::Ready(result),
-                }
-            },
+            Self::Plain(stream) => crate::tcp_read::poll_read(stream, cx, dst),
             Self::Tls(tls) => {
                 let Some(mut tls) = tls.lock() else {
                     return Poll::Ready(Ok(0));

@@ -154,14 +154,11 @@ where
                     let (parts, recv) = request.into_parts();
                     let reply = Interim::new(respond);
                     let body = RequestBody::new(recv, length, expect_continue, reply.clone());
-                    let call = this.handler.call(Request::from_parts(parts, body));
-                    // Boxed before spawning: tokio moves a future through several calls on its way
-                    // into the task, and a pipeline's future is kilobytes; a box moves as a pointer.
-                    tokio::spawn(Box::pin(stream::Respond::new(
-                        call,
-                        reply,
-                        this.stream_write_timeout,
-                    )));
+                    // Boxed as it is made: tokio moves a future through several calls on its
+                    // way into the task, and a pipeline's future is kilobytes; a box moves as a
+                    // pointer.
+                    let call = Box::pin(this.handler.call(Request::from_parts(parts, body)));
+                    tokio::spawn(stream::Respond::new(call, reply, this.stream_write_timeout));
                 }
             }
         }

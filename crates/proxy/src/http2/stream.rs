@@ -16,7 +16,6 @@ use h2::SendStream;
 use http::Response;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::Body;
-use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use super::interim::Interim;
@@ -45,37 +44,31 @@ pub(super) fn strip_connection_fields(headers: &mut HeaderMap) {
     }
 }
 
-pin_project! {
-    /// Answers one stream: polls the handler's future for its response in place (a future
-    /// written as an `async fn` would hold it twice, as argument and as local, and every copy
-    /// of a pipeline's future costs), then sends the head and the body.
-    pub(super) struct Respond<F, B> {
-        reply: Interim,
-        write_timeout: Option<Duration>,
-        #[pin]
-        state: State<F, B>,
-    }
+/// Answers one stream: polls the handler's future for its response, then sends the head and
+/// the body. The handler's future (a pipeline's is kilobytes) is boxed where it is made, so
+/// that it is copied once, into its box, and this small future is what tokio moves into the
+/// task; the box is freed once the head is sent, not held while the body streams.
+pub(super) struct Respond<F, B> {
+    reply: Interim,
+    write_timeout: Option<Duration>,
+    state: State<F, B>,
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<F, B> {
-        /// Waiting for the handler; a client's RST_STREAM meanwhile drops its future, which
-        /// cancels the request in progress.
-        Waiting {
-            #[pin]
-            call: F,
-        },
-        Sending {
-            pipe: Pipe<B>,
-        },
-    }
+enum State<F, B> {
+    /// Waiting for the handler; a client's RST_STREAM meanwhile drops its future, which
+    /// cancels the request in progress.
+    Waiting {
+        call: Pin<Box<F>>,
+    },
+    Sending {
+        pipe: Pipe<B>,
+    },
 }
 
 impl<F, B> Respond<F, B> {
     /// `call` is the handler's future for the stream's request; `reply` holds the stream's
     /// `SendResponse`.
-    pub(super) fn new(call: F, reply: Interim, write_timeout: Option<Duration>) -> Self {
+    pub(super) fn new(call: Pin<Box<F>>, reply: Interim, write_timeout: Option<Duration>) -> Self {
         Self {
             reply,
             write_timeout,
@@ -92,11 +85,11 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut this = self.project();
+        let this = self.get_mut();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Waiting { call } => {
-                    let Poll::Ready(response) = call.poll(cx) else {
+            match &mut this.state {
+                State::Waiting { call } => {
+                    let Poll::Ready(response) = call.as_mut().poll(cx) else {
                         if let Poll::Ready(reason) = this.reply.poll_reset(cx) {
                             tracing::debug!(
                                 ?reason,
@@ -109,12 +102,12 @@ where
                         }
                         return Poll::Pending;
                     };
-                    let Some(pipe) = send_head(this.reply, response, *this.write_timeout) else {
+                    let Some(pipe) = send_head(&this.reply, response, this.write_timeout) else {
                         return Poll::Ready(());
                     };
-                    this.state.set(State::Sending { pipe });
+                    this.state = State::Sending { pipe };
                 }
-                StateProj::Sending { pipe } => {
+                State::Sending { pipe } => {
                     if let Err(why) = ready!(pipe.poll(cx)) {
                         tracing::debug!(why, "HTTP/2 response body ended early");
                     }

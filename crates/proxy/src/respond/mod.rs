@@ -63,7 +63,7 @@ pub fn render(failure: &Failure, ctx: &ErrorContext<'_>) -> Response<ProxyBody> 
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
+    if let Some(id) = crate::forward::request_id_value(ctx.request_id) {
         headers.insert(crate::forward::X_REQUEST_ID, id);
     }
     if let Some(member) = ctx.proxy_status.for_failure(failure, ctx.next_hop) {

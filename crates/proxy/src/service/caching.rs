@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use gatehouse_config::RouteCache;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode};
 
 use super::Pipeline;
@@ -117,7 +117,7 @@ impl Pipeline<'_> {
         if let Some(value) = status.header(&self.snapshot.config.server.name) {
             headers.append(crate::forward::CACHE_STATUS, value);
         }
-        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+        if let Some(id) = forward::request_id_value(&self.request_id) {
             headers.insert(forward::X_REQUEST_ID, id);
         }
         let mut record = self.take_record();

@@ -144,8 +144,8 @@ impl Pipeline<'_> {
         upgrade: Option<&UpgradeRequest>,
         activity: &ClientActivity,
     ) {
-        let request_id = HeaderValue::from_str(&self.request_id)
-            .unwrap_or_else(|_| HeaderValue::from_static("-"));
+        let request_id = forward::request_id_value(&self.request_id)
+            .unwrap_or_else(|| HeaderValue::from_static("-"));
         // The check phase made Host the target's authority (absolute-form, `:authority`).
         let host_header = parts.headers.get(header::HOST).cloned();
         // The client is the peer unless a trusted peer forwarded for someone else.

@@ -191,7 +191,7 @@ impl Pipeline<'_> {
         {
             parts.headers.append(forward::PROXY_STATUS, member);
         }
-        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+        if let Some(id) = forward::request_id_value(&self.request_id) {
             parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;
@@ -250,7 +250,7 @@ impl Pipeline<'_> {
         forward::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         forward::keep_upgrade(&mut parts.headers, &accepted);
-        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+        if let Some(id) = forward::request_id_value(&self.request_id) {
             parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;

@@ -230,14 +230,7 @@ impl UpstreamIo<Transport> {
         buf: &mut bytes::BytesMut,
     ) -> Poll<io::Result<usize>> {
         let n = match &mut self.inner {
-            Transport::Tcp(stream) => loop {
-                ready!(stream.poll_read_ready(cx))?;
-                match stream.try_read_buf(buf) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) => return Poll::Ready(Err(err)),
-                    Ok(n) => break n,
-                }
-            },
+            Transport::Tcp(stream) => ready!(crate::tcp_read::poll_read_buf(stream, cx, buf))?,
             Transport::Tls(stream) => {
                 let start = buf.len();
                 let room = buf.capacity() - start;
