@@ -14,6 +14,11 @@ mod probe;
 mod purge;
 mod reload;
 
+/// mimalloc rather than glibc's allocator: cheaper per request (see the workspace manifest and
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser as _;

@@ -78,70 +78,75 @@ impl Pipeline<'_> {
     /// Attempts, then the response: a server, then another one while the failure allows a
     /// retry and the attempts, the deadline and the retry budget do. The answer is the first
     /// response, else the last failure (or a stale copy standing in for it).
-    pub(super) async fn forward(
+    ///
+    /// Not an `async fn`, which would keep the outgoing request twice in its state (as argument
+    /// and as local), and this state is part of every request's future.
+    pub(super) fn forward(
         &mut self,
         pool: Arc<Pool>,
         members: Arc<Members>,
         hash_key: Option<u64>,
         mut outgoing: Outgoing,
         head_only: bool,
-    ) -> Response<ProxyBody> {
-        let policy = &pool.config.retry;
-        pool.budget.record_request();
-        let mut tries = Tries::default();
-        loop {
-            let retry = !tries.tried.is_empty() || tries.last.is_some();
-            let lease = match self
-                .pick_server(&pool, &members, hash_key, &tries, retry)
-                .await
-            {
-                Pick::Lease(lease) => lease,
-                Pick::NoServer(failure, next_hop) => {
-                    return self.no_server(&pool, failure, next_hop, head_only).await;
+    ) -> impl Future<Output = Response<ProxyBody>> {
+        async move {
+            let policy = &pool.config.retry;
+            pool.budget.record_request();
+            let mut tries = Tries::default();
+            loop {
+                let retry = !tries.tried.is_empty() || tries.last.is_some();
+                let lease = match self
+                    .pick_server(&pool, &members, hash_key, &tries, retry)
+                    .await
+                {
+                    Pick::Lease(lease) => lease,
+                    Pick::NoServer(failure, next_hop) => {
+                        return self.no_server(&pool, failure, next_hop, head_only).await;
+                    }
+                    Pick::Stop => break,
+                };
+                let Some(taken) = outgoing.take() else {
+                    break;
+                };
+                let server = Arc::clone(&lease.server);
+                if retry {
+                    self.snapshot.observer.metrics.retry(&pool.name);
                 }
-                Pick::Stop => break,
-            };
-            let Some(taken) = outgoing.take() else {
-                break;
-            };
-            let server = Arc::clone(&lease.server);
-            if retry {
-                self.snapshot.observer.metrics.retry(&pool.name);
-            }
-            self.record.attempts += 1;
-            self.record.upstream = Some(server.label.as_str().into());
-            // A retry gets only what is left of the request's deadline to answer in.
-            let response_timeout = if retry {
-                let left = policy
-                    .deadline
-                    .saturating_sub(self.record.started.elapsed());
-                pool.settings.response_timeout.min(left)
-            } else {
-                pool.settings.response_timeout
-            };
-            let fresh = std::mem::take(&mut tries.fresh_connection);
-            // Boxed: the attempt (the send and its connection) is the largest part of the
-            // request's future, and every future above it is moved whole when it starts; a
-            // pointer here keeps those moves small.
-            match Box::pin(self.attempt(&server, taken, response_timeout, fresh)).await {
-                Ok(attempt) => {
-                    return self.respond(pool, members, lease, attempt, head_only).await;
-                }
-                Err(failed) => {
-                    if !self.attempt_failed(
-                        &pool,
-                        &members,
-                        lease,
-                        failed,
-                        &mut outgoing,
-                        &mut tries,
-                    ) {
-                        break;
+                self.record.attempts += 1;
+                self.record.upstream = Some(server.label.as_str().into());
+                // A retry gets only what is left of the request's deadline to answer in.
+                let response_timeout = if retry {
+                    let left = policy
+                        .deadline
+                        .saturating_sub(self.record.started.elapsed());
+                    pool.settings.response_timeout.min(left)
+                } else {
+                    pool.settings.response_timeout
+                };
+                let fresh = std::mem::take(&mut tries.fresh_connection);
+                // Boxed: the attempt (the send and its connection) is the largest part of the
+                // request's future, and every future above it is moved whole when it starts; a
+                // pointer here keeps those moves small.
+                match Box::pin(self.attempt(&server, taken, response_timeout, fresh)).await {
+                    Ok(attempt) => {
+                        return self.respond(pool, members, lease, attempt, head_only).await;
+                    }
+                    Err(failed) => {
+                        if !self.attempt_failed(
+                            &pool,
+                            &members,
+                            lease,
+                            failed,
+                            &mut outgoing,
+                            &mut tries,
+                        ) {
+                            break;
+                        }
                     }
                 }
             }
+            self.give_up(tries.last, head_only).await
         }
-        self.give_up(tries.last, head_only).await
     }
 
     /// After a failed attempt: the failure reported, the server charged with it (unless the
@@ -216,117 +221,117 @@ impl Pipeline<'_> {
 
     /// One attempt against one server: a pooled (unless `fresh`) or new connection, the request
     /// sent, the response head read, each phase bounded by its own timeout.
-    async fn attempt(
+    ///
+    /// Not an `async fn`, which would keep the request twice in its state (as argument and as
+    /// local); this future is boxed, so every byte of it is copied once per attempt.
+    fn attempt(
         &mut self,
         server: &Arc<Server>,
         taken: Taken,
         response_timeout: Duration,
         fresh: bool,
-    ) -> Result<Attempt, AttemptFailure> {
+    ) -> impl Future<Output = Result<Attempt, AttemptFailure>> {
         let Taken {
             request,
-            sent,
+            mut sent,
             keep_head,
         } = taken;
-        let idempotent = request.method().is_idempotent();
-        let mut conn = match self.open_connection(server, fresh, !idempotent).await {
-            Ok(conn) => conn,
-            Err(failure) => {
-                return Err(AttemptFailure {
-                    failure,
-                    request_sent: false,
-                    response_bytes: 0,
-                    stale_connection: false,
-                    cut_short: false,
-                    unsent: Some((request, sent)),
-                    head: None,
-                });
-            }
-        };
-        let read_before = conn.stats.read();
-        let written_before = conn.stats.written();
-        let mut sent = sent;
-        let sending = tokio::time::Instant::now();
-        let mut head = None;
-        let result = {
-            let mut send = pin!(conn.sender.try_send_request_keeping(
-                request,
-                self.interim.clone(),
-                keep_head,
-                &mut head,
-            ));
-            let mut early = None;
-            if let Some(fully_sent) = sent.as_mut() {
-                // The response timeout starts once the whole request was handed over; an
-                // upstream may also answer early (e.g. 413) before the body is complete.
-                tokio::select! {
-                    biased;
-                    result = &mut send => early = Some(result),
-                    _ = fully_sent => {}
+        async move {
+            let idempotent = request.method().is_idempotent();
+            let mut conn = match self.open_connection(server, fresh, !idempotent).await {
+                Ok(conn) => conn,
+                Err(failure) => {
+                    return Err(AttemptFailure {
+                        failure,
+                        request_sent: false,
+                        response_bytes: 0,
+                        stale_connection: false,
+                        cut_short: false,
+                        unsent: Some((request, sent)),
+                        head: None,
+                    });
                 }
-            }
-            match early {
-                Some(result) => Some(result),
-                None => tokio::time::timeout(response_timeout, send).await.ok(),
-            }
-        };
-        let request_sent = conn.stats.written() > written_before;
-        let response_bytes = conn.stats.read() - read_before;
-        match result {
-            Some(Ok(response)) => {
-                self.record.first_byte = Some(self.record.started.elapsed());
-                conn.note_response(response.headers());
-                Ok(Attempt { response, conn })
-            }
-            Some(Err(failed)) => {
-                let facts = HeadFacts {
-                    response_bytes,
-                    reused: conn.reused,
-                };
-                let failure = failed.failure(facts);
-                // An unsent request goes again with the fields it was sent with.
-                let unsent = failed.unsent.map(|mut request| {
-                    if let Some(head) = head.take() {
-                        *request.headers_mut() = head;
+            };
+            let read_before = conn.stats.read();
+            let written_before = conn.stats.written();
+            let sending = tokio::time::Instant::now();
+            let mut head = None;
+            let result = 'sent: {
+                let mut send = pin!(conn.sender.try_send_request_keeping(
+                    request,
+                    self.interim.clone(),
+                    keep_head,
+                    &mut head,
+                ));
+                if let Some(fully_sent) = sent.as_mut() {
+                    // The response timeout starts once the whole request was handed over; an
+                    // upstream may also answer early (e.g. 413) before the body is complete.
+                    tokio::select! {
+                        biased;
+                        result = &mut send => break 'sent Some(result),
+                        _ = fully_sent => {}
                     }
-                    request
-                });
-                // An HTTP/1.1 server closes an idle connection without a word, so a request
-                // written just then meets the close; an HTTP/2 server says GOAWAY first (its
-                // streams come back unsent), so a stream cut after it was sent is the server's.
-                // And the close came right after the write, as a race's does: a server that
-                // worked on the request for a while and then died is a server's failure.
-                let idle_race =
-                    conn.protocol == Protocol::Http1 && sending.elapsed() < STALE_CLOSE_WINDOW;
-                // A request hyper gave back was never written.
-                let request_sent = request_sent && unsent.is_none();
-                Err(AttemptFailure {
-                    // A kept-alive HTTP/1.1 connection closed before the request was written,
-                    // or an HTTP/2 stream refused unprocessed (REFUSED_STREAM, e.g. a burst
-                    // that raced the server's stream limit before its SETTINGS arrived): not
-                    // the server's failure, so it may be tried again on the same server, at
-                    // most MAX_STALE_RETRIES times, without being held against it.
-                    stale_connection: conn.reused
-                        && (!request_sent || (idempotent && idle_race && response_bytes == 0))
-                        && failure.kind == FailureKind::ConnectionTerminated,
-                    failure,
+                }
+                tokio::time::timeout(response_timeout, send).await.ok()
+            };
+            let request_sent = conn.stats.written() > written_before;
+            let response_bytes = conn.stats.read() - read_before;
+            match result {
+                Some(Ok(response)) => {
+                    self.record.first_byte = Some(self.record.started.elapsed());
+                    conn.note_response(response.headers());
+                    Ok(Attempt { response, conn })
+                }
+                Some(Err(failed)) => {
+                    let facts = HeadFacts {
+                        response_bytes,
+                        reused: conn.reused,
+                    };
+                    let failure = failed.failure(facts);
+                    // An unsent request goes again with the fields it was sent with.
+                    let unsent = failed.unsent.map(|mut request| {
+                        if let Some(head) = head.take() {
+                            *request.headers_mut() = head;
+                        }
+                        request
+                    });
+                    // An HTTP/1.1 server closes an idle connection without a word, so a request
+                    // written just then meets the close; an HTTP/2 server says GOAWAY first (its
+                    // streams come back unsent), so a stream cut after it was sent is the server's.
+                    // And the close came right after the write, as a race's does: a server that
+                    // worked on the request for a while and then died is a server's failure.
+                    let idle_race =
+                        conn.protocol == Protocol::Http1 && sending.elapsed() < STALE_CLOSE_WINDOW;
+                    // A request hyper gave back was never written.
+                    let request_sent = request_sent && unsent.is_none();
+                    Err(AttemptFailure {
+                        // A kept-alive HTTP/1.1 connection closed before the request was written,
+                        // or an HTTP/2 stream refused unprocessed (REFUSED_STREAM, e.g. a burst
+                        // that raced the server's stream limit before its SETTINGS arrived): not
+                        // the server's failure, so it may be tried again on the same server, at
+                        // most MAX_STALE_RETRIES times, without being held against it.
+                        stale_connection: conn.reused
+                            && (!request_sent || (idempotent && idle_race && response_bytes == 0))
+                            && failure.kind == FailureKind::ConnectionTerminated,
+                        failure,
+                        request_sent,
+                        response_bytes,
+                        cut_short: false,
+                        // An unsent body comes back with its "fully sent" signal, unfired.
+                        unsent: unsent.map(|request| (request, sent)),
+                        head,
+                    })
+                }
+                None => Err(AttemptFailure {
+                    failure: classify::response_timeout(response_timeout),
                     request_sent,
                     response_bytes,
-                    cut_short: false,
-                    // An unsent body comes back with its "fully sent" signal, unfired.
-                    unsent: unsent.map(|request| (request, sent)),
+                    stale_connection: false,
+                    cut_short: response_timeout < server.settings().response_timeout,
+                    unsent: None,
                     head,
-                })
+                }),
             }
-            None => Err(AttemptFailure {
-                failure: classify::response_timeout(response_timeout),
-                request_sent,
-                response_bytes,
-                stale_connection: false,
-                cut_short: response_timeout < server.settings().response_timeout,
-                unsent: None,
-                head,
-            }),
         }
     }
 
