@@ -81,6 +81,10 @@ impl Pipeline<'_> {
     ///
     /// Not an `async fn`, which would keep the outgoing request twice in its state (as argument
     /// and as local), and this state is part of every request's future.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would keep the outgoing request twice in every request's future"
+    )]
     pub(super) fn forward(
         &mut self,
         pool: Arc<Pool>,
