@@ -143,6 +143,35 @@ pub async fn open<R: Reach + ?Sized>(
     open_for(addr, settings, want_h2, None).await
 }
 
+/// A TCP connection to `addr`. A connect the kernel refused at once (a local port with
+/// nothing listening: the application server is down) is known right after the `connect`
+/// call; it fails then, before the socket is registered with the event loop (which would cost
+/// an `epoll_ctl` to add it and another to take it out again, on every request while the
+/// server is down). Any other connect completes through the event loop, as tokio's does.
+async fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EINPROGRESS) => {
+            if let Some(refused) = socket.take_error()? {
+                return Err(refused);
+            }
+        }
+        Err(err) => return Err(err),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(err) => Err(err),
+        None => Ok(stream),
+    }
+}
+
 /// [`open`], with the PROXY protocol header for `client` first when the server wants one.
 pub async fn open_for<R: Reach + ?Sized>(
     addr: SocketAddr,
@@ -153,7 +182,7 @@ pub async fn open_for<R: Reach + ?Sized>(
     let started = Instant::now();
     let connect_timeout = settings.conn().connect_timeout;
     let connected = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = dial(addr).await?;
         if let Some(version) = settings.conn().proxy_protocol {
             let header = crate::proxy_protocol::encode(version, client);
             tokio::io::AsyncWriteExt::write_all(&mut stream, &header).await?;
@@ -428,6 +457,49 @@ fn connect_error_details(addr: SocketAddr, err: &io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A port with nothing listening is refused (the error the failure kind is read from), and
+    /// a listening one gives a stream that carries bytes both ways.
+    #[tokio::test]
+    async fn dial_reports_a_refusal_and_connects_to_a_listener() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let closed_addr = closed.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        drop(closed);
+        let refused = dial(closed_addr).await.err();
+        assert_eq!(
+            refused.as_ref().map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused),
+            "{refused:?}"
+        );
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (stream, accepted) = tokio::join!(dial(addr), listener.accept());
+        let mut stream = stream.unwrap_or_else(|e| panic!("{e}"));
+        let (mut server, _) = accepted.unwrap_or_else(|e| panic!("{e}"));
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream
+            .write_all(b"ping")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut got = [0u8; 4];
+        server
+            .read_exact(&mut got)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&got, b"ping");
+        server
+            .write_all(b"pong")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        stream
+            .read_exact(&mut got)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&got, b"pong");
+    }
 
     /// A text used again is the one formatting makes; another address or code gets its own.
     #[test]
