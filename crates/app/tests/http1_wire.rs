@@ -935,6 +935,37 @@ fn idle_keep_alive_connections_hold_about_one_fd_each() {
     }
 }
 
+/// A client that closes its sending side once its request is out (as `nc` does at the end of
+/// its input) still gets the answer of an upstream that takes a while: a half-close is not
+/// taken for the client going away until a second later.
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        std::thread::sleep(Duration::from_millis(400));
+        let _ = conn
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlater");
+    });
+    let gh = start(&Config::proxy_to([addr]));
+    let mut client = TcpStream::connect(gh.addr()).unwrap();
+    client
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = client.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("later"), "{response}");
+}
+
 /// A client that goes away while gatehouse waits for the upstream's answer: the upstream
 /// request is dropped at once (its connection closed), not held until the upstream answers or
 /// `response_timeout` passes (nginx gives up on it too, and logs 499).

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,8 +28,9 @@ use super::send::{linger, write_response};
 use super::socket::Socket;
 use super::write::{self, RequestFacts};
 
-/// How long a request must be in progress before the socket is watched for the client going
-/// away (nginx notices at once; a second is soon enough to let go of an upstream request).
+/// How long after the client went away (or, over TLS, after the request began) the request in
+/// progress is let go of: time for a client that closes its sending side once the request is
+/// out to get its answer anyway, and soon enough to free an upstream request.
 const WATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Connection limits, from the server config.
@@ -310,15 +312,32 @@ struct ClientWatch<'a> {
 }
 
 impl ClientWatch<'_> {
-    /// Reads what the client sends: `Ok(0)` once it closed (or half-closed) the connection.
-    /// Only requests still in progress after [`WATCH_AFTER`] are watched: a read attempt is a
-    /// system call (and a buffer), which a quick answer need not pay for.
+    /// Reads what the client sends: `Ok(0)` once it closed (or half-closed) the connection,
+    /// [`WATCH_AFTER`] later.
+    ///
+    /// A plain socket is read only once it has something to give: its readiness was cleared
+    /// by the read that ended the head, so a quick answer costs neither a system call nor a
+    /// timer. A TLS session is read once the request has been in progress for
+    /// [`WATCH_AFTER`].
     async fn read(&mut self, shared: &Shared) -> io::Result<usize> {
-        // Boxed: the exchange's state, copied into its box for every request, stays small.
-        Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
+        // `true` once a plain socket is readable; `false` at once for TLS.
+        let plain = std::future::poll_fn(|cx| match shared.socket.poll_read_ready(cx) {
+            Some(Poll::Pending) => Poll::Pending,
+            Some(Poll::Ready(ready)) => Poll::Ready(ready.map(|()| true)),
+            None => Poll::Ready(Ok(false)),
+        })
+        .await?;
+        if !plain {
+            // Boxed: the exchange's state, copied into its box for every request, stays small.
+            Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
+        }
         self.buf
             .reserve(HEAD_BUFFER.min(self.limit.saturating_sub(self.buf.len()) + 1));
-        std::future::poll_fn(|cx| shared.socket.poll_read_buf(cx, self.buf)).await
+        let n = std::future::poll_fn(|cx| shared.socket.poll_read_buf(cx, self.buf)).await?;
+        if n == 0 && plain {
+            Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
+        }
+        Ok(n)
     }
 }
 

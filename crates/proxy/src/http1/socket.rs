@@ -82,6 +82,17 @@ impl From<TlsStream<TcpStream>> for Socket {
 }
 
 impl Socket {
+    /// For a plain TCP socket, waits until it has something to read (bytes, or its end)
+    /// without reading, and so without a system call; `None` for a TLS session, whose
+    /// socket's readiness says little of what the session will give (part of a record, a key
+    /// update).
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Option<Poll<io::Result<()>>> {
+        match self {
+            Self::Plain(stream) => Some(stream.poll_read_ready(cx)),
+            Self::Tls(_) => None,
+        }
+    }
+
     /// Reads into `buf`'s spare capacity (reserve first). `Ok(0)` is the end of the stream.
     pub fn poll_read_buf(
         &self,
