@@ -148,7 +148,7 @@ impl http_body::Body for RequestBody {
             && this.buf.is_empty()
             && let Some(shared) = &this.shared
         {
-            shared.continue_wanted.notify_one();
+            shared.continue_wanted.raise();
         }
         loop {
             let result = match &mut this.kind {

@@ -30,7 +30,7 @@ impl Interim {
         let mut queued = self.0.lock_interim();
         encode(&mut queued, status, headers);
         drop(queued);
-        self.0.interim_ready.notify_one();
+        self.0.interim_ready.raise();
     }
 }
 

@@ -8,11 +8,12 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
@@ -27,6 +28,40 @@ pub struct Returned {
     pub complete: bool,
 }
 
+/// A wake-up for the connection's loop, the one task that waits for it: a flag and a waker.
+/// Lighter than a `Notify`, whose waiter is queued and taken out again under a lock, for a
+/// wait that is set up on every request.
+#[derive(Debug, Default)]
+pub struct Signal {
+    raised: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Signal {
+    /// Wakes the waiting loop; a raise with no one waiting is kept for the next wait.
+    pub fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Resolves once raised (since the last wait that resolved).
+    pub async fn raised(&self) {
+        std::future::poll_fn(|cx| {
+            if self.raised.swap(false, Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A raise between the check and the registration woke no one: look again.
+            if self.raised.swap(false, Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
 /// One client connection's socket and the hand-over points between loop and body.
 #[derive(Debug)]
 pub struct Shared {
@@ -34,10 +69,10 @@ pub struct Shared {
     returned: Mutex<Option<Returned>>,
     body_done: Notify,
     /// The body was polled while `100 Continue` is owed: the loop writes it.
-    pub continue_wanted: Notify,
+    pub continue_wanted: Signal,
     /// Interim responses queued for the client (see `interim.rs`), written by the loop.
     interim: Mutex<Vec<u8>>,
-    pub(super) interim_ready: Notify,
+    pub(super) interim_ready: Signal,
     /// Bytes written to the client so far (the minimum response rate watches its progress).
     written: AtomicU64,
 }
@@ -48,9 +83,9 @@ impl Shared {
             socket,
             returned: Mutex::new(None),
             body_done: Notify::new(),
-            continue_wanted: Notify::new(),
+            continue_wanted: Signal::default(),
             interim: Mutex::new(Vec::new()),
-            interim_ready: Notify::new(),
+            interim_ready: Signal::default(),
             written: AtomicU64::new(0),
         })
     }

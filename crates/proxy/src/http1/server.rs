@@ -366,13 +366,13 @@ async fn call<H: Handler>(
                     return None;
                 }
             }
-            () = shared.continue_wanted.notified(), if continue_owed => {
+            () = shared.continue_wanted.raised(), if continue_owed => {
                 continue_owed = false;
                 if pace.write(shared, &mut [b"HTTP/1.1 100 Continue\r\n\r\n"]).await.is_err() {
                     return None;
                 }
             }
-            () = shared.interim_ready.notified() => {
+            () = shared.interim_ready.raised() => {
                 let interim = shared.take_interim();
                 if pace.write(shared, &mut [&interim]).await.is_err() {
                     return None;
