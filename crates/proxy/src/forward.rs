@@ -162,10 +162,10 @@ pub const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-/// The `X-Request-ID` value for `id`. Marked sensitive, which only HPACK reads: a value that
-/// is new on every request is sent as a literal over HTTP/2 rather than added to the
-/// connection's header table, where it would push out the fields that do repeat (and cost a
-/// table search and insert per response).
+/// The `X-Request-ID` value for `id`, marked sensitive: HTTP/2's HPACK then sends it as a
+/// literal that is never indexed, rather than adding a value that is new on every request to
+/// the connection's header table, where it would push out the fields that do repeat (and cost
+/// an insert, with its evictions, per response). (Its `Debug` form then hides the value.)
 pub fn request_id_value(id: &str) -> Option<HeaderValue> {
     let mut value = HeaderValue::from_str(id).ok()?;
     value.set_sensitive(true);

@@ -6,7 +6,13 @@
 //! that returns fewer bytes than it had room for has emptied the socket's queue, so the
 //! readiness can be cleared then, as tokio's own `AsyncRead` does for a short read. It is
 //! cleared only if no new readiness event arrived since the read began (tokio compares the
-//! event's tick), so bytes that came in meanwhile still wake the reader.
+//! event's tick), so bytes that came in meanwhile still wake the reader. This relies on
+//! edge-triggered epoll (or kqueue) reporting bytes that arrive later as a new event, as
+//! tokio's own short-read clearing does; gatehouse runs on Linux.
+//!
+//! A check that must see a close the event loop may not have polled for yet (a pooled
+//! connection's, before it is used again) asks the kernel instead: see
+//! `upstream::io::UpstreamIo::nothing_to_read`.
 
 use std::io;
 use std::task::{Context, Poll, ready};

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use super::body::RequestBody;
 use super::head::{Framing, Head, HeadError};
@@ -28,9 +29,10 @@ use super::send::{linger, write_response};
 use super::socket::Socket;
 use super::write::{self, RequestFacts};
 
-/// How long after the client went away (or, over TLS, after the request began) the request in
+/// How long after the client closed (or, over TLS, after the request began) the request in
 /// progress is let go of: time for a client that closes its sending side once the request is
-/// out to get its answer anyway, and soon enough to free an upstream request.
+/// out to get its answer anyway, and soon enough to free an upstream request. A reset lets go
+/// at once.
 const WATCH_AFTER: Duration = Duration::from_secs(1);
 
 /// Connection limits, from the server config.
@@ -168,6 +170,7 @@ async fn exchange<H: Handler>(
         let watch = (!lent).then_some(ClientWatch {
             buf: &mut *buf,
             limit: settings.max_head,
+            until: None,
         });
         let Some(response) = call(
             shared,
@@ -309,16 +312,19 @@ fn prepare(shared: &Arc<Shared>, head: Head, buf: &mut BytesMut) -> Prepared {
 struct ClientWatch<'a> {
     buf: &'a mut BytesMut,
     limit: usize,
+    /// When the wait of [`WATCH_AFTER`] ends, once it began: kept across the handler's loop,
+    /// whose every turn (a 1xx written, say) starts the read again.
+    until: Option<Instant>,
 }
 
 impl ClientWatch<'_> {
     /// Reads what the client sends: `Ok(0)` once it closed (or half-closed) the connection,
-    /// [`WATCH_AFTER`] later.
+    /// [`WATCH_AFTER`] later; a reset or another error at once.
     ///
-    /// A plain socket is read only once it has something to give: its readiness was cleared
-    /// by the read that ended the head, so a quick answer costs neither a system call nor a
-    /// timer. A TLS session is read once the request has been in progress for
-    /// [`WATCH_AFTER`].
+    /// A plain socket is read only once it has something to give: the read that ended the
+    /// head has usually cleared its readiness (a short read does), so a quick answer costs
+    /// neither a system call nor a timer. A TLS session is read once the request has been in
+    /// progress for [`WATCH_AFTER`].
     async fn read(&mut self, shared: &Shared) -> io::Result<usize> {
         // `true` once a plain socket is readable; `false` at once for TLS.
         let plain = std::future::poll_fn(|cx| match shared.socket.poll_read_ready(cx) {
@@ -328,16 +334,24 @@ impl ClientWatch<'_> {
         })
         .await?;
         if !plain {
-            // Boxed: the exchange's state, copied into its box for every request, stays small.
-            Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
+            self.wait().await;
         }
         self.buf
             .reserve(HEAD_BUFFER.min(self.limit.saturating_sub(self.buf.len()) + 1));
         let n = std::future::poll_fn(|cx| shared.socket.poll_read_buf(cx, self.buf)).await?;
         if n == 0 && plain {
-            Box::pin(tokio::time::sleep(WATCH_AFTER)).await;
+            self.wait().await;
         }
         Ok(n)
+    }
+
+    /// Waits until [`WATCH_AFTER`] after the first call.
+    async fn wait(&mut self) {
+        let until = *self
+            .until
+            .get_or_insert_with(|| Instant::now() + WATCH_AFTER);
+        // Boxed: the exchange's state, copied into its box for every request, stays small.
+        Box::pin(tokio::time::sleep_until(until)).await;
     }
 }
 

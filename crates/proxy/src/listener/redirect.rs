@@ -98,8 +98,8 @@ fn redirect(location: HeaderValue, request_id: &str, head_only: bool) -> Respons
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    if let Ok(id) = HeaderValue::from_str(request_id) {
-        headers.insert("x-request-id", id);
+    if let Some(id) = crate::forward::request_id_value(request_id) {
+        headers.insert(crate::forward::X_REQUEST_ID, id);
     }
     response
 }

@@ -221,6 +221,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for UpstreamIo<S> {
 }
 
 impl UpstreamIo<Transport> {
+    /// Whether the kernel holds nothing to read on the socket: no byte, no end of the stream,
+    /// no error. Asked with a peek (a system call that consumes nothing), not of the event
+    /// loop's readiness: a read that came up short cleared that, and the loop may not have
+    /// polled for events since the server closed an idle connection.
+    pub fn nothing_to_read(&self) -> bool {
+        let stream = match &self.inner {
+            Transport::Tcp(stream) => stream,
+            Transport::Tls(tls) => tls.get_ref().0,
+        };
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(stream).peek(&mut byte),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock
+        )
+    }
+
     /// Reads into `buf`'s spare capacity (reserve first), counting the bytes. `Ok(0)` is the
     /// end of the stream. TCP reads straight into the spare capacity; TLS (whose reader wants
     /// an initialised slice) into zeroed room, which costs little beside the decryption.

@@ -153,9 +153,14 @@ impl H1Conn {
         if !self.buf.is_empty() || !matches!(self.sending, Sending::Done) {
             return false;
         }
+        // A close, an error or stray bytes: the connection is done.
+        if !self.io.nothing_to_read() {
+            return false;
+        }
+        // Over TLS the session may hold what the socket no longer does (a close_notify read
+        // with the last record).
         let mut cx = Context::from_waker(std::task::Waker::noop());
         self.buf.reserve(64);
-        // Ready means a close, an error or stray bytes: the connection is done.
         self.io.poll_read_buf(&mut cx, &mut self.buf).is_pending()
     }
 

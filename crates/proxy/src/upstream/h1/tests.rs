@@ -211,3 +211,46 @@ async fn an_idle_connection_the_server_closed_is_not_usable() {
     }
     assert!(!usable, "a closed connection was still usable");
 }
+
+/// The check asks the kernel, not the event loop: a close that arrived while the runtime had
+/// no chance to poll for events (the response's last read came up short and cleared the
+/// socket's readiness) is still seen.
+#[test]
+fn a_close_the_event_loop_has_not_seen_makes_the_connection_unusable() {
+    use std::io::{Read as _, Write as _};
+    // A server on a thread of its own, which closes a while after its reply.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut seen = Vec::new();
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut response = send(connect(addr).await, get("/"), None).await.unwrap();
+        while let Some(frame) = response.body_mut().frame().await {
+            frame.unwrap();
+        }
+        let mut conn = response.body_mut().reusable_conn().expect("reusable");
+        // Blocks the runtime's only thread while the server closes: no event is polled.
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(
+            !conn.is_idle_usable(),
+            "the server's close was missed by the idle check"
+        );
+    });
+}
