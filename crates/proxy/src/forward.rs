@@ -148,6 +148,13 @@ pub fn accepted_upgrade(
     Ok(accepted.clone())
 }
 
+/// How many header fields a request may gain on its way upstream: Host (set from the target
+/// by the check phase) and what [`request_headers`] adds (X-Forwarded-For, X-Real-IP,
+/// X-Forwarded-Proto, X-Forwarded-Host, Forwarded, Via, X-Request-ID). Room for them is made
+/// once, when the request's header map is made. (The HTTP/1.1 engine, a layer below, keeps
+/// its own count.)
+pub const ADDED_FIELDS: usize = 8;
+
 /// Names parsed once rather than for every request.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");

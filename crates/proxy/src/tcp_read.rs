@@ -101,6 +101,18 @@ mod tests {
         (client, server)
     }
 
+    /// One [`poll_read`] of `server` into `dst`, which must end within 5 s (else `stalled`
+    /// says what was lost).
+    async fn read_within(server: &TcpStream, dst: &mut [u8], stalled: &str) -> usize {
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            poll_fn(|cx| poll_read(server, cx, dst)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{stalled}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// A short read is returned whole, and bytes that arrive after it still wake the reader
     /// (the readiness it cleared does not hide them).
     #[tokio::test]
@@ -124,23 +136,21 @@ mod tests {
             client
         });
         let mut dst = [0u8; 64];
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            poll_fn(|cx| poll_read(&server, cx, &mut dst)),
+        let n = read_within(
+            &server,
+            &mut dst,
+            "the bytes written after a short read never woke the reader",
         )
-        .await
-        .unwrap_or_else(|_| panic!("the bytes written after a short read never woke the reader"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
         assert_eq!(&dst[..n], b"second");
         let client = writer.await.unwrap_or_else(|e| panic!("{e}"));
         drop(client);
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            poll_fn(|cx| poll_read(&server, cx, &mut dst)),
+        let n = read_within(
+            &server,
+            &mut dst,
+            "the end of the stream never woke the reader",
         )
-        .await
-        .unwrap_or_else(|_| panic!("the end of the stream never woke the reader"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
         assert_eq!(n, 0, "the end of the stream");
     }
 
@@ -160,13 +170,12 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&dst[..n], b"last");
-        let n = tokio::time::timeout(
-            Duration::from_secs(5),
-            poll_fn(|cx| poll_read(&server, cx, &mut dst)),
+        let n = read_within(
+            &server,
+            &mut dst,
+            "the end of the stream was lost with the cleared readiness",
         )
-        .await
-        .unwrap_or_else(|_| panic!("the end of the stream was lost with the cleared readiness"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .await;
         assert_eq!(n, 0);
     }
 
@@ -182,13 +191,12 @@ mod tests {
         let mut dst = [0u8; 4];
         let mut got = Vec::new();
         while got.len() < 10 {
-            let n = tokio::time::timeout(
-                Duration::from_secs(5),
-                poll_fn(|cx| poll_read(&server, cx, &mut dst)),
+            let n = read_within(
+                &server,
+                &mut dst,
+                &format!("stalled after {} bytes", got.len()),
             )
-            .await
-            .unwrap_or_else(|_| panic!("stalled after {} bytes", got.len()))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .await;
             got.extend_from_slice(&dst[..n]);
         }
         assert_eq!(got, b"0123456789");

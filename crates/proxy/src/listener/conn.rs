@@ -338,9 +338,6 @@ impl http1::Handler for Http1Handler {
     }
 }
 
-/// Header fields the pipeline may add to a request on its way upstream.
-const FORWARDING_FIELDS: usize = 8;
-
 /// The pipeline (or the redirect) behind gatehouse's HTTP/2 engine. Each stream is counted
 /// open until its response body is done with, for the idle watch.
 struct Http2Handler {
@@ -362,7 +359,7 @@ impl http2::Handler for Http2Handler {
         // Room for the fields the pipeline adds (Host, Via, X-Forwarded-*, X-Request-ID) at
         // once: the map the decoder filled is just large enough for what the client sent, and
         // would otherwise grow, rehashing every field, once or twice per request.
-        req.headers_mut().reserve(FORWARDING_FIELDS);
+        req.headers_mut().reserve(crate::forward::ADDED_FIELDS);
         let open = OpenStream::new(&self.streams);
         let snapshot = self.current.load_full();
         let activity = Arc::clone(&self.activity);
