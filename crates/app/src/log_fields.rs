@@ -104,6 +104,38 @@ impl Visit for PlainVisitor<'_> {
         }
         self.default_visitor(|visitor| visitor.record_error(field, value));
     }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_as_displayed(field, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_as_displayed(field, value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.record_as_displayed(field, value);
+    }
+}
+
+impl PlainVisitor<'_> {
+    /// `name=value` for a value whose `{:?}` is its `{}` (integers, booleans), written without
+    /// the colour styles `DefaultFields` puts around the name and `=` even when they are off.
+    fn record_as_displayed<T: fmt::Display + fmt::Debug>(&mut self, field: &Field, value: T) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        if name == "message" || skipped(field) || name.starts_with("r#") {
+            self.default_visitor(|visitor| visitor.record_debug(field, &value));
+            return;
+        }
+        self.pad();
+        if self.result.is_err() {
+            return;
+        }
+        self.result = write!(self.writer, "{name}={value}");
+    }
 }
 
 impl VisitOutput<fmt::Result> for PlainVisitor<'_> {
@@ -161,7 +193,7 @@ impl fmt::Write for Escaping<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
 
@@ -171,7 +203,7 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Buffer(Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Buffer {
         fn write(&mut self, data: &[u8]) -> io::Result<usize> {
@@ -194,13 +226,13 @@ mod tests {
     }
 
     impl Buffer {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
         }
     }
 
     /// Events with every kind of field and text, some of it hostile.
-    fn emit() {
+    pub(crate) fn emit() {
         let hostile = "red \x1b[31m bell \x07 del \x7f c1 \u{85} tab \t nl \n quote \" back \\ é";
         tracing::warn!(
             target: "gatehouse::failure",
@@ -222,8 +254,13 @@ mod tests {
             message = hostile,
             r#type = "raw",
             count = -3i64,
-            ratio = 0.5f64
+            ratio = 0.5f64,
+            whole = 1.0f64,
+            r#ok = true,
+            big = u64::MAX,
+            small = i64::MIN
         );
+        tracing::info!(message = 42u64, flag = true);
         tracing::info!("plain message only");
         let err = io::Error::other("disk full");
         tracing::error!(error = &err as &dyn std::error::Error, "write failed");

@@ -107,10 +107,11 @@ fn install(server: &ServerConfig, writer: LineQueue) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        // The same text as the default field formatter, written faster (log_fields.rs).
+        // The same text as the default format, written faster (log_format.rs, log_fields.rs).
         LogFormat::Text => builder
             .with_ansi(false)
             .fmt_fields(crate::log_fields::PlainFields)
+            .event_format(crate::log_format::PlainFormat::new())
             .try_init(),
     };
     if let Err(err) = installed {

@@ -8,6 +8,7 @@ mod explain;
 mod foreign;
 mod import;
 mod log_fields;
+mod log_format;
 mod logging;
 mod naming;
 mod probe;
