@@ -204,6 +204,47 @@ fn stalled_request_head_is_408_then_closed() {
     assert_eq!(upstream.connections(), 0);
 }
 
+/// The header timeout counts from the end of the last response, for every request on a
+/// kept-alive connection: not from the connection's start, and not only for its first request.
+#[test]
+fn each_request_on_a_kept_alive_connection_gets_the_whole_header_timeout() {
+    let (gh, _upstream) = limited();
+    let mut conn = RawConn::connect(gh.addr());
+    for _ in 0..3 {
+        // Most of a header timeout between requests: each one's wait starts anew.
+        std::thread::sleep(Duration::from_millis(350));
+        conn.send(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .unwrap();
+        let resp = conn.read_response(false);
+        assert_eq!((resp.status, resp.complete), (200, true), "{resp:#?}");
+    }
+    // The next head stalls: a 408 after the timeout, counted from the last response.
+    let answered = Instant::now();
+    conn.send(b"GET / HTTP/1.1\r\nHost: app.te").unwrap();
+    let resp = conn.read_response(false);
+    let elapsed = answered.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(450) && elapsed < Duration::from_secs(3),
+        "took {elapsed:?}"
+    );
+    assert_eq!((resp.status, resp.complete), (408, true), "{resp:#?}");
+    // And one that says nothing after its answer is closed after the timeout, quietly.
+    let mut conn = RawConn::connect(gh.addr());
+    conn.send(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(conn.read_response(false).status, 200);
+    let answered = Instant::now();
+    assert!(
+        conn.closes_within(Duration::from_secs(3)),
+        "the idle connection stayed open"
+    );
+    assert!(
+        answered.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        answered.elapsed()
+    );
+}
+
 #[test]
 fn idle_keep_alive_connection_is_closed_without_a_response() {
     let (gh, _upstream) = limited();

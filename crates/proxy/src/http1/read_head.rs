@@ -3,13 +3,13 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::Poll;
 
 use bytes::BytesMut;
 use http::StatusCode;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::head::{self, Head, HeadError};
 use super::io::Shared;
@@ -47,12 +47,17 @@ pub(super) fn read_head<'a>(
     shared: &'a Shared,
     buf: &'a mut BytesMut,
     settings: Settings,
+    mut deadline: Pin<&'a mut Sleep>,
     shutdown: &'a mut watch::Receiver<bool>,
 ) -> impl Future<Output = Result<Head, HeadEnd>> + 'a {
     async move {
-        let mut deadline = pin!(tokio::time::sleep_until(
-            Instant::now() + settings.header_timeout
-        ));
+        // The connection's timer, moved on rather than made anew: a later deadline for a
+        // registered timer is only recorded (tokio's `reset` moves it in the timer wheel only
+        // when it fires at the old one), where a new timer is inserted into the wheel and
+        // removed again for every request.
+        deadline
+            .as_mut()
+            .reset(Instant::now() + settings.header_timeout);
         let mut stopping = pin!(stopping(shutdown));
         loop {
             if !buf.is_empty() {

@@ -96,11 +96,14 @@ pub fn serve<H: Handler>(
     let shared = Shared::new(socket);
     async move {
         let mut buf = BytesMut::new();
+        // The header timeout's timer, one for the connection's life (see `read_head`).
+        let mut head_deadline = pin!(tokio::time::sleep(settings.header_timeout));
         let refused = loop {
             // The head is taken out of the result in a statement of its own: a value the
             // statement still held across the exchange's await would stay in the state an idle
             // connection keeps.
-            let head = match read_head(&shared, &mut buf, settings, &mut shutdown).await {
+            let deadline = head_deadline.as_mut();
+            let head = match read_head(&shared, &mut buf, settings, deadline, &mut shutdown).await {
                 Ok(head) => head,
                 Err(HeadEnd::Quiet) => return,
                 Err(HeadEnd::Refused(error)) => break error,
