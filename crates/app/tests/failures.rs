@@ -343,6 +343,44 @@ fn http_response_timeout() {
     assert_eq!(upstream.requests().len(), 1);
 }
 
+/// The response timeout holds for every request on a reused upstream connection: each one gets
+/// the whole timeout (fast ones spread over more than one timeout all pass), and a slow one on
+/// the same connection is cut off at it.
+#[test]
+fn http_response_timeout_on_a_reused_connection() {
+    let upstream = Upstream::start(Behavior::Serve(Reply::ok("fast")));
+    // One worker, so that every request is sure to take the one pooled connection.
+    let gh = start(
+        Config::proxy_to([upstream.addr()])
+            .server("workers", 1)
+            .upstream_setting("app", "response_timeout", "500ms"),
+    );
+    upstream.set_route(
+        "/slow",
+        Behavior::Delay(Duration::from_secs(5), Reply::ok("late")),
+    );
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(200));
+        let resp = Req::get("/").send(gh.addr());
+        let body = String::from_utf8_lossy(&resp.body);
+        assert_eq!((resp.status, &*body), (200, "fast"));
+    }
+    assert_eq!(
+        upstream.connections(),
+        1,
+        "the upstream connection was not reused"
+    );
+    let started = Instant::now();
+    let resp = Req::get("/slow").send(gh.addr());
+    let elapsed = started.elapsed();
+    gh.expect_failure(&resp, 504, "http_response_timeout");
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(3),
+        "took {elapsed:?}"
+    );
+    assert_eq!(upstream.connections(), 1);
+}
+
 // --- broken responses ---
 
 #[test]
