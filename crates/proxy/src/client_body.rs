@@ -116,16 +116,26 @@ pub type ClientStream = http1::Upgraded;
 // === RequestBody ===
 
 /// The client's request body, forwarded to the upstream.
+///
+/// Small (a body read beforehand, and a box for a streaming one): the request it is part of
+/// is moved through every phase of the pipeline, and most requests have no body at all.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Option<ClientBody>,
     /// A body read ahead of time (kept so that the request can be replayed to another server).
     buffered: Option<Bytes>,
+    streaming: Option<Box<Streaming>>,
+}
+
+/// A body still being read from the client, with what bounds the reading.
+#[derive(Debug)]
+struct Streaming {
+    inner: ClientBody,
     pace: ClientPace,
     idle: IdleTimer,
     rate: RateGuard,
     /// Body bytes read from the client so far (for `max_request_body_size`).
     received: u64,
+    /// Fired once the last byte was handed over.
     sent: Option<oneshot::Sender<()>>,
 }
 
@@ -133,28 +143,26 @@ impl RequestBody {
     /// An empty body (GET and friends, or retries of bodiless requests).
     pub fn empty() -> Self {
         Self {
-            inner: None,
             buffered: None,
-            pace: ClientPace::idle_only(Duration::ZERO),
-            idle: IdleTimer::default(),
-            rate: RateGuard::default(),
-            received: 0,
-            sent: None,
+            streaming: None,
         }
     }
 
     /// Wraps the client's body. The receiver fires once the body was fully handed over.
     pub fn streaming(inner: ClientBody, pace: ClientPace) -> (Self, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
+        let streaming = Streaming {
+            inner,
+            pace,
+            idle: IdleTimer::default(),
+            rate: RateGuard::default(),
+            received: 0,
+            sent: Some(tx),
+        };
         (
             Self {
-                inner: Some(inner),
                 buffered: None,
-                pace,
-                idle: IdleTimer::default(),
-                rate: RateGuard::default(),
-                received: 0,
-                sent: Some(tx),
+                streaming: Some(Box::new(streaming)),
             },
             rx,
         )
@@ -164,23 +172,63 @@ impl RequestBody {
     pub fn full(bytes: Bytes) -> Self {
         Self {
             buffered: (!bytes.is_empty()).then_some(bytes),
-            ..Self::empty()
+            streaming: None,
         }
     }
 
     /// The bytes of a body read beforehand, taken out to go with the request head in one
     /// write. A streaming body has none.
     pub fn take_buffered(&mut self) -> Option<Bytes> {
-        let bytes = self.buffered.take()?;
-        if self.inner.is_none() {
-            self.finished();
-        }
-        Some(bytes)
+        self.buffered.take()
     }
+}
 
+impl Streaming {
     fn finished(&mut self) {
         if let Some(sent) = self.sent.take() {
             let _ = sent.send(());
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                self.idle.disarm();
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                self.received += len as u64;
+                if self.pace.max_bytes > 0 && self.received > self.pace.max_bytes {
+                    let failure = client_pace::too_large(self.pace.max_bytes, None);
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
+                if let Err(slow) = self.rate.moved(len, &self.pace.min_rate) {
+                    let failure = client_pace::too_slow(slow);
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
+                if self.inner.is_end_stream() {
+                    self.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(failure))) => {
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
+            Poll::Ready(None) => {
+                self.finished();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if let Poll::Ready(slow) = self.rate.poll_waiting(cx, &self.pace.min_rate) {
+                    let failure = client_pace::too_slow(slow);
+                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
+                }
+                let timeout = self.pace.idle_timeout;
+                ready!(self.idle.poll_expired(cx, timeout));
+                let failure = Failure::client(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("client sent no request body bytes for {timeout:?}"),
+                );
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
+            }
         }
     }
 }
@@ -197,58 +245,24 @@ impl Body for RequestBody {
         if let Some(bytes) = this.buffered.take() {
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                this.idle.disarm();
-                let len = frame.data_ref().map_or(0, Bytes::len);
-                this.received += len as u64;
-                if this.pace.max_bytes > 0 && this.received > this.pace.max_bytes {
-                    let failure = client_pace::too_large(this.pace.max_bytes, None);
-                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
-                }
-                if let Err(slow) = this.rate.moved(len, &this.pace.min_rate) {
-                    let failure = client_pace::too_slow(slow);
-                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
-                }
-                if this.inner.as_ref().is_some_and(Body::is_end_stream) {
-                    this.finished();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(failure))) => {
-                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
-            }
-            Poll::Ready(None) => {
-                this.finished();
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if let Poll::Ready(slow) = this.rate.poll_waiting(cx, &this.pace.min_rate) {
-                    let failure = client_pace::too_slow(slow);
-                    return Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))));
-                }
-                let timeout = this.pace.idle_timeout;
-                ready!(this.idle.poll_expired(cx, timeout));
-                let failure = Failure::client(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!("client sent no request body bytes for {timeout:?}"),
-                );
-                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(failure)))))
-            }
+        match this.streaming.as_mut() {
+            Some(streaming) => streaming.poll_frame(cx),
+            None => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.buffered.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.buffered.is_none()
+            && self
+                .streaming
+                .as_ref()
+                .is_none_or(|streaming| streaming.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        match (&self.buffered, &self.inner) {
+        match (&self.buffered, &self.streaming) {
             (Some(bytes), _) => SizeHint::with_exact(bytes.len() as u64),
-            (None, Some(inner)) => inner.size_hint(),
+            (None, Some(streaming)) => streaming.inner.size_hint(),
             (None, None) => SizeHint::with_exact(0),
         }
     }
