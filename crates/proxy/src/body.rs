@@ -124,12 +124,33 @@ pub struct Finish {
     pub capture: Option<Box<Capture>>,
 }
 
-/// What was read of a body before it was handed downstream.
+/// What was read of a body before it was handed downstream. Kept small: the body that holds
+/// it is part of every response the pipeline moves.
 #[derive(Debug)]
 pub enum Peeked {
-    Frame(Frame<Bytes>),
+    Data(Bytes),
+    /// Any other frame (trailers straight away): rare, so boxed.
+    Other(Box<Frame<Bytes>>),
     /// The body had already ended (no bytes).
     End,
+}
+
+impl Peeked {
+    pub fn frame(frame: Frame<Bytes>) -> Self {
+        match frame.into_data() {
+            Ok(data) => Self::Data(data),
+            Err(frame) => Self::Other(Box::new(frame)),
+        }
+    }
+
+    /// The frame; `None` for the end of the body.
+    fn into_frame(self) -> Option<Frame<Bytes>> {
+        match self {
+            Self::Data(data) => Some(Frame::data(data)),
+            Self::Other(frame) => Some(*frame),
+            Self::End => None,
+        }
+    }
 }
 
 /// The upstream's response body on its way downstream.
@@ -252,15 +273,15 @@ impl Body for UpstreamBody {
         if this.finish.is_none() || this.ended {
             return Poll::Ready(None);
         }
-        match this.first.take() {
-            Some(Peeked::Frame(frame)) => {
+        match this.first.take().map(Peeked::into_frame) {
+            Some(Some(frame)) => {
                 this.passing(&frame);
                 if this.inner.is_end_stream() {
                     this.ended_well();
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
-            Some(Peeked::End) => {
+            Some(None) => {
                 this.ended_well();
                 return Poll::Ready(None);
             }
@@ -297,7 +318,7 @@ impl Body for UpstreamBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.first {
-            Some(Peeked::Frame(_)) => false,
+            Some(Peeked::Data(_) | Peeked::Other(_)) => false,
             Some(Peeked::End) => true,
             None => self.finish.is_none() || self.ended || self.inner.is_end_stream(),
         }
@@ -306,8 +327,11 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         let rest = self.inner.size_hint();
         match &self.first {
-            Some(Peeked::Frame(frame)) => {
-                let first = frame.data_ref().map_or(0, |d| d.len() as u64);
+            Some(first @ (Peeked::Data(_) | Peeked::Other(_))) => {
+                let first = match first {
+                    Peeked::Data(data) => data.len() as u64,
+                    Peeked::Other(_) | Peeked::End => 0,
+                };
                 let mut hint = SizeHint::new();
                 hint.set_lower(rest.lower() + first);
                 if let Some(upper) = rest.upper() {
@@ -335,7 +359,7 @@ impl Drop for UpstreamBody {
         }
         let ended = match self.first {
             Some(Peeked::End) => true,
-            Some(Peeked::Frame(_)) => false,
+            Some(Peeked::Data(_) | Peeked::Other(_)) => false,
             // A chunked `Incoming` never says it ended before it is polled to its end.
             None => self.inner.is_end_stream(),
         };

@@ -315,7 +315,7 @@ async fn first_frame(
     match polled {
         Poll::Pending => Ok((body, None)),
         Poll::Ready(None) => Ok((body, Some(Peeked::End))),
-        Poll::Ready(Some(Ok(frame))) => Ok((body, Some(Peeked::Frame(frame)))),
+        Poll::Ready(Some(Ok(frame))) => Ok((body, Some(Peeked::frame(frame)))),
         Poll::Ready(Some(Err(err))) => Err(err.into_failure(chunked)),
     }
 }

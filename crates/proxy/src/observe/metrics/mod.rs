@@ -16,6 +16,7 @@ use crate::failure::FailureKind;
 use define::{counter_vec, gauge, gauge_vec, histogram_vec, register};
 
 mod define;
+mod last_child;
 mod scrape;
 
 pub use scrape::{CacheGauges, PoolGauges, ScrapeState, ServerGauges};
@@ -66,6 +67,8 @@ pub struct Metrics {
     decompress_bytes: IntCounterVec,
     /// One scrape at a time: the state gauges are cleared and refilled for each.
     scraping: Mutex<()>,
+    /// Which `Metrics` this is, for the children the request path keeps (`last_child`).
+    id: u64,
 }
 
 /// What a finished request adds to the metrics.
@@ -337,23 +340,29 @@ impl Metrics {
             compress_bytes,
             decompress_bytes,
             scraping: Mutex::new(()),
+            id: last_child::owner_id(),
         };
         metrics.config_taken(true);
         metrics
     }
 
     pub fn request(&self, outcome: &RequestOutcome<'_>) {
+        use last_child::{FIRST_BYTE, REQUEST_DURATION, REQUESTS};
         let route = outcome.route.unwrap_or("-");
-        self.requests
-            .with_label_values(&[
-                route,
-                outcome.status.as_str(),
-                outcome.failure.unwrap_or(""),
-            ])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route])
-            .observe(outcome.total.as_secs_f64());
+        let labels = [
+            route,
+            outcome.status.as_str(),
+            outcome.failure.unwrap_or(""),
+        ];
+        last_child::inc(&REQUESTS, self.id, &self.requests, &labels);
+        let seconds = outcome.total.as_secs_f64();
+        last_child::observe(
+            &REQUEST_DURATION,
+            self.id,
+            &self.request_duration,
+            &[route],
+            seconds,
+        );
         if let Some(pool) = outcome.pool {
             if let Some(connect) = outcome.connect {
                 self.connect_duration
@@ -361,9 +370,14 @@ impl Metrics {
                     .observe(connect.as_secs_f64());
             }
             if let Some(first_byte) = outcome.first_byte {
-                self.first_byte_duration
-                    .with_label_values(&[pool])
-                    .observe(first_byte.as_secs_f64());
+                let seconds = first_byte.as_secs_f64();
+                last_child::observe(
+                    &FIRST_BYTE,
+                    self.id,
+                    &self.first_byte_duration,
+                    &[pool],
+                    seconds,
+                );
             }
         }
     }
