@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
@@ -35,26 +35,32 @@ enum Kind {
     Chunked(ChunkedDecoder),
 }
 
-/// The body of a request received by the HTTP/1.1 engine.
+/// The body of a request received by the HTTP/1.1 engine. Small (most requests have no body,
+/// and the request it is part of is moved through every phase of the pipeline): what a body
+/// being read needs is boxed.
 #[derive(Debug)]
 pub struct RequestBody {
-    shared: Option<Arc<Shared>>,
+    /// The body still to be read; `None` when there is none, and once it was read whole (or
+    /// failed) and the connection's buffer went back.
+    reading: Option<Box<Reading>>,
+    /// Where the request's interim responses go (HTTP/1.1 requests).
+    interim: Option<Interim>,
+}
+
+#[derive(Debug)]
+struct Reading {
+    shared: Arc<Shared>,
     buf: BytesMut,
     kind: Kind,
     /// `100 Continue` is owed before the client sends the body.
     expect_continue: bool,
-    /// Where the request's interim responses go (HTTP/1.1 requests).
-    interim: Option<Interim>,
 }
 
 impl RequestBody {
     /// No body (no Content-Length, or zero, and no Transfer-Encoding).
     pub fn empty() -> Self {
         Self {
-            shared: None,
-            buf: BytesMut::new(),
-            kind: Kind::Length(0),
-            expect_continue: false,
+            reading: None,
             interim: None,
         }
     }
@@ -77,25 +83,39 @@ impl RequestBody {
         length: u64,
         expect_continue: bool,
     ) -> Self {
-        Self {
-            shared: Some(shared),
-            buf,
-            kind: Kind::Length(length),
-            expect_continue,
-            interim: None,
-        }
+        Self::reading(shared, buf, Kind::Length(length), expect_continue)
     }
 
     pub(super) fn chunked(shared: Arc<Shared>, buf: BytesMut, expect_continue: bool) -> Self {
-        Self {
-            shared: Some(shared),
+        let kind = Kind::Chunked(ChunkedDecoder::default());
+        Self::reading(shared, buf, kind, expect_continue)
+    }
+
+    fn reading(shared: Arc<Shared>, buf: BytesMut, kind: Kind, expect_continue: bool) -> Self {
+        let reading = Reading {
+            shared,
             buf,
-            kind: Kind::Chunked(ChunkedDecoder::default()),
+            kind,
             expect_continue,
+        };
+        Self {
+            reading: Some(Box::new(reading)),
             interim: None,
         }
     }
 
+    /// Hands the buffer back to the connection (once).
+    fn give_back(&mut self) {
+        if let Some(reading) = self.reading.take() {
+            let complete = reading.is_complete();
+            let Reading { shared, buf, .. } = *reading;
+            let buf = if complete { buf } else { BytesMut::new() };
+            shared.give_back(Returned { buf, complete });
+        }
+    }
+}
+
+impl Reading {
     fn is_complete(&self) -> bool {
         match &self.kind {
             Kind::Length(left) => *left == 0,
@@ -103,31 +123,53 @@ impl RequestBody {
         }
     }
 
-    /// Hands the buffer back to the connection (once).
-    fn give_back(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            let complete = self.is_complete();
-            let buf = if complete {
-                std::mem::take(&mut self.buf)
-            } else {
-                BytesMut::new()
-            };
-            shared.give_back(Returned { buf, complete });
-        }
-    }
-
     fn poll_more(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<Result<(), BodyError>> {
-        let Some(shared) = &self.shared else {
-            return Poll::Ready(Err(BodyError::Closed));
-        };
         if self.buf.capacity() - self.buf.len() < want {
             self.buf.reserve(want);
         }
-        match shared.poll_read_buf(cx, &mut self.buf) {
+        match self.shared.poll_read_buf(cx, &mut self.buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(0)) => Poll::Ready(Err(BodyError::Closed)),
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+        }
+    }
+
+    /// The next piece of the body: `Ok(None)` at its end.
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, BodyError>> {
+        if std::mem::take(&mut self.expect_continue) && self.buf.is_empty() {
+            self.shared.continue_wanted.raise();
+        }
+        loop {
+            let result = match &mut self.kind {
+                Kind::Length(0) => Ok(None),
+                Kind::Length(left) if !self.buf.is_empty() => {
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(self.buf.len());
+                    *left -= take as u64;
+                    Ok(Some(self.buf.split_to(take).freeze()))
+                }
+                Kind::Length(left) => {
+                    let want = usize::try_from(*left).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+                    match self.poll_more(cx, want) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(err)) => Err(err),
+                    }
+                }
+                Kind::Chunked(decoder) => match decoder.decode(&mut self.buf) {
+                    Ok(Step::Data(data)) => Ok(Some(data)),
+                    Ok(Step::End) => Ok(None),
+                    Err(err) => Err(err.into()),
+                    Ok(Step::NeedMore) => match self.poll_more(cx, READ_CHUNK.min(8192)) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(err)) => Err(err),
+                    },
+                },
+            };
+            return Poll::Ready(result);
         }
     }
 }
@@ -141,71 +183,40 @@ impl http_body::Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
-        if this.shared.is_none() {
+        let Some(reading) = this.reading.as_mut() else {
             return Poll::Ready(None);
-        }
-        if std::mem::take(&mut this.expect_continue)
-            && this.buf.is_empty()
-            && let Some(shared) = &this.shared
-        {
-            shared.continue_wanted.raise();
-        }
-        loop {
-            let result = match &mut this.kind {
-                Kind::Length(0) => Ok(None),
-                Kind::Length(left) if !this.buf.is_empty() => {
-                    let take = usize::try_from(*left)
-                        .unwrap_or(usize::MAX)
-                        .min(this.buf.len());
-                    *left -= take as u64;
-                    Ok(Some(this.buf.split_to(take).freeze()))
-                }
-                Kind::Length(left) => {
-                    let want = usize::try_from(*left).unwrap_or(READ_CHUNK).min(READ_CHUNK);
-                    match this.poll_more(cx, want) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(err)) => Err(err),
-                    }
-                }
-                Kind::Chunked(decoder) => match decoder.decode(&mut this.buf) {
-                    Ok(Step::Data(data)) => Ok(Some(data)),
-                    Ok(Step::End) => Ok(None),
-                    Err(err) => Err(err.into()),
-                    Ok(Step::NeedMore) => match this.poll_more(cx, READ_CHUNK.min(8192)) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(err)) => Err(err),
-                    },
-                },
-            };
-            return Poll::Ready(match result {
-                Ok(Some(data)) => {
-                    if this.is_complete() {
-                        this.give_back();
-                    }
-                    Some(Ok(Frame::data(data)))
-                }
-                Ok(None) => {
+        };
+        let result = ready!(reading.poll_data(cx));
+        let complete = reading.is_complete();
+        Poll::Ready(match result {
+            Ok(Some(data)) => {
+                if complete {
                     this.give_back();
-                    None
                 }
-                Err(err) => {
-                    this.give_back();
-                    Some(Err(err))
-                }
-            });
-        }
+                Some(Ok(Frame::data(data)))
+            }
+            Ok(None) => {
+                this.give_back();
+                None
+            }
+            Err(err) => {
+                this.give_back();
+                Some(Err(err))
+            }
+        })
     }
 
     fn is_end_stream(&self) -> bool {
-        self.shared.is_none() || self.is_complete()
+        self.reading
+            .as_ref()
+            .is_none_or(|reading| reading.is_complete())
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Length(left) => SizeHint::with_exact(*left),
-            Kind::Chunked(_) => SizeHint::default(),
+        match self.reading.as_ref().map(|reading| &reading.kind) {
+            None => SizeHint::with_exact(0),
+            Some(Kind::Length(left)) => SizeHint::with_exact(*left),
+            Some(Kind::Chunked(_)) => SizeHint::default(),
         }
     }
 }
