@@ -233,13 +233,14 @@ pub fn request_headers(headers: &mut HeaderMap, hop: &Hop<'_>) {
     });
     headers.insert(X_FORWARDED_FOR, xff);
     headers.insert(X_REAL_IP, hop.client_ip.clone());
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(hop.proto));
-    }
-    if let Some(host) = hop.host
-        && !headers.contains_key(&X_FORWARDED_HOST)
-    {
-        headers.insert(X_FORWARDED_HOST, host.clone());
+    // One lookup each (`entry`), not a `contains_key` and then an `insert`.
+    headers
+        .entry(X_FORWARDED_PROTO)
+        .or_insert_with(|| HeaderValue::from_static(hop.proto));
+    if let Some(host) = hop.host {
+        headers
+            .entry(X_FORWARDED_HOST)
+            .or_insert_with(|| host.clone());
     }
     if hop.forwarded
         && let Some(element) = forwarded_element(hop)

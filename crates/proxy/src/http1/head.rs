@@ -16,6 +16,10 @@ const FORWARDING_FIELDS: usize = 8;
 
 /// Fields accepted in one head (hyper's default; nginx and HAProxy allow about as many).
 pub const MAX_HEADERS: usize = 100;
+
+/// Fields whose positions fit on the stack while a head is parsed (more take a `Vec`).
+const FEW_HEADERS: usize = 32;
+
 /// `http::Uri` cannot hold a longer target.
 const MAX_URI: usize = u16::MAX as usize - 1;
 
@@ -97,15 +101,23 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
         _ => Version::HTTP_11,
     };
     let count = request.headers.len();
-    // Positions as u32 (a head is far below 4 GiB): half the array to clear.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    // Positions as u32 (a head is far below 4 GiB); the usual few on the stack, without
+    // clearing room for the most a head may have.
+    let mut few = [(0u32, 0u32, 0u32, 0u32); FEW_HEADERS];
+    let mut many = Vec::new();
+    let spans: &mut [(u32, u32, u32, u32)] = if count <= FEW_HEADERS {
+        &mut few[..count]
+    } else {
+        many.resize(count, (0, 0, 0, 0));
+        &mut many
+    };
     for (span, field) in spans.iter_mut().zip(request.headers.iter()) {
         let (name, name_len) = at(field.name.as_bytes());
         let (value, value_len) = at(field.value);
         *span = (name as u32, name_len as u32, value as u32, value_len as u32);
     }
     let head = buf.split_to(len).freeze();
-    build(&head, method, target, version, &spans[..count])
+    build(&head, method, target, version, spans)
 }
 
 /// The status for a head that outgrew the buffer: 414 while the request line is still
@@ -368,6 +380,29 @@ mod tests {
             "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
         ] {
             assert_eq!(refused(text), StatusCode::BAD_REQUEST, "{text:?}");
+        }
+    }
+
+    /// Heads with the usual few fields, with more than the stack holds, and with the most
+    /// allowed: every field kept, in order, with its value.
+    #[test]
+    fn every_field_is_kept_however_many_there_are() {
+        for count in [1, FEW_HEADERS, FEW_HEADERS + 1, MAX_HEADERS] {
+            let mut text = "GET / HTTP/1.1\r\n".to_owned();
+            for i in 1..count {
+                text.push_str(&format!("X-{i}: v{i}\r\n"));
+            }
+            text.push_str("Host: a.example\r\n\r\n");
+            let mut buf = BytesMut::from(text.as_bytes());
+            let head = parse(&mut buf, 64 * 1024)
+                .unwrap_or_else(|e| panic!("{count}: {e:?}"))
+                .unwrap_or_else(|| panic!("{count}: incomplete"));
+            let fields = &head.parts.headers;
+            assert_eq!(fields.len(), count);
+            for i in 1..count {
+                assert_eq!(fields[format!("x-{i}").as_str()], format!("v{i}").as_str());
+            }
+            assert_eq!(fields["host"], "a.example");
         }
     }
 

@@ -11,6 +11,9 @@ use crate::client_body::RequestBody;
 /// Response header fields kept (hyper's default, kept for the same reason: more would put the
 /// parse arrays on the heap); a head with more fails as too large.
 pub const MAX_FIELDS: usize = 100;
+
+/// Fields whose positions fit on the stack while a head is parsed (more take a `Vec`).
+const FEW_FIELDS: usize = 32;
 /// Room for the fields gatehouse adds to a forwarded response (Cache-Status, Proxy-Status,
 /// X-Request-Id, Via).
 const ADDED_FIELDS: usize = 4;
@@ -148,7 +151,15 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<Response<()>>, ParseE
     // Where each field's name and value sit in the head, to slice them out once it is frozen.
     let base = buf.as_ptr() as usize;
     let count = parsed.headers.len();
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    // The usual few on the stack, without clearing room for the most a head may have.
+    let mut few = [(0u32, 0u32, 0u32, 0u32); FEW_FIELDS];
+    let mut many = Vec::new();
+    let spans: &mut [(u32, u32, u32, u32)] = if count <= FEW_FIELDS {
+        &mut few[..count]
+    } else {
+        many.resize(count, (0, 0, 0, 0));
+        &mut many
+    };
     for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
         let at = |part: &[u8]| (part.as_ptr() as usize - base) as u32;
         *span = (
@@ -160,7 +171,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<Response<()>>, ParseE
     }
     let head: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count + ADDED_FIELDS);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+    for &(name_at, name_len, value_at, value_len) in &*spans {
         let (name_at, name_len) = (name_at as usize, name_len as usize);
         let (value_at, value_len) = (value_at as usize, value_len as usize);
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
@@ -268,6 +279,37 @@ mod tests {
     fn parse(raw: &[u8]) -> Result<Option<Response<()>>, ParseError> {
         let mut buf = BytesMut::from(raw);
         parse_response(&mut buf)
+    }
+
+    /// Heads with the usual few fields, with more than the stack holds, and with the most
+    /// allowed: every field kept, in order, with its value; one more is refused.
+    #[test]
+    fn every_field_is_kept_however_many_there_are() {
+        for count in [1, FEW_FIELDS, FEW_FIELDS + 1, MAX_FIELDS] {
+            let mut raw = "HTTP/1.1 200 OK\r\n".to_owned();
+            for i in 1..count {
+                raw.push_str(&format!("X-{i}: v{i}\r\n"));
+            }
+            raw.push_str("Content-Length: 0\r\n\r\n");
+            let response = parse(raw.as_bytes())
+                .unwrap_or_else(|e| panic!("{count}: {e:?}"))
+                .unwrap_or_else(|| panic!("{count}: incomplete"));
+            let fields = response.headers();
+            assert_eq!(fields.len(), count);
+            for i in 1..count {
+                assert_eq!(fields[format!("x-{i}").as_str()], format!("v{i}").as_str());
+            }
+            assert_eq!(fields["content-length"], "0");
+        }
+        let mut raw = "HTTP/1.1 200 OK\r\n".to_owned();
+        for i in 0..=MAX_FIELDS {
+            raw.push_str(&format!("X-{i}: v\r\n"));
+        }
+        raw.push_str("\r\n");
+        assert!(matches!(
+            parse(raw.as_bytes()),
+            Err(ParseError::TooManyFields)
+        ));
     }
 
     #[test]
