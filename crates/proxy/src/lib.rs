@@ -9,7 +9,8 @@
 //! first):
 //!
 //! 0. [`http1`] and [`http2`] (the client-side HTTP engines), [`date`], [`tcp_read`],
-//!    [`failure`] and [`workers`] (per-core runtimes): nothing of the pipeline;
+//!    [`boxed`] (futures boxed where they are built), [`failure`] and [`workers`] (per-core
+//!    runtimes): nothing of the pipeline;
 //! 1. [`acme`] (certificates obtained through ACME, and the task obtaining them), [`observe`]
 //!    (logs, metrics, recent failures; fed plain records), [`client_pace`], [`client_body`],
 //!    [`client_io`], [`cache`], [`router`], [`forward`], [`maintenance`], [`limit`];
@@ -22,6 +23,7 @@
 pub mod acme;
 pub mod admin;
 pub mod body;
+pub mod boxed;
 pub mod cache;
 pub mod client_addr;
 pub mod client_body;

@@ -76,9 +76,33 @@ impl AccessRecord {
         method: Method,
         target: String,
     ) -> Self {
+        Self::started_at(Instant::now(), enabled, client, request_id, method, target)
+    }
+
+    /// An empty record (not enabled) to leave where this one was taken from: the same start,
+    /// client and id, without reading the clock again.
+    pub fn stand_in(&self) -> Self {
+        Self::started_at(
+            self.started,
+            false,
+            self.client,
+            Arc::clone(&self.request_id),
+            Method::GET,
+            String::new(),
+        )
+    }
+
+    fn started_at(
+        started: Instant,
+        enabled: bool,
+        client: SocketAddr,
+        request_id: Arc<str>,
+        method: Method,
+        target: String,
+    ) -> Self {
         Self {
             enabled,
-            started: Instant::now(),
+            started,
             client,
             request_id,
             method,

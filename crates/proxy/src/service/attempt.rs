@@ -13,6 +13,7 @@ use super::Pipeline;
 use super::outgoing::{Outgoing, Taken};
 use super::pick::{Pick, Tries};
 use crate::body::ProxyBody;
+use crate::boxed;
 use crate::client_body::RequestBody;
 use crate::failure::classify::{self, HeadFacts};
 use crate::failure::{Failure, FailureKind, RetryRule};
@@ -130,8 +131,10 @@ impl Pipeline<'_> {
                 let fresh = std::mem::take(&mut tries.fresh_connection);
                 // Boxed: the attempt (the send and its connection) is the largest part of the
                 // request's future, and every future above it is moved whole when it starts; a
-                // pointer here keeps those moves small.
-                match Box::pin(self.attempt(&server, taken, response_timeout, fresh)).await {
+                // pointer here keeps those moves small. Built in the box, not copied into it.
+                let attempt =
+                    boxed::pinned(|| self.attempt(&server, taken, response_timeout, fresh));
+                match attempt.await {
                     Ok(attempt) => {
                         return self.respond(pool, members, lease, attempt, head_only).await;
                     }
@@ -267,16 +270,21 @@ impl Pipeline<'_> {
                     keep_head,
                     &mut head,
                 ));
+                // The response timeout starts once the whole request was handed over (at once
+                // without a body, and the clock read for `sending` serves).
+                let mut handed_over = sending;
                 if let Some(fully_sent) = sent.as_mut() {
-                    // The response timeout starts once the whole request was handed over; an
-                    // upstream may also answer early (e.g. 413) before the body is complete.
+                    // An upstream may also answer early (e.g. 413) before the body is complete.
                     tokio::select! {
                         biased;
                         result = &mut send => break 'sent Some(result),
                         _ = fully_sent => {}
                     }
+                    handed_over = tokio::time::Instant::now();
                 }
-                tokio::time::timeout(response_timeout, send).await.ok()
+                tokio::time::timeout_at(handed_over + response_timeout, send)
+                    .await
+                    .ok()
             };
             let request_sent = conn.stats.written() > written_before;
             let response_bytes = conn.stats.read() - read_before;

@@ -1,9 +1,7 @@
 //! Log and fail: the one place a failure becomes a response, and where the access record of a
 //! generated response is emitted.
 
-use std::sync::Arc;
-
-use http::{Method, Response};
+use http::Response;
 
 use super::Pipeline;
 use super::caching::OriginFailed;
@@ -41,13 +39,7 @@ impl Pipeline<'_> {
 
     /// Takes the access record out of the pipeline, to be emitted by whoever finishes the response.
     pub(super) fn take_record(&mut self) -> AccessRecord {
-        let placeholder = AccessRecord::new(
-            false,
-            self.client,
-            Arc::clone(&self.request_id),
-            Method::GET,
-            String::new(),
-        );
+        let placeholder = self.record.stand_in();
         self.recorded = true;
         std::mem::replace(&mut self.record, placeholder)
     }

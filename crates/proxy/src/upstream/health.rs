@@ -158,14 +158,15 @@ impl ServerState {
 
     /// A request got a response from this server. A success from a request sent before an
     /// ejection does not end it (the server is on probation only once the ejection is over).
-    pub fn record_success(&self, now: Instant) -> Option<Transition> {
+    /// The clock is read only for a server on probation: this runs for every response.
+    pub fn record_success(&self) -> Option<Transition> {
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
         if self.consecutive_timeouts.load(Ordering::Relaxed) != 0 {
             self.consecutive_timeouts.store(0, Ordering::Relaxed);
         }
-        if !self.on_probation.load(Ordering::Relaxed) || self.is_ejected(now) {
+        if !self.on_probation.load(Ordering::Relaxed) || self.is_ejected(Instant::now()) {
             return None;
         }
         let mut passive = lock(&self.passive);
@@ -515,11 +516,8 @@ mod tests {
         assert!(state.is_available(Instant::now()));
 
         // A success ends the probation: the backoff starts over and one failure is not enough.
-        assert_eq!(
-            state.record_success(Instant::now()),
-            Some(Transition::Recovered)
-        );
-        assert_eq!(state.record_success(Instant::now()), None);
+        assert_eq!(state.record_success(), Some(Transition::Recovered));
+        assert_eq!(state.record_success(), None);
         assert_eq!(
             state.record_failure(kind, &policy, Instant::now(), || Some(())),
             None
@@ -559,7 +557,7 @@ mod tests {
                 .is_some()
         );
         // A request sent before the ejection answers now: the ejection stands.
-        assert_eq!(state.record_success(Instant::now()), None);
+        assert_eq!(state.record_success(), None);
         assert!(!state.is_available(Instant::now()));
         // Active checks take it down too; the ejection runs out unobserved.
         state.observe_check(fail("status 500"), 1, 1);
@@ -585,7 +583,7 @@ mod tests {
                 state.record_failure(kind, &policy, Instant::now(), || Some(())),
                 None
             );
-            assert_eq!(state.record_success(Instant::now()), None);
+            assert_eq!(state.record_success(), None);
         }
         assert!(state.is_available(Instant::now()));
     }

@@ -209,10 +209,10 @@ impl Pool {
         key: Option<u64>,
         tried: &[SocketAddr],
     ) -> Result<Lease, NoServer> {
-        let queue_deadline = Instant::now() + self.config.queue_timeout;
+        let mut now = Instant::now();
+        let queue_deadline = now + self.config.queue_timeout;
         let mut queued: Option<QueueSlot<'_>> = None;
         loop {
-            let now = Instant::now();
             let usable = |s: &Server| s.state.is_available(now) && !tried.contains(&s.addr);
             let tier = if members.primaries.servers.iter().any(|s| usable(s)) {
                 &members.primaries
@@ -250,6 +250,7 @@ impl Pool {
                     self.limit_reached("no connection slot was freed within queue_timeout");
                 return Err(NoServer::Failure(failure, None));
             }
+            now = Instant::now();
         }
     }
 
@@ -279,10 +280,10 @@ impl Pool {
     /// Records the outcome of an attempt on `server` for passive health: a response, or a
     /// failure that says something about the server.
     pub fn record_outcome(&self, members: &Members, server: &Server, failure: Option<FailureKind>) {
-        let now = Instant::now();
         let transition = match failure {
-            None => server.state.record_success(now),
+            None => server.state.record_success(),
             Some(kind) if kind.is_server_fault() => {
+                let now = Instant::now();
                 server
                     .state
                     .record_failure(kind, &self.config.passive, now, || {
