@@ -169,13 +169,14 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    pub fn new(inner: UpstreamIncoming, read_timeout: Duration, finish: Finish) -> Self {
+    /// `finish` comes boxed: built in its box (see [`crate::boxed::built`]), it is not copied.
+    pub fn new(inner: UpstreamIncoming, read_timeout: Duration, finish: Box<Finish>) -> Self {
         Self {
             inner,
             first: None,
             read_timeout,
             idle: IdleTimer::default(),
-            finish: Some(Box::new(finish)),
+            finish: Some(finish),
             hold: false,
             ended: false,
         }

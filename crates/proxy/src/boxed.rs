@@ -8,11 +8,17 @@
 
 use std::pin::Pin;
 
-/// `make()`'s value in a pinned box, built in place (no copy of the whole value).
+/// `make()`'s value in a box, built in place (no copy of the whole value).
+#[inline(always)]
+pub fn built<T>(make: impl FnOnce() -> T) -> Box<T> {
+    let slot = Box::new_uninit();
+    Box::write(slot, make())
+}
+
+/// `make()`'s value in a pinned box, built in place.
 #[inline(always)]
 pub fn pinned<T>(make: impl FnOnce() -> T) -> Pin<Box<T>> {
-    let slot = Box::new_uninit();
-    Box::into_pin(Box::write(slot, make()))
+    Box::into_pin(built(make))
 }
 
 #[cfg(test)]
@@ -28,7 +34,9 @@ mod tests {
 
     #[test]
     fn a_large_value_is_kept_whole() {
-        let boxed = pinned(|| [7u8; 8192]);
+        let boxed = built(|| [7u8; 8192]);
         assert!(boxed.iter().all(|&b| b == 7));
+        let pinned = pinned(|| [9u8; 8192]);
+        assert!(pinned.iter().all(|&b| b == 9));
     }
 }

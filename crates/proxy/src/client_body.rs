@@ -33,6 +33,12 @@ pub enum ClientBody {
     Http2(http2::RequestBody),
 }
 
+impl From<http1::RequestBody> for ClientBody {
+    fn from(body: http1::RequestBody) -> Self {
+        Self::Http1(body)
+    }
+}
+
 impl ClientBody {
     /// Where the upstream's interim (1xx) responses go (none for an HTTP/1.0 client).
     pub fn interim(&self) -> Option<Interim> {

@@ -49,12 +49,15 @@ pub struct Settings {
 
 /// Answers the requests of one connection.
 pub trait Handler: Send + Sync + 'static {
+    /// The request body the handler takes, made from the engine's: the request is built with
+    /// it at once rather than rebuilt (and copied) by the handler.
+    type RequestBody: From<RequestBody> + Send;
     type Body: Body<Data = Bytes> + Send + Unpin + 'static;
 
     /// The future lives inside the exchange's own allocation (one per request).
     fn call(
         &self,
-        request: Request<RequestBody>,
+        request: Request<Self::RequestBody>,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 
     /// The answer to a head that cannot be served (400, 408, 414, 431), which also logs it.
@@ -166,7 +169,7 @@ async fn exchange<H: Handler>(
         lent,
         expect_continue,
         upgrade,
-    } = prepare(shared, head, buf);
+    } = prepare::<H::RequestBody>(shared, head, buf);
     let mut pace = WritePace::new(settings.response_write);
     let (switching, written) = {
         // While no body is being read, the loop watches the socket for the client going away.
@@ -249,8 +252,8 @@ async fn exchange<H: Handler>(
 }
 
 /// A parsed head made into the request the handler gets, and what the exchange keeps of it.
-struct Prepared {
-    request: Request<RequestBody>,
+struct Prepared<B> {
+    request: Request<B>,
     method: Method,
     version: Version,
     keep_alive: bool,
@@ -263,7 +266,11 @@ struct Prepared {
 
 /// The request for `head`, its body reading what follows the head in `buf`. (Not part of
 /// `exchange`'s body: the head's parts would stay in its state across every await.)
-fn prepare(shared: &Arc<Shared>, head: Head, buf: &mut BytesMut) -> Prepared {
+fn prepare<B: From<RequestBody>>(
+    shared: &Arc<Shared>,
+    head: Head,
+    buf: &mut BytesMut,
+) -> Prepared<B> {
     let Head {
         mut parts,
         framing,
@@ -300,7 +307,7 @@ fn prepare(shared: &Arc<Shared>, head: Head, buf: &mut BytesMut) -> Prepared {
         tx
     });
     Prepared {
-        request: Request::from_parts(parts, body),
+        request: Request::from_parts(parts, B::from(body)),
         method,
         version,
         keep_alive,
@@ -366,7 +373,7 @@ impl ClientWatch<'_> {
 async fn call<H: Handler>(
     shared: &Shared,
     handler: &H,
-    request: Request<RequestBody>,
+    request: Request<H::RequestBody>,
     mut continue_owed: bool,
     mut watch: Option<ClientWatch<'_>>,
     pace: &mut WritePace,

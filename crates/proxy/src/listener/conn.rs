@@ -297,13 +297,10 @@ struct Http1Handler {
 }
 
 impl http1::Handler for Http1Handler {
+    type RequestBody = ClientBody;
     type Body = ProxyBody;
 
-    fn call(
-        &self,
-        request: Request<http1::RequestBody>,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send {
-        let req = request.map(ClientBody::Http1);
+    fn call(&self, req: Request<ClientBody>) -> impl Future<Output = Response<ProxyBody>> + Send {
         let snapshot = self.current.load_full();
         let client = self.client;
         if let Some(response) = super::challenge::http01(&snapshot, &req) {

@@ -39,7 +39,9 @@ pub(super) struct Attempt {
     pub(super) conn: Conn,
 }
 
-/// A failed attempt and what the retry decision needs to know about it.
+/// A failed attempt and what the retry decision needs to know about it. Returned boxed: it is
+/// rare, and large (the request it gives back), and a large error would be copied with every
+/// successful attempt.
 struct AttemptFailure {
     failure: Failure,
     /// Some byte of the request was written to the server (it may have acted on it).
@@ -164,7 +166,7 @@ impl Pipeline<'_> {
         pool: &Pool,
         members: &Members,
         lease: Lease,
-        mut failed: AttemptFailure,
+        mut failed: Box<AttemptFailure>,
         outgoing: &mut Outgoing,
         tries: &mut Tries,
     ) -> bool {
@@ -237,7 +239,7 @@ impl Pipeline<'_> {
         taken: Taken,
         response_timeout: Duration,
         fresh: bool,
-    ) -> impl Future<Output = Result<Attempt, AttemptFailure>> {
+    ) -> impl Future<Output = Result<Attempt, Box<AttemptFailure>>> {
         let Taken {
             request,
             mut sent,
@@ -248,7 +250,7 @@ impl Pipeline<'_> {
             let mut conn = match self.open_connection(server, fresh, !idempotent).await {
                 Ok(conn) => conn,
                 Err(failure) => {
-                    return Err(AttemptFailure {
+                    return Err(Box::new(AttemptFailure {
                         failure,
                         request_sent: false,
                         response_bytes: 0,
@@ -256,7 +258,7 @@ impl Pipeline<'_> {
                         cut_short: false,
                         unsent: Some((request, sent)),
                         head: None,
-                    });
+                    }));
                 }
             };
             let read_before = conn.stats.read();
@@ -305,7 +307,7 @@ impl Pipeline<'_> {
                         if let Some(head) = head.take() {
                             *request.headers_mut() = head;
                         }
-                        request
+                        *request
                     });
                     // An HTTP/1.1 server closes an idle connection without a word, so a request
                     // written just then meets the close; an HTTP/2 server says GOAWAY first (its
@@ -316,7 +318,7 @@ impl Pipeline<'_> {
                         conn.protocol == Protocol::Http1 && sending.elapsed() < STALE_CLOSE_WINDOW;
                     // A request hyper gave back was never written.
                     let request_sent = request_sent && unsent.is_none();
-                    Err(AttemptFailure {
+                    Err(Box::new(AttemptFailure {
                         // A kept-alive HTTP/1.1 connection closed before the request was written,
                         // or an HTTP/2 stream refused unprocessed (REFUSED_STREAM, e.g. a burst
                         // that raced the server's stream limit before its SETTINGS arrived): not
@@ -332,9 +334,9 @@ impl Pipeline<'_> {
                         // An unsent body comes back with its "fully sent" signal, unfired.
                         unsent: unsent.map(|request| (request, sent)),
                         head,
-                    })
+                    }))
                 }
-                None => Err(AttemptFailure {
+                None => Err(Box::new(AttemptFailure {
                     failure: classify::response_timeout(response_timeout),
                     request_sent,
                     response_bytes,
@@ -342,7 +344,7 @@ impl Pipeline<'_> {
                     cut_short: response_timeout < server.settings().response_timeout,
                     unsent: None,
                     head,
-                }),
+                })),
             }
         }
     }

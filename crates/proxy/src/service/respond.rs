@@ -16,6 +16,7 @@ use super::caching::{self, OriginFailed};
 use super::outgoing::declared_length;
 use super::{Pipeline, UpgradeRequest};
 use crate::body::{Finish, Peeked, ProxyBody, UpstreamBody};
+use crate::boxed;
 use crate::cache::capture::Capture;
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -95,7 +96,7 @@ impl Pipeline<'_> {
             // The stored copy answers; the 304's (empty) exchange finishes through the usual
             // body so that the connection returns to the pool and the record is written.
             self.record.status = response.status().as_u16();
-            let finish = Finish {
+            let finish = Box::new(Finish {
                 record: self.take_record(),
                 conn,
                 lease,
@@ -103,23 +104,23 @@ impl Pipeline<'_> {
                 members,
                 chunked,
                 capture: None,
-            };
+            });
             drop(UpstreamBody::new(body, Duration::ZERO, finish));
             return response;
         }
         let capture = self.response_headers(&mut parts, &server, &conn);
         self.record.status = status.as_u16();
-        let record = self.take_record();
         let read_timeout = pool.settings.read_timeout;
-        let finish = Finish {
-            record,
+        // Built in its box: it holds the access record, the connection and the lease.
+        let finish = boxed::built(|| Finish {
+            record: self.take_record(),
             conn,
             lease,
             pool,
             members,
             chunked,
             capture: capture.map(Box::new),
-        };
+        });
         let body = UpstreamBody::new(body, read_timeout, finish).starting_with(first);
         Response::from_parts(parts, ProxyBody::Upstream(body))
     }

@@ -128,8 +128,9 @@ pub type SendResult = Result<Response<UpstreamIncoming>, SendFailed>;
 #[derive(Debug)]
 pub struct SendFailed {
     pub error: SendError,
-    /// The request, when none of it was sent: it may go again.
-    pub unsent: Option<Request<RequestBody>>,
+    /// The request, when none of it was sent: it may go again. Boxed: it is rare, and a large
+    /// error would be copied with every response.
+    pub unsent: Option<Box<Request<RequestBody>>>,
 }
 
 /// Why a request got no response head.
@@ -142,7 +143,7 @@ pub enum SendError {
 
 impl SendFailed {
     pub fn from_hyper(mut err: TrySendError<Request<RequestBody>>) -> Self {
-        let unsent = err.take_message();
+        let unsent = err.take_message().map(Box::new);
         Self {
             error: SendError::Hyper(err.into_error()),
             unsent,
@@ -191,7 +192,7 @@ impl Sender {
                         Phase::SendingRequest,
                         "the connection is already carrying a request",
                     )),
-                    unsent: Some(request),
+                    unsent: Some(Box::new(request)),
                 })))),
             },
             Self::Http1(sender) => Either::Right(Either::Left(

@@ -20,8 +20,9 @@ use crate::failure::classify::{self, HeadError, HeadFacts};
 #[derive(Debug)]
 pub struct SendFailed {
     pub failure: Failure,
-    /// The request, when not a byte of it was written: it may go elsewhere.
-    pub unsent: Option<Request<RequestBody>>,
+    /// The request, when not a byte of it was written: it may go elsewhere. Boxed: it is rare,
+    /// and a large error would be copied with every response.
+    pub unsent: Option<Box<Request<RequestBody>>>,
 }
 
 /// What ended the wait for the head.
@@ -182,7 +183,7 @@ pub async fn send_started(
             Sending::Body { body, .. } => body,
             Sending::Done | Sending::Broken => RequestBody::empty(),
         };
-        Request::from_parts(parts, body)
+        Box::new(Request::from_parts(parts, body))
     });
     Err(SendFailed { failure, unsent })
 }
