@@ -65,33 +65,57 @@ fn as_rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, 
 /// The last [`KEPT`] failures, newest last.
 #[derive(Debug, Default)]
 pub struct RecentFailures {
-    entries: Mutex<VecDeque<RecentFailure>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    list: VecDeque<RecentFailure>,
+    /// How many of `list` are not answered yet: the search for a request's entries stops once
+    /// it has seen them all, usually at once (they are the newest).
+    unanswered: usize,
 }
 
 impl RecentFailures {
     pub fn push(&self, failure: RecentFailure) {
         let mut entries = self.lock();
-        if entries.len() == KEPT {
-            entries.pop_front();
+        if entries.list.len() == KEPT
+            && let Some(oldest) = entries.list.pop_front()
+            && oldest.answered.is_none()
+        {
+            entries.unanswered -= 1;
         }
-        entries.push_back(failure);
+        if failure.answered.is_none() {
+            entries.unanswered += 1;
+        }
+        entries.list.push_back(failure);
     }
 
     /// Notes the status a request that failed on the way was finally answered with.
     pub fn answered(&self, request_id: &str, status: u16) {
-        for entry in self.lock().iter_mut().rev() {
-            if entry.answered.is_none() && entry.request_id == request_id {
-                entry.answered = Some(status);
+        let mut entries = self.lock();
+        let Entries { list, unanswered } = &mut *entries;
+        let mut left = *unanswered;
+        for entry in list.iter_mut().rev() {
+            if left == 0 {
+                break;
+            }
+            if entry.answered.is_none() {
+                left -= 1;
+                if entry.request_id == request_id {
+                    entry.answered = Some(status);
+                    *unanswered -= 1;
+                }
             }
         }
     }
 
     /// Newest first.
     pub fn newest_first(&self) -> Vec<RecentFailure> {
-        self.lock().iter().rev().cloned().collect()
+        self.lock().list.iter().rev().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RecentFailure>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -137,5 +161,54 @@ mod tests {
         let listed = recent.newest_first();
         assert_eq!(listed[0].answered, Some(200));
         assert_eq!(listed[1].answered, None, "other requests are untouched");
+
+        // The oldest entry still kept, after the older ones were let go unanswered.
+        recent.answered("id-5", 502);
+        let listed = recent.newest_first();
+        assert_eq!(listed[KEPT - 1].answered, Some(502));
+        assert!(listed[1..KEPT - 1].iter().all(|e| e.answered.is_none()));
+    }
+
+    fn push(recent: &RecentFailures, id: &str, attempt: u32) {
+        let failure = Failure::new(FailureKind::ConnectionRefused, Phase::Connecting, "refused");
+        recent.push(RecentFailure::new(
+            &failure,
+            &AttemptContext {
+                request_id: id,
+                route: None,
+                pool: None,
+                server: None,
+                attempt,
+                request_sent: false,
+            },
+        ));
+    }
+
+    #[test]
+    fn every_entry_of_a_request_learns_its_answer_whatever_came_between() {
+        let recent = RecentFailures::default();
+        push(&recent, "a", 1);
+        push(&recent, "b", 1);
+        push(&recent, "a", 2);
+        push(&recent, "c", 1);
+        recent.answered("b", 200);
+        recent.answered("a", 502);
+        let answers: Vec<_> = recent
+            .newest_first()
+            .iter()
+            .map(|e| (e.request_id.clone(), e.answered))
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                ("c".to_owned(), None),
+                ("a".to_owned(), Some(502)),
+                ("b".to_owned(), Some(200)),
+                ("a".to_owned(), Some(502)),
+            ]
+        );
+        // Answered once: a later call for the same id changes nothing.
+        recent.answered("a", 200);
+        assert_eq!(recent.newest_first()[1].answered, Some(502));
     }
 }
