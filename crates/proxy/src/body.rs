@@ -169,7 +169,7 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
-    /// `finish` comes boxed: built in its box (see [`crate::boxed::built`]), it is not copied.
+    /// `finish` comes boxed: the body keeps it so until it ends.
     pub fn new(inner: UpstreamIncoming, read_timeout: Duration, finish: Box<Finish>) -> Self {
         Self {
             inner,

@@ -16,7 +16,6 @@ use super::caching::{self, OriginFailed};
 use super::outgoing::declared_length;
 use super::{Pipeline, UpgradeRequest};
 use crate::body::{Finish, Peeked, ProxyBody, UpstreamBody};
-use crate::boxed;
 use crate::cache::capture::Capture;
 use crate::failure::classify;
 use crate::failure::{Failure, FailureKind, Phase};
@@ -111,8 +110,7 @@ impl Pipeline<'_> {
         let capture = self.response_headers(&mut parts, &server, &conn);
         self.record.status = status.as_u16();
         let read_timeout = pool.settings.read_timeout;
-        // Built in its box: it holds the access record, the connection and the lease.
-        let finish = boxed::built(|| Finish {
+        let finish = Box::new(Finish {
             record: self.take_record(),
             conn,
             lease,
