@@ -39,6 +39,12 @@ impl From<http1::RequestBody> for ClientBody {
     }
 }
 
+impl From<http2::RequestBody> for ClientBody {
+    fn from(body: http2::RequestBody) -> Self {
+        Self::Http2(body)
+    }
+}
+
 impl ClientBody {
     /// Where the upstream's interim (1xx) responses go (none for an HTTP/1.0 client).
     pub fn interim(&self) -> Option<Interim> {

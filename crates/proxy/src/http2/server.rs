@@ -41,13 +41,16 @@ pub struct Settings {
 
 /// Answers the requests of one connection.
 pub trait Handler: Send + Sync + Unpin + 'static {
+    /// The request body the handler takes, made from the stream's: the request is built with
+    /// it at once rather than rebuilt (and copied) by the handler.
+    type RequestBody: From<RequestBody> + Send;
     type Body: Body<Data = Bytes> + Send + Unpin + 'static;
 
     /// Called on the connection's task as the stream is accepted; the future runs on the
     /// stream's own task.
     fn call(
         &self,
-        request: Request<RequestBody>,
+        request: Request<Self::RequestBody>,
     ) -> impl Future<Output = Response<Self::Body>> + Send + 'static;
 }
 
@@ -157,7 +160,8 @@ where
                     // Boxed as it is made: tokio moves a future through several calls on its
                     // way into the task, and a pipeline's future is kilobytes; a box moves as a
                     // pointer.
-                    let call = Box::pin(this.handler.call(Request::from_parts(parts, body)));
+                    let request = Request::from_parts(parts, H::RequestBody::from(body));
+                    let call = Box::pin(this.handler.call(request));
                     tokio::spawn(stream::Respond::new(call, reply, this.stream_write_timeout));
                 }
             }

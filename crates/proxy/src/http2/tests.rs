@@ -29,6 +29,7 @@ impl<F> Handler for Answering<F>
 where
     F: Fn(Request<RequestBody>) -> Answer + Send + Sync + Unpin + 'static,
 {
+    type RequestBody = RequestBody;
     type Body = TestBody;
 
     fn call(

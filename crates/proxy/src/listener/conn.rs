@@ -346,13 +346,13 @@ struct Http2Handler {
 }
 
 impl http2::Handler for Http2Handler {
+    type RequestBody = ClientBody;
     type Body = Counted;
 
     fn call(
         &self,
-        request: Request<http2::RequestBody>,
+        mut req: Request<ClientBody>,
     ) -> impl Future<Output = Response<Counted>> + Send + 'static {
-        let mut req = request.map(ClientBody::Http2);
         // Room for the fields the pipeline adds (Host, Via, X-Forwarded-*, X-Request-ID) at
         // once: the map the decoder filled is just large enough for what the client sent, and
         // would otherwise grow, rehashing every field, once or twice per request.
