@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gatehouse_testkit::https::{TlsListener, tls_listeners};
 use gatehouse_testkit::tls::TestCa;
@@ -114,6 +114,64 @@ fn an_early_hint_reaches_the_client_while_the_upstream_is_still_working() {
     let first = String::from_utf8_lossy(&buf[..n]);
     assert!(first.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{first}");
     assert!(!first.contains("200 OK"), "{first}");
+}
+
+#[test]
+fn interim_responses_do_not_keep_a_request_whose_client_went_away() {
+    // An upstream that sends a 103 every 300 ms and answers only after 4 s; it notes when the
+    // proxy let go of its connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        conn.set_nonblocking(true).unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            let hint =
+                conn.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>; rel=preload\r\n\r\n");
+            let gone = match conn.read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+            };
+            if hint.is_err() || gone {
+                let _ = closed_tx.send(Instant::now());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    let gh = start(&Config::proxy_to([addr]));
+    let mut stream = TcpStream::connect(gh.addr()).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: hints.test\r\n\r\n")
+        .unwrap();
+    // The client sends nothing more and closes its side: the request in progress gets its
+    // grace (a second), counted once, however many 1xx are relayed meanwhile.
+    std::thread::sleep(Duration::from_millis(200));
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let closed_at = Instant::now();
+    let let_go = closed_rx
+        .recv_timeout(Duration::from_millis(3500))
+        .expect("the upstream request was kept while 1xx responses kept coming");
+    let after = let_go.duration_since(closed_at);
+    assert!(
+        after >= Duration::from_millis(800),
+        "let go after {after:?}"
+    );
+    stream
+        .set_read_timeout(Some(Duration::from_secs(6)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 103 Early Hints\r\n"), "{out}");
+    assert!(!out.contains("200 OK"), "{out}");
 }
 
 /// The response heads curl received, as it prints them (`-D -`), for `args`.
