@@ -28,21 +28,30 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-/// Removes the fields the `Connection` header names (RFC 9110 §7.6.1).
+/// Removes the fields the `Connection` header names (RFC 9110 §7.6.1). Every `Connection`
+/// line counts: several lines are one list, and a name on the second line is as hop-by-hop as
+/// one on the first.
 fn remove_connection_named(headers: &mut HeaderMap) {
-    let Some(connection) = headers.get(header::CONNECTION).cloned() else {
-        return;
-    };
-    for token in connection.as_bytes().split(|&b| b == b',') {
-        let token = token.trim_ascii();
-        // The usual options name no field (`close`) or one removed with the hop-by-hop ones
-        // anyway (`keep-alive`): no need to look them up.
-        if token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"close") {
-            continue;
+    // The names are gathered first (the map cannot change while its values are read). The
+    // usual options name no field (`close`) or one removed with the hop-by-hop ones anyway
+    // (`keep-alive`), so the usual message allocates nothing here.
+    let mut named = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"close")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
         }
-        if let Ok(name) = HeaderName::from_bytes(token) {
-            headers.remove(name);
-        }
+    }
+    for name in named {
+        headers.remove(name);
     }
 }
 
@@ -310,6 +319,19 @@ mod tests {
         headers.insert(header::CONNECTION, "x-a, x-b".parse().unwrap());
         headers.insert("x-a", "1".parse().unwrap());
         headers.insert("x-b", "1".parse().unwrap());
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn strips_the_fields_every_connection_line_names() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONNECTION, "close".parse().unwrap());
+        headers.append(header::CONNECTION, "x-secret, ,X-Other".parse().unwrap());
+        headers.insert("x-secret", "1".parse().unwrap());
+        headers.insert("x-other", "1".parse().unwrap());
+        headers.insert("x-kept", "1".parse().unwrap());
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["x-kept"]);

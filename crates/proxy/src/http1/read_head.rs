@@ -1,6 +1,7 @@
 //! Reading a request head: the wait for its bytes (bounded by the header timeout, cut short by
 //! a drain while the connection idles), the reads into the connection's buffer, the parse.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -103,9 +104,18 @@ pub(super) fn read_head<'a>(
     }
 }
 
-/// Reads more of a head. The first read goes into the stack: a wake-up with nothing to read
-/// (readiness left over from the last request) allocates nothing, so an idle connection holds
-/// no buffer, and a small head takes only its own size.
+/// Size of the scratch space the first read of a head lands in.
+const FIRST_READ: usize = 2048;
+
+thread_local! {
+    /// Where the first read of every head on this thread lands: zeroed once for the thread
+    /// rather than for every read (a poll is synchronous, so one per thread is never shared).
+    static FIRST_READ_SPACE: RefCell<[u8; FIRST_READ]> = const { RefCell::new([0; FIRST_READ]) };
+}
+
+/// Reads more of a head. The first read goes into scratch space: a wake-up with nothing to
+/// read (readiness left over from the last request) allocates nothing, so an idle connection
+/// holds no buffer, and a small head takes only its own size.
 fn read_more(
     socket: &Socket,
     cx: &mut std::task::Context<'_>,
@@ -113,10 +123,11 @@ fn read_more(
     max_head: usize,
 ) -> Poll<io::Result<usize>> {
     if buf.is_empty() {
-        let mut first = [0u8; 2048];
-        let n = std::task::ready!(socket.poll_read(cx, &mut first))?;
-        buf.extend_from_slice(&first[..n]);
-        return Poll::Ready(Ok(n));
+        return FIRST_READ_SPACE.with_borrow_mut(|first| {
+            let n = std::task::ready!(socket.poll_read(cx, first))?;
+            buf.extend_from_slice(&first[..n]);
+            Poll::Ready(Ok(n))
+        });
     }
     if buf.capacity() - buf.len() < HEAD_BUFFER / 4 {
         let grow = HEAD_BUFFER.max(buf.len()).min(max_head + 1);

@@ -157,9 +157,8 @@ where
                     let (parts, recv) = request.into_parts();
                     let reply = Interim::new(respond);
                     let body = RequestBody::new(recv, length, expect_continue, reply.clone());
-                    // Boxed as it is made: tokio moves a future through several calls on its
-                    // way into the task, and a pipeline's future is kilobytes; a box moves as a
-                    // pointer.
+                    // Boxed: tokio moves the task's future through several calls on its way
+                    // into the task, and a box moves as a pointer.
                     let request = Request::from_parts(parts, H::RequestBody::from(body));
                     let call = Box::pin(this.handler.call(request));
                     tokio::spawn(stream::Respond::new(call, reply, this.stream_write_timeout));

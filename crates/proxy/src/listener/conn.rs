@@ -364,7 +364,11 @@ impl http2::Handler for Http2Handler {
         async move {
             let response = match (super::challenge::http01(&snapshot, &req), handler) {
                 (Some(answer), _) => answer,
-                (None, Handler::Proxy) => handle_isolated(snapshot, client, activity, req).await,
+                // Boxed in place: the pipeline's future is kilobytes, and this one, small, is
+                // what the stream's task is spawned with (and moved through tokio's calls).
+                (None, Handler::Proxy) => {
+                    crate::boxed::pinned(|| handle_isolated(snapshot, client, activity, req)).await
+                }
                 (None, Handler::Redirect) => redirect::answer(&snapshot, client, &req),
             };
             response.map(|body| Counted::http2(body, open))
