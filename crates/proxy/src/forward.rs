@@ -3,6 +3,9 @@
 //! request (WebSocket) gets `Upgrade` and `Connection: upgrade` back after the stripping, and
 //! the `101` that accepts it is checked against what was asked.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Fields that describe one connection, never the message (RFC 9110 §7.6.1, plus the
@@ -188,6 +191,25 @@ pub fn request_id_value(id: &str) -> Option<HeaderValue> {
     Some(value)
 }
 
+/// [`request_id_value`] for a request that sends its id more than once (to the upstream, to
+/// the client): the value shares `id`'s bytes, so each copy of it is a count, not an
+/// allocation.
+pub fn shared_request_id_value(id: &Arc<str>) -> Option<HeaderValue> {
+    let mut value =
+        HeaderValue::from_maybe_shared(Bytes::from_owner(SharedId(Arc::clone(id)))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// An id's bytes, owned by the id's `Arc`.
+struct SharedId(Arc<str>);
+
+impl AsRef<[u8]> for SharedId {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 /// What the forwarding headers need to know about this hop.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
@@ -322,6 +344,18 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn a_shared_request_id_value_is_the_id_marked_sensitive() {
+        let id: Arc<str> = "a1b2-c3.d4:e5_f6".into();
+        let value = shared_request_id_value(&id).unwrap();
+        assert_eq!(value, "a1b2-c3.d4:e5_f6");
+        assert!(value.is_sensitive());
+        assert_eq!(value.clone(), value);
+        drop(id);
+        assert_eq!(value.as_bytes(), b"a1b2-c3.d4:e5_f6");
+        assert!(shared_request_id_value(&Arc::from("bad\nid")).is_none());
     }
 
     #[test]

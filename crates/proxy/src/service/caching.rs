@@ -117,7 +117,7 @@ impl Pipeline<'_> {
         if let Some(value) = status.header(&self.snapshot.config.server.name) {
             headers.append(crate::forward::CACHE_STATUS, value);
         }
-        if let Some(id) = forward::request_id_value(&self.request_id) {
+        if let Some(id) = self.request_id_header.clone() {
             headers.insert(forward::X_REQUEST_ID, id);
         }
         let mut record = self.take_record();

@@ -106,6 +106,7 @@ pub fn handle(
             client,
             peer_trusted,
             local: activity.local,
+            request_id_header: crate::forward::shared_request_id_value(&request_id),
             request_id,
             record,
             recorded: false,
@@ -182,6 +183,9 @@ struct Pipeline<'a> {
     /// The address the client reached gatehouse on.
     local: SocketAddr,
     request_id: Arc<str>,
+    /// `request_id` as the `X-Request-ID` value sent upstream and to the client: made once,
+    /// sharing the id's bytes.
+    request_id_header: Option<HeaderValue>,
     record: AccessRecord,
     /// The access record was taken to be written (with the response, or by its body).
     recorded: bool,

@@ -144,8 +144,8 @@ impl Pipeline<'_> {
         upgrade: Option<&UpgradeRequest>,
         activity: &ClientActivity,
     ) {
-        let request_id = forward::request_id_value(&self.request_id)
-            .unwrap_or_else(|| HeaderValue::from_static("-"));
+        let no_id = HeaderValue::from_static("-");
+        let request_id = self.request_id_header.as_ref().unwrap_or(&no_id);
         // The check phase made Host the target's authority (absolute-form, `:authority`).
         let host_header = parts.headers.get(header::HOST).cloned();
         // The client is the peer unless a trusted peer forwarded for someone else.
@@ -161,7 +161,7 @@ impl Pipeline<'_> {
                 client_ip: forwarded_client.as_ref().unwrap_or(&activity.client_ip),
                 forwarded: self.snapshot.config.server.forwarded,
                 via: &self.snapshot.via,
-                request_id: &request_id,
+                request_id,
                 host: host_header.as_ref(),
                 proto: if activity.https { "https" } else { "http" },
             },

@@ -190,7 +190,7 @@ impl Pipeline<'_> {
         {
             parts.headers.append(forward::PROXY_STATUS, member);
         }
-        if let Some(id) = forward::request_id_value(&self.request_id) {
+        if let Some(id) = self.request_id_header.clone() {
             parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;
@@ -249,7 +249,7 @@ impl Pipeline<'_> {
         forward::strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(header::CONTENT_LENGTH);
         forward::keep_upgrade(&mut parts.headers, &accepted);
-        if let Some(id) = forward::request_id_value(&self.request_id) {
+        if let Some(id) = self.request_id_header.clone() {
             parts.headers.insert(forward::X_REQUEST_ID, id);
         }
         parts.version = Version::HTTP_11;

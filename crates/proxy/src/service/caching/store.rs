@@ -226,7 +226,7 @@ impl Pipeline<'_> {
                 .headers_mut()
                 .append(crate::forward::CACHE_STATUS, value);
         }
-        if let Some(id) = forward::request_id_value(&self.request_id) {
+        if let Some(id) = self.request_id_header.clone() {
             response.headers_mut().insert(forward::X_REQUEST_ID, id);
         }
         self.record.cache = Some(if request.background {
