@@ -353,6 +353,40 @@ fn forwarding_headers_and_hop_by_hop_fields() {
     }
 }
 
+/// `Connection` on several lines is one list (RFC 9110 §5.3): a field named on a later line is
+/// as hop-by-hop as one named on the first, both ways.
+#[test]
+fn fields_named_on_any_connection_line_stay_on_their_hop() {
+    let upstream = Upstream::serve(
+        Reply::ok("hello")
+            .header("Connection", "keep-alive")
+            .header("Connection", "X-Resp-Secret")
+            .header("X-Resp-Secret", "1")
+            .header("X-Resp-Kept", "1"),
+    );
+    let gh = start(Config::proxy_to([upstream.addr()]));
+    let resp = Req::get("/")
+        .header("Connection", "keep-alive")
+        .header("Connection", "X-Secret")
+        .header("X-Secret", "1")
+        .header("X-Kept", "1")
+        .send(gh.addr());
+    assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
+    let seen = &upstream.wait_for_requests(1, Duration::from_secs(5))[0];
+    assert_eq!(seen.header("x-kept"), Some("1"));
+    assert!(
+        !seen.headers.contains("x-secret"),
+        "x-secret reached the upstream: {:?}",
+        seen.headers
+    );
+    assert_eq!(resp.header("x-resp-kept"), Some("1"));
+    assert!(
+        !resp.headers.contains("x-resp-secret"),
+        "x-resp-secret reached the client: {:?}",
+        resp.headers
+    );
+}
+
 #[test]
 fn request_id_is_generated_unless_a_valid_one_came() {
     let upstream = Upstream::hello();
