@@ -32,6 +32,14 @@ const CONNECTION_SPECIFIC: [HeaderName; 5] = [
 
 /// Removes the fields an HTTP/2 response must not carry.
 pub(super) fn strip_connection_fields(headers: &mut HeaderMap) {
+    // A response rarely carries any of them (the pipeline strips an upstream's), and one look
+    // at the few names there are costs less than a hashed removal per name.
+    let carries_any = headers
+        .keys()
+        .any(|name| name == header::CONNECTION || CONNECTION_SPECIFIC.contains(name));
+    if !carries_any {
+        return;
+    }
     for name in &CONNECTION_SPECIFIC {
         headers.remove(name);
     }
