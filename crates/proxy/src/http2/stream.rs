@@ -316,4 +316,23 @@ mod tests {
         let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["link"]);
     }
+
+    /// Each connection-specific field goes even without a `Connection` field beside it, and
+    /// a response with none of them keeps what it has.
+    #[test]
+    fn each_connection_specific_field_alone_is_stripped() {
+        for name in &CONNECTION_SPECIFIC {
+            let mut headers = HeaderMap::new();
+            headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            headers.append(name.clone(), HeaderValue::from_static("x"));
+            strip_connection_fields(&mut headers);
+            let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
+            assert_eq!(left, ["content-type"], "{name}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        strip_connection_fields(&mut headers);
+        assert_eq!(headers.len(), 2);
+    }
 }
