@@ -354,7 +354,8 @@ fn forwarding_headers_and_hop_by_hop_fields() {
 }
 
 /// `Connection` on several lines is one list (RFC 9110 §5.3): a field named on a later line is
-/// as hop-by-hop as one named on the first, both ways.
+/// as hop-by-hop as one named on the first, both ways. `Host` stays even when named: every
+/// HTTP/1.1 request must carry it (RFC 9112 §3.2).
 #[test]
 fn fields_named_on_any_connection_line_stay_on_their_hop() {
     let upstream = Upstream::serve(
@@ -367,13 +368,14 @@ fn fields_named_on_any_connection_line_stay_on_their_hop() {
     let gh = start(Config::proxy_to([upstream.addr()]));
     let resp = Req::get("/")
         .header("Connection", "keep-alive")
-        .header("Connection", "X-Secret")
+        .header("Connection", "X-Secret, Host")
         .header("X-Secret", "1")
         .header("X-Kept", "1")
         .send(gh.addr());
     assert_eq!((resp.status, resp.text().as_str()), (200, "hello"));
     let seen = &upstream.wait_for_requests(1, Duration::from_secs(5))[0];
     assert_eq!(seen.header("x-kept"), Some("1"));
+    assert_eq!(seen.header("host"), Some("app.test"));
     assert!(
         !seen.headers.contains("x-secret"),
         "x-secret reached the upstream: {:?}",

@@ -37,7 +37,9 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 fn remove_connection_named(headers: &mut HeaderMap) {
     // The names are gathered first (the map cannot change while its values are read). The
     // usual options name no field (`close`) or one removed with the hop-by-hop ones anyway
-    // (`keep-alive`), so the usual message allocates nothing here.
+    // (`keep-alive`), so the usual message allocates nothing here. `Host` is never taken away:
+    // every HTTP/1.1 request gatehouse sends must carry it (RFC 9112 §3.2), and the check
+    // phase already made it the request's authority.
     let mut named = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         for token in value.as_bytes().split(|&b| b == b',') {
@@ -45,6 +47,7 @@ fn remove_connection_named(headers: &mut HeaderMap) {
             if token.is_empty()
                 || token.eq_ignore_ascii_case(b"keep-alive")
                 || token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"host")
             {
                 continue;
             }
@@ -362,13 +365,18 @@ mod tests {
     fn strips_the_fields_every_connection_line_names() {
         let mut headers = HeaderMap::new();
         headers.append(header::CONNECTION, "close".parse().unwrap());
-        headers.append(header::CONNECTION, "x-secret, ,X-Other".parse().unwrap());
+        headers.append(
+            header::CONNECTION,
+            "x-secret, ,X-Other, Host".parse().unwrap(),
+        );
+        headers.insert(header::HOST, "app.test".parse().unwrap());
         headers.insert("x-secret", "1".parse().unwrap());
         headers.insert("x-other", "1".parse().unwrap());
         headers.insert("x-kept", "1".parse().unwrap());
         strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-kept"]);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["host", "x-kept"], "Host is never a hop's own");
     }
 
     #[test]
