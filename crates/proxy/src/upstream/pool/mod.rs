@@ -576,14 +576,15 @@ deny_addresses = ["169.254.0.0/16"]"#,
         assert_eq!(next_hop.as_deref(), Some("app/169.254.169.254:80"));
     }
 
-    #[tokio::test]
-    async fn passive_ejection_never_takes_the_last_servers() {
-        let pool = pool(
-            r#"servers = ["127.0.0.1:1", "127.0.0.1:2"]
+    /// Two servers, either ejected by its first failure, up to all of them.
+    const EJECT_ANY_AT_FIRST_FAILURE: &str = r#"servers = ["127.0.0.1:1", "127.0.0.1:2"]
 [upstream.app.passive]
 consecutive_failures = 1
-max_ejected_percent = 100"#,
-        );
+max_ejected_percent = 100"#;
+
+    #[tokio::test]
+    async fn passive_ejection_never_takes_the_last_servers() {
+        let pool = pool(EJECT_ANY_AT_FIRST_FAILURE);
         let members = pool.members();
         let [first, second] = [&members.primaries.servers[0], &members.primaries.servers[1]];
         pool.record_outcome(&members, first, Some(FailureKind::ConnectionRefused));
@@ -596,12 +597,7 @@ max_ejected_percent = 100"#,
             "even at 100% one server always stays in"
         );
         // A server down by active checks counts as out: its partner is the last one left.
-        let pool = self::pool(
-            r#"servers = ["127.0.0.1:1", "127.0.0.1:2"]
-[upstream.app.passive]
-consecutive_failures = 1
-max_ejected_percent = 100"#,
-        );
+        let pool = self::pool(EJECT_ANY_AT_FIRST_FAILURE);
         let members = pool.members();
         let [first, second] = [&members.primaries.servers[0], &members.primaries.servers[1]];
         first.state.observe_check(
