@@ -450,6 +450,41 @@ fn http_response_header_section_size() {
 }
 
 #[test]
+fn http_response_header_section_size_holds_for_a_head_that_arrives_whole() {
+    // Just over the limit, in one write: the head may be parsed complete in one read, and is
+    // held to the limit all the same (the default 64 KiB, and a configured 16 KiB).
+    for (limit, size) in [(None, 66 * 1024), (Some("16KiB"), 17 * 1024)] {
+        let settings: Vec<(&str, &str)> = limit
+            .map(|limit| ("max_response_header_size", limit))
+            .into_iter()
+            .collect();
+        let (gh, _upstream) = in_front_of(
+            Behavior::RawThenClose(big_header_response(size)),
+            "minimal",
+            &settings,
+        );
+        let resp = Req::get("/").send(gh.addr());
+        gh.expect_failure(&resp, 502, "http_response_header_section_size");
+    }
+}
+
+#[test]
+fn http_response_with_too_many_fields_says_it_is_their_count() {
+    // 150 short fields: far under max_response_header_size, over the 100 fields kept. The
+    // warning must not send the operator to raise a size limit that changes nothing.
+    let mut raw = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    for n in 0..150 {
+        raw.extend_from_slice(format!("X-F{n}: v\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\nok");
+    let (gh, _upstream) = in_front_of(Behavior::RawThenClose(raw), "minimal", &[]);
+    let resp = Req::get("/").send(gh.addr());
+    let seen = gh.expect_failure(&resp, 502, "http_response_header_section_size");
+    let message = seen.warning["message"].as_str().unwrap();
+    assert!(message.contains("more than 100 header fields"), "{message}");
+}
+
+#[test]
 fn http_response_transfer_coding_invalid_chunk_size() {
     let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n".to_vec();
     let (gh, _upstream) = in_front_of(Behavior::RawThenHang(raw), "minimal", &[]);

@@ -779,15 +779,72 @@ fn options_asterisk_is_answered_and_the_connection_goes_on() {
     let mut conn = RawConn::connect(gh.addr());
     conn.send(b"OPTIONS * HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .unwrap();
-    let resp = conn.read_response(false);
-    // Today no route matches `*`: gatehouse's own 404, and the connection stays usable.
-    assert_eq!((resp.status, resp.complete), (404, true), "{resp:#?}");
-    assert_eq!(
-        resp.header("proxy-status"),
-        Some("gatehouse;error=destination_not_found")
-    );
+    // `*` asks about the server as a whole: routed as the root is, and sent on as `*`.
+    assert_ok(&conn.read_response(false), "hello");
     assert_ok(&Req::get("/next").send_on(&mut conn), "hello");
-    assert_eq!(paths(&upstream), ["/next"]);
+    assert_eq!(paths(&upstream), ["*", "/next"]);
+    // Any other method with `*` is a bad request (RFC 9112 §3.2.4), never forwarded.
+    let upstream = rejected_with_400(b"GET * HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    assert!(upstream.requests().is_empty());
+}
+
+#[test]
+fn targets_of_the_wrong_form_or_hosts_that_are_not_valid_are_refused() {
+    // RFC 9112 §3.2: a target that is not a path from `/` (nor absolute-form), authority-form
+    // on anything but CONNECT, and a Host value outside `host[:port]` all get a 400; none
+    // reaches the upstream, or picks the route, by a host it does not name.
+    for request in [
+        &b"GET ok HTTP/1.1\r\nHost: app.test\r\n\r\n"[..],
+        b"GET other.example:80 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x/y\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x@evil.example\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x, y\r\n\r\n",
+    ] {
+        let upstream = rejected_with_400(request);
+        assert!(
+            upstream.requests().is_empty(),
+            "{:?} reached the upstream",
+            String::from_utf8_lossy(request)
+        );
+    }
+}
+
+#[test]
+fn a_get_with_a_chunked_body_goes_upstream_with_it() {
+    // A body on a GET has no defined meaning, but it was sent: dropping it would change the
+    // request (and leave the client's connection to be closed).
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut conn = RawConn::connect(gh.addr());
+    conn.send(b"GET /q HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .unwrap();
+    assert_ok(&conn.read_response(false), "hello");
+    let seen = &upstream.wait_for_requests(1, PATIENCE)[0];
+    assert_eq!(
+        (seen.method.as_str(), seen.body.as_slice(), seen.complete),
+        ("GET", &b"hello"[..], true),
+        "{seen:#?}"
+    );
+    assert_open_and_quiet(&mut conn);
+}
+
+#[test]
+fn an_http_1_0_request_without_host_goes_upstream_with_one() {
+    // The request sent upstream is HTTP/1.1, which must carry Host (RFC 9112 §3.2): the
+    // address the client reached gatehouse on (RFC 9112 §3.3).
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut conn = RawConn::connect(gh.addr());
+    conn.send(b"GET /old HTTP/1.0\r\n\r\n").unwrap();
+    assert_ok(&conn.read_response(false), "hello");
+    let seen = &upstream.wait_for_requests(1, PATIENCE)[0];
+    let expected = gh.addr().to_string();
+    assert_eq!(
+        (seen.version, seen.header("host")),
+        (1, Some(expected.as_str())),
+        "{seen:#?}"
+    );
 }
 
 /// Sends `request` on a new connection to a gatehouse in front of a recording upstream, and

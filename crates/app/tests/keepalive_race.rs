@@ -346,3 +346,43 @@ fn a_streamed_put_that_meets_a_closed_connection_is_an_ordinary_failure() {
         .send(gh.addr());
     gh.expect_failure(&put, 502, "connection_terminated");
 }
+
+#[test]
+fn a_get_sent_again_after_the_race_keeps_its_header_fields_with_one_attempt() {
+    // `attempts = 1`: no retry on another failure, but the keep-alive race still sends an
+    // idempotent request again, and it must be the same request (Host, credentials, the
+    // forwarding fields), not a bare request line.
+    let upstream = closing_when_idle();
+    let gh = start(Config::proxy_to([upstream.addr()]).retry("app", "attempts", 1));
+    assert_ok(&gh, &Req::get("/").send(gh.addr()), "the first GET");
+    std::thread::sleep(PAST_IDLE);
+    let second = Req::get("/doc?q=1")
+        .header("Authorization", "Bearer abc")
+        .header("Cookie", "s=1")
+        .send(gh.addr());
+    assert_ok(&gh, &second, "the GET on the connection the server closed");
+
+    let received = upstream.requests();
+    assert_eq!(received.len(), 3, "{received:#?}");
+    let (closed_on, retried) = (&received[1], &received[2]);
+    assert_eq!((closed_on.conn, retried.conn), (0, 1), "{received:#?}");
+    for name in [
+        "host",
+        "authorization",
+        "cookie",
+        "x-forwarded-for",
+        "x-request-id",
+        "via",
+    ] {
+        assert!(
+            retried.header(name).is_some(),
+            "the retry lost {name}: {retried:#?}"
+        );
+        assert_eq!(
+            retried.header(name),
+            closed_on.header(name),
+            "the retry's {name} differs from the first try's"
+        );
+    }
+    assert_eq!(retried.target, "/doc?q=1");
+}

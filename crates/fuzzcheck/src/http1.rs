@@ -445,11 +445,14 @@ pub fn http1_response_head(data: &[u8]) {
 
     // The fields expected back, in order.
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    // A 1xx or 204 never carries Content-Length (RFC 9110 §8.6).
+    let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let mut want: Vec<(String, Vec<u8>)> = headers
         .iter()
         .filter(|(name, _)| {
             **name != header::TRANSFER_ENCODING
-                && !(**name == header::CONTENT_LENGTH && framing != BodyFraming::None)
+                && !(**name == header::CONTENT_LENGTH
+                    && (framing != BodyFraming::None || no_length))
                 && (**name != header::CONNECTION || switching)
         })
         .map(|(name, value)| (name.to_string(), trim(value.as_bytes()).to_vec()))

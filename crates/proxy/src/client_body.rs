@@ -193,6 +193,15 @@ impl RequestBody {
     pub fn take_buffered(&mut self) -> Option<Bytes> {
         self.buffered.take()
     }
+
+    /// Whether the body streams from an HTTP/2 client without a declared length: DATA frames
+    /// that a request whose HEADERS did not end its stream may or may not send (an HTTP/1.1
+    /// body of unknown length is one the client framed as chunked).
+    pub fn is_unframed_http2(&self) -> bool {
+        self.streaming
+            .as_ref()
+            .is_some_and(|s| matches!(s.inner, ClientBody::Http2(_)))
+    }
 }
 
 impl Streaming {

@@ -103,8 +103,10 @@ pub enum HeadError<'a> {
     Write(&'a io::Error),
     /// The head is not HTTP/1.x.
     Parse(&'a str),
-    /// No end of the head within the limit (or more fields than are kept).
+    /// No end of the head within the limit, or a head larger than it.
     TooLarge,
+    /// More fields than the given most that are kept, whatever their size.
+    TooManyFields(usize),
 }
 
 /// A failure of gatehouse's own HTTP/1.1 client before the response head was complete.
@@ -146,6 +148,18 @@ pub fn head_error(err: HeadError<'_>, facts: HeadFacts) -> Failure {
             format!("invalid HTTP/1.x response head: {why}"),
         ),
         HeadError::TooLarge => too_large(facts),
+        HeadError::TooManyFields(most) => {
+            let mut failure = Failure::new(
+                FailureKind::HttpResponseHeaderSectionSize,
+                Phase::ReadingResponseHeaders,
+                format!(
+                    "response head has more than {most} header fields, the most gatehouse keeps \
+                     (a count, not a size: max_response_header_size does not change it)"
+                ),
+            );
+            failure.params.header_section_size = Some(facts.response_bytes);
+            failure
+        }
     }
 }
 
@@ -155,7 +169,7 @@ fn too_large(facts: HeadFacts) -> Failure {
         FailureKind::HttpResponseHeaderSectionSize,
         Phase::ReadingResponseHeaders,
         format!(
-            "response header section exceeds max_response_header_size ({} bytes received without the end of the headers)",
+            "response header section exceeds max_response_header_size ({} bytes received)",
             facts.response_bytes
         ),
     );

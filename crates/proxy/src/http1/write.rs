@@ -51,7 +51,8 @@ pub fn framing(
 
 /// Writes the status line and the fields. Framing and connection fields are this hop's own:
 /// any in `headers` are replaced by what `framing` and `keep_alive` say (a `101` keeps its
-/// `Connection: upgrade`; a HEAD, 204 or 304 keeps the Content-Length it was given).
+/// `Connection: upgrade`; a HEAD or 304 keeps the Content-Length it was given, a 1xx or 204
+/// has none).
 pub fn encode_head(
     dst: &mut Vec<u8>,
     status: StatusCode,
@@ -66,10 +67,12 @@ pub fn encode_head(
     dst.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     dst.extend_from_slice(b"\r\n");
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    // A 1xx or 204 never carries Content-Length (RFC 9110 §8.6), whatever the upstream sent.
+    let no_length = status.is_informational() || status == StatusCode::NO_CONTENT;
     let mut has_date = false;
     for (name, value) in headers {
         if *name == header::TRANSFER_ENCODING
-            || (*name == header::CONTENT_LENGTH && framing != BodyFraming::None)
+            || (*name == header::CONTENT_LENGTH && (framing != BodyFraming::None || no_length))
             || (*name == header::CONNECTION && !switching)
         {
             continue;
@@ -278,6 +281,11 @@ mod tests {
             Version::HTTP_11,
         );
         assert!(text.contains("content-length: 99\r\n"), "{text}");
+        // RFC 9110 §8.6: never on a 1xx or 204.
+        for status in [StatusCode::NO_CONTENT, StatusCode::EARLY_HINTS] {
+            let text = head(status, &headers, BodyFraming::None, true, Version::HTTP_11);
+            assert!(!text.contains("content-length"), "{text}");
+        }
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -73,6 +73,77 @@ fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Whether `value` is a valid Host: `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2),
+/// or empty (a target URI without an authority). A server must answer 400 to any other (RFC
+/// 9112 §3.2): a space, `/`, `@` or `,` in it would reach routing, the cache key,
+/// X-Forwarded-Host and the upstream as a host that no URI names.
+fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(literal) = value.strip_prefix(b"[") {
+        // IP-literal: an IPv6 address (or IPvFuture), then the port, if any.
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inside = &literal[..end];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b))
+        {
+            return false;
+        }
+        match &literal[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &[][..]),
+        }
+    };
+    let mut rest = host;
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b == b'%' {
+            // pct-encoded: two hex digits.
+            match rest {
+                [h, l, tail @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => rest = tail,
+                _ => return false,
+            }
+        } else if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+    }
+    port.iter().all(u8::is_ascii_digit)
+}
+
+/// The request target's form fits the method (RFC 9112 §3.2): authority-form (`host:port`)
+/// only for CONNECT, asterisk-form (`*`) only for OPTIONS, and otherwise origin-form (a path
+/// from `/`) or absolute-form. Any other would be routed by a host or path it does not name.
+fn check_target(parts: &Parts) -> Result<(), Failure> {
+    let uri = &parts.uri;
+    if uri.scheme().is_some() {
+        return Ok(());
+    }
+    let refused = |why: &str| Err(Failure::client(StatusCode::BAD_REQUEST, why.to_owned()));
+    if uri.authority().is_some() {
+        if parts.method != http::Method::CONNECT {
+            return refused(
+                "request target is in authority-form (host:port), which only CONNECT may use \
+                 (RFC 9112 §3.2.3)",
+            );
+        }
+        return Ok(());
+    }
+    match uri.path() {
+        "*" if parts.method == http::Method::OPTIONS => Ok(()),
+        "*" => refused("request target * is only for OPTIONS (RFC 9112 §3.2.4)"),
+        path if path.starts_with('/') => Ok(()),
+        _ => refused("request target is neither a path from / nor an absolute URI (RFC 9112 §3.2)"),
+    }
+}
+
 impl Pipeline<'_> {
     /// Limits gatehouse applies itself, answered with the fitting 4xx (the engines answer only
     /// what they cannot parse at all), and loop detection.
@@ -144,7 +215,25 @@ impl Pipeline<'_> {
                 "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
             ));
         }
+        check_target(parts)?;
         host_from_target(parts)?;
+        match parts.headers.get(header::HOST) {
+            Some(host) if !valid_host(host.as_bytes()) => {
+                return Err(Failure::client(
+                    StatusCode::BAD_REQUEST,
+                    "Host is not a valid host[:port] (RFC 9112 §3.2)",
+                ));
+            }
+            Some(_) => {}
+            // An HTTP/1.0 request may come without Host; the request sent upstream is HTTP/1.1,
+            // which must carry one (RFC 9112 §3.2). Its authority is then this server's
+            // address, as RFC 9112 §3.3 reconstructs the target URI.
+            None => {
+                if let Ok(local) = header::HeaderValue::from_str(&self.local.to_string()) {
+                    parts.headers.insert(header::HOST, local);
+                }
+            }
+        }
         if forward::has_looped(&parts.headers, &limits.name) {
             return Err(Failure::new(
                 FailureKind::ProxyLoopDetected,
@@ -210,5 +299,58 @@ mod tests {
         host_from_target(&mut p).unwrap();
         let mut p = parts(Version::HTTP_2, "https://a.example/x", &["b.example"]);
         assert!(host_from_target(&mut p).is_err());
+    }
+
+    #[test]
+    fn hosts_are_checked_against_the_uri_grammar() {
+        for good in [
+            "a.example",
+            "a.example:8080",
+            "A-b_c~d.example:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "%41.example",
+            "",
+        ] {
+            assert!(valid_host(good.as_bytes()), "{good:?} refused");
+        }
+        for bad in [
+            "a b",
+            "x/y",
+            "x@evil",
+            "x, y",
+            "a.example:80a",
+            "a.example:80:81",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "%4",
+            "%zz.example",
+            "a\\b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_target_form_must_fit_the_method() {
+        let with = |method: &str, target: &str| {
+            let parts = Request::builder()
+                .method(method)
+                .uri(target)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            check_target(&parts).is_ok()
+        };
+        assert!(with("GET", "/x?y"));
+        assert!(with("GET", "http://a.example/x"));
+        assert!(with("OPTIONS", "*"));
+        assert!(with("CONNECT", "a.example:443"));
+        assert!(!with("GET", "*"));
+        assert!(!with("GET", "a.example:80"));
+        assert!(!with("GET", "ok"));
     }
 }

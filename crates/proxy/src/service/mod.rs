@@ -27,6 +27,7 @@ mod caching;
 mod check;
 mod fail;
 mod limit;
+mod max_forwards;
 mod outgoing;
 mod pick;
 mod respond;
@@ -247,6 +248,9 @@ impl Pipeline<'_> {
 
         if let Err(failure) = self.check_request(&mut parts) {
             return Err(self.fail(&failure, head_only, None));
+        }
+        if let Some(answer) = self.max_forwards(&mut parts) {
+            return Err(answer);
         }
 
         let (routed, pool) = match self.route(&parts, upgrade.is_some()) {

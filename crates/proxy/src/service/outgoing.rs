@@ -127,9 +127,12 @@ impl Outgoing {
         Ok(Self {
             parts,
             body,
-            // Only a request that may be replayed after it was sent needs its head kept; any
-            // other comes back from hyper when it was not sent.
-            keep_copy: policy.attempts > 1 && replayable,
+            // A request that may be replayed after it was sent needs its head kept: with
+            // `attempts > 1` for a retry, and with any `attempts` for the keep-alive race (a
+            // kept-alive connection the server closed just as the request was written, which
+            // sends it again without using up an attempt). Any other comes back from the
+            // connection when it was not sent.
+            keep_copy: replayable,
             replayable,
         })
     }

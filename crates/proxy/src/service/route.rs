@@ -22,7 +22,12 @@ impl<'a> Pipeline<'a> {
     ) -> Result<(Routed<'a>, Arc<Pool>), Failure> {
         let snapshot = self.snapshot;
         let host = request_host(parts);
-        let Some(routed) = snapshot.router.route(host.as_deref(), parts.uri.path()) else {
+        // `OPTIONS *` asks about the server as a whole: it goes where the root would.
+        let path = match parts.uri.path() {
+            "*" => "/",
+            path => path,
+        };
+        let Some(routed) = snapshot.router.route(host.as_deref(), path) else {
             return Err(Failure::new(
                 FailureKind::DestinationNotFound,
                 Phase::Routing,

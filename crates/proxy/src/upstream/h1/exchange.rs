@@ -121,7 +121,13 @@ pub async fn send_started(
         }
         loop {
             if !conn.buf.is_empty() {
+                let buffered = conn.buf.len();
                 match head::parse_response(&mut conn.buf) {
+                    // A head that arrived whole is held to the limit too, not only one still
+                    // arriving.
+                    Ok(Some(_)) if buffered - conn.buf.len() > conn.max_head => {
+                        return Poll::Ready(Ended::NoHead(Why::TooLarge));
+                    }
                     Ok(Some(response)) if is_interim(response.status()) => {
                         relay(interim.as_ref(), response);
                         continue;
@@ -132,7 +138,7 @@ pub async fn send_started(
                     }
                     Ok(None) => {}
                     Err(ParseError::TooManyFields) => {
-                        return Poll::Ready(Ended::NoHead(Why::TooLarge));
+                        return Poll::Ready(Ended::NoHead(Why::TooManyFields));
                     }
                     Err(ParseError::Invalid(why)) => {
                         return Poll::Ready(Ended::NoHead(Why::Parse(why)));
@@ -213,6 +219,7 @@ enum Why {
     Write(io::Error),
     Parse(String),
     TooLarge,
+    TooManyFields,
 }
 
 impl Why {
@@ -223,6 +230,7 @@ impl Why {
             Self::Write(err) => HeadError::Write(err),
             Self::Parse(why) => HeadError::Parse(why),
             Self::TooLarge => HeadError::TooLarge,
+            Self::TooManyFields => HeadError::TooManyFields(head::MAX_FIELDS),
         }
     }
 }

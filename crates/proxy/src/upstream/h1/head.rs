@@ -27,20 +27,24 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Chooses the request body's framing the way hyper's client does, and makes the framing
-/// fields say it: no body when the body is empty (or a GET, HEAD or CONNECT body of unknown
-/// length); a Transfer-Encoding given is kept and made to end in `chunked`; then the
-/// Content-Length given; then the body's exact length; else chunked.
+/// Chooses the request body's framing, and makes the framing fields say it: no body when the
+/// body is empty (or a CONNECT's, whose bytes after the head are a tunnel's, or an HTTP/2
+/// GET's or HEAD's of unknown length, which is most often no body at all: HEADERS that did not
+/// end the stream); a Transfer-Encoding given is kept and made to end in `chunked`; then the
+/// Content-Length given; then the body's exact length; else chunked. An HTTP/1.1 GET or HEAD
+/// that came with a chunked body keeps it: the client framed one, and dropping it would lose
+/// what it sent.
 pub fn request_framing(request: &mut Request<RequestBody>) -> RequestFraming {
     if request.body().is_end_stream() {
         request.headers_mut().remove(header::TRANSFER_ENCODING);
         return RequestFraming::None;
     }
     let exact = request.body().size_hint().exact();
-    let method_has_no_body = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::CONNECT
-    );
+    let method_has_no_body = match *request.method() {
+        Method::CONNECT => true,
+        Method::GET | Method::HEAD => request.body().is_unframed_http2(),
+        _ => false,
+    };
     let headers = request.headers_mut();
     if let Some(te) = headers.get(header::TRANSFER_ENCODING) {
         if !ends_in_chunked(te) {
@@ -141,8 +145,11 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<Response<()>>, ParseE
         Err(err) => return Err(ParseError::Invalid(err.to_string())),
     };
     let code = parsed.code.unwrap_or(0);
+    // RFC 9110 §15: a status code is 100 to 599; `http` would take up to 999.
     let status = StatusCode::from_u16(code)
-        .map_err(|_| ParseError::Invalid(format!("invalid status code {code}")))?;
+        .ok()
+        .filter(|_| code <= 599)
+        .ok_or_else(|| ParseError::Invalid(format!("invalid status code {code}")))?;
     let version = if parsed.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -330,6 +337,15 @@ mod tests {
             parse(b"HTTP/1.1 2x0 OK\r\n\r\n"),
             Err(ParseError::Invalid(_))
         ));
+        // RFC 9110 §15: 100 to 599 only.
+        for code in ["600", "999", "099"] {
+            let raw = format!("HTTP/1.1 {code} X\r\n\r\n");
+            assert!(
+                matches!(parse(raw.as_bytes()), Err(ParseError::Invalid(_))),
+                "{code} accepted"
+            );
+        }
+        assert!(matches!(parse(b"HTTP/1.1 599 X\r\n\r\n"), Ok(Some(_))));
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"),
             Err(ParseError::Invalid(_))

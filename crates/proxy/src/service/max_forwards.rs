@@ -1,0 +1,122 @@
+//! Max-Forwards (RFC 9110 §7.6.2): a TRACE or OPTIONS request that may go no further is
+//! answered here, as its final recipient; one that may go on is forwarded with the count
+//! lowered by one. Other methods ignore the field, as the RFC says.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use super::Pipeline;
+use crate::body::ProxyBody;
+use crate::forward;
+
+/// Fields a TRACE answer leaves out of the request it reflects: credentials, which a page's
+/// script could otherwise read back (RFC 9110 §9.3.8: the final recipient SHOULD exclude
+/// fields likely to hold sensitive data).
+const NOT_REFLECTED: [header::HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+];
+
+/// The count a valid `Max-Forwards` holds (`1*DIGIT`); `None` for any other value, which is
+/// forwarded as it came.
+fn remaining(value: &HeaderValue) -> Option<u64> {
+    let digits = value.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The request as received, as a `message/http` body: its line and its fields, without
+/// [`NOT_REFLECTED`].
+fn reflected(parts: &Parts) -> Vec<u8> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = format!("{} {target} {:?}\r\n", parts.method, parts.version).into_bytes();
+    for (name, value) in &parts.headers {
+        if NOT_REFLECTED.contains(name) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+impl Pipeline<'_> {
+    /// For a TRACE or OPTIONS with `Max-Forwards`: the answer when this hop is its last (the
+    /// count is 0), else `None` with the count lowered for the next hop.
+    pub(super) fn max_forwards(&mut self, parts: &mut Parts) -> Option<Response<ProxyBody>> {
+        if parts.method != Method::TRACE && parts.method != Method::OPTIONS {
+            return None;
+        }
+        let left = remaining(parts.headers.get(header::MAX_FORWARDS)?)?;
+        if left > 0 {
+            parts
+                .headers
+                .insert(header::MAX_FORWARDS, HeaderValue::from(left - 1));
+            return None;
+        }
+        // Gatehouse's own answer: sent as it is.
+        self.compress = None;
+        let mut response = Response::new(ProxyBody::empty());
+        let headers = response.headers_mut();
+        if parts.method == Method::TRACE {
+            let body = reflected(parts);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("message/http"),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            *response.body_mut() = ProxyBody::full(Bytes::from(body));
+        } else {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        if let Some(id) = self.request_id_header.clone() {
+            response.headers_mut().insert(forward::X_REQUEST_ID, id);
+        }
+        *response.status_mut() = StatusCode::OK;
+        let mut record = self.take_record();
+        record.status = StatusCode::OK.as_u16();
+        self.snapshot.observer.finished(record);
+        Some(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_digits_make_a_count() {
+        let count = |v: &'static str| remaining(&HeaderValue::from_static(v));
+        assert_eq!(count("0"), Some(0));
+        assert_eq!(count("10"), Some(10));
+        for invalid in ["", "+1", "-1", "1 ", "x", "99999999999999999999999"] {
+            assert_eq!(count(invalid), None, "{invalid:?}");
+        }
+    }
+
+    #[test]
+    fn a_trace_reflects_the_request_without_credentials() {
+        let (parts, ()) = http::Request::builder()
+            .method(Method::TRACE)
+            .uri("/a?b")
+            .header("host", "a.example")
+            .header("cookie", "s=1")
+            .header("authorization", "Bearer x")
+            .header("x-kept", "1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            String::from_utf8(reflected(&parts)).unwrap(),
+            "TRACE /a?b HTTP/1.1\r\nhost: a.example\r\nx-kept: 1\r\n\r\n"
+        );
+    }
+}
