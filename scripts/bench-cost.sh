@@ -18,6 +18,8 @@
 #   SKIP_TRANSFER=0     1: skip row 6 (download and upload)
 #   SKIP_WORKERS=0      1: skip row 7 (keep-alive with two workers per proxy)
 #   KEEP_TMP=0          1: keep the temp dir (configs, logs, tool output)
+#   PGO=0               1: benchmark the profile-guided build (scripts/build-pgo.sh) instead
+#                       of the plain release build
 #
 # Rows (see docs/benchmarks.md, "Cost per request, connection and byte"):
 #   1. keep-alive req/s, wrk -t2 -c64, fast upstream (nginx `return 200 "ok\n"`), through
@@ -127,6 +129,12 @@ build() {
     GATEHOUSE="$ROOT/target/release/gatehouse"
     HELPER="$ROOT/target/release/cost-helper" # upload sink and idle-connection holder
     [[ -x "$GATEHOUSE" && -x "$HELPER" ]] || die "no binaries in $ROOT/target/release"
+    GATEHOUSE_BUILD="release build (\`cargo build --release\`)"
+    if [[ "${PGO:-0}" == 1 ]]; then
+        log "building $GATEHOUSE_REV with profile-guided optimisation: scripts/build-pgo.sh"
+        GATEHOUSE="$("$ROOT/scripts/build-pgo.sh")" || die "scripts/build-pgo.sh failed"
+        GATEHOUSE_BUILD="profile-guided build (\`scripts/build-pgo.sh\`)"
+    fi
 }
 
 # The idle row needs IDLE_CONNS open sockets in the proxy and as many in the holder: each
@@ -900,7 +908,7 @@ print_environment() {
 - CPU: $cpu, nproc $(nproc); CPU busy in the second before the run: ${CPU_BUSY_BEFORE}%
 - $("$NGINX" -v 2>&1); $("$HAPROXY" -v 2>&1 | head -1 | sed 's/ - https.*//')
 - wrk $(wrk --version 2>&1 | head -1 | awk '{ print $2 }'); $(h2load --version 2>&1 | head -1); $(curl --version | head -1 | awk '{ print $1, $2 }')
-- gatehouse: $GATEHOUSE_REV
+- gatehouse: $GATEHOUSE_REV, $GATEHOUSE_BUILD
 - open-files limit $NOFILE; the load tool, the upstream and the proxy share the $(nproc) cores, nothing is pinned
 EOF
 }
