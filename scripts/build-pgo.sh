@@ -55,7 +55,10 @@ if [ ! -x "$PROFDATA" ]; then
 fi
 [ -x "$PROFDATA" ] || die "no llvm-profdata at $PROFDATA"
 
-RAW="$TMP/profraw"
+# A fixed path: the instrumented build stays up to date between runs (the path is part of its
+# flags); its old counters are cleared first.
+RAW="$ROOT/target/pgo-gen/profraw"
+rm -rf "$RAW"
 log "1/4 instrumented build (target/pgo-gen)"
 (cd "$ROOT" && RUSTFLAGS="-Cprofile-generate=$RAW" \
     cargo build --release -p gatehouse --target-dir "$ROOT/target/pgo-gen" >&2) ||

@@ -57,7 +57,13 @@ pub fn request_framing(request: &mut Request<RequestBody>) -> RequestFraming {
         headers.remove(header::CONTENT_LENGTH);
         return RequestFraming::Chunked;
     }
-    if content_length(headers).is_ok_and(|length| length.is_some()) {
+    if let Ok(Some(length)) = content_length(headers) {
+        // A length the client repeated ("5, 5", or two fields: RFC 9110 §8.6 lets a recipient
+        // take that as one) goes on as one value, leaving the next hop no list to read its
+        // own way.
+        if is_list(headers.get_all(header::CONTENT_LENGTH)) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         return RequestFraming::Length;
     }
     if let Some(length) = exact {
@@ -79,6 +85,13 @@ pub fn request_framing(request: &mut Request<RequestBody>) -> RequestFraming {
 /// before it runs: a request without a body and without Transfer-Encoding (most GETs).
 pub fn framing_keeps_fields(request: &Request<RequestBody>) -> bool {
     request.body().is_end_stream() && !request.headers().contains_key(header::TRANSFER_ENCODING)
+}
+
+/// Whether a field's values are more than one: several lines, or a comma-separated list.
+fn is_list(values: header::GetAll<'_, HeaderValue>) -> bool {
+    let mut values = values.iter();
+    let first = values.next();
+    values.next().is_some() || first.is_some_and(|v| v.as_bytes().contains(&b','))
 }
 
 fn ends_in_chunked(value: &HeaderValue) -> bool {
@@ -419,5 +432,21 @@ mod tests {
         let mut out = Vec::new();
         encode_request(&mut out, &full);
         assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
+        // A repeated length goes on as one value.
+        for repeated in [&["3, 3"][..], &["3", "3"]] {
+            let mut post = Request::new(RequestBody::full(Bytes::from_static(b"abc")));
+            *post.method_mut() = Method::POST;
+            for value in repeated {
+                post.headers_mut()
+                    .append(header::CONTENT_LENGTH, HeaderValue::from_static(value));
+            }
+            assert_eq!(request_framing(&mut post), RequestFraming::Length);
+            let lengths: Vec<_> = post
+                .headers()
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .collect();
+            assert_eq!(lengths, ["3"], "{repeated:?}");
+        }
     }
 }
