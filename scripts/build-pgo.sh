@@ -3,16 +3,19 @@
 # optimisation): the compiler lays out and inlines the code by how often each branch and call
 # ran while gatehouse proxied traffic, not by guesses.
 #
-#   scripts/build-pgo.sh        builds target/pgo/release/gatehouse (prints its path last)
+#   scripts/build-pgo.sh        builds target/pgo/<host triple>/release/gatehouse (prints its
+#                               path last)
 #
 # Steps: an instrumented build (target/pgo-gen), gatehouse run from it in front of an nginx
 # `return 200` upstream under a training load (HTTP/1.1 keep-alive, a refused upstream, HTTP/2
 # over h2c and TLS, request bodies, a download), the counters merged with llvm-profdata, then
 # the build that uses them (target/pgo). About twice a release build's time, plus 30 s.
 #
-# The training covers the request paths the benchmarks measure and what a proxy spends its time
-# on in production; a path it leaves out is not slower than in a plain release build, only not
-# faster. The behaviour is the same build's: the profile moves code, it changes no logic.
+# The training covers the request paths the benchmarks measure and what a proxy spends most of
+# its time on in production. Code it never runs (cache hits, compression, WebSocket tunnels,
+# two workers) the compiler takes for cold: optimised for size and not inlined, so it may be
+# slower than in a plain release build. The behaviour is the same: the profile moves code, it
+# changes no logic.
 #
 # Needs: cargo, rustup's llvm-tools (installed when missing), nginx, wrk, h2load, curl, openssl
 # (installed with apt-get when missing).
@@ -58,10 +61,11 @@ fi
 # A fixed path: the instrumented build stays up to date between runs (the path is part of its
 # flags); its old counters are cleared first.
 RAW="$ROOT/target/pgo-gen/profraw"
-rm -rf "$RAW"
+# With --target the flags reach gatehouse's own code only, not build scripts or proc-macros
+# (which would run instrumented during the build and leave counters of their own).
 log "1/4 instrumented build (target/pgo-gen)"
 (cd "$ROOT" && RUSTFLAGS="-Cprofile-generate=$RAW" \
-    cargo build --release -p gatehouse --target-dir "$ROOT/target/pgo-gen" >&2) ||
+    cargo build --release -p gatehouse --target "$HOST" --target-dir "$ROOT/target/pgo-gen" >&2) ||
     die "the instrumented build failed"
 
 log "2/4 training load"
@@ -128,7 +132,11 @@ attempts = 1
 [upstream.refused.passive]
 consecutive_failures = 0
 EOF
-"$ROOT/target/pgo-gen/release/gatehouse" run -c "$TMP/gatehouse.toml" \
+# Its counters go to a file named by its pid, in this run's own directory: only this process's
+# profile is merged.
+PROFILE_OUT="$TMP/profile"
+LLVM_PROFILE_FILE="$PROFILE_OUT/gatehouse-%p.profraw" \
+    "$ROOT/target/pgo-gen/$HOST/release/gatehouse" run -c "$TMP/gatehouse.toml" \
     >"$TMP/gatehouse/stdout" 2>&1 &
 GATEHOUSE_PID=$!
 STARTED_PIDS+=("$GATEHOUSE_PID")
@@ -144,15 +152,30 @@ for _ in $(seq 200); do
     curl -s -o /dev/null --data-binary @"$TMP/body" "$BASE/post"
 done
 curl -s -o /dev/null "$BASE/file/big"
-# The counters are written when the process exits.
-stop_started "$GATEHOUSE_PID"
-ls "$RAW"/*.profraw >/dev/null 2>&1 || die "the instrumented gatehouse wrote no profile to $RAW"
+# The counters are written when the process exits: it must exit by itself (a graceful
+# shutdown; every client connection is closed by now), not be killed.
+kill -TERM "$GATEHOUSE_PID"
+for _ in $(seq 600); do
+    kill -0 "$GATEHOUSE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+kill -0 "$GATEHOUSE_PID" 2>/dev/null && die "the instrumented gatehouse did not exit within 60 s of SIGTERM"
+status=0
+wait "$GATEHOUSE_PID" || status=$?
+kept=()
+for pid in "${STARTED_PIDS[@]}"; do
+    [ "$pid" = "$GATEHOUSE_PID" ] || kept+=("$pid")
+done
+STARTED_PIDS=("${kept[@]}")
+[ "$status" = 0 ] || die "the instrumented gatehouse exited with status $status (log: $TMP/gatehouse)"
+PROFILE="$PROFILE_OUT/gatehouse-$GATEHOUSE_PID.profraw"
+[ -s "$PROFILE" ] || die "the instrumented gatehouse wrote no profile ($PROFILE)"
 
 log "3/4 merging the profile"
-"$PROFDATA" merge -o "$TMP/gatehouse.profdata" "$RAW"/*.profraw
+"$PROFDATA" merge -o "$TMP/gatehouse.profdata" "$PROFILE"
 
 log "4/4 optimised build (target/pgo)"
 (cd "$ROOT" && RUSTFLAGS="-Cprofile-use=$TMP/gatehouse.profdata" \
-    cargo build --release -p gatehouse --target-dir "$ROOT/target/pgo" >&2) ||
+    cargo build --release -p gatehouse --target "$HOST" --target-dir "$ROOT/target/pgo" >&2) ||
     die "the profile-guided build failed"
-echo "$ROOT/target/pgo/release/gatehouse"
+echo "$ROOT/target/pgo/$HOST/release/gatehouse"

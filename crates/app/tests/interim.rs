@@ -1,6 +1,7 @@
 //! Interim responses (RFC 9110 §15.2): a 1xx from the upstream is relayed to an HTTP/1.1
 //! client and to an HTTP/2 client (plain and TLS) before the final response, hop-by-hop fields
-//! removed; never to an HTTP/1.0 client, never cached, never the request's status.
+//! removed; never to an HTTP/1.0 client, never cached, never the request's status. A 204 goes
+//! to an HTTP/2 client without the Content-Length its upstream gave it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +12,8 @@ use gatehouse_testkit::https::{TlsListener, tls_listeners};
 use gatehouse_testkit::tls::TestCa;
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Upstream};
 
-const HINTS_THEN_OK: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nConnection: x-hop\r\nX-Hop: secret\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
+/// The 103 also carries a `Content-Length`, which no 1xx may (RFC 9110 §8.6): relayed without it.
+const HINTS_THEN_OK: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\nConnection: x-hop\r\nX-Hop: secret\r\nContent-Length: 0\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nCache-Control: max-age=60\r\n\r\nok";
 
 fn start(config: &Config) -> Gatehouse {
     Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
@@ -296,4 +298,19 @@ fn an_early_hint_reaches_an_http2_client_while_the_upstream_is_still_working() {
             .unwrap();
         assert_eq!(response.status(), 200);
     });
+}
+
+#[test]
+fn a_204_reaches_an_http2_client_without_content_length() {
+    let upstream = Upstream::start(Behavior::RawThenClose(
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nX-App: 1\r\n\r\n".to_vec(),
+    ));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let heads = curl_heads(&[
+        "--http2-prior-knowledge",
+        &format!("http://{}/empty", gh.addr()),
+    ]);
+    assert!(heads.starts_with("HTTP/2 204 \r\n"), "{heads}");
+    assert!(heads.contains("x-app: 1\r\n"), "{heads}");
+    assert!(!heads.contains("content-length"), "{heads}");
 }

@@ -16,7 +16,7 @@ fn start(upstream: &Upstream) -> Gatehouse {
 fn send(gh: &Gatehouse, method: &str, max_forwards: &str) -> RawResponse {
     let request = format!(
         "{method} /res HTTP/1.1\r\nHost: app.test\r\nMax-Forwards: {max_forwards}\r\n\
-         Cookie: s=secret\r\nX-Probe: 1\r\nConnection: close\r\n\r\n"
+         Cookie: s=secret\r\nUser-Agent: probe/1\r\nConnection: close\r\n\r\n"
     );
     send_raw(gh.addr(), request.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -34,7 +34,7 @@ fn a_count_of_zero_is_answered_here_and_never_forwarded() {
     );
     let echoed = trace.text();
     assert!(
-        echoed.starts_with("TRACE /res HTTP/1.1\r\n") && echoed.contains("x-probe: 1\r\n"),
+        echoed.starts_with("TRACE /res HTTP/1.1\r\n") && echoed.contains("user-agent: probe/1\r\n"),
         "{echoed}"
     );
     assert!(

@@ -21,6 +21,13 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// The fields of an interim (1xx) response as it is relayed: hop-by-hop fields out, and any
+/// Content-Length, which a 1xx never carries (RFC 9110 §8.6).
+pub fn interim_fields(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::CONTENT_LENGTH);
+}
+
 /// Removes hop-by-hop fields, including every field the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     remove_connection_named(headers);

@@ -138,6 +138,10 @@ where
     let mut respond = reply.take()?;
     let (mut parts, body) = response.into_parts();
     strip_connection_fields(&mut parts.headers);
+    // A 204 never carries Content-Length (RFC 9110 §8.6), whatever the upstream sent.
+    if parts.status == http::StatusCode::NO_CONTENT {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     if !parts.headers.contains_key(header::DATE) {
         parts
             .headers

@@ -111,22 +111,45 @@ fn valid_host(value: &[u8]) -> bool {
                 [h, l, tail @ ..] if h.is_ascii_hexdigit() && l.is_ascii_hexdigit() => rest = tail,
                 _ => return false,
             }
-        } else if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+        } else if !REG_NAME[usize::from(b)] {
             return false;
         }
     }
     port.iter().all(u8::is_ascii_digit)
 }
 
+/// The bytes of a reg-name (RFC 3986 §3.2.2: unreserved and sub-delims), looked up per byte,
+/// less `,`: a comma would make the Host read as a list wherever a field is split on commas
+/// (X-Forwarded-Host, a cache key), and no DNS name has one.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~')
+            || matches!(
+                c,
+                b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b';' | b'='
+            );
+        b += 1;
+    }
+    table
+};
+
 /// The request target's form fits the method (RFC 9112 §3.2): authority-form (`host:port`)
 /// only for CONNECT, asterisk-form (`*`) only for OPTIONS, and otherwise origin-form (a path
 /// from `/`) or absolute-form. Any other would be routed by a host or path it does not name.
 fn check_target(parts: &Parts) -> Result<(), Failure> {
     let uri = &parts.uri;
+    let refused = |why: &str| Err(Failure::client(StatusCode::BAD_REQUEST, why.to_owned()));
+    // Before the scheme: an HTTP/2 request has one (and an authority) whatever its `:path`.
+    if uri.path() == "*" && parts.method != http::Method::OPTIONS {
+        return refused("request target * is only for OPTIONS (RFC 9112 §3.2.4)");
+    }
     if uri.scheme().is_some() {
         return Ok(());
     }
-    let refused = |why: &str| Err(Failure::client(StatusCode::BAD_REQUEST, why.to_owned()));
     if uri.authority().is_some() {
         if parts.method != http::Method::CONNECT {
             return refused(
@@ -137,8 +160,7 @@ fn check_target(parts: &Parts) -> Result<(), Failure> {
         return Ok(());
     }
     match uri.path() {
-        "*" if parts.method == http::Method::OPTIONS => Ok(()),
-        "*" => refused("request target * is only for OPTIONS (RFC 9112 §3.2.4)"),
+        "*" => Ok(()),
         path if path.starts_with('/') => Ok(()),
         _ => refused("request target is neither a path from / nor an absolute URI (RFC 9112 §3.2)"),
     }
@@ -173,9 +195,10 @@ impl Pipeline<'_> {
                 ),
             ));
         }
-        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one
+        // Host; more than one is refused in any version (which would the route follow?).
         let hosts = parts.headers.get_all(header::HOST).iter().count();
-        if parts.version == Version::HTTP_11 && hosts != 1 {
+        if hosts > 1 || (parts.version == Version::HTTP_11 && hosts == 0) {
             return Err(Failure::client(
                 StatusCode::BAD_REQUEST,
                 if hosts == 0 {
@@ -316,6 +339,7 @@ mod tests {
             assert!(valid_host(good.as_bytes()), "{good:?} refused");
         }
         for bad in [
+            "a,b",
             "a b",
             "x/y",
             "x@evil",
@@ -352,5 +376,24 @@ mod tests {
         assert!(!with("GET", "*"));
         assert!(!with("GET", "a.example:80"));
         assert!(!with("GET", "ok"));
+        // HTTP/2 gives every request a scheme and an authority: `*` is checked all the same.
+        let h2_star = |method: http::Method| {
+            let uri = http::Uri::builder()
+                .scheme("https")
+                .authority("a.example")
+                .path_and_query("*")
+                .build()
+                .unwrap();
+            let parts = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            check_target(&parts).is_ok()
+        };
+        assert!(h2_star(http::Method::OPTIONS));
+        assert!(!h2_star(http::Method::GET));
     }
 }

@@ -1,6 +1,7 @@
 //! Max-Forwards (RFC 9110 §7.6.2): a TRACE or OPTIONS request that may go no further is
-//! answered here, as its final recipient; one that may go on is forwarded with the count
-//! lowered by one. Other methods ignore the field, as the RFC says.
+//! answered here, as its final recipient, once it has been routed, limited and let through
+//! maintenance like any request; one that may go on is forwarded with the count lowered by
+//! one. Other methods ignore the field, as the RFC says.
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -11,13 +12,18 @@ use super::Pipeline;
 use crate::body::ProxyBody;
 use crate::forward;
 
-/// Fields a TRACE answer leaves out of the request it reflects: credentials, which a page's
-/// script could otherwise read back (RFC 9110 §9.3.8: the final recipient SHOULD exclude
-/// fields likely to hold sensitive data).
-const NOT_REFLECTED: [header::HeaderName; 3] = [
-    header::AUTHORIZATION,
-    header::PROXY_AUTHORIZATION,
-    header::COOKIE,
+/// The only fields a TRACE answer reflects: what shows the request's way through the proxies
+/// and how it was made, never credentials or what a proxy in front may have added about the
+/// client (RFC 9110 §9.3.8: the final recipient SHOULD exclude fields likely to hold sensitive
+/// data; an allow-list leaves out the ones no list of names foresees).
+const REFLECTED: [header::HeaderName; 7] = [
+    header::HOST,
+    header::VIA,
+    header::MAX_FORWARDS,
+    header::USER_AGENT,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::ACCEPT_LANGUAGE,
 ];
 
 /// The count a valid `Max-Forwards` holds (`1*DIGIT`); `None` for any other value, which is
@@ -30,13 +36,12 @@ fn remaining(value: &HeaderValue) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
-/// The request as received, as a `message/http` body: its line and its fields, without
-/// [`NOT_REFLECTED`].
+/// The request as received, as a `message/http` body: its line and its [`REFLECTED`] fields.
 fn reflected(parts: &Parts) -> Vec<u8> {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = format!("{} {target} {:?}\r\n", parts.method, parts.version).into_bytes();
     for (name, value) in &parts.headers {
-        if NOT_REFLECTED.contains(name) {
+        if !REFLECTED.contains(name) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -83,6 +88,9 @@ impl Pipeline<'_> {
         *response.status_mut() = StatusCode::OK;
         let mut record = self.take_record();
         record.status = StatusCode::OK.as_u16();
+        record.body_bytes = http_body::Body::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
         self.snapshot.observer.finished(record);
         Some(response)
     }
@@ -103,20 +111,21 @@ mod tests {
     }
 
     #[test]
-    fn a_trace_reflects_the_request_without_credentials() {
+    fn a_trace_reflects_only_the_fields_that_show_its_way() {
         let (parts, ()) = http::Request::builder()
             .method(Method::TRACE)
             .uri("/a?b")
             .header("host", "a.example")
             .header("cookie", "s=1")
             .header("authorization", "Bearer x")
-            .header("x-kept", "1")
+            .header("x-amzn-oidc-data", "token")
+            .header("via", "1.1 lb")
             .body(())
             .unwrap()
             .into_parts();
         assert_eq!(
             String::from_utf8(reflected(&parts)).unwrap(),
-            "TRACE /a?b HTTP/1.1\r\nhost: a.example\r\nx-kept: 1\r\n\r\n"
+            "TRACE /a?b HTTP/1.1\r\nhost: a.example\r\nvia: 1.1 lb\r\n\r\n"
         );
     }
 }

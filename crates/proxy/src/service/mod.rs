@@ -249,9 +249,6 @@ impl Pipeline<'_> {
         if let Err(failure) = self.check_request(&mut parts) {
             return Err(self.fail(&failure, head_only, None));
         }
-        if let Some(answer) = self.max_forwards(&mut parts) {
-            return Err(answer);
-        }
 
         let (routed, pool) = match self.route(&parts, upgrade.is_some()) {
             Ok(routed) => routed,
@@ -268,6 +265,9 @@ impl Pipeline<'_> {
             .answer_locally(&routed, &mut parts, upgrade.is_some(), head_only)
             .await
         {
+            return Err(answer);
+        }
+        if let Some(answer) = self.max_forwards(&mut parts) {
             return Err(answer);
         }
 

@@ -22,9 +22,10 @@ impl<'a> Pipeline<'a> {
     ) -> Result<(Routed<'a>, Arc<Pool>), Failure> {
         let snapshot = self.snapshot;
         let host = request_host(parts);
-        // `OPTIONS *` asks about the server as a whole: it goes where the root would.
+        // `OPTIONS *` asks about the server as a whole: it goes where the root would. (The
+        // check phase refused `*` with any other method.)
         let path = match parts.uri.path() {
-            "*" => "/",
+            "*" if parts.method == http::Method::OPTIONS => "/",
             path => path,
         };
         let Some(routed) = snapshot.router.route(host.as_deref(), path) else {

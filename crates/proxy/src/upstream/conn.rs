@@ -295,7 +295,7 @@ impl Sender {
 fn relay_interim(request: &mut Request<RequestBody>, interim: Interim) {
     hyper::ext::on_informational(request, move |response| {
         let mut headers = response.headers().clone();
-        crate::forward::strip_hop_by_hop(&mut headers);
+        crate::forward::interim_fields(&mut headers);
         interim.send(response.status(), &headers);
     });
 }

@@ -244,7 +244,7 @@ fn is_interim(status: StatusCode) -> bool {
 fn relay(interim: Option<&Interim>, response: Response<()>) {
     if let Some(interim) = interim {
         let (mut parts, ()) = response.into_parts();
-        crate::forward::strip_hop_by_hop(&mut parts.headers);
+        crate::forward::interim_fields(&mut parts.headers);
         interim.send(parts.status, &parts.headers);
     }
 }
