@@ -653,3 +653,82 @@ fn a_stream_reset_while_the_upstream_works_is_recorded_as_client_closed() {
     assert_eq!(record["status"], 499, "{record}");
     assert_eq!(record["client_aborted"], true, "{record}");
 }
+
+/// Rapid reset paced so that every stream is accepted before it is reset (CVE-2023-44487):
+/// each would start a request, and an upstream connection, for nothing. Once the client has
+/// reset more than a hundred streams, most of its streams, the connection is closed with
+/// GOAWAY ENHANCE_YOUR_CALM; a client that resets a few of its streams is not.
+#[test]
+fn a_client_that_resets_most_of_its_streams_is_sent_away() {
+    let upstream = Upstream::start(Behavior::Hang);
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let outcome = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(conn);
+        for _ in 0..400 {
+            let request = http::Request::get(format!("http://{}/hang", gh.addr()))
+                .body(())
+                .unwrap();
+            let Ok(ready) = client.clone().ready().await else {
+                break;
+            };
+            client = ready;
+            let Ok((_response, mut send)) = client.send_request(request, true) else {
+                break;
+            };
+            // Long enough for gatehouse to accept the stream and start on it.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            send.send_reset(h2::Reason::CANCEL);
+        }
+        tokio::time::timeout(Duration::from_secs(10), driver)
+            .await
+            .expect("the connection was never closed")
+            .unwrap()
+    });
+    let err = outcome.expect_err("the connection ended without an error");
+    assert_eq!(err.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM), "{err:?}");
+    assert!(
+        upstream.connections() < 200,
+        "{} upstream connections for 400 reset streams",
+        upstream.connections()
+    );
+}
+
+/// RFC 9113 §8.2.3: an HTTP/2 client may send each cookie as a field of its own; the HTTP/1.1
+/// request gets them joined into one `Cookie` field with "; ".
+#[test]
+fn http2_cookie_fields_reach_the_upstream_as_one() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::get(format!("http://{}/c", gh.addr()))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        response.await.unwrap().status()
+    });
+    assert_eq!(status, 200);
+    let seen = &upstream.requests()[0];
+    let cookies: Vec<_> = seen
+        .headers
+        .0
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+        .map(|(_, value)| value.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2"], "{seen:#?}");
+}

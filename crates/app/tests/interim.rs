@@ -314,3 +314,31 @@ fn a_204_reaches_an_http2_client_without_content_length() {
     assert!(heads.contains("x-app: 1\r\n"), "{heads}");
     assert!(!heads.contains("content-length"), "{heads}");
 }
+
+#[test]
+fn a_flood_of_interim_responses_is_relayed_only_in_part() {
+    // 40 hints before the final response: the first 16 are relayed, the rest read and dropped
+    // (a client that does not read would otherwise have them all buffered for it).
+    let mut raw = Vec::new();
+    for n in 0..40 {
+        raw.extend_from_slice(
+            format!("HTTP/1.1 103 Early Hints\r\nLink: </{n}.js>\r\n\r\n").as_bytes(),
+        );
+    }
+    raw.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let upstream = Upstream::start(Behavior::RawThenClose(raw));
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let out = exchange(
+        &gh,
+        "GET /flood HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(out.matches("HTTP/1.1 103 ").count(), 16, "{out}");
+    assert!(
+        out.contains("</15.js>") && !out.contains("</16.js>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("HTTP/1.1 200 OK") && out.ends_with("ok"),
+        "{out}"
+    );
+}

@@ -21,6 +21,29 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Interim (1xx) responses relayed to the client per request; an upstream that sends more
+/// has the rest read and dropped, so that a flood of them is not buffered for a client that
+/// does not read (each waits in memory until the client takes it).
+pub const MAX_INTERIM_RELAYED: u32 = 16;
+
+/// Joins the `Cookie` fields of an HTTP/2 request into one, as HTTP/1.1 wants them (RFC 9113
+/// §8.2.3: an HTTP/2 client may send each cookie as a field of its own; the fields are
+/// concatenated with "; " before the request goes to an HTTP/1.1 server).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
 /// The fields of an interim (1xx) response as it is relayed: hop-by-hop fields out, and any
 /// Content-Length, which a 1xx never carries (RFC 9110 §8.6).
 pub fn interim_fields(headers: &mut HeaderMap) {
@@ -533,5 +556,20 @@ mod tests {
         headers.insert(header::VIA, "1.0 cdn, 1.1 Gatehouse (v1)".parse().unwrap());
         assert!(has_looped(&headers, "gatehouse"));
         assert!(!has_looped(&headers, "edge"));
+    }
+
+    #[test]
+    fn http2_cookie_fields_are_joined_into_one() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        join_cookies(&mut headers);
+        let cookies: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3"]);
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, HeaderValue::from_static("a=1"));
+        join_cookies(&mut one);
+        assert_eq!(one[header::COOKIE], "a=1");
     }
 }

@@ -5,6 +5,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -54,6 +56,31 @@ pub trait Handler: Send + Sync + Unpin + 'static {
     ) -> impl Future<Output = Response<Self::Body>> + Send + 'static;
 }
 
+/// Streams a client may reset while gatehouse works on them before their share is weighed.
+const RESETS_FORGIVEN: u32 = 100;
+
+/// The streams a client reset while gatehouse was working on them (after they were accepted,
+/// which h2's own pending-accept limit does not see), counted by each stream's task.
+///
+/// Rapid reset (CVE-2023-44487) paced so that every stream is accepted before its reset makes
+/// gatehouse start each request, and an upstream connection for it, for nothing. A client
+/// whose resets pass [`RESETS_FORGIVEN`] and make up more than half of its streams gets
+/// GOAWAY with ENHANCE_YOUR_CALM, as Envoy does with premature resets; a browser that cancels
+/// some of its requests stays well below.
+#[derive(Debug, Default)]
+pub(super) struct ClientResets(AtomicU32);
+
+impl ClientResets {
+    pub(super) fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn too_many(&self, streams: u32) -> bool {
+        let resets = self.0.load(Ordering::Relaxed);
+        resets > RESETS_FORGIVEN && resets.saturating_mul(2) > streams
+    }
+}
+
 /// An HTTP/2 connection being served: a future that ends when the connection does.
 pub struct Connection<T, H> {
     state: State<T>,
@@ -61,6 +88,9 @@ pub struct Connection<T, H> {
     stream_write_timeout: Option<Duration>,
     /// Shutdown was asked for before the handshake completed.
     close_pending: bool,
+    /// Streams accepted so far, and those of them the client reset before their response.
+    streams: u32,
+    resets: Arc<ClientResets>,
 }
 
 impl<T, H> std::fmt::Debug for Connection<T, H> {
@@ -97,6 +127,8 @@ where
             handler,
             stream_write_timeout: settings.stream_write_timeout,
             close_pending: false,
+            streams: 0,
+            resets: Arc::default(),
         }
     }
 
@@ -152,6 +184,19 @@ where
                         return Poll::Ready(Ok(()));
                     };
                     let (request, respond) = accepted?;
+                    this.streams = this.streams.saturating_add(1);
+                    if this.resets.too_many(this.streams) {
+                        tracing::warn!(
+                            streams = this.streams,
+                            "HTTP/2 client reset most of its streams while they were being \
+                             answered (rapid reset); closing the connection with ENHANCE_YOUR_CALM"
+                        );
+                        // The stream is dropped unanswered (reset); the connection ends once
+                        // the GOAWAY is out.
+                        drop((request, respond));
+                        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                        continue;
+                    }
                     let length = content_length(&request);
                     let expect_continue = expects_continue(&request);
                     let (parts, recv) = request.into_parts();
@@ -161,7 +206,12 @@ where
                     // into the task, and a box moves as a pointer.
                     let request = Request::from_parts(parts, H::RequestBody::from(body));
                     let call = Box::pin(this.handler.call(request));
-                    tokio::spawn(stream::Respond::new(call, reply, this.stream_write_timeout));
+                    tokio::spawn(stream::Respond::new(
+                        call,
+                        reply,
+                        this.stream_write_timeout,
+                        Arc::clone(&this.resets),
+                    ));
                 }
             }
         }

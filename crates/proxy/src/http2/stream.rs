@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use http_body::Body;
 use tokio::time::Sleep;
 
 use super::interim::Interim;
+use super::server::ClientResets;
 
 /// Fields that are about one HTTP/1.1 connection and have no place in HTTP/2
 /// (RFC 9113 §8.2.2); `Connection` and the fields it names go too.
@@ -60,6 +62,8 @@ pub(super) struct Respond<F, B> {
     reply: Interim,
     write_timeout: Option<Duration>,
     state: State<F, B>,
+    /// The connection's count of streams the client reset before their response.
+    resets: Arc<ClientResets>,
 }
 
 enum State<F, B> {
@@ -76,11 +80,17 @@ enum State<F, B> {
 impl<F, B> Respond<F, B> {
     /// `call` is the handler's future for the stream's request; `reply` holds the stream's
     /// `SendResponse`.
-    pub(super) fn new(call: Pin<Box<F>>, reply: Interim, write_timeout: Option<Duration>) -> Self {
+    pub(super) fn new(
+        call: Pin<Box<F>>,
+        reply: Interim,
+        write_timeout: Option<Duration>,
+        resets: Arc<ClientResets>,
+    ) -> Self {
         Self {
             reply,
             write_timeout,
             state: State::Waiting { call },
+            resets,
         }
     }
 }
@@ -103,6 +113,7 @@ where
                                 ?reason,
                                 "HTTP/2 stream reset by the client before its response"
                             );
+                            this.resets.add();
                             // A 1xx that arrives later (a handle outlives this future) has
                             // no stream left to go on.
                             drop(this.reply.take());

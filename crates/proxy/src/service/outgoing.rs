@@ -172,6 +172,9 @@ impl Pipeline<'_> {
         if let Some(upgrade) = upgrade {
             forward::keep_upgrade(&mut parts.headers, &upgrade.protocols);
         }
+        if parts.version == Version::HTTP_2 {
+            forward::join_cookies(&mut parts.headers);
+        }
         if parts.uri.authority().is_some() {
             // Absolute-form (RFC 9112 §3.2.2) is for proxies; origin servers get origin-form.
             let origin_form = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());

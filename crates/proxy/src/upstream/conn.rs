@@ -293,7 +293,12 @@ impl Sender {
 
 /// hyper calls back with each interim response.
 fn relay_interim(request: &mut Request<RequestBody>, interim: Interim) {
+    let relayed = std::sync::atomic::AtomicU32::new(0);
     hyper::ext::on_informational(request, move |response| {
+        let count = relayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if count >= crate::forward::MAX_INTERIM_RELAYED {
+            return;
+        }
         let mut headers = response.headers().clone();
         crate::forward::interim_fields(&mut headers);
         interim.send(response.status(), &headers);

@@ -103,6 +103,7 @@ pub async fn send_started(
         }
     };
     let mut write_error: Option<io::Error> = None;
+    let mut relayed = 0;
     let ended = std::future::poll_fn(|cx| {
         if conn.is_sending() && write_error.is_none() {
             match conn.poll_send(cx) {
@@ -129,7 +130,10 @@ pub async fn send_started(
                         return Poll::Ready(Ended::NoHead(Why::TooLarge));
                     }
                     Ok(Some(response)) if is_interim(response.status()) => {
-                        relay(interim.as_ref(), response);
+                        if relayed < crate::forward::MAX_INTERIM_RELAYED {
+                            relayed += 1;
+                            relay(interim.as_ref(), response);
+                        }
                         continue;
                     }
                     Ok(Some(response)) => return Poll::Ready(Ended::Head(response)),
