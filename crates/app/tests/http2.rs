@@ -625,6 +625,14 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
     );
 }
 
+/// A runtime for a test's own `h2` client.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A client that resets its stream while the upstream works: the request is cancelled with its
 /// upstream attempt, and its access record says the client closed it (status 499,
 /// `client_aborted`).
@@ -632,10 +640,7 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
 fn a_stream_reset_while_the_upstream_works_is_recorded_as_client_closed() {
     let upstream = Upstream::start(Behavior::Hang);
     let gh = start(&Config::proxy_to([upstream.addr()]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     runtime.block_on(async {
         let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
         let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
@@ -662,10 +667,7 @@ fn a_stream_reset_while_the_upstream_works_is_recorded_as_client_closed() {
 fn a_client_that_resets_most_of_its_streams_is_sent_away() {
     let upstream = Upstream::start(Behavior::Hang);
     let gh = start(&Config::proxy_to([upstream.addr()]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let outcome = runtime.block_on(async {
         let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
         let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
@@ -705,10 +707,7 @@ fn a_client_that_resets_most_of_its_streams_is_sent_away() {
 fn http2_cookie_fields_reach_the_upstream_as_one() {
     let upstream = Upstream::hello();
     let gh = start(&Config::proxy_to([upstream.addr()]));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = client_runtime();
     let status = runtime.block_on(async {
         let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
         let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
