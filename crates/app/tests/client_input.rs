@@ -94,8 +94,15 @@ fn request_target_over_max_uri_length_is_414() {
         "GET /{} HTTP/1.1\r\nHost: app.test\r\n\r\n",
         "a".repeat(2000)
     );
-    let (_gh, upstream, _) = refused(request.as_bytes(), Refusal::Gatehouse(414));
+    let (gh, upstream, resp) = refused(request.as_bytes(), Refusal::Gatehouse(414));
     assert_eq!(upstream.connections(), 0);
+    // The log keeps the target's start and marks the cut: a client sending huge targets
+    // cannot fill the log with them. The warning's reason gives the whole length.
+    let access = gh.access_log(resp.request_id());
+    let path = access["path"].as_str().unwrap();
+    assert_eq!(path, format!("/{}…", "a".repeat(255)), "{access}");
+    let warning = gh.failure_log(resp.request_id());
+    assert!(warning.to_string().contains("2001 bytes"), "{warning}");
 }
 
 #[test]

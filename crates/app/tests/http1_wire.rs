@@ -811,6 +811,61 @@ fn targets_of_the_wrong_form_or_hosts_that_are_not_valid_are_refused() {
 }
 
 #[test]
+fn connect_is_not_implemented() {
+    // A reverse proxy opens no tunnels to hosts a client names: 501 (RFC 9110 §9.1), never a
+    // route's 404, and nothing reaches the upstream.
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut conn = RawConn::connect(gh.addr());
+    conn.send(b"CONNECT app.test:443 HTTP/1.1\r\nHost: app.test:443\r\n\r\n")
+        .unwrap();
+    let resp = conn.read_response(false);
+    assert_eq!((resp.status, resp.complete), (501, true), "{resp:#?}");
+    assert_eq!(
+        resp.header("proxy-status"),
+        Some("gatehouse;error=http_request_error;status-code=501"),
+        "{resp:#?}"
+    );
+    assert_eq!(upstream.connections(), 0);
+}
+
+#[test]
+fn a_client_closing_mid_body_is_logged_as_gone_not_as_a_bad_request() {
+    // Half the announced body, then the connection closes: no answer can reach the client, so
+    // its access record says it left (499, client_aborted), and the warning says why.
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut client = TcpStream::connect(gh.addr()).unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: gone-mid-body\r\n\
+              Content-Length: 1000\r\n\r\n0123456789",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    drop(client);
+    let record = gh.access_log("gone-mid-body");
+    assert_eq!(
+        (
+            &record["status"],
+            &record["client_aborted"],
+            &record["failure"]
+        ),
+        (&499.into(), &true.into(), &"http_request_error".into()),
+        "{record}"
+    );
+    let warning = gh.failure_log("gone-mid-body");
+    assert!(
+        warning
+            .to_string()
+            .contains("closed the connection before sending the whole request body"),
+        "{warning}"
+    );
+    // The upstream never saw a complete request.
+    assert!(upstream.requests().iter().all(|r| !r.complete));
+}
+
+#[test]
 fn a_get_with_a_chunked_body_goes_upstream_with_it() {
     // A body on a GET has no defined meaning, but it was sent: dropping it would change the
     // request (and leave the client's connection to be closed).

@@ -731,3 +731,49 @@ fn http2_cookie_fields_reach_the_upstream_as_one() {
         .collect();
     assert_eq!(cookies, ["a=1; b=2"], "{seen:#?}");
 }
+
+/// RFC 9113 §8.2.1 and §8.3.1 over HTTP/2: a field value padded with whitespace is malformed
+/// and never forwarded (400), while a Host that names the `:authority` with the scheme's
+/// default port is the same host (forwarded, not refused).
+#[test]
+fn http2_field_values_and_host_are_checked_as_rfc_9113_says() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let runtime = client_runtime();
+    let statuses = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut statuses = Vec::new();
+        for (path, name, value) in [
+            ("/padded", "x-note", " a"),
+            ("/padded-tab", "x-note", "a\t"),
+            ("/default-port", "host", "app.test:80"),
+            ("/other-port", "host", "app.test:8080"),
+        ] {
+            let request = http::Request::get(format!("http://app.test{path}"))
+                .header(name, http::HeaderValue::from_static(value))
+                .body(())
+                .unwrap();
+            let mut client = client.clone().ready().await.unwrap();
+            let (response, _) = client.send_request(request, true).unwrap();
+            statuses.push((path, response.await.unwrap().status().as_u16()));
+        }
+        statuses
+    });
+    assert_eq!(
+        statuses,
+        [
+            ("/padded", 400),
+            ("/padded-tab", 400),
+            ("/default-port", 200),
+            ("/other-port", 400)
+        ]
+    );
+    let forwarded: Vec<_> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.target.clone())
+        .collect();
+    assert_eq!(forwarded, ["/default-port"]);
+}

@@ -81,9 +81,13 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Failure>>> {
         match self.get_mut() {
-            Self::Http1(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map_err(|err| Failure::client(StatusCode::BAD_REQUEST, err.to_string())),
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(|err| {
+                if err.is_client_gone() {
+                    Failure::client_gone(err.to_string())
+                } else {
+                    Failure::client(StatusCode::BAD_REQUEST, err.to_string())
+                }
+            }),
             Self::Http2(body) => Pin::new(body)
                 .poll_frame(cx)
                 .map_err(|err| classify::http2_request_body_error(&err)),

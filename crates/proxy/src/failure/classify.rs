@@ -316,14 +316,21 @@ pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Fai
 /// connection went, or the body broke the protocol (h2 refuses DATA beyond the
 /// `Content-Length`, and an END_STREAM short of it).
 pub fn http2_request_body_error(err: &h2::Error) -> Failure {
-    let why = if err.is_reset() && err.is_remote() {
+    if err.is_reset() && !err.is_remote() {
+        return Failure::client(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request body broke HTTP/2 framing (its length disagrees with \
+                 Content-Length): {err}"
+            ),
+        );
+    }
+    let why = if err.is_reset() {
         "the client reset the stream before sending the whole request body"
-    } else if err.is_reset() {
-        "the request body broke HTTP/2 framing (its length disagrees with Content-Length)"
     } else {
         "the client closed the connection before sending the whole request body"
     };
-    Failure::client(StatusCode::BAD_REQUEST, format!("{why}: {err}"))
+    Failure::client_gone(format!("{why}: {err}"))
 }
 
 fn is_reset(err: &(dyn StdError + 'static)) -> bool {

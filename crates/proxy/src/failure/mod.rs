@@ -76,6 +76,10 @@ pub struct FailureParams {
     /// it instead of the kind's token, and no warning line is written per request (the access
     /// record and the counters tell).
     pub reason: Option<&'static str>,
+    /// `http_request_error`: the client went away while sending its request (closed or reset
+    /// the connection or stream mid-body), so no answer reaches it; the access record says
+    /// `client_aborted` with status 499, as for any request whose client left.
+    pub client_gone: bool,
 }
 
 /// One classified failure: the kind plus the facts that the log line and `details` report.
@@ -116,6 +120,14 @@ impl Failure {
             details,
         );
         failure.params.status_code = Some(status);
+        failure
+    }
+
+    /// A client that went away while sending its request: a 400 no one will read (see
+    /// [`FailureParams::client_gone`]).
+    pub fn client_gone(details: impl Into<String>) -> Self {
+        let mut failure = Self::client(StatusCode::BAD_REQUEST, details);
+        failure.params.client_gone = true;
         failure
     }
 

@@ -55,6 +55,7 @@ impl ProxyStatusWriter {
             alert_message,
             retry_after: _,
             reason: _,
+            client_gone: _,
         } = &**params;
         let says_more = rcode.is_some()
             || status_code.is_some()

@@ -29,6 +29,23 @@ pub enum BodyError {
     Io(#[from] std::io::Error),
 }
 
+impl BodyError {
+    /// The client went away (closed or reset its connection) rather than sent a bad body.
+    pub fn is_client_gone(&self) -> bool {
+        match self {
+            Self::Closed => true,
+            Self::Io(err) => matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            Self::Chunked(_) => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Kind {
     Length(u64),

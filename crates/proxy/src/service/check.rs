@@ -62,7 +62,11 @@ fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
     };
     if parts.version == Version::HTTP_2
         && let Some(host) = parts.headers.get(header::HOST)
-        && !host.as_bytes().eq_ignore_ascii_case(target_host.as_bytes())
+        && !same_authority(
+            host.as_bytes(),
+            target_host.as_bytes(),
+            parts.uri.scheme_str(),
+        )
     {
         return Err(Failure::client(
             StatusCode::BAD_REQUEST,
@@ -71,6 +75,34 @@ fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
     }
     parts.headers.insert(header::HOST, target_host);
     Ok(())
+}
+
+/// Whether Host and `:authority` name one entity once normalized (RFC 9113 §8.3.1, RFC 3986
+/// §6.2.3): case aside, and with the scheme's default port (or an empty one) left out, so
+/// `Host: a.example:443` goes with `:authority: a.example` on an `https` request.
+fn same_authority(host: &[u8], authority: &[u8], scheme: Option<&str>) -> bool {
+    let default_port: &[u8] = match scheme {
+        Some("https") => b"443",
+        _ => b"80",
+    };
+    let normalized = |value| without_port(value, default_port);
+    normalized(host).eq_ignore_ascii_case(normalized(authority))
+}
+
+/// `value` without its port when the port is `default_port` or empty.
+fn without_port<'a>(value: &'a [u8], default_port: &[u8]) -> &'a [u8] {
+    // The port follows the last colon, unless that colon is inside an IPv6 literal.
+    match value.iter().rposition(|&b| b == b':') {
+        Some(colon) if !value[colon..].contains(&b']') => {
+            let port = &value[colon + 1..];
+            if port.is_empty() || port == default_port {
+                &value[..colon]
+            } else {
+                value
+            }
+        }
+        _ => value,
+    }
 }
 
 /// Whether `value` is a valid Host: `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2),
@@ -140,9 +172,20 @@ const REG_NAME: [bool; 256] = {
 /// The request target's form fits the method (RFC 9112 §3.2): authority-form (`host:port`)
 /// only for CONNECT, asterisk-form (`*`) only for OPTIONS, and otherwise origin-form (a path
 /// from `/`) or absolute-form. Any other would be routed by a host or path it does not name.
+///
+/// CONNECT itself is a forward proxy's method: a reverse proxy opens no tunnels to hosts a
+/// client names, so it gets 501 (RFC 9110 §9.1, a method the server does not implement),
+/// not a 404 from a route that happened not to match.
 fn check_target(parts: &Parts) -> Result<(), Failure> {
     let uri = &parts.uri;
     let refused = |why: &str| Err(Failure::client(StatusCode::BAD_REQUEST, why.to_owned()));
+    if parts.method == http::Method::CONNECT {
+        return Err(Failure::client(
+            StatusCode::NOT_IMPLEMENTED,
+            "CONNECT is not implemented: gatehouse is a reverse proxy and opens no tunnels to \
+             hosts a client names",
+        ));
+    }
     // Before the scheme: an HTTP/2 request has one (and an authority) whatever its `:path`.
     if uri.path() == "*" && parts.method != http::Method::OPTIONS {
         return refused("request target * is only for OPTIONS (RFC 9112 §3.2.4)");
@@ -236,6 +279,23 @@ impl Pipeline<'_> {
             return Err(Failure::client(
                 StatusCode::BAD_REQUEST,
                 "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
+            ));
+        }
+        // RFC 9113 §8.2.1: an HTTP/2 field value never starts or ends with whitespace (HTTP/1.1
+        // parsing trims it); one that does is malformed, and a proxy must not forward it.
+        if parts.version == Version::HTTP_2
+            && let Some((name, _)) = parts.headers.iter().find(|(_, value)| {
+                let value = value.as_bytes();
+                matches!(value.first(), Some(b' ' | b'\t'))
+                    || matches!(value.last(), Some(b' ' | b'\t'))
+            })
+        {
+            return Err(Failure::client(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "field {name} has whitespace at the start or end of its value, which HTTP/2 \
+                     forbids (RFC 9113 §8.2.1)"
+                ),
             ));
         }
         check_target(parts)?;
@@ -358,6 +418,22 @@ mod tests {
     }
 
     #[test]
+    fn host_and_authority_compare_normalized() {
+        let http = Some("http");
+        let https = Some("https");
+        assert!(same_authority(b"a.example", b"a.example", http));
+        assert!(same_authority(b"A.Example", b"a.example", https));
+        assert!(same_authority(b"a.example:80", b"a.example", http));
+        assert!(same_authority(b"a.example", b"a.example:443", https));
+        assert!(same_authority(b"a.example:", b"a.example", https));
+        assert!(same_authority(b"[::1]:443", b"[::1]", https));
+        assert!(!same_authority(b"a.example:443", b"a.example", http));
+        assert!(!same_authority(b"a.example:8080", b"a.example", http));
+        assert!(!same_authority(b"b.example", b"a.example", http));
+        assert!(!same_authority(b"[::1]", b"[::2]", http));
+    }
+
+    #[test]
     fn the_target_form_must_fit_the_method() {
         let with = |method: &str, target: &str| {
             let parts = Request::builder()
@@ -372,7 +448,7 @@ mod tests {
         assert!(with("GET", "/x?y"));
         assert!(with("GET", "http://a.example/x"));
         assert!(with("OPTIONS", "*"));
-        assert!(with("CONNECT", "a.example:443"));
+        assert!(!with("CONNECT", "a.example:443"));
         assert!(!with("GET", "*"));
         assert!(!with("GET", "a.example:80"));
         assert!(!with("GET", "ok"));

@@ -76,6 +76,10 @@ impl Pipeline<'_> {
         );
         let mut record = self.take_record();
         record.status = response.status().as_u16();
+        if failure.params.client_gone {
+            record.status = super::CLIENT_CLOSED_REQUEST;
+            record.client_aborted = true;
+        }
         record.failure = Some(failure.log_name());
         self.snapshot.observer.finished(record);
         response

@@ -27,13 +27,18 @@ const REFLECTED: [header::HeaderName; 7] = [
 ];
 
 /// The count a valid `Max-Forwards` holds (`1*DIGIT`); `None` for any other value, which is
-/// forwarded as it came.
+/// forwarded as it came. A count too large for 64 bits is as good as unlimited: it is taken
+/// as `u64::MAX`, so it too is lowered on its way.
 fn remaining(value: &HeaderValue) -> Option<u64> {
     let digits = value.as_bytes();
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    Some(digits.iter().fold(0u64, |count, &digit| {
+        count
+            .saturating_mul(10)
+            .saturating_add(u64::from(digit - b'0'))
+    }))
 }
 
 /// The request as received, as a `message/http` body: its line and its [`REFLECTED`] fields.
@@ -105,7 +110,10 @@ mod tests {
         let count = |v: &'static str| remaining(&HeaderValue::from_static(v));
         assert_eq!(count("0"), Some(0));
         assert_eq!(count("10"), Some(10));
-        for invalid in ["", "+1", "-1", "1 ", "x", "99999999999999999999999"] {
+        assert_eq!(count("007"), Some(7));
+        // Beyond 64 bits: as good as unlimited, and still lowered on its way.
+        assert_eq!(count("99999999999999999999999"), Some(u64::MAX));
+        for invalid in ["", "+1", "-1", "1 ", "x", "9x"] {
             assert_eq!(count(invalid), None, "{invalid:?}");
         }
     }

@@ -84,7 +84,9 @@ pub fn handle(
         let access_log = snapshot.config.server.access_log;
         // The target is copied only when it will be logged.
         let target = match req.uri().path_and_query() {
-            Some(pq) if access_log => pq.to_string(),
+            Some(pq) if access_log => {
+                logged_target(pq.as_str(), snapshot.config.server.max_uri_length)
+            }
             _ if access_log => req.uri().to_string(),
             _ => String::new(),
         };
@@ -324,6 +326,20 @@ struct Forward {
     outgoing: Outgoing,
     head_only: bool,
 }
+
+/// The target as the access log shows it: whole, unless it is longer than `max_uri_length`
+/// (a request refused with 414), when only its first bytes are kept and `…` marks the cut, so
+/// that a client sending huge targets cannot fill the log; the 414's reason gives the length.
+fn logged_target(target: &str, max_uri_length: usize) -> String {
+    if target.len() <= max_uri_length {
+        return target.to_owned();
+    }
+    let cut = target.floor_char_boundary(max_uri_length.min(LOGGED_TARGET_CUT));
+    format!("{}…", &target[..cut])
+}
+
+/// How much of a target longer than `max_uri_length` the access log keeps.
+const LOGGED_TARGET_CUT: usize = 256;
 
 /// The client's `X-Request-Id` when it is a sane token (1-128 of `A-Za-z0-9._:-`), else a new one.
 fn request_id(headers: &http::HeaderMap) -> Arc<str> {
