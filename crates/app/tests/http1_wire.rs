@@ -866,6 +866,42 @@ fn a_client_closing_mid_body_is_logged_as_gone_not_as_a_bad_request() {
 }
 
 #[test]
+fn bytes_that_are_not_http_1_are_closed_on_unanswered_and_logged() {
+    // An HTTP/2 client whose preface went wrong (or another protocol) on the port that serves
+    // HTTP/1.1 and h2c: an HTTP/1.1 400 would be garbage to it, so the connection just closes.
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut client = TcpStream::connect(gh.addr()).unwrap();
+    client
+        .write_all(b"INVALID CONNECTION PREFACE\r\n\r\n")
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let end = client.read_to_end(&mut received);
+    assert!(
+        end.is_ok() && received.is_empty(),
+        "{end:?}: {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    let warning = gh.wait_for_log(
+        |l| {
+            l["target"] == "gatehouse::failure" && l.to_string().contains("not an HTTP/1.x request")
+        },
+        PATIENCE,
+    );
+    assert_eq!(warning["kind"], "http_request_error", "{warning}");
+    // HTTP/1.x text naming HTTP/2 is answered: 505 (RFC 9110 §15.6.6).
+    let mut conn = RawConn::connect(gh.addr());
+    conn.send(b"GET / HTTP/2.0\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    let resp = conn.read_response(false);
+    assert_eq!((resp.status, resp.complete), (505, true), "{resp:#?}");
+    assert_eq!(upstream.connections(), 0);
+}
+
+#[test]
 fn a_get_with_a_chunked_body_goes_upstream_with_it() {
     // A body on a GET has no defined meaning, but it was sent: dropping it would change the
     // request (and leave the client's connection to be closed).

@@ -50,14 +50,55 @@ pub struct Head {
 pub struct HeadError {
     pub status: StatusCode,
     pub reason: String,
+    /// The bytes are not HTTP/1.x at all (no `HTTP/` version on the first line, or an HTTP/2
+    /// connection preface gone wrong): the refusal is logged, and the connection closed without
+    /// an HTTP/1.1 answer, which a client of another protocol would read as garbage.
+    pub unanswered: bool,
 }
 
 impl HeadError {
     pub fn bad(reason: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub fn with_status(status: StatusCode, reason: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             reason: reason.into(),
+            unanswered: false,
         }
+    }
+}
+
+/// The refusal for a first line whose HTTP version httparse does not take: 505 for an
+/// `HTTP/2` or later version written as HTTP/1.x text (RFC 9110 §15.6.6), unanswered when the
+/// line names no HTTP version at all (not HTTP/1.x) or is a broken HTTP/2 preface, else 400.
+fn bad_version(buf: &[u8]) -> HeadError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    let shown = String::from_utf8_lossy(&version[..version.len().min(16)]).into_owned();
+    if line.starts_with(b"PRI * HTTP/2.0") || !line.windows(5).any(|w| w == b"HTTP/") {
+        let mut error = HeadError::bad(
+            "not an HTTP/1.x request (its first line names no HTTP/1 version): closed unanswered",
+        );
+        error.unanswered = true;
+        return error;
+    }
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() && *major >= b'2' =>
+        {
+            HeadError::with_status(
+                StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+                format!(
+                    "request line says {shown}; HTTP/2 and later are not spoken in HTTP/1.x text"
+                ),
+            )
+        }
+        _ => HeadError::bad(format!(
+            "malformed request head: invalid HTTP version {shown:?}"
+        )),
     }
 }
 
@@ -79,11 +120,12 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError {
-                status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                reason: format!("request has more than {MAX_HEADERS} header fields"),
-            });
+            return Err(HeadError::with_status(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request has more than {MAX_HEADERS} header fields"),
+            ));
         }
+        Err(httparse::Error::Version) => return Err(bad_version(buf)),
         Err(err) => return Err(HeadError::bad(format!("malformed request head: {err}"))),
     };
     if len > max_head {
@@ -125,15 +167,15 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, HeadEr
 fn too_large(buf: &[u8], max_head: usize) -> HeadError {
     let line_done = buf.iter().take(max_head).any(|&b| b == b'\n');
     if line_done {
-        HeadError {
-            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            reason: format!("request header section exceeds {max_head} bytes"),
-        }
+        HeadError::with_status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("request header section exceeds {max_head} bytes"),
+        )
     } else {
-        HeadError {
-            status: StatusCode::URI_TOO_LONG,
-            reason: format!("request line exceeds {max_head} bytes"),
-        }
+        HeadError::with_status(
+            StatusCode::URI_TOO_LONG,
+            format!("request line exceeds {max_head} bytes"),
+        )
     }
 }
 
@@ -145,10 +187,10 @@ fn build(
     spans: &[(u32, u32, u32, u32)],
 ) -> Result<Option<Head>, HeadError> {
     if target_len > MAX_URI {
-        return Err(HeadError {
-            status: StatusCode::URI_TOO_LONG,
-            reason: format!("request target is {target_len} bytes"),
-        });
+        return Err(HeadError::with_status(
+            StatusCode::URI_TOO_LONG,
+            format!("request target is {target_len} bytes"),
+        ));
     }
     let uri = Uri::from_maybe_shared(head.slice(target_at..target_at + target_len))
         .map_err(|err| HeadError::bad(format!("invalid request target: {err}")))?;
@@ -158,6 +200,7 @@ fn build(
     let mut framing = Framing::Empty;
     let mut content_length: Option<u64> = None;
     let mut chunked_last = None;
+    let mut chunked_count = 0usize;
     let mut close = false;
     let mut keep_alive = false;
     let mut connection_upgrade = false;
@@ -185,6 +228,11 @@ fn build(
                 .map(trim)
                 .find(|coding| !coding.is_empty());
             chunked_last = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+            chunked_count += value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .filter(|coding| trim(coding).eq_ignore_ascii_case(b"chunked"))
+                .count();
         } else if name == header::CONNECTION {
             for option in value.as_bytes().split(|&b| b == b',').map(trim) {
                 close |= option.eq_ignore_ascii_case(b"close");
@@ -210,6 +258,11 @@ fn build(
         if !chunked {
             return Err(HeadError::bad(
                 "request's Transfer-Encoding does not end with chunked (RFC 9112 §6.3)",
+            ));
+        }
+        if chunked_count > 1 {
+            return Err(HeadError::bad(
+                "request's Transfer-Encoding applies chunked more than once (RFC 9112 §6.1)",
             ));
         }
         framing = Framing::Chunked;
@@ -376,11 +429,38 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\0y\r\n\r\n",
             "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
-            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
             "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert_eq!(refused(text), StatusCode::BAD_REQUEST, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_first_line_that_is_not_http_1_is_refused_unanswered() {
+        let answered = |text: &str| match head(text) {
+            Err(err) => (err.status, err.unanswered),
+            Ok(parsed) => panic!("{text:?} accepted: {parsed:?}"),
+        };
+        // Another protocol, or an HTTP/2 preface gone wrong: an HTTP/1.1 answer would be
+        // garbage to it.
+        for text in [
+            "INVALID CONNECTION PREFACE\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n",
+        ] {
+            assert_eq!(answered(text), (StatusCode::BAD_REQUEST, true), "{text:?}");
+        }
+        // HTTP/1.x text naming a later version: 505, answered.
+        assert_eq!(
+            answered("GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
+            (StatusCode::HTTP_VERSION_NOT_SUPPORTED, false)
+        );
+        assert_eq!(
+            answered("GET / HTTP/1.7\r\nHost: x\r\n\r\n"),
+            (StatusCode::BAD_REQUEST, false)
+        );
     }
 
     /// Heads with the usual few fields, with more than the stack holds, and with the most

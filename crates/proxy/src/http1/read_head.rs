@@ -91,13 +91,13 @@ pub(super) fn read_head<'a>(
                 // An idle keep-alive connection: closed.
                 HeadWait::Deadline if idle => return Err(HeadEnd::Quiet),
                 HeadWait::Deadline => {
-                    return Err(HeadEnd::Refused(HeadError {
-                        status: StatusCode::REQUEST_TIMEOUT,
-                        reason: format!(
+                    return Err(HeadEnd::Refused(HeadError::with_status(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
                             "client did not send a complete request header section within client_header_timeout ({:?})",
                             settings.header_timeout
                         ),
-                    }));
+                    )));
                 }
             }
         }

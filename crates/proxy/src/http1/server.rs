@@ -129,9 +129,14 @@ pub fn serve<H: Handler>(
     }
 }
 
-/// Answers a head that cannot be served, then closes.
+/// Answers a head that cannot be served (logged, and answered unless it is not HTTP/1.x at
+/// all), then closes.
 async fn refuse<H: Handler>(shared: &Shared, handler: &H, error: HeadError, limit: WriteLimit) {
+    let unanswered = error.unanswered;
     let response = handler.reject(error);
+    if unanswered {
+        return;
+    }
     let facts = RequestFacts {
         method: &Method::GET,
         version: Version::HTTP_11,
