@@ -89,3 +89,45 @@ fn a_target_with_userinfo_is_400_and_never_forwarded() {
     gh.expect_failure(&resp, 400, "http_request_error");
     assert!(upstream.requests().is_empty());
 }
+
+/// Every spelling of a path that a server reads as `/admin` (dot segments, `%2e`, encoded
+/// letters, doubled slashes) takes `/admin`'s route, not a laxer one beside it, and goes
+/// upstream as it came; a path climbing above the root is refused.
+#[test]
+fn every_spelling_of_a_path_takes_that_paths_route() {
+    let public = Upstream::hello();
+    let admin = Upstream::hello();
+    let gh = start(
+        &Config::new()
+            .upstream("public", [public.addr()])
+            .upstream("admin", [admin.addr()])
+            .route(None, "/", "public")
+            .route(None, "/admin", "admin"),
+    );
+    let spellings = [
+        "/public/../admin/x",
+        "/public/%2e%2E/admin/x",
+        "/%61dmin/x",
+        "//admin/x",
+        "/./admin/x",
+    ];
+    for target in spellings {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n");
+        let resp = send_raw(gh.addr(), request.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status, 200, "{target}: {resp:#?}");
+    }
+    let seen: Vec<_> = admin.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(
+        seen, spellings,
+        "each went to /admin's upstream, as it came"
+    );
+    assert!(public.requests().is_empty(), "{:#?}", public.requests());
+    let resp = send_raw(
+        gh.addr(),
+        b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: a.example\r\n\r\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    gh.expect_failure(&resp, 400, "http_request_error");
+    assert!(public.requests().is_empty() && admin.requests().len() == spellings.len());
+}

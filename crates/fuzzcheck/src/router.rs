@@ -2,6 +2,7 @@
 
 use arbitrary::Unstructured;
 use gatehouse_config::{HostMatch, RouteConfig};
+use gatehouse_proxy::router::path::normalize;
 use gatehouse_proxy::router::{Router, request_host};
 
 const HOSTS: &[&str] = &[
@@ -25,7 +26,9 @@ const UPSTREAMS: &[&str] = &["app", "api", "missing"];
 /// host matches (exact, or a `*.suffix` that leaves a label) and whose prefix matches whole path
 /// segments, the most specific (exact host, then longer wildcard, then any host; then the
 /// longer path), file order breaking ties; routes to an unknown upstream are dropped; the table
-/// lists routes most specific first.
+/// lists routes most specific first. Prefixes and the request's path are matched in normal
+/// form: normalizing is idempotent, and leaves no empty or dot segment and no encoded
+/// unreserved character.
 pub fn router(data: &[u8]) {
     let _ = run(&mut Unstructured::new(data));
 }
@@ -86,6 +89,10 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     }
 
     let request_path = path(u)?;
+    let Ok(request_path) = normalize(&request_path).map(std::borrow::Cow::into_owned) else {
+        return Ok(());
+    };
+    check_normal(&request_path);
     let got = router.route(host.as_deref(), &request_path);
     let want = routes
         .iter()
@@ -93,7 +100,7 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         .filter(|(_, route)| index(&route.upstream).is_some())
         .filter(|(_, route)| {
             host_matches(route.host.as_ref(), host.as_deref())
-                && path_matches(&route.path, &request_path)
+                && path_matches(&normal(&route.path), &request_path)
         })
         .min_by_key(|(order, route)| (std::cmp::Reverse(rank(route)), *order));
     match (got, want) {
@@ -179,7 +186,38 @@ fn rank(route: &RouteConfig) -> (u8, usize, usize) {
         Some(HostMatch::Suffix(suffix)) => (1, suffix.len()),
         None => (0, 0),
     };
-    (class, len, route.path.len())
+    (class, len, normal(&route.path).len())
+}
+
+/// A route's prefix as the router matches it.
+fn normal(path: &str) -> String {
+    normalize(path).map_or_else(|_| path.to_owned(), std::borrow::Cow::into_owned)
+}
+
+/// A normalized path is its own normal form, and holds no empty or dot segment and no
+/// percent-encoded unreserved character.
+fn check_normal(path: &str) {
+    assert!(path.starts_with('/'), "{path:?}");
+    assert_eq!(normalize(path).as_deref(), Ok(path), "not idempotent");
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    for (i, segment) in segments.iter().enumerate() {
+        assert!(
+            !matches!(*segment, "." | "..") && (i == last || !segment.is_empty()),
+            "{path:?}"
+        );
+    }
+    for (i, _) in path.match_indices('%') {
+        if let Some(hex) = path.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            assert!(
+                !(byte.is_ascii_alphanumeric() || b"-._~".contains(&byte)),
+                "{path:?} keeps %{hex}"
+            );
+            assert_eq!(hex, hex.to_ascii_uppercase(), "{path:?}");
+        }
+    }
 }
 
 fn host_matches(pattern: Option<&HostMatch>, host: Option<&str>) -> bool {

@@ -72,15 +72,17 @@ impl HeadError {
 
 /// The refusal for a first line whose HTTP version httparse does not take: 505 for an
 /// `HTTP/2` or later version written as HTTP/1.x text (RFC 9110 §15.6.6), unanswered when the
-/// line names no HTTP version at all (not HTTP/1.x) or is a broken HTTP/2 preface, else 400.
+/// line ends in no version at all (no `/` in its last word: another protocol, not HTTP/1.x) or
+/// is a broken HTTP/2 preface, else 400.
 fn bad_version(buf: &[u8]) -> HeadError {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
     let shown = String::from_utf8_lossy(&version[..version.len().min(16)]).into_owned();
-    if line.starts_with(b"PRI * HTTP/2.0") || !line.windows(5).any(|w| w == b"HTTP/") {
+    // A version is `name/x.y`: a last word without `/` is no attempt at one.
+    if line.starts_with(b"PRI * HTTP/2.0") || !version.contains(&b'/') {
         let mut error = HeadError::bad(
-            "not an HTTP/1.x request (its first line names no HTTP/1 version): closed unanswered",
+            "not an HTTP/1.x request (its first line ends in no HTTP version): closed unanswered",
         );
         error.unanswered = true;
         return error;
@@ -457,10 +459,13 @@ mod tests {
             answered("GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
             (StatusCode::HTTP_VERSION_NOT_SUPPORTED, false)
         );
-        assert_eq!(
-            answered("GET / HTTP/1.7\r\nHost: x\r\n\r\n"),
-            (StatusCode::BAD_REQUEST, false)
-        );
+        for text in [
+            "GET / HTTP/1.7\r\nHost: x\r\n\r\n",
+            "GET / HTTX/1.1\r\nHost: x\r\n\r\n",
+            "GET /\r\n\r\n",
+        ] {
+            assert_eq!(answered(text), (StatusCode::BAD_REQUEST, false), "{text:?}");
+        }
     }
 
     /// Heads with the usual few fields, with more than the stack holds, and with the most

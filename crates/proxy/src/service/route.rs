@@ -28,7 +28,14 @@ impl<'a> Pipeline<'a> {
             "*" if parts.method == http::Method::OPTIONS => "/",
             path => path,
         };
-        let Some(routed) = snapshot.router.route(host.as_deref(), path) else {
+        // Routed by its normal form, so that no spelling of a path takes a laxer route.
+        let Ok(path) = crate::router::path::normalize(path) else {
+            return Err(Failure::client(
+                http::StatusCode::BAD_REQUEST,
+                "request path climbs above the root with .. segments",
+            ));
+        };
+        let Some(routed) = snapshot.router.route(host.as_deref(), &path) else {
             return Err(Failure::new(
                 FailureKind::DestinationNotFound,
                 Phase::Routing,

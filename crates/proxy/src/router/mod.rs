@@ -4,7 +4,8 @@
 //! host beats a wildcard, a longer wildcard beats a shorter one, any host comes last; within
 //! that, the longest path prefix wins; file order breaks ties. A request takes the first route
 //! that matches. Path prefixes match whole segments: `/api` matches `/api` and `/api/users`
-//! but not `/apiary` (a prefix ending in `/` matches anything under it).
+//! but not `/apiary` (a prefix ending in `/` matches anything under it). Both the prefixes and
+//! the request's path are matched in their normal form ([`path::normalize`]).
 
 use std::borrow::Cow;
 
@@ -13,6 +14,8 @@ use gatehouse_config::{
 };
 
 use crate::limit::LimitId;
+
+pub mod path;
 
 /// A compiled route table.
 #[derive(Debug)]
@@ -77,7 +80,8 @@ impl Router {
                     order,
                     CompiledRoute {
                         host: route.host.clone(),
-                        path: route.path.clone(),
+                        path: path::normalize(&route.path)
+                            .map_or_else(|_| route.path.clone(), Cow::into_owned),
                         upstream,
                         label,
                         retry_non_idempotent: route.retry_non_idempotent,
@@ -104,7 +108,8 @@ impl Router {
             .map(|route| (&route.label, route.upstream))
     }
 
-    /// The route for a request to `host` (lowercase, no port) and `path`.
+    /// The route for a request to `host` (lowercase, no port) and `path` (normalized, see
+    /// [`path::normalize`]).
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<Routed<'_>> {
         self.routes
             .iter()
