@@ -147,7 +147,9 @@ fn valid_host(value: &[u8]) -> bool {
             return false;
         }
     }
+    // RFC 3986 allows any digits (or none); a TCP port is at most 65535.
     port.iter().all(u8::is_ascii_digit)
+        && (port.len() < 5 || (port.len() == 5 && port <= b"65535".as_slice()))
 }
 
 /// The bytes of a reg-name (RFC 3986 §3.2.2: unreserved and sub-delims), looked up per byte,
@@ -190,7 +192,12 @@ fn check_target(parts: &Parts) -> Result<(), Failure> {
     if uri.path() == "*" && parts.method != http::Method::OPTIONS {
         return refused("request target * is only for OPTIONS (RFC 9112 §3.2.4)");
     }
-    if uri.scheme().is_some() {
+    if let Some(scheme) = uri.scheme_str() {
+        // An absolute-form target names a resource gatehouse serves over HTTP; `ftp://` or
+        // any other scheme would be answered as if it were `http://`.
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return refused("request target's scheme is neither http nor https");
+        }
         return Ok(());
     }
     if uri.authority().is_some() {
@@ -389,6 +396,8 @@ mod tests {
         for good in [
             "a.example",
             "a.example:8080",
+            "a.example:65535",
+            "a.example:0443",
             "A-b_c~d.example:",
             "127.0.0.1:80",
             "[::1]",
@@ -412,6 +421,8 @@ mod tests {
             "%4",
             "%zz.example",
             "a\\b",
+            "a.example:65536",
+            "a.example:100000",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
         }
@@ -447,6 +458,8 @@ mod tests {
         };
         assert!(with("GET", "/x?y"));
         assert!(with("GET", "http://a.example/x"));
+        assert!(with("GET", "HTTPS://a.example/x"));
+        assert!(!with("GET", "ftp://a.example/x"));
         assert!(with("OPTIONS", "*"));
         assert!(!with("CONNECT", "a.example:443"));
         assert!(!with("GET", "*"));
