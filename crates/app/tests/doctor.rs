@@ -199,10 +199,9 @@ fn pinging<S: ToString>(servers: impl IntoIterator<Item = S>) -> Config {
         .server("listen", vec!["127.0.0.1:0".to_owned()])
 }
 
-/// A loopback port nothing listens on (bound, then released).
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    gatehouse_testkit::closed_port()
 }
 
 /// Whether a connect to `127.0.0.1:port` is refused right now.

@@ -7,7 +7,7 @@
 //! of the command is bounded.
 
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -93,11 +93,9 @@ fn assert_verdict(report: &Value, kind: &str, words: &[&str]) {
     assert!(!said.contains("upstream.app."), "{verdict:#}");
 }
 
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind")
+    gatehouse_testkit::closed_port()
 }
 
 /// An nginx config passing everything on to `upstream app { server ADDR; }`, with `extra`

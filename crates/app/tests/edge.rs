@@ -122,7 +122,7 @@ fn behind_a_trusted_proxy_the_client_is_the_first_untrusted_hop_from_the_right()
 
 #[test]
 fn the_full_proxy_status_goes_to_the_operators_addresses_only() {
-    let refused_port = free_port();
+    let refused_port = gatehouse_testkit::closed_port();
     let gh = start(
         &trusting(
             Config::proxy_to([format!("127.0.0.1:{refused_port}")]),

@@ -15,7 +15,7 @@ mod haproxy;
 mod nginx;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,12 +132,9 @@ pub(crate) fn assert_group(group: &Value, server: &str, directive: &str) {
     );
 }
 
-/// A loopback address where nothing listens (bound, then released).
+/// A loopback address where connections are refused for the whole test.
 pub(crate) fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+    SocketAddr::from(([127, 0, 0, 1], gatehouse_testkit::closed_port()))
 }
 
 /// Sends `GET path` on a new connection and returns the status (0 when none came).

@@ -2,7 +2,6 @@
 //! in that one way. Each asserts the status, the Proxy-Status member with the kind's
 //! parameters, and the kind in the failure warning and the access record.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -40,10 +39,9 @@ fn resolving_through(dns: &MockDns, proxy_status: &str) -> Gatehouse {
     )
 }
 
-/// A loopback port nothing listens on.
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    gatehouse_testkit::closed_port()
 }
 
 // --- DNS ---

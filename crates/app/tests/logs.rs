@@ -4,7 +4,7 @@
 //! reopen that fails, `gatehouse check` on bad log settings, and a reload that changes them.
 
 use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,13 +100,9 @@ fn kill(signal: &str, pid: u32) {
     );
 }
 
-/// A loopback port nothing listens on.
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port()
+    gatehouse_testkit::closed_port()
 }
 
 /// Checks the shape of `[21/Nov/2026:01:55:18 +0000]` without a regex.

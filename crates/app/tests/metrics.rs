@@ -3,17 +3,15 @@
 //! what was sent, by route, status and failure kind, and by pool and server for the upstream
 //! failures and retries.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use gatehouse_testkit::metrics::{Sample, parse_samples, sum};
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Reply, Req, Upstream};
 
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
+    std::net::SocketAddr::from(([127, 0, 0, 1], gatehouse_testkit::closed_port()))
 }
 
 /// The sum of the series `name` with these labels; 0 when absent (never incremented).

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read, Write as _};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -236,10 +236,9 @@ fn start(config: &Config) -> Gatehouse {
     Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
 }
 
-/// A loopback port nothing listens on.
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    gatehouse_testkit::closed_port()
 }
 
 /// `GET path` on the admin listener.

@@ -7,7 +7,7 @@
 //! it; health checks go to `/health` and are told apart from real requests by path.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -29,10 +29,9 @@ fn named(name: &str) -> Upstream {
     Upstream::serve(Reply::ok(name))
 }
 
-/// A loopback port nothing listens on.
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    gatehouse_testkit::closed_port()
 }
 
 fn get(gh: &Gatehouse) -> RawResponse {

@@ -119,10 +119,9 @@ fn start(config: Config) -> Gatehouse {
     Gatehouse::start(Path::new(env!("CARGO_BIN_EXE_gatehouse")), &config.toml())
 }
 
-/// A loopback port nothing listens on.
+/// A port where connections are refused for the whole test (see the testkit's).
 fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    gatehouse_testkit::closed_port()
 }
 
 fn url(addr: SocketAddr, path: &str) -> String {

@@ -42,6 +42,7 @@ pub use curl::{CurlResult, curl};
 pub use dns::{DnsAnswer, MockDns};
 pub use gatehouse::{Config, Gatehouse, Observed, Server};
 pub use http1::{Framing, Headers};
+pub use peers::closed_port;
 pub use proxy_status::{Member, Param, ProxyStatus};
 pub use redis::RedisServer;
 pub use temp::TempFile;
