@@ -861,8 +861,9 @@ fn a_client_closing_mid_body_is_logged_as_gone_not_as_a_bad_request() {
             .contains("closed the connection before sending the whole request body"),
         "{warning}"
     );
-    // The upstream never saw a complete request.
-    assert!(upstream.requests().iter().all(|r| !r.complete));
+    // The upstream got the request's start, and never a complete request.
+    let seen = upstream.wait_for_requests(1, PATIENCE);
+    assert!(seen.iter().all(|r| !r.complete), "{seen:#?}");
 }
 
 #[test]

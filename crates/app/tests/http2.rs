@@ -773,3 +773,33 @@ fn http2_field_values_and_host_are_checked_as_rfc_9113_says() {
         .collect();
     assert_eq!(forwarded, ["/default-port"]);
 }
+
+/// A client that resets its stream halfway through the request body has gone: its access
+/// record says so (499, `client_aborted`), not that it sent a bad request.
+#[test]
+fn a_stream_reset_mid_body_is_recorded_as_client_closed() {
+    let upstream = Upstream::hello();
+    let gh = start(&Config::proxy_to([upstream.addr()]));
+    let runtime = client_runtime();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let request = http::Request::post(format!("http://{}/upload", gh.addr()))
+            .header("x-request-id", "reset-mid-body")
+            .header("content-length", "1000")
+            .body(())
+            .unwrap();
+        let (_response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(b"0123456789"[..].into(), false).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        send.send_reset(h2::Reason::CANCEL);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    let record = gh.access_log("reset-mid-body");
+    assert_eq!(
+        (&record["status"], &record["client_aborted"]),
+        (&499.into(), &true.into()),
+        "{record}"
+    );
+}

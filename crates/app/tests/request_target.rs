@@ -90,9 +90,9 @@ fn a_target_with_userinfo_is_400_and_never_forwarded() {
     assert!(upstream.requests().is_empty());
 }
 
-/// Every spelling of a path that a server reads as `/admin` (dot segments, `%2e`, encoded
-/// letters, doubled slashes) takes `/admin`'s route, not a laxer one beside it, and goes
-/// upstream as it came; a path climbing above the root is refused.
+/// The usual other spellings of `/admin` (encoded letters, doubled slashes) take `/admin`'s
+/// route, not a laxer one beside it, and go upstream as they came; a path with a dot segment,
+/// which servers read differently (is `/admin/..` under `/admin`?), is refused.
 #[test]
 fn every_spelling_of_a_path_takes_that_paths_route() {
     let public = Upstream::hello();
@@ -104,13 +104,7 @@ fn every_spelling_of_a_path_takes_that_paths_route() {
             .route(None, "/", "public")
             .route(None, "/admin", "admin"),
     );
-    let spellings = [
-        "/public/../admin/x",
-        "/public/%2e%2E/admin/x",
-        "/%61dmin/x",
-        "//admin/x",
-        "/./admin/x",
-    ];
+    let spellings = ["/%61dmin/x", "//admin/x", "/admin//x", "/%61%64min"];
     for target in spellings {
         let request =
             format!("GET {target} HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n");
@@ -122,12 +116,17 @@ fn every_spelling_of_a_path_takes_that_paths_route() {
         seen, spellings,
         "each went to /admin's upstream, as it came"
     );
+    for target in [
+        "/public/../admin/x",
+        "/admin/..",
+        "/admin/%2e%2e",
+        "/./admin",
+        "/a%zz",
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a.example\r\n\r\n");
+        let resp = send_raw(gh.addr(), request.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        gh.expect_failure(&resp, 400, "http_request_error");
+    }
     assert!(public.requests().is_empty(), "{:#?}", public.requests());
-    let resp = send_raw(
-        gh.addr(),
-        b"GET /a/../../etc/passwd HTTP/1.1\r\nHost: a.example\r\n\r\n",
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    gh.expect_failure(&resp, 400, "http_request_error");
-    assert!(public.requests().is_empty() && admin.requests().len() == spellings.len());
+    assert_eq!(admin.requests().len(), spellings.len());
 }

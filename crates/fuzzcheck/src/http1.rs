@@ -39,7 +39,7 @@ fn request_head(input: &[u8], limit: usize) {
             assert!(input.ends_with(&buf), "a refused head left other bytes");
             assert!(input.len() - buf.len() <= limit, "refused past the limit");
             assert!(
-                matches!(error.status.as_u16(), 400 | 414 | 431),
+                matches!(error.status.as_u16(), 400 | 414 | 431 | 505),
                 "refused with {}",
                 error.status
             );

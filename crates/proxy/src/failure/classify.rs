@@ -312,25 +312,23 @@ pub fn response_body_error(err: &(dyn StdError + 'static), chunked: bool) -> Fai
     failure
 }
 
-/// A client's HTTP/2 request body that did not arrive whole: the client reset the stream, the
-/// connection went, or the body broke the protocol (h2 refuses DATA beyond the
-/// `Content-Length`, and an END_STREAM short of it).
+/// A client's HTTP/2 request body that did not arrive whole: the client reset the stream or
+/// sent GOAWAY, or its connection went (it is gone: 499 in the log); or gatehouse ended the
+/// stream or the connection itself, for a body that broke HTTP/2's rules (DATA beyond the
+/// `Content-Length`, an END_STREAM short of it, flow control) or a client it sent away.
 pub fn http2_request_body_error(err: &h2::Error) -> Failure {
-    if err.is_reset() && !err.is_remote() {
-        return Failure::client(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "the request body broke HTTP/2 framing (its length disagrees with \
-                 Content-Length): {err}"
-            ),
-        );
+    if err.is_io() || err.is_remote() {
+        let why = if err.is_reset() {
+            "the client reset the stream before sending the whole request body"
+        } else {
+            "the client closed the connection before sending the whole request body"
+        };
+        return Failure::client_gone(format!("{why}: {err}"));
     }
-    let why = if err.is_reset() {
-        "the client reset the stream before sending the whole request body"
-    } else {
-        "the client closed the connection before sending the whole request body"
-    };
-    Failure::client_gone(format!("{why}: {err}"))
+    Failure::client(
+        StatusCode::BAD_REQUEST,
+        format!("the request body's stream was ended by gatehouse (HTTP/2 rules broken): {err}"),
+    )
 }
 
 fn is_reset(err: &(dyn StdError + 'static)) -> bool {

@@ -75,7 +75,15 @@ impl HeadError {
 /// line ends in no version at all (no `/` in its last word: another protocol, not HTTP/1.x) or
 /// is a broken HTTP/2 preface, else 400.
 fn bad_version(buf: &[u8]) -> HeadError {
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    // Blank lines before the request line are skipped, as httparse skips them (RFC 9112 §2.2).
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = buf[start..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
     let shown = String::from_utf8_lossy(&version[..version.len().min(16)]).into_owned();
@@ -454,11 +462,17 @@ mod tests {
         ] {
             assert_eq!(answered(text), (StatusCode::BAD_REQUEST, true), "{text:?}");
         }
-        // HTTP/1.x text naming a later version: 505, answered.
-        assert_eq!(
-            answered("GET / HTTP/2.0\r\nHost: x\r\n\r\n"),
-            (StatusCode::HTTP_VERSION_NOT_SUPPORTED, false)
-        );
+        // HTTP/1.x text naming a later version: 505, answered (after blank lines too).
+        for text in [
+            "GET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            "\r\n\r\nGET / HTTP/2.0\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                answered(text),
+                (StatusCode::HTTP_VERSION_NOT_SUPPORTED, false),
+                "{text:?}"
+            );
+        }
         for text in [
             "GET / HTTP/1.7\r\nHost: x\r\n\r\n",
             "GET / HTTX/1.1\r\nHost: x\r\n\r\n",

@@ -29,12 +29,8 @@ impl<'a> Pipeline<'a> {
             path => path,
         };
         // Routed by its normal form, so that no spelling of a path takes a laxer route.
-        let Ok(path) = crate::router::path::normalize(path) else {
-            return Err(Failure::client(
-                http::StatusCode::BAD_REQUEST,
-                "request path climbs above the root with .. segments",
-            ));
-        };
+        let path = crate::router::path::normalize(path)
+            .map_err(|why| Failure::client(http::StatusCode::BAD_REQUEST, why.describe()))?;
         let Some(routed) = snapshot.router.route(host.as_deref(), &path) else {
             return Err(Failure::new(
                 FailureKind::DestinationNotFound,
