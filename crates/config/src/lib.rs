@@ -17,6 +17,7 @@
 mod diag;
 pub mod model;
 mod raw;
+pub mod route_path;
 mod schema;
 mod validate;
 mod values;

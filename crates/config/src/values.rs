@@ -403,7 +403,23 @@ pub(crate) fn route_path(s: &str) -> Result<(), Bad> {
             "a route path is a plain path prefix: no query, fragment, spaces or non-ASCII (percent-encode them)",
         ));
     }
-    Ok(())
+    // Requests are routed by their path's normal form: a prefix written otherwise would
+    // never match, or match what another route's prefix matches.
+    match crate::route_path::normalize(s) {
+        Ok(normal) if normal != s => Err(bad(
+            format!("{s:?} is not in normal form (requests are routed by theirs)"),
+            format!("write \"{normal}\""),
+        )),
+        Ok(_) => Ok(()),
+        Err(crate::route_path::Unroutable::DotSegment) => Err(bad(
+            format!("{s:?} has a . or .. segment, which no request's path is routed by"),
+            "write the path with its dot segments resolved",
+        )),
+        Err(crate::route_path::Unroutable::BadPercent) => Err(bad(
+            format!("{s:?} has a % not followed by two hex digits"),
+            "percent-encode a literal % as %25",
+        )),
+    }
 }
 
 /// An RFC 8941 §3.3.4 sf-token: starts with ALPHA or `*`, then tchar (RFC 9110 §5.6.2), `:` or `/`.

@@ -1,8 +1,8 @@
 //! Routing by host and path prefix.
 
 use arbitrary::Unstructured;
+use gatehouse_config::route_path::normalize;
 use gatehouse_config::{HostMatch, RouteConfig};
-use gatehouse_proxy::router::path::normalize;
 use gatehouse_proxy::router::{Router, request_host};
 
 const HOSTS: &[&str] = &[

@@ -65,6 +65,27 @@ fn route_path_must_start_with_slash() {
 }
 
 #[test]
+fn route_path_must_be_in_normal_form() {
+    let text = format!(
+        "[[route]]\npath = \"//api/%7ev1\"\nupstream = \"api\"\n\
+         [[route]]\npath = \"/api/../admin\"\nupstream = \"api\"\n\
+         [[route]]\npath = \"/100%\"\nupstream = \"api\"\n{TAIL}"
+    );
+    let all = diags(&text);
+    assert_eq!(all.len(), 3, "{all:#?}");
+    at(&all[0], 2, 8, "route[0].path", "is not in normal form");
+    assert_eq!(all[0].fix, "write \"/api/~v1\"");
+    at(&all[1], 5, 8, "route[1].path", "has a . or .. segment");
+    at(
+        &all[2],
+        8,
+        8,
+        "route[2].path",
+        "% not followed by two hex digits",
+    );
+}
+
+#[test]
 fn route_host_problems() {
     let text = format!(
         "[[route]]\nhost = \"example.com:8080\"\nupstream = \"api\"\n\

@@ -15,7 +15,8 @@ use gatehouse_config::{
 
 use crate::limit::LimitId;
 
-pub mod path;
+/// The normal form of paths, shared with the config (which holds route prefixes to it).
+pub use gatehouse_config::route_path as path;
 
 /// A compiled route table.
 #[derive(Debug)]

@@ -1,4 +1,5 @@
-//! The path a request is routed by: its target's path normalized as RFC 3986 §6.2.2 says,
+//! The path a request is routed by, and the form a route's `path` is written in: normalized as
+//! RFC 3986 §6.2.2 says,
 //! so that the usual other spellings of a path that a server behind gatehouse reads as `/login`
 //! take `/login`'s route (its limits, its cache, its maintenance), never a laxer one:
 //!
