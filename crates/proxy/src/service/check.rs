@@ -201,13 +201,11 @@ fn check_target(parts: &Parts) -> Result<(), Failure> {
         return Ok(());
     }
     if uri.authority().is_some() {
-        if parts.method != http::Method::CONNECT {
-            return refused(
-                "request target is in authority-form (host:port), which only CONNECT may use \
-                 (RFC 9112 §3.2.3)",
-            );
-        }
-        return Ok(());
+        // (CONNECT, the one method that may use it, was answered above.)
+        return refused(
+            "request target is in authority-form (host:port), which only CONNECT may use \
+             (RFC 9112 §3.2.3)",
+        );
     }
     match uri.path() {
         "*" => Ok(()),
@@ -231,11 +229,23 @@ impl Pipeline<'_> {
                 ),
             ));
         }
-        let header_size: usize = parts
-            .headers
-            .iter()
-            .map(|(name, value)| name.as_str().len() + value.len() + 4)
-            .sum();
+        // One pass: the section's size, and (HTTP/2 only) the first field whose value starts
+        // or ends with whitespace (RFC 9113 §8.2.1: malformed, and a proxy must not forward it;
+        // HTTP/1.1 parsing trims it).
+        let check_padding = parts.version == Version::HTTP_2;
+        let mut header_size = 0;
+        let mut padded = None;
+        for (name, value) in &parts.headers {
+            header_size += name.as_str().len() + value.len() + 4;
+            let bytes = value.as_bytes();
+            if check_padding
+                && padded.is_none()
+                && (matches!(bytes.first(), Some(b' ' | b'\t'))
+                    || matches!(bytes.last(), Some(b' ' | b'\t')))
+            {
+                padded = Some(name);
+            }
+        }
         if header_size > limits.max_request_header_size {
             return Err(Failure::client(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -288,15 +298,7 @@ impl Pipeline<'_> {
                 "request has both Transfer-Encoding and Content-Length (RFC 9112 §6.1)",
             ));
         }
-        // RFC 9113 §8.2.1: an HTTP/2 field value never starts or ends with whitespace (HTTP/1.1
-        // parsing trims it); one that does is malformed, and a proxy must not forward it.
-        if parts.version == Version::HTTP_2
-            && let Some((name, _)) = parts.headers.iter().find(|(_, value)| {
-                let value = value.as_bytes();
-                matches!(value.first(), Some(b' ' | b'\t'))
-                    || matches!(value.last(), Some(b' ' | b'\t'))
-            })
-        {
+        if let Some(name) = padded {
             return Err(Failure::client(
                 StatusCode::BAD_REQUEST,
                 format!(
