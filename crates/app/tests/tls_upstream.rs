@@ -520,6 +520,11 @@ async fn answer(
         _ => {}
     }
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if req.uri().path() == "/status-600" {
+        let mut response = Response::new(Full::new(&b"beyond 599"[..]));
+        *response.status_mut() = hyper::StatusCode::from_u16(600).unwrap();
+        return response;
+    }
     if req.uri().path() == "/unavailable" {
         let mut response = Response::new(Full::new(&b"down for now"[..]));
         *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
@@ -599,6 +604,18 @@ fn http2_falls_back_to_http11_when_the_server_does_not_choose_h2() {
     let seen = origin.requests();
     assert!(seen.iter().all(|r| r.version == 1), "{seen:#?}");
     assert_eq!(origin.connections(), 1, "HTTP/1.1 keep-alive");
+}
+
+/// RFC 9110 §15: a status code is 100 to 599. An HTTP/2 upstream's `:status` of 600 is a
+/// protocol error (502), as it is from an HTTP/1.1 upstream, never passed on.
+#[test]
+fn an_http2_upstream_status_beyond_599_is_a_protocol_error() {
+    let h2 = H2Origin::start(None);
+    let gh = start(proxy_to(&[h2.addr.to_string()]).upstream_setting("app", "http2", true));
+    let resp = Req::get("/status-600").send(gh.addr());
+    gh.expect_failure(&resp, 502, "http_protocol_error");
+    let warning = gh.failure_log(resp.request_id());
+    assert!(warning.to_string().contains("outside 100-599"), "{warning}");
 }
 
 #[test]

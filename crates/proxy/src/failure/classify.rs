@@ -243,6 +243,22 @@ pub fn response_timeout(response_timeout: std::time::Duration) -> Failure {
     )
 }
 
+/// A final status code is 100 to 599 (RFC 9110 §15); `http` takes up to 999, and an HTTP/2
+/// upstream's `:status` is not checked otherwise (the HTTP/1.1 client refuses it as it parses).
+pub fn response_status(status: http::StatusCode) -> Result<(), Failure> {
+    if status.as_u16() <= 599 {
+        return Ok(());
+    }
+    Err(Failure::new(
+        FailureKind::HttpProtocolError,
+        Phase::ReadingResponseHeaders,
+        format!(
+            "response status {} is outside 100-599 (RFC 9110 §15)",
+            status.as_u16()
+        ),
+    ))
+}
+
 /// Checks the response's message framing before forwarding it. Returns whether it is chunked.
 ///
 /// RFC 9112 §6.1: gatehouse decodes only `chunked`; any other transfer coding cannot be

@@ -49,7 +49,8 @@ impl Pipeline<'_> {
         let Attempt { response, conn } = attempt;
         let server = Arc::clone(&lease.server);
         let (mut parts, body) = response.into_parts();
-        let framing = classify::response_framing(&parts.headers);
+        let framing = classify::response_status(parts.status)
+            .and_then(|()| classify::response_framing(&parts.headers));
         let chunked = match framing {
             Ok(chunked) => chunked,
             Err(failure) => {
