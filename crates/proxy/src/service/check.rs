@@ -81,27 +81,35 @@ fn host_from_target(parts: &mut Parts) -> Result<(), Failure> {
 /// §6.2.3): case aside, and with the scheme's default port (or an empty one) left out, so
 /// `Host: a.example:443` goes with `:authority: a.example` on an `https` request.
 fn same_authority(host: &[u8], authority: &[u8], scheme: Option<&str>) -> bool {
-    let default_port: &[u8] = match scheme {
-        Some("https") => b"443",
-        _ => b"80",
+    let default_port = if scheme.is_some_and(|s| s.eq_ignore_ascii_case("https")) {
+        443
+    } else {
+        80
     };
-    let normalized = |value| without_port(value, default_port);
-    normalized(host).eq_ignore_ascii_case(normalized(authority))
+    let (host_name, host_port) = host_and_port(host, default_port);
+    let (authority_name, authority_port) = host_and_port(authority, default_port);
+    host_name.eq_ignore_ascii_case(authority_name) && host_port == authority_port
 }
 
-/// `value` without its port when the port is `default_port` or empty.
-fn without_port<'a>(value: &'a [u8], default_port: &[u8]) -> &'a [u8] {
+/// `value`'s host and its port as a number (the default when it has none or an empty one; the
+/// bytes as they are when they are not digits, which then only match themselves).
+fn host_and_port(value: &[u8], default_port: u32) -> (&[u8], Result<u32, &[u8]>) {
     // The port follows the last colon, unless that colon is inside an IPv6 literal.
     match value.iter().rposition(|&b| b == b':') {
         Some(colon) if !value[colon..].contains(&b']') => {
             let port = &value[colon + 1..];
-            if port.is_empty() || port == default_port {
-                &value[..colon]
+            let number = if port.is_empty() {
+                Ok(default_port)
+            } else if port.iter().all(u8::is_ascii_digit) {
+                Ok(port.iter().fold(0u32, |n, &d| {
+                    n.saturating_mul(10).saturating_add(u32::from(d - b'0'))
+                }))
             } else {
-                value
-            }
+                Err(port)
+            };
+            (&value[..colon], number)
         }
-        _ => value,
+        _ => (value, Ok(default_port)),
     }
 }
 
@@ -440,6 +448,13 @@ mod tests {
         assert!(same_authority(b"a.example", b"a.example:443", https));
         assert!(same_authority(b"a.example:", b"a.example", https));
         assert!(same_authority(b"[::1]:443", b"[::1]", https));
+        assert!(same_authority(b"a.example:0443", b"a.example", https));
+        assert!(same_authority(
+            b"a.example:443",
+            b"a.example",
+            Some("HTTPS")
+        ));
+        assert!(same_authority(b"a.example:8080", b"a.example:08080", http));
         assert!(!same_authority(b"a.example:443", b"a.example", http));
         assert!(!same_authority(b"a.example:8080", b"a.example", http));
         assert!(!same_authority(b"b.example", b"a.example", http));
