@@ -803,3 +803,53 @@ fn a_stream_reset_mid_body_is_recorded_as_client_closed() {
         "{record}"
     );
 }
+
+/// Over HTTP/2 as over HTTP/1.1: CONNECT gets 501 (no tunnels to hosts a client names), and a
+/// request is routed by its path's normal form (`/%61dmin` takes `/admin`'s route), with a dot
+/// segment refused.
+#[test]
+fn http2_requests_get_the_same_connect_and_path_checks() {
+    let public = Upstream::hello();
+    let admin = Upstream::hello();
+    let gh = start(
+        &Config::new()
+            .upstream("public", [public.addr()])
+            .upstream("admin", [admin.addr()])
+            .route(None, "/", "public")
+            .route(None, "/admin", "admin"),
+    );
+    let runtime = client_runtime();
+    let statuses = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut statuses = Vec::new();
+        for (method, target) in [
+            ("CONNECT", "a.example:443".to_owned()),
+            ("GET", "http://a.example/%61dmin/x".to_owned()),
+            ("GET", "http://a.example/admin/../x".to_owned()),
+        ] {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(target.as_str())
+                .body(())
+                .unwrap();
+            let mut client = client.clone().ready().await.unwrap();
+            let (response, _) = client.send_request(request, true).unwrap();
+            statuses.push((target, response.await.unwrap().status().as_u16()));
+        }
+        statuses
+    });
+    let statuses: Vec<_> = statuses.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("a.example:443", 501),
+            ("http://a.example/%61dmin/x", 200),
+            ("http://a.example/admin/../x", 400)
+        ]
+    );
+    let seen: Vec<_> = admin.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(seen, ["/%61dmin/x"]);
+    assert!(public.requests().is_empty(), "{:#?}", public.requests());
+}
