@@ -867,6 +867,30 @@ fn a_client_closing_mid_body_is_logged_as_gone_not_as_a_bad_request() {
 }
 
 #[test]
+fn a_client_that_shuts_its_sending_side_mid_body_still_reads_the_400() {
+    // Its request never arrived whole: recorded as gone (499), but the socket still reads.
+    let upstream = Upstream::hello();
+    let gh = in_front_of(upstream.addr());
+    let mut client = TcpStream::connect(gh.addr()).unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: app.test\r\nX-Request-Id: half-mid-body\r\n\
+              Content-Length: 1000\r\n\r\n0123456789",
+        )
+        .unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = client.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    let record = gh.access_log("half-mid-body");
+    assert_eq!(record["status"], 499, "{record}");
+}
+
+#[test]
 fn bytes_that_are_not_http_1_are_closed_on_unanswered_and_logged() {
     // An HTTP/2 client whose preface went wrong (or another protocol) on the port that serves
     // HTTP/1.1 and h2c: an HTTP/1.1 400 would be garbage to it, so the connection just closes.

@@ -621,6 +621,28 @@ fn a_stream_the_client_stops_taking_lets_go_of_its_upstream_after_client_write_t
     );
 }
 
+/// An `h2` client connection to `addr` (prior knowledge), driven in the background.
+async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Sends each request (without a body) in turn on `client`; the statuses, in order.
+async fn statuses_of(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    requests: impl IntoIterator<Item = http::Request<()>>,
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for request in requests {
+        let mut client = client.clone().ready().await.unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        statuses.push(response.await.unwrap().status().as_u16());
+    }
+    statuses
+}
+
 /// A runtime for a test's own `h2` client.
 fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -638,9 +660,7 @@ fn a_stream_reset_while_the_upstream_works_is_recorded_as_client_closed() {
     let gh = start(&Config::proxy_to([upstream.addr()]));
     let runtime = client_runtime();
     runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
-        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
+        let mut client = h2_client(gh.addr()).await;
         let request = http::Request::get(format!("http://{}/hang", gh.addr()))
             .header("x-request-id", "reset-1")
             .body(())
@@ -705,9 +725,7 @@ fn http2_cookie_fields_reach_the_upstream_as_one() {
     let gh = start(&Config::proxy_to([upstream.addr()]));
     let runtime = client_runtime();
     let status = runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
-        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
+        let mut client = h2_client(gh.addr()).await;
         let request = http::Request::get(format!("http://{}/c", gh.addr()))
             .header("cookie", "a=1")
             .header("cookie", "b=2")
@@ -736,29 +754,23 @@ fn http2_field_values_and_host_are_checked_as_rfc_9113_says() {
     let upstream = Upstream::hello();
     let gh = start(&Config::proxy_to([upstream.addr()]));
     let runtime = client_runtime();
-    let statuses = runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
-        let mut statuses = Vec::new();
-        for (path, name, value) in [
-            ("/padded", "x-note", " a"),
-            ("/padded-tab", "x-note", "a\t"),
-            ("/default-port", "host", "app.test:80"),
-            ("/other-port", "host", "app.test:8080"),
-        ] {
-            let request = http::Request::get(format!("http://app.test{path}"))
-                .header(name, http::HeaderValue::from_static(value))
-                .body(())
-                .unwrap();
-            let mut client = client.clone().ready().await.unwrap();
-            let (response, _) = client.send_request(request, true).unwrap();
-            statuses.push((path, response.await.unwrap().status().as_u16()));
-        }
-        statuses
+    let cases = [
+        ("/padded", "x-note", " a"),
+        ("/padded-tab", "x-note", "a\t"),
+        ("/default-port", "host", "app.test:80"),
+        ("/other-port", "host", "app.test:8080"),
+    ];
+    let requests = cases.map(|(path, name, value)| {
+        http::Request::get(format!("http://app.test{path}"))
+            .header(name, http::HeaderValue::from_static(value))
+            .body(())
+            .unwrap()
     });
+    let statuses =
+        runtime.block_on(async { statuses_of(&h2_client(gh.addr()).await, requests).await });
+    let paths = cases.map(|(path, _, _)| path);
     assert_eq!(
-        statuses,
+        paths.into_iter().zip(statuses).collect::<Vec<_>>(),
         [
             ("/padded", 400),
             ("/padded-tab", 400),
@@ -782,9 +794,7 @@ fn a_stream_reset_mid_body_is_recorded_as_client_closed() {
     let gh = start(&Config::proxy_to([upstream.addr()]));
     let runtime = client_runtime();
     runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
-        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
+        let mut client = h2_client(gh.addr()).await;
         let request = http::Request::post(format!("http://{}/upload", gh.addr()))
             .header("x-request-id", "reset-mid-body")
             .header("content-length", "1000")
@@ -819,30 +829,26 @@ fn http2_requests_get_the_same_connect_and_path_checks() {
             .route(None, "/admin", "admin"),
     );
     let runtime = client_runtime();
-    let statuses = runtime.block_on(async {
-        let tcp = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
-        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-        tokio::spawn(conn);
-        let mut statuses = Vec::new();
-        for (method, target) in [
-            ("CONNECT", "a.example:443".to_owned()),
-            ("GET", "http://a.example/%61dmin/x".to_owned()),
-            ("GET", "http://a.example/admin/../x".to_owned()),
-        ] {
-            let request = http::Request::builder()
-                .method(method)
-                .uri(target.as_str())
-                .body(())
-                .unwrap();
-            let mut client = client.clone().ready().await.unwrap();
-            let (response, _) = client.send_request(request, true).unwrap();
-            statuses.push((target, response.await.unwrap().status().as_u16()));
-        }
-        statuses
+    let targets = [
+        ("CONNECT", "a.example:443"),
+        ("GET", "http://a.example/%61dmin/x"),
+        ("GET", "http://a.example/admin/../x"),
+    ];
+    let requests = targets.map(|(method, target)| {
+        http::Request::builder()
+            .method(method)
+            .uri(target)
+            .body(())
+            .unwrap()
     });
-    let statuses: Vec<_> = statuses.iter().map(|(t, s)| (t.as_str(), *s)).collect();
+    let statuses =
+        runtime.block_on(async { statuses_of(&h2_client(gh.addr()).await, requests).await });
     assert_eq!(
-        statuses,
+        targets
+            .map(|(_, target)| target)
+            .into_iter()
+            .zip(statuses)
+            .collect::<Vec<_>>(),
         [
             ("a.example:443", 501),
             ("http://a.example/%61dmin/x", 200),
