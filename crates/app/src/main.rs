@@ -2,6 +2,7 @@
 //! request path lives in `gatehouse-proxy`; config parsing and validation in `gatehouse-config`.
 
 mod advice;
+mod alloc;
 mod cli;
 mod doctor;
 mod explain;
@@ -18,7 +19,7 @@ mod reload;
 /// mimalloc rather than glibc's allocator: cheaper per request (see the workspace manifest and
 /// docs/benchmarks.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 use std::process::ExitCode;
 

@@ -20,7 +20,8 @@
 //! files do NOT carry the backlog limit: for a LISTEN socket the `tx_queue` column is
 //! `write_seq - snd_una`, which is always 0. Only the `sock_diag` netlink interface
 //! reports the limit (`sk_max_ack_backlog`), and talking netlink needs raw libc calls,
-//! which this workspace forbids (`unsafe_code = "forbid"`). So the backlog is taken,
+//! which this workspace denies (`unsafe_code = "deny"`; only the allocator may). So the
+//! backlog is taken,
 //! best effort, from `ss -ltn` (iproute2, which speaks `sock_diag`) and stays `None`
 //! when `ss` is missing.
 
