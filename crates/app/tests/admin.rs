@@ -2,20 +2,13 @@
 //! bearer token, `gatehouse reload` sends it from the config, wrong methods get 405, and no
 //! admin answer may be cached.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 
+use gatehouse_testkit::peers::free_port;
 use gatehouse_testkit::{Config, Gatehouse, RawResponse, Reply, Req, Upstream};
 
 const TOKEN: &str = "c2VjcmV0LXRva2Vu";
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("local_addr: {e}"))
-        .port()
-}
 
 fn get(admin: SocketAddr, path: &str, token: Option<&str>) -> RawResponse {
     let mut req = Req::get(path);

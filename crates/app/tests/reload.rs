@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use gatehouse_testkit::peers::free_port;
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Reply, Req, Upstream};
 
 fn start(config: &Config) -> Gatehouse {
@@ -16,11 +17,6 @@ fn body_of(addr: SocketAddr) -> String {
     let response = Req::get("/").send(addr);
     assert_eq!(response.status, 200, "{}", response.text());
     response.text()
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 #[test]

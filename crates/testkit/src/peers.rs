@@ -3,7 +3,7 @@
 //! dropped. Tests use them to produce genuine logs, and to check configs with `nginx -t` and
 //! `haproxy -c`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -54,12 +54,10 @@ pub fn closed_port() -> u16 {
     port
 }
 
-/// A free loopback port (bound and released; the peer binds it right after).
+/// A free loopback port, below the ephemeral range (see [`crate::https::free_addr`]); the
+/// peer binds it right after.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+    crate::https::free_addr().port()
 }
 
 /// A running nginx or HAProxy. Its working directory (the `prefix` for nginx) is a temp
