@@ -9,7 +9,10 @@
 //!
 //! The only module of the workspace allowed `unsafe` code: an allocator is called through raw
 //! pointers by definition.
-#![allow(unsafe_code, reason = "a global allocator implements an unsafe trait over FFI calls")]
+#![allow(
+    unsafe_code,
+    reason = "a global allocator implements an unsafe trait over FFI calls"
+)]
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;
@@ -98,12 +101,31 @@ mod tests {
                     assert_eq!(block as usize % align, 0, "size {size}, align {align}");
                     block.write_bytes(0xA5, size);
                     let zeroed = MiMalloc.alloc_zeroed(layout);
-                    assert_eq!(zeroed as usize % align, 0, "zeroed size {size}, align {align}");
-                    assert!(std::slice::from_raw_parts(zeroed, size).iter().all(|&b| b == 0));
+                    assert_eq!(
+                        zeroed as usize % align,
+                        0,
+                        "zeroed size {size}, align {align}"
+                    );
+                    assert!(
+                        std::slice::from_raw_parts(zeroed, size)
+                            .iter()
+                            .all(|&b| b == 0)
+                    );
                     let grown = MiMalloc.realloc(block, layout, size * 2 + 3);
-                    assert_eq!(grown as usize % align, 0, "realloc size {size}, align {align}");
-                    assert!(std::slice::from_raw_parts(grown, size).iter().all(|&b| b == 0xA5));
-                    held.push((grown, Layout::from_size_align(size * 2 + 3, align).expect("valid")));
+                    assert_eq!(
+                        grown as usize % align,
+                        0,
+                        "realloc size {size}, align {align}"
+                    );
+                    assert!(
+                        std::slice::from_raw_parts(grown, size)
+                            .iter()
+                            .all(|&b| b == 0xA5)
+                    );
+                    held.push((
+                        grown,
+                        Layout::from_size_align(size * 2 + 3, align).expect("valid"),
+                    ));
                     held.push((zeroed, layout));
                 }
             }

@@ -547,12 +547,18 @@ mod tests {
         let addrs: Vec<SocketAddr> = (0..20).map(|_| free_addr()).collect();
         for addr in &addrs {
             if ephemeral_low > 11000 {
-                assert!(addr.port() >= 10000 && addr.port() < ephemeral_low, "{addr}");
+                assert!(
+                    addr.port() >= 10000 && addr.port() < ephemeral_low,
+                    "{addr}"
+                );
             }
             std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         }
         let distinct: std::collections::HashSet<_> = addrs.iter().collect();
-        assert!(distinct.len() > 1, "the ports are picked at random: {addrs:?}");
+        assert!(
+            distinct.len() > 1,
+            "the ports are picked at random: {addrs:?}"
+        );
     }
 
     #[test]
