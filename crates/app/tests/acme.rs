@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::https::{Https, TlsListener, free_addr, tls_listeners};
+use gatehouse_testkit::free_addr;
+use gatehouse_testkit::https::{Https, TlsListener, tls_listeners};
 use gatehouse_testkit::pebble::{Pebble, PebbleOptions};
 use gatehouse_testkit::{Config, Gatehouse, Req, TempFile, Upstream};
 use rustls::pki_types::CertificateDer;

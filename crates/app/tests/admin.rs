@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use gatehouse_testkit::peers::free_port;
+use gatehouse_testkit::free_port;
 use gatehouse_testkit::{Config, Gatehouse, RawResponse, Reply, Req, Upstream};
 
 const TOKEN: &str = "c2VjcmV0LXRva2Vu";

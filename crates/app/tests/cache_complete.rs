@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::peers::free_port;
+use gatehouse_testkit::free_port;
 use gatehouse_testkit::{Behavior, Config, Gatehouse, RawResponse, Reply, Req, Upstream};
 
 fn start(config: &Config) -> Gatehouse {

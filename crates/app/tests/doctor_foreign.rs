@@ -12,7 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::peers::{Peer, PeerKind, free_port};
+use gatehouse_testkit::free_port;
+use gatehouse_testkit::peers::{Peer, PeerKind};
 use gatehouse_testkit::{Behavior, Reply, Req, Upstream, big_header_response};
 use serde_json::Value;
 

@@ -8,9 +8,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use gatehouse_testkit::free_port;
 use gatehouse_testkit::https::{TlsListener, tls_listeners};
 use gatehouse_testkit::metrics::{parse_samples, sum};
-use gatehouse_testkit::peers::{Peer, PeerKind, free_port};
+use gatehouse_testkit::peers::{Peer, PeerKind};
 use gatehouse_testkit::tls::TestCa;
 use gatehouse_testkit::{Config, Gatehouse, RawConn, Req, Upstream, connect_from, curl};
 

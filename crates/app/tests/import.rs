@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::peers::{self, Peer, PeerKind, free_port};
+use gatehouse_testkit::free_port;
+use gatehouse_testkit::peers::{self, Peer, PeerKind};
 use gatehouse_testkit::tls::TestCa;
 use gatehouse_testkit::{Behavior, Gatehouse, Reply, Req, TempFile, Upstream};
 use serde_json::Value;

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use gatehouse_testkit::peers::free_port;
+use gatehouse_testkit::free_port;
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Reply, Req, Upstream};
 
 fn start(config: &Config) -> Gatehouse {

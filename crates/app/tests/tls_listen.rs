@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use gatehouse_testkit::https::{Https, HttpsConn, TlsListener, curl_any, free_addr, tls_listeners};
+use gatehouse_testkit::free_addr;
+use gatehouse_testkit::https::{Https, HttpsConn, TlsListener, curl_any, tls_listeners};
 use gatehouse_testkit::tls::{TestCa, TestCert};
 use gatehouse_testkit::{Behavior, Config, Gatehouse, Req, TempFile, Upstream, send_raw};
 

@@ -495,71 +495,9 @@ pub fn tls_listeners(listeners: impl IntoIterator<Item = TlsListener>) -> toml::
     toml::Value::Array(listeners.into_iter().map(Into::into).collect())
 }
 
-/// A loopback address with a port nothing listens on right now (for a listener whose port a
-/// test must know before gatehouse starts, e.g. for a redirect's `Location`).
-///
-/// The port is picked at random below the kernel's ephemeral range, so that no socket of the
-/// tests running beside this one can be handed it between this check and the bind that
-/// follows: a port from the ephemeral range, released here, may become the local port of
-/// another process's next outgoing connection, and the listener's bind then fails.
-pub fn free_addr() -> SocketAddr {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    const LOWEST: u16 = 10000;
-    if ephemeral_low > LOWEST + 1000 {
-        let span = u64::from(ephemeral_low - LOWEST);
-        for _ in 0..200 {
-            let port = LOWEST + (random() % span) as u16;
-            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-                drop(listener);
-                return SocketAddr::from(([127, 0, 0, 1], port));
-            }
-        }
-    }
-    // No room below the ephemeral range (or none of it free): whatever the kernel gives.
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"))
-}
-
-/// A random number, different in each call and each process.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    RandomState::new().hash_one((std::process::id(), CALLS.fetch_add(1, Ordering::Relaxed)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_addresses_are_bindable_and_below_the_ephemeral_range() {
-        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .expect("the ephemeral range")
-            .split_whitespace()
-            .next()
-            .and_then(|low| low.parse().ok())
-            .expect("a port number");
-        let addrs: Vec<SocketAddr> = (0..20).map(|_| free_addr()).collect();
-        for addr in &addrs {
-            if ephemeral_low > 11000 {
-                assert!(
-                    addr.port() >= 10000 && addr.port() < ephemeral_low,
-                    "{addr}"
-                );
-            }
-            std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        }
-        let distinct: std::collections::HashSet<_> = addrs.iter().collect();
-        assert!(
-            distinct.len() > 1,
-            "the ports are picked at random: {addrs:?}"
-        );
-    }
 
     #[test]
     fn the_last_head_of_a_dump_counts() {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::https::{Https, free_addr};
+use crate::free_addr;
+use crate::https::Https;
 use crate::tls::{TestCa, TestCert};
 use crate::{Req, TempFile};
 

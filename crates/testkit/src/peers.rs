@@ -33,33 +33,6 @@ impl PeerKind {
     }
 }
 
-/// A loopback port where connections are refused for as long as the test process runs: a
-/// socket is bound to it and never listens (the kernel answers a SYN there with RST) and is
-/// kept open, so no other test's listener can be handed the port in the meantime (as one could
-/// a port bound and released).
-pub fn closed_port() -> u16 {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .unwrap_or_else(|e| panic!("socket: {e}"));
-    socket
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
-    let port = socket
-        .local_addr()
-        .ok()
-        .and_then(|addr| addr.as_socket())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|| panic!("no local address"));
-    // Kept for the process's life: the port stays taken and refusing.
-    std::mem::forget(socket);
-    port
-}
-
-/// A free loopback port, below the ephemeral range (see [`crate::https::free_addr`]); the
-/// peer binds it right after.
-pub fn free_port() -> u16 {
-    crate::https::free_addr().port()
-}
-
 /// A running nginx or HAProxy. Its working directory (the `prefix` for nginx) is a temp
 /// directory holding the config and the logs; it is removed on drop, after the process is
 /// stopped.
@@ -199,6 +172,7 @@ pub fn check(kind: PeerKind, config: &Path, prefix: &Path) -> Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::free_port;
     use std::io::{Read, Write};
 
     fn get(addr: SocketAddr) -> String {

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::TempFile;
-use crate::peers::free_port;
+use crate::free_port;
 
 /// A running (or stopped) `redis-server`.
 #[derive(Debug)]

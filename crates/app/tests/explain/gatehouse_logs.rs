@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gatehouse_testkit::peers::free_port;
+use gatehouse_testkit::free_port;
 use gatehouse_testkit::{Behavior, TempFile, Upstream};
 use serde_json::Value;
 

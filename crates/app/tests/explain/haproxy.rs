@@ -5,7 +5,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gatehouse_testkit::peers::{Peer, PeerKind, free_port};
+use gatehouse_testkit::free_port;
+use gatehouse_testkit::peers::{Peer, PeerKind};
 use gatehouse_testkit::{Behavior, FullBacklog, Reply, TempFile, Upstream, big_header_response};
 use serde_json::Value;
 

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use gatehouse_testkit::peers::{Peer, PeerKind, free_port};
+use gatehouse_testkit::free_port;
+use gatehouse_testkit::peers::{Peer, PeerKind};
 use gatehouse_testkit::tls::{TestCa, Validity};
 use gatehouse_testkit::tls_origin::TlsOrigin;
 use gatehouse_testkit::{Behavior, DnsAnswer, FullBacklog, MockDns, Upstream, big_header_response};
